@@ -1,0 +1,333 @@
+//! The one error type: every refusal a caller can get, each mapped to an HTTP status, an error
+//! type string and, where a parameter is at fault, its name (SPEC §6).
+
+use std::fmt;
+
+use crate::heartbeat::{LeaseSnapshot, Precondition};
+use crate::ids::{EnvironmentId, WorkerId};
+use crate::state::{Operation, WorkState};
+
+/// A request parameter, named as on the wire.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Param {
+    /// `desired_ttl_seconds` (heartbeat).
+    DesiredTtlSeconds,
+    /// `expected_last_heartbeat` (heartbeat).
+    ExpectedLastHeartbeat,
+    /// `reclaim_older_than_ms` (poll).
+    ReclaimOlderThanMs,
+    /// `block_ms` (poll).
+    BlockMs,
+    /// `limit` (list).
+    Limit,
+    /// `page` (list).
+    Page,
+    /// `after_id` (list).
+    AfterId,
+    /// `before_id` (list).
+    BeforeId,
+    /// The worker id header (poll, ack).
+    WorkerId,
+    /// `metadata` (create, update).
+    Metadata,
+    /// `data` (create).
+    Data,
+    /// `id` of a new environment or work item.
+    Id,
+}
+
+impl Param {
+    /// The parameter's wire name.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::DesiredTtlSeconds => "desired_ttl_seconds",
+            Self::ExpectedLastHeartbeat => "expected_last_heartbeat",
+            Self::ReclaimOlderThanMs => "reclaim_older_than_ms",
+            Self::BlockMs => "block_ms",
+            Self::Limit => "limit",
+            Self::Page => "page",
+            Self::AfterId => "after_id",
+            Self::BeforeId => "before_id",
+            Self::WorkerId => "worker_id",
+            Self::Metadata => "metadata",
+            Self::Data => "data",
+            Self::Id => "id",
+        }
+    }
+}
+
+impl fmt::Display for Param {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Capacity of an [`Excerpt`]: any well-formed id fits whole.
+const EXCERPT_CAPACITY: usize = 72;
+
+/// The start of a caller-supplied text, kept inline so that building an error never allocates.
+///
+/// Texts longer than 72 bytes are cut at a character boundary and shown with a trailing `…`.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Excerpt {
+    len: u8,
+    truncated: bool,
+    buf: [u8; EXCERPT_CAPACITY],
+}
+
+impl Excerpt {
+    /// Keeps the start of `text`.
+    pub fn new(text: &str) -> Self {
+        let mut len = text.len().min(EXCERPT_CAPACITY);
+        while !text.is_char_boundary(len) {
+            len -= 1;
+        }
+        let mut buf = [0; EXCERPT_CAPACITY];
+        buf[..len].copy_from_slice(&text.as_bytes()[..len]);
+        Self {
+            // len <= EXCERPT_CAPACITY < 256.
+            len: len as u8,
+            truncated: len < text.len(),
+            buf,
+        }
+    }
+
+    /// Keeps the start of a value's `Display` text.
+    pub fn of(value: &impl fmt::Display) -> Self {
+        let mut writer = ExcerptWriter(Self::new(""));
+        // The writer never fails; it drops what does not fit.
+        let _ = fmt::write(&mut writer, format_args!("{value}"));
+        writer.0
+    }
+
+    /// The kept text.
+    pub fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.buf[..usize::from(self.len)])
+            .expect("invariant: an excerpt is cut at a char boundary")
+    }
+
+    /// Whether the original text was longer than what is kept.
+    pub fn is_truncated(&self) -> bool {
+        self.truncated
+    }
+}
+
+struct ExcerptWriter(Excerpt);
+
+impl fmt::Write for ExcerptWriter {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        let excerpt = &mut self.0;
+        let start = usize::from(excerpt.len);
+        let room = EXCERPT_CAPACITY - start;
+        let mut take = s.len().min(room);
+        while !s.is_char_boundary(take) {
+            take -= 1;
+        }
+        excerpt.buf[start..start + take].copy_from_slice(&s.as_bytes()[..take]);
+        excerpt.len += take as u8;
+        excerpt.truncated |= take < s.len();
+        Ok(())
+    }
+}
+
+impl fmt::Display for Excerpt {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())?;
+        if self.truncated {
+            f.write_str("…")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for Excerpt {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", self.as_str())?;
+        if self.truncated {
+            f.write_str("…")?;
+        }
+        Ok(())
+    }
+}
+
+/// Every refusal of the table or the request parsers. Maps to HTTP with [`Error::status`],
+/// [`Error::error_type`] and [`Error::param`].
+///
+/// Building any variant never allocates, so refusals cost no more than successes.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A parameter is malformed or out of range (400).
+    #[error("invalid {param}: expected {expected}, found {found:?}")]
+    InvalidParameter {
+        /// The parameter at fault.
+        param: Param,
+        /// What the parameter must be.
+        expected: &'static str,
+        /// What the caller sent (its start).
+        found: Excerpt,
+    },
+    /// Two parameters that exclude each other were both given (400).
+    #[error("{first} and {second} are mutually exclusive")]
+    ConflictingParameters {
+        /// The first of the two, in SPEC order.
+        first: Param,
+        /// The second.
+        second: Param,
+    },
+    /// The environment exists but is a `cloud` one; work operations need `self_hosted` (400).
+    #[error("environment {environment} is not self_hosted")]
+    NotSelfHosted {
+        /// The environment.
+        environment: EnvironmentId,
+    },
+    /// No such environment, or the id is malformed (404).
+    #[error("environment {id} not found")]
+    EnvironmentNotFound {
+        /// The id as given.
+        id: Excerpt,
+    },
+    /// No such work item in this environment, or the id is malformed (404).
+    #[error("work item {id} not found")]
+    WorkNotFound {
+        /// The id as given.
+        id: Excerpt,
+    },
+    /// An environment or work item with this id already exists (409).
+    #[error("{id} already exists")]
+    AlreadyExists {
+        /// The id.
+        id: Excerpt,
+    },
+    /// The item's state does not allow the operation (409).
+    #[error("cannot {operation} a work item that is {state}")]
+    InvalidState {
+        /// The refused operation.
+        operation: Operation,
+        /// The state the item is in.
+        state: WorkState,
+    },
+    /// The item was delivered to or acknowledged by another worker (409).
+    #[error("work item belongs to worker {holder}, not {worker}")]
+    WorkerMismatch {
+        /// The worker the item belongs to.
+        holder: WorkerId,
+        /// The worker that asked.
+        worker: WorkerId,
+    },
+    /// `expected_last_heartbeat` does not match the lease: another worker took over (412).
+    #[error("expected last heartbeat {expected}, but the lease has {}", current.describe_last_heartbeat())]
+    PreconditionFailed {
+        /// What the request expected.
+        expected: Precondition,
+        /// The lease as the table holds it.
+        current: LeaseSnapshot,
+    },
+}
+
+impl Error {
+    /// The HTTP status (SPEC §6).
+    pub const fn status(&self) -> u16 {
+        match self {
+            Self::InvalidParameter { .. }
+            | Self::ConflictingParameters { .. }
+            | Self::NotSelfHosted { .. } => 400,
+            Self::EnvironmentNotFound { .. } | Self::WorkNotFound { .. } => 404,
+            Self::AlreadyExists { .. }
+            | Self::InvalidState { .. }
+            | Self::WorkerMismatch { .. } => 409,
+            Self::PreconditionFailed { .. } => 412,
+        }
+    }
+
+    /// The error type string of the HTTP envelope (SPEC §6).
+    pub const fn error_type(&self) -> &'static str {
+        match self.status() {
+            404 => "not_found_error",
+            412 => "precondition_failed_error",
+            _ => "invalid_request_error",
+        }
+    }
+
+    /// The parameter at fault, if one is.
+    pub const fn param(&self) -> Option<Param> {
+        match self {
+            Self::InvalidParameter { param, .. } => Some(*param),
+            Self::ConflictingParameters { second, .. } => Some(*second),
+            Self::NotSelfHosted { .. }
+            | Self::EnvironmentNotFound { .. }
+            | Self::WorkNotFound { .. }
+            | Self::AlreadyExists { .. }
+            | Self::InvalidState { .. }
+            | Self::WorkerMismatch { .. }
+            | Self::PreconditionFailed { .. } => None,
+        }
+    }
+
+    pub(crate) fn invalid(param: Param, expected: &'static str, found: &str) -> Self {
+        Self::InvalidParameter {
+            param,
+            expected,
+            found: Excerpt::new(found),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn excerpts_cut_long_text_at_a_char_boundary() {
+        let long = "é".repeat(100);
+        let excerpt = Excerpt::new(&long);
+        assert!(excerpt.is_truncated());
+        assert_eq!(excerpt.as_str(), "é".repeat(36));
+        assert_eq!(Excerpt::new("abc").to_string(), "abc");
+        assert_eq!(
+            Excerpt::of(&format_args!("x{}", "é".repeat(40)))
+                .as_str()
+                .len(),
+            71
+        );
+    }
+
+    #[test]
+    fn statuses_follow_spec_section_6() {
+        let bad = Error::invalid(Param::Limit, "a positive integer", "abc");
+        assert_eq!(
+            (bad.status(), bad.error_type(), bad.param()),
+            (400, "invalid_request_error", Some(Param::Limit))
+        );
+        let missing = Error::WorkNotFound {
+            id: Excerpt::new("work_x"),
+        };
+        assert_eq!(
+            (missing.status(), missing.error_type()),
+            (404, "not_found_error")
+        );
+        let state = Error::InvalidState {
+            operation: Operation::Ack,
+            state: WorkState::Stopped,
+        };
+        assert_eq!(
+            (state.status(), state.error_type()),
+            (409, "invalid_request_error")
+        );
+        assert_eq!(state.to_string(), "cannot ack a work item that is stopped");
+        assert_eq!(
+            bad.to_string(),
+            "invalid limit: expected a positive integer, found \"abc\""
+        );
+    }
+
+    #[test]
+    fn errors_stay_small() {
+        assert!(
+            std::mem::size_of::<Error>() <= 96,
+            "{}",
+            std::mem::size_of::<Error>()
+        );
+    }
+}

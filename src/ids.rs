@@ -1,0 +1,463 @@
+//! Typed identifiers: environments (`env_…`), work items (`work_…`), sessions (`sess_…`) and
+//! workers.
+//!
+//! A prefixed id is its prefix followed by 1–64 characters of `[0-9A-Za-z]` (SPEC §1). Ids are
+//! validated when parsed, so a value of one of these types is always well formed. The common
+//! server-minted shape, 32 lowercase hex digits (a UUIDv7), is held inline as a `u128`: no heap
+//! allocation, and hashing or comparing it costs a couple of integer operations. Any other body
+//! is held as shared text, so cloning an id never allocates.
+
+use std::borrow::Cow;
+use std::cmp::Ordering;
+use std::fmt;
+use std::hash::{Hash, Hasher};
+use std::str::FromStr;
+use std::sync::Arc;
+
+use crate::error::Excerpt;
+use crate::time::Timestamp;
+
+/// The longest id body SPEC §1 allows.
+const MAX_BODY_LEN: usize = 64;
+
+/// The body of a prefixed id: canonical, so two bodies are equal exactly when their texts are.
+#[derive(Clone)]
+enum Body {
+    /// Exactly 32 lowercase hex digits, as a number (hex order equals text order).
+    Hex(u128),
+    /// Any other well-formed body.
+    Text(Arc<str>),
+}
+
+impl Body {
+    fn parse(body: &str) -> Option<Self> {
+        let bytes = body.as_bytes();
+        if bytes.is_empty() || bytes.len() > MAX_BODY_LEN {
+            return None;
+        }
+        if !bytes.iter().all(u8::is_ascii_alphanumeric) {
+            return None;
+        }
+        if bytes.len() == 32 {
+            if let Some(value) = parse_lower_hex(bytes) {
+                return Some(Self::Hex(value));
+            }
+        }
+        Some(Self::Text(Arc::from(body)))
+    }
+
+    /// Writes the body's text into `buf` and returns it; `buf` is only used for `Hex`.
+    fn text<'a>(&'a self, buf: &'a mut [u8; 32]) -> &'a str {
+        match self {
+            Self::Hex(value) => {
+                const DIGITS: &[u8; 16] = b"0123456789abcdef";
+                for (i, byte) in buf.iter_mut().enumerate() {
+                    let shift = (31 - i) * 4;
+                    // The mask keeps the index below 16.
+                    *byte = DIGITS[((value >> shift) & 0xf) as usize];
+                }
+                std::str::from_utf8(buf).expect("invariant: hex digits are ASCII")
+            }
+            Self::Text(text) => text,
+        }
+    }
+}
+
+fn parse_lower_hex(bytes: &[u8]) -> Option<u128> {
+    let mut value: u128 = 0;
+    for &byte in bytes {
+        let digit = match byte {
+            b'0'..=b'9' => byte - b'0',
+            b'a'..=b'f' => byte - b'a' + 10,
+            _ => return None,
+        };
+        value = (value << 4) | u128::from(digit);
+    }
+    Some(value)
+}
+
+impl PartialEq for Body {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Self::Hex(a), Self::Hex(b)) => a == b,
+            (Self::Text(a), Self::Text(b)) => a == b,
+            // Canonical form: a 32-lowercase-hex body is never stored as text.
+            (Self::Hex(_), Self::Text(_)) | (Self::Text(_), Self::Hex(_)) => false,
+        }
+    }
+}
+
+impl Eq for Body {}
+
+impl Hash for Body {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        match self {
+            Self::Hex(value) => state.write_u128(*value),
+            Self::Text(text) => text.hash(state),
+        }
+    }
+}
+
+impl Ord for Body {
+    fn cmp(&self, other: &Self) -> Ordering {
+        match (self, other) {
+            (Self::Hex(a), Self::Hex(b)) => a.cmp(b),
+            _ => {
+                let (mut left, mut right) = ([0; 32], [0; 32]);
+                self.text(&mut left).cmp(other.text(&mut right))
+            }
+        }
+    }
+}
+
+impl PartialOrd for Body {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+/// Why a text is not a well-formed id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{kind} ids are `{prefix}` followed by 1–64 characters of [0-9A-Za-z]")]
+pub struct MalformedId {
+    kind: &'static str,
+    prefix: &'static str,
+}
+
+impl MalformedId {
+    /// What kind of id was expected (`"environment"`, `"work"`, `"session"`, `"worker"`).
+    pub fn kind(&self) -> &'static str {
+        self.kind
+    }
+}
+
+macro_rules! prefixed_id {
+    ($(#[$doc:meta])* $name:ident, $prefix:literal, $kind:literal) => {
+        $(#[$doc])*
+        #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub struct $name(Body);
+
+        impl $name {
+            /// The prefix every id of this kind starts with.
+            pub const PREFIX: &'static str = $prefix;
+
+            /// Parses an id, prefix included.
+            ///
+            /// # Errors
+            ///
+            /// [`MalformedId`] when the text is not the prefix followed by 1–64 characters of
+            /// `[0-9A-Za-z]`.
+            ///
+            /// # Examples
+            ///
+            /// ```
+            #[doc = concat!("use worklease::", stringify!($name), ";")]
+            #[doc = concat!("let id: ", stringify!($name), " = \"", $prefix, "019f3be4fd2475d9a784bf2c739e1194\".parse().unwrap();")]
+            #[doc = concat!("assert_eq!(id.to_string(), \"", $prefix, "019f3be4fd2475d9a784bf2c739e1194\");")]
+            #[doc = concat!("assert!(\"", $prefix, "\".parse::<", stringify!($name), ">().is_err());")]
+            /// ```
+            pub fn parse(text: &str) -> Result<Self, MalformedId> {
+                text.strip_prefix($prefix)
+                    .and_then(Body::parse)
+                    .map(Self)
+                    .ok_or(MalformedId { kind: $kind, prefix: $prefix })
+            }
+
+            /// The id whose body is the 32 lowercase hex digits of `value` (a UUID, say).
+            pub fn from_u128(value: u128) -> Self {
+                Self(Body::Hex(value))
+            }
+
+            /// The id's 128-bit value when its body is 32 lowercase hex digits.
+            pub fn as_u128(&self) -> Option<u128> {
+                match self.0 {
+                    Body::Hex(value) => Some(value),
+                    Body::Text(_) => None,
+                }
+            }
+
+            /// Mints a creation-ordered id (UUIDv7 layout) from explicit inputs; see
+            /// [`mint_uuid_v7`].
+            pub fn mint(at: Timestamp, sequence: u64, entropy: u64) -> Self {
+                Self::from_u128(mint_uuid_v7(at, sequence, entropy))
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = MalformedId;
+
+            fn from_str(text: &str) -> Result<Self, Self::Err> {
+                Self::parse(text)
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                let mut buf = [0; 32];
+                f.write_str($prefix)?;
+                f.write_str(self.0.text(&mut buf))
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "{}({self})", stringify!($name))
+            }
+        }
+
+        impl AsId<$name> for $name {
+            fn as_id(&self) -> Result<Cow<'_, $name>, Excerpt> {
+                Ok(Cow::Borrowed(self))
+            }
+        }
+
+        impl AsId<$name> for str {
+            fn as_id(&self) -> Result<Cow<'_, $name>, Excerpt> {
+                $name::parse(self).map(Cow::Owned).map_err(|_| Excerpt::new(self))
+            }
+        }
+
+        impl AsId<$name> for String {
+            fn as_id(&self) -> Result<Cow<'_, $name>, Excerpt> {
+                self.as_str().as_id()
+            }
+        }
+    };
+}
+
+prefixed_id!(
+    /// An environment id: `env_` followed by 1–64 characters of `[0-9A-Za-z]`.
+    EnvironmentId,
+    "env_",
+    "environment"
+);
+prefixed_id!(
+    /// A work item id: `work_` followed by 1–64 characters of `[0-9A-Za-z]`.
+    ///
+    /// Ids order by their text; server-minted ids ([`WorkId::mint`]) sort in creation order, so
+    /// ascending id means oldest first.
+    WorkId,
+    "work_",
+    "work"
+);
+prefixed_id!(
+    /// A session id (the `data.id` of a work item): `sess_` followed by 1–64 characters of
+    /// `[0-9A-Za-z]`.
+    SessionId,
+    "sess_",
+    "session"
+);
+
+/// An id as an operation accepts it: a parsed id, or the raw text a server received.
+///
+/// Raw text that is not a well-formed id is answered exactly like an unknown id (404), so a
+/// server can pass path segments straight through and still get SPEC §3.3's check order.
+pub trait AsId<T: Clone> {
+    /// The parsed id, borrowed when it already is one.
+    ///
+    /// # Errors
+    ///
+    /// The start of the raw text when it is not a well-formed id.
+    fn as_id(&self) -> Result<Cow<'_, T>, Excerpt>;
+}
+
+impl<T: Clone, A: AsId<T> + ?Sized> AsId<T> for &A {
+    fn as_id(&self) -> Result<Cow<'_, T>, Excerpt> {
+        (**self).as_id()
+    }
+}
+
+/// The longest worker id accepted.
+const MAX_WORKER_ID_LEN: usize = 128;
+
+/// A worker's self-chosen identity (the `Worker-ID` header): 1–128 visible ASCII characters.
+///
+/// Worker ids have no prefix; any visible ASCII (`!` to `~`) is allowed so hostnames, UUIDs and
+/// `host:pid` forms all fit. Cloning never allocates.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct WorkerId(Arc<str>);
+
+impl WorkerId {
+    /// Parses a worker id.
+    ///
+    /// # Errors
+    ///
+    /// [`MalformedId`] when the text is empty, longer than 128 bytes, or has a character
+    /// outside visible ASCII.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use worklease::WorkerId;
+    /// assert!(WorkerId::parse("worker-7:4412").is_ok());
+    /// assert!(WorkerId::parse("has space").is_err());
+    /// ```
+    pub fn parse(text: &str) -> Result<Self, MalformedId> {
+        let ok = !text.is_empty()
+            && text.len() <= MAX_WORKER_ID_LEN
+            && text.bytes().all(|b| b.is_ascii_graphic());
+        if ok {
+            Ok(Self(Arc::from(text)))
+        } else {
+            Err(MalformedId {
+                kind: "worker",
+                prefix: "",
+            })
+        }
+    }
+
+    /// The id's text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl FromStr for WorkerId {
+    type Err = MalformedId;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        Self::parse(text)
+    }
+}
+
+impl fmt::Display for WorkerId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for WorkerId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "WorkerId({})", self.0)
+    }
+}
+
+/// A UUIDv7 (RFC 9562) built from explicit inputs, so minting stays deterministic.
+///
+/// Layout: 48 bits of Unix milliseconds from `at` (clamped at zero), the version `7`, the low
+/// 12 bits of `sequence >> 30` then the variant `10` and the low 30 bits of `sequence`, then 32
+/// bits of `entropy`. Ids minted with a strictly increasing `sequence` within one millisecond,
+/// or with increasing milliseconds, sort in minting order.
+///
+/// # Examples
+///
+/// ```
+/// use worklease::{mint_uuid_v7, Timestamp, WorkId};
+/// let at = Timestamp::from_unix_micros(1_782_893_706_120_394);
+/// let first = WorkId::mint(at, 0, 0xdead_beef);
+/// let second = WorkId::mint(at, 1, 0x0000_0001);
+/// assert!(first < second);
+/// assert_eq!(first.as_u128(), Some(mint_uuid_v7(at, 0, 0xdead_beef)));
+/// ```
+pub fn mint_uuid_v7(at: Timestamp, sequence: u64, entropy: u64) -> u128 {
+    let millis = u128::from(at.unix_micros().max(0).unsigned_abs() / 1000) & ((1 << 48) - 1);
+    let seq_high = u128::from((sequence >> 30) & 0xfff);
+    let seq_low = u128::from(sequence & ((1 << 30) - 1));
+    let entropy = u128::from(entropy & 0xffff_ffff);
+    (millis << 80) | (0x7 << 76) | (seq_high << 64) | (0b10 << 62) | (seq_low << 32) | entropy
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::hash_map::DefaultHasher;
+
+    fn hash_of<T: Hash>(value: &T) -> u64 {
+        let mut hasher = DefaultHasher::new();
+        value.hash(&mut hasher);
+        hasher.finish()
+    }
+
+    #[test]
+    fn documented_ids_parse_and_print_back() {
+        for text in [
+            "work_019f3be4fd2475d9a784bf2c739e1194",
+            "work_a",
+            "work_ABC123",
+            "work_019F3BE4FD2475D9A784BF2C739E1194",
+        ] {
+            let id = WorkId::parse(text).expect("well-formed");
+            assert_eq!(id.to_string(), text);
+        }
+        let env = EnvironmentId::parse("env_019e64e01a137caf953ac2ac7b42ec5c").expect("ok");
+        assert_eq!(env.as_u128(), Some(0x019e64e01a137caf953ac2ac7b42ec5c));
+    }
+
+    #[test]
+    fn malformed_ids_are_refused() {
+        let too_long = format!("work_{}", "a".repeat(65));
+        for text in [
+            "",
+            "work_",
+            "work",
+            "env_abc",
+            "work_ab-c",
+            "work_é",
+            "Work_a",
+            &too_long,
+        ] {
+            assert!(WorkId::parse(text).is_err(), "{text:?} parsed");
+        }
+        assert!(WorkId::parse(&format!("work_{}", "a".repeat(64))).is_ok());
+    }
+
+    #[test]
+    fn uppercase_hex_is_text_and_differs_from_lowercase() {
+        let lower = WorkId::parse("work_019f3be4fd2475d9a784bf2c739e1194").expect("ok");
+        let upper = WorkId::parse("work_019F3BE4FD2475D9A784BF2C739E1194").expect("ok");
+        assert_ne!(lower, upper);
+        assert_eq!(upper.as_u128(), None);
+        // Text order: '0'-'9' < 'A'-'Z' < 'a'-'z'.
+        assert!(upper < lower);
+    }
+
+    #[test]
+    fn worker_ids_accept_visible_ascii_only() {
+        assert!(WorkerId::parse("w").is_ok());
+        assert!(WorkerId::parse(&"w".repeat(128)).is_ok());
+        for bad in ["", " w", "w\n", "wé", &"w".repeat(129)] {
+            assert!(WorkerId::parse(bad).is_err(), "{bad:?} parsed");
+        }
+    }
+
+    #[test]
+    fn minted_ids_follow_uuid_v7_layout() {
+        let at = Timestamp::from_unix_micros(1_782_893_706_120_394);
+        let value = mint_uuid_v7(at, 0, 0);
+        assert_eq!(value >> 80, 1_782_893_706_120);
+        assert_eq!((value >> 76) & 0xf, 7);
+        assert_eq!((value >> 62) & 0b11, 0b10);
+    }
+
+    fn body() -> impl Strategy<Value = String> {
+        prop_oneof!["[0-9a-f]{32}", "[0-9A-Za-z]{1,64}", "[0-9a-fA-F]{31,33}",]
+    }
+
+    proptest! {
+        #[test]
+        fn order_equality_and_hash_follow_the_text(a in body(), b in body()) {
+            let (ia, ib) = (WorkId::parse(&format!("work_{a}")).unwrap(), WorkId::parse(&format!("work_{b}")).unwrap());
+            prop_assert_eq!(ia.cmp(&ib), a.cmp(&b));
+            prop_assert_eq!(ia == ib, a == b);
+            if a == b {
+                prop_assert_eq!(hash_of(&ia), hash_of(&ib));
+            }
+            prop_assert_eq!(ia.to_string(), format!("work_{a}"));
+        }
+
+        #[test]
+        fn parsing_arbitrary_text_never_panics(text in ".*") {
+            let _ = WorkId::parse(&text);
+            let _ = EnvironmentId::parse(&text);
+            let _ = WorkerId::parse(&text);
+        }
+
+        #[test]
+        fn mint_orders_by_time_then_sequence(ms_a in 0i64..1 << 47, ms_b in 0i64..1 << 47, sa in 0u64..1 << 42, sb in 0u64..1 << 42, e in any::<u64>()) {
+            let a = WorkId::mint(Timestamp::from_unix_micros(ms_a * 1000), sa, e);
+            let b = WorkId::mint(Timestamp::from_unix_micros(ms_b * 1000), sb, e);
+            prop_assert_eq!(a.cmp(&b), (ms_a, sa).cmp(&(ms_b, sb)));
+        }
+    }
+}
