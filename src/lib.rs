@@ -1,4 +1,6 @@
 #![doc = include_str!("../README.md")]
+// Library code states the invariant behind every unwrap (`expect`); tests and examples may not.
+#![warn(clippy::unwrap_used)]
 
 mod error;
 mod heartbeat;
