@@ -679,10 +679,7 @@ fn a_lapsed_lease_is_requeued_logged_and_reclaimed() {
         "lapse noticed late: {after:?}"
     );
     assert!(
-        server
-            .stderr
-            .lock()
-            .contains(&format!("{work} active -> queued (lapses: 1)")),
+        server.logged(&format!("{work} active -> queued (lapses: 1)")),
         "the sweeper logs the lapse: {}",
         server.stderr.lock()
     );
@@ -747,7 +744,7 @@ fn a_long_poll_wakes_the_moment_work_is_created() {
             "did not block: {waited:?}"
         );
         assert!(
-            created.elapsed() < Duration::from_millis(300),
+            created.elapsed() < Duration::from_millis(400),
             "woken late: {:?} after creation",
             created.elapsed()
         );
@@ -986,6 +983,24 @@ fn bad_input_of_any_size_or_shape_gets_a_clear_4xx() {
 }
 
 #[test]
+fn a_body_that_never_arrives_times_out_with_408() {
+    let server = Server::start(&[]);
+    let environment = server.environment("self_hosted");
+    let started = Instant::now();
+    let head = format!(
+        "POST {} HTTP/1.1\r\nhost: x\r\nauthorization: {}\r\ncontent-length: 1000\r\n\r\n{{\"data\"",
+        work_path(&environment, ""),
+        bearer()
+    );
+    assert_eq!(server.raw_status(head.as_bytes()), 408);
+    let waited = started.elapsed();
+    assert!(
+        (Duration::from_millis(4_900)..Duration::from_secs(8)).contains(&waited),
+        "{waited:?}"
+    );
+}
+
+#[test]
 fn the_server_prints_a_generated_token_and_honours_the_environment_variable() {
     let generated = Server::start_raw(&["--listen", "127.0.0.1:0"], &[]);
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -1055,10 +1070,12 @@ fn sigterm_shuts_the_server_down_cleanly() {
         .wait_exit(Duration::from_secs(5))
         .expect("exits within 5 s");
     assert!(exit.success(), "{exit:?}");
-    std::thread::sleep(Duration::from_millis(50));
-    let log = server.stderr.lock().clone();
-    assert!(log.contains("shut down cleanly"), "{log}");
-    assert!(log.contains(&environment), "{log}");
+    assert!(
+        server.logged("shut down cleanly"),
+        "{}",
+        server.stderr.lock()
+    );
+    assert!(server.logged(&environment), "{}", server.stderr.lock());
 }
 
 #[test]
@@ -1083,10 +1100,7 @@ fn max_attempts_stops_an_item_that_lapsed_too_often() {
     assert_eq!(item.json["state"], "stopped", "{}", item.text);
     assert!(item.json["stopped_at"].is_string());
     assert!(
-        server
-            .stderr
-            .lock()
-            .contains("starting -> stopped (lapses: 1)"),
+        server.logged(&format!("{work} starting -> stopped (lapses: 1)")),
         "{}",
         server.stderr.lock()
     );

@@ -6,6 +6,7 @@ use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
@@ -22,6 +23,10 @@ use crate::app::Shared;
 
 /// The largest request body read; larger ones get 413.
 pub(crate) const BODY_LIMIT: usize = 64 * 1024;
+
+/// How long a body may take to arrive: a client that announces more than it sends gets 408
+/// instead of holding a task forever.
+const BODY_TIMEOUT: Duration = Duration::from_secs(5);
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 const RESPONSE_REQUEST_ID: HeaderName = HeaderName::from_static("request-id");
@@ -256,15 +261,26 @@ pub(crate) fn worker_id(headers: &HeaderMap) -> Result<Option<WorkerId>, ApiErro
     Ok(parse_worker_id(raw.as_deref())?)
 }
 
-/// Reads a body of at most [`BODY_LIMIT`] bytes.
+/// Reads a body of at most [`BODY_LIMIT`] bytes, within [`BODY_TIMEOUT`].
 pub(crate) async fn read_body(body: Body) -> Result<Bytes, ApiError> {
-    axum::body::to_bytes(body, BODY_LIMIT).await.map_err(|_| {
-        ApiError::own(
+    match tokio::time::timeout(BODY_TIMEOUT, axum::body::to_bytes(body, BODY_LIMIT)).await {
+        Ok(Ok(bytes)) => Ok(bytes),
+        // A length-limit error, or the connection failed mid-body: either way the body is
+        // not one we will read.
+        Ok(Err(_)) => Err(ApiError::own(
             StatusCode::PAYLOAD_TOO_LARGE,
             "request_too_large",
             format!("request bodies are limited to {BODY_LIMIT} bytes"),
-        )
-    })
+        )),
+        Err(_) => Err(ApiError::own(
+            StatusCode::REQUEST_TIMEOUT,
+            "timeout_error",
+            format!(
+                "the request body did not arrive within {} s",
+                BODY_TIMEOUT.as_secs()
+            ),
+        )),
+    }
 }
 
 /// Parses a JSON body; `None` when it is empty (or only whitespace).

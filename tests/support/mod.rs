@@ -17,7 +17,8 @@ use ureq::http::Request;
 /// The token the tests start servers with.
 pub(crate) const TOKEN: &str = "test-token-1";
 
-/// The built example binary, built on demand when this test binary runs without it.
+/// The example binary, built (or found up to date) by cargo once per test run, so a filtered
+/// `cargo test --test server` never drives a stale server.
 pub(crate) fn binary() -> PathBuf {
     static PATH: OnceLock<PathBuf> = OnceLock::new();
     PATH.get_or_init(|| {
@@ -27,17 +28,28 @@ pub(crate) fn binary() -> PathBuf {
             .parent()
             .and_then(|deps| deps.parent())
             .expect("the test binary lives in target/<profile>/deps");
-        let path = profile_dir
-            .join("examples")
-            .join(format!("server{}", std::env::consts::EXE_SUFFIX));
-        if !path.exists() {
-            let status = Command::new(env!("CARGO"))
-                .args(["build", "--example", "server", "--features", "serde"])
-                .status()
-                .expect("cargo runs");
-            assert!(status.success(), "building the example failed");
+        let target_dir = profile_dir.parent().expect("target/<profile>");
+        let mut build = Command::new(env!("CARGO"));
+        build
+            .args([
+                "build",
+                "--quiet",
+                "--example",
+                "server",
+                "--features",
+                "serde",
+            ])
+            .arg("--target-dir")
+            .arg(target_dir)
+            .current_dir(env!("CARGO_MANIFEST_DIR"));
+        if profile_dir.ends_with("release") {
+            build.arg("--release");
         }
-        path
+        let status = build.status().expect("cargo runs");
+        assert!(status.success(), "building the example server failed");
+        profile_dir
+            .join("examples")
+            .join(format!("server{}", std::env::consts::EXE_SUFFIX))
     })
     .clone()
 }
@@ -140,6 +152,18 @@ impl Server {
     /// The server's process id.
     pub(crate) fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// Waits up to 3 s for `needle` to appear on stderr (a reader thread copies it over).
+    pub(crate) fn logged(&self, needle: &str) -> bool {
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(3) {
+            if self.stderr.lock().contains(needle) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        false
     }
 
     /// Waits up to `limit` for the process to exit.
