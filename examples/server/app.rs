@@ -1,6 +1,7 @@
 //! The routes: each handler parses with the crate's parsers, calls the table under the lock
 //! with `now` read here at the edge, and renders with `worklease::json`.
 
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -36,6 +37,9 @@ pub(crate) struct Shared {
     pub(crate) schedule: Notify,
     pub(crate) token: String,
     pub(crate) mint: Mint,
+    /// The latest instant an id was minted at (Unix µs), so ids keep sorting in creation order
+    /// even if the wall clock steps back.
+    minted_at: AtomicI64,
 }
 
 impl Shared {
@@ -46,7 +50,19 @@ impl Shared {
             schedule: Notify::new(),
             token,
             mint: Mint::new(),
+            minted_at: AtomicI64::new(i64::MIN),
         }
+    }
+
+    /// A new id's time and sequence. Called under the table lock, so ids sort in the order
+    /// the table receives them: the time never goes back and the sequence breaks ties.
+    fn mint_inputs(&self, now: Timestamp) -> (Timestamp, u64, u64) {
+        let previous = self
+            .minted_at
+            .fetch_max(now.unix_micros(), Ordering::Relaxed);
+        let at = Timestamp::from_unix_micros(previous.max(now.unix_micros()));
+        let sequence = self.mint.sequence();
+        (at, sequence, self.mint.entropy(sequence, 1))
     }
 }
 
@@ -179,10 +195,14 @@ async fn create_environment(State(shared): State<Arc<Shared>>, body: Body) -> Ha
             ))
         }
     };
-    let now = now();
-    let sequence = shared.mint.sequence();
-    let id = EnvironmentId::mint(now, sequence, shared.mint.entropy(sequence, 0));
-    shared.table.lock().register_environment(id.clone(), kind)?;
+    let (now, id) = {
+        let mut table = shared.table.lock();
+        let now = now();
+        let (at, sequence, entropy) = shared.mint_inputs(now);
+        let id = EnvironmentId::mint(at, sequence, entropy);
+        table.register_environment(id.clone(), kind)?;
+        (now, id)
+    };
     let created_at = now.to_rfc3339();
     let environment = EnvironmentObject {
         id: id.to_string(),
@@ -211,13 +231,13 @@ async fn create_work(
     let body: CreateWork = parse_json(&read_body(body).await?)?.unwrap_or_default();
     let session = body.session()?;
     let metadata = body.metadata()?;
-    let now = now();
-    let sequence = shared.mint.sequence();
-    let id = WorkId::mint(now, sequence, shared.mint.entropy(sequence, 1));
-    let item = shared
-        .table
-        .lock()
-        .create_work(environment.as_str(), id, session, metadata, now)?;
+    let item = {
+        let mut table = shared.table.lock();
+        let now = now();
+        let (at, sequence, entropy) = shared.mint_inputs(now);
+        let id = WorkId::mint(at, sequence, entropy);
+        table.create_work(environment.as_str(), id, session, metadata, now)?
+    };
     shared.work_ready.notify_waiters();
     shared.schedule.notify_one();
     Ok(json(StatusCode::OK, &Work(&item)))
