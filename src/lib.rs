@@ -6,6 +6,8 @@ mod error;
 mod heartbeat;
 mod ids;
 mod item;
+#[cfg(feature = "serde")]
+pub mod json;
 mod metadata;
 mod request;
 mod state;

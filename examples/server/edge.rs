@@ -1,0 +1,314 @@
+//! The HTTP edge around the table: the error envelope, request ids, authentication, query
+//! strings, bodies and headers. Everything a client sends is checked here or by the crate's
+//! parsers, so no input reaches the table unvalidated and none can panic the server.
+
+use std::collections::hash_map::RandomState;
+use std::hash::{BuildHasher, Hasher};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::http::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION, CONTENT_TYPE};
+use axum::http::StatusCode;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use worklease::json::ErrorEnvelope;
+use worklease::{parse_worker_id, Error, WorkerId};
+
+use crate::app::Shared;
+
+/// The largest request body read; larger ones get 413.
+pub(crate) const BODY_LIMIT: usize = 64 * 1024;
+
+/// How long a body may take to arrive: a client that announces more than it sends gets 408
+/// instead of holding a task forever.
+const BODY_TIMEOUT: Duration = Duration::from_secs(5);
+
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+const RESPONSE_REQUEST_ID: HeaderName = HeaderName::from_static("request-id");
+const API_KEY: HeaderName = HeaderName::from_static("x-api-key");
+const WORKER_ID: HeaderName = HeaderName::from_static("worker-id");
+const ANTHROPIC_WORKER_ID: HeaderName = HeaderName::from_static("anthropic-worker-id");
+
+/// A refusal, rendered as the SPEC §6 envelope once the request id is known.
+#[derive(Clone, Debug)]
+pub(crate) enum ApiError {
+    /// A refusal of the table or of the crate's parsers: status, type and param come from it.
+    Table(Error),
+    /// A refusal of the server's own (auth, routing, bodies).
+    Own {
+        status: StatusCode,
+        error_type: &'static str,
+        message: String,
+        param: Option<&'static str>,
+    },
+}
+
+impl ApiError {
+    pub(crate) fn own(status: StatusCode, error_type: &'static str, message: String) -> Self {
+        Self::Own {
+            status,
+            error_type,
+            message,
+            param: None,
+        }
+    }
+
+    pub(crate) fn bad_request(message: String, param: Option<&'static str>) -> Self {
+        Self::Own {
+            status: StatusCode::BAD_REQUEST,
+            error_type: "invalid_request_error",
+            message,
+            param,
+        }
+    }
+
+    fn status(&self) -> StatusCode {
+        match self {
+            Self::Table(error) => {
+                StatusCode::from_u16(error.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+            }
+            Self::Own { status, .. } => *status,
+        }
+    }
+
+    fn envelope<'a>(&'a self, request_id: &'a str) -> ErrorEnvelope<'a> {
+        match self {
+            Self::Table(error) => ErrorEnvelope::of(error, request_id),
+            Self::Own {
+                error_type,
+                message,
+                param,
+                ..
+            } => {
+                let envelope = ErrorEnvelope::new(error_type, message.as_str(), request_id);
+                match param {
+                    Some(param) => envelope.with_param(param),
+                    None => envelope,
+                }
+            }
+        }
+    }
+}
+
+impl From<Error> for ApiError {
+    fn from(error: Error) -> Self {
+        Self::Table(error)
+    }
+}
+
+/// The refusal travels in the response's extensions until [`request_ids`] renders it: only
+/// that outermost layer knows the request id.
+#[derive(Clone, Debug)]
+struct Pending(Arc<ApiError>);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut response = self.status().into_response();
+        response.extensions_mut().insert(Pending(Arc::new(self)));
+        response
+    }
+}
+
+/// A JSON response.
+pub(crate) fn json(status: StatusCode, body: &impl Serialize) -> Response {
+    match serde_json::to_vec(body) {
+        Ok(bytes) => (
+            status,
+            [(CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+            bytes,
+        )
+            .into_response(),
+        Err(error) => ApiError::own(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "api_error",
+            format!("cannot render the response: {error}"),
+        )
+        .into_response(),
+    }
+}
+
+/// Mints request ids and tokens: a counter mixed with per-process random keys (std's
+/// `RandomState`), so they are unique and not guessable from one another.
+#[derive(Debug)]
+pub(crate) struct Mint {
+    counter: AtomicU64,
+    keys: [RandomState; 2],
+}
+
+impl Mint {
+    pub(crate) fn new() -> Self {
+        Self {
+            counter: AtomicU64::new(0),
+            keys: [RandomState::new(), RandomState::new()],
+        }
+    }
+
+    /// The next value of the counter.
+    pub(crate) fn sequence(&self) -> u64 {
+        self.counter.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// 64 bits that depend on `seed` and the process's random keys.
+    pub(crate) fn entropy(&self, seed: u64, key: usize) -> u64 {
+        let mut hasher = self.keys[key % 2].build_hasher();
+        hasher.write_u64(seed);
+        hasher.finish()
+    }
+
+    /// 32 hex digits no other call of this process returns.
+    pub(crate) fn hex128(&self) -> String {
+        let n = self.sequence();
+        format!("{:016x}{:016x}", self.entropy(n, 0), self.entropy(n, 1))
+    }
+}
+
+/// Outermost layer: picks the request id (the client's `x-request-id` when it is sane), echoes
+/// it as `request-id`, and renders any refusal as the envelope that carries it.
+pub(crate) async fn request_ids(
+    State(shared): State<Arc<Shared>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let request_id = request
+        .headers()
+        .get(REQUEST_ID)
+        .and_then(|value| value.to_str().ok())
+        .filter(|id| !id.is_empty() && id.len() <= 128 && id.bytes().all(|b| b.is_ascii_graphic()))
+        .map_or_else(|| format!("req_{}", shared.mint.hex128()), str::to_owned);
+    let mut response = next.run(request).await;
+    if let Some(Pending(error)) = response.extensions_mut().remove::<Pending>() {
+        let status = response.status();
+        response = json(status, &error.envelope(&request_id));
+    }
+    if let Ok(value) = HeaderValue::from_str(&request_id) {
+        response.headers_mut().insert(RESPONSE_REQUEST_ID, value);
+    }
+    response
+}
+
+/// Every route needs `Authorization: Bearer <token>` or `x-api-key: <token>`.
+pub(crate) async fn authenticate(
+    State(shared): State<Arc<Shared>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let headers = request.headers();
+    let bearer = headers
+        .get(AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token);
+    let api_key = headers.get(API_KEY).and_then(|value| value.to_str().ok());
+    let presented = bearer.or(api_key);
+    match presented {
+        Some(token) if same_secret(token.trim().as_bytes(), shared.token.as_bytes()) => {
+            next.run(request).await
+        }
+        Some(_) => ApiError::own(
+            StatusCode::UNAUTHORIZED,
+            "authentication_error",
+            "invalid bearer token".to_owned(),
+        )
+        .into_response(),
+        None => ApiError::own(
+            StatusCode::UNAUTHORIZED,
+            "authentication_error",
+            "missing credentials: send `Authorization: Bearer <token>` or `x-api-key: <token>`"
+                .to_owned(),
+        )
+        .into_response(),
+    }
+}
+
+/// Compares without stopping at the first differing byte, so timing does not leak a prefix.
+fn same_secret(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// A request's query values, first occurrence wins; unknown names are simply never asked for.
+#[derive(Debug, Default)]
+pub(crate) struct Query(Vec<(String, String)>);
+
+impl Query {
+    pub(crate) fn parse(raw: Option<&str>) -> Self {
+        Self(
+            form_urlencoded::parse(raw.unwrap_or("").as_bytes())
+                .map(|(name, value)| (name.into_owned(), value.into_owned()))
+                .collect(),
+        )
+    }
+
+    pub(crate) fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.as_str())
+    }
+}
+
+/// The worker id from `Worker-ID`, else `Anthropic-Worker-ID`.
+pub(crate) fn worker_id(headers: &HeaderMap) -> Result<Option<WorkerId>, ApiError> {
+    let raw = headers
+        .get(WORKER_ID)
+        .or_else(|| headers.get(ANTHROPIC_WORKER_ID))
+        .map(|value| String::from_utf8_lossy(value.as_bytes()).into_owned());
+    Ok(parse_worker_id(raw.as_deref())?)
+}
+
+/// Reads a body of at most [`BODY_LIMIT`] bytes, within [`BODY_TIMEOUT`].
+pub(crate) async fn read_body(body: Body) -> Result<Bytes, ApiError> {
+    match tokio::time::timeout(BODY_TIMEOUT, axum::body::to_bytes(body, BODY_LIMIT)).await {
+        Ok(Ok(bytes)) => Ok(bytes),
+        // A length-limit error, or the connection failed mid-body: either way the body is
+        // not one we will read.
+        Ok(Err(_)) => Err(ApiError::own(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "request_too_large",
+            format!("request bodies are limited to {BODY_LIMIT} bytes"),
+        )),
+        Err(_) => Err(ApiError::own(
+            StatusCode::REQUEST_TIMEOUT,
+            "timeout_error",
+            format!(
+                "the request body did not arrive within {} s",
+                BODY_TIMEOUT.as_secs()
+            ),
+        )),
+    }
+}
+
+/// Parses a JSON body; `None` when it is empty (or only whitespace).
+pub(crate) fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<Option<T>, ApiError> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(None);
+    }
+    serde_json::from_slice(bytes)
+        .map(Some)
+        .map_err(|error| ApiError::bad_request(format!("invalid JSON body: {error}"), None))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_compare_whole() {
+        assert!(same_secret(b"abc", b"abc"));
+        assert!(!same_secret(b"abc", b"abd"));
+        assert!(!same_secret(b"abc", b"abcd"));
+    }
+
+    #[test]
+    fn the_first_query_value_wins_and_is_decoded() {
+        let query = Query::parse(Some("a=1&b=x%2By&a=2&beta=true"));
+        assert_eq!(query.get("a"), Some("1"));
+        assert_eq!(query.get("b"), Some("x+y"));
+        assert_eq!(query.get("c"), None);
+    }
+}

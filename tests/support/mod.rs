@@ -1,0 +1,362 @@
+//! Starts the reference server (`examples/server`) as a child process on an ephemeral loopback
+//! port and talks to it with a real HTTP client.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, OnceLock};
+
+use parking_lot::Mutex;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use ureq::http::Request;
+
+/// The token the tests start servers with.
+pub(crate) const TOKEN: &str = "test-token-1";
+
+/// The example binary, built (or found up to date) by cargo once per test run, so a filtered
+/// `cargo test --test server` never drives a stale server.
+pub(crate) fn binary() -> PathBuf {
+    static PATH: OnceLock<PathBuf> = OnceLock::new();
+    PATH.get_or_init(|| {
+        let exe = std::env::current_exe().expect("the test binary has a path");
+        // target/<profile>/deps/server-… → target/<profile>/examples/server
+        let profile_dir = exe
+            .parent()
+            .and_then(|deps| deps.parent())
+            .expect("the test binary lives in target/<profile>/deps");
+        let target_dir = profile_dir.parent().expect("target/<profile>");
+        let mut build = Command::new(env!("CARGO"));
+        build
+            .args([
+                "build",
+                "--quiet",
+                "--example",
+                "server",
+                "--features",
+                "serde",
+            ])
+            .arg("--target-dir")
+            .arg(target_dir)
+            .current_dir(env!("CARGO_MANIFEST_DIR"));
+        if profile_dir.ends_with("release") {
+            build.arg("--release");
+        }
+        let status = build.status().expect("cargo runs");
+        assert!(status.success(), "building the example server failed");
+        profile_dir
+            .join("examples")
+            .join(format!("server{}", std::env::consts::EXE_SUFFIX))
+    })
+    .clone()
+}
+
+/// A running server; killed when dropped.
+pub(crate) struct Server {
+    child: Child,
+    /// `http://127.0.0.1:PORT`.
+    pub(crate) base: String,
+    /// Lines of stdout after the first.
+    pub(crate) stdout: Arc<Mutex<Vec<String>>>,
+    /// Everything on stderr so far.
+    pub(crate) stderr: Arc<Mutex<String>>,
+    agent: ureq::Agent,
+}
+
+/// A response, with the body parsed as JSON when it is JSON.
+#[derive(Debug)]
+pub(crate) struct Reply {
+    pub(crate) status: u16,
+    pub(crate) text: String,
+    pub(crate) json: Value,
+    pub(crate) request_id: Option<String>,
+}
+
+impl Server {
+    /// Starts the server with `--token TOKEN --listen 127.0.0.1:0` and `args`.
+    pub(crate) fn start(args: &[&str]) -> Self {
+        let mut all = vec!["--listen", "127.0.0.1:0", "--token", TOKEN];
+        all.extend_from_slice(args);
+        Self::start_raw(&all, &[])
+    }
+
+    /// Starts the server with exactly these arguments and environment variables.
+    pub(crate) fn start_raw(args: &[&str], env: &[(&str, &str)]) -> Self {
+        let mut command = Command::new(binary());
+        command
+            .args(args)
+            .env_remove("WORKLEASE_TOKEN")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (name, value) in env {
+            command.env(name, value);
+        }
+        let mut child = command.spawn().expect("the server starts");
+        let stdout = child.stdout.take().expect("piped");
+        let stderr = child.stderr.take().expect("piped");
+        let (first_tx, first_rx) = mpsc::channel();
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let rest = lines.clone();
+        std::thread::spawn(move || {
+            let mut reader = BufReader::new(stdout).lines();
+            let first = reader.next().and_then(Result::ok).unwrap_or_default();
+            let _ = first_tx.send(first);
+            for line in reader.map_while(Result::ok) {
+                rest.lock().push(line);
+            }
+        });
+        let log = Arc::new(Mutex::new(String::new()));
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            let mut stderr = stderr;
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = stderr.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock().push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        });
+        let first = match first_rx.recv_timeout(Duration::from_secs(20)) {
+            Ok(line) => line,
+            Err(_) => {
+                let _ = child.kill();
+                panic!("the server printed nothing within 20 s");
+            }
+        };
+        let base = first
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| {
+                let _ = child.kill();
+                panic!("unexpected first line {first:?}; stderr: {}", log.lock())
+            })
+            .to_owned();
+        let agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(10)))
+            .build()
+            .into();
+        Self {
+            child,
+            base,
+            stdout: lines,
+            stderr: log,
+            agent,
+        }
+    }
+
+    /// The server's process id.
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Waits up to 3 s for `needle` to appear on stderr (a reader thread copies it over).
+    pub(crate) fn logged(&self, needle: &str) -> bool {
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(3) {
+            if self.stderr.lock().contains(needle) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        false
+    }
+
+    /// Waits up to `limit` for the process to exit.
+    pub(crate) fn wait_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
+        let start = Instant::now();
+        while start.elapsed() < limit {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    /// Any request: `headers` as given (no token added), `body` as bytes.
+    pub(crate) fn request(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<&[u8]>,
+    ) -> Reply {
+        let mut builder = Request::builder()
+            .method(method)
+            .uri(format!("{}{path}", self.base));
+        for (name, value) in headers {
+            builder = builder.header(*name, *value);
+        }
+        let result = match body {
+            Some(bytes) => self.agent.run(
+                builder
+                    .header("content-type", "application/json")
+                    .body(bytes.to_vec())
+                    .expect("request"),
+            ),
+            None => self.agent.run(builder.body(()).expect("request")),
+        };
+        let mut response = result.unwrap_or_else(|error| panic!("{method} {path}: {error}"));
+        let status = response.status().as_u16();
+        let request_id = response
+            .headers()
+            .get("request-id")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let text = response
+            .body_mut()
+            .read_to_string()
+            .expect("a readable body");
+        let json = serde_json::from_str(&text).unwrap_or(Value::Null);
+        Reply {
+            status,
+            text,
+            json,
+            request_id,
+        }
+    }
+
+    /// Writes raw bytes on a new connection and returns the response's status code.
+    pub(crate) fn raw_status(&self, bytes: &[u8]) -> u16 {
+        let address = self.base.trim_start_matches("http://");
+        let mut stream = TcpStream::connect(address).expect("connects");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        // The server may answer and close before it has read everything.
+        let _ = stream.write_all(bytes);
+        let mut head = Vec::new();
+        let _ = stream.take(64).read_to_end(&mut head);
+        let head = String::from_utf8_lossy(&head);
+        head.strip_prefix("HTTP/1.1 ")
+            .and_then(|rest| rest.get(..3))
+            .and_then(|code| code.parse().ok())
+            .unwrap_or_else(|| panic!("no status line in {head:?}"))
+    }
+
+    /// GET with the bearer token.
+    pub(crate) fn get(&self, path: &str) -> Reply {
+        self.request("GET", path, &[("authorization", &bearer())], None)
+    }
+
+    /// GET with the bearer token and extra headers.
+    pub(crate) fn get_with(&self, path: &str, headers: &[(&str, &str)]) -> Reply {
+        let auth = bearer();
+        let mut all = vec![("authorization", auth.as_str())];
+        all.extend_from_slice(headers);
+        self.request("GET", path, &all, None)
+    }
+
+    /// POST a JSON body with the bearer token.
+    pub(crate) fn post(&self, path: &str, body: &Value) -> Reply {
+        self.post_with(path, &[], Some(body))
+    }
+
+    /// POST with the bearer token, extra headers and an optional JSON body.
+    pub(crate) fn post_with(
+        &self,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<&Value>,
+    ) -> Reply {
+        let auth = bearer();
+        let mut all = vec![("authorization", auth.as_str())];
+        all.extend_from_slice(headers);
+        let bytes = body.map(|body| serde_json::to_vec(body).expect("json"));
+        self.request("POST", path, &all, bytes.as_deref())
+    }
+
+    /// Creates an environment of `kind` under `/v1` and returns its id.
+    pub(crate) fn environment(&self, kind: &str) -> String {
+        let reply = self.post(
+            "/v1/environments",
+            &json!({"name": "test", "config": {"type": kind}}),
+        );
+        assert_eq!(reply.status, 200, "{}", reply.text);
+        reply.json["id"].as_str().expect("an id").to_owned()
+    }
+
+    /// Creates a queued work item and returns its id.
+    pub(crate) fn work(&self, environment: &str) -> String {
+        let reply = self.post(
+            &format!("/v1/environments/{environment}/work"),
+            &json!({"data": {"type": "session", "id": "sess_test"}}),
+        );
+        assert_eq!(reply.status, 200, "{}", reply.text);
+        reply.json["id"].as_str().expect("an id").to_owned()
+    }
+
+    /// Polls, acks and heartbeats (`NO_HEARTBEAT`) as `worker`; returns the work id and token.
+    pub(crate) fn claim(&self, environment: &str, worker: &str) -> (String, String) {
+        let polled = self.get_with(
+            &format!("/v1/environments/{environment}/work/poll"),
+            &[("worker-id", worker)],
+        );
+        assert_eq!(polled.status, 200, "{}", polled.text);
+        let work = polled.json["id"]
+            .as_str()
+            .expect("work to claim")
+            .to_owned();
+        let acked = self.post_with(
+            &format!("/v1/environments/{environment}/work/{work}/ack"),
+            &[("worker-id", worker)],
+            None,
+        );
+        assert_eq!(acked.status, 200, "{}", acked.text);
+        let beat = self.post_with(
+            &format!(
+                "/v1/environments/{environment}/work/{work}/heartbeat?expected_last_heartbeat=NO_HEARTBEAT"
+            ),
+            &[],
+            None,
+        );
+        assert_eq!(beat.status, 200, "{}", beat.text);
+        let token = beat.json["last_heartbeat"]
+            .as_str()
+            .expect("token")
+            .to_owned();
+        (work, token)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `Bearer TOKEN`.
+pub(crate) fn bearer() -> String {
+    format!("Bearer {TOKEN}")
+}
+
+/// Asserts a SPEC §6 envelope: status, `error.type`, `error.param`, a non-empty message and a
+/// request id equal to the `request-id` header.
+#[track_caller]
+pub(crate) fn assert_error(reply: &Reply, status: u16, error_type: &str, param: Option<&str>) {
+    assert_eq!(reply.status, status, "{}", reply.text);
+    assert_eq!(reply.json["type"], "error", "{}", reply.text);
+    assert_eq!(reply.json["error"]["type"], error_type, "{}", reply.text);
+    assert_eq!(
+        reply.json["error"]["param"],
+        param.map_or(Value::Null, |p| json!(p)),
+        "{}",
+        reply.text
+    );
+    assert!(
+        reply.json["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
+        "{}",
+        reply.text
+    );
+    let request_id = reply.json["request_id"].as_str().expect("a request id");
+    assert!(!request_id.is_empty());
+    assert_eq!(reply.request_id.as_deref(), Some(request_id));
+}
