@@ -131,8 +131,9 @@ fn replay(table: &mut LeaseTable, recorded: &[Recorded]) -> Result<(), TestCaseE
 }
 
 proptest! {
+    // PROPTEST_CASES can raise the case count for a deep run, never lower it.
     #![proptest_config(ProptestConfig {
-        cases: 500,
+        cases: ProptestConfig::default().cases.max(500),
         ..ProptestConfig::default()
     })]
 

@@ -755,8 +755,9 @@ fn run(config: ConfigSel, steps: &[Step]) -> Result<(), TestCaseError> {
 }
 
 proptest! {
+    // PROPTEST_CASES can raise the case count for a deep run, never lower it.
     #![proptest_config(ProptestConfig {
-        cases: 2000,
+        cases: ProptestConfig::default().cases.max(2000),
         ..ProptestConfig::default()
     })]
 
