@@ -141,7 +141,7 @@ proptest! {
     #[test]
     fn two_tables_fed_the_same_operations_agree_on_everything(
         config in config_sel(),
-        steps in steps(60),
+        steps in steps(60, Clock::Mixed),
     ) {
         let mut first = new_table(config.config());
         let mut second = new_table(config.config());
@@ -166,7 +166,7 @@ proptest! {
     #[test]
     fn replaying_a_recorded_sequence_reproduces_every_result(
         config in config_sel(),
-        steps in steps(60),
+        steps in steps(60, Clock::Mixed),
         split in any::<prop::sample::Index>(),
     ) {
         let split = split.index(steps.len() + 1);

@@ -763,7 +763,25 @@ proptest! {
 
     /// Sequences over every operation and every kind of clock step.
     #[test]
-    fn table_matches_the_reference_model(config in config_sel(), steps in steps(60)) {
+    fn table_matches_the_reference_model(config in config_sel(), steps in steps(60, Clock::Mixed)) {
+        run(config, &steps)?;
+    }
+}
+
+proptest! {
+    // PROPTEST_CASES can raise the case count for a deep run, never lower it.
+    #![proptest_config(ProptestConfig {
+        cases: ProptestConfig::default().cases.max(1000),
+        ..ProptestConfig::default()
+    })]
+
+    /// The same on a clock that moves by whole seconds or not at all: equal deadlines and
+    /// repeated instants are the rule rather than the exception.
+    #[test]
+    fn table_matches_the_reference_model_on_a_coarse_clock(
+        config in config_sel(),
+        steps in steps(60, Clock::Coarse),
+    ) {
         run(config, &steps)?;
     }
 }

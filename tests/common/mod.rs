@@ -364,19 +364,39 @@ pub(crate) fn op() -> impl Strategy<Value = Gen> {
     ]
 }
 
-/// How far the clock moves before a step, in µs: not at all, µs, ms, seconds, minutes (past
-/// any TTL), exactly whole seconds (so deadlines and reclaim windows are hit exactly), or
-/// backwards.
-fn advance() -> impl Strategy<Value = i64> {
-    prop_oneof![
-        6 => Just(0i64),
-        4 => 1i64..1_000,
-        6 => 1_000i64..1_000_000,
-        5 => 1_000_000i64..10_000_000,
-        2 => 30_000_000i64..700_000_000,
-        4 => prop::sample::select(vec![1_000_000i64, 5_000_000, 10_000_000, 30_000_000, 60_000_000]),
-        2 => -5_000_000i64..-1,
-    ]
+/// How a case's clock moves between steps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Clock {
+    /// Not at all, µs, ms, seconds, minutes (past any TTL), exactly whole seconds (so
+    /// deadlines and reclaim windows are hit exactly), or backwards.
+    Mixed,
+    /// Whole seconds only, mostly not at all: many leases share a deadline (lapse order falls
+    /// back to creation order) and many heartbeats share an instant (tokens must still grow).
+    Coarse,
+}
+
+/// How far the clock moves before a step, in µs.
+fn advance(clock: Clock) -> BoxedStrategy<i64> {
+    let seconds =
+        |s: &[i64]| prop::sample::select(s.iter().map(|s| s * 1_000_000).collect::<Vec<_>>());
+    match clock {
+        Clock::Mixed => prop_oneof![
+            6 => Just(0i64),
+            4 => 1i64..1_000,
+            6 => 1_000i64..1_000_000,
+            5 => 1_000_000i64..10_000_000,
+            2 => 30_000_000i64..700_000_000,
+            4 => seconds(&[1, 5, 10, 30, 60]),
+            2 => -5_000_000i64..-1,
+        ]
+        .boxed(),
+        Clock::Coarse => prop_oneof![
+            8 => Just(0i64),
+            4 => seconds(&[1, 5, 10, 30]),
+            1 => seconds(&[-1, -5]),
+        ]
+        .boxed(),
+    }
 }
 
 fn probe() -> impl Strategy<Value = i64> {
@@ -387,8 +407,8 @@ fn probe() -> impl Strategy<Value = i64> {
     ]
 }
 
-pub(crate) fn step() -> impl Strategy<Value = Step> {
-    (advance(), op(), probe(), 1usize..=4).prop_map(|(advance, op, probe, page_limit)| Step {
+pub(crate) fn step(clock: Clock) -> impl Strategy<Value = Step> {
+    (advance(clock), op(), probe(), 1usize..=4).prop_map(|(advance, op, probe, page_limit)| Step {
         advance,
         op,
         probe,
@@ -396,8 +416,8 @@ pub(crate) fn step() -> impl Strategy<Value = Step> {
     })
 }
 
-/// One to four creates, then up to `max` random steps: most cases start with items to work on.
-pub(crate) fn steps(max: usize) -> impl Strategy<Value = Vec<Step>> {
+/// One to four creates, then up to `max` random steps: every case starts with items to work on.
+pub(crate) fn steps(max: usize, clock: Clock) -> impl Strategy<Value = Vec<Step>> {
     let create = (
         prop_oneof![3 => Just(ENVIRONMENTS[0].0), 1 => Just(ENVIRONMENTS[1].0)],
         created_work(),
@@ -416,7 +436,7 @@ pub(crate) fn steps(max: usize) -> impl Strategy<Value = Vec<Step>> {
         });
     (
         prop::collection::vec(create, 1..=4),
-        prop::collection::vec(step(), 0..=max),
+        prop::collection::vec(step(clock), 0..=max),
     )
         .prop_map(|(mut creates, steps)| {
             creates.extend(steps);
