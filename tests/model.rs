@@ -794,3 +794,63 @@ fn generated_ids_round_trip() {
         assert_eq!(work_id(work).to_string(), work);
     }
 }
+
+/// The case that first split table and model: w1 polls, 30 s later an anonymous poll, then
+/// the clock steps back 3 µs and stats asks who polled in the last 30 s. w1 did (29.999997 s
+/// ago), and only polls that name a worker drop stale pollers, so it still counts.
+#[test]
+fn an_anonymous_poll_forgets_no_poller() {
+    let config = ConfigSel {
+        default_ttl: 10,
+        ack_ttl: 10,
+        max_attempts: None,
+        reclaim_older_than_ms: 0,
+    };
+    let step = |advance: i64, op: Gen| Step {
+        advance,
+        op,
+        probe: 0,
+        page_limit: 1,
+    };
+    let poll = |worker| Op::Poll {
+        env: EnvSel::Is("env_a"),
+        worker,
+        reclaim_ms: 0,
+    };
+    let steps = [
+        step(
+            0,
+            Op::Create {
+                env: EnvSel::Is("env_a"),
+                work: WORKS[0],
+                session: "sess_1",
+                metadata: BTreeMap::new(),
+            },
+        ),
+        step(0, poll(Some("w1"))),
+        step(30 * SECOND, poll(None)),
+        step(
+            -3,
+            Op::Stats {
+                env: EnvSel::Is("env_a"),
+            },
+        ),
+    ];
+    run(config, &steps).expect("table and model agree");
+
+    let mut table = new_table(config.config());
+    let mut seen = Seen::default();
+    let mut now = T0;
+    let mut last = None;
+    for step in &steps {
+        now += step.advance;
+        let call = step.op.resolve(&seen, now);
+        let outcome = call_table(&mut table, &call, ts(now));
+        seen.record(&call, &outcome).expect("tokens grow");
+        last = Some(outcome);
+    }
+    let Some(Outcome::Stats(Ok(stats))) = last else {
+        panic!("the last step is stats: {last:?}");
+    };
+    assert_eq!(stats.workers_polling, 1);
+}
