@@ -1,0 +1,894 @@
+//! Shared by the proptest suites: the operation vocabulary, its generators, the driver that
+//! runs an operation against a [`LeaseTable`], and plain snapshot types that a reference model
+//! can build without the crate's `#[non_exhaustive]` structs.
+
+// Each test binary compiles this module on its own and uses a different part of it.
+#![allow(dead_code)]
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::num::{NonZeroU32, NonZeroU64};
+
+use proptest::prelude::*;
+use proptest::test_runner::TestCaseError;
+use worklease::{
+    Config, Cursor, EnvironmentId, EnvironmentKind, Error, Heartbeat, HeartbeatRequest, LeaseTable,
+    ListRequest, Metadata, MetadataPatch, Page, PollRequest, Polled, Precondition, QueueStats,
+    SessionId, StopMode, Timestamp, Transition, Ttl, WorkId, WorkItem, WorkState, WorkerId,
+};
+
+/// 2026-07-01T08:15:06.120394Z: where every generated clock starts.
+pub(crate) const T0: i64 = 1_782_893_706_120_394;
+
+/// Environments the table knows, with their kinds.
+pub(crate) const ENVIRONMENTS: [(&str, EnvironmentKind); 3] = [
+    ("env_a", EnvironmentKind::SelfHosted),
+    ("env_b", EnvironmentKind::SelfHosted),
+    ("env_c", EnvironmentKind::Cloud),
+];
+/// Well-formed but never registered.
+const UNKNOWN_ENVIRONMENTS: [&str; 1] = ["env_zz"];
+/// Not environment ids at all.
+const MALFORMED_ENVIRONMENTS: [&str; 3] = ["env-a", "env_", "work_1"];
+
+/// The ids items may be created with. Two are 32 lowercase hex digits (held as numbers by the
+/// crate), two are other text; their text order is "019F" < the hex ones < "1".
+pub(crate) const WORKS: [&str; 4] = [
+    "work_019f3be4fd2475d9a784bf2c739e1194",
+    "work_019f3be4fd2475d9a784bf2c739e11a0",
+    "work_1",
+    "work_019F",
+];
+/// Well-formed but never created; "work_0" sorts before every created id, "work_zzz" after.
+const UNKNOWN_WORKS: [&str; 3] = [
+    "work_0",
+    "work_zzz",
+    "work_019f3be4fd2475d9a784bf2c739e119a",
+];
+/// Not work ids at all.
+const MALFORMED_WORKS: [&str; 4] = ["work_", "work-1", "work_a b", "env_a"];
+
+const WORKERS: [&str; 3] = ["w1", "w2", "w3"];
+const SESSIONS: [&str; 2] = ["sess_1", "sess_2"];
+const METADATA_KEYS: [&str; 20] = [
+    "k00", "k01", "k02", "k03", "k04", "k05", "k06", "k07", "k08", "k09", "k10", "k11", "k12",
+    "k13", "k14", "k15", "k16", "k17", "k18", "k19",
+];
+
+/// Which `expected_last_heartbeat` a heartbeat sends; resolved against the tokens the test has
+/// seen just before the call (see [`Op::resolve`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum PreSel {
+    Unconditional,
+    NoHeartbeat,
+    /// The last token the test saw for the item (`NO_HEARTBEAT` when it saw none).
+    LastSeen,
+    /// A token the test saw for the item before the last one, or one µs before the last.
+    Stale,
+    /// `now` plus this offset: almost never a token.
+    Random(i64),
+    Unmatchable,
+}
+
+/// Which environment an operation names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum EnvSel {
+    /// The environment the test saw the item created in (for item operations) or the one of
+    /// the item it touched last (otherwise); `env_a` when it knows none. Keeps most operations
+    /// on items that exist, so sequences reach the deep states.
+    Home,
+    Is(&'static str),
+}
+
+/// Which work item an operation names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum WorkSel {
+    /// The item the last successful create, poll, ack, heartbeat or stop returned: chains
+    /// poll → ack → heartbeat → … on one item.
+    Recent,
+    Is(&'static str),
+}
+
+/// One operation, over environment (`E`), work (`W`) and precondition (`P`) selections:
+/// [`Gen`] as generated, [`Call`] once resolved against what the test saw ([`Gen::resolve`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Op<E, W, P> {
+    Create {
+        env: E,
+        work: &'static str,
+        session: &'static str,
+        metadata: BTreeMap<String, String>,
+    },
+    Poll {
+        env: E,
+        worker: Option<&'static str>,
+        reclaim_ms: u64,
+    },
+    Ack {
+        env: E,
+        work: W,
+        worker: Option<&'static str>,
+    },
+    Heartbeat {
+        env: E,
+        work: W,
+        precondition: P,
+        ttl_seconds: Option<u64>,
+    },
+    Stop {
+        env: E,
+        work: W,
+        force: bool,
+    },
+    Get {
+        env: E,
+        work: W,
+    },
+    List {
+        env: E,
+        limit: usize,
+        cursor: CursorSel,
+    },
+    UpdateMetadata {
+        env: E,
+        work: W,
+        patch: MetadataPatch,
+    },
+    Stats {
+        env: E,
+    },
+    Sweep,
+}
+
+/// A generated operation.
+pub(crate) type Gen = Op<EnvSel, WorkSel, PreSel>;
+/// A resolved operation, ready to run.
+pub(crate) type Call = Op<&'static str, &'static str, Precondition>;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum CursorSel {
+    First,
+    After(&'static str),
+    Before(&'static str),
+}
+
+impl CursorSel {
+    pub(crate) fn cursor(self) -> Cursor {
+        match self {
+            Self::First => Cursor::First,
+            Self::After(id) => Cursor::After(work_id(id)),
+            Self::Before(id) => Cursor::Before(work_id(id)),
+        }
+    }
+}
+
+/// One generated step: move the clock, run an operation, then check invariants at a probe
+/// time `probe` µs after the step's `now`.
+#[derive(Clone, Debug)]
+pub(crate) struct Step {
+    pub(crate) advance: i64,
+    pub(crate) op: Gen,
+    pub(crate) probe: i64,
+    pub(crate) page_limit: usize,
+}
+
+/// The configuration a case runs with.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ConfigSel {
+    pub(crate) default_ttl: u64,
+    pub(crate) ack_ttl: u64,
+    pub(crate) max_attempts: Option<u32>,
+    pub(crate) reclaim_older_than_ms: u64,
+}
+
+impl ConfigSel {
+    pub(crate) fn config(self) -> Config {
+        let mut config = Config::default();
+        config.default_ttl = Ttl::from_seconds(self.default_ttl).expect("generated in range");
+        config.ack_ttl = Ttl::from_seconds(self.ack_ttl).expect("generated in range");
+        config.max_attempts = self
+            .max_attempts
+            .map(|m| NonZeroU32::new(m).expect("1..=3"));
+        config.reclaim_older_than_ms = self.reclaim_older_than_ms;
+        config
+    }
+}
+
+pub(crate) fn work_id(text: &str) -> WorkId {
+    WorkId::parse(text).expect("a well-formed work id")
+}
+
+pub(crate) fn worker_id(text: &str) -> WorkerId {
+    WorkerId::parse(text).expect("a well-formed worker id")
+}
+
+pub(crate) fn ts(micros: i64) -> Timestamp {
+    Timestamp::from_unix_micros(micros)
+}
+
+/// A table with [`ENVIRONMENTS`] registered.
+pub(crate) fn new_table(config: Config) -> LeaseTable {
+    let mut table = LeaseTable::new(config);
+    for (env, kind) in ENVIRONMENTS {
+        let id = EnvironmentId::parse(env).expect("a well-formed environment id");
+        table.register_environment(id, kind).expect("fresh table");
+    }
+    table
+}
+
+// ---------------------------------------------------------------------------------------------
+// Generators
+
+fn ttl_seconds() -> impl Strategy<Value = u64> {
+    // Short leases lapse often; long ones rarely.
+    prop_oneof![3 => 10u64..=30, 1 => 10u64..=600]
+}
+
+pub(crate) fn config_sel() -> impl Strategy<Value = ConfigSel> {
+    (
+        ttl_seconds(),
+        ttl_seconds(),
+        prop_oneof![2 => Just(None), 1 => (1u32..=3).prop_map(Some)],
+        prop::sample::select(vec![0u64, 1000, 5000]),
+    )
+        .prop_map(
+            |(default_ttl, ack_ttl, max_attempts, reclaim_older_than_ms)| ConfigSel {
+                default_ttl,
+                ack_ttl,
+                max_attempts,
+                reclaim_older_than_ms,
+            },
+        )
+}
+
+fn any_env() -> impl Strategy<Value = &'static str> {
+    prop_oneof![
+        10 => Just(ENVIRONMENTS[0].0),
+        4 => Just(ENVIRONMENTS[1].0),
+        1 => Just(ENVIRONMENTS[2].0),
+        1 => prop::sample::select(&UNKNOWN_ENVIRONMENTS[..]),
+        1 => prop::sample::select(&MALFORMED_ENVIRONMENTS[..]),
+    ]
+}
+
+fn env() -> impl Strategy<Value = EnvSel> {
+    prop_oneof![4 => Just(EnvSel::Home), 1 => any_env().prop_map(EnvSel::Is)]
+}
+
+fn created_work() -> impl Strategy<Value = &'static str> {
+    prop::sample::select(&WORKS[..])
+}
+
+fn work() -> impl Strategy<Value = WorkSel> {
+    prop_oneof![
+        12 => Just(WorkSel::Recent),
+        4 => created_work().prop_map(WorkSel::Is),
+        1 => prop::sample::select(&UNKNOWN_WORKS[..]).prop_map(WorkSel::Is),
+        1 => prop::sample::select(&MALFORMED_WORKS[..]).prop_map(WorkSel::Is),
+    ]
+}
+
+fn worker() -> impl Strategy<Value = Option<&'static str>> {
+    prop_oneof![
+        3 => prop::sample::select(&WORKERS[..]).prop_map(Some),
+        1 => Just(None),
+    ]
+}
+
+fn precondition() -> impl Strategy<Value = PreSel> {
+    prop_oneof![
+        3 => Just(PreSel::Unconditional),
+        2 => Just(PreSel::NoHeartbeat),
+        6 => Just(PreSel::LastSeen),
+        2 => Just(PreSel::Stale),
+        1 => (-2_000_000i64..2_000_000).prop_map(PreSel::Random),
+        1 => Just(PreSel::Unmatchable),
+    ]
+}
+
+fn cursor() -> impl Strategy<Value = CursorSel> {
+    let ids = || {
+        prop_oneof![
+            3 => prop::sample::select(&WORKS[..]),
+            1 => prop::sample::select(&UNKNOWN_WORKS[..]),
+        ]
+    };
+    prop_oneof![
+        2 => Just(CursorSel::First),
+        2 => ids().prop_map(CursorSel::After),
+        2 => ids().prop_map(CursorSel::Before),
+    ]
+}
+
+fn metadata_key() -> impl Strategy<Value = String> {
+    prop_oneof![
+        30 => prop::sample::select(&METADATA_KEYS[..]).prop_map(str::to_string),
+        1 => Just(String::new()),
+        1 => Just("k".repeat(65)),
+    ]
+}
+
+fn metadata_value() -> impl Strategy<Value = String> {
+    prop_oneof![
+        30 => prop::sample::select(vec!["a", "b", ""]).prop_map(str::to_string),
+        1 => Just("v".repeat(513)),
+    ]
+}
+
+fn patch() -> impl Strategy<Value = MetadataPatch> {
+    prop::collection::btree_map(
+        metadata_key(),
+        prop_oneof![3 => metadata_value().prop_map(Some), 1 => Just(None)],
+        0..8,
+    )
+}
+
+fn initial_metadata() -> impl Strategy<Value = BTreeMap<String, String>> {
+    prop::collection::btree_map(
+        prop::sample::select(&METADATA_KEYS[..]).prop_map(str::to_string),
+        prop::sample::select(vec!["a", "b"]).prop_map(str::to_string),
+        0..3,
+    )
+}
+
+pub(crate) fn op() -> impl Strategy<Value = Gen> {
+    prop_oneof![
+        2 => (env(), created_work(), prop::sample::select(&SESSIONS[..]), initial_metadata())
+            .prop_map(|(env, work, session, metadata)| Op::Create { env, work, session, metadata }),
+        4 => (env(), worker(), prop::sample::select(vec![0u64, 1000, 5000]))
+            .prop_map(|(env, worker, reclaim_ms)| Op::Poll { env, worker, reclaim_ms }),
+        5 => (env(), work(), worker()).prop_map(|(env, work, worker)| Op::Ack { env, work, worker }),
+        8 => (
+            env(),
+            work(),
+            precondition(),
+            prop_oneof![
+                2 => Just(None),
+                3 => prop::sample::select(vec![1u64, 10, 30, 600, 10_000]).prop_map(Some),
+            ],
+        )
+            .prop_map(|(env, work, precondition, ttl_seconds)| Op::Heartbeat {
+                env,
+                work,
+                precondition,
+                ttl_seconds,
+            }),
+        2 => (env(), work(), prop::bool::weighted(0.3))
+            .prop_map(|(env, work, force)| Op::Stop { env, work, force }),
+        1 => (env(), work()).prop_map(|(env, work)| Op::Get { env, work }),
+        1 => (env(), prop_oneof![8 => 1usize..=5, 1 => Just(0usize), 1 => Just(150usize)], cursor())
+            .prop_map(|(env, limit, cursor)| Op::List { env, limit, cursor }),
+        1 => (env(), work(), patch())
+            .prop_map(|(env, work, patch)| Op::UpdateMetadata { env, work, patch }),
+        1 => env().prop_map(|env| Op::Stats { env }),
+        1 => Just(Op::Sweep),
+    ]
+}
+
+/// How a case's clock moves between steps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Clock {
+    /// Not at all, µs, ms, seconds, minutes (past any TTL), exactly whole seconds (so
+    /// deadlines and reclaim windows are hit exactly), or backwards.
+    Mixed,
+    /// Whole seconds only, mostly not at all: many leases share a deadline (lapse order falls
+    /// back to creation order) and many heartbeats share an instant (tokens must still grow).
+    Coarse,
+}
+
+/// How far the clock moves before a step, in µs.
+fn advance(clock: Clock) -> BoxedStrategy<i64> {
+    let seconds =
+        |s: &[i64]| prop::sample::select(s.iter().map(|s| s * 1_000_000).collect::<Vec<_>>());
+    match clock {
+        Clock::Mixed => prop_oneof![
+            6 => Just(0i64),
+            4 => 1i64..1_000,
+            6 => 1_000i64..1_000_000,
+            5 => 1_000_000i64..10_000_000,
+            2 => 30_000_000i64..700_000_000,
+            4 => seconds(&[1, 5, 10, 30, 60]),
+            2 => -5_000_000i64..-1,
+        ]
+        .boxed(),
+        Clock::Coarse => prop_oneof![
+            8 => Just(0i64),
+            4 => seconds(&[1, 5, 10, 30]),
+            1 => seconds(&[-1, -5]),
+        ]
+        .boxed(),
+    }
+}
+
+fn probe() -> impl Strategy<Value = i64> {
+    prop_oneof![
+        1 => Just(0i64),
+        1 => 1i64..5_000_000,
+        2 => 5_000_000i64..700_000_000,
+    ]
+}
+
+pub(crate) fn step(clock: Clock) -> impl Strategy<Value = Step> {
+    (advance(clock), op(), probe(), 1usize..=4).prop_map(|(advance, op, probe, page_limit)| Step {
+        advance,
+        op,
+        probe,
+        page_limit,
+    })
+}
+
+/// One to four creates, then up to `max` random steps: every case starts with items to work on.
+pub(crate) fn steps(max: usize, clock: Clock) -> impl Strategy<Value = Vec<Step>> {
+    let create = (
+        prop_oneof![3 => Just(ENVIRONMENTS[0].0), 1 => Just(ENVIRONMENTS[1].0)],
+        created_work(),
+        0i64..1_000,
+    )
+        .prop_map(|(env, work, advance)| Step {
+            advance,
+            op: Op::Create {
+                env: EnvSel::Is(env),
+                work,
+                session: SESSIONS[0],
+                metadata: BTreeMap::new(),
+            },
+            probe: 0,
+            page_limit: 2,
+        });
+    (
+        prop::collection::vec(create, 1..=4),
+        prop::collection::vec(step(clock), 0..=max),
+    )
+        .prop_map(|(mut creates, steps)| {
+            creates.extend(steps);
+            creates
+        })
+}
+
+// ---------------------------------------------------------------------------------------------
+// What the test has seen: for resolving selections, and the "tokens only grow" invariant
+
+/// What the table's results told the test so far.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Seen {
+    /// Every heartbeat token the table returned, per item, in order.
+    tokens: HashMap<&'static str, Vec<Timestamp>>,
+    /// The environment each item was created in.
+    homes: HashMap<&'static str, &'static str>,
+    /// The item the last successful item operation returned.
+    recent: Option<&'static str>,
+}
+
+impl Seen {
+    /// Records what an outcome tells; fails when a token is not strictly greater than every
+    /// earlier token of the same item (SPEC §3.3: tokens are unique per item, across lapses).
+    pub(crate) fn record(&mut self, call: &Call, outcome: &Outcome) -> Result<(), TestCaseError> {
+        match (call, outcome) {
+            (Op::Heartbeat { work, .. }, Outcome::Heartbeat(Ok(beat))) => {
+                let tokens = self.tokens.entry(*work).or_default();
+                if let Some(&last) = tokens.last() {
+                    prop_assert!(
+                        beat.last_heartbeat > last,
+                        "token {:?} for {} not after {:?}",
+                        beat.last_heartbeat,
+                        work,
+                        last
+                    );
+                }
+                tokens.push(beat.last_heartbeat);
+                self.recent = Some(*work);
+            }
+            (Op::Create { env, work, .. }, Outcome::Item(Ok(_))) => {
+                self.homes.insert(*work, *env);
+                self.recent = Some(*work);
+            }
+            (Op::Poll { .. }, Outcome::Polled(Ok(PolledSnap::Delivered(item)))) => {
+                self.recent = WORKS.iter().copied().find(|work| *work == item.id);
+                prop_assert!(self.recent.is_some(), "delivered an unknown id {}", item.id);
+            }
+            (Op::Ack { work, .. } | Op::Stop { work, .. }, Outcome::Updated(Ok((_, true)))) => {
+                self.recent = Some(*work);
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    pub(crate) fn last(&self, work: &str) -> Option<Timestamp> {
+        self.tokens.get(work).and_then(|t| t.last().copied())
+    }
+
+    fn before_last(&self, work: &str) -> Option<Timestamp> {
+        let tokens = self.tokens.get(work)?;
+        match tokens.len() {
+            0 => None,
+            1 => Some(tokens[0].saturating_sub_micros(1)),
+            n => Some(tokens[n - 2]),
+        }
+    }
+
+    fn work(&self, work: WorkSel) -> &'static str {
+        match work {
+            WorkSel::Recent => self.recent.unwrap_or(WORKS[0]),
+            WorkSel::Is(work) => work,
+        }
+    }
+
+    fn env(&self, env: EnvSel, work: Option<&'static str>) -> &'static str {
+        match env {
+            EnvSel::Home => work
+                .or(self.recent)
+                .and_then(|work| self.homes.get(work).copied())
+                .unwrap_or(ENVIRONMENTS[0].0),
+            EnvSel::Is(env) => env,
+        }
+    }
+
+    fn precondition(&self, precondition: PreSel, work: &str, now: i64) -> Precondition {
+        match precondition {
+            PreSel::Unconditional => Precondition::Unconditional,
+            PreSel::NoHeartbeat => Precondition::NoHeartbeat,
+            PreSel::LastSeen => self
+                .last(work)
+                .map_or(Precondition::NoHeartbeat, Precondition::LastHeartbeat),
+            PreSel::Stale => {
+                Precondition::LastHeartbeat(self.before_last(work).unwrap_or(ts(now - 1)))
+            }
+            PreSel::Random(offset) => Precondition::LastHeartbeat(ts(now + offset)),
+            PreSel::Unmatchable => Precondition::Unmatchable,
+        }
+    }
+}
+
+impl Gen {
+    /// Resolves the generated selections against what the test has seen so far.
+    pub(crate) fn resolve(&self, seen: &Seen, now: i64) -> Call {
+        match self {
+            Self::Create {
+                env,
+                work,
+                session,
+                metadata,
+            } => Op::Create {
+                env: seen.env(*env, None),
+                work,
+                session,
+                metadata: metadata.clone(),
+            },
+            Self::Poll {
+                env,
+                worker,
+                reclaim_ms,
+            } => Op::Poll {
+                env: seen.env(*env, None),
+                worker: *worker,
+                reclaim_ms: *reclaim_ms,
+            },
+            Self::Ack { env, work, worker } => {
+                let work = seen.work(*work);
+                Op::Ack {
+                    env: seen.env(*env, Some(work)),
+                    work,
+                    worker: *worker,
+                }
+            }
+            Self::Heartbeat {
+                env,
+                work,
+                precondition,
+                ttl_seconds,
+            } => {
+                let work = seen.work(*work);
+                Op::Heartbeat {
+                    env: seen.env(*env, Some(work)),
+                    work,
+                    precondition: seen.precondition(*precondition, work, now),
+                    ttl_seconds: *ttl_seconds,
+                }
+            }
+            Self::Stop { env, work, force } => {
+                let work = seen.work(*work);
+                Op::Stop {
+                    env: seen.env(*env, Some(work)),
+                    work,
+                    force: *force,
+                }
+            }
+            Self::Get { env, work } => {
+                let work = seen.work(*work);
+                Op::Get {
+                    env: seen.env(*env, Some(work)),
+                    work,
+                }
+            }
+            Self::List { env, limit, cursor } => Op::List {
+                env: seen.env(*env, None),
+                limit: *limit,
+                cursor: *cursor,
+            },
+            Self::UpdateMetadata { env, work, patch } => {
+                let work = seen.work(*work);
+                Op::UpdateMetadata {
+                    env: seen.env(*env, Some(work)),
+                    work,
+                    patch: patch.clone(),
+                }
+            }
+            Self::Stats { env } => Op::Stats {
+                env: seen.env(*env, None),
+            },
+            Self::Sweep => Op::Sweep,
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Plain snapshots
+
+/// Every field of a [`WorkItem`], ids as text.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Snap {
+    pub(crate) id: String,
+    pub(crate) environment_id: String,
+    pub(crate) session_id: String,
+    pub(crate) state: WorkState,
+    pub(crate) created_at: Timestamp,
+    pub(crate) acknowledged_at: Option<Timestamp>,
+    pub(crate) started_at: Option<Timestamp>,
+    pub(crate) latest_heartbeat_at: Option<Timestamp>,
+    pub(crate) stop_requested_at: Option<Timestamp>,
+    pub(crate) stopped_at: Option<Timestamp>,
+    pub(crate) metadata: BTreeMap<String, String>,
+    pub(crate) lapses: u32,
+    pub(crate) lease_deadline: Option<Timestamp>,
+    pub(crate) lease_ttl: Option<Ttl>,
+    pub(crate) delivered_at: Option<Timestamp>,
+    pub(crate) worker: Option<String>,
+}
+
+impl Snap {
+    pub(crate) fn of(item: &WorkItem) -> Self {
+        Self {
+            id: item.id.to_string(),
+            environment_id: item.environment_id.to_string(),
+            session_id: item.session_id.to_string(),
+            state: item.state,
+            created_at: item.created_at,
+            acknowledged_at: item.acknowledged_at,
+            started_at: item.started_at,
+            latest_heartbeat_at: item.latest_heartbeat_at,
+            stop_requested_at: item.stop_requested_at,
+            stopped_at: item.stopped_at,
+            metadata: item
+                .metadata
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            lapses: item.lapses,
+            lease_deadline: item.lease_deadline,
+            lease_ttl: item.lease_ttl,
+            delivered_at: item.delivered_at,
+            worker: item.worker.as_ref().map(ToString::to_string),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum PolledSnap {
+    Delivered(Box<Snap>),
+    Empty {
+        next_claimable_at: Option<Timestamp>,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct PageSnap {
+    pub(crate) data: Vec<Snap>,
+    pub(crate) first_id: Option<String>,
+    pub(crate) last_id: Option<String>,
+    pub(crate) has_more: bool,
+    pub(crate) next_page: Option<String>,
+}
+
+impl PageSnap {
+    pub(crate) fn of(page: &Page) -> Self {
+        Self {
+            data: page.data.iter().map(Snap::of).collect(),
+            first_id: page.first_id.as_ref().map(ToString::to_string),
+            last_id: page.last_id.as_ref().map(ToString::to_string),
+            has_more: page.has_more,
+            next_page: page.next_page.as_ref().map(ToString::to_string),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct TransitionSnap {
+    pub(crate) environment_id: String,
+    pub(crate) work_id: String,
+    pub(crate) from: WorkState,
+    pub(crate) to: WorkState,
+    pub(crate) at: Timestamp,
+    pub(crate) lapses: u32,
+}
+
+impl TransitionSnap {
+    pub(crate) fn of(transition: &Transition) -> Self {
+        Self {
+            environment_id: transition.environment_id.to_string(),
+            work_id: transition.work_id.to_string(),
+            from: transition.from,
+            to: transition.to,
+            at: transition.at,
+            lapses: transition.lapses,
+        }
+    }
+}
+
+/// What an operation returned.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    Item(Result<Snap, Error>),
+    Polled(Result<PolledSnap, Error>),
+    Updated(Result<(Snap, bool), Error>),
+    Heartbeat(Result<Heartbeat, Error>),
+    Page(Result<PageSnap, Error>),
+    Stats(Result<QueueStats, Error>),
+    Swept(Vec<TransitionSnap>),
+}
+
+// ---------------------------------------------------------------------------------------------
+// Driving the table
+
+/// Runs one operation against the table.
+pub(crate) fn call_table(table: &mut LeaseTable, call: &Call, now: Timestamp) -> Outcome {
+    match call {
+        Op::Create {
+            env,
+            work,
+            session,
+            metadata,
+        } => Outcome::Item(
+            table
+                .create_work(
+                    *env,
+                    work_id(work),
+                    SessionId::parse(session).expect("a well-formed session id"),
+                    Metadata::from_map(metadata.clone()).expect("generated within limits"),
+                    now,
+                )
+                .map(|item| Snap::of(&item)),
+        ),
+        Op::Poll {
+            env,
+            worker,
+            reclaim_ms,
+        } => {
+            let request = PollRequest {
+                worker: worker.map(worker_id),
+                reclaim_older_than_ms: *reclaim_ms,
+                ..PollRequest::default()
+            };
+            Outcome::Polled(table.poll(*env, &request, now).map(|polled| match polled {
+                Polled::Delivered(item) => PolledSnap::Delivered(Box::new(Snap::of(&item))),
+                Polled::Empty { next_claimable_at } => PolledSnap::Empty { next_claimable_at },
+            }))
+        }
+        Op::Ack { env, work, worker } => {
+            let worker = worker.map(worker_id);
+            Outcome::Updated(
+                table
+                    .ack(*env, *work, worker.as_ref(), now)
+                    .map(|updated| (Snap::of(&updated.item), updated.changed)),
+            )
+        }
+        Op::Heartbeat {
+            env,
+            work,
+            precondition,
+            ttl_seconds,
+        } => {
+            let request = HeartbeatRequest {
+                precondition: *precondition,
+                desired_ttl_seconds: ttl_seconds.and_then(NonZeroU64::new),
+            };
+            Outcome::Heartbeat(table.heartbeat(*env, *work, request, now))
+        }
+        Op::Stop { env, work, force } => {
+            let mode = if *force {
+                StopMode::Force
+            } else {
+                StopMode::Graceful
+            };
+            Outcome::Updated(
+                table
+                    .stop(*env, *work, mode, now)
+                    .map(|updated| (Snap::of(&updated.item), updated.changed)),
+            )
+        }
+        Op::Get { env, work } => Outcome::Item(table.get(*env, *work, now).map(|i| Snap::of(&i))),
+        Op::List { env, limit, cursor } => {
+            let request = ListRequest {
+                limit: *limit,
+                cursor: cursor.cursor(),
+            };
+            Outcome::Page(
+                table
+                    .list(*env, &request, now)
+                    .map(|page| PageSnap::of(&page)),
+            )
+        }
+        Op::UpdateMetadata { env, work, patch } => Outcome::Updated(
+            table
+                .update_metadata(*env, *work, patch, now)
+                .map(|updated| (Snap::of(&updated.item), updated.changed)),
+        ),
+        Op::Stats { env } => Outcome::Stats(table.stats(*env, now)),
+        Op::Sweep => Outcome::Swept(table.sweep(now).iter().map(TransitionSnap::of).collect()),
+    }
+}
+
+/// Every item of every self-hosted environment, paging forward `limit` at a time; fails when
+/// the pages repeat or skip an id, or disagree with their own `first_id`/`last_id`/`has_more`.
+pub(crate) fn list_all(
+    table: &mut LeaseTable,
+    limit: usize,
+    now: Timestamp,
+) -> Result<Vec<Snap>, TestCaseError> {
+    let mut all = Vec::new();
+    for (env, kind) in ENVIRONMENTS {
+        if kind != EnvironmentKind::SelfHosted {
+            continue;
+        }
+        let mut cursor = Cursor::First;
+        let mut pages = 0;
+        loop {
+            let request = ListRequest { limit, cursor };
+            let page = table
+                .list(env, &request, now)
+                .map_err(|e| TestCaseError::fail(format!("list {env}: {e}")))?;
+            let page = PageSnap::of(&page);
+            prop_assert!(page.data.len() <= limit, "page longer than its limit");
+            prop_assert_eq!(
+                page.first_id.as_ref(),
+                page.data.first().map(|item| &item.id)
+            );
+            prop_assert_eq!(page.last_id.as_ref(), page.data.last().map(|item| &item.id));
+            for item in &page.data {
+                prop_assert_eq!(&item.environment_id, env);
+            }
+            all.extend(page.data);
+            pages += 1;
+            prop_assert!(pages <= 100, "paging does not end");
+            match page.next_page {
+                Some(next) => {
+                    prop_assert!(page.has_more);
+                    cursor = Cursor::After(work_id(&next));
+                }
+                None => {
+                    prop_assert!(!page.has_more);
+                    break;
+                }
+            }
+        }
+    }
+    Ok(all)
+}
+
+/// The ids of a listing, checked to be unique and ascending within each environment.
+pub(crate) fn ids_of(listing: &[Snap]) -> Result<BTreeSet<String>, TestCaseError> {
+    let mut ids = BTreeSet::new();
+    for pair in listing.windows(2) {
+        if pair[0].environment_id == pair[1].environment_id {
+            prop_assert!(
+                pair[0].id < pair[1].id,
+                "list not ascending: {} then {}",
+                pair[0].id,
+                pair[1].id
+            );
+        }
+    }
+    for item in listing {
+        prop_assert!(ids.insert(item.id.clone()), "{} listed twice", item.id);
+    }
+    Ok(ids)
+}

@@ -1,0 +1,856 @@
+//! The lease table against a small reference model written from SPEC.md: random operation
+//! sequences over random clocks (repeated instants, µs steps, minutes, and backwards steps),
+//! every result compared, invariants checked after every step.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use common::*;
+use proptest::prelude::*;
+use proptest::test_runner::TestCaseError;
+use worklease::{
+    EnvironmentId, EnvironmentKind, Error, Excerpt, Heartbeat, LeaseSnapshot, LeaseTable,
+    MetadataPatch, Operation, Param, Precondition, QueueStats, Timestamp, Ttl, WorkState,
+};
+
+/// SPEC §3.5: a worker counts as polling for 30 s after its last poll.
+const POLLING_WINDOW: i64 = 30_000_000;
+const SECOND: i64 = 1_000_000;
+
+// ---------------------------------------------------------------------------------------------
+// The reference model: a Vec of plain items, linear scans, times as i64 µs.
+
+#[derive(Clone, Debug)]
+struct ModelItem {
+    id: String,
+    env: String,
+    session: String,
+    metadata: BTreeMap<String, String>,
+    state: WorkState,
+    created_at: i64,
+    acknowledged_at: Option<i64>,
+    started_at: Option<i64>,
+    latest_heartbeat_at: Option<i64>,
+    stop_requested_at: Option<i64>,
+    stopped_at: Option<i64>,
+    lapses: u32,
+    /// Every token ever issued for the item, so the next one can be made strictly larger.
+    last_token: Option<i64>,
+    /// Lease (starting, active, stopping only).
+    deadline: Option<i64>,
+    ttl_seconds: Option<u64>,
+    /// Delivery (queued only).
+    delivered_at: Option<i64>,
+    /// Delivery worker while queued, lease holder while leased.
+    worker: Option<String>,
+}
+
+impl ModelItem {
+    fn snap(&self) -> Snap {
+        Snap {
+            id: self.id.clone(),
+            environment_id: self.env.clone(),
+            session_id: self.session.clone(),
+            state: self.state,
+            created_at: ts(self.created_at),
+            acknowledged_at: self.acknowledged_at.map(ts),
+            started_at: self.started_at.map(ts),
+            latest_heartbeat_at: self.latest_heartbeat_at.map(ts),
+            stop_requested_at: self.stop_requested_at.map(ts),
+            stopped_at: self.stopped_at.map(ts),
+            metadata: self.metadata.clone(),
+            lapses: self.lapses,
+            lease_deadline: self.deadline.map(ts),
+            lease_ttl: self.ttl_seconds.map(ttl),
+            delivered_at: self.delivered_at.map(ts),
+            worker: self.worker.clone(),
+        }
+    }
+
+    fn is_leased(&self) -> bool {
+        matches!(
+            self.state,
+            WorkState::Starting | WorkState::Active | WorkState::Stopping
+        )
+    }
+
+    fn end_lease(&mut self) {
+        self.deadline = None;
+        self.ttl_seconds = None;
+        self.worker = None;
+    }
+
+    fn enter_stopped(&mut self, at: i64) {
+        self.state = WorkState::Stopped;
+        self.stopped_at = Some(at);
+        self.end_lease();
+        self.delivered_at = None;
+    }
+}
+
+#[derive(Clone, Debug)]
+struct Model {
+    config: ConfigSel,
+    /// In creation order (the tie-break between equal deadlines).
+    items: Vec<ModelItem>,
+    /// Per environment: worker → the `now` of its last poll.
+    pollers: HashMap<String, BTreeMap<String, i64>>,
+    /// Lapses not yet returned by a sweep.
+    journal: Vec<TransitionSnap>,
+}
+
+fn ttl(seconds: u64) -> Ttl {
+    Ttl::from_seconds(seconds).expect("model TTLs are in range")
+}
+
+fn env_not_found(raw: &str) -> Error {
+    Error::EnvironmentNotFound {
+        id: Excerpt::new(raw),
+    }
+}
+
+fn work_not_found(raw: &str) -> Error {
+    Error::WorkNotFound {
+        id: Excerpt::new(raw),
+    }
+}
+
+fn bad_metadata(expected: &'static str, found: &str) -> Error {
+    Error::InvalidParameter {
+        param: Param::Metadata,
+        expected,
+        found: Excerpt::new(found),
+    }
+}
+
+impl Model {
+    fn new(config: ConfigSel) -> Self {
+        Self {
+            config,
+            items: Vec::new(),
+            pollers: HashMap::new(),
+            journal: Vec::new(),
+        }
+    }
+
+    /// SPEC §5, applied before every operation: each lease with deadline ≤ now lapses, earliest
+    /// deadline first (creation order between equal deadlines), at its deadline.
+    fn expire(&mut self, now: i64) {
+        loop {
+            let due = self
+                .items
+                .iter()
+                .enumerate()
+                .filter_map(|(index, item)| item.deadline.map(|d| (d, index)))
+                .filter(|&(deadline, _)| deadline <= now)
+                .min();
+            let Some((deadline, index)) = due else { return };
+            let max_attempts = self.config.max_attempts;
+            let item = &mut self.items[index];
+            let from = item.state;
+            match from {
+                WorkState::Starting | WorkState::Active => {
+                    item.lapses += 1;
+                    item.acknowledged_at = None;
+                    item.started_at = None;
+                    item.latest_heartbeat_at = None;
+                    if max_attempts.is_some_and(|max| item.lapses >= max) {
+                        item.enter_stopped(deadline);
+                    } else {
+                        item.state = WorkState::Queued;
+                        item.end_lease();
+                        item.delivered_at = None;
+                    }
+                }
+                WorkState::Stopping => item.enter_stopped(deadline),
+                WorkState::Queued | WorkState::Stopped => unreachable!("no lease, no deadline"),
+            }
+            self.journal.push(TransitionSnap {
+                environment_id: item.env.clone(),
+                work_id: item.id.clone(),
+                from,
+                to: item.state,
+                at: ts(deadline),
+                lapses: item.lapses,
+            });
+        }
+    }
+
+    /// SPEC §3.3's first checks: environment exists (404), is self_hosted (400).
+    fn environment(raw: &str) -> Result<&'static str, Error> {
+        match ENVIRONMENTS.iter().find(|(id, _)| *id == raw) {
+            None => Err(env_not_found(raw)),
+            Some((id, EnvironmentKind::Cloud)) => Err(Error::NotSelfHosted {
+                environment: EnvironmentId::parse(id).expect("registered ids are well formed"),
+            }),
+            Some((id, EnvironmentKind::SelfHosted)) => Ok(id),
+        }
+    }
+
+    /// Then the item, which must belong to that environment (404).
+    fn locate(&self, env: &str, work: &str) -> Result<usize, Error> {
+        let env = Self::environment(env)?;
+        self.items
+            .iter()
+            .position(|item| item.id == work && item.env == env)
+            .ok_or_else(|| work_not_found(work))
+    }
+
+    fn apply(&mut self, call: &Call, now: i64) -> Outcome {
+        self.expire(now);
+        match call {
+            Op::Create {
+                env,
+                work,
+                session,
+                metadata,
+            } => Outcome::Item(self.create(env, work, session, metadata, now)),
+            Op::Poll {
+                env,
+                worker,
+                reclaim_ms,
+            } => Outcome::Polled(self.poll(env, *worker, *reclaim_ms, now)),
+            Op::Ack { env, work, worker } => Outcome::Updated(self.ack(env, work, *worker, now)),
+            Op::Heartbeat {
+                env,
+                work,
+                precondition,
+                ttl_seconds,
+            } => Outcome::Heartbeat(self.heartbeat(env, work, *precondition, *ttl_seconds, now)),
+            Op::Stop { env, work, force } => Outcome::Updated(self.stop(env, work, *force, now)),
+            Op::Get { env, work } => {
+                Outcome::Item(self.locate(env, work).map(|index| self.items[index].snap()))
+            }
+            Op::List { env, limit, cursor } => Outcome::Page(self.list(env, *limit, *cursor)),
+            Op::UpdateMetadata { env, work, patch } => {
+                Outcome::Updated(self.update_metadata(env, work, patch))
+            }
+            Op::Stats { env } => Outcome::Stats(self.stats(env, now)),
+            Op::Sweep => Outcome::Swept(std::mem::take(&mut self.journal)),
+        }
+    }
+
+    fn create(
+        &mut self,
+        env: &str,
+        work: &str,
+        session: &str,
+        metadata: &BTreeMap<String, String>,
+        now: i64,
+    ) -> Result<Snap, Error> {
+        let env = Self::environment(env)?;
+        if self.items.iter().any(|item| item.id == work) {
+            return Err(Error::AlreadyExists {
+                id: Excerpt::new(work),
+            });
+        }
+        self.items.push(ModelItem {
+            id: work.to_string(),
+            env: env.to_string(),
+            session: session.to_string(),
+            metadata: metadata.clone(),
+            state: WorkState::Queued,
+            created_at: now,
+            acknowledged_at: None,
+            started_at: None,
+            latest_heartbeat_at: None,
+            stop_requested_at: None,
+            stopped_at: None,
+            lapses: 0,
+            last_token: None,
+            deadline: None,
+            ttl_seconds: None,
+            delivered_at: None,
+            worker: None,
+        });
+        Ok(self.items.last().expect("just pushed").snap())
+    }
+
+    fn forget_pollers(&mut self, env: &str, now: i64) {
+        if let Some(pollers) = self.pollers.get_mut(env) {
+            pollers.retain(|_, last| *last > now - POLLING_WINDOW);
+        }
+    }
+
+    fn is_reclaimable(delivered_at: i64, reclaim_ms: u64, now: i64) -> bool {
+        delivered_at + i64::try_from(reclaim_ms).expect("small") * 1000 <= now
+    }
+
+    fn poll(
+        &mut self,
+        env: &str,
+        worker: Option<&str>,
+        reclaim_ms: u64,
+        now: i64,
+    ) -> Result<PolledSnap, Error> {
+        let env = Self::environment(env)?;
+        // Only a poll that names a worker touches the poller list (and then drops the stale
+        // ones). With a clock that goes backwards, forgetting on anonymous polls too would
+        // lose workers that a later stats call at an earlier `now` still counts.
+        if let Some(worker) = worker {
+            self.pollers
+                .entry(env.to_string())
+                .or_default()
+                .insert(worker.to_string(), now);
+            self.forget_pollers(env, now);
+        }
+        let chosen = self
+            .items
+            .iter()
+            .enumerate()
+            .filter(|(_, item)| item.env == env && item.state == WorkState::Queued)
+            .filter(|(_, item)| {
+                item.delivered_at
+                    .map_or(true, |at| Self::is_reclaimable(at, reclaim_ms, now))
+            })
+            .min_by(|(_, a), (_, b)| a.id.cmp(&b.id))
+            .map(|(index, _)| index);
+        match chosen {
+            Some(index) => {
+                let item = &mut self.items[index];
+                item.delivered_at = Some(now);
+                item.worker = worker.map(str::to_string);
+                Ok(PolledSnap::Delivered(Box::new(item.snap())))
+            }
+            None => {
+                let reclaim_at = self
+                    .items
+                    .iter()
+                    .filter(|item| item.env == env && item.state == WorkState::Queued)
+                    .filter_map(|item| item.delivered_at)
+                    .map(|at| at + i64::try_from(reclaim_ms).expect("small") * 1000);
+                let lapse_at = self.items.iter().filter_map(|item| item.deadline);
+                Ok(PolledSnap::Empty {
+                    next_claimable_at: reclaim_at.chain(lapse_at).min().map(ts),
+                })
+            }
+        }
+    }
+
+    fn ack(
+        &mut self,
+        env: &str,
+        work: &str,
+        worker: Option<&str>,
+        now: i64,
+    ) -> Result<(Snap, bool), Error> {
+        let index = self.locate(env, work)?;
+        let ack_ttl = self.config.ack_ttl;
+        let item = &mut self.items[index];
+        match item.state {
+            WorkState::Stopping | WorkState::Stopped => {
+                return Err(Error::InvalidState {
+                    operation: Operation::Ack,
+                    state: item.state,
+                })
+            }
+            WorkState::Queued | WorkState::Starting | WorkState::Active => {}
+        }
+        if let (Some(holder), Some(asker)) = (&item.worker, worker) {
+            if holder != asker {
+                return Err(Error::WorkerMismatch {
+                    holder: worker_id(holder),
+                    worker: worker_id(asker),
+                });
+            }
+        }
+        if item.state != WorkState::Queued {
+            return Ok((item.snap(), false));
+        }
+        item.state = WorkState::Starting;
+        item.acknowledged_at = Some(now);
+        item.deadline = Some(now + i64::try_from(ack_ttl).expect("small") * SECOND);
+        item.ttl_seconds = Some(ack_ttl);
+        item.delivered_at = None;
+        item.worker = worker.map(str::to_string).or(item.worker.take());
+        Ok((item.snap(), true))
+    }
+
+    fn heartbeat(
+        &mut self,
+        env: &str,
+        work: &str,
+        precondition: Precondition,
+        ttl_seconds: Option<u64>,
+        now: i64,
+    ) -> Result<Heartbeat, Error> {
+        let index = self.locate(env, work)?;
+        let default_ttl = self.config.default_ttl;
+        let item = &mut self.items[index];
+        if !item.is_leased() {
+            return Err(Error::InvalidState {
+                operation: Operation::Heartbeat,
+                state: item.state,
+            });
+        }
+        let holds = match precondition {
+            Precondition::Unconditional => true,
+            Precondition::NoHeartbeat => item.latest_heartbeat_at.is_none(),
+            Precondition::LastHeartbeat(token) => {
+                item.latest_heartbeat_at == Some(token.unix_micros())
+            }
+            Precondition::Unmatchable => false,
+        };
+        if !holds {
+            return Err(Error::PreconditionFailed {
+                expected: precondition,
+                current: LeaseSnapshot {
+                    last_heartbeat: item.latest_heartbeat_at.map(ts),
+                    state: item.state,
+                    ttl: ttl(item.ttl_seconds.expect("leased")),
+                    deadline: ts(item.deadline.expect("leased")),
+                },
+            });
+        }
+        let (seconds, clamped) = match ttl_seconds {
+            None => (default_ttl, false),
+            Some(asked) => (asked.clamp(10, 600), !(10..=600).contains(&asked)),
+        };
+        let token = match item.last_token {
+            Some(previous) if previous >= now => previous + 1,
+            _ => now,
+        };
+        let deadline = token + i64::try_from(seconds).expect("small") * SECOND;
+        if item.state == WorkState::Starting {
+            item.state = WorkState::Active;
+            item.started_at = Some(token);
+        }
+        item.latest_heartbeat_at = Some(token);
+        item.last_token = Some(token);
+        item.deadline = Some(deadline);
+        item.ttl_seconds = Some(seconds);
+        Ok(Heartbeat {
+            last_heartbeat: ts(token),
+            state: item.state,
+            ttl: ttl(seconds),
+            ttl_clamped: clamped,
+            deadline: ts(deadline),
+        })
+    }
+
+    fn stop(
+        &mut self,
+        env: &str,
+        work: &str,
+        force: bool,
+        now: i64,
+    ) -> Result<(Snap, bool), Error> {
+        let index = self.locate(env, work)?;
+        let item = &mut self.items[index];
+        match (item.state, force) {
+            (WorkState::Stopped, _) => return Ok((item.snap(), false)),
+            (WorkState::Starting | WorkState::Active, false) => {
+                item.state = WorkState::Stopping;
+                item.stop_requested_at = Some(now);
+            }
+            (WorkState::Queued | WorkState::Stopping, false)
+            | (
+                WorkState::Queued | WorkState::Starting | WorkState::Active | WorkState::Stopping,
+                true,
+            ) => item.enter_stopped(now),
+        }
+        Ok((item.snap(), true))
+    }
+
+    /// The environment's items in ascending id order.
+    fn sorted(&self, env: &str) -> Vec<&ModelItem> {
+        let mut items: Vec<&ModelItem> = self.items.iter().filter(|i| i.env == env).collect();
+        items.sort_by(|a, b| a.id.cmp(&b.id));
+        items
+    }
+
+    fn list(&self, env: &str, limit: usize, cursor: CursorSel) -> Result<PageSnap, Error> {
+        let env = Self::environment(env)?;
+        let limit = limit.clamp(1, 100);
+        let items = self.sorted(env);
+        let (data, has_more, forward): (Vec<&ModelItem>, bool, bool) = match cursor {
+            CursorSel::First | CursorSel::After(_) => {
+                let rest: Vec<&ModelItem> = match cursor {
+                    CursorSel::After(after) => items
+                        .into_iter()
+                        .filter(|i| i.id.as_str() > after)
+                        .collect(),
+                    _ => items,
+                };
+                let has_more = rest.len() > limit;
+                (rest.into_iter().take(limit).collect(), has_more, true)
+            }
+            CursorSel::Before(before) => {
+                let rest: Vec<&ModelItem> = items
+                    .into_iter()
+                    .filter(|i| i.id.as_str() < before)
+                    .collect();
+                let skip = rest.len().saturating_sub(limit);
+                (rest[skip..].to_vec(), skip > 0, false)
+            }
+        };
+        let data: Vec<Snap> = data.iter().map(|item| item.snap()).collect();
+        let first_id = data.first().map(|item| item.id.clone());
+        let last_id = data.last().map(|item| item.id.clone());
+        Ok(PageSnap {
+            next_page: if forward && has_more {
+                last_id.clone()
+            } else {
+                None
+            },
+            data,
+            first_id,
+            last_id,
+            has_more,
+        })
+    }
+
+    fn update_metadata(
+        &mut self,
+        env: &str,
+        work: &str,
+        patch: &MetadataPatch,
+    ) -> Result<(Snap, bool), Error> {
+        let index = self.locate(env, work)?;
+        let item = &mut self.items[index];
+        let mut next = item.metadata.clone();
+        for (key, value) in patch {
+            match value {
+                Some(value) => {
+                    if key.is_empty() || key.len() > 64 {
+                        return Err(bad_metadata("keys of 1 to 64 bytes", key));
+                    }
+                    if value.len() > 512 {
+                        return Err(bad_metadata("values of at most 512 bytes", value));
+                    }
+                    next.insert(key.clone(), value.clone());
+                }
+                None => {
+                    next.remove(key);
+                }
+            }
+        }
+        if next.len() > 16 {
+            return Err(bad_metadata("at most 16 keys", "more keys"));
+        }
+        let changed = next != item.metadata;
+        item.metadata = next;
+        Ok((item.snap(), changed))
+    }
+
+    fn stats(&mut self, env: &str, now: i64) -> Result<QueueStats, Error> {
+        let env = Self::environment(env)?;
+        self.forget_pollers(env, now);
+        let reclaim_ms = self.config.reclaim_older_than_ms;
+        let queued: Vec<&ModelItem> = self
+            .sorted(env)
+            .into_iter()
+            .filter(|item| item.state == WorkState::Queued)
+            .collect();
+        let claimable = |item: &ModelItem| {
+            item.delivered_at
+                .map_or(true, |at| Self::is_reclaimable(at, reclaim_ms, now))
+        };
+        Ok(QueueStats {
+            depth: queued.iter().filter(|item| claimable(item)).count(),
+            pending: queued.iter().filter(|item| !claimable(item)).count(),
+            oldest_queued_at: queued.first().map(|item| ts(item.created_at)),
+            workers_polling: self.pollers.get(env).map_or(0, BTreeMap::len),
+        })
+    }
+
+    /// The earliest lease deadline or end of a reclaim window (configured window).
+    fn next_wakeup(&self) -> Option<Timestamp> {
+        let reclaim = i64::try_from(self.config.reclaim_older_than_ms).expect("small") * 1000;
+        self.items
+            .iter()
+            .filter_map(|item| item.deadline)
+            .chain(
+                self.items
+                    .iter()
+                    .filter_map(|item| item.delivered_at.map(|at| at + reclaim)),
+            )
+            .min()
+            .map(ts)
+    }
+
+    /// Every item, as [`list_all`] orders them (environment by environment, ascending id).
+    fn listing(&mut self, now: i64) -> Vec<Snap> {
+        self.expire(now);
+        ENVIRONMENTS
+            .iter()
+            .filter(|(_, kind)| *kind == EnvironmentKind::SelfHosted)
+            .flat_map(|(env, _)| self.sorted(env))
+            .map(ModelItem::snap)
+            .collect()
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Invariants
+
+/// What the test remembers between steps.
+#[derive(Default)]
+struct Memory {
+    seen: Seen,
+    /// Ids the table said it created.
+    created: BTreeSet<String>,
+    /// For each item holding a lease: which lease, and its holder.
+    holders: HashMap<String, (LeaseKey, Option<String>)>,
+}
+
+/// Tells one lease of an item from the next: its ack instant and the lapses before it.
+type LeaseKey = (Option<Timestamp>, u32);
+
+fn check_item(item: &Snap, now: Timestamp) -> Result<(), TestCaseError> {
+    let leased = matches!(
+        item.state,
+        WorkState::Starting | WorkState::Active | WorkState::Stopping
+    );
+    prop_assert_eq!(leased, item.lease_deadline.is_some(), "{:?}", item);
+    prop_assert_eq!(leased, item.lease_ttl.is_some(), "{:?}", item);
+    if let (Some(deadline), Some(lease_ttl)) = (item.lease_deadline, item.lease_ttl) {
+        prop_assert!((10..=600).contains(&lease_ttl.seconds()), "{:?}", item);
+        // A lease is valid while now < deadline; every lapse due was applied.
+        prop_assert!(now < deadline, "lapsed lease still held: {:?}", item);
+        // The deadline is the last renewal (heartbeat, else ack) plus the lease's TTL.
+        let renewed = item.latest_heartbeat_at.or(item.acknowledged_at);
+        prop_assert_eq!(
+            renewed.map(|at| at.saturating_add_micros(lease_ttl.micros())),
+            Some(deadline),
+            "{:?}",
+            item
+        );
+    }
+    match item.state {
+        WorkState::Queued => {
+            prop_assert!(item.acknowledged_at.is_none() && item.started_at.is_none());
+            prop_assert!(item.latest_heartbeat_at.is_none() && item.stopped_at.is_none());
+            prop_assert!(item.worker.is_none() || item.delivered_at.is_some());
+        }
+        WorkState::Starting => {
+            prop_assert!(item.latest_heartbeat_at.is_none() && item.started_at.is_none());
+        }
+        WorkState::Active => {
+            prop_assert!(item.started_at.is_some() && item.latest_heartbeat_at.is_some());
+        }
+        WorkState::Stopping => prop_assert!(item.stop_requested_at.is_some()),
+        WorkState::Stopped => {
+            prop_assert!(
+                item.stopped_at.is_some() && item.worker.is_none(),
+                "{:?}",
+                item
+            );
+        }
+    }
+    prop_assert!(item.delivered_at.is_none() || item.state == WorkState::Queued);
+    Ok(())
+}
+
+fn check_step(
+    table: &LeaseTable,
+    model: &Model,
+    memory: &mut Memory,
+    now: i64,
+    step: &Step,
+) -> Result<(), TestCaseError> {
+    table.validate().map_err(TestCaseError::fail)?;
+    prop_assert_eq!(table.next_wakeup(), model.next_wakeup(), "next_wakeup");
+
+    // Every item, full snapshot, as of this step's `now`, on a copy so the table is untouched.
+    let listing = list_all(&mut table.clone(), step.page_limit, ts(now))?;
+    prop_assert_eq!(&listing, &model.clone().listing(now), "listing at now");
+    prop_assert_eq!(
+        &ids_of(&listing)?,
+        &memory.created,
+        "lost or duplicated ids"
+    );
+    for item in &listing {
+        check_item(item, ts(now))?;
+        // One holder per lease: a lease keeps the worker it was opened with.
+        let lease = (item.acknowledged_at, item.lapses);
+        if item.lease_deadline.is_some() {
+            if let Some((held, holder)) = memory.holders.get(&item.id) {
+                if *held == lease {
+                    prop_assert_eq!(holder, &item.worker, "holder changed: {:?}", item);
+                }
+            }
+            memory
+                .holders
+                .insert(item.id.clone(), (lease, item.worker.clone()));
+        } else {
+            memory.holders.remove(&item.id);
+        }
+        // The item's token never runs ahead of the tokens the table handed out.
+        if let Some(latest) = item.latest_heartbeat_at {
+            let last_seen = memory.seen.last(&item.id);
+            prop_assert!(last_seen.is_some_and(|seen| latest <= seen), "{:?}", item);
+        }
+    }
+
+    // Lazy view = swept view, at a probe time in the future.
+    let probe = ts(now + step.probe);
+    let mut lazy = table.clone();
+    let mut swept = table.clone();
+    let transitions = swept.sweep(probe);
+    let lazy_listing = list_all(&mut lazy, step.page_limit, probe)?;
+    let swept_listing = list_all(&mut swept, step.page_limit, probe)?;
+    prop_assert_eq!(
+        &lazy_listing,
+        &swept_listing,
+        "lazy view differs from swept view"
+    );
+    let mut future = model.clone();
+    prop_assert_eq!(
+        &lazy_listing,
+        &future.listing(now + step.probe),
+        "listing at probe"
+    );
+    prop_assert_eq!(&ids_of(&lazy_listing)?, &memory.created);
+    // The lazy copy found the same lapses on its way; its sweep returns them, in order.
+    let lazy_transitions: Vec<TransitionSnap> =
+        lazy.sweep(probe).iter().map(TransitionSnap::of).collect();
+    let swept_transitions: Vec<TransitionSnap> =
+        transitions.iter().map(TransitionSnap::of).collect();
+    prop_assert_eq!(&lazy_transitions, &swept_transitions);
+    prop_assert_eq!(&swept_transitions, &future.journal, "journal at probe");
+    for item in &lazy_listing {
+        check_item(item, probe)?;
+    }
+    Ok(())
+}
+
+fn run(config: ConfigSel, steps: &[Step]) -> Result<(), TestCaseError> {
+    let mut table = new_table(config.config());
+    let mut model = Model::new(config);
+    let mut memory = Memory::default();
+    let mut now = T0;
+    for (index, step) in steps.iter().enumerate() {
+        now += step.advance;
+        let call = step.op.resolve(&memory.seen, now);
+        let got = call_table(&mut table, &call, ts(now));
+        let want = model.apply(&call, now);
+        prop_assert_eq!(&got, &want, "step {}: {:?} at {}", index, call, now);
+        memory.seen.record(&call, &got)?;
+        if let Outcome::Heartbeat(Ok(beat)) = &got {
+            prop_assert!((10..=600).contains(&beat.ttl.seconds()));
+            prop_assert_eq!(
+                beat.deadline,
+                beat.last_heartbeat.saturating_add_micros(beat.ttl.micros())
+            );
+        }
+        if let (Op::Create { work, .. }, Outcome::Item(Ok(_))) = (&call, &got) {
+            memory.created.insert((*work).to_string());
+        }
+        check_step(&table, &model, &mut memory, now, step)?;
+    }
+    // Past every deadline: a final sweep returns everything still pending, in order.
+    let end = now + 700 * SECOND;
+    let got: Vec<TransitionSnap> = table
+        .sweep(ts(end))
+        .iter()
+        .map(TransitionSnap::of)
+        .collect();
+    model.expire(end);
+    prop_assert_eq!(&got, &model.journal, "final sweep");
+    prop_assert_eq!(table.next_wakeup(), model.next_wakeup());
+    table.validate().map_err(TestCaseError::fail)?;
+    Ok(())
+}
+
+proptest! {
+    // PROPTEST_CASES can raise the case count for a deep run, never lower it.
+    #![proptest_config(ProptestConfig {
+        cases: ProptestConfig::default().cases.max(2000),
+        ..ProptestConfig::default()
+    })]
+
+    /// Sequences over every operation and every kind of clock step.
+    #[test]
+    fn table_matches_the_reference_model(config in config_sel(), steps in steps(60, Clock::Mixed)) {
+        run(config, &steps)?;
+    }
+}
+
+proptest! {
+    // PROPTEST_CASES can raise the case count for a deep run, never lower it.
+    #![proptest_config(ProptestConfig {
+        cases: ProptestConfig::default().cases.max(1000),
+        ..ProptestConfig::default()
+    })]
+
+    /// The same on a clock that moves by whole seconds or not at all: equal deadlines and
+    /// repeated instants are the rule rather than the exception.
+    #[test]
+    fn table_matches_the_reference_model_on_a_coarse_clock(
+        config in config_sel(),
+        steps in steps(60, Clock::Coarse),
+    ) {
+        run(config, &steps)?;
+    }
+}
+
+/// The ids items are created with parse and print back unchanged: a typo in a constant would
+/// otherwise quietly turn most cases into 404 tests.
+#[test]
+fn generated_ids_round_trip() {
+    for work in WORKS {
+        assert_eq!(work_id(work).to_string(), work);
+    }
+}
+
+/// The case that first split table and model: w1 polls, 30 s later an anonymous poll, then
+/// the clock steps back 3 µs and stats asks who polled in the last 30 s. w1 did (29.999997 s
+/// ago), and only polls that name a worker drop stale pollers, so it still counts.
+#[test]
+fn an_anonymous_poll_forgets_no_poller() {
+    let config = ConfigSel {
+        default_ttl: 10,
+        ack_ttl: 10,
+        max_attempts: None,
+        reclaim_older_than_ms: 0,
+    };
+    let step = |advance: i64, op: Gen| Step {
+        advance,
+        op,
+        probe: 0,
+        page_limit: 1,
+    };
+    let poll = |worker| Op::Poll {
+        env: EnvSel::Is("env_a"),
+        worker,
+        reclaim_ms: 0,
+    };
+    let steps = [
+        step(
+            0,
+            Op::Create {
+                env: EnvSel::Is("env_a"),
+                work: WORKS[0],
+                session: "sess_1",
+                metadata: BTreeMap::new(),
+            },
+        ),
+        step(0, poll(Some("w1"))),
+        step(30 * SECOND, poll(None)),
+        step(
+            -3,
+            Op::Stats {
+                env: EnvSel::Is("env_a"),
+            },
+        ),
+    ];
+    run(config, &steps).expect("table and model agree");
+
+    let mut table = new_table(config.config());
+    let mut seen = Seen::default();
+    let mut now = T0;
+    let mut last = None;
+    for step in &steps {
+        now += step.advance;
+        let call = step.op.resolve(&seen, now);
+        let outcome = call_table(&mut table, &call, ts(now));
+        seen.record(&call, &outcome).expect("tokens grow");
+        last = Some(outcome);
+    }
+    let Some(Outcome::Stats(Ok(stats))) = last else {
+        panic!("the last step is stats: {last:?}");
+    };
+    assert_eq!(stats.workers_polling, 1);
+}
