@@ -643,8 +643,8 @@ fn check_item(item: &Snap, now: Timestamp) -> Result<(), TestCaseError> {
     Ok(())
 }
 
-fn check_step(
-    table: &LeaseTable,
+fn check_step<T: Table>(
+    table: &T,
     model: &Model,
     memory: &mut Memory,
     now: i64,
@@ -717,7 +717,12 @@ fn check_step(
 }
 
 fn run(config: ConfigSel, steps: &[Step]) -> Result<(), TestCaseError> {
-    let mut table = new_table(config.config());
+    run_on::<LeaseTable>(config, steps)
+}
+
+/// Drives a table of kind `T` and the model through `steps`, comparing every result.
+fn run_on<T: Table>(config: ConfigSel, steps: &[Step]) -> Result<(), TestCaseError> {
+    let mut table: T = new_table_of(config.config());
     let mut model = Model::new(config);
     let mut memory = Memory::default();
     let mut now = T0;

@@ -13,7 +13,8 @@ use proptest::test_runner::TestCaseError;
 use worklease::{
     Config, Cursor, EnvironmentId, EnvironmentKind, Error, Heartbeat, HeartbeatRequest, LeaseTable,
     ListRequest, Metadata, MetadataPatch, Page, PollRequest, Polled, Precondition, QueueStats,
-    SessionId, StopMode, Timestamp, Transition, Ttl, WorkId, WorkItem, WorkState, WorkerId,
+    SessionId, StopMode, Timestamp, Transition, Ttl, Updated, WorkId, WorkItem, WorkState,
+    WorkerId,
 };
 
 /// 2026-07-01T08:15:06.120394Z: where every generated clock starts.
@@ -207,13 +208,161 @@ pub(crate) fn ts(micros: i64) -> Timestamp {
 
 /// A table with [`ENVIRONMENTS`] registered.
 pub(crate) fn new_table(config: Config) -> LeaseTable {
-    let mut table = LeaseTable::new(config);
+    new_table_of::<LeaseTable>(config)
+}
+
+/// A table of any kind with [`ENVIRONMENTS`] registered.
+pub(crate) fn new_table_of<T: Table>(config: Config) -> T {
+    let mut table = T::build(config);
     for (env, kind) in ENVIRONMENTS {
         let id = EnvironmentId::parse(env).expect("a well-formed environment id");
-        table.register_environment(id, kind).expect("fresh table");
+        table.register(id, kind).expect("fresh table");
     }
     table
 }
+
+/// The operations the suites drive, so the same model test runs against the single-threaded
+/// table and the sharded one. Methods mirror the tables' own, names and all.
+pub(crate) trait Table: Clone {
+    fn build(config: Config) -> Self;
+    fn register(&mut self, id: EnvironmentId, kind: EnvironmentKind) -> Result<(), Error>;
+    fn create_work(
+        &mut self,
+        env: &str,
+        work: WorkId,
+        session: SessionId,
+        metadata: Metadata,
+        now: Timestamp,
+    ) -> Result<WorkItem, Error>;
+    fn poll(&mut self, env: &str, request: &PollRequest, now: Timestamp) -> Result<Polled, Error>;
+    fn ack(
+        &mut self,
+        env: &str,
+        work: &str,
+        worker: Option<&WorkerId>,
+        now: Timestamp,
+    ) -> Result<Updated, Error>;
+    fn heartbeat(
+        &mut self,
+        env: &str,
+        work: &str,
+        request: HeartbeatRequest,
+        now: Timestamp,
+    ) -> Result<Heartbeat, Error>;
+    fn stop(
+        &mut self,
+        env: &str,
+        work: &str,
+        mode: StopMode,
+        now: Timestamp,
+    ) -> Result<Updated, Error>;
+    fn get(&mut self, env: &str, work: &str, now: Timestamp) -> Result<WorkItem, Error>;
+    fn list(&mut self, env: &str, request: &ListRequest, now: Timestamp) -> Result<Page, Error>;
+    fn update_metadata(
+        &mut self,
+        env: &str,
+        work: &str,
+        patch: &MetadataPatch,
+        now: Timestamp,
+    ) -> Result<Updated, Error>;
+    fn stats(&mut self, env: &str, now: Timestamp) -> Result<QueueStats, Error>;
+    fn sweep(&mut self, now: Timestamp) -> Vec<Transition>;
+    fn next_wakeup(&self) -> Option<Timestamp>;
+    fn validate(&self) -> Result<(), String>;
+}
+
+/// Forwards every [`Table`] method to the table's inherent method of the same name.
+macro_rules! forward_table {
+    ($table:ty) => {
+        impl Table for $table {
+            fn build(config: Config) -> Self {
+                <$table>::new(config)
+            }
+            fn register(&mut self, id: EnvironmentId, kind: EnvironmentKind) -> Result<(), Error> {
+                <$table>::register_environment(self, id, kind)
+            }
+            fn create_work(
+                &mut self,
+                env: &str,
+                work: WorkId,
+                session: SessionId,
+                metadata: Metadata,
+                now: Timestamp,
+            ) -> Result<WorkItem, Error> {
+                <$table>::create_work(self, env, work, session, metadata, now)
+            }
+            fn poll(
+                &mut self,
+                env: &str,
+                request: &PollRequest,
+                now: Timestamp,
+            ) -> Result<Polled, Error> {
+                <$table>::poll(self, env, request, now)
+            }
+            fn ack(
+                &mut self,
+                env: &str,
+                work: &str,
+                worker: Option<&WorkerId>,
+                now: Timestamp,
+            ) -> Result<Updated, Error> {
+                <$table>::ack(self, env, work, worker, now)
+            }
+            fn heartbeat(
+                &mut self,
+                env: &str,
+                work: &str,
+                request: HeartbeatRequest,
+                now: Timestamp,
+            ) -> Result<Heartbeat, Error> {
+                <$table>::heartbeat(self, env, work, request, now)
+            }
+            fn stop(
+                &mut self,
+                env: &str,
+                work: &str,
+                mode: StopMode,
+                now: Timestamp,
+            ) -> Result<Updated, Error> {
+                <$table>::stop(self, env, work, mode, now)
+            }
+            fn get(&mut self, env: &str, work: &str, now: Timestamp) -> Result<WorkItem, Error> {
+                <$table>::get(self, env, work, now)
+            }
+            fn list(
+                &mut self,
+                env: &str,
+                request: &ListRequest,
+                now: Timestamp,
+            ) -> Result<Page, Error> {
+                <$table>::list(self, env, request, now)
+            }
+            fn update_metadata(
+                &mut self,
+                env: &str,
+                work: &str,
+                patch: &MetadataPatch,
+                now: Timestamp,
+            ) -> Result<Updated, Error> {
+                <$table>::update_metadata(self, env, work, patch, now)
+            }
+            fn stats(&mut self, env: &str, now: Timestamp) -> Result<QueueStats, Error> {
+                <$table>::stats(self, env, now)
+            }
+            fn sweep(&mut self, now: Timestamp) -> Vec<Transition> {
+                <$table>::sweep(self, now)
+            }
+            fn next_wakeup(&self) -> Option<Timestamp> {
+                <$table>::next_wakeup(self)
+            }
+            fn validate(&self) -> Result<(), String> {
+                <$table>::validate(self)
+            }
+        }
+    };
+}
+
+forward_table!(LeaseTable);
 
 // ---------------------------------------------------------------------------------------------
 // Generators
@@ -740,7 +889,7 @@ pub(crate) enum Outcome {
 // Driving the table
 
 /// Runs one operation against the table.
-pub(crate) fn call_table(table: &mut LeaseTable, call: &Call, now: Timestamp) -> Outcome {
+pub(crate) fn call_table<T: Table>(table: &mut T, call: &Call, now: Timestamp) -> Outcome {
     match call {
         Op::Create {
             env,
@@ -829,8 +978,8 @@ pub(crate) fn call_table(table: &mut LeaseTable, call: &Call, now: Timestamp) ->
 
 /// Every item of every self-hosted environment, paging forward `limit` at a time; fails when
 /// the pages repeat or skip an id, or disagree with their own `first_id`/`last_id`/`has_more`.
-pub(crate) fn list_all(
-    table: &mut LeaseTable,
+pub(crate) fn list_all<T: Table>(
+    table: &mut T,
     limit: usize,
     now: Timestamp,
 ) -> Result<Vec<Snap>, TestCaseError> {
