@@ -899,7 +899,7 @@ pub(crate) fn call_table<T: Table>(table: &mut T, call: &Call, now: Timestamp) -
         } => Outcome::Item(
             table
                 .create_work(
-                    *env,
+                    env,
                     work_id(work),
                     SessionId::parse(session).expect("a well-formed session id"),
                     Metadata::from_map(metadata.clone()).expect("generated within limits"),
@@ -917,7 +917,7 @@ pub(crate) fn call_table<T: Table>(table: &mut T, call: &Call, now: Timestamp) -
                 reclaim_older_than_ms: *reclaim_ms,
                 ..PollRequest::default()
             };
-            Outcome::Polled(table.poll(*env, &request, now).map(|polled| match polled {
+            Outcome::Polled(table.poll(env, &request, now).map(|polled| match polled {
                 Polled::Delivered(item) => PolledSnap::Delivered(Box::new(Snap::of(&item))),
                 Polled::Empty { next_claimable_at } => PolledSnap::Empty { next_claimable_at },
             }))
@@ -926,7 +926,7 @@ pub(crate) fn call_table<T: Table>(table: &mut T, call: &Call, now: Timestamp) -
             let worker = worker.map(worker_id);
             Outcome::Updated(
                 table
-                    .ack(*env, *work, worker.as_ref(), now)
+                    .ack(env, work, worker.as_ref(), now)
                     .map(|updated| (Snap::of(&updated.item), updated.changed)),
             )
         }
@@ -940,7 +940,7 @@ pub(crate) fn call_table<T: Table>(table: &mut T, call: &Call, now: Timestamp) -
                 precondition: *precondition,
                 desired_ttl_seconds: ttl_seconds.and_then(NonZeroU64::new),
             };
-            Outcome::Heartbeat(table.heartbeat(*env, *work, request, now))
+            Outcome::Heartbeat(table.heartbeat(env, work, request, now))
         }
         Op::Stop { env, work, force } => {
             let mode = if *force {
@@ -950,11 +950,11 @@ pub(crate) fn call_table<T: Table>(table: &mut T, call: &Call, now: Timestamp) -
             };
             Outcome::Updated(
                 table
-                    .stop(*env, *work, mode, now)
+                    .stop(env, work, mode, now)
                     .map(|updated| (Snap::of(&updated.item), updated.changed)),
             )
         }
-        Op::Get { env, work } => Outcome::Item(table.get(*env, *work, now).map(|i| Snap::of(&i))),
+        Op::Get { env, work } => Outcome::Item(table.get(env, work, now).map(|i| Snap::of(&i))),
         Op::List { env, limit, cursor } => {
             let request = ListRequest {
                 limit: *limit,
@@ -962,16 +962,16 @@ pub(crate) fn call_table<T: Table>(table: &mut T, call: &Call, now: Timestamp) -
             };
             Outcome::Page(
                 table
-                    .list(*env, &request, now)
+                    .list(env, &request, now)
                     .map(|page| PageSnap::of(&page)),
             )
         }
         Op::UpdateMetadata { env, work, patch } => Outcome::Updated(
             table
-                .update_metadata(*env, *work, patch, now)
+                .update_metadata(env, work, patch, now)
                 .map(|updated| (Snap::of(&updated.item), updated.changed)),
         ),
-        Op::Stats { env } => Outcome::Stats(table.stats(*env, now)),
+        Op::Stats { env } => Outcome::Stats(table.stats(env, now)),
         Op::Sweep => Outcome::Swept(table.sweep(now).iter().map(TransitionSnap::of).collect()),
     }
 }
