@@ -1,23 +1,31 @@
 #![doc = include_str!("../README.md")]
 
+mod concurrent;
+mod deadline;
+mod environment;
 mod error;
 mod heartbeat;
 mod ids;
+mod index;
 mod item;
 mod metadata;
+mod outcome;
 mod request;
 mod state;
 mod table;
 mod time;
 mod ttl;
 
+pub use concurrent::ConcurrentLeaseTable;
+pub use environment::EnvironmentKind;
 pub use error::{Error, Excerpt, Param};
 pub use heartbeat::{Heartbeat, HeartbeatRequest, LeaseSnapshot, Precondition};
 pub use ids::{mint_uuid_v7, AsId, EnvironmentId, MalformedId, SessionId, WorkId, WorkerId};
 pub use item::{Transition, WorkItem};
 pub use metadata::{Metadata, MetadataPatch};
+pub use outcome::{Config, Page, Polled, QueueStats, StopMode, Updated};
 pub use request::{parse_worker_id, Cursor, ListRequest, PollRequest};
 pub use state::{Operation, WorkState};
-pub use table::{Config, EnvironmentKind, LeaseTable, Page, Polled, QueueStats, StopMode, Updated};
+pub use table::LeaseTable;
 pub use time::{ParsedInstant, Rfc3339, Timestamp, TimestampError};
 pub use ttl::{Ttl, TtlOutOfRange};

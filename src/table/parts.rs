@@ -1,0 +1,130 @@
+//! The environment-wide pieces of poll, stats and sweep, which
+//! [`crate::ConcurrentLeaseTable`] merges across shards (and [`LeaseTable`] composes directly).
+
+use super::{deadline_of, millis_to_micros, LeaseTable, StatsPart};
+use crate::environment::EnvironmentKind;
+use crate::error::{Error, Excerpt};
+use crate::ids::{AsId, EnvironmentId, WorkId, WorkerId};
+use crate::item::{Delivery, Phase, Transition, WorkItem};
+use crate::request::PollRequest;
+use crate::time::Timestamp;
+
+impl LeaseTable {
+    /// The environment's index, checked as SPEC §3.3 orders: exists (404), self_hosted (400).
+    pub(crate) fn environment(&self, environment: &impl AsId<EnvironmentId>) -> Result<u32, Error> {
+        let id = environment
+            .as_id()
+            .map_err(|id| Error::EnvironmentNotFound { id })?;
+        let Some(&index) = self.environment_index.get(&*id) else {
+            return Err(Error::EnvironmentNotFound {
+                id: Excerpt::of(&*id),
+            });
+        };
+        match self.environments[index as usize].kind {
+            EnvironmentKind::SelfHosted => Ok(index),
+            EnvironmentKind::Cloud => Err(Error::NotSelfHosted {
+                environment: id.into_owned(),
+            }),
+        }
+    }
+
+    /// Records a named worker's poll of environment `env`.
+    pub(crate) fn record_poll(&mut self, env: u32, worker: &WorkerId, now: Timestamp) {
+        self.environments[env as usize].record_poll(worker, now);
+    }
+
+    /// Forgets stale pollers of `env` and counts the rest.
+    pub(crate) fn forget_pollers(&mut self, env: u32, now: Timestamp) -> usize {
+        self.environments[env as usize].forget_pollers_before(now)
+    }
+
+    /// The lowest claimable id of `env`.
+    pub(crate) fn claimable(&self, env: u32, reclaim: i64, now: Timestamp) -> Option<WorkId> {
+        self.environments[env as usize]
+            .claimable(reclaim, now)
+            .cloned()
+    }
+
+    /// Delivers item `id` if it is still claimable.
+    pub(crate) fn deliver(
+        &mut self,
+        id: &WorkId,
+        hash: u64,
+        request: &PollRequest,
+        now: Timestamp,
+    ) -> Option<WorkItem> {
+        let slot = self.find(id, hash)?;
+        let cutoff = now
+            .unix_micros()
+            .saturating_sub(millis_to_micros(request.reclaim_older_than_ms));
+        let claimable = match &self.items[slot as usize].phase {
+            Phase::Queued(None) => true,
+            Phase::Queued(Some(delivery)) => delivery.at.unix_micros() <= cutoff,
+            Phase::Starting(_) | Phase::Active(_) | Phase::Stopping(_) | Phase::Stopped => false,
+        };
+        if !claimable {
+            return None;
+        }
+        let delivery = Delivery {
+            at: now,
+            worker: request.worker.clone(),
+        };
+        self.set_phase(slot, Phase::Queued(Some(delivery)));
+        Some(self.view(slot))
+    }
+
+    /// When `env`'s earliest reclaim window ends, and the earliest lease deadline.
+    pub(crate) fn next_claimable_parts(
+        &mut self,
+        env: u32,
+        reclaim: i64,
+    ) -> (Option<Timestamp>, Option<Timestamp>) {
+        let items = &self.items;
+        let lapse_at = self.deadlines.earliest(|slot| deadline_of(items, slot));
+        (
+            self.environments[env as usize].next_reclaim(reclaim),
+            lapse_at,
+        )
+    }
+
+    /// `env`'s depth, pending count and oldest queued item.
+    pub(crate) fn stats_part(&self, env: u32, now: Timestamp) -> StatsPart {
+        let environment = &self.environments[env as usize];
+        let reclaim = millis_to_micros(self.config.reclaim_older_than_ms);
+        let (depth, pending) = environment.depth(reclaim, now);
+        let oldest = environment.oldest_queued().map(|id| {
+            let slot = self
+                .find(id, self.hash(id))
+                .expect("invariant: queued ids are items");
+            (id.clone(), self.items[slot as usize].created_at)
+        });
+        StatsPart {
+            depth,
+            pending,
+            oldest,
+        }
+    }
+
+    /// Applies up to `budget` lapses due at `horizon`; `true` when none is left.
+    pub(crate) fn expire_some(&mut self, horizon: Timestamp, budget: usize) -> bool {
+        for _ in 0..budget {
+            let items = &self.items;
+            let Some((at, slot)) = self
+                .deadlines
+                .first_due(horizon, |slot| deadline_of(items, slot))
+            else {
+                return true;
+            };
+            self.lapse(slot, at);
+        }
+        let items = &self.items;
+        self.deadlines
+            .first_due(horizon, |slot| deadline_of(items, slot))
+            .is_none()
+    }
+
+    /// The lapses applied since the last call, in the order they were applied.
+    pub(crate) fn take_journal(&mut self) -> Vec<Transition> {
+        std::mem::take(&mut self.journal)
+    }
+}
