@@ -1,4 +1,6 @@
 #![doc = include_str!("../README.md")]
+// No unsafe code in the library, ever (Cargo.toml only denies it, for the test crates).
+#![forbid(unsafe_code)]
 
 mod concurrent;
 mod deadline;
