@@ -459,19 +459,45 @@ impl ConcurrentLeaseTable {
         let now = now.into();
         let horizon = self.horizon(now);
         let mut lapses = Vec::new();
-        for shard in self.shards.iter() {
-            loop {
-                let mut state = shard.state.lock();
-                state.advance(horizon);
-                let done = state.table.expire_some(horizon, Self::CHUNK);
-                lapses.extend(state.table.take_journal());
-                if done {
-                    break;
-                }
-            }
+        for shard in 0..self.shards.len() {
+            while !self.sweep_chunk(shard, horizon, Self::CHUNK, &mut lapses) {}
         }
         sort_transitions(&mut lapses);
         lapses
+    }
+
+    /// One bounded step of a sweep, under one lock hold: applies up to `budget` lapses due at
+    /// `now` in shard `shard`, appends them and every lapse the shard applied earlier (in no
+    /// particular order) to `lapses`, and says whether the shard has none left. A server may
+    /// drive its own sweeper with this instead of [`Self::sweep`].
+    ///
+    /// # Panics
+    ///
+    /// When `shard` is not below [`Self::shard_count`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use worklease::{Config, ConcurrentLeaseTable, Timestamp};
+    /// let table = ConcurrentLeaseTable::new(Config::default());
+    /// let mut lapses = Vec::new();
+    /// for shard in 0..table.shard_count() {
+    ///     while !table.sweep_chunk(shard, Timestamp::MAX, 64, &mut lapses) {}
+    /// }
+    /// assert!(lapses.is_empty());
+    /// ```
+    pub fn sweep_chunk(
+        &self,
+        shard: usize,
+        now: impl Into<Timestamp>,
+        budget: usize,
+        lapses: &mut Vec<Transition>,
+    ) -> bool {
+        let mut state = self.shards[shard].state.lock();
+        let horizon = state.advance(now.into());
+        let done = state.table.expire_some(horizon, budget);
+        lapses.extend(state.table.take_journal());
+        done
     }
 
     /// When the table next needs attention without any request: the minimum of every shard's
