@@ -54,8 +54,13 @@ pub(crate) struct Deadlines {
     heads: Vec<u32>,
     links: Vec<Link>,
     near: BTreeSet<(Timestamp, u32)>,
+    /// The first deadline in `near`, kept so the check "is anything due?" that starts every
+    /// operation reads two integers instead of walking a tree.
+    near_first: Option<Timestamp>,
     /// Every slot of a second before this one has been drained into `near`.
     cursor: i64,
+    /// `cursor` in microseconds (saturated), for the same check.
+    cursor_micros: i64,
     in_slots: usize,
 }
 
@@ -74,8 +79,10 @@ impl Deadlines {
             heads: vec![NIL; SLOTS as usize],
             links: Vec::new(),
             near: BTreeSet::new(),
+            near_first: None,
             // Far below any real time: the first expiry jumps it forward in O(1).
             cursor: i64::MIN / 4,
+            cursor_micros: i64::MIN,
             in_slots: 0,
         }
     }
@@ -98,10 +105,11 @@ impl Deadlines {
         if self.len() == 0 {
             // An empty wheel may move its cursor anywhere. A deadline is at most the longest
             // TTL past the time it was set, so this keeps the cursor at or before that time.
-            self.cursor = self.cursor.max(s - MAX_TTL_SECONDS - 1);
+            self.set_cursor(self.cursor.max(s - MAX_TTL_SECONDS - 1));
         }
         if s < self.cursor {
             self.near.insert((deadline, slot));
+            self.near_first = self.near.first().map(|(at, _)| *at);
         } else {
             self.file(slot, s.min(self.cursor + SLOTS - 1));
         }
@@ -112,6 +120,7 @@ impl Deadlines {
         if second(deadline) < self.cursor {
             let removed = self.near.remove(&(deadline, slot));
             debug_assert!(removed, "invariant: a passed second's lease is in near");
+            self.near_first = self.near.first().map(|(at, _)| *at);
         } else {
             self.unlink(slot);
         }
@@ -140,8 +149,13 @@ impl Deadlines {
         now: Timestamp,
         deadline_of: impl Fn(u32) -> Timestamp,
     ) -> Option<(Timestamp, u32)> {
-        self.drain_through(second(now), &deadline_of);
-        self.near.first().copied().filter(|(at, _)| *at <= now)
+        if now.unix_micros() >= self.cursor_micros {
+            self.drain_through(second(now), &deadline_of);
+        }
+        match self.near_first {
+            Some(first) if first <= now => self.near.first().copied(),
+            Some(_) | None => None,
+        }
     }
 
     /// The earliest deadline of any lease. Drains slots ahead of time if it must.
@@ -243,7 +257,7 @@ impl Deadlines {
         } else {
             self.cursor.max(cursor - SLOTS)
         };
-        self.cursor = cursor;
+        self.set_cursor(cursor);
         for s in start..cursor {
             let mut at = std::mem::replace(&mut self.heads[index(s)], NIL);
             while at != NIL {
@@ -260,6 +274,12 @@ impl Deadlines {
                 at = next;
             }
         }
+        self.near_first = self.near.first().map(|(at, _)| *at);
+    }
+
+    fn set_cursor(&mut self, cursor: i64) {
+        self.cursor = cursor;
+        self.cursor_micros = cursor.saturating_mul(MICROS_PER_SECOND);
     }
 
     fn file(&mut self, slot: u32, filed: i64) {
