@@ -115,7 +115,7 @@ impl Default for ConcurrentLeaseTable {
 
 impl ConcurrentLeaseTable {
     /// Shards of a table built with [`ConcurrentLeaseTable::new`].
-    pub const DEFAULT_SHARDS: usize = 16;
+    pub const DEFAULT_SHARDS: usize = 64;
     /// Most lapses applied under one lock hold by catch-up and sweeps.
     pub const CHUNK: usize = 256;
 

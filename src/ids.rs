@@ -200,6 +200,19 @@ macro_rules! prefixed_id {
                 }
             }
 
+            /// The id's text as an [`Excerpt`], without the formatting machinery (a 404
+            /// builds one on every unknown id).
+            #[allow(dead_code)]
+            pub(crate) fn excerpt(&self) -> Excerpt {
+                let mut buf = [0; 32];
+                let body = self.0.text(&mut buf);
+                let mut text = [0u8; $prefix.len() + MAX_BODY_LEN];
+                let len = $prefix.len() + body.len();
+                text[..$prefix.len()].copy_from_slice($prefix.as_bytes());
+                text[$prefix.len()..len].copy_from_slice(body.as_bytes());
+                Excerpt::new(std::str::from_utf8(&text[..len]).expect("invariant: ids are ASCII"))
+            }
+
             /// Mints a creation-ordered id (UUIDv7 layout) from explicit inputs; see
             /// [`mint_uuid_v7`].
             pub fn mint(at: Timestamp, sequence: u64, entropy: u64) -> Self {
@@ -482,6 +495,7 @@ mod tests {
                 prop_assert_eq!(hash_of(&ia), hash_of(&ib));
             }
             prop_assert_eq!(ia.to_string(), format!("work_{a}"));
+            prop_assert_eq!(ia.excerpt(), Excerpt::of(&ia));
         }
 
         #[test]

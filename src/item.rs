@@ -162,3 +162,20 @@ pub struct Transition {
     /// The item's lapse count after this one.
     pub lapses: u32,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The per-lease memory budget (README, Performance) starts here: keep it from growing
+    /// unnoticed.
+    #[test]
+    fn stored_items_stay_small() {
+        let size = std::mem::size_of::<Item>();
+        println!(
+            "Item: {size} bytes, Phase: {}",
+            std::mem::size_of::<Phase>()
+        );
+        assert!(size <= 192, "{size}");
+    }
+}

@@ -674,11 +674,7 @@ impl LeaseTable {
         };
         let slot = match self.find(id, hash) {
             Some(slot) if self.items[slot as usize].env == env => slot,
-            _ => {
-                return Err(Error::WorkNotFound {
-                    id: Excerpt::of(id),
-                })
-            }
+            _ => return Err(Error::WorkNotFound { id: id.excerpt() }),
         };
         if let Some(lease) = self.items[slot as usize].phase.lease() {
             if lease.deadline <= horizon {

@@ -3,7 +3,7 @@
 
 use super::{deadline_of, millis_to_micros, LeaseTable, StatsPart};
 use crate::environment::EnvironmentKind;
-use crate::error::{Error, Excerpt};
+use crate::error::Error;
 use crate::ids::{AsId, EnvironmentId, WorkId, WorkerId};
 use crate::item::{Delivery, Phase, Transition, WorkItem};
 use crate::request::PollRequest;
@@ -26,9 +26,7 @@ impl LeaseTable {
             self.environment_index.get(&*id).copied()
         };
         let Some(index) = found else {
-            return Err(Error::EnvironmentNotFound {
-                id: Excerpt::of(&*id),
-            });
+            return Err(Error::EnvironmentNotFound { id: id.excerpt() });
         };
         match self.environments[index as usize].kind {
             EnvironmentKind::SelfHosted => Ok(index),
