@@ -256,14 +256,25 @@ impl ConcurrentLeaseTable {
             }
             env
         };
-        self.catch_up(now);
         let reclaim = millis_to_micros(request.reclaim_older_than_ms);
+        let mut caught_up = false;
         loop {
-            let best = self
-                .shards
-                .iter()
-                .filter_map(|s| s.state.lock().table.claimable(env, reclaim, now))
-                .min();
+            let mut best: Option<WorkId> = None;
+            let mut consider = |table: &mut LeaseTable| {
+                if let Some(id) = table.claimable(env, reclaim, now) {
+                    if best.as_ref().map_or(true, |b| id < *b) {
+                        best = Some(id);
+                    }
+                }
+            };
+            if caught_up {
+                self.shards
+                    .iter()
+                    .for_each(|s| consider(&mut s.state.lock().table));
+            } else {
+                self.for_each_caught_up(now, consider);
+                caught_up = true;
+            }
             let Some(id) = best else { break };
             let hash = self.hash(&id);
             let delivered = self
@@ -377,15 +388,14 @@ impl ConcurrentLeaseTable {
             .lock()
             .table
             .environment(&environment)?;
-        self.catch_up(now);
         let limit = request.limit.clamp(1, ListRequest::MAX_LIMIT);
         let mut data = Vec::new();
         let mut has_more = false;
-        for shard in self.shards.iter() {
-            let (items, more) = shard.state.lock().table.list_in(env, request);
+        self.for_each_caught_up(now, |table| {
+            let (items, more) = table.list_in(env, request);
             data.extend(items);
             has_more |= more;
-        }
+        });
         data.sort_unstable_by(|a, b| a.id.cmp(&b.id));
         has_more |= data.len() > limit;
         let forward = !matches!(request.cursor, Cursor::Before(_));
@@ -430,7 +440,6 @@ impl ConcurrentLeaseTable {
             let env = home.table.environment(&environment)?;
             (env, home.table.forget_pollers(env, now))
         };
-        self.catch_up(now);
         let mut stats = QueueStats {
             depth: 0,
             pending: 0,
@@ -438,8 +447,8 @@ impl ConcurrentLeaseTable {
             workers_polling,
         };
         let mut oldest: Option<(WorkId, Timestamp)> = None;
-        for shard in self.shards.iter() {
-            let part = shard.state.lock().table.stats_part(env, now);
+        self.for_each_caught_up(now, |table| {
+            let part = table.stats_part(env, now);
             stats.depth += part.depth;
             stats.pending += part.pending;
             if let Some(candidate) = part.oldest {
@@ -447,7 +456,7 @@ impl ConcurrentLeaseTable {
                     oldest = Some(candidate);
                 }
             }
-        }
+        });
         stats.oldest_queued_at = oldest.map(|(_, at)| at);
         Ok(stats)
     }
@@ -566,14 +575,17 @@ impl ConcurrentLeaseTable {
             .fold(now, Timestamp::max)
     }
 
-    /// Applies every lapse due at the latest time seen, shard by shard, in chunks.
-    fn catch_up(&self, now: Timestamp) {
-        let horizon = self.horizon(now);
+    /// Visits every shard once it has no lapse due, applying due lapses at most
+    /// [`Self::CHUNK`] per lock hold first; `f` runs under the same hold as the last chunk.
+    /// The horizon is the latest `now` seen so far on the way (see the type's documentation).
+    fn for_each_caught_up(&self, now: Timestamp, mut f: impl FnMut(&mut LeaseTable)) {
+        let mut horizon = now;
         for shard in self.shards.iter() {
             loop {
                 let mut state = shard.state.lock();
-                state.advance(horizon);
+                horizon = state.advance(horizon);
                 if state.table.expire_some(horizon, Self::CHUNK) {
+                    f(&mut state.table);
                     break;
                 }
             }

@@ -32,6 +32,8 @@ impl EnvironmentKind {
 #[derive(Clone, Debug)]
 pub(crate) struct Environment {
     pub(crate) id: EnvironmentId,
+    /// The id's canonical text, so an id given as text is matched without parsing it.
+    pub(crate) text: Box<str>,
     pub(crate) kind: EnvironmentKind,
     /// Every item's slot, ascending id: list order. A sorted vector (4 bytes an item) rather
     /// than a tree (about 60): ids minted in creation order append at the end; an id out of
@@ -49,6 +51,7 @@ pub(crate) struct Environment {
 impl Environment {
     pub(crate) fn new(id: EnvironmentId, kind: EnvironmentKind) -> Self {
         Self {
+            text: id.to_string().into_boxed_str(),
             id,
             kind,
             items: Vec::new(),

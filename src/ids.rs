@@ -252,11 +252,19 @@ macro_rules! prefixed_id {
             fn as_id(&self) -> Result<Cow<'_, $name>, Excerpt> {
                 $name::parse(self).map(Cow::Owned).map_err(|_| Excerpt::new(self))
             }
+
+            fn as_text(&self) -> Option<&str> {
+                Some(self)
+            }
         }
 
         impl AsId<$name> for String {
             fn as_id(&self) -> Result<Cow<'_, $name>, Excerpt> {
                 self.as_str().as_id()
+            }
+
+            fn as_text(&self) -> Option<&str> {
+                Some(self)
             }
         }
     };
@@ -296,11 +304,21 @@ pub trait AsId<T: Clone> {
     ///
     /// The start of the raw text when it is not a well-formed id.
     fn as_id(&self) -> Result<Cow<'_, T>, Excerpt>;
+
+    /// The raw text, when the id was given as text: lets a table match it against the few
+    /// ids it knows by text (environments) without parsing it first.
+    fn as_text(&self) -> Option<&str> {
+        None
+    }
 }
 
 impl<T: Clone, A: AsId<T> + ?Sized> AsId<T> for &A {
     fn as_id(&self) -> Result<Cow<'_, T>, Excerpt> {
         (**self).as_id()
+    }
+
+    fn as_text(&self) -> Option<&str> {
+        (**self).as_text()
     }
 }
 

@@ -1,9 +1,10 @@
 //! What a competent user assembles from crates in an afternoon: a `dashmap` keyed by the work
 //! id (`Arc<str>`, looked up by `&str` without allocating) with foldhash, chrono times, and a
-//! `Mutex<BTreeMap>` expiry index whose keys share the id's `Arc`.
+//! `Mutex<BTreeMap>` expiry index whose keys share the id's `Arc`. Ids are not validated
+//! (only compared as text), which is cheaper than worklease's parsing.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
@@ -32,7 +33,8 @@ struct Lease {
 /// The assembled baseline (one environment's worth of state per table is enough for the
 /// workloads; the environment is checked by name).
 pub struct Assembled {
-    env: Mutex<Option<Arc<str>>>,
+    /// The one environment; every call checks it, as a 404 for a wrong one requires.
+    env: OnceLock<Box<str>>,
     leases: DashMap<Arc<str>, Lease, foldhash::fast::RandomState>,
     expiry: Mutex<Expiry>,
     queued: Mutex<BTreeSet<Arc<str>>>,
@@ -48,7 +50,7 @@ impl Leases for Assembled {
 
     fn new() -> Self {
         Self {
-            env: Mutex::new(None),
+            env: OnceLock::new(),
             leases: DashMap::default(),
             expiry: Mutex::new(BTreeMap::new()),
             queued: Mutex::new(BTreeSet::new()),
@@ -56,7 +58,7 @@ impl Leases for Assembled {
     }
 
     fn register(&self, env: &str) {
-        *self.env.lock().expect("not poisoned") = Some(Arc::from(env));
+        self.env.set(env.into()).expect("one environment");
     }
 
     fn create(&self, _env: &str, work: &str, _now: i64) {
@@ -82,7 +84,10 @@ impl Leases for Assembled {
             .map(|id| id.to_string())
     }
 
-    fn ack(&self, _env: &str, work: &str, now: i64) -> bool {
+    fn ack(&self, env: &str, work: &str, now: i64) -> bool {
+        if self.env.get().map(|e| &**e) != Some(env) {
+            return false;
+        }
         let Some(mut lease) = self.leases.get_mut(work) else {
             return false;
         };
@@ -103,12 +108,15 @@ impl Leases for Assembled {
 
     fn heartbeat(
         &self,
-        _env: &str,
+        env: &str,
         work: &str,
         expected: Option<DateTime<Utc>>,
         ttl: u64,
         now: i64,
     ) -> Beat<DateTime<Utc>> {
+        if self.env.get().map(|e| &**e) != Some(env) {
+            return Err(404);
+        }
         let now = time(now);
         let Some(mut lease) = self.leases.get_mut(work) else {
             return Err(404);

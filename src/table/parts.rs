@@ -12,11 +12,22 @@ use crate::time::Timestamp;
 impl LeaseTable {
     /// The environment's index, checked as SPEC §3.3 orders: exists (404), self_hosted (400).
     pub(crate) fn environment(&self, environment: &impl AsId<EnvironmentId>) -> Result<u32, Error> {
+        // A handful of environments is the common case: comparing texts (or, for parsed ids,
+        // two integers each) beats parsing and hashing.
+        if self.environments.len() <= 8 {
+            if let Some(text) = environment.as_text() {
+                if let Some(index) = (0u32..)
+                    .zip(&self.environments)
+                    .find(|(_, env)| *env.text == *text)
+                    .map(|(index, _)| index)
+                {
+                    return self.self_hosted(index);
+                }
+            }
+        }
         let id = environment
             .as_id()
             .map_err(|id| Error::EnvironmentNotFound { id })?;
-        // A handful of environments is the common case: comparing ids (two integers each for
-        // minted ids) beats hashing one.
         let found = if self.environments.len() <= 8 {
             (0u32..)
                 .zip(&self.environments)
@@ -25,13 +36,19 @@ impl LeaseTable {
         } else {
             self.environment_index.get(&*id).copied()
         };
-        let Some(index) = found else {
-            return Err(Error::EnvironmentNotFound { id: id.excerpt() });
-        };
-        match self.environments[index as usize].kind {
+        match found {
+            Some(index) => self.self_hosted(index),
+            None => Err(Error::EnvironmentNotFound { id: id.excerpt() }),
+        }
+    }
+
+    /// SPEC §3.3: an existing environment must be self-hosted (else 400).
+    fn self_hosted(&self, index: u32) -> Result<u32, Error> {
+        let environment = &self.environments[index as usize];
+        match environment.kind {
             EnvironmentKind::SelfHosted => Ok(index),
             EnvironmentKind::Cloud => Err(Error::NotSelfHosted {
-                environment: id.into_owned(),
+                environment: environment.id.clone(),
             }),
         }
     }
