@@ -82,7 +82,7 @@ def chart(found):
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
         f'font-family="sans-serif" font-size="12">',
         f'<rect width="{width}" height="{height}" fill="white"/>',
-        f'<text x="{width / 2 - 60}" y="22" font-size="14">Heartbeat cost vs table size '
+        f'<text x="10" y="22" font-size="14">Heartbeat cost vs table size '
         "(median ns per heartbeat, 1 thread, log scales)</text>",
     ]
     decade = y_lo
