@@ -558,7 +558,7 @@ impl ConcurrentLeaseTable {
         let (shard, key) = match &id {
             Ok(id) => {
                 let hash = self.hash(id);
-                (self.shard(hash), Key::Id(id, hash))
+                (self.shard(hash), Key::Id(id, hash, work.as_text()))
             }
             Err(excerpt) => (&self.shards[0], Key::Malformed(*excerpt)),
         };

@@ -38,7 +38,8 @@ mod validate;
 /// the environment checks pass).
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum Key<'a> {
-    Id(&'a WorkId, u64),
+    /// The id, its hash, and the text it was given as (a 404 then quotes it as is).
+    Id(&'a WorkId, u64, Option<&'a str>),
     Malformed(Excerpt),
 }
 
@@ -231,7 +232,13 @@ impl LeaseTable {
         let now = now.into();
         self.expire_due(now);
         let id = work.as_id();
-        self.ack_keyed(&environment, self.key(&id), worker, now, now)
+        self.ack_keyed(
+            &environment,
+            self.key(&id, work.as_text()),
+            worker,
+            now,
+            now,
+        )
     }
 
     /// Renews the lease of a starting, active or stopping item (SPEC §3.3).
@@ -257,7 +264,13 @@ impl LeaseTable {
         let now = now.into();
         self.expire_due(now);
         let id = work.as_id();
-        self.heartbeat_keyed(&environment, self.key(&id), request, now, now)
+        self.heartbeat_keyed(
+            &environment,
+            self.key(&id, work.as_text()),
+            request,
+            now,
+            now,
+        )
     }
 
     /// Stops an item, gracefully or by force (SPEC §3.4). Stopping a stopped item returns it
@@ -276,7 +289,7 @@ impl LeaseTable {
         let now = now.into();
         self.expire_due(now);
         let id = work.as_id();
-        self.stop_keyed(&environment, self.key(&id), mode, now, now)
+        self.stop_keyed(&environment, self.key(&id, work.as_text()), mode, now, now)
     }
 
     /// One item.
@@ -293,7 +306,7 @@ impl LeaseTable {
         let now = now.into();
         self.expire_due(now);
         let id = work.as_id();
-        self.get_keyed(&environment, self.key(&id), now)
+        self.get_keyed(&environment, self.key(&id, work.as_text()), now)
     }
 
     /// A page of an environment's items in ascending id order, every state (SPEC §3.5).
@@ -359,7 +372,7 @@ impl LeaseTable {
         let now = now.into();
         self.expire_due(now);
         let id = work.as_id();
-        self.update_metadata_keyed(&environment, self.key(&id), patch, now)
+        self.update_metadata_keyed(&environment, self.key(&id, work.as_text()), patch, now)
     }
 
     /// An environment's queue statistics, with the configured reclaim window.
@@ -420,9 +433,13 @@ impl LeaseTable {
         self.hasher.hash_one(id)
     }
 
-    fn key<'a>(&self, id: &'a Result<std::borrow::Cow<'_, WorkId>, Excerpt>) -> Key<'a> {
+    fn key<'a>(
+        &self,
+        id: &'a Result<std::borrow::Cow<'_, WorkId>, Excerpt>,
+        text: Option<&'a str>,
+    ) -> Key<'a> {
         match id {
-            Ok(id) => Key::Id(id, self.hash(id)),
+            Ok(id) => Key::Id(id, self.hash(id), text),
             Err(excerpt) => Key::Malformed(*excerpt),
         }
     }
@@ -668,13 +685,17 @@ impl LeaseTable {
         horizon: Timestamp,
     ) -> Result<u32, Error> {
         let env = self.environment(environment)?;
-        let (id, hash) = match key {
-            Key::Id(id, hash) => (id, hash),
+        let (id, hash, text) = match key {
+            Key::Id(id, hash, text) => (id, hash, text),
             Key::Malformed(id) => return Err(Error::WorkNotFound { id }),
         };
         let slot = match self.find(id, hash) {
             Some(slot) if self.items[slot as usize].env == env => slot,
-            _ => return Err(Error::WorkNotFound { id: id.excerpt() }),
+            _ => {
+                // The text a caller sent is the id's canonical text (it parsed).
+                let id = text.map_or_else(|| id.excerpt(), Excerpt::new);
+                return Err(Error::WorkNotFound { id });
+            }
         };
         if let Some(lease) = self.items[slot as usize].phase.lease() {
             if lease.deadline <= horizon {
