@@ -518,8 +518,7 @@ impl ConcurrentLeaseTable {
             .fold(None, earliest)
     }
 
-    /// Checks every shard's invariants, and that every item lives in the shard its id hashes
-    /// to; for tests and debugging.
+    /// Checks every shard's invariants; for tests and debugging.
     ///
     /// # Errors
     ///
