@@ -473,7 +473,7 @@ impl LeaseTable {
             id,
             env,
             session,
-            metadata,
+            metadata: (!metadata.is_empty()).then(|| Box::new(metadata)),
             created_at: now,
             acknowledged_at: None,
             started_at: None,
@@ -652,7 +652,11 @@ impl LeaseTable {
         horizon: Timestamp,
     ) -> Result<Updated, Error> {
         let slot = self.locate(environment, key, horizon)?;
-        let changed = self.items[slot as usize].metadata.apply(patch)?;
+        let stored = &mut self.items[slot as usize].metadata;
+        let mut metadata = stored.take().unwrap_or_default();
+        let result = metadata.apply(patch);
+        *stored = (!metadata.is_empty()).then_some(metadata);
+        let changed = result?;
         Ok(Updated {
             item: self.view(slot),
             changed,
