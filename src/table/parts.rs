@@ -6,7 +6,8 @@ use crate::environment::EnvironmentKind;
 use crate::error::Error;
 use crate::ids::{AsId, EnvironmentId, WorkId, WorkerId};
 use crate::item::{Delivery, Phase, Transition, WorkItem};
-use crate::request::PollRequest;
+use crate::outcome::Page;
+use crate::request::{Cursor, ListRequest, PollRequest};
 use crate::time::Timestamp;
 
 impl LeaseTable {
@@ -151,5 +152,54 @@ impl LeaseTable {
     /// The lapses applied since the last call, in the order they were applied.
     pub(crate) fn take_journal(&mut self) -> Vec<Transition> {
         std::mem::take(&mut self.journal)
+    }
+
+    /// A page of environment `env`'s items and whether more lie beyond, no lapses applied.
+    pub(crate) fn list_in(&self, env: u32, request: &ListRequest) -> (Vec<WorkItem>, bool) {
+        let items = &self.items;
+        let environment = &self.environments[env as usize];
+        let slots = &environment.items;
+        let limit = request.limit.clamp(1, ListRequest::MAX_LIMIT);
+        let (mut page, forward): (Vec<u32>, bool) = match &request.cursor {
+            Cursor::First => (slots.iter().take(limit + 1).copied().collect(), true),
+            Cursor::After(id) => {
+                let from = environment.position_after(id, items);
+                (
+                    slots[from..].iter().take(limit + 1).copied().collect(),
+                    true,
+                )
+            }
+            Cursor::Before(id) => {
+                let to = environment.position_of(id, items);
+                let before = slots[..to].iter().rev().take(limit + 1).copied().collect();
+                (before, false)
+            }
+        };
+        let has_more = page.len() > limit;
+        page.truncate(limit);
+        if !forward {
+            page.reverse();
+        }
+        (page.iter().map(|&slot| self.view(slot)).collect(), has_more)
+    }
+}
+
+impl Page {
+    /// A page of `data` (ascending id), with `next_page` set for forward listings with more.
+    pub(crate) fn of(data: Vec<WorkItem>, has_more: bool, forward: bool) -> Self {
+        let first_id = data.first().map(|item| item.id.clone());
+        let last_id = data.last().map(|item| item.id.clone());
+        let next_page = if forward && has_more {
+            last_id.clone()
+        } else {
+            None
+        };
+        Self {
+            data,
+            first_id,
+            last_id,
+            has_more,
+            next_page,
+        }
     }
 }
