@@ -20,11 +20,34 @@ use crate::time::Timestamp;
 /// The longest id body SPEC §1 allows.
 const MAX_BODY_LEN: usize = 64;
 
+/// A `u128` as two `u64`s: 8-byte alignment keeps an id at 24 bytes instead of 32 (a `u128`
+/// is 16-aligned), and a work item holds two ids. Field order makes the derived order the
+/// number's.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct Wide {
+    high: u64,
+    low: u64,
+}
+
+impl Wide {
+    const fn of(value: u128) -> Self {
+        Self {
+            // Truncations intended: the two halves.
+            high: (value >> 64) as u64,
+            low: value as u64,
+        }
+    }
+
+    const fn get(self) -> u128 {
+        ((self.high as u128) << 64) | self.low as u128
+    }
+}
+
 /// The body of a prefixed id: canonical, so two bodies are equal exactly when their texts are.
 #[derive(Clone)]
 enum Body {
     /// Exactly 32 lowercase hex digits, as a number (hex order equals text order).
-    Hex(u128),
+    Hex(Wide),
     /// Any other well-formed body.
     Text(Arc<str>),
 }
@@ -35,7 +58,7 @@ impl Body {
         // The minted shape first: it needs no other check and no allocation.
         if let Ok(digits) = <&[u8; 32]>::try_from(bytes) {
             if let Some(value) = parse_lower_hex(digits) {
-                return Some(Self::Hex(value));
+                return Some(Self::Hex(Wide::of(value)));
             }
         }
         if bytes.is_empty() || bytes.len() > MAX_BODY_LEN {
@@ -50,7 +73,8 @@ impl Body {
     /// Writes the body's text into `buf` and returns it; `buf` is only used for `Hex`.
     fn text<'a>(&'a self, buf: &'a mut [u8; 32]) -> &'a str {
         match self {
-            Self::Hex(value) => {
+            Self::Hex(wide) => {
+                let value = wide.get();
                 const DIGITS: &[u8; 16] = b"0123456789abcdef";
                 for (i, byte) in buf.iter_mut().enumerate() {
                     let shift = (31 - i) * 4;
@@ -116,7 +140,7 @@ impl Eq for Body {}
 impl Hash for Body {
     fn hash<H: Hasher>(&self, state: &mut H) {
         match self {
-            Self::Hex(value) => state.write_u128(*value),
+            Self::Hex(value) => state.write_u128(value.get()),
             Self::Text(text) => text.hash(state),
         }
     }
@@ -189,13 +213,13 @@ macro_rules! prefixed_id {
 
             /// The id whose body is the 32 lowercase hex digits of `value` (a UUID, say).
             pub fn from_u128(value: u128) -> Self {
-                Self(Body::Hex(value))
+                Self(Body::Hex(Wide::of(value)))
             }
 
             /// The id's 128-bit value when its body is 32 lowercase hex digits.
             pub fn as_u128(&self) -> Option<u128> {
                 match self.0 {
-                    Body::Hex(value) => Some(value),
+                    Body::Hex(value) => Some(value.get()),
                     Body::Text(_) => None,
                 }
             }

@@ -177,6 +177,6 @@ mod tests {
             "Item: {size} bytes, Phase: {}",
             std::mem::size_of::<Phase>()
         );
-        assert!(size <= 176, "{size}");
+        assert!(size <= 160, "{size}");
     }
 }
