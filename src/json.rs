@@ -37,7 +37,7 @@ use crate::heartbeat::{Heartbeat, LeaseSnapshot};
 use crate::ids::SessionId;
 use crate::item::WorkItem;
 use crate::metadata::{Metadata, MetadataPatch};
-use crate::table::{Page, QueueStats};
+use crate::outcome::{Page, QueueStats};
 use crate::time::Timestamp;
 
 /// Writes a value through its `Display` text.
@@ -380,9 +380,9 @@ mod tests {
     use crate::heartbeat::HeartbeatRequest;
     use crate::ids::{EnvironmentId, WorkId};
     use crate::request::{ListRequest, PollRequest};
-    use crate::table::{EnvironmentKind, LeaseTable, Polled};
     use crate::ttl::Ttl;
     use crate::WorkState;
+    use crate::{EnvironmentKind, LeaseTable, Polled};
     use serde_json::{json, Value};
 
     const T0: i64 = 1_782_893_706_120_394;

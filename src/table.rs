@@ -4,145 +4,51 @@
 //! an operation sees exactly what a sweep at `now` would have left. Lapses found that way are
 //! kept in a journal that the next [`LeaseTable::sweep`] returns, so a server that logs
 //! transitions misses none. Orders that reach callers (poll, list, sweep) are defined by ids
-//! and deadlines, never by hash-map iteration.
+//! and deadlines, never by hash-map iteration, so the per-table random hash seed never shows.
+//!
+//! Representation, chosen for the heartbeat (see the README's Performance section): items in
+//! one vector addressed by a `u32` slot; the work id → slot index stores 8-byte buckets
+//! ([`crate::index`]); ids of the minted shape are `u128`s; times are `i64` microseconds; the
+//! deadline index is a lazy timer wheel ([`crate::deadline`]) where renewing a lease is usually
+//! free. The `*_keyed` operations are the same operations for [`crate::ConcurrentLeaseTable`]'s
+//! shards: they take an already hashed id and a `horizon` through which the touched item's own
+//! lapse is applied, and leave other items' lapses to bounded catch-up.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::num::NonZeroU32;
-use std::ops::Bound;
+use std::collections::HashMap;
 
+use foldhash::fast::RandomState;
+
+use crate::deadline::Deadlines;
+use crate::environment::{Environment, EnvironmentKind};
 use crate::error::{Error, Excerpt};
 use crate::heartbeat::{Heartbeat, HeartbeatRequest, LeaseSnapshot};
 use crate::ids::{AsId, EnvironmentId, SessionId, WorkId, WorkerId};
-use crate::item::{Delivery, Item, Lease, Phase, Transition, WorkItem};
+use crate::index::SlotIndex;
+use crate::item::{Item, Lease, Phase, Transition, WorkItem};
 use crate::metadata::{Metadata, MetadataPatch};
+use crate::outcome::{Config, Page, Polled, QueueStats, StopMode, Updated};
 use crate::request::{Cursor, ListRequest, PollRequest};
 use crate::state::Operation;
 use crate::time::Timestamp;
-use crate::ttl::Ttl;
 
-/// How long a worker counts as polling after its last poll (SPEC §3.5 `workers_polling`).
-const POLLING_WINDOW_MICROS: i64 = 30_000_000;
+mod parts;
+mod validate;
 
-/// Whether an environment runs its own workers.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum EnvironmentKind {
-    /// `self_hosted`: workers poll this table.
-    SelfHosted,
-    /// `cloud`: every work operation is refused with 400.
-    Cloud,
+/// A work id as an operation received it: parsed and hashed, or malformed (answered 404 once
+/// the environment checks pass).
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Key<'a> {
+    /// The id, its hash, and the text it was given as (a 404 then quotes it as is).
+    Id(&'a WorkId, u64, Option<&'a str>),
+    Malformed(Excerpt),
 }
 
-impl EnvironmentKind {
-    /// The kind as the API writes it.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Self::SelfHosted => "self_hosted",
-            Self::Cloud => "cloud",
-        }
-    }
-}
-
-/// A table's settings. Every field is valid by construction ([`Ttl`] cannot be out of range).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct Config {
-    /// The TTL of a heartbeat that names none (SPEC §4; 60 s).
-    pub default_ttl: Ttl,
-    /// The TTL of the lease an ack opens (SPEC §4; 60 s).
-    pub ack_ttl: Ttl,
-    /// After this many lapses an item is stopped instead of queued again; `None`: no limit.
-    pub max_attempts: Option<NonZeroU32>,
-    /// The reclaim window that [`LeaseTable::stats`] and [`LeaseTable::next_wakeup`] assume
-    /// (polls bring their own); 5000 ms.
-    pub reclaim_older_than_ms: u64,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Self {
-            default_ttl: Ttl::DEFAULT,
-            ack_ttl: Ttl::DEFAULT,
-            max_attempts: None,
-            reclaim_older_than_ms: PollRequest::DEFAULT_RECLAIM_OLDER_THAN_MS,
-        }
-    }
-}
-
-/// What a poll found.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Polled {
-    /// The oldest claimable item, now delivered to the poller.
-    Delivered(Box<WorkItem>),
-    /// Nothing claimable (HTTP: 200 with body `null`).
-    Empty {
-        /// No later than this instant something may become claimable (a delivery's reclaim
-        /// window ends or a lease lapses); `None` when nothing will without a new item. A
-        /// long-polling server sleeps until then or until it creates work.
-        next_claimable_at: Option<Timestamp>,
-    },
-}
-
-/// An item after an operation that may leave it as it was (ack, stop, metadata update).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Updated {
-    /// The item after the operation.
-    pub item: WorkItem,
-    /// Whether the operation changed anything (`false`: a retry-safe repeat).
-    pub changed: bool,
-}
-
-/// How a stop ends the work (SPEC §3.4).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
-pub enum StopMode {
-    /// Ask the holder to drain: active and starting items go to `stopping`; a stopping item
-    /// is confirmed `stopped`.
-    #[default]
-    Graceful,
-    /// Any live item goes to `stopped` at once.
-    Force,
-}
-
-/// A page of a list (SPEC §3.5).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Page {
-    /// The items, ascending id.
-    pub data: Vec<WorkItem>,
-    /// The first item's id.
-    pub first_id: Option<WorkId>,
-    /// The last item's id.
-    pub last_id: Option<WorkId>,
-    /// Whether more items lie beyond this page in the direction of travel.
-    pub has_more: bool,
-    /// The `page` value for the next page (forward listings only).
-    pub next_page: Option<WorkId>,
-}
-
-/// An environment's queue at a glance (`work_queue_stats`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct QueueStats {
-    /// Queued items claimable now.
-    pub depth: usize,
-    /// Delivered, unacknowledged items still inside the reclaim window.
-    pub pending: usize,
-    /// `created_at` of the oldest (lowest-id) queued item.
-    pub oldest_queued_at: Option<Timestamp>,
-    /// Distinct worker ids that polled in the last 30 s.
-    pub workers_polling: usize,
-}
-
+/// One environment's share of a [`QueueStats`], for merging across shards.
 #[derive(Clone, Debug)]
-struct Environment {
-    id: EnvironmentId,
-    kind: EnvironmentKind,
-    /// Every item, by id: list order.
-    items: BTreeMap<WorkId, u32>,
-    /// Queued items no poll has handed out (since creation or the last lapse).
-    undelivered: BTreeSet<WorkId>,
-    /// Queued items a poll handed out, by delivery time.
-    delivered: BTreeSet<(Timestamp, WorkId)>,
-    /// Each named worker's last poll, both ways round so old entries can be dropped in order.
-    pollers: HashMap<WorkerId, Timestamp>,
-    polls: BTreeSet<(Timestamp, WorkerId)>,
+pub(crate) struct StatsPart {
+    pub(crate) depth: usize,
+    pub(crate) pending: usize,
+    pub(crate) oldest: Option<(WorkId, Timestamp)>,
 }
 
 /// The lease table: environments, work items and their leases, driven by the caller's clock.
@@ -169,13 +75,14 @@ struct Environment {
 #[derive(Clone, Debug)]
 pub struct LeaseTable {
     config: Config,
-    environment_index: HashMap<EnvironmentId, u32>,
+    hasher: RandomState,
+    environment_index: HashMap<EnvironmentId, u32, RandomState>,
     environments: Vec<Environment>,
-    work_index: HashMap<WorkId, u32>,
+    work_index: SlotIndex,
     items: Vec<Item>,
-    /// Every lease, by deadline: lapses are taken from the front.
-    deadlines: BTreeSet<(Timestamp, u32)>,
-    /// Lapses applied since the last sweep, oldest first.
+    /// Every lease, by deadline.
+    deadlines: Deadlines,
+    /// Lapses applied since the last sweep.
     journal: Vec<Transition>,
 }
 
@@ -188,13 +95,20 @@ impl Default for LeaseTable {
 impl LeaseTable {
     /// An empty table.
     pub fn new(config: Config) -> Self {
+        Self::with_hasher(config, RandomState::default())
+    }
+
+    /// An empty table hashing ids with `hasher` (shards of one concurrent table share one, so
+    /// an id is hashed once per call).
+    pub(crate) fn with_hasher(config: Config, hasher: RandomState) -> Self {
         Self {
             config,
-            environment_index: HashMap::new(),
+            hasher,
+            environment_index: HashMap::default(),
             environments: Vec::new(),
-            work_index: HashMap::new(),
+            work_index: SlotIndex::default(),
             items: Vec::new(),
-            deadlines: BTreeSet::new(),
+            deadlines: Deadlines::new(),
             journal: Vec::new(),
         }
     }
@@ -232,15 +146,7 @@ impl LeaseTable {
         let index = u32::try_from(self.environments.len())
             .expect("invariant: fewer than 2^32 environments");
         self.environment_index.insert(id.clone(), index);
-        self.environments.push(Environment {
-            id,
-            kind,
-            items: BTreeMap::new(),
-            undelivered: BTreeSet::new(),
-            delivered: BTreeSet::new(),
-            pollers: HashMap::new(),
-            polls: BTreeSet::new(),
-        });
+        self.environments.push(Environment::new(id, kind));
         Ok(())
     }
 
@@ -271,33 +177,8 @@ impl LeaseTable {
     ) -> Result<WorkItem, Error> {
         let now = now.into();
         self.expire_due(now);
-        let env = self.environment(&environment)?;
-        if self.work_index.contains_key(&id) {
-            return Err(Error::AlreadyExists {
-                id: Excerpt::of(&id),
-            });
-        }
-        let slot = u32::try_from(self.items.len()).expect("invariant: fewer than 2^32 items");
-        self.work_index.insert(id.clone(), slot);
-        let environment = &mut self.environments[env as usize];
-        environment.items.insert(id.clone(), slot);
-        environment.undelivered.insert(id.clone());
-        self.items.push(Item {
-            id,
-            env,
-            session,
-            metadata,
-            created_at: now,
-            acknowledged_at: None,
-            started_at: None,
-            latest_heartbeat_at: None,
-            stop_requested_at: None,
-            stopped_at: None,
-            lapses: 0,
-            last_token: None,
-            phase: Phase::Queued(None),
-        });
-        Ok(self.view(slot))
+        let hash = self.hash(&id);
+        self.create_keyed(&environment, id, hash, session, metadata, now)
     }
 
     /// Hands out the oldest claimable queued item (SPEC §3.1).
@@ -314,41 +195,24 @@ impl LeaseTable {
         let now = now.into();
         self.expire_due(now);
         let env = self.environment(&environment)?;
-        let reclaim = millis_to_micros(request.reclaim_older_than_ms);
-        let environment = &mut self.environments[env as usize];
         if let Some(worker) = &request.worker {
-            environment.record_poll(worker, now);
+            self.environments[env as usize].record_poll(worker, now);
         }
-        let cutoff = now.unix_micros().saturating_sub(reclaim);
-        let reclaimable = environment
-            .delivered
-            .iter()
-            .take_while(|(at, _)| at.unix_micros() <= cutoff)
-            .map(|(_, id)| id)
-            .min();
-        let chosen = match (environment.undelivered.first(), reclaimable) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
-        let Some(chosen) = chosen else {
-            let reclaim_at = environment
-                .delivered
-                .first()
-                .map(|(at, _)| at.saturating_add_micros(reclaim));
-            let lapse_at = self.deadlines.first().map(|(deadline, _)| *deadline);
-            let next_claimable_at = match (reclaim_at, lapse_at) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
-            return Ok(Polled::Empty { next_claimable_at });
-        };
-        let slot = environment.items[chosen];
-        let delivery = Delivery {
-            at: now,
-            worker: request.worker.clone(),
-        };
-        self.set_phase(slot, Phase::Queued(Some(delivery)));
-        Ok(Polled::Delivered(Box::new(self.view(slot))))
+        let reclaim = millis_to_micros(request.reclaim_older_than_ms);
+        let chosen = self.environments[env as usize]
+            .claimable(reclaim, now)
+            .cloned();
+        if let Some(id) = chosen {
+            let hash = self.hash(&id);
+            let item = self
+                .deliver(&id, hash, request, now)
+                .expect("invariant: the claimable id is a claimable item");
+            return Ok(Polled::Delivered(Box::new(item)));
+        }
+        let (reclaim_at, lapse_at) = self.next_claimable_parts(env, reclaim);
+        Ok(Polled::Empty {
+            next_claimable_at: earliest(reclaim_at, lapse_at),
+        })
     }
 
     /// Acknowledges an item: queued → starting, opening a lease with the ack TTL (SPEC §3.2).
@@ -367,7 +231,243 @@ impl LeaseTable {
     ) -> Result<Updated, Error> {
         let now = now.into();
         self.expire_due(now);
-        let slot = self.locate(&environment, &work)?;
+        let id = work.as_id();
+        self.ack_keyed(
+            &environment,
+            self.key(&id, work.as_text()),
+            worker,
+            now,
+            now,
+        )
+    }
+
+    /// Renews the lease of a starting, active or stopping item (SPEC §3.3).
+    ///
+    /// The new token is `now` to the microsecond, or one microsecond past the item's previous
+    /// token when `now` did not advance, so tokens never repeat.
+    ///
+    /// # Errors
+    ///
+    /// In SPEC order: 404 (environment), 400 (cloud), 404 (item), [`Error::InvalidState`] for
+    /// a queued or stopped item, [`Error::PreconditionFailed`] when the precondition does not
+    /// hold (the error carries the lease as held). Parameter errors (400) come from
+    /// [`HeartbeatRequest::parse`], before this call. Never allocates (ids given as text must
+    /// then be of the minted, 32-hex-digit shape, or they are parsed into shared text), unless
+    /// leases lapse on the way.
+    pub fn heartbeat(
+        &mut self,
+        environment: impl AsId<EnvironmentId>,
+        work: impl AsId<WorkId>,
+        request: HeartbeatRequest,
+        now: impl Into<Timestamp>,
+    ) -> Result<Heartbeat, Error> {
+        let now = now.into();
+        self.expire_due(now);
+        let id = work.as_id();
+        self.heartbeat_keyed(
+            &environment,
+            self.key(&id, work.as_text()),
+            request,
+            now,
+            now,
+        )
+    }
+
+    /// Stops an item, gracefully or by force (SPEC §3.4). Stopping a stopped item returns it
+    /// unchanged.
+    ///
+    /// # Errors
+    ///
+    /// 404/400 for the environment, 404 for the item.
+    pub fn stop(
+        &mut self,
+        environment: impl AsId<EnvironmentId>,
+        work: impl AsId<WorkId>,
+        mode: StopMode,
+        now: impl Into<Timestamp>,
+    ) -> Result<Updated, Error> {
+        let now = now.into();
+        self.expire_due(now);
+        let id = work.as_id();
+        self.stop_keyed(&environment, self.key(&id, work.as_text()), mode, now, now)
+    }
+
+    /// One item.
+    ///
+    /// # Errors
+    ///
+    /// 404/400 for the environment, 404 for the item.
+    pub fn get(
+        &mut self,
+        environment: impl AsId<EnvironmentId>,
+        work: impl AsId<WorkId>,
+        now: impl Into<Timestamp>,
+    ) -> Result<WorkItem, Error> {
+        let now = now.into();
+        self.expire_due(now);
+        let id = work.as_id();
+        self.get_keyed(&environment, self.key(&id, work.as_text()), now)
+    }
+
+    /// A page of an environment's items in ascending id order, every state (SPEC §3.5).
+    ///
+    /// # Errors
+    ///
+    /// 404/400 for the environment.
+    pub fn list(
+        &mut self,
+        environment: impl AsId<EnvironmentId>,
+        request: &ListRequest,
+        now: impl Into<Timestamp>,
+    ) -> Result<Page, Error> {
+        self.expire_due(now.into());
+        let env = self.environment(&environment)?;
+        let (data, has_more) = self.list_in(env, request);
+        let forward = !matches!(request.cursor, Cursor::Before(_));
+        Ok(Page::of(data, has_more, forward))
+    }
+
+    /// Merges a metadata patch into an item, in any state; never changes the state.
+    ///
+    /// # Errors
+    ///
+    /// 404/400 for the environment, 404 for the item, 400 (`metadata`) when the result would
+    /// break a [`Metadata`] limit (the item is then unchanged).
+    pub fn update_metadata(
+        &mut self,
+        environment: impl AsId<EnvironmentId>,
+        work: impl AsId<WorkId>,
+        patch: &MetadataPatch,
+        now: impl Into<Timestamp>,
+    ) -> Result<Updated, Error> {
+        let now = now.into();
+        self.expire_due(now);
+        let id = work.as_id();
+        self.update_metadata_keyed(&environment, self.key(&id, work.as_text()), patch, now)
+    }
+
+    /// An environment's queue statistics, with the configured reclaim window.
+    ///
+    /// # Errors
+    ///
+    /// 404/400 for the environment.
+    pub fn stats(
+        &mut self,
+        environment: impl AsId<EnvironmentId>,
+        now: impl Into<Timestamp>,
+    ) -> Result<QueueStats, Error> {
+        let now = now.into();
+        self.expire_due(now);
+        let env = self.environment(&environment)?;
+        let workers_polling = self.forget_pollers(env, now);
+        let part = self.stats_part(env, now);
+        Ok(QueueStats {
+            depth: part.depth,
+            pending: part.pending,
+            oldest_queued_at: part.oldest.map(|(_, at)| at),
+            workers_polling,
+        })
+    }
+
+    /// Applies every lapse due at `now` and returns all lapses since the previous sweep
+    /// (including those operations applied on the way), in canonical order: ascending
+    /// `(at, work_id)`. The order does not depend on when each lapse was noticed, so a
+    /// [`crate::ConcurrentLeaseTable`] returns the same list.
+    pub fn sweep(&mut self, now: impl Into<Timestamp>) -> Vec<Transition> {
+        self.expire_due(now.into());
+        let mut lapses = self.take_journal();
+        sort_transitions(&mut lapses);
+        lapses
+    }
+
+    /// When the table next needs attention without any request: the earliest lease deadline
+    /// or end of a delivery's reclaim window (with the configured window). A server's sweeper
+    /// sleeps until then (or until an operation changes it).
+    pub fn next_wakeup(&self) -> Option<Timestamp> {
+        let reclaim = millis_to_micros(self.config.reclaim_older_than_ms);
+        let items = &self.items;
+        let lapse = self
+            .deadlines
+            .peek_earliest(|slot| deadline_of(items, slot));
+        let redelivery = self
+            .environments
+            .iter()
+            .filter_map(|env| env.next_reclaim(reclaim))
+            .min();
+        earliest(lapse, redelivery)
+    }
+
+    // ---- the operations on one item, shared with the concurrent table's shards ----
+
+    pub(crate) fn hash(&self, id: &WorkId) -> u64 {
+        use std::hash::BuildHasher;
+        self.hasher.hash_one(id)
+    }
+
+    fn key<'a>(
+        &self,
+        id: &'a Result<std::borrow::Cow<'_, WorkId>, Excerpt>,
+        text: Option<&'a str>,
+    ) -> Key<'a> {
+        match id {
+            Ok(id) => Key::Id(id, self.hash(id), text),
+            Err(excerpt) => Key::Malformed(*excerpt),
+        }
+    }
+
+    pub(crate) fn create_keyed(
+        &mut self,
+        environment: &impl AsId<EnvironmentId>,
+        id: WorkId,
+        hash: u64,
+        session: SessionId,
+        metadata: Metadata,
+        now: Timestamp,
+    ) -> Result<WorkItem, Error> {
+        let env = self.environment(environment)?;
+        if self.find(&id, hash).is_some() {
+            return Err(Error::AlreadyExists {
+                id: Excerpt::of(&id),
+            });
+        }
+        let slot = u32::try_from(self.items.len()).expect("invariant: fewer than 2^32 items");
+        let (hasher, items) = (&self.hasher, &self.items);
+        self.work_index.insert(hash, slot, |slot| {
+            use std::hash::BuildHasher;
+            hasher.hash_one(&items[slot as usize].id)
+        });
+        self.deadlines.reserve_slots(self.items.len() + 1);
+        self.environments[env as usize]
+            .undelivered
+            .insert(id.clone());
+        self.items.push(Item {
+            id,
+            env,
+            session,
+            metadata: (!metadata.is_empty()).then(|| Box::new(metadata)),
+            created_at: now,
+            acknowledged_at: None,
+            started_at: None,
+            latest_heartbeat_at: None,
+            stop_requested_at: None,
+            stopped_at: None,
+            lapses: 0,
+            last_token: None,
+            phase: Phase::Queued(None),
+        });
+        self.environments[env as usize].insert_item(slot, &self.items);
+        Ok(self.view(slot))
+    }
+
+    pub(crate) fn ack_keyed(
+        &mut self,
+        environment: &impl AsId<EnvironmentId>,
+        key: Key<'_>,
+        worker: Option<&WorkerId>,
+        now: Timestamp,
+        horizon: Timestamp,
+    ) -> Result<Updated, Error> {
+        let slot = self.locate(environment, key, horizon)?;
         let item = &self.items[slot as usize];
         let owner = match &item.phase {
             Phase::Queued(delivery) => delivery.as_ref().and_then(|d| d.worker.as_ref()),
@@ -407,34 +507,24 @@ impl LeaseTable {
         })
     }
 
-    /// Renews the lease of a starting, active or stopping item (SPEC §3.3).
-    ///
-    /// The new token is `now` to the microsecond, or one microsecond past the item's previous
-    /// token when `now` did not advance, so tokens never repeat.
-    ///
-    /// # Errors
-    ///
-    /// In SPEC order: 404 (environment), 400 (cloud), 404 (item), [`Error::InvalidState`] for
-    /// a queued or stopped item, [`Error::PreconditionFailed`] when the precondition does not
-    /// hold (the error carries the lease as held). Parameter errors (400) come from
-    /// [`HeartbeatRequest::parse`], before this call. Never allocates.
-    pub fn heartbeat(
+    pub(crate) fn heartbeat_keyed(
         &mut self,
-        environment: impl AsId<EnvironmentId>,
-        work: impl AsId<WorkId>,
+        environment: &impl AsId<EnvironmentId>,
+        key: Key<'_>,
         request: HeartbeatRequest,
-        now: impl Into<Timestamp>,
+        now: Timestamp,
+        horizon: Timestamp,
     ) -> Result<Heartbeat, Error> {
-        let now = now.into();
-        self.expire_due(now);
-        let slot = self.locate(&environment, &work)?;
-        let item = &self.items[slot as usize];
-        let lease = match &item.phase {
+        let slot = self.locate(environment, key, horizon)?;
+        let default_ttl = self.config.default_ttl;
+        let item = &mut self.items[slot as usize];
+        let state = item.phase.state();
+        let lease = match &mut item.phase {
             Phase::Starting(lease) | Phase::Active(lease) | Phase::Stopping(lease) => lease,
             Phase::Queued(_) | Phase::Stopped => {
                 return Err(Error::InvalidState {
                     operation: Operation::Heartbeat,
-                    state: item.phase.state(),
+                    state,
                 })
             }
         };
@@ -443,60 +533,50 @@ impl LeaseTable {
                 expected: request.precondition,
                 current: LeaseSnapshot {
                     last_heartbeat: item.latest_heartbeat_at,
-                    state: item.phase.state(),
+                    state,
                     ttl: lease.ttl,
                     deadline: lease.deadline,
                 },
             });
         }
-        let (ttl, ttl_clamped) = request.ttl(self.config.default_ttl);
+        let (ttl, ttl_clamped) = request.ttl(default_ttl);
         let token = match item.last_token {
             Some(previous) if previous >= now => previous.next_micro(),
             Some(_) | None => now,
         };
         let deadline = token.saturating_add_micros(ttl.micros());
-        let renewed = Lease {
-            deadline,
-            ttl,
-            holder: lease.holder.clone(),
-        };
-        let phase = match item.phase {
-            Phase::Starting(_) | Phase::Active(_) => Phase::Active(renewed),
-            Phase::Stopping(_) => Phase::Stopping(renewed),
-            Phase::Queued(_) | Phase::Stopped => unreachable!("invariant: matched as leased above"),
-        };
-        let item = &mut self.items[slot as usize];
-        if matches!(item.phase, Phase::Starting(_)) {
-            item.started_at = Some(token);
-        }
+        let old_deadline = std::mem::replace(&mut lease.deadline, deadline);
+        lease.ttl = ttl;
         item.latest_heartbeat_at = Some(token);
         item.last_token = Some(token);
-        self.set_phase(slot, phase);
+        if let Phase::Starting(_) = item.phase {
+            // Renewed in place above; only the variant changes. Same lease, same deadline,
+            // so the indexes need no update.
+            if let Phase::Starting(lease) = std::mem::replace(&mut item.phase, Phase::Stopped) {
+                item.phase = Phase::Active(lease);
+            }
+            item.started_at = Some(token);
+        }
+        let state = item.phase.state();
+        self.deadlines.reschedule(slot, old_deadline, deadline);
         Ok(Heartbeat {
             last_heartbeat: token,
-            state: self.items[slot as usize].phase.state(),
+            state,
             ttl,
             ttl_clamped,
             deadline,
         })
     }
 
-    /// Stops an item, gracefully or by force (SPEC §3.4). Stopping a stopped item returns it
-    /// unchanged.
-    ///
-    /// # Errors
-    ///
-    /// 404/400 for the environment, 404 for the item.
-    pub fn stop(
+    pub(crate) fn stop_keyed(
         &mut self,
-        environment: impl AsId<EnvironmentId>,
-        work: impl AsId<WorkId>,
+        environment: &impl AsId<EnvironmentId>,
+        key: Key<'_>,
         mode: StopMode,
-        now: impl Into<Timestamp>,
+        now: Timestamp,
+        horizon: Timestamp,
     ) -> Result<Updated, Error> {
-        let now = now.into();
-        self.expire_due(now);
-        let slot = self.locate(&environment, &work)?;
+        let slot = self.locate(environment, key, horizon)?;
         let item = &mut self.items[slot as usize];
         let phase = match (&item.phase, mode) {
             (Phase::Stopped, _) => {
@@ -525,292 +605,88 @@ impl LeaseTable {
         })
     }
 
-    /// One item.
-    ///
-    /// # Errors
-    ///
-    /// 404/400 for the environment, 404 for the item.
-    pub fn get(
+    pub(crate) fn get_keyed(
         &mut self,
-        environment: impl AsId<EnvironmentId>,
-        work: impl AsId<WorkId>,
-        now: impl Into<Timestamp>,
+        environment: &impl AsId<EnvironmentId>,
+        key: Key<'_>,
+        horizon: Timestamp,
     ) -> Result<WorkItem, Error> {
-        self.expire_due(now.into());
-        let slot = self.locate(&environment, &work)?;
+        let slot = self.locate(environment, key, horizon)?;
         Ok(self.view(slot))
     }
 
-    /// A page of an environment's items in ascending id order, every state (SPEC §3.5).
-    ///
-    /// # Errors
-    ///
-    /// 404/400 for the environment.
-    pub fn list(
+    pub(crate) fn update_metadata_keyed(
         &mut self,
-        environment: impl AsId<EnvironmentId>,
-        request: &ListRequest,
-        now: impl Into<Timestamp>,
-    ) -> Result<Page, Error> {
-        self.expire_due(now.into());
-        let env = self.environment(&environment)?;
-        let items = &self.environments[env as usize].items;
-        let limit = request.limit.clamp(1, ListRequest::MAX_LIMIT);
-        let (mut slots, forward): (Vec<u32>, bool) = match &request.cursor {
-            Cursor::First => (items.values().take(limit + 1).copied().collect(), true),
-            Cursor::After(id) => (
-                items
-                    .range((Bound::Excluded(id), Bound::Unbounded))
-                    .map(|(_, slot)| *slot)
-                    .take(limit + 1)
-                    .collect(),
-                true,
-            ),
-            Cursor::Before(id) => (
-                items
-                    .range(..id)
-                    .rev()
-                    .map(|(_, slot)| *slot)
-                    .take(limit + 1)
-                    .collect(),
-                false,
-            ),
-        };
-        let has_more = slots.len() > limit;
-        slots.truncate(limit);
-        if !forward {
-            slots.reverse();
-        }
-        let data: Vec<WorkItem> = slots.iter().map(|&slot| self.view(slot)).collect();
-        let first_id = data.first().map(|item| item.id.clone());
-        let last_id = data.last().map(|item| item.id.clone());
-        let next_page = if forward && has_more {
-            last_id.clone()
-        } else {
-            None
-        };
-        Ok(Page {
-            data,
-            first_id,
-            last_id,
-            has_more,
-            next_page,
-        })
-    }
-
-    /// Merges a metadata patch into an item, in any state; never changes the state.
-    ///
-    /// # Errors
-    ///
-    /// 404/400 for the environment, 404 for the item, 400 (`metadata`) when the result would
-    /// break a [`Metadata`] limit (the item is then unchanged).
-    pub fn update_metadata(
-        &mut self,
-        environment: impl AsId<EnvironmentId>,
-        work: impl AsId<WorkId>,
+        environment: &impl AsId<EnvironmentId>,
+        key: Key<'_>,
         patch: &MetadataPatch,
-        now: impl Into<Timestamp>,
+        horizon: Timestamp,
     ) -> Result<Updated, Error> {
-        self.expire_due(now.into());
-        let slot = self.locate(&environment, &work)?;
-        let changed = self.items[slot as usize].metadata.apply(patch)?;
+        let slot = self.locate(environment, key, horizon)?;
+        let stored = &mut self.items[slot as usize].metadata;
+        let mut metadata = stored.take().unwrap_or_default();
+        let result = metadata.apply(patch);
+        *stored = (!metadata.is_empty()).then_some(metadata);
+        let changed = result?;
         Ok(Updated {
             item: self.view(slot),
             changed,
         })
     }
 
-    /// An environment's queue statistics, with the configured reclaim window.
-    ///
-    /// # Errors
-    ///
-    /// 404/400 for the environment.
-    pub fn stats(
-        &mut self,
-        environment: impl AsId<EnvironmentId>,
-        now: impl Into<Timestamp>,
-    ) -> Result<QueueStats, Error> {
-        let now = now.into();
-        self.expire_due(now);
-        let env = self.environment(&environment)?;
-        let environment = &mut self.environments[env as usize];
-        environment.forget_pollers_before(now);
-        let cutoff = now
-            .unix_micros()
-            .saturating_sub(millis_to_micros(self.config.reclaim_older_than_ms));
-        let reclaimable = environment
-            .delivered
-            .iter()
-            .take_while(|(at, _)| at.unix_micros() <= cutoff)
-            .count();
-        let oldest = environment
-            .delivered
-            .iter()
-            .map(|(_, id)| id)
-            .chain(environment.undelivered.first())
-            .min();
-        Ok(QueueStats {
-            depth: environment.undelivered.len() + reclaimable,
-            pending: environment.delivered.len() - reclaimable,
-            oldest_queued_at: oldest
-                .map(|id| self.items[environment.items[id] as usize].created_at),
-            workers_polling: environment.pollers.len(),
-        })
-    }
-
-    /// Applies every lapse due at `now` and returns all lapses since the previous sweep
-    /// (including those operations applied on the way), in the order they happened.
-    pub fn sweep(&mut self, now: impl Into<Timestamp>) -> Vec<Transition> {
-        self.expire_due(now.into());
-        std::mem::take(&mut self.journal)
-    }
-
-    /// When the table next needs attention without any request: the earliest lease deadline
-    /// or end of a delivery's reclaim window (with the configured window). A server's sweeper
-    /// sleeps until then (or until an operation changes it).
-    pub fn next_wakeup(&self) -> Option<Timestamp> {
-        let reclaim = millis_to_micros(self.config.reclaim_older_than_ms);
-        let lapse = self.deadlines.first().map(|(deadline, _)| *deadline);
-        let redelivery = self
-            .environments
-            .iter()
-            .filter_map(|env| env.delivered.first())
-            .map(|(at, _)| at.saturating_add_micros(reclaim))
-            .min();
-        match (lapse, redelivery) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
-    }
-
-    /// Checks every internal invariant; for tests and debugging.
-    ///
-    /// # Errors
-    ///
-    /// A description of the first broken invariant.
-    pub fn validate(&self) -> Result<(), String> {
-        let mut leased = 0;
-        for (slot, item) in self.items.iter().enumerate() {
-            let slot = slot as u32;
-            let env = &self.environments[item.env as usize];
-            if self.work_index.get(&item.id) != Some(&slot)
-                || env.items.get(&item.id) != Some(&slot)
-            {
-                return Err(format!("{:?} is not indexed at its slot", item.id));
-            }
-            let in_undelivered = env.undelivered.contains(&item.id);
-            let delivered_at = match &item.phase {
-                Phase::Queued(Some(delivery)) => Some(delivery.at),
-                _ => None,
-            };
-            let in_delivered =
-                delivered_at.is_some_and(|at| env.delivered.contains(&(at, item.id.clone())));
-            let ok = match &item.phase {
-                Phase::Queued(None) => in_undelivered,
-                Phase::Queued(Some(_)) => in_delivered && !in_undelivered,
-                Phase::Starting(_) | Phase::Active(_) | Phase::Stopping(_) | Phase::Stopped => {
-                    !in_undelivered
-                }
-            };
-            if !ok {
-                return Err(format!(
-                    "{:?} queue index disagrees with {:?}",
-                    item.id, item.phase
-                ));
-            }
-            if let Some(lease) = item.phase.lease() {
-                leased += 1;
-                if !self.deadlines.contains(&(lease.deadline, slot)) {
-                    return Err(format!(
-                        "{:?} lease missing from the deadline index",
-                        item.id
-                    ));
-                }
-            }
-            match (&item.phase, item.latest_heartbeat_at) {
-                (Phase::Active(_), None) => {
-                    return Err(format!("{:?} active without heartbeat", item.id))
-                }
-                (Phase::Starting(_), Some(_)) => {
-                    return Err(format!("{:?} starting with a heartbeat", item.id))
-                }
-                (Phase::Queued(_), Some(_)) => {
-                    return Err(format!("{:?} queued with a heartbeat", item.id))
-                }
-                _ => {}
-            }
-            if item.latest_heartbeat_at.is_some() && item.latest_heartbeat_at > item.last_token {
-                return Err(format!("{:?} heartbeat newer than its last token", item.id));
-            }
-        }
-        if self.deadlines.len() != leased {
-            return Err(format!(
-                "{} deadlines for {leased} leases",
-                self.deadlines.len()
-            ));
-        }
-        let queued: usize = self
-            .environments
-            .iter()
-            .map(|e| e.undelivered.len() + e.delivered.len())
-            .sum();
-        let expected = self
-            .items
-            .iter()
-            .filter(|i| matches!(i.phase, Phase::Queued(_)))
-            .count();
-        if queued != expected {
-            return Err(format!(
-                "{queued} queue entries for {expected} queued items"
-            ));
-        }
-        Ok(())
-    }
+    // ---- internals ----
 
     fn view(&self, slot: u32) -> WorkItem {
         let item = &self.items[slot as usize];
         WorkItem::of(item, &self.environments[item.env as usize].id)
     }
 
-    /// The environment's index, checked as SPEC §3.3 orders: exists (404), self_hosted (400).
-    fn environment(&self, environment: &impl AsId<EnvironmentId>) -> Result<u32, Error> {
-        let id = environment
-            .as_id()
-            .map_err(|id| Error::EnvironmentNotFound { id })?;
-        let Some(&index) = self.environment_index.get(&*id) else {
-            return Err(Error::EnvironmentNotFound {
-                id: Excerpt::of(&*id),
-            });
-        };
-        match self.environments[index as usize].kind {
-            EnvironmentKind::SelfHosted => Ok(index),
-            EnvironmentKind::Cloud => Err(Error::NotSelfHosted {
-                environment: id.into_owned(),
-            }),
-        }
+    fn find(&self, id: &WorkId, hash: u64) -> Option<u32> {
+        let items = &self.items;
+        self.work_index
+            .find(hash, |slot| items[slot as usize].id == *id)
+    }
+
+    fn slot_of(&self, id: &WorkId) -> Option<u32> {
+        self.find(id, self.hash(id))
     }
 
     /// The item's slot, after the environment checks; 404 unless it is in that environment.
+    /// Applies the item's own lapse if its deadline is at or before `horizon`.
     fn locate(
-        &self,
+        &mut self,
         environment: &impl AsId<EnvironmentId>,
-        work: &impl AsId<WorkId>,
+        key: Key<'_>,
+        horizon: Timestamp,
     ) -> Result<u32, Error> {
         let env = self.environment(environment)?;
-        let id = work.as_id().map_err(|id| Error::WorkNotFound { id })?;
-        match self.work_index.get(&*id) {
-            Some(&slot) if self.items[slot as usize].env == env => Ok(slot),
-            _ => Err(Error::WorkNotFound {
-                id: Excerpt::of(&*id),
-            }),
+        let (id, hash, text) = match key {
+            Key::Id(id, hash, text) => (id, hash, text),
+            Key::Malformed(id) => return Err(Error::WorkNotFound { id }),
+        };
+        let slot = match self.find(id, hash) {
+            Some(slot) if self.items[slot as usize].env == env => slot,
+            _ => {
+                // The text a caller sent is the id's canonical text (it parsed).
+                let id = text.map_or_else(|| id.excerpt(), Excerpt::new);
+                return Err(Error::WorkNotFound { id });
+            }
+        };
+        if let Some(lease) = self.items[slot as usize].phase.lease() {
+            if lease.deadline <= horizon {
+                self.lapse(slot, lease.deadline);
+            }
         }
+        Ok(slot)
     }
 
     /// Moves an item to `phase`, keeping the queue and deadline indexes in step: every state
-    /// change goes through here, so the indexes cannot drift from the items.
+    /// change but a heartbeat's renewal goes through here.
     fn set_phase(&mut self, slot: u32, phase: Phase) {
         let item = &mut self.items[slot as usize];
         let env = &mut self.environments[item.env as usize];
+        let old_deadline = item.phase.lease().map(|lease| lease.deadline);
+        let new_deadline = phase.lease().map(|lease| lease.deadline);
         match &item.phase {
             Phase::Queued(None) => {
                 env.undelivered.remove(&item.id);
@@ -818,10 +694,7 @@ impl LeaseTable {
             Phase::Queued(Some(delivery)) => {
                 env.delivered.remove(&(delivery.at, item.id.clone()));
             }
-            Phase::Starting(lease) | Phase::Active(lease) | Phase::Stopping(lease) => {
-                self.deadlines.remove(&(lease.deadline, slot));
-            }
-            Phase::Stopped => {}
+            Phase::Starting(_) | Phase::Active(_) | Phase::Stopping(_) | Phase::Stopped => {}
         }
         match &phase {
             Phase::Queued(None) => {
@@ -830,23 +703,21 @@ impl LeaseTable {
             Phase::Queued(Some(delivery)) => {
                 env.delivered.insert((delivery.at, item.id.clone()));
             }
-            Phase::Starting(lease) | Phase::Active(lease) | Phase::Stopping(lease) => {
-                self.deadlines.insert((lease.deadline, slot));
-            }
-            Phase::Stopped => {}
+            Phase::Starting(_) | Phase::Active(_) | Phase::Stopping(_) | Phase::Stopped => {}
         }
         item.phase = phase;
+        match (old_deadline, new_deadline) {
+            (Some(old), Some(new)) => self.deadlines.reschedule(slot, old, new),
+            (Some(old), None) => self.deadlines.unschedule(slot, old),
+            (None, Some(new)) => self.deadlines.schedule(slot, new),
+            (None, None) => {}
+        }
     }
 
     /// Applies every lapse with a deadline at or before `now` (a lease is valid while
-    /// `now < deadline`), oldest deadline first.
+    /// `now < deadline`).
     fn expire_due(&mut self, now: Timestamp) {
-        while let Some(&(deadline, slot)) = self.deadlines.first() {
-            if deadline > now {
-                break;
-            }
-            self.lapse(slot, deadline);
-        }
+        self.expire_some(now, usize::MAX);
     }
 
     /// SPEC §5: starting/active → queued (or stopped when out of attempts); stopping → stopped.
@@ -888,29 +759,27 @@ impl LeaseTable {
     }
 }
 
-impl Environment {
-    fn record_poll(&mut self, worker: &WorkerId, now: Timestamp) {
-        if let Some(previous) = self.pollers.insert(worker.clone(), now) {
-            self.polls.remove(&(previous, worker.clone()));
-        }
-        self.polls.insert((now, worker.clone()));
-        self.forget_pollers_before(now);
-    }
+/// Sorts lapses into the canonical order: ascending `(at, work_id)`.
+pub(crate) fn sort_transitions(lapses: &mut [Transition]) {
+    lapses.sort_unstable_by(|a, b| (a.at, &a.work_id).cmp(&(b.at, &b.work_id)));
+}
 
-    /// Drops workers whose last poll is 30 s or more before `now`.
-    fn forget_pollers_before(&mut self, now: Timestamp) {
-        let horizon = now.saturating_sub_micros(POLLING_WINDOW_MICROS);
-        while let Some((at, worker)) = self.polls.first() {
-            if *at > horizon {
-                break;
-            }
-            self.pollers.remove(worker);
-            self.polls.pop_first();
-        }
+fn deadline_of(items: &[Item], slot: u32) -> Timestamp {
+    items[slot as usize]
+        .phase
+        .lease()
+        .expect("invariant: only leased items are scheduled")
+        .deadline
+}
+
+pub(crate) fn earliest(a: Option<Timestamp>, b: Option<Timestamp>) -> Option<Timestamp> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
     }
 }
 
-fn millis_to_micros(millis: u64) -> i64 {
+pub(crate) fn millis_to_micros(millis: u64) -> i64 {
     i64::try_from(millis)
         .unwrap_or(i64::MAX)
         .saturating_mul(1000)

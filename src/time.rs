@@ -7,9 +7,13 @@
 //! and never panic; chrono is used only for the `DateTime` conversions.
 
 use std::fmt;
+use std::num::NonZeroU64;
 use std::ops::Deref;
 
 use chrono::{DateTime, Utc};
+
+mod canonical;
+use canonical::parse_canonical;
 
 const MICROS_PER_SECOND: i64 = 1_000_000;
 const MICROS_PER_DAY: i64 = 86_400 * MICROS_PER_SECOND;
@@ -22,34 +26,58 @@ const DAYS_0000_01_01_TO_03_01: u32 = 60;
 
 /// An instant with microsecond precision: microseconds since the Unix epoch (UTC),
 /// always within the range RFC 3339 can write with a four-digit year.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
-pub struct Timestamp(i64);
+///
+/// Stored as the (non-zero) distance from one microsecond before [`Timestamp::MIN`], so
+/// `Option<Timestamp>` is 8 bytes like `Timestamp` itself: a work item holds seven of them.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Timestamp(NonZeroU64);
+
+/// Unix microseconds of [`Timestamp::MIN`].
+const MIN_MICROS: i64 = -62_167_219_200 * MICROS_PER_SECOND;
+/// Unix microseconds of [`Timestamp::MAX`].
+const MAX_MICROS: i64 = 253_402_300_800 * MICROS_PER_SECOND - 1;
+
+impl fmt::Debug for Timestamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Timestamp({})", self.unix_micros())
+    }
+}
 
 impl Timestamp {
     /// `0000-01-01T00:00:00.000000Z`, the earliest instant RFC 3339 can write.
-    pub const MIN: Self = Self(-62_167_219_200 * MICROS_PER_SECOND);
+    pub const MIN: Self = Self::in_range(MIN_MICROS);
     /// `9999-12-31T23:59:59.999999Z`, the latest instant RFC 3339 can write
     /// at microsecond precision.
-    pub const MAX: Self = Self(253_402_300_800 * MICROS_PER_SECOND - 1);
+    pub const MAX: Self = Self::in_range(MAX_MICROS);
+
+    /// `micros`, already known to be within `MIN_MICROS..=MAX_MICROS`.
+    const fn in_range(micros: i64) -> Self {
+        // In range, so the distance is in 1..=MAX_MICROS - MIN_MICROS + 1.
+        match NonZeroU64::new(micros.abs_diff(MIN_MICROS) + 1) {
+            Some(distance) => Self(distance),
+            None => panic!("invariant: a distance plus one is never zero"),
+        }
+    }
 
     /// The instant `micros` microseconds after the Unix epoch, clamped into
     /// [`MIN`](Self::MIN)`..=`[`MAX`](Self::MAX) (time outside RFC 3339's
     /// years is clamped, not an error).
     #[must_use]
     pub const fn from_unix_micros(micros: i64) -> Self {
-        if micros < Self::MIN.0 {
+        if micros < MIN_MICROS {
             Self::MIN
-        } else if micros > Self::MAX.0 {
+        } else if micros > MAX_MICROS {
             Self::MAX
         } else {
-            Self(micros)
+            Self::in_range(micros)
         }
     }
 
     /// Microseconds since the Unix epoch (negative before 1970).
     #[must_use]
     pub const fn unix_micros(self) -> i64 {
-        self.0
+        // The distance is at most MAX_MICROS - MIN_MICROS + 1 < 2^63.
+        MIN_MICROS + (self.0.get() - 1) as i64
     }
 
     /// The microsecond containing `at`: sub-microsecond digits are truncated
@@ -70,7 +98,7 @@ impl Timestamp {
     /// The same instant as a chrono `DateTime<Utc>`.
     #[must_use]
     pub fn to_datetime(self) -> DateTime<Utc> {
-        DateTime::from_timestamp_micros(self.0)
+        DateTime::from_timestamp_micros(self.unix_micros())
             .expect("invariant: years 0000..=9999 are within chrono's range")
     }
 
@@ -78,14 +106,14 @@ impl Timestamp {
     /// [`MIN`](Self::MIN)`..=`[`MAX`](Self::MAX); never panics.
     #[must_use]
     pub const fn saturating_add_micros(self, micros: i64) -> Self {
-        Self::from_unix_micros(self.0.saturating_add(micros))
+        Self::from_unix_micros(self.unix_micros().saturating_add(micros))
     }
 
     /// `self` minus `micros` microseconds, clamped into
     /// [`MIN`](Self::MIN)`..=`[`MAX`](Self::MAX); never panics.
     #[must_use]
     pub const fn saturating_sub_micros(self, micros: i64) -> Self {
-        Self::from_unix_micros(self.0.saturating_sub(micros))
+        Self::from_unix_micros(self.unix_micros().saturating_sub(micros))
     }
 
     /// The next microsecond (clamped at [`MAX`](Self::MAX)).
@@ -100,8 +128,8 @@ impl Timestamp {
     #[must_use]
     pub fn to_rfc3339(self) -> Rfc3339 {
         const DAY: u64 = MICROS_PER_DAY.unsigned_abs();
-        // Non-negative because `self >= MIN`; `abs_diff` avoids a signed cast.
-        let since_min = self.0.abs_diff(Self::MIN.0);
+        // The stored distance minus one is exactly the microseconds since MIN.
+        let since_min = self.0.get() - 1;
         let in_day = since_min % DAY;
         // Lossless: fewer than 3_652_425 days and 86_400 seconds.
         let days = (since_min / DAY) as u32;
@@ -144,6 +172,9 @@ impl Timestamp {
     /// [`TimestampError`] when `text` is not an RFC 3339 date-time.
     pub fn parse_rfc3339(text: &str) -> Result<ParsedInstant, TimestampError> {
         let bytes = text.as_bytes();
+        if let Some(at) = parse_canonical(bytes) {
+            return Ok(ParsedInstant::Exact(at));
+        }
         let Some(head) = bytes.first_chunk::<19>() else {
             return Err(TimestampError::new("too short for YYYY-MM-DDTHH:MM:SS"));
         };
@@ -213,8 +244,8 @@ impl Timestamp {
             days * 86_400 + i64::from(hour) * 3_600 + i64::from(minute) * 60 + i64::from(second);
         let utc_seconds = local_seconds - offset_minutes * 60;
         let micros = utc_seconds * MICROS_PER_SECOND + i64::from(micro);
-        if (Self::MIN.0..=Self::MAX.0).contains(&micros) {
-            Ok(ParsedInstant::Exact(Self(micros)))
+        if (MIN_MICROS..=MAX_MICROS).contains(&micros) {
+            Ok(ParsedInstant::Exact(Self::in_range(micros)))
         } else {
             Ok(ParsedInstant::Inexact)
         }
@@ -524,6 +555,12 @@ mod tests {
             "2026-07-01T08:15:06.120394Z\0", "2026-07-01U08:15:06Z", "2026-07-01u08:15:06Z",
             "2026-07-01T08:15:06.1:Z", "2026-07-01T08:15:06.1/Z", "2026-02-30T23:59:60Z",
             "2026-07-01T08:15:06.1203941", "9999-12-31T23:59:59-01:0",
+            "2026-07-01T08:15:06.120394Z\0",
+            // The canonical shape, with a bad field (the fast path must hand these on).
+            "2026-02-30T00:00:00.000000Z", "2026-13-01T00:00:00.000000Z",
+            "2026-07-01T24:00:00.000000Z", "2026-07-01T08:60:00.000000Z",
+            "2026-07-01T08:15:06.12039aZ", "2026-07-01T08:15:06,120394Z",
+            "2026-07-01 08:15:06.120394Z", "2026-07-00T08:15:06.120394Z",
         ];
         for text in rejected {
             assert_error(text);

@@ -1,0 +1,214 @@
+//! The tables the benchmarks compare, behind one interface: worklease (single-threaded and
+//! sharded) and the two baselines a user would otherwise build. Shared by `benches/` and
+//! `examples/throughput.rs` (through `#[path]`).
+//!
+//! The interface is the heartbeat workload's request path with ids as text (what a server
+//! receives) and times as Unix microseconds; the expected token is passed already parsed, in
+//! each table's own type, so the edge (token parse and format) is measured on its own.
+
+#![allow(dead_code)]
+
+pub mod assembled;
+pub mod naive;
+pub mod worklease_tables;
+
+/// A heartbeat refusal's status, or the new token.
+pub type Beat<T> = Result<T, u16>;
+
+/// What every compared table offers the workloads.
+pub trait Leases {
+    /// A token as the table keeps it.
+    type Token: Copy + Send;
+
+    /// The name in benchmark ids.
+    const NAME: &'static str;
+
+    fn new() -> Self;
+    /// Registers a self-hosted environment.
+    fn register(&self, env: &str);
+    /// Creates a queued item.
+    fn create(&self, env: &str, work: &str, now: i64);
+    /// Delivers the lowest queued id, if any.
+    fn poll(&self, env: &str, now: i64) -> Option<String>;
+    /// Acknowledges: opens a 60 s lease.
+    fn ack(&self, env: &str, work: &str, now: i64) -> bool;
+    /// Renews with TTL `ttl` s when `expected` (None: `NO_HEARTBEAT`) holds.
+    fn heartbeat(
+        &self,
+        env: &str,
+        work: &str,
+        expected: Option<Self::Token>,
+        ttl: u64,
+        now: i64,
+    ) -> Beat<Self::Token>;
+    /// Force-stops an item.
+    fn stop(&self, env: &str, work: &str, now: i64);
+    /// Applies every lapse due at `now`; returns how many, and the longest single lock hold
+    /// in nanoseconds.
+    fn sweep(&self, now: i64) -> (usize, u64);
+    /// Parses a token from its RFC 3339 text, the way this table's users would.
+    fn parse_token(text: &str) -> Option<Self::Token>;
+    /// Formats a token into `out` (27 bytes), the way this table's users would.
+    fn format_token(token: Self::Token, out: &mut [u8; 27]);
+}
+
+/// A work id of the minted shape for item `i`.
+pub fn work_id(i: u64) -> String {
+    format!("work_{:032x}", ID_BASE + u128::from(i))
+}
+
+/// The item number of an id made by [`work_id`].
+pub fn item_of(id: &str) -> usize {
+    let value = u128::from_str_radix(&id[5..], 16).expect("minted id");
+    (value - ID_BASE) as usize
+}
+
+const ID_BASE: u128 = 0x019f_3be4_0000_7000_8000_0000_0000_0000;
+
+/// The one environment of the workloads.
+pub const ENV: &str = "env_019e64e01a137caf953ac2ac7b42ec5c";
+
+/// 2026-07-01T08:15:00Z in Unix microseconds.
+pub const T0: i64 = 1_782_893_700_000_000;
+
+/// xorshift64*: a tiny, fast, deterministic key picker.
+#[derive(Clone, Debug)]
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    /// Uniform-ish in `0..n`.
+    pub fn below(&mut self, n: u64) -> u64 {
+        ((u128::from(self.next()) * u128::from(n)) >> 64) as u64
+    }
+}
+
+/// A table holding `items` leased items of environment [`ENV`] (created, acked, and claimed
+/// with one heartbeat at `T0`), and each item's current token.
+pub fn leased<L: Leases>(items: u64) -> (L, Vec<String>, Vec<L::Token>) {
+    let table = L::new();
+    table.register(ENV);
+    let ids: Vec<String> = (0..items).map(work_id).collect();
+    let mut tokens = Vec::with_capacity(ids.len());
+    for id in &ids {
+        table.create(ENV, id, T0);
+        assert!(table.ack(ENV, id, T0));
+        tokens.push(table.heartbeat(ENV, id, None, 30, T0).expect("fresh lease"));
+    }
+    (table, ids, tokens)
+}
+
+/// Heartbeats per simulated microsecond: the clock advances slowly enough that no lease of
+/// a million lapses during a benchmark, while tokens keep moving.
+pub const OPS_PER_MICRO: i64 = 16;
+
+/// The heartbeat workload's state for one table: ids, current tokens, key picker, clock.
+pub struct Driver<L: Leases> {
+    pub table: L,
+    pub ids: Vec<String>,
+    pub tokens: Vec<L::Token>,
+    pub rng: Rng,
+    pub ops: i64,
+}
+
+impl<L: Leases> Driver<L> {
+    pub fn new(items: u64) -> Self {
+        let (table, ids, tokens) = leased::<L>(items);
+        Self {
+            table,
+            ids,
+            tokens,
+            rng: Rng(0x9e37_79b9_7f4a_7c15),
+            ops: 0,
+        }
+    }
+
+    pub fn now(&self) -> i64 {
+        T0 + 1_000_000 + self.ops / OPS_PER_MICRO
+    }
+
+    /// One heartbeat of a uniformly chosen item, echoing its token.
+    pub fn hit(&mut self) -> bool {
+        let k = self.rng.below(self.ids.len() as u64) as usize;
+        let now = self.now();
+        self.ops += 1;
+        match self
+            .table
+            .heartbeat(ENV, &self.ids[k], Some(self.tokens[k]), 30, now)
+        {
+            Ok(token) => {
+                self.tokens[k] = token;
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// One heartbeat of a uniformly chosen item with a token it never had (412).
+    pub fn stale(&mut self, stale: L::Token) -> bool {
+        let k = self.rng.below(self.ids.len() as u64) as usize;
+        let now = self.now();
+        self.table
+            .heartbeat(ENV, &self.ids[k], Some(stale), 30, now)
+            .err()
+            == Some(412)
+    }
+
+    /// One heartbeat of an id the table does not hold (404).
+    pub fn unknown(&mut self, unknown: &[String]) -> bool {
+        let k = self.rng.below(unknown.len() as u64) as usize;
+        let now = self.now();
+        self.table.heartbeat(ENV, &unknown[k], None, 30, now).err() == Some(404)
+    }
+}
+
+/// `ops` heartbeats spread over `threads` threads, each on its own slice of the keys (or of
+/// the first `hot` keys); returns the wall time.
+pub fn heartbeat_threads<L: Leases + Sync>(
+    driver: &mut Driver<L>,
+    threads: usize,
+    ops: u64,
+    hot: Option<usize>,
+) -> std::time::Duration
+where
+    L::Token: Send + Sync,
+{
+    let keys = hot.unwrap_or(driver.ids.len()).min(driver.ids.len());
+    let per_thread = keys / threads;
+    let start = driver.now();
+    let (table, ids) = (&driver.table, &driver.ids);
+    let chunks: Vec<&mut [L::Token]> = driver.tokens[..per_thread * threads]
+        .chunks_mut(per_thread)
+        .collect();
+    let barrier = std::sync::Barrier::new(threads + 1);
+    let elapsed = std::thread::scope(|s| {
+        for (t, tokens) in chunks.into_iter().enumerate() {
+            let barrier = &barrier;
+            s.spawn(move || {
+                let ids = &ids[t * per_thread..(t + 1) * per_thread];
+                let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ (t as u64 + 1));
+                barrier.wait();
+                for op in 0..ops / threads as u64 {
+                    let k = rng.below(per_thread as u64) as usize;
+                    let now = start + op as i64 * threads as i64 / OPS_PER_MICRO;
+                    if let Ok(token) = table.heartbeat(ENV, &ids[k], Some(tokens[k]), 30, now) {
+                        tokens[k] = token;
+                    }
+                }
+                barrier.wait();
+            });
+        }
+        barrier.wait();
+        let started = std::time::Instant::now();
+        barrier.wait();
+        started.elapsed()
+    });
+    driver.ops += ops as i64;
+    elapsed
+}

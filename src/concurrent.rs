@@ -1,0 +1,621 @@
+//! [`ConcurrentLeaseTable`]: the lease table for multi-threaded servers.
+
+use parking_lot::Mutex;
+
+use foldhash::fast::RandomState;
+
+use crate::environment::EnvironmentKind;
+use crate::error::{Error, Excerpt};
+use crate::heartbeat::{Heartbeat, HeartbeatRequest};
+use crate::ids::{AsId, EnvironmentId, SessionId, WorkId, WorkerId};
+use crate::item::{Transition, WorkItem};
+use crate::metadata::{Metadata, MetadataPatch};
+use crate::outcome::{Config, Page, Polled, QueueStats, StopMode, Updated};
+use crate::request::{Cursor, ListRequest, PollRequest};
+use crate::table::{earliest, millis_to_micros, sort_transitions, Key, LeaseTable};
+use crate::time::Timestamp;
+
+/// One shard, alone on its cache lines so two threads on two shards never share one.
+#[derive(Debug)]
+#[repr(align(128))]
+struct Shard {
+    state: Mutex<ShardState>,
+}
+
+#[derive(Debug)]
+struct ShardState {
+    table: LeaseTable,
+    /// The latest `now` this shard saw: lapses at or before it are due.
+    horizon: Timestamp,
+}
+
+impl ShardState {
+    fn advance(&mut self, now: Timestamp) -> Timestamp {
+        self.horizon = self.horizon.max(now);
+        self.horizon
+    }
+}
+
+/// A [`LeaseTable`] for many threads: the same operations on `&self`, sharded by work id.
+///
+/// Every method locks one shard at a time and returns owned values.
+///
+/// # Design
+///
+/// - **Shards.** The table is a fixed number of [`LeaseTable`] shards, each behind its own
+///   `parking_lot` mutex on its own cache lines. A work id is hashed once per call; the top
+///   bits of that hash pick the shard and the same hash finds the item inside it. Every
+///   operation on one item (create, ack, heartbeat, stop, get, metadata) locks exactly that
+///   shard, once, and returns owned values: no guard escapes.
+/// - **Environments** are registered in every shard (under all shard locks, taken in index
+///   order, so registration is atomic and cannot deadlock with anything else, which never holds
+///   two locks). Each shard checks the environment itself, so SPEC §3.3's check order holds.
+///   Named pollers are recorded in shard 0 only, which answers `workers_polling`.
+/// - **Lazy expiry, bounded.** A single-item operation applies only the touched item's own
+///   lapse (its deadline against the shard's latest `now`): the answer about one item depends
+///   on no other item, so this is exactly what the single table would answer, in O(1).
+///   Operations that read a whole environment (poll, list, stats) and sweeps first catch every
+///   shard up, at most [`Self::CHUNK`] lapses per lock hold, releasing the lock
+///   between chunks so heartbeats interleave. Lapses applied either way are journaled in their
+///   shard and returned once by [`Self::sweep`], in the canonical
+///   `(at, work_id)` order, identical to [`LeaseTable::sweep`].
+/// - **Poll** asks each shard for its lowest claimable id of the environment, then locks the
+///   shard of the lowest one and delivers it if it is still claimable (another poller may have
+///   taken it meanwhile: then it asks again). `next_claimable_at` is the minimum over shards.
+/// - **List and stats** merge per-shard answers: list pages are merged by id and cut to the
+///   limit; stats add depths and take the lowest-id queued item.
+///
+/// Each shard keeps the latest `now` it saw. With a clock that only moves forward (or callers
+/// whose requests for one item arrive in order), results equal the single table's. If time
+/// runs backwards across calls, a single-item operation judges lapses by the latest time its
+/// own shard saw, where the single table would use the latest time any call saw.
+///
+/// One bound is looser than [`Self::CHUNK`]: when a chunk reaches a second of the deadline
+/// wheel that was not yet drained, that whole second's leases move into the exact-deadline
+/// set under the same lock hold (see the README's Performance section for measured holds).
+///
+/// # Examples
+///
+/// ```
+/// use worklease::*;
+///
+/// let table = ConcurrentLeaseTable::new(Config::default());
+/// let t0 = Timestamp::from_unix_micros(1_782_893_700_000_000);
+/// table.register_environment("env_01".parse()?, EnvironmentKind::SelfHosted)?;
+/// let work: WorkId = "work_01".parse()?;
+/// table.create_work("env_01", work.clone(), "sess_01".parse()?, Metadata::new(), t0)?;
+/// table.ack("env_01", &work, None, t0)?;
+/// std::thread::scope(|s| {
+///     for _ in 0..2 {
+///         s.spawn(|| table.heartbeat("env_01", &work, HeartbeatRequest::default(), t0));
+///     }
+/// });
+/// assert_eq!(table.get("env_01", &work, t0)?.state, WorkState::Active);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug)]
+pub struct ConcurrentLeaseTable {
+    config: Config,
+    hasher: RandomState,
+    shards: Box<[Shard]>,
+    /// `hash >> shift` is the shard index.
+    shift: u32,
+}
+
+const _: () = {
+    const fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<ConcurrentLeaseTable>();
+};
+
+/// A copy of the whole table as of one instant: every shard lock is taken, in index order (as
+/// registration does), before any shard is copied.
+impl Clone for ConcurrentLeaseTable {
+    fn clone(&self) -> Self {
+        let guards: Vec<_> = self.shards.iter().map(|shard| shard.state.lock()).collect();
+        let shards = guards
+            .iter()
+            .map(|state| Shard {
+                state: Mutex::new(ShardState {
+                    table: state.table.clone(),
+                    horizon: state.horizon,
+                }),
+            })
+            .collect();
+        Self {
+            config: self.config,
+            hasher: self.hasher.clone(),
+            shards,
+            shift: self.shift,
+        }
+    }
+}
+
+impl Default for ConcurrentLeaseTable {
+    fn default() -> Self {
+        Self::new(Config::default())
+    }
+}
+
+impl ConcurrentLeaseTable {
+    /// Shards of a table built with [`ConcurrentLeaseTable::new`].
+    pub const DEFAULT_SHARDS: usize = 64;
+    /// Most lapses applied under one lock hold by catch-up and sweeps.
+    pub const CHUNK: usize = 256;
+
+    /// An empty table with [`Self::DEFAULT_SHARDS`] shards.
+    pub fn new(config: Config) -> Self {
+        Self::with_shards(config, Self::DEFAULT_SHARDS)
+    }
+
+    /// An empty table with `shards` shards, rounded up to a power of two (at least 1).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use worklease::{Config, ConcurrentLeaseTable};
+    /// let table = ConcurrentLeaseTable::with_shards(Config::default(), 3);
+    /// assert_eq!(table.shard_count(), 4);
+    /// ```
+    pub fn with_shards(config: Config, shards: usize) -> Self {
+        let count = shards.clamp(1, 1 << 16).next_power_of_two();
+        let hasher = RandomState::default();
+        let shards = (0..count)
+            .map(|_| Shard {
+                state: Mutex::new(ShardState {
+                    table: LeaseTable::with_hasher(config, hasher.clone()),
+                    horizon: Timestamp::MIN,
+                }),
+            })
+            .collect();
+        Self {
+            config,
+            hasher,
+            shards,
+            // count is a power of two ≤ 2^16, so this is 64 - log2(count) ∈ 48..=64.
+            shift: 64 - count.trailing_zeros(),
+        }
+    }
+
+    /// The number of shards.
+    pub fn shard_count(&self) -> usize {
+        self.shards.len()
+    }
+
+    /// The table's settings.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// How many work items the table holds, in every state.
+    pub fn len(&self) -> usize {
+        self.shards.iter().map(|s| s.state.lock().table.len()).sum()
+    }
+
+    /// Whether the table holds no work item.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Adds an environment, to every shard at once.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::AlreadyExists`] when the id is taken.
+    pub fn register_environment(
+        &self,
+        id: EnvironmentId,
+        kind: EnvironmentKind,
+    ) -> Result<(), Error> {
+        let mut guards: Vec<_> = self.shards.iter().map(|s| s.state.lock()).collect();
+        let (first, rest) = guards
+            .split_first_mut()
+            .expect("invariant: at least one shard");
+        if first.table.environment_kind(&id).is_some() {
+            return Err(Error::AlreadyExists {
+                id: Excerpt::of(&id),
+            });
+        }
+        for guard in rest {
+            guard
+                .table
+                .register_environment(id.clone(), kind)
+                .expect("invariant: shards register the same environments");
+        }
+        first.table.register_environment(id, kind)
+    }
+
+    /// The kind of an environment, if it exists.
+    pub fn environment_kind(
+        &self,
+        environment: impl AsId<EnvironmentId>,
+    ) -> Option<EnvironmentKind> {
+        self.shards[0]
+            .state
+            .lock()
+            .table
+            .environment_kind(environment)
+    }
+
+    /// Creates a queued work item (see [`LeaseTable::create_work`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`LeaseTable::create_work`].
+    pub fn create_work(
+        &self,
+        environment: impl AsId<EnvironmentId>,
+        id: WorkId,
+        session: SessionId,
+        metadata: Metadata,
+        now: impl Into<Timestamp>,
+    ) -> Result<WorkItem, Error> {
+        let now = now.into();
+        let hash = self.hash(&id);
+        let mut shard = self.shard(hash).state.lock();
+        shard.advance(now);
+        shard
+            .table
+            .create_keyed(&environment, id, hash, session, metadata, now)
+    }
+
+    /// Hands out the oldest claimable queued item of the environment, across all shards
+    /// (see [`LeaseTable::poll`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`LeaseTable::poll`].
+    pub fn poll(
+        &self,
+        environment: impl AsId<EnvironmentId>,
+        request: &PollRequest,
+        now: impl Into<Timestamp>,
+    ) -> Result<Polled, Error> {
+        let now = now.into();
+        let env = {
+            let mut home = self.shards[0].state.lock();
+            let env = home.table.environment(&environment)?;
+            if let Some(worker) = &request.worker {
+                home.table.record_poll(env, worker, now);
+            }
+            env
+        };
+        let reclaim = millis_to_micros(request.reclaim_older_than_ms);
+        let mut caught_up = false;
+        loop {
+            let mut best: Option<WorkId> = None;
+            let mut consider = |table: &mut LeaseTable| {
+                if let Some(id) = table.claimable(env, reclaim, now) {
+                    if best.as_ref().map_or(true, |b| id < *b) {
+                        best = Some(id);
+                    }
+                }
+            };
+            if caught_up {
+                self.shards
+                    .iter()
+                    .for_each(|s| consider(&mut s.state.lock().table));
+            } else {
+                self.for_each_caught_up(now, consider);
+                caught_up = true;
+            }
+            let Some(id) = best else { break };
+            let hash = self.hash(&id);
+            let delivered = self
+                .shard(hash)
+                .state
+                .lock()
+                .table
+                .deliver(&id, hash, request, now);
+            if let Some(item) = delivered {
+                return Ok(Polled::Delivered(Box::new(item)));
+            }
+            // Another poller took it between the two looks: look again.
+        }
+        let next_claimable_at = self
+            .shards
+            .iter()
+            .map(|s| {
+                let (reclaim_at, lapse_at) =
+                    s.state.lock().table.next_claimable_parts(env, reclaim);
+                earliest(reclaim_at, lapse_at)
+            })
+            .fold(None, earliest);
+        Ok(Polled::Empty { next_claimable_at })
+    }
+
+    /// Acknowledges an item (see [`LeaseTable::ack`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`LeaseTable::ack`].
+    pub fn ack(
+        &self,
+        environment: impl AsId<EnvironmentId>,
+        work: impl AsId<WorkId>,
+        worker: Option<&WorkerId>,
+        now: impl Into<Timestamp>,
+    ) -> Result<Updated, Error> {
+        let now = now.into();
+        self.with_item(&work, now, |table, key, horizon| {
+            table.ack_keyed(&environment, key, worker, now, horizon)
+        })
+    }
+
+    /// Renews a lease (see [`LeaseTable::heartbeat`]): one shard lock, no allocation.
+    ///
+    /// # Errors
+    ///
+    /// As [`LeaseTable::heartbeat`].
+    pub fn heartbeat(
+        &self,
+        environment: impl AsId<EnvironmentId>,
+        work: impl AsId<WorkId>,
+        request: HeartbeatRequest,
+        now: impl Into<Timestamp>,
+    ) -> Result<Heartbeat, Error> {
+        let now = now.into();
+        self.with_item(&work, now, |table, key, horizon| {
+            table.heartbeat_keyed(&environment, key, request, now, horizon)
+        })
+    }
+
+    /// Stops an item (see [`LeaseTable::stop`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`LeaseTable::stop`].
+    pub fn stop(
+        &self,
+        environment: impl AsId<EnvironmentId>,
+        work: impl AsId<WorkId>,
+        mode: StopMode,
+        now: impl Into<Timestamp>,
+    ) -> Result<Updated, Error> {
+        let now = now.into();
+        self.with_item(&work, now, |table, key, horizon| {
+            table.stop_keyed(&environment, key, mode, now, horizon)
+        })
+    }
+
+    /// One item (see [`LeaseTable::get`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`LeaseTable::get`].
+    pub fn get(
+        &self,
+        environment: impl AsId<EnvironmentId>,
+        work: impl AsId<WorkId>,
+        now: impl Into<Timestamp>,
+    ) -> Result<WorkItem, Error> {
+        self.with_item(&work, now.into(), |table, key, horizon| {
+            table.get_keyed(&environment, key, horizon)
+        })
+    }
+
+    /// A page of an environment's items in ascending id order, merged across shards (see
+    /// [`LeaseTable::list`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`LeaseTable::list`].
+    pub fn list(
+        &self,
+        environment: impl AsId<EnvironmentId>,
+        request: &ListRequest,
+        now: impl Into<Timestamp>,
+    ) -> Result<Page, Error> {
+        let now = now.into();
+        let env = self.shards[0]
+            .state
+            .lock()
+            .table
+            .environment(&environment)?;
+        let limit = request.limit.clamp(1, ListRequest::MAX_LIMIT);
+        let mut data = Vec::new();
+        let mut has_more = false;
+        self.for_each_caught_up(now, |table| {
+            let (items, more) = table.list_in(env, request);
+            data.extend(items);
+            has_more |= more;
+        });
+        data.sort_unstable_by(|a, b| a.id.cmp(&b.id));
+        has_more |= data.len() > limit;
+        let forward = !matches!(request.cursor, Cursor::Before(_));
+        if forward {
+            data.truncate(limit);
+        } else {
+            data.drain(..data.len().saturating_sub(limit));
+        }
+        Ok(Page::of(data, has_more, forward))
+    }
+
+    /// Merges a metadata patch into an item (see [`LeaseTable::update_metadata`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`LeaseTable::update_metadata`].
+    pub fn update_metadata(
+        &self,
+        environment: impl AsId<EnvironmentId>,
+        work: impl AsId<WorkId>,
+        patch: &MetadataPatch,
+        now: impl Into<Timestamp>,
+    ) -> Result<Updated, Error> {
+        self.with_item(&work, now.into(), |table, key, horizon| {
+            table.update_metadata_keyed(&environment, key, patch, horizon)
+        })
+    }
+
+    /// An environment's queue statistics, merged across shards (see [`LeaseTable::stats`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`LeaseTable::stats`].
+    pub fn stats(
+        &self,
+        environment: impl AsId<EnvironmentId>,
+        now: impl Into<Timestamp>,
+    ) -> Result<QueueStats, Error> {
+        let now = now.into();
+        let (env, workers_polling) = {
+            let mut home = self.shards[0].state.lock();
+            let env = home.table.environment(&environment)?;
+            (env, home.table.forget_pollers(env, now))
+        };
+        let mut stats = QueueStats {
+            depth: 0,
+            pending: 0,
+            oldest_queued_at: None,
+            workers_polling,
+        };
+        let mut oldest: Option<(WorkId, Timestamp)> = None;
+        self.for_each_caught_up(now, |table| {
+            let part = table.stats_part(env, now);
+            stats.depth += part.depth;
+            stats.pending += part.pending;
+            if let Some(candidate) = part.oldest {
+                if oldest.as_ref().map_or(true, |(id, _)| candidate.0 < *id) {
+                    oldest = Some(candidate);
+                }
+            }
+        });
+        stats.oldest_queued_at = oldest.map(|(_, at)| at);
+        Ok(stats)
+    }
+
+    /// Applies every lapse due at `now` and returns all lapses since the previous sweep, in
+    /// ascending `(at, work_id)` order (as [`LeaseTable::sweep`]). Works shard by shard, at
+    /// most [`Self::CHUNK`] lapses per lock hold.
+    pub fn sweep(&self, now: impl Into<Timestamp>) -> Vec<Transition> {
+        let now = now.into();
+        let horizon = self.horizon(now);
+        let mut lapses = Vec::new();
+        for shard in 0..self.shards.len() {
+            while !self.sweep_chunk(shard, horizon, Self::CHUNK, &mut lapses) {}
+        }
+        sort_transitions(&mut lapses);
+        lapses
+    }
+
+    /// One bounded step of a sweep, under one lock hold: applies up to `budget` lapses due at
+    /// `now` in shard `shard`, appends them and every lapse the shard applied earlier (in no
+    /// particular order) to `lapses`, and says whether the shard has none left. A server may
+    /// drive its own sweeper with this instead of [`Self::sweep`].
+    ///
+    /// # Panics
+    ///
+    /// When `shard` is not below [`Self::shard_count`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use worklease::{Config, ConcurrentLeaseTable, Timestamp};
+    /// let table = ConcurrentLeaseTable::new(Config::default());
+    /// let mut lapses = Vec::new();
+    /// for shard in 0..table.shard_count() {
+    ///     while !table.sweep_chunk(shard, Timestamp::MAX, 64, &mut lapses) {}
+    /// }
+    /// assert!(lapses.is_empty());
+    /// ```
+    pub fn sweep_chunk(
+        &self,
+        shard: usize,
+        now: impl Into<Timestamp>,
+        budget: usize,
+        lapses: &mut Vec<Transition>,
+    ) -> bool {
+        let mut state = self.shards[shard].state.lock();
+        let horizon = state.advance(now.into());
+        let done = state.table.expire_some(horizon, budget);
+        lapses.extend(state.table.take_journal());
+        done
+    }
+
+    /// When the table next needs attention without any request: the minimum of every shard's
+    /// [`LeaseTable::next_wakeup`].
+    ///
+    /// Shards apply lapses lazily and separately, so this may be an instant already past: a
+    /// lapse is due that no call has applied yet, and the sweeper should run at once. It is
+    /// never later than the single table's answer for the same calls; after a `sweep(now)` it
+    /// equals it.
+    pub fn next_wakeup(&self) -> Option<Timestamp> {
+        self.shards
+            .iter()
+            .map(|s| s.state.lock().table.next_wakeup())
+            .fold(None, earliest)
+    }
+
+    /// Checks every shard's invariants; for tests and debugging.
+    ///
+    /// # Errors
+    ///
+    /// A description of the first broken invariant.
+    pub fn validate(&self) -> Result<(), String> {
+        for (index, shard) in self.shards.iter().enumerate() {
+            let state = shard.state.lock();
+            state
+                .table
+                .validate()
+                .map_err(|e| format!("shard {index}: {e}"))?;
+        }
+        Ok(())
+    }
+
+    fn hash(&self, id: &WorkId) -> u64 {
+        use std::hash::BuildHasher;
+        self.hasher.hash_one(id)
+    }
+
+    fn shard(&self, hash: u64) -> &Shard {
+        // A shift of 64 (one shard) would overflow: checked_shr gives shard 0.
+        let index = hash.checked_shr(self.shift).unwrap_or(0) as usize;
+        &self.shards[index]
+    }
+
+    /// Runs `f` on the shard of `work`, with the item's key and the shard's lapse horizon.
+    /// A malformed id goes to shard 0, which checks the environment and answers 404.
+    fn with_item<R>(
+        &self,
+        work: &impl AsId<WorkId>,
+        now: Timestamp,
+        f: impl FnOnce(&mut LeaseTable, Key<'_>, Timestamp) -> Result<R, Error>,
+    ) -> Result<R, Error> {
+        let id = work.as_id();
+        let (shard, key) = match &id {
+            Ok(id) => {
+                let hash = self.hash(id);
+                (self.shard(hash), Key::Id(id, hash, work.as_text()))
+            }
+            Err(excerpt) => (&self.shards[0], Key::Malformed(*excerpt)),
+        };
+        let mut state = shard.state.lock();
+        let horizon = state.advance(now);
+        f(&mut state.table, key, horizon)
+    }
+
+    /// The latest `now` any shard saw, or `now`.
+    fn horizon(&self, now: Timestamp) -> Timestamp {
+        self.shards
+            .iter()
+            .map(|s| s.state.lock().horizon)
+            .fold(now, Timestamp::max)
+    }
+
+    /// Visits every shard once it has no lapse due, applying due lapses at most
+    /// [`Self::CHUNK`] per lock hold first; `f` runs under the same hold as the last chunk.
+    /// The horizon is the latest `now` seen so far on the way (see the type's documentation).
+    fn for_each_caught_up(&self, now: Timestamp, mut f: impl FnMut(&mut LeaseTable)) {
+        let mut horizon = now;
+        for shard in self.shards.iter() {
+            loop {
+                let mut state = shard.state.lock();
+                horizon = state.advance(horizon);
+                if state.table.expire_some(horizon, Self::CHUNK) {
+                    f(&mut state.table);
+                    break;
+                }
+            }
+        }
+    }
+}

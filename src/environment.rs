@@ -1,0 +1,152 @@
+//! An environment as a table holds it: its kind, its items in id order, its queue of claimable
+//! items and the workers polling it.
+
+use std::collections::{BTreeSet, HashMap};
+
+use crate::ids::{EnvironmentId, WorkId, WorkerId};
+use crate::item::Item;
+use crate::time::Timestamp;
+
+/// How long a worker counts as polling after its last poll (SPEC §3.5 `workers_polling`).
+const POLLING_WINDOW_MICROS: i64 = 30_000_000;
+
+/// Whether an environment runs its own workers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum EnvironmentKind {
+    /// `self_hosted`: workers poll this table.
+    SelfHosted,
+    /// `cloud`: every work operation is refused with 400.
+    Cloud,
+}
+
+impl EnvironmentKind {
+    /// The kind as the API writes it.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::SelfHosted => "self_hosted",
+            Self::Cloud => "cloud",
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct Environment {
+    pub(crate) id: EnvironmentId,
+    /// The id's canonical text, so an id given as text is matched without parsing it.
+    pub(crate) text: Box<str>,
+    pub(crate) kind: EnvironmentKind,
+    /// Every item's slot, ascending id: list order. A sorted vector (4 bytes an item) rather
+    /// than a tree (about 60): ids minted in creation order append at the end; an id out of
+    /// order costs a move of the larger slots.
+    pub(crate) items: Vec<u32>,
+    /// Queued items no poll has handed out (since creation or the last lapse).
+    pub(crate) undelivered: BTreeSet<WorkId>,
+    /// Queued items a poll handed out, by delivery time.
+    pub(crate) delivered: BTreeSet<(Timestamp, WorkId)>,
+    /// Each named worker's last poll, both ways round so old entries can be dropped in order.
+    pollers: HashMap<WorkerId, Timestamp, foldhash::fast::RandomState>,
+    polls: BTreeSet<(Timestamp, WorkerId)>,
+}
+
+impl Environment {
+    pub(crate) fn new(id: EnvironmentId, kind: EnvironmentKind) -> Self {
+        Self {
+            text: id.to_string().into_boxed_str(),
+            id,
+            kind,
+            items: Vec::new(),
+            undelivered: BTreeSet::new(),
+            delivered: BTreeSet::new(),
+            pollers: HashMap::default(),
+            polls: BTreeSet::new(),
+        }
+    }
+
+    /// Adds `slot` (whose id is `items[slot].id`) in id order.
+    pub(crate) fn insert_item(&mut self, slot: u32, items: &[Item]) {
+        let id = &items[slot as usize].id;
+        let at = match self.items.last() {
+            Some(&last) if items[last as usize].id > *id => self.position_after(id, items),
+            Some(_) | None => self.items.len(),
+        };
+        self.items.insert(at, slot);
+    }
+
+    /// Index in `self.items` of the first item with an id greater than `id`.
+    pub(crate) fn position_after(&self, id: &WorkId, items: &[Item]) -> usize {
+        self.items
+            .partition_point(|&slot| items[slot as usize].id <= *id)
+    }
+
+    /// Index in `self.items` of the first item with an id not less than `id`.
+    pub(crate) fn position_of(&self, id: &WorkId, items: &[Item]) -> usize {
+        self.items
+            .partition_point(|&slot| items[slot as usize].id < *id)
+    }
+
+    /// The lowest claimable id at `now` with reclaim window `reclaim` (µs).
+    pub(crate) fn claimable(&self, reclaim: i64, now: Timestamp) -> Option<&WorkId> {
+        let cutoff = now.unix_micros().saturating_sub(reclaim);
+        let reclaimable = self
+            .delivered
+            .iter()
+            .take_while(|(at, _)| at.unix_micros() <= cutoff)
+            .map(|(_, id)| id)
+            .min();
+        match (self.undelivered.first(), reclaimable) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// When the earliest delivery's reclaim window ends.
+    pub(crate) fn next_reclaim(&self, reclaim: i64) -> Option<Timestamp> {
+        self.delivered
+            .first()
+            .map(|(at, _)| at.saturating_add_micros(reclaim))
+    }
+
+    /// `(claimable, pending)` at `now` with reclaim window `reclaim` (µs).
+    pub(crate) fn depth(&self, reclaim: i64, now: Timestamp) -> (usize, usize) {
+        let cutoff = now.unix_micros().saturating_sub(reclaim);
+        let reclaimable = self
+            .delivered
+            .iter()
+            .take_while(|(at, _)| at.unix_micros() <= cutoff)
+            .count();
+        (
+            self.undelivered.len() + reclaimable,
+            self.delivered.len() - reclaimable,
+        )
+    }
+
+    /// The lowest queued id.
+    pub(crate) fn oldest_queued(&self) -> Option<&WorkId> {
+        self.delivered
+            .iter()
+            .map(|(_, id)| id)
+            .chain(self.undelivered.first())
+            .min()
+    }
+
+    pub(crate) fn record_poll(&mut self, worker: &WorkerId, now: Timestamp) {
+        if let Some(previous) = self.pollers.insert(worker.clone(), now) {
+            self.polls.remove(&(previous, worker.clone()));
+        }
+        self.polls.insert((now, worker.clone()));
+        self.forget_pollers_before(now);
+    }
+
+    /// Drops workers whose last poll is 30 s or more before `now`; returns how many remain.
+    pub(crate) fn forget_pollers_before(&mut self, now: Timestamp) -> usize {
+        let horizon = now.saturating_sub_micros(POLLING_WINDOW_MICROS);
+        while let Some((at, worker)) = self.polls.first() {
+            if *at > horizon {
+                break;
+            }
+            self.pollers.remove(worker);
+            self.polls.pop_first();
+        }
+        self.pollers.len()
+    }
+}

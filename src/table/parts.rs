@@ -1,0 +1,205 @@
+//! The environment-wide pieces of poll, stats and sweep, which
+//! [`crate::ConcurrentLeaseTable`] merges across shards (and [`LeaseTable`] composes directly).
+
+use super::{deadline_of, millis_to_micros, LeaseTable, StatsPart};
+use crate::environment::EnvironmentKind;
+use crate::error::Error;
+use crate::ids::{AsId, EnvironmentId, WorkId, WorkerId};
+use crate::item::{Delivery, Phase, Transition, WorkItem};
+use crate::outcome::Page;
+use crate::request::{Cursor, ListRequest, PollRequest};
+use crate::time::Timestamp;
+
+impl LeaseTable {
+    /// The environment's index, checked as SPEC §3.3 orders: exists (404), self_hosted (400).
+    pub(crate) fn environment(&self, environment: &impl AsId<EnvironmentId>) -> Result<u32, Error> {
+        // A handful of environments is the common case: comparing texts (or, for parsed ids,
+        // two integers each) beats parsing and hashing.
+        if self.environments.len() <= 8 {
+            if let Some(text) = environment.as_text() {
+                if let Some(index) = (0u32..)
+                    .zip(&self.environments)
+                    .find(|(_, env)| *env.text == *text)
+                    .map(|(index, _)| index)
+                {
+                    return self.self_hosted(index);
+                }
+            }
+        }
+        let id = environment
+            .as_id()
+            .map_err(|id| Error::EnvironmentNotFound { id })?;
+        let found = if self.environments.len() <= 8 {
+            (0u32..)
+                .zip(&self.environments)
+                .find(|(_, env)| env.id == *id)
+                .map(|(index, _)| index)
+        } else {
+            self.environment_index.get(&*id).copied()
+        };
+        match found {
+            Some(index) => self.self_hosted(index),
+            None => Err(Error::EnvironmentNotFound { id: id.excerpt() }),
+        }
+    }
+
+    /// SPEC §3.3: an existing environment must be self-hosted (else 400).
+    fn self_hosted(&self, index: u32) -> Result<u32, Error> {
+        let environment = &self.environments[index as usize];
+        match environment.kind {
+            EnvironmentKind::SelfHosted => Ok(index),
+            EnvironmentKind::Cloud => Err(Error::NotSelfHosted {
+                environment: environment.id.clone(),
+            }),
+        }
+    }
+
+    /// Records a named worker's poll of environment `env`.
+    pub(crate) fn record_poll(&mut self, env: u32, worker: &WorkerId, now: Timestamp) {
+        self.environments[env as usize].record_poll(worker, now);
+    }
+
+    /// Forgets stale pollers of `env` and counts the rest.
+    pub(crate) fn forget_pollers(&mut self, env: u32, now: Timestamp) -> usize {
+        self.environments[env as usize].forget_pollers_before(now)
+    }
+
+    /// The lowest claimable id of `env`.
+    pub(crate) fn claimable(&self, env: u32, reclaim: i64, now: Timestamp) -> Option<WorkId> {
+        self.environments[env as usize]
+            .claimable(reclaim, now)
+            .cloned()
+    }
+
+    /// Delivers item `id` if it is still claimable.
+    pub(crate) fn deliver(
+        &mut self,
+        id: &WorkId,
+        hash: u64,
+        request: &PollRequest,
+        now: Timestamp,
+    ) -> Option<WorkItem> {
+        let slot = self.find(id, hash)?;
+        let cutoff = now
+            .unix_micros()
+            .saturating_sub(millis_to_micros(request.reclaim_older_than_ms));
+        let claimable = match &self.items[slot as usize].phase {
+            Phase::Queued(None) => true,
+            Phase::Queued(Some(delivery)) => delivery.at.unix_micros() <= cutoff,
+            Phase::Starting(_) | Phase::Active(_) | Phase::Stopping(_) | Phase::Stopped => false,
+        };
+        if !claimable {
+            return None;
+        }
+        let delivery = Delivery {
+            at: now,
+            worker: request.worker.clone(),
+        };
+        self.set_phase(slot, Phase::Queued(Some(delivery)));
+        Some(self.view(slot))
+    }
+
+    /// When `env`'s earliest reclaim window ends, and the earliest lease deadline.
+    pub(crate) fn next_claimable_parts(
+        &mut self,
+        env: u32,
+        reclaim: i64,
+    ) -> (Option<Timestamp>, Option<Timestamp>) {
+        let items = &self.items;
+        let lapse_at = self.deadlines.earliest(|slot| deadline_of(items, slot));
+        (
+            self.environments[env as usize].next_reclaim(reclaim),
+            lapse_at,
+        )
+    }
+
+    /// `env`'s depth, pending count and oldest queued item.
+    pub(crate) fn stats_part(&self, env: u32, now: Timestamp) -> StatsPart {
+        let environment = &self.environments[env as usize];
+        let reclaim = millis_to_micros(self.config.reclaim_older_than_ms);
+        let (depth, pending) = environment.depth(reclaim, now);
+        let oldest = environment.oldest_queued().map(|id| {
+            let slot = self
+                .find(id, self.hash(id))
+                .expect("invariant: queued ids are items");
+            (id.clone(), self.items[slot as usize].created_at)
+        });
+        StatsPart {
+            depth,
+            pending,
+            oldest,
+        }
+    }
+
+    /// Applies up to `budget` lapses due at `horizon`; `true` when none is left.
+    pub(crate) fn expire_some(&mut self, horizon: Timestamp, budget: usize) -> bool {
+        for _ in 0..budget {
+            let items = &self.items;
+            let Some((at, slot)) = self
+                .deadlines
+                .first_due(horizon, |slot| deadline_of(items, slot))
+            else {
+                return true;
+            };
+            self.lapse(slot, at);
+        }
+        let items = &self.items;
+        self.deadlines
+            .first_due(horizon, |slot| deadline_of(items, slot))
+            .is_none()
+    }
+
+    /// The lapses applied since the last call, in the order they were applied.
+    pub(crate) fn take_journal(&mut self) -> Vec<Transition> {
+        std::mem::take(&mut self.journal)
+    }
+
+    /// A page of environment `env`'s items and whether more lie beyond, no lapses applied.
+    pub(crate) fn list_in(&self, env: u32, request: &ListRequest) -> (Vec<WorkItem>, bool) {
+        let items = &self.items;
+        let environment = &self.environments[env as usize];
+        let slots = &environment.items;
+        let limit = request.limit.clamp(1, ListRequest::MAX_LIMIT);
+        let (mut page, forward): (Vec<u32>, bool) = match &request.cursor {
+            Cursor::First => (slots.iter().take(limit + 1).copied().collect(), true),
+            Cursor::After(id) => {
+                let from = environment.position_after(id, items);
+                (
+                    slots[from..].iter().take(limit + 1).copied().collect(),
+                    true,
+                )
+            }
+            Cursor::Before(id) => {
+                let to = environment.position_of(id, items);
+                let before = slots[..to].iter().rev().take(limit + 1).copied().collect();
+                (before, false)
+            }
+        };
+        let has_more = page.len() > limit;
+        page.truncate(limit);
+        if !forward {
+            page.reverse();
+        }
+        (page.iter().map(|&slot| self.view(slot)).collect(), has_more)
+    }
+}
+
+impl Page {
+    /// A page of `data` (ascending id), with `next_page` set for forward listings with more.
+    pub(crate) fn of(data: Vec<WorkItem>, has_more: bool, forward: bool) -> Self {
+        let first_id = data.first().map(|item| item.id.clone());
+        let last_id = data.last().map(|item| item.id.clone());
+        let next_page = if forward && has_more {
+            last_id.clone()
+        } else {
+            None
+        };
+        Self {
+            data,
+            first_id,
+            last_id,
+            has_more,
+            next_page,
+        }
+    }
+}

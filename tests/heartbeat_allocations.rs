@@ -1,0 +1,162 @@
+//! The heartbeat path allocates nothing: success, 412, 409 and 404, on both tables, with ids
+//! given parsed or as text; nor does formatting or parsing a token.
+
+// `GlobalAlloc` is an unsafe trait: counting allocations needs `unsafe impl`. The crate itself
+// forbids unsafe code; this test is a separate crate and only forwards to the system allocator.
+#![allow(unsafe_code)]
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+
+use worklease::{
+    ConcurrentLeaseTable, Config, EnvironmentId, EnvironmentKind, HeartbeatRequest, LeaseTable,
+    Metadata, Precondition, Timestamp, WorkId,
+};
+
+struct Counting;
+
+thread_local! {
+    static ALLOCATIONS: Cell<usize> = const { Cell::new(0) };
+}
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let _ = ALLOCATIONS.try_with(|n| n.set(n.get() + 1));
+        System.alloc(layout)
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        System.dealloc(ptr, layout);
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        let _ = ALLOCATIONS.try_with(|n| n.set(n.get() + 1));
+        System.alloc_zeroed(layout)
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        let _ = ALLOCATIONS.try_with(|n| n.set(n.get() + 1));
+        System.realloc(ptr, layout, new_size)
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+/// Allocations made on this thread by `f`.
+fn allocations<R>(f: impl FnOnce() -> R) -> (usize, R) {
+    let before = ALLOCATIONS.with(Cell::get);
+    let result = f();
+    (ALLOCATIONS.with(Cell::get) - before, result)
+}
+
+const ENV: &str = "env_019e64e01a137caf953ac2ac7b42ec5c";
+const WORK: [&str; 3] = [
+    "work_019f3be4fd2475d9a784bf2c739e1194",
+    "work_019f3be4fd2475d9a784bf2c739e1195",
+    "work_019f3be4fd2475d9a784bf2c739e1196",
+];
+const LEASED: usize = 0;
+const QUEUED: usize = 1;
+const UNKNOWN: usize = 2;
+const T0: i64 = 1_782_893_706_120_394;
+
+fn at(micros: i64) -> Timestamp {
+    Timestamp::from_unix_micros(T0 + micros)
+}
+
+/// Checks the four heartbeat outcomes through `beat`, which takes the index of a work id in
+/// `WORK` (leased, queued, unknown), the request and the time.
+fn outcomes(mut beat: impl FnMut(usize, HeartbeatRequest, Timestamp) -> Result<Timestamp, u16>) {
+    let unconditional = HeartbeatRequest::default();
+    // Warm up: the first renewal may move the lease within the deadline index.
+    let token = beat(LEASED, unconditional, at(1)).expect("leased");
+    let (n, result) = allocations(|| beat(LEASED, unconditional, at(2)));
+    assert!(result.is_ok(), "{result:?}");
+    assert_eq!(n, 0, "heartbeat success allocated");
+    let echoed = HeartbeatRequest {
+        precondition: Precondition::LastHeartbeat(result.expect("checked")),
+        desired_ttl_seconds: None,
+    };
+    let (n, result) = allocations(|| beat(LEASED, echoed, at(3)));
+    assert!(result.is_ok(), "{result:?}");
+    assert_eq!(n, 0, "heartbeat with echoed token allocated");
+    let stale = HeartbeatRequest {
+        precondition: Precondition::LastHeartbeat(token),
+        desired_ttl_seconds: None,
+    };
+    let (n, result) = allocations(|| beat(LEASED, stale, at(4)));
+    assert_eq!((n, result), (0, Err(412)), "412 refusal");
+    let (n, result) = allocations(|| beat(QUEUED, unconditional, at(5)));
+    assert_eq!((n, result), (0, Err(409)), "409 refusal");
+    let (n, result) = allocations(|| beat(UNKNOWN, unconditional, at(6)));
+    assert_eq!((n, result), (0, Err(404)), "404 refusal");
+}
+
+#[test]
+fn heartbeats_never_allocate() {
+    let env: EnvironmentId = ENV.parse().expect("valid");
+    let ids: Vec<WorkId> = WORK.iter().map(|id| id.parse().expect("valid")).collect();
+
+    let mut single = LeaseTable::new(Config::default());
+    single
+        .register_environment(env.clone(), EnvironmentKind::SelfHosted)
+        .expect("new");
+    let concurrent = ConcurrentLeaseTable::new(Config::default());
+    concurrent
+        .register_environment(env.clone(), EnvironmentKind::SelfHosted)
+        .expect("new");
+    for work in [LEASED, QUEUED] {
+        let work = ids[work].clone();
+        let session = "sess_01".parse().expect("valid");
+        single
+            .create_work(ENV, work.clone(), session, Metadata::new(), at(0))
+            .expect("new");
+        let session = "sess_01".parse().expect("valid");
+        concurrent
+            .create_work(ENV, work, session, Metadata::new(), at(0))
+            .expect("new");
+    }
+    single.ack(ENV, WORK[LEASED], None, at(0)).expect("queued");
+    concurrent
+        .ack(ENV, WORK[LEASED], None, at(0))
+        .expect("queued");
+
+    // Ids as text, then parsed; each pass starts later so tokens keep moving forward.
+    let mut offset = 0;
+    for parsed in [false, true] {
+        offset += 1_000;
+        outcomes(|work, request, now| {
+            let now = now.saturating_add_micros(offset);
+            let result = if parsed {
+                single.heartbeat(&env, &ids[work], request, now)
+            } else {
+                single.heartbeat(ENV, WORK[work], request, now)
+            };
+            result.map(|b| b.last_heartbeat).map_err(|e| e.status())
+        });
+    }
+    for parsed in [false, true] {
+        offset += 1_000;
+        outcomes(|work, request, now| {
+            let now = now.saturating_add_micros(offset);
+            let result = if parsed {
+                concurrent.heartbeat(&env, &ids[work], request, now)
+            } else {
+                concurrent.heartbeat(ENV, WORK[work], request, now)
+            };
+            result.map(|b| b.last_heartbeat).map_err(|e| e.status())
+        });
+    }
+}
+
+#[test]
+fn token_format_and_parse_never_allocate() {
+    let at = Timestamp::from_unix_micros(T0);
+    let (n, parsed) = allocations(|| {
+        let text = at.to_rfc3339();
+        Timestamp::parse_rfc3339(&text)
+    });
+    assert_eq!(n, 0);
+    assert_eq!(parsed, Ok(worklease::ParsedInstant::Exact(at)));
+}
