@@ -728,13 +728,15 @@ impl LeaseTable {
         let phase = match item.phase {
             Phase::Starting(_) | Phase::Active(_) => {
                 item.lapses = item.lapses.saturating_add(1);
-                item.acknowledged_at = None;
-                item.started_at = None;
-                item.latest_heartbeat_at = None;
                 if max_attempts.is_some_and(|max| item.lapses >= max.get()) {
+                    // Out of attempts: the last attempt's times stay, for the post-mortem.
                     item.stopped_at = Some(at);
                     Phase::Stopped
                 } else {
+                    // Queued again: the next attempt starts from a clean slate.
+                    item.acknowledged_at = None;
+                    item.started_at = None;
+                    item.latest_heartbeat_at = None;
                     Phase::Queued(None)
                 }
             }

@@ -106,14 +106,17 @@ fn an_item_that_lapses_too_often_is_stopped() {
     f.item_in(A, WorkState::Active);
     f.advance(60 * SECOND);
     assert_eq!(f.state(A), WorkState::Queued);
-    f.ack(A, None).unwrap();
-    let deadline = f.get(A).lease_deadline.unwrap();
+    let acked = f.ack(A, None).unwrap().item;
+    let deadline = acked.lease_deadline.unwrap();
     f.advance(60 * SECOND);
     let item = f.get(A);
     assert_eq!(
         (item.state, item.lapses, item.stopped_at),
         (WorkState::Stopped, 2, Some(deadline))
     );
+    // Out of attempts, the last attempt's times stay for the post-mortem.
+    assert_eq!(item.acknowledged_at, acked.acknowledged_at);
+    assert!(item.acknowledged_at.is_some());
 }
 
 #[test]

@@ -152,12 +152,13 @@ impl Model {
             match from {
                 WorkState::Starting | WorkState::Active => {
                     item.lapses += 1;
-                    item.acknowledged_at = None;
-                    item.started_at = None;
-                    item.latest_heartbeat_at = None;
                     if max_attempts.is_some_and(|max| item.lapses >= max) {
+                        // The last attempt's times stay on a stopped item.
                         item.enter_stopped(deadline);
                     } else {
+                        item.acknowledged_at = None;
+                        item.started_at = None;
+                        item.latest_heartbeat_at = None;
                         item.state = WorkState::Queued;
                         item.end_lease();
                         item.delivered_at = None;
