@@ -10,9 +10,8 @@
 // shared baseline modules are `pub` for the example that includes them too.
 #![allow(missing_docs, unreachable_pub)]
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
-use std::sync::atomic::{AtomicBool, AtomicIsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
@@ -21,44 +20,12 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Through
 mod baselines;
 
 use baselines::assembled::Assembled;
+use baselines::counting::{Counting, COUNTING, LIVE_BYTES};
 use baselines::naive::Naive;
 use baselines::worklease_tables::{Sharded, Single};
 use baselines::{heartbeat_threads, item_of, work_id, Driver, Leases, Rng, ENV, T0};
 
-// ---- a byte-counting allocator, switched on only for the memory report ----
-
-struct Counting;
-static COUNTING: AtomicBool = AtomicBool::new(false);
-static LIVE_BYTES: AtomicIsize = AtomicIsize::new(0);
-
-// SAFETY: forwards every call to the system allocator unchanged; only counts bytes.
-#[allow(unsafe_code)]
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if COUNTING.load(Ordering::Relaxed) {
-            LIVE_BYTES.fetch_add(layout.size() as isize, Ordering::Relaxed);
-        }
-        System.alloc(layout)
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        if COUNTING.load(Ordering::Relaxed) {
-            LIVE_BYTES.fetch_sub(layout.size() as isize, Ordering::Relaxed);
-        }
-        System.dealloc(ptr, layout);
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        if COUNTING.load(Ordering::Relaxed) {
-            LIVE_BYTES.fetch_add(
-                new_size as isize - layout.size() as isize,
-                Ordering::Relaxed,
-            );
-        }
-        System.realloc(ptr, layout, new_size)
-    }
-}
-
+// A byte-counting allocator, switched on only for the memory report.
 #[global_allocator]
 static GLOBAL: Counting = Counting;
 

@@ -9,6 +9,7 @@
 #![allow(dead_code)]
 
 pub mod assembled;
+pub mod counting;
 pub mod naive;
 pub mod worklease_tables;
 
