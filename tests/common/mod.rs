@@ -214,11 +214,16 @@ pub(crate) fn new_table(config: Config) -> LeaseTable {
 /// A table of any kind with [`ENVIRONMENTS`] registered.
 pub(crate) fn new_table_of<T: Table>(config: Config) -> T {
     let mut table = T::build(config);
+    register_environments(&mut table);
+    table
+}
+
+/// Registers [`ENVIRONMENTS`] in a fresh table.
+pub(crate) fn register_environments<T: Table>(table: &mut T) {
     for (env, kind) in ENVIRONMENTS {
         let id = EnvironmentId::parse(env).expect("a well-formed environment id");
         table.register(id, kind).expect("fresh table");
     }
-    table
 }
 
 /// The operations the suites drive, so the same model test runs against the single-threaded
