@@ -21,11 +21,11 @@ use worklease::json::{
     CreateWork, ListPage, StopWork, UpdateWork, Work, WorkHeartbeat, WorkQueueStats,
 };
 use worklease::{
-    EnvironmentId, EnvironmentKind, HeartbeatRequest, LeaseTable, ListRequest, PollRequest, Polled,
-    StopMode, Timestamp, WorkId, WorkState,
+    parse_worker_id, EnvironmentId, EnvironmentKind, HeartbeatRequest, LeaseTable, ListRequest,
+    PollRequest, Polled, StopMode, Timestamp, WorkId, WorkState,
 };
 
-use crate::edge::{self, json, parse_json, read_body, worker_id, ApiError, Mint, Query};
+use crate::edge::{self, json, parse_json, read_body, worker_header, ApiError, Mint, Query};
 
 /// What every request shares: the table behind one lock, and the two wake-up signals.
 #[derive(Debug)]
@@ -252,13 +252,11 @@ async fn poll(
 ) -> Handled {
     let environment = path(environment)?;
     let query = Query::parse(query.as_deref());
-    let worker = worker_id(&headers)?;
-    let mut request = PollRequest::parse(
-        None,
+    let request = PollRequest::parse(
+        worker_header(&headers).as_deref(),
         query.get("reclaim_older_than_ms"),
         query.get("block_ms"),
     )?;
-    request.worker = worker;
     let give_up =
         tokio::time::Instant::now() + Duration::from_millis(request.block_ms.map_or(0, u64::from));
     loop {
@@ -298,7 +296,7 @@ async fn ack(
     headers: HeaderMap,
 ) -> Handled {
     let (environment, work) = path(ids)?;
-    let worker = worker_id(&headers)?;
+    let worker = parse_worker_id(worker_header(&headers).as_deref())?;
     let updated =
         shared
             .table

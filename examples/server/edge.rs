@@ -17,7 +17,7 @@ use axum::response::{IntoResponse, Response};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use worklease::json::ErrorEnvelope;
-use worklease::{parse_worker_id, Error, WorkerId};
+use worklease::Error;
 
 use crate::app::Shared;
 
@@ -252,13 +252,12 @@ impl Query {
     }
 }
 
-/// The worker id from `Worker-ID`, else `Anthropic-Worker-ID`.
-pub(crate) fn worker_id(headers: &HeaderMap) -> Result<Option<WorkerId>, ApiError> {
-    let raw = headers
+/// The raw worker id from `Worker-ID`, else `Anthropic-Worker-ID`, for the crate's parsers.
+pub(crate) fn worker_header(headers: &HeaderMap) -> Option<String> {
+    headers
         .get(WORKER_ID)
         .or_else(|| headers.get(ANTHROPIC_WORKER_ID))
-        .map(|value| String::from_utf8_lossy(value.as_bytes()).into_owned());
-    Ok(parse_worker_id(raw.as_deref())?)
+        .map(|value| String::from_utf8_lossy(value.as_bytes()).into_owned())
 }
 
 /// Reads a body of at most [`BODY_LIMIT`] bytes, within [`BODY_TIMEOUT`].
