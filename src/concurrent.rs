@@ -7,12 +7,15 @@ use foldhash::fast::RandomState;
 use crate::environment::EnvironmentKind;
 use crate::error::{Error, Excerpt};
 use crate::heartbeat::{Heartbeat, HeartbeatRequest};
+use crate::ids::WorkKey;
 use crate::ids::{AsId, EnvironmentId, SessionId, WorkId, WorkerId};
 use crate::item::{Transition, WorkItem};
 use crate::metadata::{Metadata, MetadataPatch};
 use crate::outcome::{Config, Page, Polled, QueueStats, StopMode, Updated};
 use crate::request::{Cursor, ListRequest, PollRequest};
-use crate::table::{earliest, millis_to_micros, sort_transitions, Key, LeaseTable};
+use crate::table::{
+    earliest, hash_of, millis_to_micros, sort_transitions, Key, LeaseTable, WorkArg,
+};
 use crate::time::Timestamp;
 
 /// One shard, alone on its cache lines so two threads on two shards never share one.
@@ -250,7 +253,7 @@ impl ConcurrentLeaseTable {
         now: impl Into<Timestamp>,
     ) -> Result<WorkItem, Error> {
         let now = now.into();
-        let hash = self.hash(&id);
+        let hash = self.hash(id.key());
         let mut shard = self.shard(hash).state.lock();
         shard.advance(now);
         shard
@@ -299,7 +302,7 @@ impl ConcurrentLeaseTable {
                 caught_up = true;
             }
             let Some(id) = best else { break };
-            let hash = self.hash(&id);
+            let hash = self.hash(id.key());
             let delivered = self
                 .shard(hash)
                 .state
@@ -562,9 +565,8 @@ impl ConcurrentLeaseTable {
         Ok(())
     }
 
-    fn hash(&self, id: &WorkId) -> u64 {
-        use std::hash::BuildHasher;
-        self.hasher.hash_one(id)
+    fn hash(&self, id: WorkKey<'_>) -> u64 {
+        hash_of(&self.hasher, id)
     }
 
     fn shard(&self, hash: u64) -> &Shard {
@@ -581,13 +583,13 @@ impl ConcurrentLeaseTable {
         now: Timestamp,
         f: impl FnOnce(&mut LeaseTable, Key<'_>, Timestamp) -> Result<R, Error>,
     ) -> Result<R, Error> {
-        let id = work.as_id();
-        let (shard, key) = match &id {
-            Ok(id) => {
+        let work = WorkArg::of(work);
+        let (shard, key) = match work.key() {
+            Ok((id, text)) => {
                 let hash = self.hash(id);
-                (self.shard(hash), Key::Id(id, hash, work.as_text()))
+                (self.shard(hash), Key::Id(id, hash, text))
             }
-            Err(excerpt) => (&self.shards[0], Key::Malformed(*excerpt)),
+            Err(excerpt) => (&self.shards[0], Key::Malformed(excerpt)),
         };
         let mut state = shard.state.lock();
         let horizon = state.advance(now);

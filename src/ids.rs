@@ -52,10 +52,18 @@ enum Body {
     Text(Arc<str>),
 }
 
-impl Body {
-    fn parse(body: &str) -> Option<Self> {
+/// A well-formed body, borrowed: all a lookup needs, without the allocation a text body's
+/// `Arc` costs. Hashes and compares exactly like the [`Body`] it names.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum BodyRef<'a> {
+    Hex(Wide),
+    Text(&'a str),
+}
+
+impl<'a> BodyRef<'a> {
+    fn parse(body: &'a str) -> Option<Self> {
         let bytes = body.as_bytes();
-        // The minted shape first: it needs no other check and no allocation.
+        // The minted shape first: it needs no other check.
         if let Ok(digits) = <&[u8; 32]>::try_from(bytes) {
             if let Some(value) = parse_lower_hex(digits) {
                 return Some(Self::Hex(Wide::of(value)));
@@ -67,11 +75,14 @@ impl Body {
         if !bytes.iter().all(u8::is_ascii_alphanumeric) {
             return None;
         }
-        Some(Self::Text(Arc::from(body)))
+        Some(Self::Text(body))
     }
 
     /// Writes the body's text into `buf` and returns it; `buf` is only used for `Hex`.
-    fn text<'a>(&'a self, buf: &'a mut [u8; 32]) -> &'a str {
+    fn text<'b>(self, buf: &'b mut [u8; 32]) -> &'b str
+    where
+        'a: 'b,
+    {
         match self {
             Self::Hex(wide) => {
                 let value = wide.get();
@@ -85,6 +96,36 @@ impl Body {
             }
             Self::Text(text) => text,
         }
+    }
+}
+
+impl Hash for BodyRef<'_> {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        match self {
+            Self::Hex(value) => state.write_u128(value.get()),
+            Self::Text(text) => text.hash(state),
+        }
+    }
+}
+
+impl Body {
+    fn parse(body: &str) -> Option<Self> {
+        BodyRef::parse(body).map(|body| match body {
+            BodyRef::Hex(value) => Self::Hex(value),
+            BodyRef::Text(text) => Self::Text(Arc::from(text)),
+        })
+    }
+
+    fn borrowed(&self) -> BodyRef<'_> {
+        match self {
+            Self::Hex(value) => BodyRef::Hex(*value),
+            Self::Text(text) => BodyRef::Text(text),
+        }
+    }
+
+    /// Writes the body's text into `buf` and returns it; `buf` is only used for `Hex`.
+    fn text<'a>(&'a self, buf: &'a mut [u8; 32]) -> &'a str {
+        self.borrowed().text(buf)
     }
 }
 
@@ -126,12 +167,8 @@ fn hex8(chunk: [u8; 8]) -> Option<u32> {
 
 impl PartialEq for Body {
     fn eq(&self, other: &Self) -> bool {
-        match (self, other) {
-            (Self::Hex(a), Self::Hex(b)) => a == b,
-            (Self::Text(a), Self::Text(b)) => a == b,
-            // Canonical form: a 32-lowercase-hex body is never stored as text.
-            (Self::Hex(_), Self::Text(_)) | (Self::Text(_), Self::Hex(_)) => false,
-        }
+        // Canonical form: a 32-lowercase-hex body is never stored as text.
+        self.borrowed() == other.borrowed()
     }
 }
 
@@ -139,10 +176,48 @@ impl Eq for Body {}
 
 impl Hash for Body {
     fn hash<H: Hasher>(&self, state: &mut H) {
-        match self {
-            Self::Hex(value) => state.write_u128(value.get()),
-            Self::Text(text) => text.hash(state),
-        }
+        // One implementation for owned and borrowed bodies, so a lookup by `WorkKey` finds
+        // what was stored by `WorkId`.
+        self.borrowed().hash(state);
+    }
+}
+
+/// A work id as a lookup key: parsed and validated in place, never allocating. Hashes and
+/// compares exactly like the [`WorkId`] it names.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) struct WorkKey<'a>(BodyRef<'a>);
+
+impl<'a> WorkKey<'a> {
+    /// The key of a work id given as text (prefix included); `None` when malformed.
+    pub(crate) fn parse(text: &'a str) -> Option<Self> {
+        text.strip_prefix(WorkId::PREFIX)
+            .and_then(BodyRef::parse)
+            .map(Self)
+    }
+
+    /// The id's text, for a 404, built without the formatting machinery.
+    pub(crate) fn excerpt(self) -> Excerpt {
+        let mut buf = [0; 32];
+        let body = self.0.text(&mut buf);
+        let prefix = WorkId::PREFIX;
+        let mut text = [0u8; WorkId::PREFIX.len() + MAX_BODY_LEN];
+        let len = prefix.len() + body.len();
+        text[..prefix.len()].copy_from_slice(prefix.as_bytes());
+        text[prefix.len()..len].copy_from_slice(body.as_bytes());
+        Excerpt::new(std::str::from_utf8(&text[..len]).expect("invariant: ids are ASCII"))
+    }
+}
+
+impl fmt::Debug for WorkKey<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "WorkKey({:?})", self.excerpt())
+    }
+}
+
+impl WorkId {
+    /// This id as a lookup key.
+    pub(crate) fn key(&self) -> WorkKey<'_> {
+        WorkKey(self.0.borrowed())
     }
 }
 
@@ -538,6 +613,13 @@ mod tests {
             }
             prop_assert_eq!(ia.to_string(), format!("work_{a}"));
             prop_assert_eq!(ia.excerpt(), Excerpt::of(&ia));
+            // The borrowed lookup key is the id: equal, same hash, same text.
+            let (ta, tb) = (format!("work_{a}"), format!("work_{b}"));
+            let (ka, kb) = (WorkKey::parse(&ta).unwrap(), WorkKey::parse(&tb).unwrap());
+            prop_assert_eq!(ka, ia.key());
+            prop_assert_eq!(hash_of(&ka), hash_of(&ia));
+            prop_assert_eq!(ka == ib.key(), a == b);
+            prop_assert_eq!(kb.excerpt(), ib.excerpt());
         }
 
         #[test]

@@ -14,6 +14,7 @@
 //! shards: they take an already hashed id and a `horizon` through which the touched item's own
 //! lapse is applied, and leave other items' lapses to bounded catch-up.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 use foldhash::fast::RandomState;
@@ -22,7 +23,7 @@ use crate::deadline::Deadlines;
 use crate::environment::{Environment, EnvironmentKind};
 use crate::error::{Error, Excerpt};
 use crate::heartbeat::{Heartbeat, HeartbeatRequest, LeaseSnapshot};
-use crate::ids::{AsId, EnvironmentId, SessionId, WorkId, WorkerId};
+use crate::ids::{AsId, EnvironmentId, SessionId, WorkId, WorkKey, WorkerId};
 use crate::index::SlotIndex;
 use crate::item::{Item, Lease, Phase, Transition, WorkItem};
 use crate::metadata::{Metadata, MetadataPatch};
@@ -39,8 +40,41 @@ mod validate;
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum Key<'a> {
     /// The id, its hash, and the text it was given as (a 404 then quotes it as is).
-    Id(&'a WorkId, u64, Option<&'a str>),
+    Id(WorkKey<'a>, u64, Option<&'a str>),
     Malformed(Excerpt),
+}
+
+/// A work id argument, read without allocating: text is validated in place (a text body is
+/// never copied into an `Arc`), a typed id is borrowed.
+pub(crate) enum WorkArg<'a> {
+    Text(&'a str),
+    Id(Result<Cow<'a, WorkId>, Excerpt>),
+}
+
+impl<'a> WorkArg<'a> {
+    pub(crate) fn of(work: &'a impl AsId<WorkId>) -> Self {
+        match work.as_text() {
+            Some(text) => Self::Text(text),
+            None => Self::Id(work.as_id()),
+        }
+    }
+
+    /// The lookup key and the text it was given as, or the malformed text's excerpt.
+    pub(crate) fn key(&self) -> Result<(WorkKey<'_>, Option<&str>), Excerpt> {
+        match self {
+            Self::Text(text) => WorkKey::parse(text)
+                .map(|key| (key, Some(*text)))
+                .ok_or_else(|| Excerpt::new(text)),
+            Self::Id(Ok(id)) => Ok((id.key(), None)),
+            Self::Id(Err(excerpt)) => Err(*excerpt),
+        }
+    }
+}
+
+/// The hash of a work id under `hasher`: one function for the table and its shard selection.
+pub(crate) fn hash_of(hasher: &RandomState, id: WorkKey<'_>) -> u64 {
+    use std::hash::BuildHasher;
+    hasher.hash_one(id)
 }
 
 /// One environment's share of a [`QueueStats`], for merging across shards.
@@ -177,7 +211,7 @@ impl LeaseTable {
     ) -> Result<WorkItem, Error> {
         let now = now.into();
         self.expire_due(now);
-        let hash = self.hash(&id);
+        let hash = self.hash(id.key());
         self.create_keyed(&environment, id, hash, session, metadata, now)
     }
 
@@ -203,7 +237,7 @@ impl LeaseTable {
             .claimable(reclaim, now)
             .cloned();
         if let Some(id) = chosen {
-            let hash = self.hash(&id);
+            let hash = self.hash(id.key());
             let item = self
                 .deliver(&id, hash, request, now)
                 .expect("invariant: the claimable id is a claimable item");
@@ -231,14 +265,8 @@ impl LeaseTable {
     ) -> Result<Updated, Error> {
         let now = now.into();
         self.expire_due(now);
-        let id = work.as_id();
-        self.ack_keyed(
-            &environment,
-            self.key(&id, work.as_text()),
-            worker,
-            now,
-            now,
-        )
+        let work = WorkArg::of(&work);
+        self.ack_keyed(&environment, self.key(&work), worker, now, now)
     }
 
     /// Renews the lease of a starting, active or stopping item (SPEC §3.3).
@@ -263,14 +291,8 @@ impl LeaseTable {
     ) -> Result<Heartbeat, Error> {
         let now = now.into();
         self.expire_due(now);
-        let id = work.as_id();
-        self.heartbeat_keyed(
-            &environment,
-            self.key(&id, work.as_text()),
-            request,
-            now,
-            now,
-        )
+        let work = WorkArg::of(&work);
+        self.heartbeat_keyed(&environment, self.key(&work), request, now, now)
     }
 
     /// Stops an item, gracefully or by force (SPEC §3.4). Stopping a stopped item returns it
@@ -288,8 +310,8 @@ impl LeaseTable {
     ) -> Result<Updated, Error> {
         let now = now.into();
         self.expire_due(now);
-        let id = work.as_id();
-        self.stop_keyed(&environment, self.key(&id, work.as_text()), mode, now, now)
+        let work = WorkArg::of(&work);
+        self.stop_keyed(&environment, self.key(&work), mode, now, now)
     }
 
     /// One item.
@@ -305,8 +327,8 @@ impl LeaseTable {
     ) -> Result<WorkItem, Error> {
         let now = now.into();
         self.expire_due(now);
-        let id = work.as_id();
-        self.get_keyed(&environment, self.key(&id, work.as_text()), now)
+        let work = WorkArg::of(&work);
+        self.get_keyed(&environment, self.key(&work), now)
     }
 
     /// A page of an environment's items in ascending id order, every state (SPEC §3.5).
@@ -342,8 +364,8 @@ impl LeaseTable {
     ) -> Result<Updated, Error> {
         let now = now.into();
         self.expire_due(now);
-        let id = work.as_id();
-        self.update_metadata_keyed(&environment, self.key(&id, work.as_text()), patch, now)
+        let work = WorkArg::of(&work);
+        self.update_metadata_keyed(&environment, self.key(&work), patch, now)
     }
 
     /// An environment's queue statistics, with the configured reclaim window.
@@ -399,19 +421,14 @@ impl LeaseTable {
 
     // ---- the operations on one item, shared with the concurrent table's shards ----
 
-    pub(crate) fn hash(&self, id: &WorkId) -> u64 {
-        use std::hash::BuildHasher;
-        self.hasher.hash_one(id)
+    pub(crate) fn hash(&self, id: WorkKey<'_>) -> u64 {
+        hash_of(&self.hasher, id)
     }
 
-    fn key<'a>(
-        &self,
-        id: &'a Result<std::borrow::Cow<'_, WorkId>, Excerpt>,
-        text: Option<&'a str>,
-    ) -> Key<'a> {
-        match id {
-            Ok(id) => Key::Id(id, self.hash(id), text),
-            Err(excerpt) => Key::Malformed(*excerpt),
+    fn key<'a>(&self, work: &'a WorkArg<'_>) -> Key<'a> {
+        match work.key() {
+            Ok((id, text)) => Key::Id(id, self.hash(id), text),
+            Err(excerpt) => Key::Malformed(excerpt),
         }
     }
 
@@ -425,7 +442,7 @@ impl LeaseTable {
         now: Timestamp,
     ) -> Result<WorkItem, Error> {
         let env = self.environment(environment)?;
-        if self.find(&id, hash).is_some() {
+        if self.find(id.key(), hash).is_some() {
             return Err(Error::AlreadyExists {
                 id: Excerpt::of(&id),
             });
@@ -641,14 +658,14 @@ impl LeaseTable {
         WorkItem::of(item, &self.environments[item.env as usize].id)
     }
 
-    fn find(&self, id: &WorkId, hash: u64) -> Option<u32> {
+    fn find(&self, id: WorkKey<'_>, hash: u64) -> Option<u32> {
         let items = &self.items;
         self.work_index
-            .find(hash, |slot| items[slot as usize].id == *id)
+            .find(hash, |slot| items[slot as usize].id.key() == id)
     }
 
     fn slot_of(&self, id: &WorkId) -> Option<u32> {
-        self.find(id, self.hash(id))
+        self.find(id.key(), self.hash(id.key()))
     }
 
     /// The item's slot, after the environment checks; 404 unless it is in that environment.

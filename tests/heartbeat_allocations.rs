@@ -51,11 +51,14 @@ fn allocations<R>(f: impl FnOnce() -> R) -> (usize, R) {
 }
 
 const ENV: &str = "env_019e64e01a137caf953ac2ac7b42ec5c";
-const WORK: [&str; 3] = [
+/// Minted ids (32 lowercase hex digits, held inline) …
+const MINTED: [&str; 3] = [
     "work_019f3be4fd2475d9a784bf2c739e1194",
     "work_019f3be4fd2475d9a784bf2c739e1195",
     "work_019f3be4fd2475d9a784bf2c739e1196",
 ];
+/// … and caller-chosen ones, whose bodies a table holds as shared text.
+const CHOSEN: [&str; 3] = ["work_build42", "work_build43", "work_nothere"];
 const LEASED: usize = 0;
 const QUEUED: usize = 1;
 const UNKNOWN: usize = 2;
@@ -94,9 +97,19 @@ fn outcomes(mut beat: impl FnMut(usize, HeartbeatRequest, Timestamp) -> Result<T
 }
 
 #[test]
-fn heartbeats_never_allocate() {
+fn heartbeats_with_minted_ids_never_allocate() {
+    heartbeats_never_allocate(MINTED);
+}
+
+#[test]
+fn heartbeats_with_caller_chosen_ids_never_allocate() {
+    heartbeats_never_allocate(CHOSEN);
+}
+
+/// `work` holds a leased, a queued and an unknown id, as text.
+fn heartbeats_never_allocate(work: [&str; 3]) {
     let env: EnvironmentId = ENV.parse().expect("valid");
-    let ids: Vec<WorkId> = WORK.iter().map(|id| id.parse().expect("valid")).collect();
+    let ids: Vec<WorkId> = work.iter().map(|id| id.parse().expect("valid")).collect();
 
     let mut single = LeaseTable::new(Config::default());
     single
@@ -106,8 +119,8 @@ fn heartbeats_never_allocate() {
     concurrent
         .register_environment(env.clone(), EnvironmentKind::SelfHosted)
         .expect("new");
-    for work in [LEASED, QUEUED] {
-        let work = ids[work].clone();
+    for index in [LEASED, QUEUED] {
+        let work = ids[index].clone();
         let session = "sess_01".parse().expect("valid");
         single
             .create_work(ENV, work.clone(), session, Metadata::new(), at(0))
@@ -117,33 +130,33 @@ fn heartbeats_never_allocate() {
             .create_work(ENV, work, session, Metadata::new(), at(0))
             .expect("new");
     }
-    single.ack(ENV, WORK[LEASED], None, at(0)).expect("queued");
+    single.ack(ENV, work[LEASED], None, at(0)).expect("queued");
     concurrent
-        .ack(ENV, WORK[LEASED], None, at(0))
+        .ack(ENV, work[LEASED], None, at(0))
         .expect("queued");
 
     // Ids as text, then parsed; each pass starts later so tokens keep moving forward.
     let mut offset = 0;
     for parsed in [false, true] {
         offset += 1_000;
-        outcomes(|work, request, now| {
+        outcomes(|index, request, now| {
             let now = now.saturating_add_micros(offset);
             let result = if parsed {
-                single.heartbeat(&env, &ids[work], request, now)
+                single.heartbeat(&env, &ids[index], request, now)
             } else {
-                single.heartbeat(ENV, WORK[work], request, now)
+                single.heartbeat(ENV, work[index], request, now)
             };
             result.map(|b| b.last_heartbeat).map_err(|e| e.status())
         });
     }
     for parsed in [false, true] {
         offset += 1_000;
-        outcomes(|work, request, now| {
+        outcomes(|index, request, now| {
             let now = now.saturating_add_micros(offset);
             let result = if parsed {
-                concurrent.heartbeat(&env, &ids[work], request, now)
+                concurrent.heartbeat(&env, &ids[index], request, now)
             } else {
-                concurrent.heartbeat(ENV, WORK[work], request, now)
+                concurrent.heartbeat(ENV, work[index], request, now)
             };
             result.map(|b| b.last_heartbeat).map_err(|e| e.status())
         });

@@ -79,7 +79,7 @@ impl LeaseTable {
         request: &PollRequest,
         now: Timestamp,
     ) -> Option<WorkItem> {
-        let slot = self.find(id, hash)?;
+        let slot = self.find(id.key(), hash)?;
         let cutoff = now
             .unix_micros()
             .saturating_sub(millis_to_micros(request.reclaim_older_than_ms));
@@ -120,7 +120,7 @@ impl LeaseTable {
         let (depth, pending) = environment.depth(reclaim, now);
         let oldest = environment.oldest_queued().map(|id| {
             let slot = self
-                .find(id, self.hash(id))
+                .find(id.key(), self.hash(id.key()))
                 .expect("invariant: queued ids are items");
             (id.clone(), self.items[slot as usize].created_at)
         });
