@@ -110,7 +110,9 @@ pub(crate) struct StatsPart {
 pub struct LeaseTable {
     config: Config,
     hasher: RandomState,
-    environment_index: HashMap<EnvironmentId, u32, RandomState>,
+    /// Environments by their id's canonical text: ids given as text are found without parsing
+    /// or allocating, typed ids through their inline text ([`EnvironmentId::excerpt`]).
+    environment_index: HashMap<Box<str>, u32, RandomState>,
     environments: Vec<Environment>,
     work_index: SlotIndex,
     items: Vec<Item>,
@@ -172,14 +174,13 @@ impl LeaseTable {
         id: EnvironmentId,
         kind: EnvironmentKind,
     ) -> Result<(), Error> {
-        if self.environment_index.contains_key(&id) {
-            return Err(Error::AlreadyExists {
-                id: Excerpt::of(&id),
-            });
+        let text = id.excerpt();
+        if self.environment_index.contains_key(text.as_str()) {
+            return Err(Error::AlreadyExists { id: text });
         }
         let index = u32::try_from(self.environments.len())
             .expect("invariant: fewer than 2^32 environments");
-        self.environment_index.insert(id.clone(), index);
+        self.environment_index.insert(text.as_str().into(), index);
         self.environments.push(Environment::new(id, kind));
         Ok(())
     }
@@ -189,8 +190,7 @@ impl LeaseTable {
         &self,
         environment: impl AsId<EnvironmentId>,
     ) -> Option<EnvironmentKind> {
-        let id = environment.as_id().ok()?;
-        let index = *self.environment_index.get(&*id)?;
+        let index = self.environment_slot(&environment).ok()?;
         Some(self.environments[index as usize].kind)
     }
 

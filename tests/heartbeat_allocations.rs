@@ -98,17 +98,24 @@ fn outcomes(mut beat: impl FnMut(usize, HeartbeatRequest, Timestamp) -> Result<T
 
 #[test]
 fn heartbeats_with_minted_ids_never_allocate() {
-    heartbeats_never_allocate(MINTED);
+    heartbeats_never_allocate(ENV, MINTED, 0);
 }
 
 #[test]
 fn heartbeats_with_caller_chosen_ids_never_allocate() {
-    heartbeats_never_allocate(CHOSEN);
+    heartbeats_never_allocate("env_prod", CHOSEN, 0);
 }
 
-/// `work` holds a leased, a queued and an unknown id, as text.
-fn heartbeats_never_allocate(work: [&str; 3]) {
-    let env: EnvironmentId = ENV.parse().expect("valid");
+/// Past eight environments a table looks them up by hash rather than by scanning.
+#[test]
+fn heartbeats_among_many_environments_never_allocate() {
+    heartbeats_never_allocate("env_prod", CHOSEN, 12);
+}
+
+/// `work` holds a leased, a queued and an unknown id, as text; `others` environments are
+/// registered besides `environment`.
+fn heartbeats_never_allocate(environment: &str, work: [&str; 3], others: usize) {
+    let env: EnvironmentId = environment.parse().expect("valid");
     let ids: Vec<WorkId> = work.iter().map(|id| id.parse().expect("valid")).collect();
 
     let mut single = LeaseTable::new(Config::default());
@@ -119,20 +126,31 @@ fn heartbeats_never_allocate(work: [&str; 3]) {
     concurrent
         .register_environment(env.clone(), EnvironmentKind::SelfHosted)
         .expect("new");
+    for other in 0..others {
+        let other: EnvironmentId = format!("env_team{other}").parse().expect("valid");
+        single
+            .register_environment(other.clone(), EnvironmentKind::SelfHosted)
+            .expect("new");
+        concurrent
+            .register_environment(other, EnvironmentKind::SelfHosted)
+            .expect("new");
+    }
     for index in [LEASED, QUEUED] {
         let work = ids[index].clone();
         let session = "sess_01".parse().expect("valid");
         single
-            .create_work(ENV, work.clone(), session, Metadata::new(), at(0))
+            .create_work(environment, work.clone(), session, Metadata::new(), at(0))
             .expect("new");
         let session = "sess_01".parse().expect("valid");
         concurrent
-            .create_work(ENV, work, session, Metadata::new(), at(0))
+            .create_work(environment, work, session, Metadata::new(), at(0))
             .expect("new");
     }
-    single.ack(ENV, work[LEASED], None, at(0)).expect("queued");
+    single
+        .ack(environment, work[LEASED], None, at(0))
+        .expect("queued");
     concurrent
-        .ack(ENV, work[LEASED], None, at(0))
+        .ack(environment, work[LEASED], None, at(0))
         .expect("queued");
 
     // Ids as text, then parsed; each pass starts later so tokens keep moving forward.
@@ -144,7 +162,7 @@ fn heartbeats_never_allocate(work: [&str; 3]) {
             let result = if parsed {
                 single.heartbeat(&env, &ids[index], request, now)
             } else {
-                single.heartbeat(ENV, work[index], request, now)
+                single.heartbeat(environment, work[index], request, now)
             };
             result.map(|b| b.last_heartbeat).map_err(|e| e.status())
         });
@@ -156,7 +174,7 @@ fn heartbeats_never_allocate(work: [&str; 3]) {
             let result = if parsed {
                 concurrent.heartbeat(&env, &ids[index], request, now)
             } else {
-                concurrent.heartbeat(ENV, work[index], request, now)
+                concurrent.heartbeat(environment, work[index], request, now)
             };
             result.map(|b| b.last_heartbeat).map_err(|e| e.status())
         });

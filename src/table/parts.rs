@@ -3,7 +3,7 @@
 
 use super::{deadline_of, millis_to_micros, LeaseTable, StatsPart};
 use crate::environment::EnvironmentKind;
-use crate::error::Error;
+use crate::error::{Error, Excerpt};
 use crate::ids::{AsId, EnvironmentId, WorkId, WorkerId};
 use crate::item::{Delivery, Phase, Transition, WorkItem};
 use crate::outcome::Page;
@@ -13,34 +13,39 @@ use crate::time::Timestamp;
 impl LeaseTable {
     /// The environment's index, checked as SPEC §3.3 orders: exists (404), self_hosted (400).
     pub(crate) fn environment(&self, environment: &impl AsId<EnvironmentId>) -> Result<u32, Error> {
-        // A handful of environments is the common case: comparing texts (or, for parsed ids,
-        // two integers each) beats parsing and hashing.
-        if self.environments.len() <= 8 {
-            if let Some(text) = environment.as_text() {
-                if let Some(index) = (0u32..)
-                    .zip(&self.environments)
-                    .find(|(_, env)| *env.text == *text)
-                    .map(|(index, _)| index)
-                {
-                    return self.self_hosted(index);
-                }
+        let index = self.environment_slot(environment)?;
+        self.self_hosted(index)
+    }
+
+    /// The environment's index, or 404 (unknown or malformed). Ids are canonical text, so
+    /// equal text is the same id: nothing is parsed and nothing allocated.
+    pub(crate) fn environment_slot(
+        &self,
+        environment: &impl AsId<EnvironmentId>,
+    ) -> Result<u32, Error> {
+        let typed;
+        let text = match environment.as_text() {
+            Some(text) => text,
+            None => {
+                typed = environment
+                    .as_id()
+                    .map_err(|id| Error::EnvironmentNotFound { id })?
+                    .excerpt();
+                typed.as_str()
             }
-        }
-        let id = environment
-            .as_id()
-            .map_err(|id| Error::EnvironmentNotFound { id })?;
+        };
+        // A handful of environments is the common case: comparing texts beats hashing.
         let found = if self.environments.len() <= 8 {
             (0u32..)
                 .zip(&self.environments)
-                .find(|(_, env)| env.id == *id)
+                .find(|(_, env)| *env.text == *text)
                 .map(|(index, _)| index)
         } else {
-            self.environment_index.get(&*id).copied()
+            self.environment_index.get(text).copied()
         };
-        match found {
-            Some(index) => self.self_hosted(index),
-            None => Err(Error::EnvironmentNotFound { id: id.excerpt() }),
-        }
+        found.ok_or_else(|| Error::EnvironmentNotFound {
+            id: Excerpt::new(text),
+        })
     }
 
     /// SPEC §3.3: an existing environment must be self-hosted (else 400).
