@@ -24,7 +24,7 @@ const MAX_BODY_LEN: usize = 64;
 /// is 16-aligned), and a work item holds two ids. Field order makes the derived order the
 /// number's.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-struct Wide {
+pub(crate) struct Wide {
     high: u64,
     low: u64,
 }
@@ -55,7 +55,7 @@ enum Body {
 /// A well-formed body, borrowed: all a lookup needs, without the allocation a text body's
 /// `Arc` costs. Hashes and compares exactly like the [`Body`] it names.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum BodyRef<'a> {
+pub(crate) enum BodyRef<'a> {
     Hex(Wide),
     Text(&'a str),
 }
@@ -85,13 +85,7 @@ impl<'a> BodyRef<'a> {
     {
         match self {
             Self::Hex(wide) => {
-                let value = wide.get();
-                const DIGITS: &[u8; 16] = b"0123456789abcdef";
-                for (i, byte) in buf.iter_mut().enumerate() {
-                    let shift = (31 - i) * 4;
-                    // The mask keeps the index below 16.
-                    *byte = DIGITS[((value >> shift) & 0xf) as usize];
-                }
+                *buf = hex_text(wide);
                 std::str::from_utf8(buf).expect("invariant: hex digits are ASCII")
             }
             Self::Text(text) => text,
@@ -99,11 +93,34 @@ impl<'a> BodyRef<'a> {
     }
 }
 
+/// The 32 lowercase hex digits of a value, eight at a time (SWAR, the inverse of [`hex8`]):
+/// a lookup by text compares a stored id through this, which is cheaper than parsing the text.
+fn hex_text(wide: Wide) -> [u8; 32] {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    let mut out = [0; 32];
+    let value = wide.get();
+    for (i, chunk) in out.chunks_exact_mut(8).enumerate() {
+        // Truncation intended: the i-th group of eight digits from the left.
+        let group = (value >> (96 - 32 * i)) as u32;
+        // Spread the eight nibbles into eight bytes, least significant in byte 0.
+        let mut v = u64::from(group);
+        v = ((v << 16) | v) & 0x0000_ffff_0000_ffff;
+        v = ((v << 8) | v) & 0x00ff_00ff_00ff_00ff;
+        v = ((v << 4) | v) & (ONES * 0x0f);
+        // '0' + d, plus 39 more for d ≥ 10 (bit 4 of d + 6), to reach 'a'.
+        let letters = ((v + ONES * 6) >> 4) & ONES;
+        let ascii = v + ONES * u64::from(b'0') + letters * 39;
+        chunk.copy_from_slice(&ascii.to_be_bytes());
+    }
+    out
+}
+
 impl Hash for BodyRef<'_> {
     fn hash<H: Hasher>(&self, state: &mut H) {
+        // The canonical text, so a key received as text hashes alike without being parsed.
         match self {
-            Self::Hex(value) => state.write_u128(value.get()),
-            Self::Text(text) => text.hash(state),
+            Self::Hex(value) => state.write(&hex_text(*value)),
+            Self::Text(text) => state.write(text.as_bytes()),
         }
     }
 }
@@ -182,29 +199,77 @@ impl Hash for Body {
     }
 }
 
-/// A work id as a lookup key: parsed and validated in place, never allocating. Hashes and
-/// compares exactly like the [`WorkId`] it names.
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
-pub(crate) struct WorkKey<'a>(BodyRef<'a>);
+/// A work id as a lookup key, never allocating: a typed id's body, or a body as received.
+/// A received body is not validated: a lookup hashes and compares canonical text, so a
+/// malformed body simply matches no stored id, and a well-formed one costs a hash of its text
+/// instead of a parse. Hashes and compares exactly like the [`WorkId`] it names.
+#[derive(Clone, Copy)]
+pub(crate) enum WorkKey<'a> {
+    /// The text after `work_`, as received (1–64 bytes).
+    Received(&'a str),
+    /// A typed id's body.
+    Id(BodyRef<'a>),
+}
 
 impl<'a> WorkKey<'a> {
-    /// The key of a work id given as text (prefix included); `None` when malformed.
+    /// The key of a work id given as text (prefix included); `None` when it cannot be one
+    /// (no prefix, or a body of the wrong length).
     pub(crate) fn parse(text: &'a str) -> Option<Self> {
         text.strip_prefix(WorkId::PREFIX)
-            .and_then(BodyRef::parse)
-            .map(Self)
+            .filter(|body| (1..=MAX_BODY_LEN).contains(&body.len()))
+            .map(Self::Received)
+    }
+
+    /// The body's text, written into `buf` for a hex id.
+    fn text<'b>(self, buf: &'b mut [u8; 32]) -> &'b str
+    where
+        'a: 'b,
+    {
+        match self {
+            Self::Received(text) => text,
+            Self::Id(body) => body.text(buf),
+        }
     }
 
     /// The id's text, for a 404, built without the formatting machinery.
     pub(crate) fn excerpt(self) -> Excerpt {
         let mut buf = [0; 32];
-        let body = self.0.text(&mut buf);
+        let body = self.text(&mut buf);
         let prefix = WorkId::PREFIX;
         let mut text = [0u8; WorkId::PREFIX.len() + MAX_BODY_LEN];
         let len = prefix.len() + body.len();
         text[..prefix.len()].copy_from_slice(prefix.as_bytes());
         text[prefix.len()..len].copy_from_slice(body.as_bytes());
         Excerpt::new(std::str::from_utf8(&text[..len]).expect("invariant: ids are ASCII"))
+    }
+}
+
+impl PartialEq for WorkKey<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        match (*self, *other) {
+            // Canonical bodies: equal exactly when their texts are.
+            (Self::Id(a), Self::Id(b)) => a == b,
+            // The lookup of a minted id received as text: one encode, one 32-byte compare.
+            (Self::Id(BodyRef::Hex(value)), Self::Received(text))
+            | (Self::Received(text), Self::Id(BodyRef::Hex(value))) => {
+                text.len() == 32 && hex_text(value) == text.as_bytes()
+            }
+            (a, b) => {
+                let (mut left, mut right) = ([0; 32], [0; 32]);
+                a.text(&mut left) == b.text(&mut right)
+            }
+        }
+    }
+}
+
+impl Eq for WorkKey<'_> {}
+
+impl Hash for WorkKey<'_> {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        match self {
+            Self::Received(text) => state.write(text.as_bytes()),
+            Self::Id(body) => body.hash(state),
+        }
     }
 }
 
@@ -217,7 +282,7 @@ impl fmt::Debug for WorkKey<'_> {
 impl WorkId {
     /// This id as a lookup key.
     pub(crate) fn key(&self) -> WorkKey<'_> {
-        WorkKey(self.0.borrowed())
+        WorkKey::Id(self.0.borrowed())
     }
 }
 
@@ -620,6 +685,27 @@ mod tests {
             prop_assert_eq!(hash_of(&ka), hash_of(&ia));
             prop_assert_eq!(ka == ib.key(), a == b);
             prop_assert_eq!(kb.excerpt(), ib.excerpt());
+        }
+
+        #[test]
+        fn a_received_key_matches_only_the_id_its_text_parses_to(
+            a in body(),
+            b in prop_oneof![body(), ".{0,70}", "[0-9a-fA-Fg-z]{32}"],
+            flip in any::<bool>(),
+        ) {
+            // Unvalidated text is compared, never parsed: a malformed or differently cased
+            // body must still match nothing but its own id.
+            let b = if flip { a.to_uppercase() } else { b };
+            let id = WorkId::parse(&format!("work_{a}")).unwrap();
+            let text = format!("work_{b}");
+            if let Some(key) = WorkKey::parse(&text) {
+                let same = WorkId::parse(&text).ok().as_ref() == Some(&id);
+                prop_assert_eq!(key == id.key(), same);
+                prop_assert_eq!(id.key() == key, same);
+                if same {
+                    prop_assert_eq!(hash_of(&key), hash_of(&id));
+                }
+            }
         }
 
         #[test]

@@ -733,8 +733,11 @@ impl LeaseTable {
 
     /// Applies every lapse with a deadline at or before `now` (a lease is valid while
     /// `now < deadline`).
+    #[inline]
     fn expire_due(&mut self, now: Timestamp) {
-        self.expire_some(now, usize::MAX);
+        if !self.deadlines.none_due(now) {
+            self.expire_some(now, usize::MAX);
+        }
     }
 
     /// SPEC §5: starting/active → queued (or stopped when out of attempts); stopping → stopped.
