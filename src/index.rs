@@ -1,45 +1,57 @@
-//! The id index: work id → item slot, in 8 bytes per bucket.
+//! The id index: work id → item slot, in 4 bytes per bucket.
 //!
-//! Open addressing with linear probing. A bucket holds 32 bits of the id's hash and the slot,
-//! never the id itself: the id lives once, in the item, and a lookup compares it there — the
+//! Open addressing with linear probing over `2^b` buckets. A bucket holds the slot (plus one,
+//! so 0 is empty) in its low `b` bits and, in the bits left over, a tag of the id's hash —
+//! never the id itself: the id lives once, in the item, and a lookup compares it there. The
 //! item is read next anyway, so this costs no extra cache miss, and a probe that meets another
-//! id is told apart by the stored hash bits before the item is touched. Items are never
-//! removed from a table, so there are no tombstones. Load stays at most 3/4.
+//! id is told apart by the tag before the item is touched. Load stays at most 3/4, so every
+//! slot fits in `b` bits and the tag has `32 - b`: 11 bits at a million items (one probe in
+//! 2048 that meets another id reads its item). Items are never removed from a table, so there
+//! are no tombstones.
 //!
-//! At a million items this is 16 MiB (2^21 buckets), where a `HashMap<WorkId, u32>` holds
+//! At a million items this is 8 MiB (2^21 buckets), where a `HashMap<WorkId, u32>` holds
 //! 48-byte buckets: about 100 MiB.
 
-const EMPTY: u64 = 0;
+const EMPTY: u32 = 0;
 
 #[derive(Clone, Debug, Default)]
 pub(crate) struct SlotIndex {
-    /// `(hash >> 32) << 32 | (slot + 1)`; 0 is empty.
-    buckets: Vec<u64>,
+    buckets: Vec<u32>,
+    /// `2^b - 1` for `2^b` buckets: picks the bucket from a hash, and the slot from a bucket.
+    mask: usize,
     len: usize,
 }
 
-fn entry(hash: u64, slot: u32) -> u64 {
-    (hash & !0xffff_ffff) | (u64::from(slot) + 1)
-}
-
 impl SlotIndex {
+    /// The tag of `hash` in a bucket of a table with this `mask`: hash bits the bucket
+    /// position does not use, above the slot's bits.
+    fn tag(hash: u64, mask: usize) -> u32 {
+        // Truncation intended: the hash's high half.
+        ((hash >> 32) as u32) & !(mask as u32)
+    }
+
+    fn entry(&self, hash: u64, slot: u32) -> u32 {
+        Self::tag(hash, self.mask) | (slot + 1)
+    }
+
     /// The slot of the id with this hash for which `matches` holds.
+    #[inline]
     pub(crate) fn find(&self, hash: u64, mut matches: impl FnMut(u32) -> bool) -> Option<u32> {
         if self.buckets.is_empty() {
             return None;
         }
-        let mask = self.buckets.len() - 1;
+        let mask = self.mask;
         // Truncation intended: the low bits pick the bucket.
         let mut at = hash as usize & mask;
-        let tag = hash & !0xffff_ffff;
+        let tag = Self::tag(hash, mask);
         loop {
             let bucket = self.buckets[at];
             if bucket == EMPTY {
                 return None;
             }
-            if bucket & !0xffff_ffff == tag {
-                // The low half is slot + 1 ≥ 1.
-                let slot = (bucket & 0xffff_ffff) as u32 - 1;
+            if bucket & !(mask as u32) == tag {
+                // The slot bits hold slot + 1 ≥ 1.
+                let slot = (bucket & mask as u32) - 1;
                 if matches(slot) {
                     return Some(slot);
                 }
@@ -55,15 +67,14 @@ impl SlotIndex {
         if (self.len + 1) * 4 > self.buckets.len() * 3 {
             self.grow(&hash_of);
         }
-        self.place(entry(hash, slot), hash);
+        self.place(self.entry(hash, slot), hash);
         self.len += 1;
     }
 
-    fn place(&mut self, entry: u64, hash: u64) {
-        let mask = self.buckets.len() - 1;
-        let mut at = hash as usize & mask;
+    fn place(&mut self, entry: u32, hash: u64) {
+        let mut at = hash as usize & self.mask;
         while self.buckets[at] != EMPTY {
-            at = (at + 1) & mask;
+            at = (at + 1) & self.mask;
         }
         self.buckets[at] = entry;
     }
@@ -71,10 +82,12 @@ impl SlotIndex {
     fn grow(&mut self, hash_of: &impl Fn(u32) -> u64) {
         let size = (self.buckets.len() * 2).max(16);
         let old = std::mem::replace(&mut self.buckets, vec![EMPTY; size]);
+        let old_mask = self.mask as u32;
+        self.mask = size - 1;
         for bucket in old.into_iter().filter(|&b| b != EMPTY) {
-            let slot = (bucket & 0xffff_ffff) as u32 - 1;
+            let slot = (bucket & old_mask) - 1;
             let hash = hash_of(slot);
-            self.place(entry(hash, slot), hash);
+            self.place(self.entry(hash, slot), hash);
         }
     }
 }
@@ -101,5 +114,7 @@ mod tests {
             assert_eq!(index.find(hash(slot), |s| s == slot), Some(slot));
         }
         assert_eq!(index.buckets.len(), 2048);
+        // Slots 0..1000 fit in 11 bits, so tags keep 21.
+        assert_eq!(SlotIndex::tag(u64::MAX, index.mask), !0x7ff);
     }
 }
