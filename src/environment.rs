@@ -3,8 +3,8 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use crate::ids::{EnvironmentId, WorkId, WorkerId};
-use crate::item::Item;
+use crate::ids::{BodyRef, EnvironmentId, WorkId, WorkerId};
+use crate::item::{Item, Texts};
 use crate::time::Timestamp;
 
 /// How long a worker counts as polling after its last poll (SPEC §3.5 `workers_polling`).
@@ -62,26 +62,28 @@ impl Environment {
         }
     }
 
-    /// Adds `slot` (whose id is `items[slot].id`) in id order.
-    pub(crate) fn insert_item(&mut self, slot: u32, items: &[Item]) {
-        let id = &items[slot as usize].id;
+    /// Adds `slot` (whose id is `items[slot]`'s) in id order.
+    pub(crate) fn insert_item(&mut self, slot: u32, items: &[Item], texts: &Texts) {
+        let id = items[slot as usize].body(texts);
         let at = match self.items.last() {
-            Some(&last) if items[last as usize].id > *id => self.position_after(id, items),
+            Some(&last) if items[last as usize].body(texts) > id => {
+                self.position_after(id, items, texts)
+            }
             Some(_) | None => self.items.len(),
         };
         self.items.insert(at, slot);
     }
 
     /// Index in `self.items` of the first item with an id greater than `id`.
-    pub(crate) fn position_after(&self, id: &WorkId, items: &[Item]) -> usize {
+    pub(crate) fn position_after(&self, id: BodyRef<'_>, items: &[Item], texts: &Texts) -> usize {
         self.items
-            .partition_point(|&slot| items[slot as usize].id <= *id)
+            .partition_point(|&slot| items[slot as usize].body(texts) <= id)
     }
 
     /// Index in `self.items` of the first item with an id not less than `id`.
-    pub(crate) fn position_of(&self, id: &WorkId, items: &[Item]) -> usize {
+    pub(crate) fn position_of(&self, id: BodyRef<'_>, items: &[Item], texts: &Texts) -> usize {
         self.items
-            .partition_point(|&slot| items[slot as usize].id < *id)
+            .partition_point(|&slot| items[slot as usize].body(texts) < id)
     }
 
     /// The lowest claimable id at `now` with reclaim window `reclaim` (µs).

@@ -23,14 +23,14 @@ const MAX_BODY_LEN: usize = 64;
 /// A `u128` as two `u64`s: 8-byte alignment keeps an id at 24 bytes instead of 32 (a `u128`
 /// is 16-aligned), and a work item holds two ids. Field order makes the derived order the
 /// number's.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) struct Wide {
     high: u64,
     low: u64,
 }
 
 impl Wide {
-    const fn of(value: u128) -> Self {
+    pub(crate) const fn of(value: u128) -> Self {
         Self {
             // Truncations intended: the two halves.
             high: (value >> 64) as u64,
@@ -38,7 +38,7 @@ impl Wide {
         }
     }
 
-    const fn get(self) -> u128 {
+    pub(crate) const fn get(self) -> u128 {
         ((self.high as u128) << 64) | self.low as u128
     }
 }
@@ -288,13 +288,26 @@ impl WorkId {
 
 impl Ord for Body {
     fn cmp(&self, other: &Self) -> Ordering {
-        match (self, other) {
-            (Self::Hex(a), Self::Hex(b)) => a.cmp(b),
-            _ => {
+        self.borrowed().cmp(&other.borrowed())
+    }
+}
+
+impl Ord for BodyRef<'_> {
+    /// Text order (hex order equals it for the minted shape).
+    fn cmp(&self, other: &Self) -> Ordering {
+        match (*self, *other) {
+            (Self::Hex(a), Self::Hex(b)) => a.cmp(&b),
+            (a, b) => {
                 let (mut left, mut right) = ([0; 32], [0; 32]);
-                self.text(&mut left).cmp(other.text(&mut right))
+                a.text(&mut left).cmp(b.text(&mut right))
             }
         }
+    }
+}
+
+impl PartialOrd for BodyRef<'_> {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
     }
 }
 
@@ -375,6 +388,33 @@ macro_rules! prefixed_id {
                 text[..$prefix.len()].copy_from_slice($prefix.as_bytes());
                 text[$prefix.len()..len].copy_from_slice(body.as_bytes());
                 Excerpt::new(std::str::from_utf8(&text[..len]).expect("invariant: ids are ASCII"))
+            }
+
+            /// The body, borrowed (orders and compares like the id).
+            #[allow(dead_code)]
+            pub(crate) fn body(&self) -> BodyRef<'_> {
+                self.0.borrowed()
+            }
+
+            /// The id as a table packs it: a minted body's value, or any other body's text.
+            #[allow(dead_code)]
+            pub(crate) fn packed(&self) -> Result<Wide, &Arc<str>> {
+                match &self.0 {
+                    Body::Hex(value) => Ok(*value),
+                    Body::Text(text) => Err(text),
+                }
+            }
+
+            /// The id of a packed minted body.
+            #[allow(dead_code)]
+            pub(crate) fn from_packed(value: Wide) -> Self {
+                Self(Body::Hex(value))
+            }
+
+            /// The id of a text body that [`Self::packed`] gave out (so it is canonical).
+            #[allow(dead_code)]
+            pub(crate) fn from_packed_text(text: Arc<str>) -> Self {
+                Self(Body::Text(text))
             }
 
             /// Mints a creation-ordered id (UUIDv7 layout) from explicit inputs; see

@@ -1,78 +1,239 @@
 //! A work item: its stored form (state with per-state data) and the owned views the table
 //! hands out.
 
-use crate::ids::{EnvironmentId, SessionId, WorkId, WorkerId};
+use std::sync::Arc;
+
+use crate::ids::{BodyRef, EnvironmentId, SessionId, Wide, WorkId, WorkKey};
 use crate::metadata::Metadata;
 use crate::state::WorkState;
 use crate::time::Timestamp;
 use crate::ttl::Ttl;
+use crate::workers::WorkerRef;
 
-/// A poll's hand-out of a queued item that nobody acknowledged yet.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct Delivery {
-    pub(crate) at: Timestamp,
-    pub(crate) worker: Option<WorkerId>,
-}
-
-/// The lease of a starting, active or stopping item.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// The lease of a starting, active or stopping item, as read from its [`Phase`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Lease {
     /// The lease is valid while `now < deadline`.
     pub(crate) deadline: Timestamp,
     pub(crate) ttl: Ttl,
     /// The worker that acknowledged (or was delivered) the item, if it named itself.
-    pub(crate) holder: Option<WorkerId>,
+    pub(crate) holder: Option<WorkerRef>,
 }
 
 /// A state with the data only that state has: a deadline exists only where a lease does.
-#[derive(Clone, Debug, PartialEq, Eq)]
+///
+/// Variants hold their fields directly (not a shared `Lease` struct) so the tag packs into
+/// their padding: 16 bytes. `beaten` records whether the lease had a heartbeat, for states
+/// where that varies: an item's `latest_heartbeat_at` is then its last token (see
+/// [`Item::latest_heartbeat_at`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Phase {
-    Queued(Option<Delivery>),
-    Starting(Lease),
-    Active(Lease),
-    Stopping(Lease),
-    Stopped,
+    /// `delivered_at`: when a poll last handed it out (and to which named worker), if one did
+    /// since it was created or requeued.
+    Queued {
+        delivered_at: Option<Timestamp>,
+        worker: Option<WorkerRef>,
+    },
+    Starting {
+        deadline: Timestamp,
+        ttl: Ttl,
+        holder: Option<WorkerRef>,
+    },
+    Active {
+        deadline: Timestamp,
+        ttl: Ttl,
+        holder: Option<WorkerRef>,
+    },
+    Stopping {
+        deadline: Timestamp,
+        ttl: Ttl,
+        holder: Option<WorkerRef>,
+        beaten: bool,
+    },
+    /// `at` is `stopped_at`.
+    Stopped { at: Timestamp, beaten: bool },
 }
 
 impl Phase {
+    pub(crate) const NEW: Self = Self::Queued {
+        delivered_at: None,
+        worker: None,
+    };
+
     pub(crate) fn state(&self) -> WorkState {
         match self {
-            Self::Queued(_) => WorkState::Queued,
-            Self::Starting(_) => WorkState::Starting,
-            Self::Active(_) => WorkState::Active,
-            Self::Stopping(_) => WorkState::Stopping,
-            Self::Stopped => WorkState::Stopped,
+            Self::Queued { .. } => WorkState::Queued,
+            Self::Starting { .. } => WorkState::Starting,
+            Self::Active { .. } => WorkState::Active,
+            Self::Stopping { .. } => WorkState::Stopping,
+            Self::Stopped { .. } => WorkState::Stopped,
         }
     }
 
-    pub(crate) fn lease(&self) -> Option<&Lease> {
-        match self {
-            Self::Starting(lease) | Self::Active(lease) | Self::Stopping(lease) => Some(lease),
-            Self::Queued(_) | Self::Stopped => None,
+    pub(crate) fn lease(&self) -> Option<Lease> {
+        match *self {
+            Self::Starting {
+                deadline,
+                ttl,
+                holder,
+            }
+            | Self::Active {
+                deadline,
+                ttl,
+                holder,
+            }
+            | Self::Stopping {
+                deadline,
+                ttl,
+                holder,
+                ..
+            } => Some(Lease {
+                deadline,
+                ttl,
+                holder,
+            }),
+            Self::Queued { .. } | Self::Stopped { .. } => None,
+        }
+    }
+
+    /// The worker reference this phase owns: the delivery's or the lease holder's.
+    pub(crate) fn worker(&self) -> Option<WorkerRef> {
+        match *self {
+            Self::Queued { worker, .. } => worker,
+            Self::Starting { holder, .. }
+            | Self::Active { holder, .. }
+            | Self::Stopping { holder, .. } => holder,
+            Self::Stopped { .. } => None,
+        }
+    }
+
+    /// Whether the current (or, once stopped, the last) lease had a heartbeat.
+    pub(crate) fn beaten(&self) -> bool {
+        match *self {
+            Self::Active { .. } => true,
+            Self::Stopping { beaten, .. } | Self::Stopped { beaten, .. } => beaten,
+            Self::Queued { .. } | Self::Starting { .. } => false,
         }
     }
 }
 
-/// A work item as the table stores it.
+/// Bit of [`Item::env_and_kinds`]: the work id's body is text (in the table's arena).
+const ID_IS_TEXT: u32 = 1 << 31;
+/// Bit of [`Item::env_and_kinds`]: the session id's body is text.
+const SESSION_IS_TEXT: u32 = 1 << 30;
+/// Environments a table can hold: the rest of [`Item::env_and_kinds`].
+pub(crate) const MAX_ENVIRONMENTS: usize = 1 << 30;
+
+/// A work item as the table stores it: 88 bytes.
+///
+/// The fields every item needs; what few items have lives in the table's side maps (metadata,
+/// graceful stop requests), and worker ids are registered once ([`crate::workers`]). Ids are
+/// packed: a minted body is its 16-byte value, any other body an index into the table's text
+/// arena ([`Texts`]).
 #[derive(Clone, Debug)]
 pub(crate) struct Item {
-    pub(crate) id: WorkId,
-    /// Index of the owning environment in the table.
-    pub(crate) env: u32,
-    pub(crate) session: SessionId,
-    /// `None` while empty (the common case): 8 bytes instead of a map's 24.
-    pub(crate) metadata: Option<Box<Metadata>>,
+    id: Wide,
+    session: Wide,
     pub(crate) created_at: Timestamp,
     pub(crate) acknowledged_at: Option<Timestamp>,
     pub(crate) started_at: Option<Timestamp>,
-    /// The lease's last heartbeat while leased (`None`: unclaimed since the ack).
-    pub(crate) latest_heartbeat_at: Option<Timestamp>,
-    pub(crate) stop_requested_at: Option<Timestamp>,
-    pub(crate) stopped_at: Option<Timestamp>,
-    pub(crate) lapses: u32,
     /// The last token ever issued for this item; survives lapses so tokens never repeat.
     pub(crate) last_token: Option<Timestamp>,
     pub(crate) phase: Phase,
+    /// The owning environment's index, and the `*_IS_TEXT` bits.
+    env_and_kinds: u32,
+    pub(crate) lapses: u32,
+}
+
+/// The text bodies of a table's ids that are not of the minted shape, each stored once.
+pub(crate) type Texts = Vec<Arc<str>>;
+
+fn pack(packed: Result<Wide, &Arc<str>>, texts: &mut Texts) -> (Wide, bool) {
+    match packed {
+        Ok(value) => (value, false),
+        Err(text) => {
+            texts.push(Arc::clone(text));
+            (Wide::of(texts.len() as u128 - 1), true)
+        }
+    }
+}
+
+fn text_of(texts: &Texts, packed: Wide) -> &Arc<str> {
+    // Truncation impossible: the index came from a `usize`.
+    &texts[packed.get() as usize]
+}
+
+impl Item {
+    /// A queued item, its ids packed (text bodies go to `texts`).
+    pub(crate) fn new(
+        id: &WorkId,
+        session: &SessionId,
+        env: u32,
+        created_at: Timestamp,
+        texts: &mut Texts,
+    ) -> Self {
+        debug_assert!((env as usize) < MAX_ENVIRONMENTS);
+        let (id, id_is_text) = pack(id.packed(), texts);
+        let (session, session_is_text) = pack(session.packed(), texts);
+        let kinds = if id_is_text { ID_IS_TEXT } else { 0 }
+            | if session_is_text { SESSION_IS_TEXT } else { 0 };
+        Self {
+            id,
+            session,
+            created_at,
+            acknowledged_at: None,
+            started_at: None,
+            last_token: None,
+            phase: Phase::NEW,
+            env_and_kinds: env | kinds,
+            lapses: 0,
+        }
+    }
+
+    /// Index of the owning environment in the table.
+    pub(crate) fn env(&self) -> u32 {
+        self.env_and_kinds & !(ID_IS_TEXT | SESSION_IS_TEXT)
+    }
+
+    /// The work id's body, borrowed: orders, compares and hashes like the id.
+    pub(crate) fn body<'a>(&'a self, texts: &'a Texts) -> BodyRef<'a> {
+        if self.env_and_kinds & ID_IS_TEXT == 0 {
+            BodyRef::Hex(self.id)
+        } else {
+            BodyRef::Text(text_of(texts, self.id))
+        }
+    }
+
+    /// The work id as a lookup key.
+    pub(crate) fn key<'a>(&'a self, texts: &'a Texts) -> WorkKey<'a> {
+        WorkKey::Id(self.body(texts))
+    }
+
+    pub(crate) fn id(&self, texts: &Texts) -> WorkId {
+        if self.env_and_kinds & ID_IS_TEXT == 0 {
+            WorkId::from_packed(self.id)
+        } else {
+            WorkId::from_packed_text(Arc::clone(text_of(texts, self.id)))
+        }
+    }
+
+    pub(crate) fn session(&self, texts: &Texts) -> SessionId {
+        if self.env_and_kinds & SESSION_IS_TEXT == 0 {
+            SessionId::from_packed(self.session)
+        } else {
+            SessionId::from_packed_text(Arc::clone(text_of(texts, self.session)))
+        }
+    }
+
+    /// `latest_heartbeat_at`: the last token, while the lease (or, once stopped, the last
+    /// one) had a heartbeat — a heartbeat sets both, and nothing else issues tokens.
+    pub(crate) fn latest_heartbeat_at(&self) -> Option<Timestamp> {
+        if self.phase.beaten() {
+            self.last_token
+        } else {
+            None
+        }
+    }
 }
 
 /// An owned snapshot of a work item: every documented field, plus the lease and delivery a
@@ -112,36 +273,49 @@ pub struct WorkItem {
     pub delivered_at: Option<Timestamp>,
     /// The worker the item was delivered to (queued) or that holds the lease (leased), if it
     /// named itself.
-    pub worker: Option<WorkerId>,
+    pub worker: Option<crate::WorkerId>,
+}
+
+/// What [`WorkItem::of`] needs besides the item: the table's side data for it.
+pub(crate) struct ItemContext<'a> {
+    pub(crate) environment_id: &'a EnvironmentId,
+    pub(crate) texts: &'a Texts,
+    pub(crate) worker: Option<&'a crate::WorkerId>,
+    pub(crate) metadata: Option<&'a Metadata>,
+    pub(crate) stop_requested_at: Option<Timestamp>,
 }
 
 impl WorkItem {
-    pub(crate) fn of(item: &Item, environment_id: &EnvironmentId) -> Self {
-        let (delivered_at, worker) = match &item.phase {
-            Phase::Queued(Some(delivery)) => (Some(delivery.at), delivery.worker.clone()),
-            Phase::Queued(None) | Phase::Stopped => (None, None),
-            Phase::Starting(lease) | Phase::Active(lease) | Phase::Stopping(lease) => {
-                (None, lease.holder.clone())
-            }
+    pub(crate) fn of(item: &Item, context: ItemContext<'_>) -> Self {
+        let delivered_at = match item.phase {
+            Phase::Queued { delivered_at, .. } => delivered_at,
+            Phase::Starting { .. }
+            | Phase::Active { .. }
+            | Phase::Stopping { .. }
+            | Phase::Stopped { .. } => None,
+        };
+        let stopped_at = match item.phase {
+            Phase::Stopped { at, .. } => Some(at),
+            _ => None,
         };
         let lease = item.phase.lease();
         Self {
-            id: item.id.clone(),
-            environment_id: environment_id.clone(),
-            session_id: item.session.clone(),
+            id: item.id(context.texts),
+            environment_id: context.environment_id.clone(),
+            session_id: item.session(context.texts),
             state: item.phase.state(),
             created_at: item.created_at,
             acknowledged_at: item.acknowledged_at,
             started_at: item.started_at,
-            latest_heartbeat_at: item.latest_heartbeat_at,
-            stop_requested_at: item.stop_requested_at,
-            stopped_at: item.stopped_at,
-            metadata: item.metadata.as_deref().cloned().unwrap_or_default(),
+            latest_heartbeat_at: item.latest_heartbeat_at(),
+            stop_requested_at: context.stop_requested_at,
+            stopped_at,
+            metadata: context.metadata.cloned().unwrap_or_default(),
             lapses: item.lapses,
             lease_deadline: lease.map(|l| l.deadline),
             lease_ttl: lease.map(|l| l.ttl),
             delivered_at,
-            worker,
+            worker: context.worker.cloned(),
         }
     }
 }
@@ -177,6 +351,7 @@ mod tests {
             "Item: {size} bytes, Phase: {}",
             std::mem::size_of::<Phase>()
         );
-        assert!(size <= 160, "{size}");
+        assert!(size <= 88, "{size}");
+        assert_eq!(std::mem::size_of::<Phase>(), 16);
     }
 }

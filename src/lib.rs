@@ -21,6 +21,7 @@ mod state;
 mod table;
 mod time;
 mod ttl;
+mod workers;
 
 pub use concurrent::ConcurrentLeaseTable;
 pub use environment::EnvironmentKind;

@@ -25,12 +25,13 @@ use crate::error::{Error, Excerpt};
 use crate::heartbeat::{Heartbeat, HeartbeatRequest, LeaseSnapshot};
 use crate::ids::{AsId, EnvironmentId, SessionId, WorkId, WorkKey, WorkerId};
 use crate::index::SlotIndex;
-use crate::item::{Item, Lease, Phase, Transition, WorkItem};
+use crate::item::{Item, ItemContext, Phase, Texts, Transition, WorkItem, MAX_ENVIRONMENTS};
 use crate::metadata::{Metadata, MetadataPatch};
 use crate::outcome::{Config, Page, Polled, QueueStats, StopMode, Updated};
 use crate::request::{Cursor, ListRequest, PollRequest};
 use crate::state::Operation;
 use crate::time::Timestamp;
+use crate::workers::Workers;
 
 mod parts;
 mod validate;
@@ -116,6 +117,14 @@ pub struct LeaseTable {
     environments: Vec<Environment>,
     work_index: SlotIndex,
     items: Vec<Item>,
+    /// The text bodies of ids not of the minted shape ([`Item`] packs ids).
+    texts: Texts,
+    /// The workers items name.
+    workers: Workers,
+    /// Items' metadata, for the items that have any.
+    metadata: HashMap<u32, Metadata, RandomState>,
+    /// `stop_requested_at` of the items stopped gracefully.
+    stop_requests: HashMap<u32, Timestamp, RandomState>,
     /// Every lease, by deadline.
     deadlines: Deadlines,
     /// Lapses applied since the last sweep.
@@ -144,6 +153,10 @@ impl LeaseTable {
             environments: Vec::new(),
             work_index: SlotIndex::default(),
             items: Vec::new(),
+            texts: Texts::new(),
+            workers: Workers::default(),
+            metadata: HashMap::default(),
+            stop_requests: HashMap::default(),
             deadlines: Deadlines::new(),
             journal: Vec::new(),
         }
@@ -178,8 +191,12 @@ impl LeaseTable {
         if self.environment_index.contains_key(text.as_str()) {
             return Err(Error::AlreadyExists { id: text });
         }
-        let index = u32::try_from(self.environments.len())
-            .expect("invariant: fewer than 2^32 environments");
+        assert!(
+            self.environments.len() < MAX_ENVIRONMENTS,
+            "invariant: fewer than 2^30 environments"
+        );
+        // Below 2^30, checked just above.
+        let index = self.environments.len() as u32;
         self.environment_index.insert(text.as_str().into(), index);
         self.environments.push(Environment::new(id, kind));
         Ok(())
@@ -448,31 +465,20 @@ impl LeaseTable {
             });
         }
         let slot = u32::try_from(self.items.len()).expect("invariant: fewer than 2^32 items");
-        let (hasher, items) = (&self.hasher, &self.items);
+        let (hasher, items, texts) = (&self.hasher, &self.items, &self.texts);
         self.work_index.insert(hash, slot, |slot| {
-            use std::hash::BuildHasher;
-            hasher.hash_one(&items[slot as usize].id)
+            hash_of(hasher, items[slot as usize].key(texts))
         });
         self.deadlines.reserve_slots(self.items.len() + 1);
         self.environments[env as usize]
             .undelivered
             .insert(id.clone());
-        self.items.push(Item {
-            id,
-            env,
-            session,
-            metadata: (!metadata.is_empty()).then(|| Box::new(metadata)),
-            created_at: now,
-            acknowledged_at: None,
-            started_at: None,
-            latest_heartbeat_at: None,
-            stop_requested_at: None,
-            stopped_at: None,
-            lapses: 0,
-            last_token: None,
-            phase: Phase::Queued(None),
-        });
-        self.environments[env as usize].insert_item(slot, &self.items);
+        self.items
+            .push(Item::new(&id, &session, env, now, &mut self.texts));
+        if !metadata.is_empty() {
+            self.metadata.insert(slot, metadata);
+        }
+        self.environments[env as usize].insert_item(slot, &self.items, &self.texts);
         Ok(self.view(slot))
     }
 
@@ -486,10 +492,10 @@ impl LeaseTable {
     ) -> Result<Updated, Error> {
         let slot = self.locate(environment, key, horizon)?;
         let item = &self.items[slot as usize];
-        let owner = match &item.phase {
-            Phase::Queued(delivery) => delivery.as_ref().and_then(|d| d.worker.as_ref()),
-            Phase::Starting(lease) | Phase::Active(lease) => lease.holder.as_ref(),
-            Phase::Stopping(_) | Phase::Stopped => {
+        let owner = match item.phase {
+            Phase::Queued { worker, .. } => worker,
+            Phase::Starting { holder, .. } | Phase::Active { holder, .. } => holder,
+            Phase::Stopping { .. } | Phase::Stopped { .. } => {
                 return Err(Error::InvalidState {
                     operation: Operation::Ack,
                     state: item.phase.state(),
@@ -497,6 +503,7 @@ impl LeaseTable {
             }
         };
         if let (Some(holder), Some(worker)) = (owner, worker) {
+            let holder = self.workers.get(holder);
             if holder != worker {
                 return Err(Error::WorkerMismatch {
                     holder: holder.clone(),
@@ -504,20 +511,28 @@ impl LeaseTable {
                 });
             }
         }
-        if !matches!(item.phase, Phase::Queued(_)) {
+        if !matches!(item.phase, Phase::Queued { .. }) {
             return Ok(Updated {
                 item: self.view(slot),
                 changed: false,
             });
         }
         let ttl = self.config.ack_ttl;
-        let lease = Lease {
-            deadline: now.saturating_add_micros(ttl.micros()),
-            ttl,
-            holder: worker.or(owner).cloned(),
+        let holder = match (worker, owner) {
+            (Some(worker), _) => Some(self.workers.acquire(worker)),
+            (None, Some(owner)) => {
+                self.workers.retain(owner);
+                Some(owner)
+            }
+            (None, None) => None,
         };
         self.items[slot as usize].acknowledged_at = Some(now);
-        self.set_phase(slot, Phase::Starting(lease));
+        let lease = Phase::Starting {
+            deadline: now.saturating_add_micros(ttl.micros()),
+            ttl,
+            holder,
+        };
+        self.set_phase(slot, lease);
         Ok(Updated {
             item: self.view(slot),
             changed: true,
@@ -536,20 +551,18 @@ impl LeaseTable {
         let default_ttl = self.config.default_ttl;
         let item = &mut self.items[slot as usize];
         let state = item.phase.state();
-        let lease = match &mut item.phase {
-            Phase::Starting(lease) | Phase::Active(lease) | Phase::Stopping(lease) => lease,
-            Phase::Queued(_) | Phase::Stopped => {
-                return Err(Error::InvalidState {
-                    operation: Operation::Heartbeat,
-                    state,
-                })
-            }
+        let Some(lease) = item.phase.lease() else {
+            return Err(Error::InvalidState {
+                operation: Operation::Heartbeat,
+                state,
+            });
         };
-        if !request.precondition.holds(item.latest_heartbeat_at) {
+        let latest = item.latest_heartbeat_at();
+        if !request.precondition.holds(latest) {
             return Err(Error::PreconditionFailed {
                 expected: request.precondition,
                 current: LeaseSnapshot {
-                    last_heartbeat: item.latest_heartbeat_at,
+                    last_heartbeat: latest,
                     state,
                     ttl: lease.ttl,
                     deadline: lease.deadline,
@@ -562,20 +575,32 @@ impl LeaseTable {
             Some(_) | None => now,
         };
         let deadline = token.saturating_add_micros(ttl.micros());
-        let old_deadline = std::mem::replace(&mut lease.deadline, deadline);
-        lease.ttl = ttl;
-        item.latest_heartbeat_at = Some(token);
         item.last_token = Some(token);
-        if let Phase::Starting(_) = item.phase {
-            // Renewed in place above; only the variant changes. Same lease, same deadline,
-            // so the indexes need no update.
-            if let Phase::Starting(lease) = std::mem::replace(&mut item.phase, Phase::Stopped) {
-                item.phase = Phase::Active(lease);
+        // Renewed in place: same lease and holder, so no index but the deadlines' changes.
+        item.phase = match item.phase {
+            Phase::Starting { holder, .. } => {
+                item.started_at = Some(token);
+                Phase::Active {
+                    deadline,
+                    ttl,
+                    holder,
+                }
             }
-            item.started_at = Some(token);
-        }
+            Phase::Active { holder, .. } => Phase::Active {
+                deadline,
+                ttl,
+                holder,
+            },
+            Phase::Stopping { holder, .. } => Phase::Stopping {
+                deadline,
+                ttl,
+                holder,
+                beaten: true,
+            },
+            phase @ (Phase::Queued { .. } | Phase::Stopped { .. }) => phase,
+        };
         let state = item.phase.state();
-        self.deadlines.reschedule(slot, old_deadline, deadline);
+        self.deadlines.reschedule(slot, lease.deadline, deadline);
         Ok(Heartbeat {
             last_heartbeat: token,
             state,
@@ -594,26 +619,47 @@ impl LeaseTable {
         horizon: Timestamp,
     ) -> Result<Updated, Error> {
         let slot = self.locate(environment, key, horizon)?;
-        let item = &mut self.items[slot as usize];
-        let phase = match (&item.phase, mode) {
-            (Phase::Stopped, _) => {
+        let item = &self.items[slot as usize];
+        let beaten = item.phase.beaten();
+        let phase = match (item.phase, mode) {
+            (Phase::Stopped { .. }, _) => {
                 return Ok(Updated {
                     item: self.view(slot),
                     changed: false,
                 })
             }
-            (Phase::Starting(lease) | Phase::Active(lease), StopMode::Graceful) => {
-                item.stop_requested_at = Some(now);
-                Phase::Stopping(lease.clone())
-            }
-            (Phase::Queued(_) | Phase::Stopping(_), StopMode::Graceful)
-            | (
-                Phase::Queued(_) | Phase::Starting(_) | Phase::Active(_) | Phase::Stopping(_),
-                StopMode::Force,
+            (
+                Phase::Starting {
+                    deadline,
+                    ttl,
+                    holder,
+                }
+                | Phase::Active {
+                    deadline,
+                    ttl,
+                    holder,
+                },
+                StopMode::Graceful,
             ) => {
-                item.stopped_at = Some(now);
-                Phase::Stopped
+                self.stop_requests.insert(slot, now);
+                if let Some(holder) = holder {
+                    self.workers.retain(holder);
+                }
+                Phase::Stopping {
+                    deadline,
+                    ttl,
+                    holder,
+                    beaten,
+                }
             }
+            (Phase::Queued { .. } | Phase::Stopping { .. }, StopMode::Graceful)
+            | (
+                Phase::Queued { .. }
+                | Phase::Starting { .. }
+                | Phase::Active { .. }
+                | Phase::Stopping { .. },
+                StopMode::Force,
+            ) => Phase::Stopped { at: now, beaten },
         };
         self.set_phase(slot, phase);
         Ok(Updated {
@@ -640,10 +686,11 @@ impl LeaseTable {
         horizon: Timestamp,
     ) -> Result<Updated, Error> {
         let slot = self.locate(environment, key, horizon)?;
-        let stored = &mut self.items[slot as usize].metadata;
-        let mut metadata = stored.take().unwrap_or_default();
+        let mut metadata = self.metadata.remove(&slot).unwrap_or_default();
         let result = metadata.apply(patch);
-        *stored = (!metadata.is_empty()).then_some(metadata);
+        if !metadata.is_empty() {
+            self.metadata.insert(slot, metadata);
+        }
         let changed = result?;
         Ok(Updated {
             item: self.view(slot),
@@ -655,13 +702,20 @@ impl LeaseTable {
 
     fn view(&self, slot: u32) -> WorkItem {
         let item = &self.items[slot as usize];
-        WorkItem::of(item, &self.environments[item.env as usize].id)
+        let context = ItemContext {
+            environment_id: &self.environments[item.env() as usize].id,
+            texts: &self.texts,
+            worker: item.phase.worker().map(|worker| self.workers.get(worker)),
+            metadata: self.metadata.get(&slot),
+            stop_requested_at: self.stop_requests.get(&slot).copied(),
+        };
+        WorkItem::of(item, context)
     }
 
     fn find(&self, id: WorkKey<'_>, hash: u64) -> Option<u32> {
-        let items = &self.items;
+        let (items, texts) = (&self.items, &self.texts);
         self.work_index
-            .find(hash, |slot| items[slot as usize].id.key() == id)
+            .find(hash, |slot| items[slot as usize].key(texts) == id)
     }
 
     fn slot_of(&self, id: &WorkId) -> Option<u32> {
@@ -682,7 +736,7 @@ impl LeaseTable {
             Key::Malformed(id) => return Err(Error::WorkNotFound { id }),
         };
         let slot = match self.find(id, hash) {
-            Some(slot) if self.items[slot as usize].env == env => slot,
+            Some(slot) if self.items[slot as usize].env() == env => slot,
             _ => {
                 // The text a caller sent is the id's canonical text (it parsed).
                 let id = text.map_or_else(|| id.excerpt(), Excerpt::new);
@@ -701,32 +755,49 @@ impl LeaseTable {
     /// change but a heartbeat's renewal goes through here.
     fn set_phase(&mut self, slot: u32, phase: Phase) {
         let item = &mut self.items[slot as usize];
-        let env = &mut self.environments[item.env as usize];
-        let old_deadline = item.phase.lease().map(|lease| lease.deadline);
-        let new_deadline = phase.lease().map(|lease| lease.deadline);
-        match &item.phase {
-            Phase::Queued(None) => {
-                env.undelivered.remove(&item.id);
+        let old = std::mem::replace(&mut item.phase, phase);
+        let env = &mut self.environments[item.env() as usize];
+        let was_queued = matches!(old, Phase::Queued { .. });
+        let is_queued = matches!(phase, Phase::Queued { .. });
+        if was_queued || is_queued {
+            let id = item.id(&self.texts);
+            match old {
+                Phase::Queued {
+                    delivered_at: None, ..
+                } => {
+                    env.undelivered.remove(&id);
+                }
+                Phase::Queued {
+                    delivered_at: Some(at),
+                    ..
+                } => {
+                    env.delivered.remove(&(at, id.clone()));
+                }
+                _ => {}
             }
-            Phase::Queued(Some(delivery)) => {
-                env.delivered.remove(&(delivery.at, item.id.clone()));
+            match phase {
+                Phase::Queued {
+                    delivered_at: None, ..
+                } => {
+                    env.undelivered.insert(id);
+                }
+                Phase::Queued {
+                    delivered_at: Some(at),
+                    ..
+                } => {
+                    env.delivered.insert((at, id));
+                }
+                _ => {}
             }
-            Phase::Starting(_) | Phase::Active(_) | Phase::Stopping(_) | Phase::Stopped => {}
         }
-        match &phase {
-            Phase::Queued(None) => {
-                env.undelivered.insert(item.id.clone());
-            }
-            Phase::Queued(Some(delivery)) => {
-                env.delivered.insert((delivery.at, item.id.clone()));
-            }
-            Phase::Starting(_) | Phase::Active(_) | Phase::Stopping(_) | Phase::Stopped => {}
+        // The new phase's worker reference was taken by the caller; the old one's ends here.
+        if let Some(worker) = old.worker() {
+            self.workers.release(worker);
         }
-        item.phase = phase;
-        match (old_deadline, new_deadline) {
-            (Some(old), Some(new)) => self.deadlines.reschedule(slot, old, new),
-            (Some(old), None) => self.deadlines.unschedule(slot, old),
-            (None, Some(new)) => self.deadlines.schedule(slot, new),
+        match (old.lease(), phase.lease()) {
+            (Some(old), Some(new)) => self.deadlines.reschedule(slot, old.deadline, new.deadline),
+            (Some(old), None) => self.deadlines.unschedule(slot, old.deadline),
+            (None, Some(new)) => self.deadlines.schedule(slot, new.deadline),
             (None, None) => {}
         }
     }
@@ -745,32 +816,28 @@ impl LeaseTable {
         let max_attempts = self.config.max_attempts;
         let item = &mut self.items[slot as usize];
         let from = item.phase.state();
+        let beaten = item.phase.beaten();
         let phase = match item.phase {
-            Phase::Starting(_) | Phase::Active(_) => {
+            Phase::Starting { .. } | Phase::Active { .. } => {
                 item.lapses = item.lapses.saturating_add(1);
                 if max_attempts.is_some_and(|max| item.lapses >= max.get()) {
                     // Out of attempts: the last attempt's times stay, for the post-mortem.
-                    item.stopped_at = Some(at);
-                    Phase::Stopped
+                    Phase::Stopped { at, beaten }
                 } else {
                     // Queued again: the next attempt starts from a clean slate.
                     item.acknowledged_at = None;
                     item.started_at = None;
-                    item.latest_heartbeat_at = None;
-                    Phase::Queued(None)
+                    Phase::NEW
                 }
             }
-            Phase::Stopping(_) => {
-                item.stopped_at = Some(at);
-                Phase::Stopped
-            }
-            Phase::Queued(_) | Phase::Stopped => {
+            Phase::Stopping { .. } => Phase::Stopped { at, beaten },
+            Phase::Queued { .. } | Phase::Stopped { .. } => {
                 unreachable!("invariant: only leased items have deadlines")
             }
         };
         let transition = Transition {
-            environment_id: self.environments[item.env as usize].id.clone(),
-            work_id: item.id.clone(),
+            environment_id: self.environments[item.env() as usize].id.clone(),
+            work_id: item.id(&self.texts),
             from,
             to: phase.state(),
             at,

@@ -5,7 +5,7 @@ use super::{deadline_of, millis_to_micros, LeaseTable, StatsPart};
 use crate::environment::EnvironmentKind;
 use crate::error::{Error, Excerpt};
 use crate::ids::{AsId, EnvironmentId, WorkId, WorkerId};
-use crate::item::{Delivery, Phase, Transition, WorkItem};
+use crate::item::{Phase, Transition, WorkItem};
 use crate::outcome::Page;
 use crate::request::{Cursor, ListRequest, PollRequest};
 use crate::time::Timestamp;
@@ -88,19 +88,31 @@ impl LeaseTable {
         let cutoff = now
             .unix_micros()
             .saturating_sub(millis_to_micros(request.reclaim_older_than_ms));
-        let claimable = match &self.items[slot as usize].phase {
-            Phase::Queued(None) => true,
-            Phase::Queued(Some(delivery)) => delivery.at.unix_micros() <= cutoff,
-            Phase::Starting(_) | Phase::Active(_) | Phase::Stopping(_) | Phase::Stopped => false,
+        let claimable = match self.items[slot as usize].phase {
+            Phase::Queued {
+                delivered_at: None, ..
+            } => true,
+            Phase::Queued {
+                delivered_at: Some(at),
+                ..
+            } => at.unix_micros() <= cutoff,
+            Phase::Starting { .. }
+            | Phase::Active { .. }
+            | Phase::Stopping { .. }
+            | Phase::Stopped { .. } => false,
         };
         if !claimable {
             return None;
         }
-        let delivery = Delivery {
-            at: now,
-            worker: request.worker.clone(),
+        let worker = request
+            .worker
+            .as_ref()
+            .map(|worker| self.workers.acquire(worker));
+        let delivery = Phase::Queued {
+            delivered_at: Some(now),
+            worker,
         };
-        self.set_phase(slot, Phase::Queued(Some(delivery)));
+        self.set_phase(slot, delivery);
         Some(self.view(slot))
     }
 
@@ -168,14 +180,14 @@ impl LeaseTable {
         let (mut page, forward): (Vec<u32>, bool) = match &request.cursor {
             Cursor::First => (slots.iter().take(limit + 1).copied().collect(), true),
             Cursor::After(id) => {
-                let from = environment.position_after(id, items);
+                let from = environment.position_after(id.body(), items, &self.texts);
                 (
                     slots[from..].iter().take(limit + 1).copied().collect(),
                     true,
                 )
             }
             Cursor::Before(id) => {
-                let to = environment.position_of(id, items);
+                let to = environment.position_of(id.body(), items, &self.texts);
                 let before = slots[..to].iter().rev().take(limit + 1).copied().collect();
                 (before, false)
             }

@@ -1,7 +1,11 @@
 //! [`LeaseTable::validate`]: every internal invariant, checked from scratch.
 
+use std::collections::HashMap;
+
 use super::LeaseTable;
 use crate::item::Phase;
+use crate::metadata::Metadata;
+use crate::workers::WorkerRef;
 
 impl LeaseTable {
     /// Checks every internal invariant; for tests and debugging.
@@ -10,11 +14,13 @@ impl LeaseTable {
     ///
     /// A description of the first broken invariant.
     pub fn validate(&self) -> Result<(), String> {
+        let texts = &self.texts;
         let mut listed = 0;
         for env in &self.environments {
             listed += env.items.len();
             for pair in env.items.windows(2) {
-                if self.items[pair[0] as usize].id >= self.items[pair[1] as usize].id {
+                let (a, b) = (&self.items[pair[0] as usize], &self.items[pair[1] as usize]);
+                if a.body(texts) >= b.body(texts) {
                     return Err(format!("{:?} items out of id order", env.id));
                 }
             }
@@ -22,44 +28,70 @@ impl LeaseTable {
         if listed != self.items.len() {
             return Err(format!("{listed} listed for {} items", self.items.len()));
         }
+        let mut references: HashMap<WorkerRef, u32> = HashMap::new();
         for (slot, item) in self.items.iter().enumerate() {
             let slot = slot as u32;
-            let env = &self.environments[item.env as usize];
-            let pos = env.position_of(&item.id, &self.items);
-            if self.slot_of(&item.id) != Some(slot) || env.items.get(pos) != Some(&slot) {
-                return Err(format!("{:?} is not indexed at its slot", item.id));
+            let id = item.id(texts);
+            let env = &self.environments[item.env() as usize];
+            let pos = env.position_of(id.body(), &self.items, texts);
+            if self.slot_of(&id) != Some(slot) || env.items.get(pos) != Some(&slot) {
+                return Err(format!("{id:?} is not indexed at its slot"));
             }
-            let in_undelivered = env.undelivered.contains(&item.id);
-            let ok = match &item.phase {
-                Phase::Queued(None) => in_undelivered,
-                Phase::Queued(Some(delivery)) => {
-                    !in_undelivered && env.delivered.contains(&(delivery.at, item.id.clone()))
-                }
-                Phase::Starting(_) | Phase::Active(_) | Phase::Stopping(_) | Phase::Stopped => {
-                    !in_undelivered
-                }
+            let in_undelivered = env.undelivered.contains(&id);
+            let ok = match item.phase {
+                Phase::Queued {
+                    delivered_at: None,
+                    worker,
+                } => in_undelivered && worker.is_none(),
+                Phase::Queued {
+                    delivered_at: Some(at),
+                    ..
+                } => !in_undelivered && env.delivered.contains(&(at, id.clone())),
+                Phase::Starting { .. }
+                | Phase::Active { .. }
+                | Phase::Stopping { .. }
+                | Phase::Stopped { .. } => !in_undelivered,
             };
             if !ok {
                 return Err(format!(
-                    "{:?} queue index disagrees with {:?}",
-                    item.id, item.phase
+                    "{id:?} queue index disagrees with {:?}",
+                    item.phase
                 ));
             }
-            match (&item.phase, item.latest_heartbeat_at) {
-                (Phase::Active(_), None) => {
-                    return Err(format!("{:?} active without heartbeat", item.id))
-                }
-                (Phase::Starting(_), Some(_)) => {
-                    return Err(format!("{:?} starting with a heartbeat", item.id))
-                }
-                (Phase::Queued(_), Some(_)) => {
-                    return Err(format!("{:?} queued with a heartbeat", item.id))
-                }
-                _ => {}
+            if item.phase.beaten() && item.last_token.is_none() {
+                return Err(format!("{id:?} had a heartbeat but holds no token"));
             }
-            if item.latest_heartbeat_at.is_some() && item.latest_heartbeat_at > item.last_token {
-                return Err(format!("{:?} heartbeat newer than its last token", item.id));
+            if let Some(worker) = item.phase.worker() {
+                *references.entry(worker).or_default() += 1;
             }
+            let stop_requested = self.stop_requests.contains_key(&slot);
+            let may_have_request =
+                matches!(item.phase, Phase::Stopping { .. } | Phase::Stopped { .. });
+            if matches!(item.phase, Phase::Stopping { .. }) && !stop_requested
+                || stop_requested && !may_have_request
+            {
+                return Err(format!(
+                    "{id:?} stop request disagrees with {:?}",
+                    item.phase
+                ));
+            }
+            if self.metadata.get(&slot).is_some_and(Metadata::is_empty) {
+                return Err(format!("{id:?} stores empty metadata"));
+            }
+        }
+        let registered: HashMap<WorkerRef, u32> = self.workers.counts().collect();
+        if registered != references {
+            return Err(format!(
+                "worker references {references:?} but registry counts {registered:?}"
+            ));
+        }
+        if self
+            .stop_requests
+            .keys()
+            .chain(self.metadata.keys())
+            .any(|&slot| slot as usize >= self.items.len())
+        {
+            return Err("side data for a slot with no item".to_owned());
         }
         let leases = self.items.iter().enumerate().filter_map(|(slot, item)| {
             item.phase
@@ -75,7 +107,7 @@ impl LeaseTable {
         let expected = self
             .items
             .iter()
-            .filter(|i| matches!(i.phase, Phase::Queued(_)))
+            .filter(|i| matches!(i.phase, Phase::Queued { .. }))
             .count();
         if queued != expected {
             return Err(format!(
