@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use worklease::{
     ConcurrentLeaseTable, Config, EnvironmentKind, HeartbeatRequest, LeaseTable, Metadata,
-    PollRequest, Polled, Precondition, StopMode, Timestamp, Transition,
+    PollRequest, Polled, Precondition, SessionId, StopMode, Timestamp, Transition, WorkId,
 };
 
 use super::{Beat, Leases};
@@ -17,6 +17,14 @@ fn request(expected: Option<Timestamp>, ttl: u64) -> HeartbeatRequest {
         precondition: expected.map_or(Precondition::NoHeartbeat, Precondition::LastHeartbeat),
         desired_ttl_seconds: NonZeroU64::new(ttl),
     }
+}
+
+/// Each item's own session, minted like its work id (`sess_` and the same 32 hex digits), as a
+/// server minting ids would create it. (A text-bodied id would add its text to the table.)
+fn session_of(work: &str) -> SessionId {
+    format!("sess_{}", &work[WorkId::PREFIX.len()..])
+        .parse()
+        .expect("valid id")
 }
 
 fn parse(text: &str) -> Option<Timestamp> {
@@ -50,7 +58,7 @@ impl Leases for Single {
     }
 
     fn create(&self, env: &str, work: &str, now: i64) {
-        let session = "sess_01".parse().expect("valid id");
+        let session = session_of(work);
         let id = work.parse().expect("valid id");
         let now = Timestamp::from_unix_micros(now);
         self.0
@@ -127,7 +135,7 @@ impl Leases for Sharded {
     }
 
     fn create(&self, env: &str, work: &str, now: i64) {
-        let session = "sess_01".parse().expect("valid id");
+        let session = session_of(work);
         let id = work.parse().expect("valid id");
         let now = Timestamp::from_unix_micros(now);
         self.0
