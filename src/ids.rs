@@ -96,23 +96,52 @@ impl<'a> BodyRef<'a> {
 /// The 32 lowercase hex digits of a value, eight at a time (SWAR, the inverse of [`hex8`]):
 /// a lookup by text compares a stored id through this, which is cheaper than parsing the text.
 fn hex_text(wide: Wide) -> [u8; 32] {
-    const ONES: u64 = 0x0101_0101_0101_0101;
     let mut out = [0; 32];
-    let value = wide.get();
-    for (i, chunk) in out.chunks_exact_mut(8).enumerate() {
-        // Truncation intended: the i-th group of eight digits from the left.
-        let group = (value >> (96 - 32 * i)) as u32;
-        // Spread the eight nibbles into eight bytes, least significant in byte 0.
-        let mut v = u64::from(group);
-        v = ((v << 16) | v) & 0x0000_ffff_0000_ffff;
-        v = ((v << 8) | v) & 0x00ff_00ff_00ff_00ff;
-        v = ((v << 4) | v) & (ONES * 0x0f);
-        // '0' + d, plus 39 more for d ≥ 10 (bit 4 of d + 6), to reach 'a'.
-        let letters = ((v + ONES * 6) >> 4) & ONES;
-        let ascii = v + ONES * u64::from(b'0') + letters * 39;
-        chunk.copy_from_slice(&ascii.to_be_bytes());
+    for (chunk, group) in out.chunks_exact_mut(8).zip(hex_groups(wide)) {
+        chunk.copy_from_slice(&group.to_be_bytes());
     }
     out
+}
+
+/// The four groups of eight hex digits of a value, each as the big-endian `u64` of its text.
+#[inline]
+fn hex_groups(wide: Wide) -> [u64; 4] {
+    // Truncations intended: the halves of each half.
+    [
+        hex_digits(wide.high >> 32),
+        hex_digits(wide.high & 0xffff_ffff),
+        hex_digits(wide.low >> 32),
+        hex_digits(wide.low & 0xffff_ffff),
+    ]
+}
+
+/// The eight hex digits of a 32-bit `group` as text, read as a big-endian `u64`.
+#[inline]
+fn hex_digits(group: u64) -> u64 {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    // Spread the eight nibbles into eight bytes, least significant in byte 0.
+    let mut v = group;
+    v = ((v << 16) | v) & 0x0000_ffff_0000_ffff;
+    v = ((v << 8) | v) & 0x00ff_00ff_00ff_00ff;
+    v = ((v << 4) | v) & (ONES * 0x0f);
+    // '0' + d, plus 39 more for d ≥ 10 (bit 4 of d + 6), to reach 'a'.
+    let letters = ((v + ONES * 6) >> 4) & ONES;
+    // The most significant digit is in the top byte: the big-endian reading of the text.
+    v + ONES * u64::from(b'0') + letters * 39
+}
+
+/// Whether `text` is the hex text of `wide`: four word compares, no buffer.
+#[inline]
+fn is_hex_text_of(text: &[u8], wide: Wide) -> bool {
+    let Ok(text) = <&[u8; 32]>::try_from(text) else {
+        return false;
+    };
+    let mut difference = 0;
+    for (chunk, group) in text.chunks_exact(8).zip(hex_groups(wide)) {
+        let chunk: [u8; 8] = chunk.try_into().expect("invariant: chunks of eight");
+        difference |= u64::from_be_bytes(chunk) ^ group;
+    }
+    difference == 0
 }
 
 impl Hash for BodyRef<'_> {
@@ -252,7 +281,7 @@ impl PartialEq for WorkKey<'_> {
             // The lookup of a minted id received as text: one encode, one 32-byte compare.
             (Self::Id(BodyRef::Hex(value)), Self::Received(text))
             | (Self::Received(text), Self::Id(BodyRef::Hex(value))) => {
-                text.len() == 32 && hex_text(value) == text.as_bytes()
+                is_hex_text_of(text.as_bytes(), value)
             }
             (a, b) => {
                 let (mut left, mut right) = ([0; 32], [0; 32]);
