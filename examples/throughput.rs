@@ -17,7 +17,7 @@
 #![allow(missing_docs, unreachable_pub)]
 
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 #[path = "../benches/baselines/mod.rs"]
 mod baselines;
@@ -25,7 +25,7 @@ mod baselines;
 use baselines::counting::{Counting, COUNTING, LIVE_BYTES};
 use baselines::naive::Naive;
 use baselines::worklease_tables::Sharded;
-use baselines::{Leases, Rng, ENV, T0};
+use baselines::{Leases, ENV, OPS_PER_MICRO, T0};
 
 #[global_allocator]
 static GLOBAL: Counting = Counting;
@@ -83,34 +83,23 @@ fn run<L: Leases + Sync>(
     ops: u64,
 ) -> Duration {
     let per_thread = ids.len() / threads;
-    let barrier = std::sync::Barrier::new(threads + 1);
-    std::thread::scope(|s| {
-        for (t, tokens) in tokens[..per_thread * threads]
-            .chunks_mut(per_thread)
-            .enumerate()
-        {
-            let barrier = &barrier;
-            s.spawn(move || {
-                let ids = &ids[t * per_thread..(t + 1) * per_thread];
-                let mut rng = Rng(0x2545_f491 ^ (t as u64 + 1));
-                barrier.wait();
-                for op in 0..ops / threads as u64 {
-                    let k = rng.below(per_thread as u64) as usize;
-                    let now = T0 + 1_000_000 + op as i64 * threads as i64 / 16;
-                    let text = std::str::from_utf8(&tokens[k]).expect("ascii");
-                    let expected = L::parse_token(text).expect("a token we formatted");
-                    if let Ok(token) = table.heartbeat(ENV, &ids[k], Some(expected), 30, now) {
-                        L::format_token(token, &mut tokens[k]);
-                    }
-                }
-                barrier.wait();
-            });
-        }
-        barrier.wait();
-        let started = Instant::now();
-        barrier.wait();
-        started.elapsed()
-    })
+    baselines::timed_threads(
+        tokens,
+        threads,
+        per_thread,
+        ops,
+        0x2545_f491,
+        |tokens, t, rng, op| {
+            let ids = &ids[t * per_thread..(t + 1) * per_thread];
+            let k = rng.below(per_thread as u64) as usize;
+            let now = T0 + 1_000_000 + op as i64 * threads as i64 / OPS_PER_MICRO;
+            let text = std::str::from_utf8(&tokens[k]).expect("ascii");
+            let expected = L::parse_token(text).expect("a token we formatted");
+            if let Ok(token) = table.heartbeat(ENV, &ids[k], Some(expected), 30, now) {
+                L::format_token(token, &mut tokens[k]);
+            }
+        },
+    )
 }
 
 /// Builds the table (counting the heap it holds), then runs the workload.

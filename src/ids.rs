@@ -434,6 +434,15 @@ macro_rules! prefixed_id {
                 }
             }
 
+            /// [`Self::packed`], consuming the id.
+            #[allow(dead_code)]
+            pub(crate) fn into_packed(self) -> Result<Wide, Arc<str>> {
+                match self.0 {
+                    Body::Hex(value) => Ok(value),
+                    Body::Text(text) => Err(text),
+                }
+            }
+
             /// The id of a packed minted body.
             #[allow(dead_code)]
             pub(crate) fn from_packed(value: Wide) -> Self {

@@ -153,11 +153,11 @@ pub(crate) struct Item {
 /// The text bodies of a table's ids that are not of the minted shape, each stored once.
 pub(crate) type Texts = Vec<Arc<str>>;
 
-fn pack(packed: Result<Wide, &Arc<str>>, texts: &mut Texts) -> (Wide, bool) {
+fn pack(packed: Result<Wide, Arc<str>>, texts: &mut Texts) -> (Wide, bool) {
     match packed {
         Ok(value) => (value, false),
         Err(text) => {
-            texts.push(Arc::clone(text));
+            texts.push(text);
             (Wide::of(texts.len() as u128 - 1), true)
         }
     }
@@ -172,14 +172,14 @@ impl Item {
     /// A queued item, its ids packed (text bodies go to `texts`).
     pub(crate) fn new(
         id: &WorkId,
-        session: &SessionId,
+        session: SessionId,
         env: u32,
         created_at: Timestamp,
         texts: &mut Texts,
     ) -> Self {
         debug_assert!((env as usize) < MAX_ENVIRONMENTS);
-        let (id, id_is_text) = pack(id.packed(), texts);
-        let (session, session_is_text) = pack(session.packed(), texts);
+        let (id, id_is_text) = pack(id.packed().map_err(Arc::clone), texts);
+        let (session, session_is_text) = pack(session.into_packed(), texts);
         let kinds = if id_is_text { ID_IS_TEXT } else { 0 }
             | if session_is_text { SESSION_IS_TEXT } else { 0 };
         Self {
@@ -282,6 +282,7 @@ pub struct WorkItem {
 }
 
 /// What [`WorkItem::of`] needs besides the item: the table's side data for it.
+#[derive(Clone, Copy)]
 pub(crate) struct ItemContext<'a> {
     pub(crate) environment_id: &'a EnvironmentId,
     pub(crate) texts: &'a Texts,

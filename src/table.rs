@@ -470,11 +470,9 @@ impl LeaseTable {
             hash_of(hasher, items[slot as usize].key(texts))
         });
         self.deadlines.reserve_slots(self.items.len() + 1);
-        self.environments[env as usize]
-            .undelivered
-            .insert(id.clone());
         self.items
-            .push(Item::new(&id, &session, env, now, &mut self.texts));
+            .push(Item::new(&id, session, env, now, &mut self.texts));
+        self.environments[env as usize].undelivered.insert(id);
         if !metadata.is_empty() {
             self.metadata.insert(slot, metadata);
         }

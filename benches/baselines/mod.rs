@@ -216,6 +216,42 @@ impl<L: Leases> Driver<L> {
     }
 }
 
+/// Runs `ops` operations spread over `threads` threads and returns the wall time between a
+/// barrier all threads start from and one they all reach. Thread `t` gets the `t`-th of
+/// `threads` equal chunks of `state` (the first `per_thread * threads` entries) and its own
+/// key picker, and calls `op(chunk, picker, op_index)` for each of its operations.
+pub fn timed_threads<S: Send>(
+    state: &mut [S],
+    threads: usize,
+    per_thread: usize,
+    ops: u64,
+    seed: u64,
+    op: impl Fn(&mut [S], usize, &mut Rng, u64) + Sync,
+) -> std::time::Duration {
+    let barrier = std::sync::Barrier::new(threads + 1);
+    let op = &op;
+    std::thread::scope(|s| {
+        for (t, chunk) in state[..per_thread * threads]
+            .chunks_mut(per_thread)
+            .enumerate()
+        {
+            let barrier = &barrier;
+            s.spawn(move || {
+                let mut rng = Rng(seed ^ (t as u64 + 1));
+                barrier.wait();
+                for i in 0..ops / threads as u64 {
+                    op(chunk, t, &mut rng, i);
+                }
+                barrier.wait();
+            });
+        }
+        barrier.wait();
+        let started = std::time::Instant::now();
+        barrier.wait();
+        started.elapsed()
+    })
+}
+
 /// `ops` heartbeats spread over `threads` threads, each on its own slice of the keys (or of
 /// the first `hot` keys); returns the wall time.
 pub fn heartbeat_threads<L: Leases + Sync>(
@@ -231,32 +267,21 @@ where
     let per_thread = keys / threads;
     let start = driver.now();
     let (table, ids) = (&driver.table, &driver.ids);
-    let chunks: Vec<&mut [L::Token]> = driver.tokens[..per_thread * threads]
-        .chunks_mut(per_thread)
-        .collect();
-    let barrier = std::sync::Barrier::new(threads + 1);
-    let elapsed = std::thread::scope(|s| {
-        for (t, tokens) in chunks.into_iter().enumerate() {
-            let barrier = &barrier;
-            s.spawn(move || {
-                let ids = &ids[t * per_thread..(t + 1) * per_thread];
-                let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ (t as u64 + 1));
-                barrier.wait();
-                for op in 0..ops / threads as u64 {
-                    let k = rng.below(per_thread as u64) as usize;
-                    let now = start + op as i64 * threads as i64 / OPS_PER_MICRO;
-                    if let Ok(token) = table.heartbeat(ENV, &ids[k], Some(tokens[k]), 30, now) {
-                        tokens[k] = token;
-                    }
-                }
-                barrier.wait();
-            });
-        }
-        barrier.wait();
-        let started = std::time::Instant::now();
-        barrier.wait();
-        started.elapsed()
-    });
+    let elapsed = timed_threads(
+        &mut driver.tokens,
+        threads,
+        per_thread,
+        ops,
+        0x9e37_79b9_7f4a_7c15,
+        |tokens, t, rng, op| {
+            let ids = &ids[t * per_thread..(t + 1) * per_thread];
+            let k = rng.below(per_thread as u64) as usize;
+            let now = start + op as i64 * threads as i64 / OPS_PER_MICRO;
+            if let Ok(token) = table.heartbeat(ENV, &ids[k], Some(tokens[k]), 30, now) {
+                tokens[k] = token;
+            }
+        },
+    );
     driver.ops += ops as i64;
     elapsed
 }
