@@ -170,6 +170,7 @@ impl Timestamp {
     /// # Errors
     ///
     /// [`TimestampError`] when `text` is not an RFC 3339 date-time.
+    #[inline]
     pub fn parse_rfc3339(text: &str) -> Result<ParsedInstant, TimestampError> {
         let bytes = text.as_bytes();
         match parse_canonical(bytes) {
@@ -180,7 +181,9 @@ impl Timestamp {
 }
 
 /// Every form [`Timestamp::parse_rfc3339`] accepts, with the reason for a refusal: what the
-/// canonical fast path hands on (and the reference it is tested against).
+/// canonical fast path hands on (and the reference it is tested against). Never inlined, so
+/// that callers of the fast path do not pay for this function's registers and stack frame.
+#[inline(never)]
 fn parse_general(bytes: &[u8]) -> Result<ParsedInstant, TimestampError> {
     let Some(head) = bytes.first_chunk::<19>() else {
         return Err(TimestampError::new("too short for YYYY-MM-DDTHH:MM:SS"));
