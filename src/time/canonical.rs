@@ -1,12 +1,14 @@
-//! The fast path of [`Timestamp::parse_rfc3339`]: the exact form the crate writes.
+//! The crate's own RFC 3339 form, `YYYY-MM-DDTHH:MM:SS.ffffffZ`: written by
+//! [`Timestamp::to_rfc3339`] and read back by the fast path of [`Timestamp::parse_rfc3339`].
 //!
-//! Every heartbeat echoes a token back, so this runs once per request. It checks and
-//! decodes the 27 bytes as four overlapping little-endian words, eight bytes at a time
-//! (SWAR), instead of byte by byte.
+//! Every heartbeat returns a token and the next one echoes it, so both directions run once
+//! per request. Reading checks and decodes the 27 bytes as four overlapping little-endian
+//! words, eight bytes at a time (SWAR), instead of byte by byte; writing looks each
+//! two-digit field up in a table instead of dividing digit by digit.
 
 use std::num::NonZeroU64;
 
-use super::{Timestamp, MICROS_PER_DAY, MICROS_PER_SECOND};
+use super::{civil_from_days_since_0000, Timestamp, MICROS_PER_DAY, MICROS_PER_SECOND};
 
 const ONES: u64 = 0x0101_0101_0101_0101;
 const HIGH: u64 = ONES * 0x80;
@@ -128,6 +130,49 @@ pub(super) fn parse_canonical(bytes: &[u8]) -> Option<Timestamp> {
         + u64::from(micro);
     NonZeroU64::new(since_min + 1).map(Timestamp)
 }
+
+/// The canonical text of the instant `since_min` microseconds after [`Timestamp::MIN`].
+#[inline]
+pub(super) fn format_canonical(since_min: u64) -> [u8; 27] {
+    const DAY: u64 = MICROS_PER_DAY.unsigned_abs();
+    const SECOND: u64 = MICROS_PER_SECOND.unsigned_abs();
+    // Lossless: fewer than 3_652_425 days, 86_400 seconds and 1_000_000 microseconds.
+    let days = (since_min / DAY) as u32;
+    let in_day = since_min % DAY;
+    let (seconds, micro) = ((in_day / SECOND) as u32, (in_day % SECOND) as u32);
+    let (year, month, day) = civil_from_days_since_0000(days);
+    let (minutes, micro_low) = (seconds / 60, micro % 10_000);
+    let mut text = *b"0000-00-00T00:00:00.000000Z";
+    for (at, value) in [
+        (0, year / 100),
+        (2, year % 100),
+        (5, month),
+        (8, day),
+        (11, minutes / 60),
+        (14, minutes % 60),
+        (17, seconds % 60),
+        (20, micro / 10_000),
+        (22, micro_low / 100),
+        (24, micro_low % 100),
+    ] {
+        // Every value is below 100; the mask only spares a bounds check.
+        text[at..at + 2].copy_from_slice(&TWO_DIGITS[value as usize & 127]);
+    }
+    text
+}
+
+/// The two ASCII digits of every number below 100, so that writing one is a single load
+/// instead of a division; padded to 128 entries so that a mask, not a bounds check, keeps
+/// the index in range.
+const TWO_DIGITS: [[u8; 2]; 128] = {
+    let mut pairs = [[b'0'; 2]; 128];
+    let mut n = 0;
+    while n < 100 {
+        pairs[n] = [b'0' + (n / 10) as u8, b'0' + (n % 10) as u8];
+        n += 1;
+    }
+    pairs
+};
 
 #[cfg(test)]
 mod tests {
