@@ -261,6 +261,20 @@ impl From<Timestamp> for DateTime<Utc> {
 pub struct Rfc3339([u8; 27]);
 
 impl Rfc3339 {
+    /// The text's bytes, e.g. to copy into an output buffer. Unlike going through
+    /// [`as_str`](Self::as_str) (or `Deref`), this skips the UTF-8 check, which safe code
+    /// cannot avoid when making a `str` and which costs as much as formatting itself.
+    ///
+    /// ```
+    /// use worklease::Timestamp;
+    /// let text = Timestamp::from_unix_micros(1_782_893_706_120_394).to_rfc3339();
+    /// assert_eq!(text.as_bytes(), b"2026-07-01T08:15:06.120394Z");
+    /// ```
+    #[must_use]
+    pub const fn as_bytes(&self) -> &[u8; 27] {
+        &self.0
+    }
+
     /// The text, e.g. `2026-07-01T08:15:06.120394Z`.
     #[must_use]
     pub fn as_str(&self) -> &str {
@@ -478,6 +492,7 @@ mod tests {
         assert_eq!(&*at.to_rfc3339(), EXAMPLE);
         assert_eq!(at.to_string(), EXAMPLE);
         assert_eq!(at.to_rfc3339().to_string(), EXAMPLE);
+        assert_eq!(at.to_rfc3339().as_bytes(), EXAMPLE.as_bytes());
         assert_eq!(at.unix_micros(), 1_782_893_706_120_394);
     }
 
