@@ -13,7 +13,7 @@ use std::ops::Deref;
 use chrono::{DateTime, Utc};
 
 mod canonical;
-use canonical::parse_canonical;
+use canonical::{format_canonical, parse_canonical};
 
 const MICROS_PER_SECOND: i64 = 1_000_000;
 const MICROS_PER_DAY: i64 = 86_400 * MICROS_PER_SECOND;
@@ -126,34 +126,10 @@ impl Timestamp {
     /// `2026-07-01T08:15:06.120394Z`, written into a stack buffer (no heap
     /// allocation).
     #[must_use]
+    #[inline]
     pub fn to_rfc3339(self) -> Rfc3339 {
-        const DAY: u64 = MICROS_PER_DAY.unsigned_abs();
         // The stored distance minus one is exactly the microseconds since MIN.
-        let since_min = self.0.get() - 1;
-        let in_day = since_min % DAY;
-        // Lossless: fewer than 3_652_425 days and 86_400 seconds.
-        let days = (since_min / DAY) as u32;
-        let secs = (in_day / 1_000_000) as u32;
-        let micro = (in_day % 1_000_000) as u32;
-        let (year, month, day) = civil_from_days_since_0000(days);
-
-        let mut buf = *b"0000-00-00T00:00:00.000000Z";
-        for (at, value) in [
-            (0, year / 100),
-            (2, year % 100),
-            (5, month),
-            (8, day),
-            (11, secs / 3_600),
-            (14, secs / 60 % 60),
-            (17, secs % 60),
-            (20, micro / 10_000),
-            (22, micro / 100 % 100),
-            (24, micro % 100),
-        ] {
-            let pair = (value % 100) as usize * 2;
-            buf[at..at + 2].copy_from_slice(&DIGIT_PAIRS[pair..pair + 2]);
-        }
-        Rfc3339(buf)
+        Rfc3339(format_canonical(self.0.get() - 1))
     }
 
     /// Parses any RFC 3339 date-time into the instant it denotes.
@@ -170,85 +146,94 @@ impl Timestamp {
     /// # Errors
     ///
     /// [`TimestampError`] when `text` is not an RFC 3339 date-time.
+    #[inline]
     pub fn parse_rfc3339(text: &str) -> Result<ParsedInstant, TimestampError> {
         let bytes = text.as_bytes();
-        if let Some(at) = parse_canonical(bytes) {
-            return Ok(ParsedInstant::Exact(at));
+        match parse_canonical(bytes) {
+            Some(at) => Ok(ParsedInstant::Exact(at)),
+            None => parse_general(bytes),
         }
-        let Some(head) = bytes.first_chunk::<19>() else {
-            return Err(TimestampError::new("too short for YYYY-MM-DDTHH:MM:SS"));
-        };
-        let Some([year, month, day, hour, minute, second]) = date_time_fast(head) else {
-            // The fallback reason only shows if the two checks ever disagreed.
-            return Err(check_date_time(head).err().unwrap_or(INVALID));
-        };
+    }
+}
 
-        let mut pos = 19;
-        let mut micro: u32 = 0;
-        let mut sub_micro_nonzero = false;
-        if bytes.get(pos) == Some(&b'.') {
+/// Every form [`Timestamp::parse_rfc3339`] accepts, with the reason for a refusal: what the
+/// canonical fast path hands on (and the reference it is tested against). Never inlined, so
+/// that callers of the fast path do not pay for this function's registers and stack frame.
+#[inline(never)]
+fn parse_general(bytes: &[u8]) -> Result<ParsedInstant, TimestampError> {
+    let Some(head) = bytes.first_chunk::<19>() else {
+        return Err(TimestampError::new("too short for YYYY-MM-DDTHH:MM:SS"));
+    };
+    let Some([year, month, day, hour, minute, second]) = date_time_fast(head) else {
+        // The fallback reason only shows if the two checks ever disagreed.
+        return Err(check_date_time(head).err().unwrap_or(INVALID));
+    };
+
+    let mut pos = 19;
+    let mut micro: u32 = 0;
+    let mut sub_micro_nonzero = false;
+    if bytes.get(pos) == Some(&b'.') {
+        pos += 1;
+        let start = pos;
+        while let Some(&byte) = bytes.get(pos) {
+            let digit = byte.wrapping_sub(b'0');
+            if digit > 9 {
+                break;
+            }
+            if pos - start < 6 {
+                micro = micro * 10 + u32::from(digit);
+            } else if digit != 0 {
+                sub_micro_nonzero = true;
+            }
             pos += 1;
-            let start = pos;
-            while let Some(&byte) = bytes.get(pos) {
-                let digit = byte.wrapping_sub(b'0');
-                if digit > 9 {
-                    break;
-                }
-                if pos - start < 6 {
-                    micro = micro * 10 + u32::from(digit);
-                } else if digit != 0 {
-                    sub_micro_nonzero = true;
-                }
-                pos += 1;
-            }
-            let count = pos - start;
-            if count == 0 {
-                return Err(TimestampError::new("expected digits after '.'"));
-            }
-            for _ in count..6 {
-                micro *= 10;
-            }
         }
+        let count = pos - start;
+        if count == 0 {
+            return Err(TimestampError::new("expected digits after '.'"));
+        }
+        for _ in count..6 {
+            micro *= 10;
+        }
+    }
 
-        let offset_minutes = match bytes.get(pos) {
-            Some(b'Z' | b'z') => {
-                if bytes.len() != pos + 1 {
-                    return Err(TimestampError::new("unexpected text after the time zone"));
-                }
-                0
+    let offset_minutes = match bytes.get(pos) {
+        Some(b'Z' | b'z') => {
+            if bytes.len() != pos + 1 {
+                return Err(TimestampError::new("unexpected text after the time zone"));
             }
-            Some(&sign @ (b'+' | b'-')) => {
-                let rest = bytes.get(pos + 1..).unwrap_or_default();
-                let Some(&[h1, h2, colon, m1, m2]) = rest.first_chunk::<5>() else {
-                    return Err(TimestampError::new("expected an offset +HH:MM or -HH:MM"));
-                };
-                let hours = field(h1, h2, 0, 23, "offset hours must be 00-23")?;
-                expect_byte(colon, b':', "expected ':' in the offset")?;
-                let minutes = field(m1, m2, 0, 59, "offset minutes must be 00-59")?;
-                if rest.len() != 5 {
-                    return Err(TimestampError::new("unexpected text after the time zone"));
-                }
-                let sign = if sign == b'-' { -1 } else { 1 };
-                sign * i64::from(hours * 60 + minutes)
+            0
+        }
+        Some(&sign @ (b'+' | b'-')) => {
+            let rest = bytes.get(pos + 1..).unwrap_or_default();
+            let Some(&[h1, h2, colon, m1, m2]) = rest.first_chunk::<5>() else {
+                return Err(TimestampError::new("expected an offset +HH:MM or -HH:MM"));
+            };
+            let hours = field(h1, h2, 0, 23, "offset hours must be 00-23")?;
+            expect_byte(colon, b':', "expected ':' in the offset")?;
+            let minutes = field(m1, m2, 0, 59, "offset minutes must be 00-59")?;
+            if rest.len() != 5 {
+                return Err(TimestampError::new("unexpected text after the time zone"));
             }
-            None => return Err(TimestampError::new("missing time zone")),
-            Some(_) => return Err(TimestampError::new("expected 'Z' or an offset")),
-        };
+            let sign = if sign == b'-' { -1 } else { 1 };
+            sign * i64::from(hours * 60 + minutes)
+        }
+        None => return Err(TimestampError::new("missing time zone")),
+        Some(_) => return Err(TimestampError::new("expected 'Z' or an offset")),
+    };
 
-        if second == 60 || sub_micro_nonzero {
-            return Ok(ParsedInstant::Inexact);
-        }
-        // Years 0000..=9999 and offsets under a day: far from i64 overflow.
-        let days = days_from_civil(year, month, day);
-        let local_seconds =
-            days * 86_400 + i64::from(hour) * 3_600 + i64::from(minute) * 60 + i64::from(second);
-        let utc_seconds = local_seconds - offset_minutes * 60;
-        let micros = utc_seconds * MICROS_PER_SECOND + i64::from(micro);
-        if (MIN_MICROS..=MAX_MICROS).contains(&micros) {
-            Ok(ParsedInstant::Exact(Self::in_range(micros)))
-        } else {
-            Ok(ParsedInstant::Inexact)
-        }
+    if second == 60 || sub_micro_nonzero {
+        return Ok(ParsedInstant::Inexact);
+    }
+    // Years 0000..=9999 and offsets under a day: far from i64 overflow.
+    let days = days_from_civil(year, month, day);
+    let local_seconds =
+        days * 86_400 + i64::from(hour) * 3_600 + i64::from(minute) * 60 + i64::from(second);
+    let utc_seconds = local_seconds - offset_minutes * 60;
+    let micros = utc_seconds * MICROS_PER_SECOND + i64::from(micro);
+    if (MIN_MICROS..=MAX_MICROS).contains(&micros) {
+        Ok(ParsedInstant::Exact(Timestamp::in_range(micros)))
+    } else {
+        Ok(ParsedInstant::Inexact)
     }
 }
 
@@ -276,6 +261,20 @@ impl From<Timestamp> for DateTime<Utc> {
 pub struct Rfc3339([u8; 27]);
 
 impl Rfc3339 {
+    /// The text's bytes, e.g. to copy into an output buffer. Unlike going through
+    /// [`as_str`](Self::as_str) (or `Deref`), this skips the UTF-8 check, which safe code
+    /// cannot avoid when making a `str` and which costs as much as formatting itself.
+    ///
+    /// ```
+    /// use worklease::Timestamp;
+    /// let text = Timestamp::from_unix_micros(1_782_893_706_120_394).to_rfc3339();
+    /// assert_eq!(text.as_bytes(), b"2026-07-01T08:15:06.120394Z");
+    /// ```
+    #[must_use]
+    pub const fn as_bytes(&self) -> &[u8; 27] {
+        &self.0
+    }
+
     /// The text, e.g. `2026-07-01T08:15:06.120394Z`.
     #[must_use]
     pub fn as_str(&self) -> &str {
@@ -418,34 +417,33 @@ fn days_from_civil(year: u32, month: u32, day: u32) -> i64 {
     i64::from(era * DAYS_PER_ERA + day_of_era) - i64::from(DAYS_PER_ERA + DAYS_0000_03_01_TO_EPOCH)
 }
 
-/// `(year, month, day)` of the day `days` after 0000-01-01 (Howard Hinnant's
-/// `civil_from_days`), shifted by one 400-year era so that unsigned
-/// arithmetic suffices.
+/// `(year, month, day)` of the day `days` after 0000-01-01, by Neri and Schneider's
+/// "Euclidean affine functions" (2022): the same computational calendar as Hinnant's
+/// `civil_from_days` (years start on March 1, so the leap day comes last), with half the
+/// divisions (all by constants, which the compiler turns into multiplications). Shifted by
+/// one 400-year era so that unsigned arithmetic suffices.
 fn civil_from_days_since_0000(days: u32) -> (u32, u32, u32) {
-    // Days since -0400-03-01: `days + 400 years - (Jan + Feb of year 0000)`.
-    let z = days + DAYS_PER_ERA - DAYS_0000_01_01_TO_03_01;
-    let (era, day_of_era) = (z / DAYS_PER_ERA, z % DAYS_PER_ERA);
-    let year_of_era =
-        (day_of_era - day_of_era / 1_460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let shifted_month = (5 * day_of_year + 2) / 153; // March = 0 ... February = 11
-    let day = day_of_year - (153 * shifted_month + 2) / 5 + 1;
-    let month = (shifted_month + 2) % 12 + 1;
-    let year = era * 400 + year_of_era + u32::from(month <= 2) - 400;
-    (year, month, day)
+    // Days since -0400-03-01: `days + 400 years - (Jan + Feb of year 0000)`; at most
+    // 3_798_462, so `4 * n + 3` fits.
+    let n = days + DAYS_PER_ERA - DAYS_0000_01_01_TO_03_01;
+    let n1 = 4 * n + 3;
+    let (century, day_of_century) = (n1 / DAYS_PER_ERA, n1 % DAYS_PER_ERA / 4);
+    // Years of 365.25 days within the century: the high half is the year, the low half the
+    // fraction of it gone, from which the day of the year follows.
+    let p2 = 2_939_745 * u64::from(4 * day_of_century + 3);
+    let (year_of_century, fraction) = ((p2 >> 32) as u32, p2 as u32);
+    let day_of_year = fraction / 2_939_745 / 4; // from March 1
+    let n3 = 2_141 * day_of_year + 197_913;
+    let (shifted_month, day) = (n3 >> 16, (n3 & 0xffff) / 2_141); // March = 3
+    let january_or_february = day_of_year >= 306;
+    let month = if january_or_february {
+        shifted_month - 12
+    } else {
+        shifted_month
+    };
+    let year = 100 * century + year_of_century + u32::from(january_or_february) - 400;
+    (year, month, day + 1)
 }
-
-/// `"00"` to `"99"` back to back: the digits of `n` are at `2 * n..2 * n + 2`.
-const DIGIT_PAIRS: [u8; 200] = {
-    let mut pairs = [0; 200];
-    let mut n = 0;
-    while n < 100 {
-        pairs[2 * n] = b'0' + (n / 10) as u8;
-        pairs[2 * n + 1] = b'0' + (n % 10) as u8;
-        n += 1;
-    }
-    pairs
-};
 
 #[cfg(test)]
 mod tests {
@@ -494,6 +492,7 @@ mod tests {
         assert_eq!(&*at.to_rfc3339(), EXAMPLE);
         assert_eq!(at.to_string(), EXAMPLE);
         assert_eq!(at.to_rfc3339().to_string(), EXAMPLE);
+        assert_eq!(at.to_rfc3339().as_bytes(), EXAMPLE.as_bytes());
         assert_eq!(at.unix_micros(), 1_782_893_706_120_394);
     }
 
@@ -677,6 +676,77 @@ mod tests {
     const ALL: std::ops::RangeInclusive<i64> =
         Timestamp::MIN.unix_micros()..=Timestamp::MAX.unix_micros();
 
+    /// `"00"` to `"99"` back to back: the digits of `n` are at `2 * n..2 * n + 2`.
+    const DIGIT_PAIRS: [u8; 200] = {
+        let mut pairs = [0; 200];
+        let mut n = 0;
+        while n < 100 {
+            pairs[2 * n] = b'0' + (n / 10) as u8;
+            pairs[2 * n + 1] = b'0' + (n % 10) as u8;
+            n += 1;
+        }
+        pairs
+    };
+
+    /// `Timestamp::to_rfc3339` as it was before the rewrite (a division chain per field,
+    /// Hinnant's `civil_from_days`), kept verbatim as the reference the new one must match
+    /// byte for byte.
+    fn reference_format(at: Timestamp) -> [u8; 27] {
+        const DAY: u64 = MICROS_PER_DAY.unsigned_abs();
+        let since_min = at.0.get() - 1;
+        let in_day = since_min % DAY;
+        let days = (since_min / DAY) as u32;
+        let secs = (in_day / 1_000_000) as u32;
+        let micro = (in_day % 1_000_000) as u32;
+        let (year, month, day) = reference_civil_from_days_since_0000(days);
+
+        let mut buf = *b"0000-00-00T00:00:00.000000Z";
+        for (at, value) in [
+            (0, year / 100),
+            (2, year % 100),
+            (5, month),
+            (8, day),
+            (11, secs / 3_600),
+            (14, secs / 60 % 60),
+            (17, secs % 60),
+            (20, micro / 10_000),
+            (22, micro / 100 % 100),
+            (24, micro % 100),
+        ] {
+            let pair = (value % 100) as usize * 2;
+            buf[at..at + 2].copy_from_slice(&DIGIT_PAIRS[pair..pair + 2]);
+        }
+        buf
+    }
+
+    /// `civil_from_days_since_0000` as it was before the rewrite, for [`reference_format`].
+    fn reference_civil_from_days_since_0000(days: u32) -> (u32, u32, u32) {
+        let z = days + DAYS_PER_ERA - DAYS_0000_01_01_TO_03_01;
+        let (era, day_of_era) = (z / DAYS_PER_ERA, z % DAYS_PER_ERA);
+        let year_of_era =
+            (day_of_era - day_of_era / 1_460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+        let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+        let shifted_month = (5 * day_of_year + 2) / 153;
+        let day = day_of_year - (153 * shifted_month + 2) / 5 + 1;
+        let month = (shifted_month + 2) % 12 + 1;
+        let year = era * 400 + year_of_era + u32::from(month <= 2) - 400;
+        (year, month, day)
+    }
+
+    /// Every day from 0000-01-01 to 9999-12-31, at its first, a middle or its last
+    /// microsecond in turn (the time of day is independent of the date; the property tests
+    /// cover it).
+    #[test]
+    fn every_day_formats_like_the_reference() {
+        let first = Timestamp::MIN.unix_micros();
+        let times = [0, 45_296_789_012, MICROS_PER_DAY - 1];
+        for (days, micros) in (0..3_652_425).zip(times.into_iter().cycle()) {
+            let at = Timestamp::from_unix_micros(first + days * MICROS_PER_DAY + micros);
+            let text = at.to_rfc3339();
+            assert_eq!(text.as_bytes(), &reference_format(at)[..], "{text}");
+        }
+    }
+
     proptest! {
         #[test]
         fn format_parses_back_and_agrees_with_chrono(micros in ALL) {
@@ -685,6 +755,8 @@ mod tests {
             let text = at.to_rfc3339();
             prop_assert_eq!(Timestamp::parse_rfc3339(&text), Ok(ParsedInstant::Exact(at)));
             prop_assert_eq!(text.to_string(), oracle_format(at));
+            prop_assert_eq!(text.as_bytes(), &reference_format(at)[..]);
+            prop_assert_eq!(parse_canonical(text.as_bytes()), Some(at));
             prop_assert_eq!(Timestamp::from_datetime(at.to_datetime()), at);
         }
 
