@@ -38,6 +38,7 @@ impl Precondition {
     /// assert_eq!(token, Precondition::parse(Some("2026-07-01T08:15:06.120394000Z")).unwrap());
     /// assert!(Precondition::parse(Some("yesterday")).is_err());
     /// ```
+    #[inline]
     pub fn parse(raw: Option<&str>) -> Result<Self, Error> {
         let Some(raw) = raw else {
             return Ok(Self::Unconditional);
@@ -48,12 +49,20 @@ impl Precondition {
         match Timestamp::parse_rfc3339(raw) {
             Ok(ParsedInstant::Exact(token)) => Ok(Self::LastHeartbeat(token)),
             Ok(ParsedInstant::Inexact) => Ok(Self::Unmatchable),
-            Err(_) => Err(Error::invalid(
-                Param::ExpectedLastHeartbeat,
-                "NO_HEARTBEAT or an RFC 3339 timestamp",
-                raw,
-            )),
+            Err(_) => Err(Self::refusal(raw)),
         }
+    }
+
+    /// The 400 for a value that is none of the three forms; out of line, so the parse that
+    /// every heartbeat runs does not carry the error's stack frame.
+    #[cold]
+    #[inline(never)]
+    fn refusal(raw: &str) -> Error {
+        Error::invalid(
+            Param::ExpectedLastHeartbeat,
+            "NO_HEARTBEAT or an RFC 3339 timestamp",
+            raw,
+        )
     }
 }
 
