@@ -262,15 +262,22 @@ pub(crate) fn worker_header(headers: &HeaderMap) -> Option<String> {
 
 /// Reads a body of at most [`BODY_LIMIT`] bytes, within [`BODY_TIMEOUT`].
 pub(crate) async fn read_body(body: Body) -> Result<Bytes, ApiError> {
+    let too_large = || {
+        ApiError::own(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "request_too_large",
+            format!("request bodies are limited to {BODY_LIMIT} bytes"),
+        )
+    };
+    // A declared length over the limit is refused before anything is read.
+    if axum::body::HttpBody::size_hint(&body).lower() > BODY_LIMIT as u64 {
+        return Err(too_large());
+    }
     match tokio::time::timeout(BODY_TIMEOUT, axum::body::to_bytes(body, BODY_LIMIT)).await {
         Ok(Ok(bytes)) => Ok(bytes),
         // A length-limit error, or the connection failed mid-body: either way the body is
         // not one we will read.
-        Ok(Err(_)) => Err(ApiError::own(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "request_too_large",
-            format!("request bodies are limited to {BODY_LIMIT} bytes"),
-        )),
+        Ok(Err(_)) => Err(too_large()),
         Err(_) => Err(ApiError::own(
             StatusCode::REQUEST_TIMEOUT,
             "timeout_error",
