@@ -528,10 +528,14 @@ impl ConcurrentLeaseTable {
         budget: usize,
         lapses: &mut Vec<Transition>,
     ) -> bool {
-        let mut state = self.shards[shard].state.lock();
-        let horizon = state.advance(now.into());
-        let done = state.table.expire_some(horizon, budget);
-        lapses.extend(state.table.take_journal());
+        let (done, journal) = {
+            let mut state = self.shards[shard].state.lock();
+            let horizon = state.advance(now.into());
+            let done = state.table.expire_some(horizon, budget);
+            (done, state.table.take_journal())
+        };
+        // Outside the lock: growing a large `lapses` may copy it.
+        lapses.extend(journal);
         done
     }
 

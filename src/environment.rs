@@ -86,6 +86,19 @@ impl Environment {
             .partition_point(|&slot| items[slot as usize].body(texts) < id)
     }
 
+    /// Adds `count` distinct ids, none there yet, to `undelivered`.
+    pub(crate) fn requeue(&mut self, ids: impl Iterator<Item = WorkId>, count: usize) {
+        // A tree insert is a root-to-leaf search, about log2(len) id comparisons and cache
+        // misses; `append` merges two sorted sets in one pass over both. Merge when the batch
+        // is a sizeable share of the queue.
+        if count.saturating_mul(4) >= self.undelivered.len() {
+            let mut batch: BTreeSet<WorkId> = ids.collect();
+            self.undelivered.append(&mut batch);
+        } else {
+            self.undelivered.extend(ids);
+        }
+    }
+
     /// The lowest claimable id at `now` with reclaim window `reclaim` (µs).
     pub(crate) fn claimable(&self, reclaim: i64, now: Timestamp) -> Option<&WorkId> {
         let cutoff = now.unix_micros().saturating_sub(reclaim);

@@ -811,6 +811,14 @@ impl LeaseTable {
 
     /// SPEC §5: starting/active → queued (or stopped when out of attempts); stopping → stopped.
     fn lapse(&mut self, slot: u32, at: Timestamp) {
+        self.lapse_into(slot, at, None);
+    }
+
+    /// [`Self::lapse`], where an item queued again may leave its environment and the index of
+    /// its transition in the journal in `requeued` instead of entering `undelivered` at once:
+    /// the caller adds a batch of them together ([`Self::requeue`]) before anything reads the
+    /// queue.
+    fn lapse_into(&mut self, slot: u32, at: Timestamp, requeued: Option<&mut Vec<(u32, u32)>>) {
         let max_attempts = self.config.max_attempts;
         let item = &mut self.items[slot as usize];
         let from = item.phase.state();
@@ -841,14 +849,52 @@ impl LeaseTable {
             at,
             lapses: item.lapses,
         };
-        self.set_phase(slot, phase);
+        match requeued {
+            Some(requeued) if phase == Phase::NEW => {
+                // What `set_phase` does for leased → queued, but the id joins the queue with
+                // its batch: a leased item is in no queue index, and `at` is its deadline.
+                let index = u32::try_from(self.journal.len())
+                    .expect("invariant: fewer than 2^32 lapses between sweeps");
+                requeued.push((item.env(), index));
+                let old = std::mem::replace(&mut item.phase, phase);
+                if let Some(worker) = old.worker() {
+                    self.workers.release(worker);
+                }
+                self.deadlines.unschedule(slot, at);
+            }
+            Some(_) | None => self.set_phase(slot, phase),
+        }
         self.journal.push(transition);
+    }
+
+    /// Adds the ids of the items [`Self::lapse_into`] left in `requeued` to their
+    /// environments' queues.
+    fn requeue(&mut self, mut requeued: Vec<(u32, u32)>) {
+        // Grouped by environment; lapses of one environment are already one run, which the
+        // (stable) sort only checks.
+        requeued.sort_by_key(|&(env, _)| env);
+        let mut rest = requeued.as_slice();
+        while let Some(&(env, _)) = rest.first() {
+            let run = rest.partition_point(|&(e, _)| e == env);
+            let journal = &self.journal;
+            let ids = rest[..run]
+                .iter()
+                .map(|&(_, index)| journal[index as usize].work_id.clone());
+            self.environments[env as usize].requeue(ids, run);
+            rest = &rest[run..];
+        }
     }
 }
 
 /// Sorts lapses into the canonical order: ascending `(at, work_id)`.
 pub(crate) fn sort_transitions(lapses: &mut [Transition]) {
-    lapses.sort_unstable_by(|a, b| (a.at, &a.work_id).cmp(&(b.at, &b.work_id)));
+    // Minted ids order as their 128-bit values: a key of two integers compares without the
+    // general id comparison's call and branches.
+    if lapses.iter().all(|t| t.work_id.as_u128().is_some()) {
+        lapses.sort_unstable_by_key(|t| (t.at, t.work_id.as_u128()));
+    } else {
+        lapses.sort_unstable_by(|a, b| (a.at, &a.work_id).cmp(&(b.at, &b.work_id)));
+    }
 }
 
 fn deadline_of(items: &[Item], slot: u32) -> Timestamp {
