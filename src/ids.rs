@@ -136,22 +136,46 @@ fn is_hex_text_of(text: &[u8], wide: Wide) -> bool {
     let Ok(text) = <&[u8; 32]>::try_from(text) else {
         return false;
     };
-    let mut difference = 0;
     for (chunk, group) in text.chunks_exact(8).zip(hex_groups(wide)) {
         let chunk: [u8; 8] = chunk.try_into().expect("invariant: chunks of eight");
-        difference |= u64::from_be_bytes(chunk) ^ group;
+        if u64::from_be_bytes(chunk) != group {
+            return false;
+        }
     }
-    difference == 0
+    true
 }
 
 impl Hash for BodyRef<'_> {
     fn hash<H: Hasher>(&self, state: &mut H) {
         // The canonical text, so a key received as text hashes alike without being parsed.
         match self {
-            Self::Hex(value) => state.write(&hex_text(*value)),
-            Self::Text(text) => state.write(text.as_bytes()),
+            Self::Hex(value) => hash_words(state, hex_groups(*value)),
+            Self::Text(text) => hash_text(state, text.as_bytes()),
         }
     }
+}
+
+/// Hashes a body's text. The 32-byte shape of minted ids goes in as four big-endian words,
+/// two 128-bit writes (two multiplies with foldhash, against ~40 instructions for its
+/// general byte path), which a stored minted id produces from its value without encoding.
+#[inline]
+fn hash_text<H: Hasher>(state: &mut H, text: &[u8]) {
+    match <&[u8; 32]>::try_from(text) {
+        Ok(text) => {
+            let mut words = [0; 4];
+            for (word, chunk) in words.iter_mut().zip(text.chunks_exact(8)) {
+                *word = u64::from_be_bytes(chunk.try_into().expect("invariant: chunks of eight"));
+            }
+            hash_words(state, words);
+        }
+        Err(_) => state.write(text),
+    }
+}
+
+#[inline]
+fn hash_words<H: Hasher>(state: &mut H, words: [u64; 4]) {
+    state.write_u128(u128::from(words[0]) << 64 | u128::from(words[1]));
+    state.write_u128(u128::from(words[2]) << 64 | u128::from(words[3]));
 }
 
 impl Body {
@@ -296,7 +320,7 @@ impl Eq for WorkKey<'_> {}
 impl Hash for WorkKey<'_> {
     fn hash<H: Hasher>(&self, state: &mut H) {
         match self {
-            Self::Received(text) => state.write(text.as_bytes()),
+            Self::Received(text) => hash_text(state, text.as_bytes()),
             Self::Id(body) => body.hash(state),
         }
     }
