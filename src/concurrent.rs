@@ -487,6 +487,16 @@ impl ConcurrentLeaseTable {
         Ok(stats)
     }
 
+    /// Removes every stopped item whose `stopped_at` is before `before` (see
+    /// [`LeaseTable::purge_stopped`]); returns how many. Shard by shard: each shard is caught
+    /// up to `now` in bounded chunks, then purged under one lock hold.
+    pub fn purge_stopped(&self, before: impl Into<Timestamp>, now: impl Into<Timestamp>) -> usize {
+        let before = before.into();
+        let mut purged = 0;
+        self.for_each_caught_up(now.into(), |table| purged += table.purge_stopped_in(before));
+        purged
+    }
+
     /// Applies every lapse due at `now` and returns all lapses since the previous sweep, in
     /// ascending `(at, work_id)` order (as [`LeaseTable::sweep`]). Works shard by shard, at
     /// most [`Self::CHUNK`] lapses per lock hold.

@@ -137,6 +137,14 @@ impl Deadlines {
         }
     }
 
+    /// Forgets the links of items `slots..` (purged, so scheduled nowhere).
+    pub(crate) fn truncate_slots(&mut self, slots: usize) {
+        debug_assert!(self.links[slots.min(self.links.len())..]
+            .iter()
+            .all(|link| link.filed == UNFILED));
+        self.links.truncate(slots);
+    }
+
     /// How many leases are scheduled.
     pub(crate) fn len(&self) -> usize {
         self.in_slots + self.near.len() + self.passed_live
@@ -427,8 +435,10 @@ impl Deadlines {
     /// Whether `passed[i]` is live: its item's link names it.
     fn is_live(&self, i: usize) -> bool {
         let (_, slot) = self.passed[i];
-        let link = self.links[slot as usize];
-        link.filed == PASSED && link.prev == self.sequence(i)
+        // A dead entry may name a slot a purge removed since.
+        self.links
+            .get(slot as usize)
+            .is_some_and(|link| link.filed == PASSED && link.prev == self.sequence(i))
     }
 
     /// Advances `passed_head` past dead entries, and gives back the consumed prefix once it

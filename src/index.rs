@@ -71,6 +71,55 @@ impl SlotIndex {
         self.len += 1;
     }
 
+    /// The bucket holding `slot`, indexed under `hash`.
+    fn position(&self, hash: u64, slot: u32) -> usize {
+        let mask = self.mask;
+        let mut at = hash as usize & mask;
+        loop {
+            let bucket = self.buckets[at];
+            assert!(
+                bucket != EMPTY,
+                "invariant: the slot is indexed under its hash"
+            );
+            if bucket & mask as u32 == slot + 1 {
+                return at;
+            }
+            at = (at + 1) & mask;
+        }
+    }
+
+    /// Removes `slot`, indexed under `hash`. Backward-shift deletion: each later entry of the
+    /// probe run moves into the hole when its home bucket allows, so no tombstone is needed and
+    /// every remaining id stays reachable from its home. `hash_of` gives the hash of any slot
+    /// indexed.
+    pub(crate) fn remove(&mut self, hash: u64, slot: u32, hash_of: impl Fn(u32) -> u64) {
+        let mask = self.mask;
+        let mut hole = self.position(hash, slot);
+        let mut next = (hole + 1) & mask;
+        loop {
+            let bucket = self.buckets[next];
+            if bucket == EMPTY {
+                break;
+            }
+            let home = hash_of((bucket & mask as u32) - 1) as usize & mask;
+            // The entry may move back to the hole unless its home lies after the hole (in
+            // probe order, up to the entry itself).
+            if next.wrapping_sub(home) & mask >= next.wrapping_sub(hole) & mask {
+                self.buckets[hole] = bucket;
+                hole = next;
+            }
+            next = (next + 1) & mask;
+        }
+        self.buckets[hole] = EMPTY;
+        self.len -= 1;
+    }
+
+    /// Points the entry of slot `old`, indexed under `hash`, at slot `new`.
+    pub(crate) fn rename(&mut self, hash: u64, old: u32, new: u32) {
+        let at = self.position(hash, old);
+        self.buckets[at] = self.entry(hash, new);
+    }
+
     fn place(&mut self, entry: u32, hash: u64) {
         let mut at = hash as usize & self.mask;
         while self.buckets[at] != EMPTY {
@@ -114,6 +163,23 @@ mod tests {
             assert_eq!(index.find(hash(slot), |s| s == slot), Some(slot));
         }
         assert_eq!(index.buckets.len(), 2048);
+        // Remove every third slot (the colliding run included), rename a few, look up all.
+        for slot in (0..1000).step_by(3) {
+            index.remove(hash(slot), slot, hash);
+        }
+        for slot in (1..1000).step_by(3) {
+            index.rename(hash(slot), slot, slot + 1000);
+        }
+        for slot in 0..1000 {
+            let want = match slot % 3 {
+                0 => None,
+                1 => Some(slot + 1000),
+                _ => Some(slot),
+            };
+            let found = index.find(hash(slot), |s| s == want.unwrap_or(u32::MAX));
+            assert_eq!(found, want, "slot {slot}");
+        }
+        assert_eq!(index.len, 1000 - 334);
         // Slots 0..1000 fit in 11 bits, so tags keep 21.
         assert_eq!(SlotIndex::tag(u64::MAX, index.mask), !0x7ff);
     }

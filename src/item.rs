@@ -150,22 +150,44 @@ pub(crate) struct Item {
     session: Wide,
 }
 
-/// The text bodies of a table's ids that are not of the minted shape, each stored once.
-pub(crate) type Texts = Vec<Arc<str>>;
+/// The text bodies of a table's ids that are not of the minted shape, each stored once; the
+/// entries of purged items are reused.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Texts {
+    entries: Vec<Arc<str>>,
+    free: Vec<usize>,
+}
+
+impl Texts {
+    fn add(&mut self, text: Arc<str>) -> usize {
+        match self.free.pop() {
+            Some(index) => {
+                self.entries[index] = text;
+                index
+            }
+            None => {
+                self.entries.push(text);
+                self.entries.len() - 1
+            }
+        }
+    }
+
+    fn release(&mut self, index: usize) {
+        self.entries[index] = Arc::from("");
+        self.free.push(index);
+    }
+}
 
 fn pack(packed: Result<Wide, Arc<str>>, texts: &mut Texts) -> (Wide, bool) {
     match packed {
         Ok(value) => (value, false),
-        Err(text) => {
-            texts.push(text);
-            (Wide::of(texts.len() as u128 - 1), true)
-        }
+        Err(text) => (Wide::of(texts.add(text) as u128), true),
     }
 }
 
 fn text_of(texts: &Texts, packed: Wide) -> &Arc<str> {
     // Truncation impossible: the index came from a `usize`.
-    &texts[packed.get() as usize]
+    &texts.entries[packed.get() as usize]
 }
 
 impl Item {
@@ -227,6 +249,16 @@ impl Item {
             SessionId::from_packed(self.session)
         } else {
             SessionId::from_packed_text(Arc::clone(text_of(texts, self.session)))
+        }
+    }
+
+    /// Gives back the item's entries in the text arena, when it is purged.
+    pub(crate) fn release_texts(&self, texts: &mut Texts) {
+        if self.env_and_kinds & ID_IS_TEXT != 0 {
+            texts.release(self.id.get() as usize);
+        }
+        if self.env_and_kinds & SESSION_IS_TEXT != 0 {
+            texts.release(self.session.get() as usize);
         }
     }
 

@@ -34,6 +34,7 @@ use crate::time::Timestamp;
 use crate::workers::Workers;
 
 mod parts;
+mod purge;
 mod validate;
 
 /// A work id as an operation received it: parsed and hashed, or malformed (answered 404 once
@@ -153,7 +154,7 @@ impl LeaseTable {
             environments: Vec::new(),
             work_index: SlotIndex::default(),
             items: Vec::new(),
-            texts: Texts::new(),
+            texts: Texts::default(),
             workers: Workers::default(),
             metadata: HashMap::default(),
             stop_requests: HashMap::default(),

@@ -237,6 +237,16 @@ impl Model {
             }
             Op::Stats { env } => Outcome::Stats(self.stats(env, now)),
             Op::Sweep => Outcome::Swept(self.drain_journal()),
+            Op::Purge { age_ms } => {
+                // Ages are small: no clamping at the ends of time.
+                let before = now - i64::try_from(*age_ms).expect("small") * 1000;
+                let count = self.items.len();
+                self.items.retain(|item| {
+                    !(item.state == WorkState::Stopped
+                        && item.stopped_at.is_some_and(|at| at < before))
+                });
+                Outcome::Purged(count - self.items.len())
+            }
         }
     }
 
@@ -765,6 +775,11 @@ fn run_on<T: Table>(config: ConfigSel, steps: &[Step]) -> Result<(), TestCaseErr
         }
         if let (Op::Create { work, .. }, Outcome::Item(Ok(_))) = (&call, &got) {
             memory.created.insert((*work).to_string());
+        }
+        if let Op::Purge { .. } = call {
+            let kept: BTreeSet<&str> = model.items.iter().map(|item| item.id.as_str()).collect();
+            memory.created.retain(|id| kept.contains(id.as_str()));
+            memory.holders.retain(|id, _| kept.contains(id.as_str()));
         }
         check_step(&table, &model, &mut memory, now, step)?;
     }

@@ -138,6 +138,10 @@ pub(crate) enum Op<E, W, P> {
         env: E,
     },
     Sweep,
+    /// Purge the items stopped more than `age_ms` before now.
+    Purge {
+        age_ms: u64,
+    },
 }
 
 /// A generated operation.
@@ -272,6 +276,7 @@ pub(crate) trait Table: Clone {
     ) -> Result<Updated, Error>;
     fn stats(&mut self, env: &str, now: Timestamp) -> Result<QueueStats, Error>;
     fn sweep(&mut self, now: Timestamp) -> Vec<Transition>;
+    fn purge_stopped(&mut self, before: Timestamp, now: Timestamp) -> usize;
     fn next_wakeup(&self) -> Option<Timestamp>;
     fn validate(&self) -> Result<(), String>;
 }
@@ -356,6 +361,9 @@ macro_rules! forward_table {
             }
             fn sweep(&mut self, now: Timestamp) -> Vec<Transition> {
                 <$table>::sweep(self, now)
+            }
+            fn purge_stopped(&mut self, before: Timestamp, now: Timestamp) -> usize {
+                <$table>::purge_stopped(self, before, now)
             }
             fn next_wakeup(&self) -> Option<Timestamp> {
                 <$table>::next_wakeup(self)
@@ -520,6 +528,7 @@ pub(crate) fn op() -> impl Strategy<Value = Gen> {
             .prop_map(|(env, work, patch)| Op::UpdateMetadata { env, work, patch }),
         1 => env().prop_map(|env| Op::Stats { env }),
         1 => Just(Op::Sweep),
+        1 => prop::sample::select(vec![0u64, 1000, 60_000]).prop_map(|age_ms| Op::Purge { age_ms }),
     ]
 }
 
@@ -649,6 +658,9 @@ impl Seen {
                 self.recent = Some(*work);
             }
             (Op::Create { env, work, .. }, Outcome::Item(Ok(_))) => {
+                // A new item (the first of its id, or one created again after a purge):
+                // its tokens start afresh.
+                self.tokens.remove(*work);
                 self.homes.insert(*work, *env);
                 self.recent = Some(*work);
             }
@@ -788,6 +800,7 @@ impl Gen {
                 env: seen.env(*env, None),
             },
             Self::Sweep => Op::Sweep,
+            Self::Purge { age_ms } => Op::Purge { age_ms: *age_ms },
         }
     }
 }
@@ -905,6 +918,7 @@ pub(crate) enum Outcome {
     Page(Result<PageSnap, Error>),
     Stats(Result<QueueStats, Error>),
     Swept(Vec<TransitionSnap>),
+    Purged(usize),
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -995,6 +1009,13 @@ pub(crate) fn call_table<T: Table>(table: &mut T, call: &Call, now: Timestamp) -
         ),
         Op::Stats { env } => Outcome::Stats(table.stats(env, now)),
         Op::Sweep => Outcome::Swept(table.sweep(now).iter().map(TransitionSnap::of).collect()),
+        Op::Purge { age_ms } => {
+            let age = i64::try_from(*age_ms)
+                .unwrap_or(i64::MAX)
+                .saturating_mul(1000);
+            let before = now.saturating_sub_micros(age);
+            Outcome::Purged(table.purge_stopped(before, now))
+        }
     }
 }
 
