@@ -1110,3 +1110,31 @@ fn max_attempts_stops_an_item_that_lapsed_too_often() {
         server.stderr.lock()
     );
 }
+
+#[test]
+fn keep_stopped_seconds_forgets_stopped_items_and_keeps_the_rest() {
+    let server = Server::start(&["--keep-stopped-seconds", "1"]);
+    let environment = server.environment("self_hosted");
+    let stopped = server.work(&environment);
+    let queued = server.work(&environment);
+    let stop = server.post_with(
+        &work_path(&environment, &format!("/{stopped}/stop")),
+        &[],
+        Some(&json!({"force": true})),
+    );
+    assert_eq!(stop.json["state"], "stopped", "{}", stop.text);
+    let started = Instant::now();
+    let gone = loop {
+        let item = server.get(&work_path(&environment, &format!("/{stopped}")));
+        if item.status == 404 || started.elapsed() > Duration::from_secs(10) {
+            break item;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(gone.status, 404, "{}", gone.text);
+    // Purged after at least the retention, and the queued item is untouched.
+    assert!(started.elapsed() >= Duration::from_millis(900));
+    let kept = server.get(&work_path(&environment, &format!("/{queued}")));
+    assert_eq!(kept.json["state"], "queued", "{}", kept.text);
+    assert!(server.logged("purged 1 stopped item(s)"), "{}", server.stderr.lock());
+}

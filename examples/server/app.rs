@@ -37,6 +37,8 @@ pub(crate) struct Shared {
     pub(crate) schedule: Notify,
     pub(crate) token: String,
     pub(crate) mint: Mint,
+    /// How long stopped items are kept (`--keep-stopped-seconds`); `None`: forever.
+    pub(crate) keep_stopped: Option<Duration>,
     /// The latest instant an id was minted at (Unix µs), so ids keep sorting in creation order
     /// even if the wall clock steps back.
     minted_at: AtomicI64,
@@ -50,6 +52,7 @@ impl Shared {
             schedule: Notify::new(),
             token,
             mint: Mint::new(),
+            keep_stopped: None,
             minted_at: AtomicI64::new(i64::MIN),
         }
     }
@@ -74,6 +77,11 @@ fn now() -> Timestamp {
 }
 
 /// How long from `now` until `at` (zero when it is past).
+/// A duration in whole microseconds, saturated.
+fn micros(duration: Duration) -> i64 {
+    i64::try_from(duration.as_micros()).unwrap_or(i64::MAX)
+}
+
 pub(crate) fn until(at: Timestamp, now: Timestamp) -> Duration {
     let micros = at.unix_micros().saturating_sub(now.unix_micros()).max(0);
     Duration::from_micros(micros.unsigned_abs())
@@ -440,16 +448,40 @@ fn excerpt(text: &str) -> &str {
 /// Expires lapsed leases when they are due, logs each transition, and wakes long polls when
 /// an item is queued again. Sleeps until the table's next wake-up or until an operation may
 /// have moved it.
+///
+/// With `--keep-stopped-seconds`, it also purges the items stopped longer ago than that, every
+/// so often (the retention, at most a minute), so the table's memory follows its live work.
 pub(crate) async fn sweeper(shared: Arc<Shared>) {
+    let purge_every = shared
+        .keep_stopped
+        .map(|keep| keep.clamp(Duration::from_secs(1), Duration::from_secs(60)));
+    let mut last_purge: Option<Timestamp> = None;
     loop {
         let changed = shared.schedule.notified();
         tokio::pin!(changed);
         changed.as_mut().enable();
         let now = now();
-        let (transitions, next) = {
+        let purge_due = purge_every.is_some_and(|every| {
+            last_purge.map_or(true, |at: Timestamp| {
+                now.unix_micros().saturating_sub(at.unix_micros()) >= micros(every)
+            })
+        });
+        let (transitions, next, purged) = {
             let mut table = shared.table.lock();
-            (table.sweep(now), table.next_wakeup())
+            let purged = match shared.keep_stopped {
+                Some(keep) if purge_due => {
+                    Some(table.purge_stopped(now.saturating_sub_micros(micros(keep)), now))
+                }
+                Some(_) | None => None,
+            };
+            (table.sweep(now), table.next_wakeup(), purged)
         };
+        if let Some(purged) = purged {
+            last_purge = Some(now);
+            if purged > 0 {
+                eprintln!("{now} purged {purged} stopped item(s)");
+            }
+        }
         let mut requeued = false;
         for transition in &transitions {
             requeued |= transition.to == WorkState::Queued;
@@ -468,6 +500,7 @@ pub(crate) async fn sweeper(shared: Arc<Shared>) {
         }
         // With nothing scheduled, wait for an operation to say otherwise.
         let wait = next.map_or(Duration::from_secs(3600), |at| until(at, now));
+        let wait = purge_every.map_or(wait, |every| wait.min(every));
         tokio::select! {
             () = &mut changed => {}
             () = tokio::time::sleep(wait) => {}

@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! cargo run --release --example server --features serde -- [--listen ADDR] [--token T]
-//!     [--default-ttl-seconds N] [--max-attempts N]
+//!     [--default-ttl-seconds N] [--max-attempts N] [--keep-stopped-seconds N]
 //! ```
 //!
 //! Routes, under `/api/v1/cloud/environments/{environment_id}/work` and, identically, under
@@ -19,6 +19,7 @@ use std::net::SocketAddr;
 use std::num::NonZeroU32;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use worklease::{Config, LeaseTable, Ttl};
 
@@ -27,13 +28,16 @@ mod edge;
 
 const USAGE: &str = "\
 usage: server [--listen ADDR] [--token T] [--default-ttl-seconds N] [--max-attempts N]
+              [--keep-stopped-seconds N]
 
   --listen ADDR              address to listen on (default 127.0.0.1:8080; port 0 picks one)
   --token T                  the bearer token clients must send (default: $WORKLEASE_TOKEN,
                              else one is generated and printed)
   --default-ttl-seconds N    lease TTL when a heartbeat names none, and of the lease an ack
                              opens: 10 to 600 (default 60)
-  --max-attempts N           stop an item whose lease lapsed N times (default: no limit)";
+  --max-attempts N           stop an item whose lease lapsed N times (default: no limit)
+  --keep-stopped-seconds N   forget items stopped more than N seconds ago (checked every
+                             N seconds, at most every minute; default: keep them all)";
 
 /// The command line, checked.
 #[derive(Debug)]
@@ -41,12 +45,14 @@ struct Options {
     listen: SocketAddr,
     token: Option<String>,
     config: Config,
+    keep_stopped: Option<Duration>,
 }
 
 fn parse_options(args: impl IntoIterator<Item = String>) -> Result<Options, String> {
     let mut listen: SocketAddr = ([127, 0, 0, 1], 8080).into();
     let mut token = None;
     let mut config = Config::default();
+    let mut keep_stopped = None;
     let mut args = args.into_iter();
     while let Some(arg) = args.next() {
         let (flag, inline) = match arg.split_once('=') {
@@ -93,6 +99,13 @@ fn parse_options(args: impl IntoIterator<Item = String>) -> Result<Options, Stri
                     .map_err(|_| format!("--max-attempts: {raw:?} is not a positive number"))?;
                 config.max_attempts = Some(attempts);
             }
+            "--keep-stopped-seconds" => {
+                let raw = value()?;
+                let seconds: u64 = raw.parse().map_err(|_| {
+                    format!("--keep-stopped-seconds: {raw:?} is not a number of seconds")
+                })?;
+                keep_stopped = Some(Duration::from_secs(seconds));
+            }
             _ => return Err(format!("unknown argument {arg:?}")),
         }
     }
@@ -100,6 +113,7 @@ fn parse_options(args: impl IntoIterator<Item = String>) -> Result<Options, Stri
         listen,
         token,
         config,
+        keep_stopped,
     })
 }
 
@@ -160,7 +174,9 @@ async fn serve(options: Options) -> Result<(), String> {
     let address = listener
         .local_addr()
         .map_err(|error| format!("cannot read the bound address: {error}"))?;
-    let shared = Arc::new(app::Shared::new(LeaseTable::new(options.config), token));
+    let mut shared = app::Shared::new(LeaseTable::new(options.config), token);
+    shared.keep_stopped = options.keep_stopped;
+    let shared = Arc::new(shared);
     let sweeper = tokio::spawn(app::sweeper(shared.clone()));
 
     println!("listening on http://{address}");
@@ -183,6 +199,9 @@ async fn serve(options: Options) -> Result<(), String> {
             .max_attempts
             .map_or_else(|| "unlimited".to_owned(), |n| n.to_string())
     );
+    if let Some(keep) = options.keep_stopped {
+        eprintln!("stopped items are forgotten after {} s", keep.as_secs());
+    }
 
     let served = axum::serve(listener, app::router(shared))
         .with_graceful_shutdown(shutdown_signal())
@@ -234,8 +253,10 @@ mod tests {
             "--default-ttl-seconds=30",
             "--max-attempts",
             "3",
+            "--keep-stopped-seconds=86400",
         ])
         .unwrap();
+        assert_eq!(options.keep_stopped, Some(Duration::from_secs(86_400)));
         assert_eq!(options.listen.port(), 0);
         assert_eq!(options.config.default_ttl.seconds(), 30);
         assert_eq!(options.config.ack_ttl.seconds(), 30);
@@ -248,6 +269,7 @@ mod tests {
             &["--default-ttl-seconds", "5"][..],
             &["--default-ttl-seconds", "x"],
             &["--max-attempts", "0"],
+            &["--keep-stopped-seconds", "-1"],
             &["--listen", "nowhere"],
             &["--listen"],
             &["--token", "has space"],
