@@ -1136,5 +1136,9 @@ fn keep_stopped_seconds_forgets_stopped_items_and_keeps_the_rest() {
     assert!(started.elapsed() >= Duration::from_millis(900));
     let kept = server.get(&work_path(&environment, &format!("/{queued}")));
     assert_eq!(kept.json["state"], "queued", "{}", kept.text);
-    assert!(server.logged("purged 1 stopped item(s)"), "{}", server.stderr.lock());
+    assert!(
+        server.logged("purged 1 stopped item(s)"),
+        "{}",
+        server.stderr.lock()
+    );
 }
