@@ -21,7 +21,7 @@ use crate::time::Timestamp;
 const MAX_BODY_LEN: usize = 64;
 
 /// A `u128` as two `u64`s: 8-byte alignment keeps an id at 24 bytes instead of 32 (a `u128`
-/// is 16-aligned), and a work item holds two ids. Field order makes the derived order the
+/// is 16-aligned), and a work item packs two of them. Field order makes the derived order the
 /// number's.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) struct Wide {

@@ -6,11 +6,13 @@
 //! transitions misses none. Orders that reach callers (poll, list, sweep) are defined by ids
 //! and deadlines, never by hash-map iteration, so the per-table random hash seed never shows.
 //!
-//! Representation, chosen for the heartbeat (see the README's Performance section): items in
-//! one vector addressed by a `u32` slot; the work id → slot index stores 8-byte buckets
-//! ([`crate::index`]); ids of the minted shape are `u128`s; times are `i64` microseconds; the
-//! deadline index is a lazy timer wheel ([`crate::deadline`]) where renewing a lease is usually
-//! free. The `*_keyed` operations are the same operations for [`crate::ConcurrentLeaseTable`]'s
+//! Representation, chosen for the heartbeat (see the README's Performance section): 88-byte
+//! items ([`crate::item`]) in one vector addressed by a `u32` slot, with ids packed and rare
+//! data (metadata, stop requests) in side maps by slot; the work id → slot index stores
+//! 4-byte buckets ([`crate::index`]) and is searched by the id's text, never parsing it;
+//! times are `i64` microseconds; the deadline index is a lazy timer wheel
+//! ([`crate::deadline`]) where renewing a lease is usually free. A purge
+//! ([`LeaseTable::purge_stopped`]) moves the last item into each freed slot. The `*_keyed` operations are the same operations for [`crate::ConcurrentLeaseTable`]'s
 //! shards: they take an already hashed id and a `horizon` through which the touched item's own
 //! lapse is applied, and leave other items' lapses to bounded catch-up.
 
@@ -46,7 +48,7 @@ pub(crate) enum Key<'a> {
     Malformed(Excerpt),
 }
 
-/// A work id argument, read without allocating: text is validated in place (a text body is
+/// A work id argument, read without allocating: text is used as received (a text body is
 /// never copied into an `Arc`), a typed id is borrowed.
 pub(crate) enum WorkArg<'a> {
     Text(&'a str),
