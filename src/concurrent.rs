@@ -143,7 +143,7 @@ impl ConcurrentLeaseTable {
     /// Shards of a table built with [`ConcurrentLeaseTable::new`].
     pub const DEFAULT_SHARDS: usize = 64;
     /// Most lapses applied under one lock hold by catch-up and sweeps.
-    pub const CHUNK: usize = 256;
+    pub const CHUNK: usize = 1024;
 
     /// An empty table with [`Self::DEFAULT_SHARDS`] shards.
     pub fn new(config: Config) -> Self {
