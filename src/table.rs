@@ -755,12 +755,19 @@ impl LeaseTable {
     /// Moves an item to `phase`, keeping the queue and deadline indexes in step: every state
     /// change but a heartbeat's renewal goes through here.
     fn set_phase(&mut self, slot: u32, phase: Phase) {
+        self.set_phase_queueing(slot, phase, true);
+    }
+
+    /// [`Self::set_phase`]; with `enter_queue` false, an item that becomes queued is left out
+    /// of its environment's queue index, for a caller that adds a batch of them at once
+    /// ([`Self::requeue`]) before anything reads the queue.
+    fn set_phase_queueing(&mut self, slot: u32, phase: Phase, enter_queue: bool) {
         let item = &mut self.items[slot as usize];
         let old = std::mem::replace(&mut item.phase, phase);
         let env = &mut self.environments[item.env() as usize];
         let was_queued = matches!(old, Phase::Queued { .. });
-        let is_queued = matches!(phase, Phase::Queued { .. });
-        if was_queued || is_queued {
+        let enters_queue = enter_queue && matches!(phase, Phase::Queued { .. });
+        if was_queued || enters_queue {
             let id = item.id(&self.texts);
             match old {
                 Phase::Queued {
@@ -779,13 +786,13 @@ impl LeaseTable {
             match phase {
                 Phase::Queued {
                     delivered_at: None, ..
-                } => {
+                } if enter_queue => {
                     env.undelivered.insert(id);
                 }
                 Phase::Queued {
                     delivered_at: Some(at),
                     ..
-                } => {
+                } if enter_queue => {
                     env.delivered.insert((at, id));
                 }
                 _ => {}
@@ -852,21 +859,18 @@ impl LeaseTable {
             at,
             lapses: item.lapses,
         };
-        match requeued {
+        // An item queued again joins its queue with the caller's batch, by the index of its
+        // transition in the journal.
+        let batched = match requeued {
             Some(requeued) if phase == Phase::NEW => {
-                // What `set_phase` does for leased → queued, but the id joins the queue with
-                // its batch: a leased item is in no queue index, and `at` is its deadline.
                 let index = u32::try_from(self.journal.len())
                     .expect("invariant: fewer than 2^32 lapses between sweeps");
                 requeued.push((item.env(), index));
-                let old = std::mem::replace(&mut item.phase, phase);
-                if let Some(worker) = old.worker() {
-                    self.workers.release(worker);
-                }
-                self.deadlines.unschedule(slot, at);
+                true
             }
-            Some(_) | None => self.set_phase(slot, phase),
-        }
+            Some(_) | None => false,
+        };
+        self.set_phase_queueing(slot, phase, !batched);
         self.journal.push(transition);
     }
 
