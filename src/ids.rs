@@ -287,14 +287,18 @@ impl<'a> WorkKey<'a> {
     /// The id's text, for a 404, built without the formatting machinery.
     pub(crate) fn excerpt(self) -> Excerpt {
         let mut buf = [0; 32];
-        let body = self.text(&mut buf);
-        let prefix = WorkId::PREFIX;
-        let mut text = [0u8; WorkId::PREFIX.len() + MAX_BODY_LEN];
-        let len = prefix.len() + body.len();
-        text[..prefix.len()].copy_from_slice(prefix.as_bytes());
-        text[prefix.len()..len].copy_from_slice(body.as_bytes());
-        Excerpt::new(std::str::from_utf8(&text[..len]).expect("invariant: ids are ASCII"))
+        prefixed_excerpt(WorkId::PREFIX, self.text(&mut buf))
     }
+}
+
+/// The excerpt of `prefix` followed by `body` (at most 64 bytes), assembled on the stack.
+fn prefixed_excerpt(prefix: &str, body: &str) -> Excerpt {
+    const LONGEST_PREFIX: usize = 5;
+    let mut text = [0u8; LONGEST_PREFIX + MAX_BODY_LEN];
+    let len = prefix.len() + body.len();
+    text[..prefix.len()].copy_from_slice(prefix.as_bytes());
+    text[prefix.len()..len].copy_from_slice(body.as_bytes());
+    Excerpt::new(std::str::from_utf8(&text[..len]).expect("invariant: ids are ASCII"))
 }
 
 impl PartialEq for WorkKey<'_> {
@@ -435,12 +439,7 @@ macro_rules! prefixed_id {
             #[allow(dead_code)]
             pub(crate) fn excerpt(&self) -> Excerpt {
                 let mut buf = [0; 32];
-                let body = self.0.text(&mut buf);
-                let mut text = [0u8; $prefix.len() + MAX_BODY_LEN];
-                let len = $prefix.len() + body.len();
-                text[..$prefix.len()].copy_from_slice($prefix.as_bytes());
-                text[$prefix.len()..len].copy_from_slice(body.as_bytes());
-                Excerpt::new(std::str::from_utf8(&text[..len]).expect("invariant: ids are ASCII"))
+                prefixed_excerpt($prefix, self.0.text(&mut buf))
             }
 
             /// The body, borrowed (orders and compares like the id).
