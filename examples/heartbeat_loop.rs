@@ -11,6 +11,10 @@
 //! as a server receives them. Only `run` is counted, so building the table does not show;
 //! instructions per heartbeat are the count divided by the heartbeats.
 
+// This example includes the benchmarks' baseline modules (for their ids, clock and key
+// picker), which are `pub` for that reuse.
+#![allow(missing_docs, unreachable_pub)]
+
 use std::hint::black_box;
 use std::num::NonZeroU64;
 
@@ -18,29 +22,16 @@ use worklease::{
     Config, EnvironmentKind, HeartbeatRequest, LeaseTable, Metadata, Precondition, Timestamp,
 };
 
-const ENV: &str = "env_019e64e01a137caf953ac2ac7b42ec5c";
-const T0: i64 = 1_782_893_700_000_000;
+#[path = "../benches/baselines/mod.rs"]
+mod baselines;
 
-fn work_id(i: u64) -> String {
-    format!(
-        "work_{:032x}",
-        0x019f_3be4_0000_7000_8000_0000_0000_0000 + u128::from(i)
-    )
-}
+use baselines::{work_id, Rng, ENV, T0};
 
 fn request(precondition: Precondition) -> HeartbeatRequest {
     HeartbeatRequest {
         precondition,
         desired_ttl_seconds: NonZeroU64::new(30),
     }
-}
-
-/// xorshift64*, as the benches pick keys.
-fn next(state: &mut u64) -> u64 {
-    *state ^= *state >> 12;
-    *state ^= *state << 25;
-    *state ^= *state >> 27;
-    state.wrapping_mul(0x2545_f491_4f6c_dd1d)
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -76,12 +67,12 @@ fn run(
     heartbeats: u64,
     mode: &str,
 ) -> u64 {
-    let mut rng = 0x9e37_79b9_7f4a_7c15;
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     let stale = Timestamp::from_unix_micros(T0 - 1);
     let mut answered = 0;
     for op in 0..heartbeats {
         let now = Timestamp::from_unix_micros(T0 + 1_000_000 + (op / 16) as i64);
-        let k = ((u128::from(next(&mut rng)) * ids.len() as u128) >> 64) as usize;
+        let k = rng.below(ids.len() as u64) as usize;
         let ok = match mode {
             "hit" => {
                 let reply = table.heartbeat(
