@@ -599,9 +599,9 @@ impl ConcurrentLeaseTable {
     ) -> Result<R, Error> {
         let work = WorkArg::of(work);
         let (shard, key) = match work.key() {
-            Ok((id, text)) => {
+            Ok(id) => {
                 let hash = self.hash(id);
-                (self.shard(hash), Key::Id(id, hash, text))
+                (self.shard(hash), Key::Id(id, hash))
             }
             Err(excerpt) => (&self.shards[0], Key::Malformed(excerpt)),
         };

@@ -258,7 +258,8 @@ impl Hash for Body {
 /// instead of a parse. Hashes and compares exactly like the [`WorkId`] it names.
 #[derive(Clone, Copy)]
 pub(crate) enum WorkKey<'a> {
-    /// The text after `work_`, as received (1–64 bytes).
+    /// A work id as received, prefix included (so a 404 quotes it without rebuilding it);
+    /// its body (after `work_`) is 1–64 bytes.
     Received(&'a str),
     /// A typed id's body.
     Id(BodyRef<'a>),
@@ -270,7 +271,13 @@ impl<'a> WorkKey<'a> {
     pub(crate) fn parse(text: &'a str) -> Option<Self> {
         text.strip_prefix(WorkId::PREFIX)
             .filter(|body| (1..=MAX_BODY_LEN).contains(&body.len()))
-            .map(Self::Received)
+            .map(|_| Self::Received(text))
+    }
+
+    /// The body of a received id.
+    fn received_body(text: &str) -> &str {
+        // `parse` checked the prefix, which is ASCII.
+        &text[WorkId::PREFIX.len()..]
     }
 
     /// The body's text, written into `buf` for a hex id.
@@ -279,15 +286,20 @@ impl<'a> WorkKey<'a> {
         'a: 'b,
     {
         match self {
-            Self::Received(text) => text,
+            Self::Received(text) => Self::received_body(text),
             Self::Id(body) => body.text(buf),
         }
     }
 
     /// The id's text, for a 404, built without the formatting machinery.
     pub(crate) fn excerpt(self) -> Excerpt {
-        let mut buf = [0; 32];
-        prefixed_excerpt(WorkId::PREFIX, self.text(&mut buf))
+        match self {
+            Self::Received(text) => Excerpt::new(text),
+            Self::Id(body) => {
+                let mut buf = [0; 32];
+                prefixed_excerpt(WorkId::PREFIX, body.text(&mut buf))
+            }
+        }
     }
 }
 
@@ -309,7 +321,7 @@ impl PartialEq for WorkKey<'_> {
             // The lookup of a minted id received as text: one encode, one 32-byte compare.
             (Self::Id(BodyRef::Hex(value)), Self::Received(text))
             | (Self::Received(text), Self::Id(BodyRef::Hex(value))) => {
-                is_hex_text_of(text.as_bytes(), value)
+                is_hex_text_of(Self::received_body(text).as_bytes(), value)
             }
             (a, b) => {
                 let (mut left, mut right) = ([0; 32], [0; 32]);
@@ -324,7 +336,7 @@ impl Eq for WorkKey<'_> {}
 impl Hash for WorkKey<'_> {
     fn hash<H: Hasher>(&self, state: &mut H) {
         match self {
-            Self::Received(text) => hash_text(state, text.as_bytes()),
+            Self::Received(text) => hash_text(state, Self::received_body(text).as_bytes()),
             Self::Id(body) => body.hash(state),
         }
     }

@@ -43,8 +43,8 @@ mod validate;
 /// the environment checks pass).
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum Key<'a> {
-    /// The id, its hash, and the text it was given as (a 404 then quotes it as is).
-    Id(WorkKey<'a>, u64, Option<&'a str>),
+    /// The id and its hash.
+    Id(WorkKey<'a>, u64),
     Malformed(Excerpt),
 }
 
@@ -63,13 +63,11 @@ impl<'a> WorkArg<'a> {
         }
     }
 
-    /// The lookup key and the text it was given as, or the malformed text's excerpt.
-    pub(crate) fn key(&self) -> Result<(WorkKey<'_>, Option<&str>), Excerpt> {
+    /// The lookup key, or the malformed text's excerpt.
+    pub(crate) fn key(&self) -> Result<WorkKey<'_>, Excerpt> {
         match self {
-            Self::Text(text) => WorkKey::parse(text)
-                .map(|key| (key, Some(*text)))
-                .ok_or_else(|| Excerpt::new(text)),
-            Self::Id(Ok(id)) => Ok((id.key(), None)),
+            Self::Text(text) => WorkKey::parse(text).ok_or_else(|| Excerpt::new(text)),
+            Self::Id(Ok(id)) => Ok(id.key()),
             Self::Id(Err(excerpt)) => Err(*excerpt),
         }
     }
@@ -447,7 +445,7 @@ impl LeaseTable {
 
     fn key<'a>(&self, work: &'a WorkArg<'_>) -> Key<'a> {
         match work.key() {
-            Ok((id, text)) => Key::Id(id, self.hash(id), text),
+            Ok(id) => Key::Id(id, self.hash(id)),
             Err(excerpt) => Key::Malformed(excerpt),
         }
     }
@@ -732,16 +730,15 @@ impl LeaseTable {
         horizon: Timestamp,
     ) -> Result<u32, Error> {
         let env = self.environment(environment)?;
-        let (id, hash, text) = match key {
-            Key::Id(id, hash, text) => (id, hash, text),
+        let (id, hash) = match key {
+            Key::Id(id, hash) => (id, hash),
             Key::Malformed(id) => return Err(Error::WorkNotFound { id }),
         };
         let slot = match self.find(id, hash) {
             Some(slot) if self.items[slot as usize].env() == env => slot,
             _ => {
-                // The text a caller sent is the id's canonical text (it parsed).
-                let id = text.map_or_else(|| id.excerpt(), Excerpt::new);
-                return Err(Error::WorkNotFound { id });
+                // A key received as text quotes that text back (prefix and body as sent).
+                return Err(Error::WorkNotFound { id: id.excerpt() });
             }
         };
         if let Some(lease) = self.items[slot as usize].phase.lease() {
