@@ -29,6 +29,21 @@ fn session() -> SessionId {
     "sess_01".parse().expect("test input")
 }
 
+/// Creates a queued item for each id, in the order given.
+fn create_all(table: &ConcurrentLeaseTable, ids: impl IntoIterator<Item = u128>) {
+    for id in ids {
+        table
+            .create_work(
+                "env_01",
+                WorkId::from_u128(id),
+                session(),
+                Metadata::new(),
+                at(0),
+            )
+            .expect("test input");
+    }
+}
+
 #[test]
 fn exactly_one_no_heartbeat_claim_wins_a_freshly_acked_item() {
     for round in 0..50 {
@@ -72,18 +87,7 @@ fn exactly_one_no_heartbeat_claim_wins_a_freshly_acked_item() {
 fn polls_hand_out_items_spread_over_shards_in_global_id_order() {
     let table = table_with_env(16);
     // Created out of order, so both shard placement and creation order disagree with id order.
-    let ids: Vec<u128> = (0..200u128).map(|i| (i * 7919) % 200 + 1).collect();
-    for &id in &ids {
-        table
-            .create_work(
-                "env_01",
-                WorkId::from_u128(id),
-                session(),
-                Metadata::new(),
-                at(0),
-            )
-            .expect("test input");
-    }
+    create_all(&table, (0..200u128).map(|i| (i * 7919) % 200 + 1));
     let mut delivered = Vec::new();
     while let Polled::Delivered(item) = table
         .poll("env_01", &PollRequest::default(), at(1))
@@ -99,17 +103,7 @@ fn polls_hand_out_items_spread_over_shards_in_global_id_order() {
 #[test]
 fn concurrent_pollers_never_receive_the_same_item() {
     let table = table_with_env(4);
-    for id in 1..=400u128 {
-        table
-            .create_work(
-                "env_01",
-                WorkId::from_u128(id),
-                session(),
-                Metadata::new(),
-                at(0),
-            )
-            .expect("test input");
-    }
+    create_all(&table, 1..=400u128);
     let received: Vec<Vec<u128>> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..4)
             .map(|_| {
