@@ -38,67 +38,81 @@ fn format(token: Timestamp, out: &mut [u8; 27]) {
     out.copy_from_slice(token.to_rfc3339().as_bytes());
 }
 
+/// The `Leases` methods both tables implement alike, on the table `self.0 $($access)*`
+/// (`.borrow_mut()` for the `RefCell`, nothing for the sharded table).
+macro_rules! common_ops {
+    ($($access:tt)*) => {
+        type Token = Timestamp;
+
+        fn register(&self, env: &str) {
+            let id = env.parse().expect("valid id");
+            self.0 $($access)*
+                .register_environment(id, EnvironmentKind::SelfHosted)
+                .expect("new");
+        }
+
+        fn create(&self, env: &str, work: &str, now: i64) {
+            let session = session_of(work);
+            let id = work.parse().expect("valid id");
+            let now = Timestamp::from_unix_micros(now);
+            self.0 $($access)*
+                .create_work(env, id, session, Metadata::new(), now)
+                .expect("new");
+        }
+
+        fn poll(&self, env: &str, now: i64) -> Option<String> {
+            let now = Timestamp::from_unix_micros(now);
+            match self.0 $($access)*.poll(env, &PollRequest::default(), now) {
+                Ok(Polled::Delivered(item)) => Some(item.id.to_string()),
+                _ => None,
+            }
+        }
+
+        fn ack(&self, env: &str, work: &str, now: i64) -> bool {
+            let now = Timestamp::from_unix_micros(now);
+            self.0 $($access)*.ack(env, work, None, now).is_ok()
+        }
+
+        fn heartbeat(
+            &self,
+            env: &str,
+            work: &str,
+            expected: Option<Timestamp>,
+            ttl: u64,
+            now: i64,
+        ) -> Beat<Timestamp> {
+            let now = Timestamp::from_unix_micros(now);
+            self.0 $($access)*
+                .heartbeat(env, work, request(expected, ttl), now)
+                .map(|beat| beat.last_heartbeat)
+                .map_err(|error| error.status())
+        }
+
+        fn stop(&self, env: &str, work: &str, now: i64) {
+            let now = Timestamp::from_unix_micros(now);
+            let _ = self.0 $($access)*.stop(env, work, StopMode::Force, now);
+        }
+
+        fn parse_token(text: &str) -> Option<Timestamp> {
+            parse(text)
+        }
+
+        fn format_token(token: Timestamp, out: &mut [u8; 27]) {
+            format(token, out);
+        }
+    };
+}
+
 /// The single-threaded table, behind a `RefCell` (no lock).
 pub struct Single(RefCell<LeaseTable>);
 
 impl Leases for Single {
-    type Token = Timestamp;
     const NAME: &'static str = "worklease";
+
+    common_ops!(.borrow_mut());
 
     fn new() -> Self {
         Self(RefCell::new(LeaseTable::new(Config::default())))
-    }
-
-    fn register(&self, env: &str) {
-        let id = env.parse().expect("valid id");
-        self.0
-            .borrow_mut()
-            .register_environment(id, EnvironmentKind::SelfHosted)
-            .expect("new");
-    }
-
-    fn create(&self, env: &str, work: &str, now: i64) {
-        let session = session_of(work);
-        let id = work.parse().expect("valid id");
-        let now = Timestamp::from_unix_micros(now);
-        self.0
-            .borrow_mut()
-            .create_work(env, id, session, Metadata::new(), now)
-            .expect("new");
-    }
-
-    fn poll(&self, env: &str, now: i64) -> Option<String> {
-        let now = Timestamp::from_unix_micros(now);
-        match self.0.borrow_mut().poll(env, &PollRequest::default(), now) {
-            Ok(Polled::Delivered(item)) => Some(item.id.to_string()),
-            _ => None,
-        }
-    }
-
-    fn ack(&self, env: &str, work: &str, now: i64) -> bool {
-        let now = Timestamp::from_unix_micros(now);
-        self.0.borrow_mut().ack(env, work, None, now).is_ok()
-    }
-
-    fn heartbeat(
-        &self,
-        env: &str,
-        work: &str,
-        expected: Option<Timestamp>,
-        ttl: u64,
-        now: i64,
-    ) -> Beat<Timestamp> {
-        let now = Timestamp::from_unix_micros(now);
-        self.0
-            .borrow_mut()
-            .heartbeat(env, work, request(expected, ttl), now)
-            .map(|beat| beat.last_heartbeat)
-            .map_err(|error| error.status())
-    }
-
-    fn stop(&self, env: &str, work: &str, now: i64) {
-        let now = Timestamp::from_unix_micros(now);
-        let _ = self.0.borrow_mut().stop(env, work, StopMode::Force, now);
     }
 
     fn sweep(&self, now: i64) -> (usize, u64) {
@@ -106,74 +120,18 @@ impl Leases for Single {
         let lapses = self.0.borrow_mut().sweep(Timestamp::from_unix_micros(now));
         (lapses.len(), started.elapsed().as_nanos() as u64)
     }
-
-    fn parse_token(text: &str) -> Option<Timestamp> {
-        parse(text)
-    }
-
-    fn format_token(token: Timestamp, out: &mut [u8; 27]) {
-        format(token, out);
-    }
 }
 
 /// The sharded table.
 pub struct Sharded(pub ConcurrentLeaseTable);
 
 impl Leases for Sharded {
-    type Token = Timestamp;
     const NAME: &'static str = "worklease_sharded";
+
+    common_ops!();
 
     fn new() -> Self {
         Self(ConcurrentLeaseTable::new(Config::default()))
-    }
-
-    fn register(&self, env: &str) {
-        let id = env.parse().expect("valid id");
-        self.0
-            .register_environment(id, EnvironmentKind::SelfHosted)
-            .expect("new");
-    }
-
-    fn create(&self, env: &str, work: &str, now: i64) {
-        let session = session_of(work);
-        let id = work.parse().expect("valid id");
-        let now = Timestamp::from_unix_micros(now);
-        self.0
-            .create_work(env, id, session, Metadata::new(), now)
-            .expect("new");
-    }
-
-    fn poll(&self, env: &str, now: i64) -> Option<String> {
-        let now = Timestamp::from_unix_micros(now);
-        match self.0.poll(env, &PollRequest::default(), now) {
-            Ok(Polled::Delivered(item)) => Some(item.id.to_string()),
-            _ => None,
-        }
-    }
-
-    fn ack(&self, env: &str, work: &str, now: i64) -> bool {
-        let now = Timestamp::from_unix_micros(now);
-        self.0.ack(env, work, None, now).is_ok()
-    }
-
-    fn heartbeat(
-        &self,
-        env: &str,
-        work: &str,
-        expected: Option<Timestamp>,
-        ttl: u64,
-        now: i64,
-    ) -> Beat<Timestamp> {
-        let now = Timestamp::from_unix_micros(now);
-        self.0
-            .heartbeat(env, work, request(expected, ttl), now)
-            .map(|beat| beat.last_heartbeat)
-            .map_err(|error| error.status())
-    }
-
-    fn stop(&self, env: &str, work: &str, now: i64) {
-        let now = Timestamp::from_unix_micros(now);
-        let _ = self.0.stop(env, work, StopMode::Force, now);
     }
 
     fn sweep(&self, now: i64) -> (usize, u64) {
@@ -193,13 +151,5 @@ impl Leases for Sharded {
             }
         }
         (lapses.len(), longest)
-    }
-
-    fn parse_token(text: &str) -> Option<Timestamp> {
-        parse(text)
-    }
-
-    fn format_token(token: Timestamp, out: &mut [u8; 27]) {
-        format(token, out);
     }
 }
