@@ -462,15 +462,6 @@ macro_rules! prefixed_id {
 
             /// The id as a table packs it: a minted body's value, or any other body's text.
             #[allow(dead_code)]
-            pub(crate) fn packed(&self) -> Result<Wide, &Arc<str>> {
-                match &self.0 {
-                    Body::Hex(value) => Ok(*value),
-                    Body::Text(text) => Err(text),
-                }
-            }
-
-            /// [`Self::packed`], consuming the id.
-            #[allow(dead_code)]
             pub(crate) fn into_packed(self) -> Result<Wide, Arc<str>> {
                 match self.0 {
                     Body::Hex(value) => Ok(value),
@@ -484,7 +475,7 @@ macro_rules! prefixed_id {
                 Self(Body::Hex(value))
             }
 
-            /// The id of a text body that [`Self::packed`] gave out (so it is canonical).
+            /// The id of a text body that [`Self::into_packed`] gave out (so it is canonical).
             #[allow(dead_code)]
             pub(crate) fn from_packed_text(text: Arc<str>) -> Self {
                 Self(Body::Text(text))

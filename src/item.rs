@@ -200,7 +200,7 @@ impl Item {
         texts: &mut Texts,
     ) -> Self {
         debug_assert!((env as usize) < MAX_ENVIRONMENTS);
-        let (id, id_is_text) = pack(id.packed().map_err(Arc::clone), texts);
+        let (id, id_is_text) = pack(id.clone().into_packed(), texts);
         let (session, session_is_text) = pack(session.into_packed(), texts);
         let kinds = if id_is_text { ID_IS_TEXT } else { 0 }
             | if session_is_text { SESSION_IS_TEXT } else { 0 };
