@@ -557,7 +557,10 @@ impl LeaseTable {
             });
         };
         let latest = item.latest_heartbeat_at();
-        if !request.precondition.holds(latest) {
+        // SPEC §3.3: a stopping item's precondition is not compared, so a worker retrying with
+        // an older token is told to drain rather than that its lease is lost.
+        let compared = !matches!(item.phase, Phase::Stopping { .. });
+        if compared && !request.precondition.holds(latest) {
             return Err(Error::PreconditionFailed {
                 expected: request.precondition,
                 current: LeaseSnapshot {

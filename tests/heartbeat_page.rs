@@ -5,7 +5,8 @@ mod fixture;
 
 use fixture::{Fixture, CLOUD, ENV, SECOND, T0, WORK};
 use worklease::{
-    Error, HeartbeatRequest, LeaseSnapshot, Param, Precondition, Timestamp, Ttl, WorkState,
+    Error, HeartbeatRequest, LeaseSnapshot, Param, Precondition, StopMode, Timestamp, Ttl,
+    WorkState,
 };
 
 fn active(f: &mut Fixture) -> Timestamp {
@@ -200,6 +201,20 @@ fn heartbeat_with_a_stale_token_is_refused_with_412_carrying_the_lease() {
         Some(second.deadline),
         "a refusal renews nothing"
     );
+}
+
+#[test]
+fn a_stale_token_on_a_stopping_item_is_told_to_drain_not_refused() {
+    let mut f = Fixture::new();
+    let first = active(&mut f);
+    f.advance(SECOND);
+    f.heartbeat(WORK, Some(&first.to_string()), None).unwrap();
+    f.stop(WORK, StopMode::Graceful).unwrap();
+    for precondition in [first.to_string(), "NO_HEARTBEAT".to_owned()] {
+        let beat = f.heartbeat(WORK, Some(&precondition), None).unwrap();
+        assert_eq!(beat.state, WorkState::Stopping, "{precondition}");
+        assert!(beat.lease_extended());
+    }
 }
 
 #[test]

@@ -404,6 +404,8 @@ impl Model {
             });
         }
         let holds = match precondition {
+            // SPEC §3.3: not compared on a stopping item.
+            _ if item.state == WorkState::Stopping => true,
             Precondition::Unconditional => true,
             Precondition::NoHeartbeat => item.latest_heartbeat_at.is_none(),
             Precondition::LastHeartbeat(token) => {

@@ -275,6 +275,37 @@ fn heartbeat_on_stopping_renews_the_lease_and_stays_stopping() {
     );
 }
 
+/// SPEC §3.3: on a stopping item the precondition is not compared, whatever it says: the
+/// worker is told to drain, not that its lease is lost.
+#[test]
+fn heartbeat_on_stopping_ignores_every_precondition_and_renews_the_lease() {
+    let mut f = Fixture::new();
+    f.item_in(A, WorkState::Active);
+    let first = f.heartbeat(A, None, None).unwrap().last_heartbeat;
+    f.advance(SECOND);
+    f.heartbeat(A, Some(&first.to_string()), None).unwrap();
+    f.stop(A, StopMode::Graceful).unwrap();
+    let stale = first.to_string();
+    for precondition in [Some(stale.as_str()), Some("NO_HEARTBEAT"), None] {
+        f.advance(SECOND);
+        let beat = f.heartbeat(A, precondition, Some("20")).unwrap();
+        assert_eq!(beat.state, WorkState::Stopping, "{precondition:?}");
+        assert!(beat.last_heartbeat > first);
+        assert_eq!(
+            f.get(A).lease_deadline,
+            Some(f.now.saturating_add_micros(20 * SECOND)),
+            "{precondition:?} moves the deadline"
+        );
+    }
+    f.stop(A, StopMode::Graceful).unwrap();
+    assert_eq!(
+        f.heartbeat(A, Some(&stale), None).unwrap_err(),
+        invalid(Operation::Heartbeat, WorkState::Stopped),
+        "a stopped item still answers 409"
+    );
+    f.check();
+}
+
 #[test]
 fn graceful_stop_on_stopping_confirms_it() {
     let mut f = Fixture::new();
