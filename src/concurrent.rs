@@ -1,5 +1,7 @@
 //! [`ConcurrentLeaseTable`]: the lease table for multi-threaded servers.
 
+use std::sync::atomic::{AtomicI64, Ordering};
+
 use parking_lot::Mutex;
 
 use foldhash::fast::RandomState;
@@ -22,22 +24,11 @@ use crate::time::Timestamp;
 #[derive(Debug)]
 #[repr(align(128))]
 struct Shard {
-    state: Mutex<ShardState>,
+    table: Mutex<LeaseTable>,
 }
 
-#[derive(Debug)]
-struct ShardState {
-    table: LeaseTable,
-    /// The latest `now` this shard saw: lapses at or before it are due.
-    horizon: Timestamp,
-}
-
-impl ShardState {
-    fn advance(&mut self, now: Timestamp) -> Timestamp {
-        self.horizon = self.horizon.max(now);
-        self.horizon
-    }
-}
+/// [`ConcurrentLeaseTable::clock`] before the first changing operation.
+const NO_CLOCK: i64 = i64::MIN;
 
 /// A [`LeaseTable`] for many threads: the same operations on `&self`, sharded by work id.
 ///
@@ -68,10 +59,10 @@ impl ShardState {
 /// - **List and stats** merge per-shard answers: list pages are merged by id and cut to the
 ///   limit; stats add depths and take the lowest-id queued item.
 ///
-/// Each shard keeps the latest `now` it saw. With a clock that only moves forward (or callers
-/// whose requests for one item arrive in order), results equal the single table's. If time
-/// runs backwards across calls, a single-item operation judges lapses by the latest time its
-/// own shard saw, where the single table would use the latest time any call saw.
+/// The table has one clock (SPEC §7.1), an atomic maximum every changing operation moves
+/// before it locks a shard, so every operation runs at the same `max(clock, now)` the single
+/// table would: applied one at a time, the two answer alike, whatever the caller's clock does.
+/// Reads lock shards but change nothing a snapshot holds (SPEC §7.2).
 ///
 /// One bound is looser than [`Self::CHUNK`]: when a chunk reaches a second of the deadline
 /// wheel that was not yet drained, that whole second's leases move into the exact-deadline
@@ -103,6 +94,8 @@ pub struct ConcurrentLeaseTable {
     shards: Box<[Shard]>,
     /// `hash >> shift` is the shard index.
     shift: u32,
+    /// The table's clock in microseconds, [`NO_CLOCK`] before the first changing operation.
+    clock: AtomicI64,
 }
 
 const _: () = {
@@ -114,14 +107,11 @@ const _: () = {
 /// registration does), before any shard is copied.
 impl Clone for ConcurrentLeaseTable {
     fn clone(&self) -> Self {
-        let guards: Vec<_> = self.shards.iter().map(|shard| shard.state.lock()).collect();
+        let guards: Vec<_> = self.shards.iter().map(|shard| shard.table.lock()).collect();
         let shards = guards
             .iter()
-            .map(|state| Shard {
-                state: Mutex::new(ShardState {
-                    table: state.table.clone(),
-                    horizon: state.horizon,
-                }),
+            .map(|table| Shard {
+                table: Mutex::new((*table).clone()),
             })
             .collect();
         Self {
@@ -129,6 +119,7 @@ impl Clone for ConcurrentLeaseTable {
             hasher: self.hasher.clone(),
             shards,
             shift: self.shift,
+            clock: AtomicI64::new(self.clock.load(Ordering::Acquire)),
         }
     }
 }
@@ -164,10 +155,7 @@ impl ConcurrentLeaseTable {
         let hasher = RandomState::default();
         let shards = (0..count)
             .map(|_| Shard {
-                state: Mutex::new(ShardState {
-                    table: LeaseTable::with_hasher(config, hasher.clone()),
-                    horizon: Timestamp::MIN,
-                }),
+                table: Mutex::new(LeaseTable::with_hasher(config, hasher.clone())),
             })
             .collect();
         Self {
@@ -176,7 +164,44 @@ impl ConcurrentLeaseTable {
             shards,
             // count is a power of two ≤ 2^16, so this is 64 - log2(count) ∈ 48..=64.
             shift: 64 - count.trailing_zeros(),
+            clock: AtomicI64::new(NO_CLOCK),
         }
+    }
+
+    /// The table's clock (see [`LeaseTable::clock`]).
+    pub fn clock(&self) -> Option<Timestamp> {
+        match self.clock.load(Ordering::Acquire) {
+            NO_CLOCK => None,
+            micros => Some(Timestamp::from_unix_micros(micros)),
+        }
+    }
+
+    /// Applies a command (see [`LeaseTable::apply`]).
+    ///
+    /// # Errors
+    ///
+    /// The direct method's errors.
+    pub fn apply(&self, stamped: &crate::Stamped) -> Result<crate::Applied, Error> {
+        crate::command::apply_command!(self, stamped)
+    }
+
+    /// Moves the clock to `max(clock, now)` and returns it: the instant a changing operation
+    /// runs at.
+    #[inline]
+    fn tick(&self, now: Timestamp) -> Timestamp {
+        let micros = now.unix_micros();
+        // A load first: a clock already ahead (or equal) needs no write to a shared line.
+        let clock = self.clock.load(Ordering::Acquire);
+        if clock >= micros {
+            return Timestamp::from_unix_micros(clock);
+        }
+        let previous = self.clock.fetch_max(micros, Ordering::AcqRel);
+        Timestamp::from_unix_micros(previous.max(micros))
+    }
+
+    /// `max(clock, now)`: the instant a read answers as of.
+    fn at(&self, now: Timestamp) -> Timestamp {
+        Timestamp::from_unix_micros(self.clock.load(Ordering::Acquire).max(now.unix_micros()))
     }
 
     /// The number of shards.
@@ -191,7 +216,7 @@ impl ConcurrentLeaseTable {
 
     /// How many work items the table holds, in every state.
     pub fn len(&self) -> usize {
-        self.shards.iter().map(|s| s.state.lock().table.len()).sum()
+        self.shards.iter().map(|s| s.table.lock().len()).sum()
     }
 
     /// Whether the table holds no work item.
@@ -209,22 +234,21 @@ impl ConcurrentLeaseTable {
         id: EnvironmentId,
         kind: EnvironmentKind,
     ) -> Result<(), Error> {
-        let mut guards: Vec<_> = self.shards.iter().map(|s| s.state.lock()).collect();
+        let mut guards: Vec<_> = self.shards.iter().map(|s| s.table.lock()).collect();
         let (first, rest) = guards
             .split_first_mut()
             .expect("invariant: at least one shard");
-        if first.table.environment_kind(&id).is_some() {
+        if first.environment_kind(&id).is_some() {
             return Err(Error::AlreadyExists {
                 id: Excerpt::of(&id),
             });
         }
         for guard in rest {
             guard
-                .table
                 .register_environment(id.clone(), kind)
                 .expect("invariant: shards register the same environments");
         }
-        first.table.register_environment(id, kind)
+        first.register_environment(id, kind)
     }
 
     /// The kind of an environment, if it exists.
@@ -232,11 +256,7 @@ impl ConcurrentLeaseTable {
         &self,
         environment: impl AsId<EnvironmentId>,
     ) -> Option<EnvironmentKind> {
-        self.shards[0]
-            .state
-            .lock()
-            .table
-            .environment_kind(environment)
+        self.shards[0].table.lock().environment_kind(environment)
     }
 
     /// Creates a queued work item (see [`LeaseTable::create_work`]).
@@ -252,13 +272,10 @@ impl ConcurrentLeaseTable {
         metadata: Metadata,
         now: impl Into<Timestamp>,
     ) -> Result<WorkItem, Error> {
-        let now = now.into();
+        let now = self.tick(now.into());
         let hash = self.hash(id.key());
-        let mut shard = self.shard(hash).state.lock();
-        shard.advance(now);
-        shard
-            .table
-            .create_keyed(&environment, id, hash, session, metadata, now)
+        let mut shard = self.shard(hash).table.lock();
+        shard.create_keyed(&environment, id, hash, session, metadata, now)
     }
 
     /// Hands out the oldest claimable queued item of the environment, across all shards
@@ -273,12 +290,12 @@ impl ConcurrentLeaseTable {
         request: &PollRequest,
         now: impl Into<Timestamp>,
     ) -> Result<Polled, Error> {
-        let now = now.into();
+        let now = self.tick(now.into());
         let env = {
-            let mut home = self.shards[0].state.lock();
-            let env = home.table.environment(&environment)?;
+            let mut home = self.shards[0].table.lock();
+            let env = home.environment(&environment)?;
             if let Some(worker) = &request.worker {
-                home.table.record_poll(env, worker, now);
+                home.record_poll(env, worker, now);
             }
             env
         };
@@ -296,7 +313,7 @@ impl ConcurrentLeaseTable {
             if caught_up {
                 self.shards
                     .iter()
-                    .for_each(|s| consider(&mut s.state.lock().table));
+                    .for_each(|s| consider(&mut s.table.lock()));
             } else {
                 self.for_each_caught_up(now, consider);
                 caught_up = true;
@@ -305,9 +322,8 @@ impl ConcurrentLeaseTable {
             let hash = self.hash(id.key());
             let delivered = self
                 .shard(hash)
-                .state
-                .lock()
                 .table
+                .lock()
                 .deliver(&id, hash, request, now);
             if let Some(item) = delivered {
                 return Ok(Polled::Delivered(Box::new(item)));
@@ -318,8 +334,7 @@ impl ConcurrentLeaseTable {
             .shards
             .iter()
             .map(|s| {
-                let (reclaim_at, lapse_at) =
-                    s.state.lock().table.next_claimable_parts(env, reclaim);
+                let (reclaim_at, lapse_at) = s.table.lock().next_claimable_parts(env, reclaim);
                 earliest(reclaim_at, lapse_at)
             })
             .fold(None, earliest);
@@ -338,9 +353,9 @@ impl ConcurrentLeaseTable {
         worker: Option<&WorkerId>,
         now: impl Into<Timestamp>,
     ) -> Result<Updated, Error> {
-        let now = now.into();
-        self.with_item(&work, now, |table, key, horizon| {
-            table.ack_keyed(&environment, key, worker, now, horizon)
+        let now = self.tick(now.into());
+        self.with_item(&work, |table, key| {
+            table.ack_keyed(&environment, key, worker, now, now)
         })
     }
 
@@ -356,9 +371,9 @@ impl ConcurrentLeaseTable {
         request: HeartbeatRequest,
         now: impl Into<Timestamp>,
     ) -> Result<Heartbeat, Error> {
-        let now = now.into();
-        self.with_item(&work, now, |table, key, horizon| {
-            table.heartbeat_keyed(&environment, key, request, now, horizon)
+        let now = self.tick(now.into());
+        self.with_item(&work, |table, key| {
+            table.heartbeat_keyed(&environment, key, request, now, now)
         })
     }
 
@@ -374,9 +389,9 @@ impl ConcurrentLeaseTable {
         mode: StopMode,
         now: impl Into<Timestamp>,
     ) -> Result<Updated, Error> {
-        let now = now.into();
-        self.with_item(&work, now, |table, key, horizon| {
-            table.stop_keyed(&environment, key, mode, now, horizon)
+        let now = self.tick(now.into());
+        self.with_item(&work, |table, key| {
+            table.stop_keyed(&environment, key, mode, now, now)
         })
     }
 
@@ -391,9 +406,8 @@ impl ConcurrentLeaseTable {
         work: impl AsId<WorkId>,
         now: impl Into<Timestamp>,
     ) -> Result<WorkItem, Error> {
-        self.with_item(&work, now.into(), |table, key, horizon| {
-            table.get_keyed(&environment, key, horizon)
-        })
+        let at = self.at(now.into());
+        self.with_item(&work, |table, key| table.get_keyed(&environment, key, at))
     }
 
     /// A page of an environment's items in ascending id order, merged across shards (see
@@ -408,20 +422,16 @@ impl ConcurrentLeaseTable {
         request: &ListRequest,
         now: impl Into<Timestamp>,
     ) -> Result<Page, Error> {
-        let now = now.into();
-        let env = self.shards[0]
-            .state
-            .lock()
-            .table
-            .environment(&environment)?;
+        let at = self.at(now.into());
+        let env = self.shards[0].table.lock().environment(&environment)?;
         let limit = request.limit.clamp(1, ListRequest::MAX_LIMIT);
         let mut data = Vec::new();
         let mut has_more = false;
-        self.for_each_caught_up(now, |table| {
-            let (items, more) = table.list_in(env, request);
+        for shard in self.shards.iter() {
+            let (items, more) = shard.table.lock().list_in(env, request, at);
             data.extend(items);
             has_more |= more;
-        });
+        }
         data.sort_unstable_by(|a, b| a.id.cmp(&b.id));
         has_more |= data.len() > limit;
         let forward = !matches!(request.cursor, Cursor::Before(_));
@@ -445,8 +455,9 @@ impl ConcurrentLeaseTable {
         patch: &MetadataPatch,
         now: impl Into<Timestamp>,
     ) -> Result<Updated, Error> {
-        self.with_item(&work, now.into(), |table, key, horizon| {
-            table.update_metadata_keyed(&environment, key, patch, horizon)
+        let now = self.tick(now.into());
+        self.with_item(&work, |table, key| {
+            table.update_metadata_keyed(&environment, key, patch, now)
         })
     }
 
@@ -460,11 +471,11 @@ impl ConcurrentLeaseTable {
         environment: impl AsId<EnvironmentId>,
         now: impl Into<Timestamp>,
     ) -> Result<QueueStats, Error> {
-        let now = now.into();
+        let now = self.at(now.into());
         let (env, workers_polling) = {
-            let mut home = self.shards[0].state.lock();
-            let env = home.table.environment(&environment)?;
-            (env, home.table.forget_pollers(env, now))
+            let home = self.shards[0].table.lock();
+            let env = home.environment(&environment)?;
+            (env, home.pollers(env, now))
         };
         let mut stats = QueueStats {
             depth: 0,
@@ -473,8 +484,8 @@ impl ConcurrentLeaseTable {
             workers_polling,
         };
         let mut oldest: Option<(WorkId, Timestamp)> = None;
-        self.for_each_caught_up(now, |table| {
-            let part = table.stats_part(env, now);
+        for shard in self.shards.iter() {
+            let part = shard.table.lock().stats_part(env, now);
             stats.depth += part.depth;
             stats.pending += part.pending;
             if let Some(candidate) = part.oldest {
@@ -482,7 +493,7 @@ impl ConcurrentLeaseTable {
                     oldest = Some(candidate);
                 }
             }
-        });
+        }
         stats.oldest_queued_at = oldest.map(|(_, at)| at);
         Ok(stats)
     }
@@ -493,7 +504,8 @@ impl ConcurrentLeaseTable {
     pub fn purge_stopped(&self, before: impl Into<Timestamp>, now: impl Into<Timestamp>) -> usize {
         let before = before.into();
         let mut purged = 0;
-        self.for_each_caught_up(now.into(), |table| purged += table.purge_stopped_in(before));
+        let now = self.tick(now.into());
+        self.for_each_caught_up(now, |table| purged += table.purge_stopped_in(before));
         purged
     }
 
@@ -501,11 +513,10 @@ impl ConcurrentLeaseTable {
     /// ascending `(at, work_id)` order (as [`LeaseTable::sweep`]). Works shard by shard, at
     /// most [`Self::CHUNK`] lapses per lock hold.
     pub fn sweep(&self, now: impl Into<Timestamp>) -> Vec<Transition> {
-        let now = now.into();
-        let horizon = self.horizon(now);
+        let now = self.tick(now.into());
         let mut lapses = Vec::new();
         for shard in 0..self.shards.len() {
-            while !self.sweep_chunk(shard, horizon, Self::CHUNK, &mut lapses) {}
+            while !self.sweep_chunk(shard, now, Self::CHUNK, &mut lapses) {}
         }
         sort_transitions(&mut lapses);
         lapses
@@ -539,10 +550,10 @@ impl ConcurrentLeaseTable {
         lapses: &mut Vec<Transition>,
     ) -> bool {
         let (done, journal) = {
-            let mut state = self.shards[shard].state.lock();
-            let horizon = state.advance(now.into());
-            let done = state.table.expire_some(horizon, budget);
-            (done, state.table.take_journal())
+            let now = self.tick(now.into());
+            let mut table = self.shards[shard].table.lock();
+            let done = table.expire_some(now, budget);
+            (done, table.take_journal())
         };
         // Outside the lock: growing a large `lapses` may copy it.
         lapses.extend(journal);
@@ -559,7 +570,7 @@ impl ConcurrentLeaseTable {
     pub fn next_wakeup(&self) -> Option<Timestamp> {
         self.shards
             .iter()
-            .map(|s| s.state.lock().table.next_wakeup())
+            .map(|s| s.table.lock().next_wakeup())
             .fold(None, earliest)
     }
 
@@ -570,9 +581,9 @@ impl ConcurrentLeaseTable {
     /// A description of the first broken invariant.
     pub fn validate(&self) -> Result<(), String> {
         for (index, shard) in self.shards.iter().enumerate() {
-            let state = shard.state.lock();
-            state
+            shard
                 .table
+                .lock()
                 .validate()
                 .map_err(|e| format!("shard {index}: {e}"))?;
         }
@@ -589,13 +600,12 @@ impl ConcurrentLeaseTable {
         &self.shards[index]
     }
 
-    /// Runs `f` on the shard of `work`, with the item's key and the shard's lapse horizon.
-    /// A malformed id goes to shard 0, which checks the environment and answers 404.
+    /// Runs `f` on the shard of `work`, with the item's key. A malformed id goes to shard 0,
+    /// which checks the environment and answers 404.
     fn with_item<R>(
         &self,
         work: &impl AsId<WorkId>,
-        now: Timestamp,
-        f: impl FnOnce(&mut LeaseTable, Key<'_>, Timestamp) -> Result<R, Error>,
+        f: impl FnOnce(&mut LeaseTable, Key<'_>) -> Result<R, Error>,
     ) -> Result<R, Error> {
         let work = WorkArg::of(work);
         let (shard, key) = match work.key() {
@@ -605,30 +615,17 @@ impl ConcurrentLeaseTable {
             }
             Err(excerpt) => (&self.shards[0], Key::Malformed(excerpt)),
         };
-        let mut state = shard.state.lock();
-        let horizon = state.advance(now);
-        f(&mut state.table, key, horizon)
+        f(&mut shard.table.lock(), key)
     }
 
-    /// The latest `now` any shard saw, or `now`.
-    fn horizon(&self, now: Timestamp) -> Timestamp {
-        self.shards
-            .iter()
-            .map(|s| s.state.lock().horizon)
-            .fold(now, Timestamp::max)
-    }
-
-    /// Visits every shard once it has no lapse due, applying due lapses at most
+    /// Visits every shard once it has no lapse due at `now`, applying due lapses at most
     /// [`Self::CHUNK`] per lock hold first; `f` runs under the same hold as the last chunk.
-    /// The horizon is the latest `now` seen so far on the way (see the type's documentation).
     fn for_each_caught_up(&self, now: Timestamp, mut f: impl FnMut(&mut LeaseTable)) {
-        let mut horizon = now;
         for shard in self.shards.iter() {
             loop {
-                let mut state = shard.state.lock();
-                horizon = state.advance(horizon);
-                if state.table.expire_some(horizon, Self::CHUNK) {
-                    f(&mut state.table);
+                let mut table = shard.table.lock();
+                if table.expire_some(now, Self::CHUNK) {
+                    f(&mut table);
                     break;
                 }
             }

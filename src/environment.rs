@@ -152,6 +152,16 @@ impl Environment {
         self.forget_pollers_before(now);
     }
 
+    /// How many workers polled less than 30 s before `at`, dropping none.
+    pub(crate) fn pollers_at(&self, at: Timestamp) -> usize {
+        let horizon = at.saturating_sub_micros(POLLING_WINDOW_MICROS);
+        self.polls
+            .iter()
+            .rev()
+            .take_while(|(polled, _)| *polled > horizon)
+            .count()
+    }
+
     /// Drops workers whose last poll is 30 s or more before `now`; returns how many remain.
     pub(crate) fn forget_pollers_before(&mut self, now: Timestamp) -> usize {
         let horizon = now.saturating_sub_micros(POLLING_WINDOW_MICROS);

@@ -93,6 +93,8 @@ pub struct Heartbeat {
     pub ttl_clamped: bool,
     /// When the lease lapses unless renewed: `last_heartbeat + ttl`.
     pub deadline: Timestamp,
+    /// The lease's fencing epoch (SPEC §7.5): the item's ack count.
+    pub lease_epoch: u32,
 }
 
 impl Heartbeat {
@@ -113,6 +115,8 @@ pub struct LeaseSnapshot {
     pub ttl: Ttl,
     /// When the lease lapses.
     pub deadline: Timestamp,
+    /// The lease's fencing epoch (SPEC §7.5).
+    pub lease_epoch: u32,
 }
 
 impl LeaseSnapshot {

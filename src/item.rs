@@ -1,6 +1,7 @@
 //! A work item: its stored form (state with per-state data) and the owned views the table
 //! hands out.
 
+use std::num::NonZeroU32;
 use std::sync::Arc;
 
 use crate::ids::{BodyRef, EnvironmentId, SessionId, Wide, WorkId, WorkKey};
@@ -50,8 +51,14 @@ pub(crate) enum Phase {
         holder: Option<WorkerRef>,
         beaten: bool,
     },
-    /// `at` is `stopped_at`.
-    Stopped { at: Timestamp, beaten: bool },
+    /// `at` is `stopped_at`. `from_lease`: the item stopped while leased (a stop, or its
+    /// stopping lease lapsing), so its last lease is one [`Item::lease_epoch`] counts beyond
+    /// its lapses.
+    Stopped {
+        at: Timestamp,
+        beaten: bool,
+        from_lease: bool,
+    },
 }
 
 impl Phase {
@@ -262,6 +269,51 @@ impl Item {
         }
     }
 
+    /// SPEC §5 on the item's own fields: counts a lapse of a starting or active lease, clears
+    /// what a new attempt starts without, and returns the phase the lapse at `at` leads to.
+    /// The caller installs it (the table with its indexes, a read on a copy).
+    pub(crate) fn lapse(&mut self, at: Timestamp, max_attempts: Option<NonZeroU32>) -> Phase {
+        let beaten = self.phase.beaten();
+        match self.phase {
+            Phase::Starting { .. } | Phase::Active { .. } => {
+                self.lapses = self.lapses.saturating_add(1);
+                if max_attempts.is_some_and(|max| self.lapses >= max.get()) {
+                    // Out of attempts: the last attempt's times stay, for the post-mortem.
+                    Phase::Stopped {
+                        at,
+                        beaten,
+                        from_lease: false,
+                    }
+                } else {
+                    // Queued again: the next attempt starts from a clean slate.
+                    self.acknowledged_at = None;
+                    self.started_at = None;
+                    Phase::NEW
+                }
+            }
+            Phase::Stopping { .. } => Phase::Stopped {
+                at,
+                beaten,
+                from_lease: true,
+            },
+            Phase::Queued { .. } | Phase::Stopped { .. } => {
+                unreachable!("invariant: only leased items have deadlines")
+            }
+        }
+    }
+
+    /// SPEC §7.5's fencing epoch: how many leases the item was given, which is how many acks
+    /// opened one. Derived, not stored (the item keeps its 88 bytes): every lease ends by a
+    /// counted lapse, or is the current one, or the one the item stopped in.
+    pub(crate) fn lease_epoch(&self) -> u32 {
+        let current = match self.phase {
+            Phase::Starting { .. } | Phase::Active { .. } | Phase::Stopping { .. } => true,
+            Phase::Stopped { from_lease, .. } => from_lease,
+            Phase::Queued { .. } => false,
+        };
+        self.lapses.saturating_add(u32::from(current))
+    }
+
     /// `latest_heartbeat_at`: the last token, while the lease (or, once stopped, the last
     /// one) had a heartbeat — a heartbeat sets both, and nothing else issues tokens.
     pub(crate) fn latest_heartbeat_at(&self) -> Option<Timestamp> {
@@ -302,6 +354,10 @@ pub struct WorkItem {
     pub metadata: Metadata,
     /// How many leases of this item lapsed (SPEC §5's attempt counter).
     pub lapses: u32,
+    /// `lease_epoch` (SPEC §7.5): 0 until the first ack, then incremented by every ack. A
+    /// store downstream that keeps the highest epoch it saw per item can refuse writes from a
+    /// holder whose lease was taken over.
+    pub lease_epoch: u32,
     /// When the lease lapses, for starting, active and stopping items.
     pub lease_deadline: Option<Timestamp>,
     /// The lease's length, for starting, active and stopping items.
@@ -350,6 +406,7 @@ impl WorkItem {
             stopped_at,
             metadata: context.metadata.cloned().unwrap_or_default(),
             lapses: item.lapses,
+            lease_epoch: item.lease_epoch(),
             lease_deadline: lease.map(|l| l.deadline),
             lease_ttl: lease.map(|l| l.ttl),
             delivered_at,

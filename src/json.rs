@@ -106,7 +106,7 @@ pub struct Work<'a>(pub &'a WorkItem);
 impl Serialize for Work<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let item = self.0;
-        let mut work = serializer.serialize_struct("work", 12)?;
+        let mut work = serializer.serialize_struct("work", 13)?;
         work.serialize_field("id", &Text(&item.id))?;
         work.serialize_field("type", "work")?;
         work.serialize_field("environment_id", &Text(&item.environment_id))?;
@@ -119,6 +119,8 @@ impl Serialize for Work<'_> {
         work.serialize_field("stop_requested_at", &Instant(item.stop_requested_at))?;
         work.serialize_field("stopped_at", &Instant(item.stopped_at))?;
         work.serialize_field("metadata", &MetadataMap(&item.metadata))?;
+        // SPEC §7.5: an added field; the documented ones above are unchanged.
+        work.serialize_field("lease_epoch", &item.lease_epoch)?;
         work.end()
     }
 }
@@ -130,12 +132,13 @@ pub struct WorkHeartbeat<'a>(pub &'a Heartbeat);
 impl Serialize for WorkHeartbeat<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let beat = self.0;
-        let mut object = serializer.serialize_struct("work_heartbeat", 5)?;
+        let mut object = serializer.serialize_struct("work_heartbeat", 6)?;
         object.serialize_field("type", "work_heartbeat")?;
         object.serialize_field("last_heartbeat", &Instant(Some(beat.last_heartbeat)))?;
         object.serialize_field("lease_extended", &beat.lease_extended())?;
         object.serialize_field("state", beat.state.as_str())?;
         object.serialize_field("ttl_seconds", &beat.ttl.seconds())?;
+        object.serialize_field("lease_epoch", &beat.lease_epoch)?;
         object.end()
     }
 }
@@ -147,11 +150,12 @@ pub struct CurrentState<'a>(pub &'a LeaseSnapshot);
 impl Serialize for CurrentState<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let lease = self.0;
-        let mut object = serializer.serialize_struct("current_state", 4)?;
+        let mut object = serializer.serialize_struct("current_state", 5)?;
         object.serialize_field("last_heartbeat", &Instant(lease.last_heartbeat))?;
         object.serialize_field("state", lease.state.as_str())?;
         object.serialize_field("ttl_seconds", &lease.ttl.seconds())?;
         object.serialize_field("lease_extended", &lease.lease_extended())?;
+        object.serialize_field("lease_epoch", &lease.lease_epoch)?;
         object.end()
     }
 }
@@ -501,10 +505,11 @@ mod tests {
             state: WorkState::Starting,
             ttl: Ttl::DEFAULT,
             deadline: Timestamp::from_unix_micros(T0),
+            lease_epoch: 1,
         };
         assert_eq!(
             to_json(CurrentState(&lease)),
-            json!({"last_heartbeat": null, "state": "starting", "ttl_seconds": 60, "lease_extended": false})
+            json!({"last_heartbeat": null, "state": "starting", "ttl_seconds": 60, "lease_extended": false, "lease_epoch": 1})
         );
     }
 
@@ -528,7 +533,7 @@ mod tests {
 
     #[test]
     fn stats_render_the_documented_object() {
-        let (mut table, item) = table_with_item();
+        let (table, item) = table_with_item();
         let now = Timestamp::from_unix_micros(T0);
         let stats = table.stats(&item.environment_id, now).unwrap();
         assert_eq!(

@@ -4,6 +4,7 @@
 // Library code states the invariant behind every unwrap (`expect`); tests and examples may not.
 #![warn(clippy::unwrap_used)]
 
+mod command;
 mod concurrent;
 mod deadline;
 mod environment;
@@ -23,6 +24,7 @@ mod time;
 mod ttl;
 mod workers;
 
+pub use command::{Applied, Command, Stamped};
 pub use concurrent::ConcurrentLeaseTable;
 pub use environment::EnvironmentKind;
 pub use error::{Error, Excerpt, Param};

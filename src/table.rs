@@ -130,6 +130,8 @@ pub struct LeaseTable {
     deadlines: Deadlines,
     /// Lapses applied since the last sweep.
     journal: Vec<Transition>,
+    /// The latest `now` a changing operation ran at (SPEC §7.1).
+    clock: Option<Timestamp>,
 }
 
 impl Default for LeaseTable {
@@ -160,12 +162,64 @@ impl LeaseTable {
             stop_requests: HashMap::default(),
             deadlines: Deadlines::new(),
             journal: Vec::new(),
+            clock: None,
         }
     }
 
     /// The table's settings.
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// The table's clock: the latest `now` a changing operation was given, `None` before the
+    /// first (SPEC §7.1). Changing operations run at `max(clock, now)`, so the table's time
+    /// never goes backwards however the caller's clock wanders; reads never move it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use worklease::*;
+    ///
+    /// let mut table = LeaseTable::new(Config::default());
+    /// let (t0, t1) = (Timestamp::from_unix_micros(2_000_000), Timestamp::from_unix_micros(1_000_000));
+    /// assert_eq!(table.clock(), None);
+    /// table.sweep(t0);
+    /// table.sweep(t1); // earlier: runs at t0
+    /// assert_eq!(table.clock(), Some(t0));
+    /// ```
+    pub fn clock(&self) -> Option<Timestamp> {
+        self.clock
+    }
+
+    /// Moves the clock to `max(clock, now)` and returns it: the instant a changing operation
+    /// runs at.
+    #[inline]
+    pub(crate) fn tick(&mut self, now: Timestamp) -> Timestamp {
+        let at = self.at(now);
+        self.clock = Some(at);
+        at
+    }
+
+    /// `max(clock, now)`: the instant a read answers as of.
+    #[inline]
+    pub(crate) fn at(&self, now: Timestamp) -> Timestamp {
+        match self.clock {
+            Some(clock) if clock > now => clock,
+            Some(_) | None => now,
+        }
+    }
+
+    /// Applies a command: exactly what the direct method it names answers (SPEC §7.3).
+    ///
+    /// # Errors
+    ///
+    /// The direct method's errors.
+    ///
+    /// # Examples
+    ///
+    /// See [`Command`](crate::Command).
+    pub fn apply(&mut self, stamped: &crate::Stamped) -> Result<crate::Applied, Error> {
+        crate::command::apply_command!(self, stamped)
     }
 
     /// How many work items the table holds, in every state.
@@ -227,7 +281,7 @@ impl LeaseTable {
         metadata: Metadata,
         now: impl Into<Timestamp>,
     ) -> Result<WorkItem, Error> {
-        let now = now.into();
+        let now = self.tick(now.into());
         self.expire_due(now);
         let hash = self.hash(id.key());
         self.create_keyed(&environment, id, hash, session, metadata, now)
@@ -244,7 +298,7 @@ impl LeaseTable {
         request: &PollRequest,
         now: impl Into<Timestamp>,
     ) -> Result<Polled, Error> {
-        let now = now.into();
+        let now = self.tick(now.into());
         self.expire_due(now);
         let env = self.environment(&environment)?;
         if let Some(worker) = &request.worker {
@@ -281,7 +335,7 @@ impl LeaseTable {
         worker: Option<&WorkerId>,
         now: impl Into<Timestamp>,
     ) -> Result<Updated, Error> {
-        let now = now.into();
+        let now = self.tick(now.into());
         self.expire_due(now);
         let work = WorkArg::of(&work);
         self.ack_keyed(&environment, self.key(&work), worker, now, now)
@@ -307,7 +361,7 @@ impl LeaseTable {
         request: HeartbeatRequest,
         now: impl Into<Timestamp>,
     ) -> Result<Heartbeat, Error> {
-        let now = now.into();
+        let now = self.tick(now.into());
         self.expire_due(now);
         let work = WorkArg::of(&work);
         self.heartbeat_keyed(&environment, self.key(&work), request, now, now)
@@ -326,43 +380,42 @@ impl LeaseTable {
         mode: StopMode,
         now: impl Into<Timestamp>,
     ) -> Result<Updated, Error> {
-        let now = now.into();
+        let now = self.tick(now.into());
         self.expire_due(now);
         let work = WorkArg::of(&work);
         self.stop_keyed(&environment, self.key(&work), mode, now, now)
     }
 
-    /// One item.
+    /// One item, as of `max(clock, now)`: a lease past due then is shown as its lapse would
+    /// leave the item, though only changing operations apply lapses (SPEC §7.2).
     ///
     /// # Errors
     ///
     /// 404/400 for the environment, 404 for the item.
     pub fn get(
-        &mut self,
+        &self,
         environment: impl AsId<EnvironmentId>,
         work: impl AsId<WorkId>,
         now: impl Into<Timestamp>,
     ) -> Result<WorkItem, Error> {
-        let now = now.into();
-        self.expire_due(now);
         let work = WorkArg::of(&work);
-        self.get_keyed(&environment, self.key(&work), now)
+        self.get_keyed(&environment, self.key(&work), self.at(now.into()))
     }
 
-    /// A page of an environment's items in ascending id order, every state (SPEC §3.5).
+    /// A page of an environment's items in ascending id order, every state (SPEC §3.5), as
+    /// of `max(clock, now)` (see [`Self::get`]).
     ///
     /// # Errors
     ///
     /// 404/400 for the environment.
     pub fn list(
-        &mut self,
+        &self,
         environment: impl AsId<EnvironmentId>,
         request: &ListRequest,
         now: impl Into<Timestamp>,
     ) -> Result<Page, Error> {
-        self.expire_due(now.into());
         let env = self.environment(&environment)?;
-        let (data, has_more) = self.list_in(env, request);
+        let (data, has_more) = self.list_in(env, request, self.at(now.into()));
         let forward = !matches!(request.cursor, Cursor::Before(_));
         Ok(Page::of(data, has_more, forward))
     }
@@ -380,26 +433,26 @@ impl LeaseTable {
         patch: &MetadataPatch,
         now: impl Into<Timestamp>,
     ) -> Result<Updated, Error> {
-        let now = now.into();
+        let now = self.tick(now.into());
         self.expire_due(now);
         let work = WorkArg::of(&work);
         self.update_metadata_keyed(&environment, self.key(&work), patch, now)
     }
 
-    /// An environment's queue statistics, with the configured reclaim window.
+    /// An environment's queue statistics, with the configured reclaim window, as of
+    /// `max(clock, now)` (see [`Self::get`]).
     ///
     /// # Errors
     ///
     /// 404/400 for the environment.
     pub fn stats(
-        &mut self,
+        &self,
         environment: impl AsId<EnvironmentId>,
         now: impl Into<Timestamp>,
     ) -> Result<QueueStats, Error> {
-        let now = now.into();
-        self.expire_due(now);
+        let now = self.at(now.into());
         let env = self.environment(&environment)?;
-        let workers_polling = self.forget_pollers(env, now);
+        let workers_polling = self.pollers(env, now);
         let part = self.stats_part(env, now);
         Ok(QueueStats {
             depth: part.depth,
@@ -414,7 +467,8 @@ impl LeaseTable {
     /// `(at, work_id)`. The order does not depend on when each lapse was noticed, so a
     /// [`crate::ConcurrentLeaseTable`] returns the same list.
     pub fn sweep(&mut self, now: impl Into<Timestamp>) -> Vec<Transition> {
-        self.expire_due(now.into());
+        let now = self.tick(now.into());
+        self.expire_due(now);
         let mut lapses = self.take_journal();
         sort_transitions(&mut lapses);
         lapses
@@ -568,6 +622,7 @@ impl LeaseTable {
                     state,
                     ttl: lease.ttl,
                     deadline: lease.deadline,
+                    lease_epoch: item.lease_epoch(),
                 },
             });
         }
@@ -602,6 +657,7 @@ impl LeaseTable {
             phase @ (Phase::Queued { .. } | Phase::Stopped { .. }) => phase,
         };
         let state = item.phase.state();
+        let lease_epoch = item.lease_epoch();
         self.deadlines.reschedule(slot, lease.deadline, deadline);
         Ok(Heartbeat {
             last_heartbeat: token,
@@ -609,6 +665,7 @@ impl LeaseTable {
             ttl,
             ttl_clamped,
             deadline,
+            lease_epoch,
         })
     }
 
@@ -661,7 +718,11 @@ impl LeaseTable {
                 | Phase::Active { .. }
                 | Phase::Stopping { .. },
                 StopMode::Force,
-            ) => Phase::Stopped { at: now, beaten },
+            ) => Phase::Stopped {
+                at: now,
+                beaten,
+                from_lease: item.phase.lease().is_some(),
+            },
         };
         self.set_phase(slot, phase);
         Ok(Updated {
@@ -670,14 +731,15 @@ impl LeaseTable {
         })
     }
 
+    /// The item as of `at`, changing nothing.
     pub(crate) fn get_keyed(
-        &mut self,
+        &self,
         environment: &impl AsId<EnvironmentId>,
         key: Key<'_>,
-        horizon: Timestamp,
+        at: Timestamp,
     ) -> Result<WorkItem, Error> {
-        let slot = self.locate(environment, key, horizon)?;
-        Ok(self.view(slot))
+        let slot = self.find_in(environment, key)?;
+        Ok(self.view_at(slot, at))
     }
 
     pub(crate) fn update_metadata_keyed(
@@ -702,8 +764,26 @@ impl LeaseTable {
 
     // ---- internals ----
 
-    fn view(&self, slot: u32) -> WorkItem {
+    /// The item as of `at`: as its lapse would leave it when its lease is past due then
+    /// (SPEC §7.2), changing nothing.
+    pub(crate) fn view_at(&self, slot: u32, at: Timestamp) -> WorkItem {
         let item = &self.items[slot as usize];
+        match item.phase.lease() {
+            Some(lease) if lease.deadline <= at => {
+                let mut lapsed = item.clone();
+                lapsed.phase = lapsed.lapse(lease.deadline, self.config.max_attempts);
+                self.render(&lapsed, slot)
+            }
+            Some(_) | None => self.view(slot),
+        }
+    }
+
+    fn view(&self, slot: u32) -> WorkItem {
+        self.render(&self.items[slot as usize], slot)
+    }
+
+    /// `item` (slot `slot`'s, or a changed copy of it) with the table's side data for it.
+    fn render(&self, item: &Item, slot: u32) -> WorkItem {
         let context = ItemContext {
             environment_id: &self.environments[item.env() as usize].id,
             texts: &self.texts,
@@ -732,6 +812,17 @@ impl LeaseTable {
         key: Key<'_>,
         horizon: Timestamp,
     ) -> Result<u32, Error> {
+        let slot = self.find_in(environment, key)?;
+        if let Some(lease) = self.items[slot as usize].phase.lease() {
+            if lease.deadline <= horizon {
+                self.lapse(slot, lease.deadline);
+            }
+        }
+        Ok(slot)
+    }
+
+    /// The item's slot, after the environment checks; 404 unless it is in that environment.
+    fn find_in(&self, environment: &impl AsId<EnvironmentId>, key: Key<'_>) -> Result<u32, Error> {
         let env = self.environment(environment)?;
         let (id, hash) = match key {
             Key::Id(id, hash) => (id, hash),
@@ -744,11 +835,6 @@ impl LeaseTable {
                 return Err(Error::WorkNotFound { id: id.excerpt() });
             }
         };
-        if let Some(lease) = self.items[slot as usize].phase.lease() {
-            if lease.deadline <= horizon {
-                self.lapse(slot, lease.deadline);
-            }
-        }
         Ok(slot)
     }
 
@@ -832,25 +918,7 @@ impl LeaseTable {
         let max_attempts = self.config.max_attempts;
         let item = &mut self.items[slot as usize];
         let from = item.phase.state();
-        let beaten = item.phase.beaten();
-        let phase = match item.phase {
-            Phase::Starting { .. } | Phase::Active { .. } => {
-                item.lapses = item.lapses.saturating_add(1);
-                if max_attempts.is_some_and(|max| item.lapses >= max.get()) {
-                    // Out of attempts: the last attempt's times stay, for the post-mortem.
-                    Phase::Stopped { at, beaten }
-                } else {
-                    // Queued again: the next attempt starts from a clean slate.
-                    item.acknowledged_at = None;
-                    item.started_at = None;
-                    Phase::NEW
-                }
-            }
-            Phase::Stopping { .. } => Phase::Stopped { at, beaten },
-            Phase::Queued { .. } | Phase::Stopped { .. } => {
-                unreachable!("invariant: only leased items have deadlines")
-            }
-        };
+        let phase = item.lapse(at, max_attempts);
         let transition = Transition {
             environment_id: self.environments[item.env() as usize].id.clone(),
             work_id: item.id(&self.texts),

@@ -193,6 +193,7 @@ fn heartbeat_with_a_stale_token_is_refused_with_412_carrying_the_lease() {
             state: WorkState::Active,
             ttl: Ttl::from_seconds(30).unwrap(),
             deadline: second.deadline,
+            lease_epoch: 1,
         }
     );
     assert!(!current.lease_extended());

@@ -64,9 +64,10 @@ impl LeaseTable {
         self.environments[env as usize].record_poll(worker, now);
     }
 
-    /// Forgets stale pollers of `env` and counts the rest.
-    pub(crate) fn forget_pollers(&mut self, env: u32, now: Timestamp) -> usize {
-        self.environments[env as usize].forget_pollers_before(now)
+    /// How many named workers polled `env` in the 30 s before `at`, forgetting none (only
+    /// polls forget pollers, SPEC §7.2).
+    pub(crate) fn pollers(&self, env: u32, at: Timestamp) -> usize {
+        self.environments[env as usize].pollers_at(at)
     }
 
     /// The lowest claimable id of `env`.
@@ -130,17 +131,40 @@ impl LeaseTable {
         )
     }
 
-    /// `env`'s depth, pending count and oldest queued item.
+    /// `env`'s depth, pending count and oldest queued item as of `now`, changing nothing.
     pub(crate) fn stats_part(&self, env: u32, now: Timestamp) -> StatsPart {
         let environment = &self.environments[env as usize];
         let reclaim = millis_to_micros(self.config.reclaim_older_than_ms);
-        let (depth, pending) = environment.depth(reclaim, now);
-        let oldest = environment.oldest_queued().map(|id| {
+        let (mut depth, pending) = environment.depth(reclaim, now);
+        let mut oldest = environment.oldest_queued().map(|id| {
             let slot = self
                 .find(id.key(), self.hash(id.key()))
                 .expect("invariant: queued ids are items");
             (id.clone(), self.items[slot as usize].created_at)
         });
+        if !self.deadlines.none_due(now) {
+            // Leases past due that no changing operation has lapsed yet count as their lapse
+            // would leave them (SPEC §7.2). A scan of the environment: only a read that runs
+            // ahead of the last changing operation (and of the sweeper) pays it.
+            let max_attempts = self.config.max_attempts;
+            for &slot in &environment.items {
+                let item = &self.items[slot as usize];
+                let Some(lease) = item.phase.lease() else {
+                    continue;
+                };
+                if lease.deadline > now {
+                    continue;
+                }
+                let mut lapsed = item.clone();
+                if let Phase::Queued { .. } = lapsed.lapse(lease.deadline, max_attempts) {
+                    depth += 1;
+                    let id = item.id(&self.texts);
+                    if oldest.as_ref().map_or(true, |(lowest, _)| id < *lowest) {
+                        oldest = Some((id, item.created_at));
+                    }
+                }
+            }
+        }
         StatsPart {
             depth,
             pending,
@@ -185,7 +209,12 @@ impl LeaseTable {
     }
 
     /// A page of environment `env`'s items and whether more lie beyond, no lapses applied.
-    pub(crate) fn list_in(&self, env: u32, request: &ListRequest) -> (Vec<WorkItem>, bool) {
+    pub(crate) fn list_in(
+        &self,
+        env: u32,
+        request: &ListRequest,
+        at: Timestamp,
+    ) -> (Vec<WorkItem>, bool) {
         let items = &self.items;
         let environment = &self.environments[env as usize];
         let slots = &environment.items;
@@ -210,7 +239,10 @@ impl LeaseTable {
         if !forward {
             page.reverse();
         }
-        (page.iter().map(|&slot| self.view(slot)).collect(), has_more)
+        (
+            page.iter().map(|&slot| self.view_at(slot, at)).collect(),
+            has_more,
+        )
     }
 }
 
