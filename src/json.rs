@@ -432,7 +432,7 @@ mod tests {
                 r#""data":{"type":"session","id":"sess_01"},"state":"queued","#,
                 r#""created_at":"2026-07-01T08:15:06.120394Z","acknowledged_at":null,"#,
                 r#""started_at":null,"latest_heartbeat_at":null,"stop_requested_at":null,"#,
-                r#""stopped_at":null,"metadata":{"repo":"worklease"}}"#
+                r#""stopped_at":null,"metadata":{"repo":"worklease"},"lease_epoch":0}"#
             )
         );
     }
@@ -455,7 +455,8 @@ mod tests {
                 "last_heartbeat": "2026-07-01T08:15:06.120394Z",
                 "lease_extended": true,
                 "state": "active",
-                "ttl_seconds": 60
+                "ttl_seconds": 60,
+                "lease_epoch": 1
             })
         );
     }
@@ -490,7 +491,8 @@ mod tests {
                             "last_heartbeat": "2026-07-01T08:15:06.120394Z",
                             "state": "active",
                             "ttl_seconds": 30,
-                            "lease_extended": false
+                            "lease_extended": false,
+                            "lease_epoch": 1
                         }
                     }
                 }

@@ -289,6 +289,8 @@ fn tokens_stay_unique_across_a_lapse_and_a_new_attempt() {
     let mut f = Fixture::new();
     let first = active(&mut f);
     f.advance(60 * SECOND);
+    // A changing operation applies the lapse (a read only shows it, SPEC §7.2).
+    assert_eq!(f.table.sweep(f.now).len(), 1);
     assert_eq!(f.state(WORK), WorkState::Queued);
     f.advance(-60 * SECOND); // a server whose clock jumped back
     f.ack(WORK, None).unwrap();

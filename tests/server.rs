@@ -40,11 +40,13 @@ fn heartbeat_page_example_request_works_verbatim() {
         keys,
         [
             "last_heartbeat",
+            "lease_epoch",
             "lease_extended",
             "state",
             "ttl_seconds",
             "type"
-        ]
+        ],
+        "the documented fields, plus SPEC §7.5's lease_epoch"
     );
     assert_eq!(reply.json["type"], "work_heartbeat");
     assert_eq!(reply.json["lease_extended"], true);
@@ -169,7 +171,7 @@ fn every_heartbeat_error_row_has_its_status_type_and_param() {
     assert_eq!(details["error_code"], "heartbeat_precondition_failed");
     assert_eq!(
         details["current_state"],
-        json!({"last_heartbeat": token, "state": "active", "ttl_seconds": 60, "lease_extended": false})
+        json!({"last_heartbeat": token, "state": "active", "ttl_seconds": 60, "lease_extended": false, "lease_epoch": 1})
     );
     // The same instant written with an offset and nanoseconds still matches.
     let same = beat(
@@ -634,7 +636,7 @@ fn takeover_refuses_the_old_holder_with_412() {
     assert_error(&refused, 412, "precondition_failed_error", None);
     assert_eq!(
         refused.json["error"]["details"]["current_state"],
-        json!({"last_heartbeat": new_token, "state": "active", "ttl_seconds": 30, "lease_extended": false})
+        json!({"last_heartbeat": new_token, "state": "active", "ttl_seconds": 30, "lease_extended": false, "lease_epoch": 1})
     );
     let holder = server.post_with(
         &path(&format!("?expected_last_heartbeat={new_token}")),

@@ -40,7 +40,8 @@ impl LeaseTable {
         before: impl Into<Timestamp>,
         now: impl Into<Timestamp>,
     ) -> usize {
-        self.expire_due(now.into());
+        let now = self.tick(now.into());
+        self.expire_due(now);
         self.purge_stopped_in(before.into())
     }
 

@@ -11,10 +11,10 @@ use std::num::{NonZeroU32, NonZeroU64};
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
 use worklease::{
-    Config, Cursor, EnvironmentId, EnvironmentKind, Error, Heartbeat, HeartbeatRequest, LeaseTable,
-    ListRequest, Metadata, MetadataPatch, Page, PollRequest, Polled, Precondition, QueueStats,
-    SessionId, StopMode, Timestamp, Transition, Ttl, Updated, WorkId, WorkItem, WorkState,
-    WorkerId,
+    Applied, Command, Config, Cursor, EnvironmentId, EnvironmentKind, Error, Heartbeat,
+    HeartbeatRequest, LeaseTable, ListRequest, Metadata, MetadataPatch, Page, PollRequest, Polled,
+    Precondition, QueueStats, SessionId, Stamped, StopMode, Timestamp, Transition, Ttl, Updated,
+    WorkId, WorkItem, WorkState, WorkerId,
 };
 
 /// 2026-07-01T08:15:06.120394Z: where every generated clock starts.
@@ -381,6 +381,199 @@ forward_table!(LeaseTable, LeaseTable::new);
 forward_table!(worklease::ConcurrentLeaseTable, |config| {
     worklease::ConcurrentLeaseTable::with_shards(config, 4)
 });
+
+/// Two tables fed the same calls, one through the direct methods and one through
+/// [`LeaseTable::apply`] (SPEC §7.3): every answer must be equal, else the call panics (a
+/// proptest failure). Answers are the direct table's.
+#[derive(Clone, Debug)]
+pub(crate) struct DirectAndApplied {
+    direct: LeaseTable,
+    applied: LeaseTable,
+}
+
+impl DirectAndApplied {
+    /// Applies `command` at `now` to the second table and checks its answer against the
+    /// direct one's, seen through `unwrap` (the [`Applied`] variant that command answers).
+    fn check<R: PartialEq + std::fmt::Debug>(
+        &mut self,
+        direct: Result<R, Error>,
+        command: Command,
+        now: Timestamp,
+        unwrap: impl FnOnce(Applied) -> R,
+    ) -> Result<R, Error> {
+        let applied = self.applied.apply(&Stamped::new(now, command)).map(unwrap);
+        assert_eq!(applied, direct, "apply and the direct method disagree");
+        direct
+    }
+}
+
+fn text(raw: &str) -> Box<str> {
+    raw.into()
+}
+
+impl Table for DirectAndApplied {
+    fn build(config: Config) -> Self {
+        Self {
+            direct: LeaseTable::new(config),
+            applied: LeaseTable::new(config),
+        }
+    }
+    fn register(&mut self, id: EnvironmentId, kind: EnvironmentKind) -> Result<(), Error> {
+        let direct = self.direct.register_environment(id.clone(), kind);
+        // No time: registration does not move the clock, so any stamp will do.
+        let command = Command::RegisterEnvironment { id, kind };
+        self.check(direct, command, Timestamp::MIN, |applied| {
+            assert_eq!(applied, Applied::EnvironmentRegistered);
+        })
+    }
+    fn create_work(
+        &mut self,
+        env: &str,
+        work: WorkId,
+        session: SessionId,
+        metadata: Metadata,
+        now: Timestamp,
+    ) -> Result<WorkItem, Error> {
+        let direct =
+            self.direct
+                .create_work(env, work.clone(), session.clone(), metadata.clone(), now);
+        let command = Command::CreateWork {
+            environment: text(env),
+            id: work,
+            session,
+            metadata,
+        };
+        self.check(direct, command, now, |applied| match applied {
+            Applied::Created(item) => item,
+            other => panic!("create answered {other:?}"),
+        })
+    }
+    fn poll(&mut self, env: &str, request: &PollRequest, now: Timestamp) -> Result<Polled, Error> {
+        let direct = self.direct.poll(env, request, now);
+        let command = Command::Poll {
+            environment: text(env),
+            request: request.clone(),
+        };
+        self.check(direct, command, now, |applied| match applied {
+            Applied::Polled(polled) => polled,
+            other => panic!("poll answered {other:?}"),
+        })
+    }
+    fn ack(
+        &mut self,
+        env: &str,
+        work: &str,
+        worker: Option<&WorkerId>,
+        now: Timestamp,
+    ) -> Result<Updated, Error> {
+        let direct = self.direct.ack(env, work, worker, now);
+        let command = Command::Ack {
+            environment: text(env),
+            work: text(work),
+            worker: worker.cloned(),
+        };
+        self.check(direct, command, now, |applied| match applied {
+            Applied::Acked(updated) => updated,
+            other => panic!("ack answered {other:?}"),
+        })
+    }
+    fn heartbeat(
+        &mut self,
+        env: &str,
+        work: &str,
+        request: HeartbeatRequest,
+        now: Timestamp,
+    ) -> Result<Heartbeat, Error> {
+        let direct = self.direct.heartbeat(env, work, request, now);
+        let command = Command::Heartbeat {
+            environment: text(env),
+            work: text(work),
+            request,
+        };
+        self.check(direct, command, now, |applied| match applied {
+            Applied::Heartbeat(beat) => beat,
+            other => panic!("heartbeat answered {other:?}"),
+        })
+    }
+    fn stop(
+        &mut self,
+        env: &str,
+        work: &str,
+        mode: StopMode,
+        now: Timestamp,
+    ) -> Result<Updated, Error> {
+        let direct = self.direct.stop(env, work, mode, now);
+        let command = Command::Stop {
+            environment: text(env),
+            work: text(work),
+            mode,
+        };
+        self.check(direct, command, now, |applied| match applied {
+            Applied::Stopped(updated) => updated,
+            other => panic!("stop answered {other:?}"),
+        })
+    }
+    fn get(&mut self, env: &str, work: &str, now: Timestamp) -> Result<WorkItem, Error> {
+        let direct = self.direct.get(env, work, now);
+        assert_eq!(self.applied.get(env, work, now), direct, "get");
+        direct
+    }
+    fn list(&mut self, env: &str, request: &ListRequest, now: Timestamp) -> Result<Page, Error> {
+        let direct = self.direct.list(env, request, now);
+        assert_eq!(self.applied.list(env, request, now), direct, "list");
+        direct
+    }
+    fn update_metadata(
+        &mut self,
+        env: &str,
+        work: &str,
+        patch: &MetadataPatch,
+        now: Timestamp,
+    ) -> Result<Updated, Error> {
+        let direct = self.direct.update_metadata(env, work, patch, now);
+        let command = Command::UpdateMetadata {
+            environment: text(env),
+            work: text(work),
+            patch: patch.clone(),
+        };
+        self.check(direct, command, now, |applied| match applied {
+            Applied::MetadataUpdated(updated) => updated,
+            other => panic!("metadata update answered {other:?}"),
+        })
+    }
+    fn stats(&mut self, env: &str, now: Timestamp) -> Result<QueueStats, Error> {
+        let direct = self.direct.stats(env, now);
+        assert_eq!(self.applied.stats(env, now), direct, "stats");
+        direct
+    }
+    fn sweep(&mut self, now: Timestamp) -> Vec<Transition> {
+        let direct = self.direct.sweep(now);
+        self.check(Ok(direct), Command::Sweep, now, |applied| match applied {
+            Applied::Swept(lapses) => lapses,
+            other => panic!("sweep answered {other:?}"),
+        })
+        .expect("a sweep never fails")
+    }
+    fn purge_stopped(&mut self, before: Timestamp, now: Timestamp) -> usize {
+        let direct = self.direct.purge_stopped(before, now);
+        let command = Command::PurgeStopped { before };
+        self.check(Ok(direct), command, now, |applied| match applied {
+            Applied::Purged(count) => count,
+            other => panic!("purge answered {other:?}"),
+        })
+        .expect("a purge never fails")
+    }
+    fn next_wakeup(&self) -> Option<Timestamp> {
+        let direct = self.direct.next_wakeup();
+        assert_eq!(self.applied.next_wakeup(), direct, "next_wakeup");
+        direct
+    }
+    fn validate(&self) -> Result<(), String> {
+        assert_eq!(self.applied.clock(), self.direct.clock(), "clock");
+        self.direct.validate()?;
+        self.applied.validate()
+    }
+}
 
 // ---------------------------------------------------------------------------------------------
 // Generators
@@ -827,6 +1020,7 @@ pub(crate) struct Snap {
     pub(crate) lease_ttl: Option<Ttl>,
     pub(crate) delivered_at: Option<Timestamp>,
     pub(crate) worker: Option<String>,
+    pub(crate) lease_epoch: u32,
 }
 
 impl Snap {
@@ -852,6 +1046,7 @@ impl Snap {
             lease_ttl: item.lease_ttl,
             delivered_at: item.delivered_at,
             worker: item.worker.as_ref().map(ToString::to_string),
+            lease_epoch: item.lease_epoch,
         }
     }
 }
