@@ -46,17 +46,17 @@ const NO_CLOCK: i64 = i64::MIN;
 ///   two locks). Each shard checks the environment itself, so SPEC §3.3's check order holds.
 ///   Named pollers are recorded in shard 0 only, which answers `workers_polling`.
 /// - **Lazy expiry, bounded.** A single-item operation applies only the touched item's own
-///   lapse (its deadline against the shard's latest `now`): the answer about one item depends
-///   on no other item, so this is exactly what the single table would answer, in O(1).
-///   Operations that read a whole environment (poll, list, stats) and sweeps first catch every
-///   shard up, at most [`Self::CHUNK`] lapses per lock hold, releasing the lock
-///   between chunks so heartbeats interleave. Lapses applied either way are journaled in their
-///   shard and returned once by [`Self::sweep`], in the canonical
-///   `(at, work_id)` order, identical to [`LeaseTable::sweep`].
+///   lapse (its deadline against the table clock): the answer about one item depends on no
+///   other item, so this is exactly what the single table would answer, in O(1). Polls,
+///   purges and sweeps first catch every shard up, at most [`Self::CHUNK`] lapses per lock
+///   hold, releasing the lock between chunks so heartbeats interleave. Lapses applied either
+///   way are journaled in their shard and returned once by [`Self::sweep`], in the canonical
+///   `(at, work_id)` order, identical to [`LeaseTable::sweep`]. Reads (get, list, stats)
+///   apply none: they show a past-due lease as its lapse would leave the item (SPEC §7.2).
 /// - **Poll** asks each shard for its lowest claimable id of the environment, then locks the
 ///   shard of the lowest one and delivers it if it is still claimable (another poller may have
 ///   taken it meanwhile: then it asks again). `next_claimable_at` is the minimum over shards.
-/// - **List and stats** merge per-shard answers: list pages are merged by id and cut to the
+/// - **List and stats** merge per-shard answers, each as of the same instant: list pages are merged by id and cut to the
 ///   limit; stats add depths and take the lowest-id queued item.
 ///
 /// The table has one clock (SPEC §7.1), an atomic maximum every changing operation moves
