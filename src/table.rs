@@ -822,6 +822,7 @@ impl LeaseTable {
     }
 
     /// The item's slot, after the environment checks; 404 unless it is in that environment.
+    #[inline]
     fn find_in(&self, environment: &impl AsId<EnvironmentId>, key: Key<'_>) -> Result<u32, Error> {
         let env = self.environment(environment)?;
         let (id, hash) = match key {
