@@ -12,6 +12,7 @@
 //! §3.3's order). Ids a command *creates* are typed: the caller mints and checks them.
 
 use crate::environment::EnvironmentKind;
+use crate::environment_record::{EnvironmentPatch, EnvironmentRecord, NewEnvironment};
 use crate::heartbeat::{Heartbeat, HeartbeatRequest};
 use crate::ids::{EnvironmentId, SessionId, WorkId, WorkerId};
 use crate::item::{Transition, WorkItem};
@@ -61,6 +62,30 @@ pub enum Command {
         id: EnvironmentId,
         /// Its kind.
         kind: EnvironmentKind,
+    },
+    /// [`crate::LeaseTable::create_environment`].
+    CreateEnvironment {
+        /// The new environment's id.
+        id: EnvironmentId,
+        /// What it is created with.
+        new: NewEnvironment,
+    },
+    /// [`crate::LeaseTable::update_environment`].
+    UpdateEnvironment {
+        /// The environment, as the request named it.
+        environment: Box<str>,
+        /// The update.
+        patch: EnvironmentPatch,
+    },
+    /// [`crate::LeaseTable::archive_environment`].
+    ArchiveEnvironment {
+        /// The environment, as the request named it.
+        environment: Box<str>,
+    },
+    /// [`crate::LeaseTable::delete_environment`].
+    DeleteEnvironment {
+        /// The environment, as the request named it.
+        environment: Box<str>,
     },
     /// [`crate::LeaseTable::create_work`].
     CreateWork {
@@ -151,6 +176,14 @@ impl Stamped {
 pub enum Applied {
     /// An environment was registered.
     EnvironmentRegistered,
+    /// An environment was created.
+    EnvironmentCreated(EnvironmentRecord),
+    /// An environment was updated.
+    EnvironmentUpdated(EnvironmentRecord),
+    /// An environment's archive answer.
+    EnvironmentArchived(EnvironmentRecord),
+    /// An environment was deleted.
+    EnvironmentDeleted(EnvironmentId),
     /// A work item was created.
     Created(WorkItem),
     /// A poll's answer.
@@ -180,6 +213,18 @@ macro_rules! apply_command {
             Command::RegisterEnvironment { id, kind } => $table
                 .register_environment(id.clone(), *kind)
                 .map(|()| Applied::EnvironmentRegistered),
+            Command::CreateEnvironment { id, new } => $table
+                .create_environment(id.clone(), new.clone(), now)
+                .map(Applied::EnvironmentCreated),
+            Command::UpdateEnvironment { environment, patch } => $table
+                .update_environment(&**environment, patch, now)
+                .map(Applied::EnvironmentUpdated),
+            Command::ArchiveEnvironment { environment } => $table
+                .archive_environment(&**environment, now)
+                .map(Applied::EnvironmentArchived),
+            Command::DeleteEnvironment { environment } => $table
+                .delete_environment(&**environment, now)
+                .map(Applied::EnvironmentDeleted),
             Command::CreateWork {
                 environment,
                 id,

@@ -7,6 +7,9 @@ use parking_lot::Mutex;
 use foldhash::fast::RandomState;
 
 use crate::environment::EnvironmentKind;
+use crate::environment_record::{
+    EnvironmentListRequest, EnvironmentPage, EnvironmentPatch, EnvironmentRecord, NewEnvironment,
+};
 use crate::error::{Error, Excerpt};
 use crate::heartbeat::{Heartbeat, HeartbeatRequest};
 use crate::ids::WorkKey;
@@ -243,12 +246,150 @@ impl ConcurrentLeaseTable {
                 id: Excerpt::of(&id),
             });
         }
+        let at = self.clock().unwrap_or(Timestamp::from_unix_micros(0));
         for guard in rest {
             guard
-                .register_environment(id.clone(), kind)
+                .register_environment_at(id.clone(), kind, at)
                 .expect("invariant: shards register the same environments");
         }
-        first.register_environment(id, kind)
+        first.register_environment_at(id, kind, at)
+    }
+
+    /// Creates an environment in every shard at once (see [`LeaseTable::create_environment`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`LeaseTable::create_environment`].
+    pub fn create_environment(
+        &self,
+        id: EnvironmentId,
+        new: NewEnvironment,
+        now: impl Into<Timestamp>,
+    ) -> Result<EnvironmentRecord, Error> {
+        let now = self.tick(now.into());
+        new.check()?;
+        self.with_every_shard(now, |shards| {
+            let (first, rest) = shards
+                .split_first_mut()
+                .expect("invariant: at least one shard");
+            if first.environment_kind(&id).is_some() {
+                return Err(Error::AlreadyExists {
+                    id: Excerpt::of(&id),
+                });
+            }
+            for shard in rest {
+                shard
+                    .create_environment_in_shard(id.clone(), new.clone(), now)
+                    .expect("invariant: shards hold the same environments");
+            }
+            first.create_environment_in_shard(id, new, now)
+        })
+    }
+
+    /// One environment (see [`LeaseTable::retrieve_environment`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`LeaseTable::retrieve_environment`].
+    pub fn retrieve_environment(
+        &self,
+        environment: impl AsId<EnvironmentId>,
+    ) -> Result<EnvironmentRecord, Error> {
+        self.shards[0]
+            .table
+            .lock()
+            .retrieve_environment(environment)
+    }
+
+    /// A page of environments (see [`LeaseTable::list_environments`]).
+    pub fn list_environments(&self, request: &EnvironmentListRequest) -> EnvironmentPage {
+        self.shards[0].table.lock().list_environments(request)
+    }
+
+    /// Updates an environment in every shard at once (see [`LeaseTable::update_environment`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`LeaseTable::update_environment`].
+    pub fn update_environment(
+        &self,
+        environment: impl AsId<EnvironmentId>,
+        patch: &EnvironmentPatch,
+        now: impl Into<Timestamp>,
+    ) -> Result<EnvironmentRecord, Error> {
+        let now = self.tick(now.into());
+        patch.check()?;
+        self.with_every_shard(now, |shards| {
+            let index = shards[0].environment_slot(&environment)?;
+            let profile = shards[0].updated_profile(index, patch, now)?;
+            for shard in shards.iter_mut() {
+                shard.set_profile(index, profile.clone());
+            }
+            shards[0].retrieve_environment(&environment)
+        })
+    }
+
+    /// Archives an environment in every shard at once (see [`LeaseTable::archive_environment`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`LeaseTable::archive_environment`].
+    pub fn archive_environment(
+        &self,
+        environment: impl AsId<EnvironmentId>,
+        now: impl Into<Timestamp>,
+    ) -> Result<EnvironmentRecord, Error> {
+        let now = self.tick(now.into());
+        self.with_every_shard(now, |shards| {
+            let index = shards[0].environment_slot(&environment)?;
+            for shard in shards.iter_mut() {
+                shard.archive_in_shard(index, now);
+            }
+            shards[0].retrieve_environment(&environment)
+        })
+    }
+
+    /// Deletes an environment and its items from every shard at once (see
+    /// [`LeaseTable::delete_environment`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`LeaseTable::delete_environment`].
+    pub fn delete_environment(
+        &self,
+        environment: impl AsId<EnvironmentId>,
+        now: impl Into<Timestamp>,
+    ) -> Result<EnvironmentId, Error> {
+        let now = self.tick(now.into());
+        self.with_every_shard(now, |shards| {
+            let index = shards[0].environment_slot(&environment)?;
+            let leased = shards.iter().map(|shard| shard.leased_in(index)).sum();
+            if leased > 0 {
+                return Err(Error::EnvironmentInUse {
+                    environment: shards[0].retrieve_environment(&environment)?.id,
+                    leased,
+                });
+            }
+            let mut deleted = None;
+            for shard in shards.iter_mut() {
+                deleted = Some(shard.delete_in_shard(index));
+            }
+            Ok(deleted.expect("invariant: at least one shard"))
+        })
+    }
+
+    /// Runs `f` with every shard locked (in index order, as registration does) and caught up
+    /// to `now`: an environment operation sees and changes all shards at one instant.
+    fn with_every_shard<R>(
+        &self,
+        now: Timestamp,
+        f: impl FnOnce(&mut [parking_lot::MutexGuard<'_, LeaseTable>]) -> Result<R, Error>,
+    ) -> Result<R, Error> {
+        let mut guards: Vec<_> = self.shards.iter().map(|s| s.table.lock()).collect();
+        for guard in &mut guards {
+            guard.expire_some(now, usize::MAX);
+        }
+        f(&mut guards)
     }
 
     /// The kind of an environment, if it exists.

@@ -35,6 +35,16 @@ pub enum Param {
     Data,
     /// `id` of a new environment or work item.
     Id,
+    /// `name` (environments).
+    Name,
+    /// `description` (environments).
+    Description,
+    /// `config` (environments).
+    Config,
+    /// `scope` (environments).
+    Scope,
+    /// `include_archived` (environment list).
+    IncludeArchived,
 }
 
 impl Param {
@@ -53,6 +63,11 @@ impl Param {
             Self::Metadata => "metadata",
             Self::Data => "data",
             Self::Id => "id",
+            Self::Name => "name",
+            Self::Description => "description",
+            Self::Config => "config",
+            Self::Scope => "scope",
+            Self::IncludeArchived => "include_archived",
         }
     }
 }
@@ -216,6 +231,21 @@ pub enum Error {
         /// The worker that asked.
         worker: WorkerId,
     },
+    /// The environment is archived: it takes no new work and no updates (400, error code
+    /// `environment_archived`, SPEC §9).
+    #[error("environment {environment} is archived")]
+    EnvironmentArchived {
+        /// The environment.
+        environment: EnvironmentId,
+    },
+    /// The environment cannot be deleted while items hold leases (409, SPEC §9).
+    #[error("environment {environment} has {leased} work items holding leases")]
+    EnvironmentInUse {
+        /// The environment.
+        environment: EnvironmentId,
+        /// How many of its items are starting, active or stopping.
+        leased: usize,
+    },
     /// `expected_last_heartbeat` does not match the lease: another worker took over (412).
     #[error("expected last heartbeat {expected}, but the lease has {}", current.describe_last_heartbeat())]
     PreconditionFailed {
@@ -232,11 +262,13 @@ impl Error {
         match self {
             Self::InvalidParameter { .. }
             | Self::ConflictingParameters { .. }
-            | Self::NotSelfHosted { .. } => 400,
+            | Self::NotSelfHosted { .. }
+            | Self::EnvironmentArchived { .. } => 400,
             Self::EnvironmentNotFound { .. } | Self::WorkNotFound { .. } => 404,
             Self::AlreadyExists { .. }
             | Self::InvalidState { .. }
-            | Self::WorkerMismatch { .. } => 409,
+            | Self::WorkerMismatch { .. }
+            | Self::EnvironmentInUse { .. } => 409,
             Self::PreconditionFailed { .. } => 412,
         }
     }
@@ -261,7 +293,26 @@ impl Error {
             | Self::AlreadyExists { .. }
             | Self::InvalidState { .. }
             | Self::WorkerMismatch { .. }
+            | Self::EnvironmentArchived { .. }
+            | Self::EnvironmentInUse { .. }
             | Self::PreconditionFailed { .. } => None,
+        }
+    }
+
+    /// The `error_code` of the HTTP envelope's `details`, for the errors that carry one.
+    pub const fn error_code(&self) -> Option<&'static str> {
+        match self {
+            Self::PreconditionFailed { .. } => Some("heartbeat_precondition_failed"),
+            Self::EnvironmentArchived { .. } => Some("environment_archived"),
+            Self::InvalidParameter { .. }
+            | Self::ConflictingParameters { .. }
+            | Self::NotSelfHosted { .. }
+            | Self::EnvironmentNotFound { .. }
+            | Self::WorkNotFound { .. }
+            | Self::AlreadyExists { .. }
+            | Self::InvalidState { .. }
+            | Self::WorkerMismatch { .. }
+            | Self::EnvironmentInUse { .. } => None,
         }
     }
 

@@ -32,8 +32,10 @@ use std::fmt;
 use serde::ser::{SerializeMap, SerializeStruct};
 use serde::{Deserialize, Serialize, Serializer};
 
+use crate::environment_record::{EnvironmentPage, EnvironmentRecord, EnvironmentScope};
 use crate::error::{Error, Param};
 use crate::heartbeat::{Heartbeat, LeaseSnapshot};
+use crate::ids::EnvironmentId;
 use crate::ids::SessionId;
 use crate::item::WorkItem;
 use crate::metadata::{Metadata, MetadataPatch};
@@ -200,9 +202,75 @@ impl Serialize for ListPage<'_> {
     }
 }
 
+/// An environment: SPEC §9's object. The crate keeps `config` as the JSON text it was given,
+/// so the caller passes it parsed (`C`, e.g. a `serde_json::Value` or `&RawValue` of
+/// [`EnvironmentRecord::config`]) and it is written as is.
+#[derive(Clone, Copy, Debug)]
+pub struct Environment<'a, C>(pub &'a EnvironmentRecord, pub C);
+
+impl<C: Serialize> Serialize for Environment<'_, C> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let Self(record, config) = self;
+        let mut object = serializer.serialize_struct("environment", 10)?;
+        object.serialize_field("id", &Text(&record.id))?;
+        object.serialize_field("type", "environment")?;
+        object.serialize_field("name", &record.name)?;
+        object.serialize_field("config", config)?;
+        object.serialize_field("metadata", &MetadataMap(&record.metadata))?;
+        object.serialize_field("description", &record.description)?;
+        object.serialize_field("created_at", &Instant(Some(record.created_at)))?;
+        object.serialize_field("updated_at", &Instant(Some(record.updated_at)))?;
+        object.serialize_field("archived_at", &Instant(record.archived_at))?;
+        object.serialize_field("scope", &record.scope.map(EnvironmentScope::as_str))?;
+        object.end()
+    }
+}
+
+/// A page of environments: `{data, first_id, last_id, has_more, next_page}` (SPEC §9), with
+/// each environment's parsed config in `configs`, in the same order.
+#[derive(Clone, Copy, Debug)]
+pub struct EnvironmentList<'a, C>(pub &'a EnvironmentPage, pub &'a [C]);
+
+impl<C: Serialize> Serialize for EnvironmentList<'_, C> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let Self(page, configs) = self;
+        let mut object = serializer.serialize_struct("page", 5)?;
+        object.serialize_field("data", &Records(&page.data, configs))?;
+        object.serialize_field("first_id", &OptionalText(page.first_id.as_ref()))?;
+        object.serialize_field("last_id", &OptionalText(page.last_id.as_ref()))?;
+        object.serialize_field("has_more", &page.has_more)?;
+        object.serialize_field("next_page", &OptionalText(page.next_page.as_ref()))?;
+        object.end()
+    }
+}
+
+/// `{"id": …, "type": "environment_deleted"}` (SPEC §9 delete).
+#[derive(Clone, Copy, Debug)]
+pub struct EnvironmentDeleted<'a>(pub &'a EnvironmentId);
+
+impl Serialize for EnvironmentDeleted<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut object = serializer.serialize_struct("environment_deleted", 2)?;
+        object.serialize_field("id", &Text(self.0))?;
+        object.serialize_field("type", "environment_deleted")?;
+        object.end()
+    }
+}
+
+/// Environments with their parsed configs, as a sequence.
+struct Records<'a, C>(&'a [EnvironmentRecord], &'a [C]);
+
+impl<C: Serialize> Serialize for Records<'_, C> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let pairs = self.0.iter().zip(self.1);
+        serializer.collect_seq(pairs.map(|(record, config)| Environment(record, config)))
+    }
+}
+
 /// The error envelope of SPEC §6:
 /// `{"type":"error","request_id":…,"error":{"type":…,"message":…,"param":…}}`, plus
-/// `error.details` for a 412.
+/// `error.details` for the errors with an error code (a 412's carries the lease as held; an
+/// archived environment's, SPEC §9, only its code).
 ///
 /// Build it from an [`Error`] with [`ErrorEnvelope::of`], or for a refusal the table does not
 /// make (authentication, an unknown route, a malformed body) with [`ErrorEnvelope::new`].
@@ -212,6 +280,7 @@ pub struct ErrorEnvelope<'a> {
     error_type: &'a str,
     message: String,
     param: Option<&'a str>,
+    error_code: Option<&'static str>,
     current_state: Option<LeaseSnapshot>,
 }
 
@@ -228,6 +297,7 @@ impl<'a> ErrorEnvelope<'a> {
             error_type: error.error_type(),
             message: error.to_string(),
             param: error.param().map(Param::as_str),
+            error_code: error.error_code(),
             current_state,
         }
     }
@@ -240,6 +310,7 @@ impl<'a> ErrorEnvelope<'a> {
             error_type,
             message: message.into(),
             param: None,
+            error_code: None,
             current_state: None,
         }
     }
@@ -264,12 +335,15 @@ impl<'a> ErrorEnvelope<'a> {
 
 impl Serialize for ErrorEnvelope<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        struct Details<'a>(&'a LeaseSnapshot);
+        struct Details<'a>(&'static str, Option<&'a LeaseSnapshot>);
         impl Serialize for Details<'_> {
             fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-                let mut details = serializer.serialize_struct("details", 2)?;
-                details.serialize_field("error_code", "heartbeat_precondition_failed")?;
-                details.serialize_field("current_state", &CurrentState(self.0))?;
+                let fields = 1 + usize::from(self.1.is_some());
+                let mut details = serializer.serialize_struct("details", fields)?;
+                details.serialize_field("error_code", self.0)?;
+                if let Some(lease) = self.1 {
+                    details.serialize_field("current_state", &CurrentState(lease))?;
+                }
                 details.end()
             }
         }
@@ -277,13 +351,14 @@ impl Serialize for ErrorEnvelope<'_> {
         impl Serialize for Inner<'_> {
             fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
                 let envelope = self.0;
-                let fields = 3 + usize::from(envelope.current_state.is_some());
+                let fields = 3 + usize::from(envelope.error_code.is_some());
                 let mut error = serializer.serialize_struct("error", fields)?;
                 error.serialize_field("type", envelope.error_type)?;
                 error.serialize_field("message", &envelope.message)?;
                 error.serialize_field("param", &envelope.param)?;
-                if let Some(lease) = &envelope.current_state {
-                    error.serialize_field("details", &Details(lease))?;
+                if let Some(code) = envelope.error_code {
+                    let details = Details(code, envelope.current_state.as_ref());
+                    error.serialize_field("details", &details)?;
                 }
                 error.end()
             }
@@ -497,6 +572,50 @@ mod tests {
                     }
                 }
             })
+        );
+    }
+
+    #[test]
+    fn an_environment_renders_sdk_shapes_and_an_archived_one_refuses_work_with_its_code() {
+        let mut table = LeaseTable::default();
+        let now = Timestamp::from_unix_micros(T0);
+        let mut new = crate::NewEnvironment::self_hosted("builds");
+        new.metadata = Metadata::from_map(BTreeMap::from([("team".into(), "ci".into())])).unwrap();
+        let id: EnvironmentId = "env_01".parse().unwrap();
+        let record = table.create_environment(id.clone(), new, now).unwrap();
+        let config: Value = serde_json::from_str(&record.config).unwrap();
+        assert_eq!(
+            to_json(Environment(&record, &config)),
+            json!({
+                "id": "env_01", "type": "environment", "name": "builds",
+                "config": {"type": "self_hosted"}, "metadata": {"team": "ci"},
+                "description": null, "created_at": "2026-07-01T08:15:06.120394Z",
+                "updated_at": "2026-07-01T08:15:06.120394Z", "archived_at": null, "scope": null
+            })
+        );
+        let page = table.list_environments(&crate::EnvironmentListRequest::default());
+        let listed = to_json(EnvironmentList(&page, &[config]));
+        assert_eq!(listed["data"][0]["name"], "builds");
+        assert_eq!(listed["next_page"], Value::Null);
+        table.archive_environment(&id, now).unwrap();
+        let refused = table
+            .create_work(
+                &id,
+                "work_01".parse().unwrap(),
+                "sess_01".parse().unwrap(),
+                Metadata::new(),
+                now,
+            )
+            .unwrap_err();
+        let body = to_json(ErrorEnvelope::of(&refused, "req_9"));
+        assert_eq!(body["error"]["type"], "invalid_request_error");
+        assert_eq!(
+            body["error"]["details"],
+            json!({"error_code": "environment_archived"})
+        );
+        assert_eq!(
+            to_json(EnvironmentDeleted(&id)),
+            json!({"id": "env_01", "type": "environment_deleted"})
         );
     }
 

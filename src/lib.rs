@@ -8,6 +8,7 @@ mod command;
 mod concurrent;
 mod deadline;
 mod environment;
+mod environment_record;
 mod error;
 mod heartbeat;
 mod ids;
@@ -27,6 +28,10 @@ mod workers;
 pub use command::{Applied, Command, Stamped};
 pub use concurrent::ConcurrentLeaseTable;
 pub use environment::EnvironmentKind;
+pub use environment_record::{
+    EnvironmentListRequest, EnvironmentPage, EnvironmentPatch, EnvironmentRecord, EnvironmentScope,
+    NewEnvironment, MAX_CONFIG_BYTES, MAX_DESCRIPTION_CHARS, MAX_NAME_CHARS,
+};
 pub use error::{Error, Excerpt, Param};
 pub use heartbeat::{Heartbeat, HeartbeatRequest, LeaseSnapshot, Precondition};
 pub use ids::{mint_uuid_v7, AsId, EnvironmentId, MalformedId, SessionId, WorkId, WorkerId};

@@ -11,7 +11,7 @@ use crate::time::{ParsedInstant, Timestamp};
 
 /// Digits of a non-negative decimal integer, saturating at `u64::MAX`; `None` unless the text
 /// is one or more ASCII digits and nothing else (no sign, no spaces, no point).
-fn decimal(raw: &str) -> Option<u64> {
+pub(crate) fn decimal(raw: &str) -> Option<u64> {
     if raw.is_empty() || !raw.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }

@@ -22,7 +22,7 @@ use std::collections::HashMap;
 use foldhash::fast::RandomState;
 
 use crate::deadline::Deadlines;
-use crate::environment::{Environment, EnvironmentKind};
+use crate::environment::{Environment, EnvironmentKind, Profile};
 use crate::error::{Error, Excerpt};
 use crate::heartbeat::{Heartbeat, HeartbeatRequest, LeaseSnapshot};
 use crate::ids::{AsId, EnvironmentId, SessionId, WorkId, WorkKey, WorkerId};
@@ -35,6 +35,7 @@ use crate::state::Operation;
 use crate::time::Timestamp;
 use crate::workers::Workers;
 
+mod environments;
 mod parts;
 mod purge;
 mod validate;
@@ -232,7 +233,9 @@ impl LeaseTable {
         self.items.is_empty()
     }
 
-    /// Adds an environment.
+    /// Adds an environment, named after its id and created at the table's clock (the Unix
+    /// epoch before the first changing operation): the shorthand of
+    /// [`Self::create_environment`] for embedders that need no record.
     ///
     /// # Errors
     ///
@@ -241,6 +244,19 @@ impl LeaseTable {
         &mut self,
         id: EnvironmentId,
         kind: EnvironmentKind,
+    ) -> Result<(), Error> {
+        // No `now` here: a registered environment was created at the table's clock.
+        let at = self.clock.unwrap_or(Timestamp::from_unix_micros(0));
+        self.register_environment_at(id, kind, at)
+    }
+
+    /// [`Self::register_environment`], creating the environment at `at` (a sharded table's
+    /// clock).
+    pub(crate) fn register_environment_at(
+        &mut self,
+        id: EnvironmentId,
+        kind: EnvironmentKind,
+        at: Timestamp,
     ) -> Result<(), Error> {
         let text = id.excerpt();
         if self.environment_index.contains_key(text.as_str()) {
@@ -253,7 +269,8 @@ impl LeaseTable {
         // Below 2^30, checked just above.
         let index = self.environments.len() as u32;
         self.environment_index.insert(text.as_str().into(), index);
-        self.environments.push(Environment::new(id, kind));
+        let profile = Profile::registered(&id, kind, at);
+        self.environments.push(Environment::new(id, kind, profile));
         Ok(())
     }
 
@@ -514,6 +531,12 @@ impl LeaseTable {
         now: Timestamp,
     ) -> Result<WorkItem, Error> {
         let env = self.environment(environment)?;
+        let profile = &self.environments[env as usize].profile;
+        if profile.archived_at.is_some() {
+            return Err(Error::EnvironmentArchived {
+                environment: self.environments[env as usize].id.clone(),
+            });
+        }
         if self.find(id.key(), hash).is_some() {
             return Err(Error::AlreadyExists {
                 id: Excerpt::of(&id),

@@ -10,8 +10,9 @@ use std::num::NonZeroU64;
 use proptest::prelude::*;
 use worklease::{
     Applied, Command, ConcurrentLeaseTable, Config, EnvironmentId, EnvironmentKind,
-    HeartbeatRequest, LeaseTable, ListRequest, Metadata, MetadataPatch, PollRequest, Precondition,
-    SessionId, Stamped, StopMode, Timestamp, Ttl, WorkId, WorkerId,
+    EnvironmentListRequest, EnvironmentPatch, HeartbeatRequest, LeaseTable, ListRequest, Metadata,
+    MetadataPatch, NewEnvironment, PollRequest, Precondition, SessionId, Stamped, StopMode,
+    Timestamp, Ttl, WorkId, WorkerId,
 };
 
 /// 2026-07-01T08:15:06.120394Z.
@@ -44,6 +45,10 @@ enum Gen {
     Metadata(usize, usize, String, Option<String>),
     Sweep,
     Purge(i64),
+    CreateEnvironment(usize, bool),
+    UpdateEnvironment(usize, String, Option<String>),
+    ArchiveEnvironment(usize),
+    DeleteEnvironment(usize),
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -88,6 +93,11 @@ fn gen_command() -> impl Strategy<Value = Gen> {
         1 => (env(), work(), pair).prop_map(|(e, w, (k, v))| Gen::Metadata(e, w, k, v)),
         2 => Just(Gen::Sweep),
         1 => prop::sample::select(vec![0i64, 1, 60]).prop_map(Gen::Purge),
+        1 => (0usize..5, any::<bool>()).prop_map(|(e, cloud)| Gen::CreateEnvironment(e, cloud)),
+        1 => (env(), "[a-z]{1,3}", prop::option::of("[xy]{0,2}"))
+            .prop_map(|(e, name, value)| Gen::UpdateEnvironment(e, name, value)),
+        1 => env().prop_map(Gen::ArchiveEnvironment),
+        1 => env().prop_map(Gen::DeleteEnvironment),
     ]
 }
 
@@ -206,6 +216,32 @@ fn command(generated: &Gen, tokens: &Tokens) -> Command {
             patch: MetadataPatch::from([(key.clone(), value.clone())]),
         },
         Gen::Sweep => Command::Sweep,
+        Gen::CreateEnvironment(e, cloud) => {
+            let mut new = NewEnvironment::self_hosted(format!("env {e}"));
+            if *cloud {
+                new.kind = EnvironmentKind::Cloud;
+            }
+            new.description = Some("a description".into());
+            Command::CreateEnvironment {
+                id: EnvironmentId::parse(ENVIRONMENTS[*e])
+                    .unwrap_or_else(|_| EnvironmentId::parse("env_d").expect("well formed")),
+                new,
+            }
+        }
+        Gen::UpdateEnvironment(e, name, value) => Command::UpdateEnvironment {
+            environment: env(*e),
+            patch: EnvironmentPatch {
+                name: Some(name.clone()),
+                metadata: Some(MetadataPatch::from([("k".to_string(), value.clone())])),
+                ..EnvironmentPatch::default()
+            },
+        },
+        Gen::ArchiveEnvironment(e) => Command::ArchiveEnvironment {
+            environment: env(*e),
+        },
+        Gen::DeleteEnvironment(e) => Command::DeleteEnvironment {
+            environment: env(*e),
+        },
         Gen::Purge(age_seconds) => Command::PurgeStopped {
             // Filled in with the stamp by the caller.
             before: Timestamp::from_unix_micros(-age_seconds),
@@ -290,6 +326,23 @@ impl Tables {
             let single = self.single.next_wakeup();
             if name == "reseeded" && wakeup != single {
                 return Err(format!("{name} wakes at {wakeup:?}, single {single:?}"));
+            }
+        }
+        let all = EnvironmentListRequest {
+            limit: 100,
+            include_archived: true,
+            ..EnvironmentListRequest::default()
+        };
+        let environments = self.single.list_environments(&all);
+        for (name, other) in [
+            ("reseeded", self.reseeded.list_environments(&all)),
+            ("four shards", self.four_shards.list_environments(&all)),
+            ("one shard", self.one_shard.list_environments(&all)),
+        ] {
+            if other != environments {
+                return Err(format!(
+                    "{name} has environments {other:?}, single {environments:?}"
+                ));
             }
         }
         self.single.validate()?;

@@ -103,10 +103,39 @@ struct Model {
     journal: Vec<TransitionSnap>,
     /// SPEC §7.1: the latest `now` a changing operation ran at.
     clock: Option<i64>,
+    /// SPEC §9: the environments that exist.
+    envs: BTreeMap<&'static str, ModelEnv>,
+}
+
+/// An environment record, as far as the model's operations change it.
+#[derive(Clone, Debug)]
+struct ModelEnv {
+    kind: EnvironmentKind,
+    created_at: i64,
+    updated_at: i64,
+    archived_at: Option<i64>,
+}
+
+impl ModelEnv {
+    fn snap(&self, id: &str) -> EnvSnap {
+        EnvSnap {
+            id: id.to_string(),
+            kind: self.kind,
+            // Registered and recreated environments are named after their id.
+            name: id.to_string(),
+            created_at: ts(self.created_at),
+            updated_at: ts(self.updated_at),
+            archived_at: self.archived_at.map(ts),
+        }
+    }
 }
 
 fn ttl(seconds: u64) -> Ttl {
     Ttl::from_seconds(seconds).expect("model TTLs are in range")
+}
+
+fn env_id(id: &str) -> EnvironmentId {
+    EnvironmentId::parse(id).expect("the model's environment ids are well formed")
 }
 
 fn env_not_found(raw: &str) -> Error {
@@ -137,6 +166,19 @@ impl Model {
             pollers: HashMap::new(),
             journal: Vec::new(),
             clock: None,
+            // Registered before any operation: created at the Unix epoch.
+            envs: ENVIRONMENTS
+                .iter()
+                .map(|&(id, kind)| {
+                    let env = ModelEnv {
+                        kind,
+                        created_at: 0,
+                        updated_at: 0,
+                        archived_at: None,
+                    };
+                    (id, env)
+                })
+                .collect(),
         }
     }
 
@@ -190,19 +232,77 @@ impl Model {
     }
 
     /// SPEC §3.3's first checks: environment exists (404), is self_hosted (400).
-    fn environment(raw: &str) -> Result<&'static str, Error> {
-        match ENVIRONMENTS.iter().find(|(id, _)| *id == raw) {
-            None => Err(env_not_found(raw)),
-            Some((id, EnvironmentKind::Cloud)) => Err(Error::NotSelfHosted {
-                environment: EnvironmentId::parse(id).expect("registered ids are well formed"),
+    fn environment(&self, raw: &str) -> Result<&'static str, Error> {
+        match self.existing(raw)? {
+            (id, EnvironmentKind::Cloud) => Err(Error::NotSelfHosted {
+                environment: env_id(id),
             }),
-            Some((id, EnvironmentKind::SelfHosted)) => Ok(id),
+            (id, EnvironmentKind::SelfHosted) => Ok(id),
         }
+    }
+
+    /// The environment if it exists (404 otherwise), whatever its kind.
+    fn existing(&self, raw: &str) -> Result<(&'static str, EnvironmentKind), Error> {
+        self.envs
+            .iter()
+            .find(|(id, _)| **id == raw)
+            .map(|(id, env)| (*id, env.kind))
+            .ok_or_else(|| env_not_found(raw))
+    }
+
+    /// SPEC §9 archive: sets `archived_at` once.
+    fn archive(&mut self, raw: &str, now: i64) -> Result<EnvSnap, Error> {
+        let (id, _) = self.existing(raw)?;
+        let env = self.envs.get_mut(id).expect("exists");
+        if env.archived_at.is_none() {
+            env.archived_at = Some(now);
+            env.updated_at = now;
+        }
+        Ok(env.snap(id))
+    }
+
+    /// SPEC §9 delete: refused while an item holds a lease, else the environment and its
+    /// items are gone.
+    fn delete(&mut self, raw: &str) -> Result<String, Error> {
+        let (id, _) = self.existing(raw)?;
+        let leased = self
+            .items
+            .iter()
+            .filter(|item| item.env == id && item.is_leased())
+            .count();
+        if leased > 0 {
+            return Err(Error::EnvironmentInUse {
+                environment: env_id(id),
+                leased,
+            });
+        }
+        self.items.retain(|item| item.env != id);
+        self.pollers.remove(id);
+        self.envs.remove(id);
+        Ok(id.to_string())
+    }
+
+    /// SPEC §9 create, of an environment the case started with.
+    fn recreate(&mut self, raw: &'static str, now: i64) -> Result<EnvSnap, Error> {
+        if self.envs.contains_key(raw) {
+            return Err(Error::AlreadyExists {
+                id: Excerpt::new(raw),
+            });
+        }
+        let env = ModelEnv {
+            kind: original_kind(raw),
+            created_at: now,
+            updated_at: now,
+            archived_at: None,
+        };
+        let snap = env.snap(raw);
+        self.envs.insert(raw, env);
+        Ok(snap)
     }
 
     /// Then the item, which must belong to that environment (404).
     fn locate(&self, env: &str, work: &str) -> Result<usize, Error> {
-        let env = Self::environment(env)?;
+        let env = self.environment(env)?;
         self.items
             .iter()
             .position(|item| item.id == work && item.env == env)
@@ -219,6 +319,12 @@ impl Model {
 
     fn apply(&mut self, call: &Call, requested: i64) -> Outcome {
         let now = self.at(requested);
+        if let Op::Recreate { env } = call {
+            if EnvironmentId::parse(env).is_err() {
+                // Never reaches the table (a command's new id is typed).
+                return Outcome::Deleted(Ok(String::new()));
+            }
+        }
         if let Op::Get { .. } | Op::List { .. } | Op::Stats { .. } = call {
             // SPEC §7.2: a read answers as of `now` with every due lapse applied, and changes
             // nothing: the obvious way is to answer from a copy.
@@ -273,6 +379,9 @@ impl Model {
                 });
                 Outcome::Purged(count - self.items.len())
             }
+            Op::Archive { env } => Outcome::Environment(self.archive(env, now)),
+            Op::Delete { env } => Outcome::Deleted(self.delete(env)),
+            Op::Recreate { env } => Outcome::Environment(self.recreate(env, now)),
         }
     }
 
@@ -284,7 +393,12 @@ impl Model {
         metadata: &BTreeMap<String, String>,
         now: i64,
     ) -> Result<Snap, Error> {
-        let env = Self::environment(env)?;
+        let env = self.environment(env)?;
+        if self.envs[env].archived_at.is_some() {
+            return Err(Error::EnvironmentArchived {
+                environment: env_id(env),
+            });
+        }
         if self.items.iter().any(|item| item.id == work) {
             return Err(Error::AlreadyExists {
                 id: Excerpt::new(work),
@@ -330,7 +444,7 @@ impl Model {
         reclaim_ms: u64,
         now: i64,
     ) -> Result<PolledSnap, Error> {
-        let env = Self::environment(env)?;
+        let env = self.environment(env)?;
         // Only a poll that names a worker touches the poller list (and then drops the stale
         // ones). With a clock that goes backwards, forgetting on anonymous polls too would
         // lose workers that a later stats call at an earlier `now` still counts.
@@ -512,7 +626,7 @@ impl Model {
     }
 
     fn list(&self, env: &str, limit: usize, cursor: CursorSel) -> Result<PageSnap, Error> {
-        let env = Self::environment(env)?;
+        let env = self.environment(env)?;
         let limit = limit.clamp(1, 100);
         let items = self.sorted(env);
         let (data, has_more, forward): (Vec<&ModelItem>, bool, bool) = match cursor {
@@ -586,7 +700,7 @@ impl Model {
     }
 
     fn stats(&mut self, env: &str, now: i64) -> Result<QueueStats, Error> {
-        let env = Self::environment(env)?;
+        let env = self.environment(env)?;
         self.forget_pollers(env, now);
         let reclaim_ms = self.config.reclaim_older_than_ms;
         let queued: Vec<&ModelItem> = self
@@ -816,7 +930,8 @@ fn run_on<T: Table>(config: ConfigSel, steps: &[Step]) -> Result<(), TestCaseErr
         if let (Op::Create { work, .. }, Outcome::Item(Ok(_))) = (&call, &got) {
             memory.created.insert((*work).to_string());
         }
-        if let Op::Purge { .. } = call {
+        if let (Op::Purge { .. }, _) | (Op::Delete { .. }, Outcome::Deleted(Ok(_))) = (&call, &got)
+        {
             let kept: BTreeSet<&str> = model.items.iter().map(|item| item.id.as_str()).collect();
             memory.created.retain(|id| kept.contains(id.as_str()));
             memory.holders.retain(|id, _| kept.contains(id.as_str()));

@@ -6,7 +6,7 @@
 //! index, the deadline wheel, the environment's id order and the side maps.
 
 use super::{hash_of, LeaseTable};
-use crate::item::Phase;
+use crate::item::{Item, Phase};
 use crate::time::Timestamp;
 
 impl LeaseTable {
@@ -48,9 +48,14 @@ impl LeaseTable {
     /// [`Self::purge_stopped`] without applying lapses first (the sharded table catches its
     /// shards up itself).
     pub(crate) fn purge_stopped_in(&mut self, before: Timestamp) -> usize {
+        self.remove_items(|item| matches!(item.phase, Phase::Stopped { at, .. } if at < before))
+    }
+
+    /// Removes every item `doomed` picks; none may hold a lease. Returns how many.
+    pub(crate) fn remove_items(&mut self, doomed: impl Fn(&Item) -> bool) -> usize {
         let doomed: Vec<u32> = (0u32..)
             .zip(&self.items)
-            .filter(|(_, item)| matches!(item.phase, Phase::Stopped { at, .. } if at < before))
+            .filter(|(_, item)| doomed(item))
             .map(|(slot, _)| slot)
             .collect();
         if doomed.is_empty() {
@@ -68,7 +73,16 @@ impl LeaseTable {
             });
             self.metadata.remove(&slot);
             self.stop_requests.remove(&slot);
-            self.items[slot as usize].release_texts(&mut self.texts);
+            let item = &self.items[slot as usize];
+            debug_assert!(
+                item.phase.lease().is_none(),
+                "leased items are never removed"
+            );
+            // A delivered queued item holds its delivery's worker.
+            if let Some(worker) = item.phase.worker() {
+                self.workers.release(worker);
+            }
+            item.release_texts(&mut self.texts);
         }
         for environment in &mut self.environments {
             environment.items.retain(|&slot| !is_doomed[slot as usize]);

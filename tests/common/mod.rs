@@ -11,10 +11,10 @@ use std::num::{NonZeroU32, NonZeroU64};
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
 use worklease::{
-    Applied, Command, Config, Cursor, EnvironmentId, EnvironmentKind, Error, Heartbeat,
-    HeartbeatRequest, LeaseTable, ListRequest, Metadata, MetadataPatch, Page, PollRequest, Polled,
-    Precondition, QueueStats, SessionId, Stamped, StopMode, Timestamp, Transition, Ttl, Updated,
-    WorkId, WorkItem, WorkState, WorkerId,
+    Applied, Command, Config, Cursor, EnvironmentId, EnvironmentKind, EnvironmentRecord, Error,
+    Heartbeat, HeartbeatRequest, LeaseTable, ListRequest, Metadata, MetadataPatch, NewEnvironment,
+    Page, PollRequest, Polled, Precondition, QueueStats, SessionId, Stamped, StopMode, Timestamp,
+    Transition, Ttl, Updated, WorkId, WorkItem, WorkState, WorkerId,
 };
 
 /// 2026-07-01T08:15:06.120394Z: where every generated clock starts.
@@ -141,6 +141,18 @@ pub(crate) enum Op<E, W, P> {
     /// Purge the items stopped more than `age_ms` before now.
     Purge {
         age_ms: u64,
+    },
+    /// SPEC §9: archive the environment (it takes no new work).
+    Archive {
+        env: E,
+    },
+    /// SPEC §9: delete the environment and its items (refused while one holds a lease).
+    Delete {
+        env: E,
+    },
+    /// SPEC §9: create the environment again with its original kind (409 while it exists).
+    Recreate {
+        env: E,
     },
 }
 
@@ -277,6 +289,18 @@ pub(crate) trait Table: Clone {
     fn stats(&mut self, env: &str, now: Timestamp) -> Result<QueueStats, Error>;
     fn sweep(&mut self, now: Timestamp) -> Vec<Transition>;
     fn purge_stopped(&mut self, before: Timestamp, now: Timestamp) -> usize;
+    fn create_environment(
+        &mut self,
+        id: EnvironmentId,
+        new: NewEnvironment,
+        now: Timestamp,
+    ) -> Result<EnvironmentRecord, Error>;
+    fn archive_environment(
+        &mut self,
+        env: &str,
+        now: Timestamp,
+    ) -> Result<EnvironmentRecord, Error>;
+    fn delete_environment(&mut self, env: &str, now: Timestamp) -> Result<EnvironmentId, Error>;
     fn next_wakeup(&self) -> Option<Timestamp>;
     fn validate(&self) -> Result<(), String>;
 }
@@ -364,6 +388,28 @@ macro_rules! forward_table {
             }
             fn purge_stopped(&mut self, before: Timestamp, now: Timestamp) -> usize {
                 <$table>::purge_stopped(self, before, now)
+            }
+            fn create_environment(
+                &mut self,
+                id: EnvironmentId,
+                new: NewEnvironment,
+                now: Timestamp,
+            ) -> Result<EnvironmentRecord, Error> {
+                <$table>::create_environment(self, id, new, now)
+            }
+            fn archive_environment(
+                &mut self,
+                env: &str,
+                now: Timestamp,
+            ) -> Result<EnvironmentRecord, Error> {
+                <$table>::archive_environment(self, env, now)
+            }
+            fn delete_environment(
+                &mut self,
+                env: &str,
+                now: Timestamp,
+            ) -> Result<EnvironmentId, Error> {
+                <$table>::delete_environment(self, env, now)
             }
             fn next_wakeup(&self) -> Option<Timestamp> {
                 <$table>::next_wakeup(self)
@@ -563,6 +609,43 @@ impl Table for DirectAndApplied {
         })
         .expect("a purge never fails")
     }
+    fn create_environment(
+        &mut self,
+        id: EnvironmentId,
+        new: NewEnvironment,
+        now: Timestamp,
+    ) -> Result<EnvironmentRecord, Error> {
+        let direct = self.direct.create_environment(id.clone(), new.clone(), now);
+        let command = Command::CreateEnvironment { id, new };
+        self.check(direct, command, now, |applied| match applied {
+            Applied::EnvironmentCreated(record) => record,
+            other => panic!("create environment answered {other:?}"),
+        })
+    }
+    fn archive_environment(
+        &mut self,
+        env: &str,
+        now: Timestamp,
+    ) -> Result<EnvironmentRecord, Error> {
+        let direct = self.direct.archive_environment(env, now);
+        let command = Command::ArchiveEnvironment {
+            environment: text(env),
+        };
+        self.check(direct, command, now, |applied| match applied {
+            Applied::EnvironmentArchived(record) => record,
+            other => panic!("archive answered {other:?}"),
+        })
+    }
+    fn delete_environment(&mut self, env: &str, now: Timestamp) -> Result<EnvironmentId, Error> {
+        let direct = self.direct.delete_environment(env, now);
+        let command = Command::DeleteEnvironment {
+            environment: text(env),
+        };
+        self.check(direct, command, now, |applied| match applied {
+            Applied::EnvironmentDeleted(id) => id,
+            other => panic!("delete answered {other:?}"),
+        })
+    }
     fn next_wakeup(&self) -> Option<Timestamp> {
         let direct = self.direct.next_wakeup();
         assert_eq!(self.applied.next_wakeup(), direct, "next_wakeup");
@@ -722,6 +805,12 @@ pub(crate) fn op() -> impl Strategy<Value = Gen> {
         1 => env().prop_map(|env| Op::Stats { env }),
         1 => Just(Op::Sweep),
         1 => prop::sample::select(vec![0u64, 1000, 60_000]).prop_map(|age_ms| Op::Purge { age_ms }),
+        // The environment lifecycle interleaves with every work operation.
+        1 => env().prop_map(|env| Op::Archive { env }),
+        1 => env().prop_map(|env| Op::Delete { env }),
+        // Only the case's own environments come back (their items are what the listings read).
+        1 => prop::sample::select(ENVIRONMENTS.map(|(id, _)| id).to_vec())
+            .prop_map(|env| Op::Recreate { env: EnvSel::Is(env) }),
     ]
 }
 
@@ -994,6 +1083,15 @@ impl Gen {
             },
             Self::Sweep => Op::Sweep,
             Self::Purge { age_ms } => Op::Purge { age_ms: *age_ms },
+            Self::Archive { env } => Op::Archive {
+                env: seen.env(*env, None),
+            },
+            Self::Delete { env } => Op::Delete {
+                env: seen.env(*env, None),
+            },
+            Self::Recreate { env } => Op::Recreate {
+                env: seen.env(*env, None),
+            },
         }
     }
 }
@@ -1114,6 +1212,40 @@ pub(crate) enum Outcome {
     Stats(Result<QueueStats, Error>),
     Swept(Vec<TransitionSnap>),
     Purged(usize),
+    Environment(Result<EnvSnap, Error>),
+    Deleted(Result<String, Error>),
+}
+
+/// What the model tracks of an environment record.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct EnvSnap {
+    pub(crate) id: String,
+    pub(crate) kind: EnvironmentKind,
+    pub(crate) name: String,
+    pub(crate) created_at: Timestamp,
+    pub(crate) updated_at: Timestamp,
+    pub(crate) archived_at: Option<Timestamp>,
+}
+
+impl EnvSnap {
+    pub(crate) fn of(record: &EnvironmentRecord) -> Self {
+        Self {
+            id: record.id.to_string(),
+            kind: record.kind,
+            name: record.name.clone(),
+            created_at: record.created_at,
+            updated_at: record.updated_at,
+            archived_at: record.archived_at,
+        }
+    }
+}
+
+/// The kind `env` was first registered with.
+pub(crate) fn original_kind(env: &str) -> EnvironmentKind {
+    ENVIRONMENTS
+        .iter()
+        .find(|(id, _)| *id == env)
+        .map_or(EnvironmentKind::SelfHosted, |(_, kind)| *kind)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1211,6 +1343,27 @@ pub(crate) fn call_table<T: Table>(table: &mut T, call: &Call, now: Timestamp) -
             let before = now.saturating_sub_micros(age);
             Outcome::Purged(table.purge_stopped(before, now))
         }
+        Op::Archive { env } => Outcome::Environment(
+            table
+                .archive_environment(env, now)
+                .map(|record| EnvSnap::of(&record)),
+        ),
+        Op::Delete { env } => {
+            Outcome::Deleted(table.delete_environment(env, now).map(|id| id.to_string()))
+        }
+        Op::Recreate { env } => match EnvironmentId::parse(env) {
+            // Ids a command creates are typed: a malformed one never reaches the table.
+            Err(_) => Outcome::Deleted(Ok(String::new())),
+            Ok(id) => {
+                let mut new = NewEnvironment::self_hosted(*env);
+                new.kind = original_kind(env);
+                Outcome::Environment(
+                    table
+                        .create_environment(id, new, now)
+                        .map(|record| EnvSnap::of(&record)),
+                )
+            }
+        },
     }
 }
 
@@ -1230,9 +1383,12 @@ pub(crate) fn list_all<T: Table>(
         let mut pages = 0;
         loop {
             let request = ListRequest { limit, cursor };
-            let page = table
-                .list(env, &request, now)
-                .map_err(|e| TestCaseError::fail(format!("list {env}: {e}")))?;
+            let page = match table.list(env, &request, now) {
+                Ok(page) => page,
+                // Deleted, and not created again.
+                Err(Error::EnvironmentNotFound { .. }) => break,
+                Err(e) => return Err(TestCaseError::fail(format!("list {env}: {e}"))),
+            };
             let page = PageSnap::of(&page);
             prop_assert!(page.data.len() <= limit, "page longer than its limit");
             prop_assert_eq!(
