@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Drive a running reference server with the official Anthropic Python SDK.
 
-Usage (with the server running, e.g. `cargo run --release --example server --features serde
--- --token secret`):
+Usage (with the server running, e.g. `cargo run --release -p worklease-server -- --token
+secret`):
 
     pip install anthropic
     WORKLEASE_TOKEN=secret python3 scripts/sdk_smoke.py [http://127.0.0.1:8080]

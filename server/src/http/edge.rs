@@ -2,16 +2,13 @@
 //! strings, bodies and headers. Everything a client sends is checked here or by the crate's
 //! parsers, so no input reaches the table unvalidated and none can panic the server.
 
-use std::collections::hash_map::RandomState;
-use std::hash::{BuildHasher, Hasher};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
-use axum::extract::{Request, State};
+use axum::extract::{MatchedPath, Request, State};
 use axum::http::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION, CONTENT_TYPE};
-use axum::http::StatusCode;
+use axum::http::{Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde::de::DeserializeOwned;
@@ -132,41 +129,6 @@ pub(crate) fn json(status: StatusCode, body: &impl Serialize) -> Response {
     }
 }
 
-/// Mints request ids and tokens: a counter mixed with per-process random keys (std's
-/// `RandomState`), so they are unique and not guessable from one another.
-#[derive(Debug)]
-pub(crate) struct Mint {
-    counter: AtomicU64,
-    keys: [RandomState; 2],
-}
-
-impl Mint {
-    pub(crate) fn new() -> Self {
-        Self {
-            counter: AtomicU64::new(0),
-            keys: [RandomState::new(), RandomState::new()],
-        }
-    }
-
-    /// The next value of the counter.
-    pub(crate) fn sequence(&self) -> u64 {
-        self.counter.fetch_add(1, Ordering::Relaxed)
-    }
-
-    /// 64 bits that depend on `seed` and the process's random keys.
-    pub(crate) fn entropy(&self, seed: u64, key: usize) -> u64 {
-        let mut hasher = self.keys[key % 2].build_hasher();
-        hasher.write_u64(seed);
-        hasher.finish()
-    }
-
-    /// 32 hex digits no other call of this process returns.
-    pub(crate) fn hex128(&self) -> String {
-        let n = self.sequence();
-        format!("{:016x}{:016x}", self.entropy(n, 0), self.entropy(n, 1))
-    }
-}
-
 /// Outermost layer: picks the request id (the client's `x-request-id` when it is sane), echoes
 /// it as `request-id`, and renders any refusal as the envelope that carries it.
 pub(crate) async fn request_ids(
@@ -189,6 +151,58 @@ pub(crate) async fn request_ids(
         response.headers_mut().insert(RESPONSE_REQUEST_ID, value);
     }
     response
+}
+
+/// Outermost layer: counts every answer by route and status (`worklease_http_requests_total`).
+pub(crate) async fn count(
+    State(shared): State<Arc<Shared>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", |path| {
+            route_name(path.as_str(), request.method())
+        });
+    let response = next.run(request).await;
+    shared.metrics.request(route, response.status().as_u16());
+    response
+}
+
+/// The operation a matched route template serves, the same under both prefixes.
+fn route_name(template: &str, method: &Method) -> &'static str {
+    let get = method == Method::GET;
+    let tail = template
+        .strip_prefix("/api/v1/cloud")
+        .or_else(|| template.strip_prefix("/v1"))
+        .unwrap_or(template);
+    match tail {
+        "/healthz" => "healthz",
+        "/cluster" => "cluster",
+        "/metrics" => "metrics",
+        "/environments" => "create_environment",
+        _ if tail.ends_with("/work/{work_id}/heartbeat") => "heartbeat",
+        _ if tail.ends_with("/work/{work_id}/ack") => "ack",
+        _ if tail.ends_with("/work/{work_id}/stop") => "stop",
+        _ if tail.ends_with("/work/poll") => "poll",
+        _ if tail.ends_with("/work/stats") => "stats",
+        _ if tail.ends_with("/work/{work_id}") => {
+            if get {
+                "retrieve"
+            } else {
+                "update_metadata"
+            }
+        }
+        _ if tail.ends_with("/work") || tail.ends_with("/work/") => {
+            if get {
+                "list"
+            } else {
+                "create_work"
+            }
+        }
+        _ => "other",
+    }
 }
 
 /// Every route needs `Authorization: Bearer <token>` or `x-api-key: <token>`.
@@ -302,6 +316,30 @@ pub(crate) fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<Option<T>,
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn routes_are_named_alike_under_both_prefixes() {
+        for prefix in ["/v1", "/api/v1/cloud"] {
+            let name = |tail: &str, method: &Method| route_name(&format!("{prefix}{tail}"), method);
+            let work = "/environments/{environment_id}/work";
+            assert_eq!(
+                name(&format!("{work}/{{work_id}}/heartbeat"), &Method::POST),
+                "heartbeat"
+            );
+            assert_eq!(
+                name(&format!("{work}/{{work_id}}"), &Method::GET),
+                "retrieve"
+            );
+            assert_eq!(
+                name(&format!("{work}/{{work_id}}"), &Method::POST),
+                "update_metadata"
+            );
+            assert_eq!(name(work, &Method::POST), "create_work");
+            assert_eq!(name(&format!("{work}/"), &Method::GET), "list");
+            assert_eq!(name("/environments", &Method::POST), "create_environment");
+        }
+        assert_eq!(route_name("/metrics", &Method::GET), "metrics");
+    }
 
     #[test]
     fn secrets_compare_whole() {
