@@ -33,7 +33,37 @@ impl Mint {
 
     /// 32 hex digits no other call of this process returns.
     pub(crate) fn hex128(&self) -> String {
+        let mut digits = [0u8; 32];
+        self.hex128_into(&mut digits);
+        digits.iter().map(|&b| char::from(b)).collect()
+    }
+
+    /// Writes 32 hex digits no other call of this process returns into `out` (its first 32
+    /// bytes), without allocating.
+    pub(crate) fn hex128_into(&self, out: &mut [u8]) {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
         let n = self.sequence();
-        format!("{:016x}{:016x}", self.entropy(n, 0), self.entropy(n, 1))
+        let value = (u128::from(self.entropy(n, 0)) << 64) | u128::from(self.entropy(n, 1));
+        for (i, digit) in out[..32].iter_mut().enumerate() {
+            *digit = HEX[((value >> (124 - 4 * i)) & 0xf) as usize];
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hex_ids_are_32_lowercase_digits_and_differ() {
+        let mint = Mint::new();
+        let (a, b) = (mint.hex128(), mint.hex128());
+        assert_eq!(a.len(), 32);
+        assert!(
+            a.bytes()
+                .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c)),
+            "{a}"
+        );
+        assert_ne!(a, b);
     }
 }

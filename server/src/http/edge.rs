@@ -2,6 +2,7 @@
 //! strings, bodies and headers. Everything a client sends is checked here or by the crate's
 //! parsers, so no input reaches the table unvalidated and none can panic the server.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,6 +18,7 @@ use worklease::json::ErrorEnvelope;
 use worklease::Error;
 
 use crate::app::Shared;
+use crate::mint::Mint;
 
 /// The largest request body read; larger ones get 413.
 pub(crate) const BODY_LIMIT: usize = 64 * 1024;
@@ -98,7 +100,7 @@ impl From<Error> for ApiError {
     }
 }
 
-/// The refusal travels in the response's extensions until [`request_ids`] renders it: only
+/// The refusal travels in the response's extensions until [`around`] renders it: only
 /// that outermost layer knows the request id.
 #[derive(Clone, Debug)]
 struct Pending(Arc<ApiError>);
@@ -129,32 +131,14 @@ pub(crate) fn json(status: StatusCode, body: &impl Serialize) -> Response {
     }
 }
 
-/// Outermost layer: picks the request id (the client's `x-request-id` when it is sane), echoes
-/// it as `request-id`, and renders any refusal as the envelope that carries it.
-pub(crate) async fn request_ids(
-    State(shared): State<Arc<Shared>>,
-    request: Request,
-    next: Next,
-) -> Response {
-    let request_id = request
-        .headers()
-        .get(REQUEST_ID)
-        .and_then(|value| value.to_str().ok())
-        .filter(|id| !id.is_empty() && id.len() <= 128 && id.bytes().all(|b| b.is_ascii_graphic()))
-        .map_or_else(|| format!("req_{}", shared.mint.hex128()), str::to_owned);
-    let mut response = next.run(request).await;
-    if let Some(Pending(error)) = response.extensions_mut().remove::<Pending>() {
-        let status = response.status();
-        response = json(status, &error.envelope(&request_id));
-    }
-    if let Ok(value) = HeaderValue::from_str(&request_id) {
-        response.headers_mut().insert(RESPONSE_REQUEST_ID, value);
-    }
-    response
-}
-
-/// Outermost layer: counts every answer by route and status (`worklease_http_requests_total`).
-pub(crate) async fn count(
+/// The one layer around every route: names the route for the request counter, picks the
+/// request id (the client's `x-request-id` when it is sane), checks credentials (every route
+/// but `/healthz`), renders any refusal as the envelope that carries the request id, echoes
+/// the id as `request-id`, and counts the answer (`worklease_http_requests_total`).
+///
+/// One layer rather than three: each `from_fn` layer costs a boxed future and a clone of the
+/// inner service per request, a measurable share of a heartbeat's time.
+pub(crate) async fn around(
     State(shared): State<Arc<Shared>>,
     request: Request,
     next: Next,
@@ -165,9 +149,64 @@ pub(crate) async fn count(
         .map_or("unmatched", |path| {
             route_name(path.as_str(), request.method())
         });
-    let response = next.run(request).await;
+    let request_id = RequestId::of(request.headers(), &shared.mint);
+    let mut response = if route == "healthz" {
+        next.run(request).await
+    } else {
+        match authenticate(request.headers(), &shared.token) {
+            Ok(()) => next.run(request).await,
+            Err(refusal) => refusal.into_response(),
+        }
+    };
+    if let Some(Pending(error)) = response.extensions_mut().remove::<Pending>() {
+        let status = response.status();
+        response = json(status, &error.envelope(request_id.as_str()));
+    }
+    response
+        .headers_mut()
+        .insert(RESPONSE_REQUEST_ID, request_id.into_header());
     shared.metrics.request(route, response.status().as_u16());
     response
+}
+
+/// A request's id: the client's, or `req_` and 32 hex digits minted here.
+enum RequestId {
+    Client(HeaderValue),
+    Minted([u8; 36]),
+}
+
+impl RequestId {
+    fn of(headers: &HeaderMap, mint: &Mint) -> Self {
+        let client = headers.get(REQUEST_ID).filter(|value| {
+            let id = value.as_bytes();
+            !id.is_empty() && id.len() <= 128 && id.iter().all(u8::is_ascii_graphic)
+        });
+        match client {
+            Some(value) => Self::Client(value.clone()),
+            None => {
+                let mut id = *b"req_00000000000000000000000000000000";
+                mint.hex128_into(&mut id[4..]);
+                Self::Minted(id)
+            }
+        }
+    }
+
+    fn as_str(&self) -> &str {
+        let bytes = match self {
+            Self::Client(value) => value.as_bytes(),
+            Self::Minted(id) => id.as_slice(),
+        };
+        // Both are visible ASCII (checked above, or hex digits).
+        std::str::from_utf8(bytes).unwrap_or("req_invalid")
+    }
+
+    fn into_header(self) -> HeaderValue {
+        match self {
+            Self::Client(value) => value,
+            Self::Minted(id) => HeaderValue::from_bytes(&id)
+                .unwrap_or_else(|_| HeaderValue::from_static("req_invalid")),
+        }
+    }
 }
 
 /// The operation a matched route template serves, the same under both prefixes.
@@ -205,13 +244,8 @@ fn route_name(template: &str, method: &Method) -> &'static str {
     }
 }
 
-/// Every route needs `Authorization: Bearer <token>` or `x-api-key: <token>`.
-pub(crate) async fn authenticate(
-    State(shared): State<Arc<Shared>>,
-    request: Request,
-    next: Next,
-) -> Response {
-    let headers = request.headers();
+/// Every route but `/healthz` needs `Authorization: Bearer <token>` or `x-api-key: <token>`.
+fn authenticate(headers: &HeaderMap, token: &str) -> Result<(), ApiError> {
     let bearer = headers
         .get(AUTHORIZATION)
         .and_then(|value| value.to_str().ok())
@@ -219,24 +253,19 @@ pub(crate) async fn authenticate(
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
         .map(|(_, token)| token);
     let api_key = headers.get(API_KEY).and_then(|value| value.to_str().ok());
-    let presented = bearer.or(api_key);
-    match presented {
-        Some(token) if same_secret(token.trim().as_bytes(), shared.token.as_bytes()) => {
-            next.run(request).await
-        }
-        Some(_) => ApiError::own(
+    match bearer.or(api_key) {
+        Some(presented) if same_secret(presented.trim().as_bytes(), token.as_bytes()) => Ok(()),
+        Some(_) => Err(ApiError::own(
             StatusCode::UNAUTHORIZED,
             "authentication_error",
             "invalid bearer token".to_owned(),
-        )
-        .into_response(),
-        None => ApiError::own(
+        )),
+        None => Err(ApiError::own(
             StatusCode::UNAUTHORIZED,
             "authentication_error",
             "missing credentials: send `Authorization: Bearer <token>` or `x-api-key: <token>`"
                 .to_owned(),
-        )
-        .into_response(),
+        )),
     }
 }
 
@@ -246,23 +275,20 @@ fn same_secret(a: &[u8], b: &[u8]) -> bool {
 }
 
 /// A request's query values, first occurrence wins; unknown names are simply never asked for.
+/// Values borrow from the query string unless they had to be decoded.
 #[derive(Debug, Default)]
-pub(crate) struct Query(Vec<(String, String)>);
+pub(crate) struct Query<'a>(Vec<(Cow<'a, str>, Cow<'a, str>)>);
 
-impl Query {
-    pub(crate) fn parse(raw: Option<&str>) -> Self {
-        Self(
-            form_urlencoded::parse(raw.unwrap_or("").as_bytes())
-                .map(|(name, value)| (name.into_owned(), value.into_owned()))
-                .collect(),
-        )
+impl<'a> Query<'a> {
+    pub(crate) fn parse(raw: Option<&'a str>) -> Self {
+        Self(form_urlencoded::parse(raw.unwrap_or("").as_bytes()).collect())
     }
 
     pub(crate) fn get(&self, name: &str) -> Option<&str> {
         self.0
             .iter()
             .find(|(key, _)| key == name)
-            .map(|(_, value)| value.as_str())
+            .map(|(_, value)| value.as_ref())
     }
 }
 

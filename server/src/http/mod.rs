@@ -18,56 +18,39 @@ mod work;
 
 pub(crate) use edge::ApiError;
 
-/// Every route under both prefixes, plus `/cluster` and `/metrics`, behind authentication and
-/// the request-id layer; `/healthz` answers without credentials.
+/// Every route under both prefixes, plus `/healthz`, `/cluster` and `/metrics`, inside the one
+/// edge layer (request ids, authentication but for `/healthz`, counting).
 pub(crate) fn router(shared: Arc<Shared>) -> Router {
-    let routes = Router::new()
-        .route("/environments", post(environments::create))
-        .route(
-            "/environments/{environment_id}/work",
-            get(work::list).post(work::create),
-        )
-        .route("/environments/{environment_id}/work/", get(work::list))
-        .route("/environments/{environment_id}/work/poll", get(work::poll))
-        .route(
-            "/environments/{environment_id}/work/stats",
-            get(work::stats),
-        )
-        .route(
-            "/environments/{environment_id}/work/{work_id}",
-            get(work::retrieve).post(work::update),
-        )
-        .route(
-            "/environments/{environment_id}/work/{work_id}/ack",
-            post(work::ack),
-        )
-        .route(
-            "/environments/{environment_id}/work/{work_id}/heartbeat",
-            post(work::heartbeat),
-        )
-        .route(
-            "/environments/{environment_id}/work/{work_id}/stop",
-            post(work::stop),
-        );
-    let authenticated = Router::new()
-        .nest("/api/v1/cloud", routes.clone())
-        .nest("/v1", routes)
+    let mut router = Router::new();
+    // Each route under both prefixes, registered whole rather than nested: a nested router
+    // rebuilds the request's URI and matched path on every request.
+    for prefix in ["/api/v1/cloud", "/v1"] {
+        let environments = format!("{prefix}/environments");
+        let work = format!("{environments}/{{environment_id}}/work");
+        router = router
+            .route(&environments, post(environments::create))
+            .route(&work, get(work::list).post(work::create))
+            .route(&format!("{work}/"), get(work::list))
+            .route(&format!("{work}/poll"), get(work::poll))
+            .route(&format!("{work}/stats"), get(work::stats))
+            .route(
+                &format!("{work}/{{work_id}}"),
+                get(work::retrieve).post(work::update),
+            )
+            .route(&format!("{work}/{{work_id}}/ack"), post(work::ack))
+            .route(
+                &format!("{work}/{{work_id}}/heartbeat"),
+                post(work::heartbeat),
+            )
+            .route(&format!("{work}/{{work_id}}/stop"), post(work::stop));
+    }
+    router
         .route("/cluster", get(ops::cluster))
         .route("/metrics", get(ops::metrics))
+        .route("/healthz", get(ops::healthz))
         .fallback(unknown_route)
         .method_not_allowed_fallback(wrong_method)
-        .layer(middleware::from_fn_with_state(
-            shared.clone(),
-            edge::authenticate,
-        ));
-    Router::new()
-        .route("/healthz", get(ops::healthz))
-        .merge(authenticated)
-        .layer(middleware::from_fn_with_state(
-            shared.clone(),
-            edge::request_ids,
-        ))
-        .layer(middleware::from_fn_with_state(shared.clone(), edge::count))
+        .layer(middleware::from_fn_with_state(shared.clone(), edge::around))
         .with_state(shared)
 }
 
