@@ -3,11 +3,11 @@
 
 use std::sync::Arc;
 
-use axum::extract::rejection::PathRejection;
-use axum::extract::Path;
+use axum::extract::rejection::RawPathParamsRejection;
+use axum::extract::RawPathParams;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
-use axum::{middleware, Router};
+use axum::Router;
 
 use crate::app::Shared;
 
@@ -50,7 +50,7 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/healthz", get(ops::healthz))
         .fallback(unknown_route)
         .method_not_allowed_fallback(wrong_method)
-        .layer(middleware::from_fn_with_state(shared.clone(), edge::around))
+        .layer(edge::EdgeLayer(shared.clone()))
         .with_state(shared)
 }
 
@@ -70,15 +70,36 @@ async fn wrong_method() -> ApiError {
     )
 }
 
-/// Path segments that do not even decode are malformed ids: 404, like any unknown id.
-fn path<T>(path: Result<Path<T>, PathRejection>) -> Result<T, ApiError> {
-    path.map(|Path(segments)| segments).map_err(|rejection| {
-        ApiError::own(
-            StatusCode::NOT_FOUND,
-            "not_found_error",
-            format!("not found: {rejection}"),
-        )
-    })
+/// A request's path ids, as sent (percent-decoded), without copying them.
+pub(crate) struct Ids(RawPathParams);
+
+impl Ids {
+    /// Path segments that do not even decode are malformed ids: 404, like any unknown id.
+    fn of(params: Result<RawPathParams, RawPathParamsRejection>) -> Result<Self, ApiError> {
+        params.map(Self).map_err(|rejection| {
+            ApiError::own(
+                StatusCode::NOT_FOUND,
+                "not_found_error",
+                format!("not found: {rejection}"),
+            )
+        })
+    }
+
+    /// A named segment; a missing one is empty, which no id is (so: not found).
+    fn named(&self, name: &str) -> &str {
+        self.0
+            .iter()
+            .find(|(key, _)| *key == name)
+            .map_or("", |(_, value)| value)
+    }
+
+    fn environment(&self) -> &str {
+        self.named("environment_id")
+    }
+
+    fn work(&self) -> &str {
+        self.named("work_id")
+    }
 }
 
 /// The start of a caller's text, for messages.

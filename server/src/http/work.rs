@@ -5,9 +5,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::extract::rejection::PathRejection;
-use axum::extract::{Path, RawQuery, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::rejection::RawPathParamsRejection;
+use axum::extract::{RawPathParams, State};
+use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::Response;
 use serde_json::Value;
 use worklease::json::{
@@ -16,7 +16,7 @@ use worklease::json::{
 use worklease::{parse_worker_id, HeartbeatRequest, ListRequest, PollRequest, Polled, StopMode};
 
 use super::edge::{json, parse_json, read_body, worker_header, ApiError, Query};
-use super::{excerpt, path};
+use super::{excerpt, Ids};
 use crate::app::Shared;
 use crate::submit::{now, until};
 
@@ -25,16 +25,16 @@ type Handled = Result<Response, ApiError>;
 /// `POST …/work`: `{"data": {"type": "session", "id": "sess_…"}, "metadata": {…}}`.
 pub(crate) async fn create(
     State(shared): State<Arc<Shared>>,
-    environment: Result<Path<String>, PathRejection>,
+    ids: Result<RawPathParams, RawPathParamsRejection>,
     body: Body,
 ) -> Handled {
-    let environment = path(environment)?;
+    let ids = Ids::of(ids)?;
     let body: CreateWork = parse_json(&read_body(body).await?)?.unwrap_or_default();
     let session = body.session()?;
     let metadata = body.metadata()?;
     let item = shared
         .submit
-        .create_work(environment.as_str(), session, metadata)
+        .create_work(ids.environment(), session, metadata)
         .await?;
     Ok(json(StatusCode::OK, &Work(&item)))
 }
@@ -42,12 +42,12 @@ pub(crate) async fn create(
 /// `GET …/work/poll`: the oldest claimable item or `null`, waiting up to `block_ms` for one.
 pub(crate) async fn poll(
     State(shared): State<Arc<Shared>>,
-    environment: Result<Path<String>, PathRejection>,
-    RawQuery(query): RawQuery,
+    ids: Result<RawPathParams, RawPathParamsRejection>,
+    uri: Uri,
     headers: HeaderMap,
 ) -> Handled {
-    let environment = path(environment)?;
-    let query = Query::parse(query.as_deref());
+    let ids = Ids::of(ids)?;
+    let query = Query::parse(uri.query());
     let request = PollRequest::parse(
         worker_header(&headers).as_deref(),
         query.get("reclaim_older_than_ms"),
@@ -61,7 +61,7 @@ pub(crate) async fn poll(
         let ready = shared.submit.work_ready().notified();
         tokio::pin!(ready);
         ready.as_mut().enable();
-        let polled = shared.submit.poll(environment.as_str(), &request).await?;
+        let polled = shared.submit.poll(ids.environment(), &request).await?;
         let next_claimable_at = match polled {
             Polled::Delivered(item) => {
                 return Ok(json(StatusCode::OK, &Work(&item)));
@@ -83,14 +83,14 @@ pub(crate) async fn poll(
 /// `POST …/work/{work_id}/ack`.
 pub(crate) async fn ack(
     State(shared): State<Arc<Shared>>,
-    ids: Result<Path<(String, String)>, PathRejection>,
+    ids: Result<RawPathParams, RawPathParamsRejection>,
     headers: HeaderMap,
 ) -> Handled {
-    let (environment, work) = path(ids)?;
+    let ids = Ids::of(ids)?;
     let worker = parse_worker_id(worker_header(&headers).as_deref())?;
     let updated = shared
         .submit
-        .ack(environment.as_str(), work.as_str(), worker.as_ref())
+        .ack(ids.environment(), ids.work(), worker.as_ref())
         .await?;
     Ok(json(StatusCode::OK, &Work(&updated.item)))
 }
@@ -98,20 +98,20 @@ pub(crate) async fn ack(
 /// `POST …/work/{work_id}/heartbeat?expected_last_heartbeat=…&desired_ttl_seconds=…`.
 pub(crate) async fn heartbeat(
     State(shared): State<Arc<Shared>>,
-    ids: Result<Path<(String, String)>, PathRejection>,
-    RawQuery(query): RawQuery,
+    ids: Result<RawPathParams, RawPathParamsRejection>,
+    uri: Uri,
 ) -> Handled {
-    let query = Query::parse(query.as_deref());
+    let query = Query::parse(uri.query());
     // SPEC §3.3: parameters are checked before anything else.
     let request = HeartbeatRequest::parse(
         query.get("expected_last_heartbeat"),
         query.get("desired_ttl_seconds"),
     )
     .inspect_err(|_| shared.metrics.heartbeat_refused_early())?;
-    let (environment, work) = path(ids)?;
+    let ids = Ids::of(ids)?;
     let beat = shared
         .submit
-        .heartbeat(environment.as_str(), work.as_str(), request)
+        .heartbeat(ids.environment(), ids.work(), request)
         .await?;
     Ok(json(StatusCode::OK, &WorkHeartbeat(&beat)))
 }
@@ -119,12 +119,12 @@ pub(crate) async fn heartbeat(
 /// `POST …/work/{work_id}/stop`, graceful unless `{"force": true}` (or `?force=true`).
 pub(crate) async fn stop(
     State(shared): State<Arc<Shared>>,
-    ids: Result<Path<(String, String)>, PathRejection>,
-    RawQuery(query): RawQuery,
+    ids: Result<RawPathParams, RawPathParamsRejection>,
+    uri: Uri,
     body: Body,
 ) -> Handled {
-    let (environment, work) = path(ids)?;
-    let query = Query::parse(query.as_deref());
+    let ids = Ids::of(ids)?;
+    let query = Query::parse(uri.query());
     let from_query = match query.get("force") {
         None => None,
         Some("true") => Some(true),
@@ -144,7 +144,7 @@ pub(crate) async fn stop(
     };
     let updated = shared
         .submit
-        .stop(environment.as_str(), work.as_str(), mode)
+        .stop(ids.environment(), ids.work(), mode)
         .await?;
     if updated.changed {
         tracing::info!(
@@ -161,30 +161,30 @@ pub(crate) async fn stop(
 /// `GET …/work?limit=&page=&after_id=&before_id=`.
 pub(crate) async fn list(
     State(shared): State<Arc<Shared>>,
-    environment: Result<Path<String>, PathRejection>,
-    RawQuery(query): RawQuery,
+    ids: Result<RawPathParams, RawPathParamsRejection>,
+    uri: Uri,
 ) -> Handled {
-    let environment = path(environment)?;
-    let query = Query::parse(query.as_deref());
+    let ids = Ids::of(ids)?;
+    let query = Query::parse(uri.query());
     let request = ListRequest::parse(
         query.get("limit"),
         query.get("page"),
         query.get("after_id"),
         query.get("before_id"),
     )?;
-    let page = shared.submit.list(environment.as_str(), &request).await?;
+    let page = shared.submit.list(ids.environment(), &request).await?;
     Ok(json(StatusCode::OK, &ListPage(&page)))
 }
 
 /// `GET …/work/{work_id}`.
 pub(crate) async fn retrieve(
     State(shared): State<Arc<Shared>>,
-    ids: Result<Path<(String, String)>, PathRejection>,
+    ids: Result<RawPathParams, RawPathParamsRejection>,
 ) -> Handled {
-    let (environment, work) = path(ids)?;
+    let ids = Ids::of(ids)?;
     let item = shared
         .submit
-        .get(environment.as_str(), work.as_str())
+        .get(ids.environment(), ids.work())
         .await?;
     Ok(json(StatusCode::OK, &Work(&item)))
 }
@@ -192,15 +192,15 @@ pub(crate) async fn retrieve(
 /// `POST …/work/{work_id}`: `{"metadata": {"key": "value" | null}}`, a merge patch.
 pub(crate) async fn update(
     State(shared): State<Arc<Shared>>,
-    ids: Result<Path<(String, String)>, PathRejection>,
+    ids: Result<RawPathParams, RawPathParamsRejection>,
     body: Body,
 ) -> Handled {
-    let (environment, work) = path(ids)?;
+    let ids = Ids::of(ids)?;
     let body: UpdateWork = parse_json(&read_body(body).await?)?.unwrap_or_default();
     let patch = body.metadata.unwrap_or_default();
     let updated = shared
         .submit
-        .update_metadata(environment.as_str(), work.as_str(), &patch)
+        .update_metadata(ids.environment(), ids.work(), &patch)
         .await?;
     Ok(json(StatusCode::OK, &Work(&updated.item)))
 }
@@ -208,9 +208,9 @@ pub(crate) async fn update(
 /// `GET …/work/stats`.
 pub(crate) async fn stats(
     State(shared): State<Arc<Shared>>,
-    environment: Result<Path<String>, PathRejection>,
+    ids: Result<RawPathParams, RawPathParamsRejection>,
 ) -> Handled {
-    let environment = path(environment)?;
-    let stats = shared.submit.stats(environment.as_str()).await?;
+    let ids = Ids::of(ids)?;
+    let stats = shared.submit.stats(ids.environment()).await?;
     Ok(json(StatusCode::OK, &WorkQueueStats(&stats)))
 }
