@@ -7,16 +7,19 @@
 #   3. redis-benchmark EVALSHA compare-and-set, in memory and with appendfsync always;
 #   4. worklease-server durable: n/a until durable mode exists.
 #
-# Prints each rate with p50/p99 latency, and the ratios server / bare and server / redis.
+# The server and the bare route run in alternating rounds (ROUNDS of SECONDS each), so load from
+# anything else on the machine falls on both alike; each reports its median round. Prints each
+# rate with p50/p99 latency, and the ratios server / bare and server / redis.
 # Needs wrk and redis-server (apt-get install wrk redis-server). Everything listens on
 # 127.0.0.1 on free ports; redis runs in a temporary directory; all are stopped at the end.
 #
-#   scripts/service-bench.sh [SECONDS] [ITEMS]      # defaults: 10 s per run, 1000 items
+#   scripts/service-bench.sh [SECONDS] [ITEMS] [ROUNDS]   # defaults: 10 s, 1000 items, 3 rounds
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 SECONDS_PER_RUN=${1:-10}
 ITEMS=${2:-1000}
+ROUNDS=${3:-3}
 CONNECTIONS=50
 THREADS=2
 
@@ -102,15 +105,21 @@ for i in range(items):
     call("POST", f"{base}/{work}/ack", headers={"Worker-ID": "bench"})
     print(work)
 EOF
-run_wrk server "http://$SERVER_ADDR"
-SERVER_RATE=$RATE SERVER_P50=$P50 SERVER_P99=$P99
-kill "${PIDS[-1]}"; wait "${PIDS[-1]}" 2>/dev/null || true
-
-# --- 2. the bare route
+# --- 2. the bare route, in rounds alternating with the server's
 start bare "$BARE" 127.0.0.1:0
-run_wrk bare "http://$ADDR"
-BARE_RATE=$RATE BARE_P50=$P50 BARE_P99=$P99
-kill "${PIDS[-1]}"; wait "${PIDS[-1]}" 2>/dev/null || true
+BARE_ADDR=$ADDR
+: >"$WORK/server.rounds"; : >"$WORK/bare.rounds"
+for round in $(seq "$ROUNDS"); do
+  run_wrk server "http://$SERVER_ADDR"; echo "$RATE $P50 $P99" >>"$WORK/server.rounds"
+  run_wrk bare "http://$BARE_ADDR"; echo "$RATE $P50 $P99" >>"$WORK/bare.rounds"
+  echo "round $round: server $(tail -1 "$WORK/server.rounds" | cut -d' ' -f1)/s, bare $(tail -1 "$WORK/bare.rounds" | cut -d' ' -f1)/s" >&2
+done
+median() { sort -n "$1" | awk '{ line[NR] = $0 } END { print line[int((NR + 1) / 2)] }'; }
+read -r SERVER_RATE SERVER_P50 SERVER_P99 < <(median "$WORK/server.rounds")
+read -r BARE_RATE BARE_P50 BARE_P99 < <(median "$WORK/bare.rounds")
+for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+wait 2>/dev/null || true
+PIDS=()
 
 # --- 3. redis EVALSHA compare-and-set: the same lease renewal as one Lua call per request
 CAS='local held = redis.call("GET", KEYS[1])
@@ -148,7 +157,8 @@ FSYNC_RATE=$RATE FSYNC_P50=$P50 FSYNC_P99=$P99
 
 ratio() { python3 -c "print(f'{$1 / $2:.2f}x')"; }
 echo
-echo "heartbeats over HTTP, $CONNECTIONS connections, ${SECONDS_PER_RUN} s each, $ITEMS items, $(nproc) cores"
+echo "heartbeats over HTTP: wrk -t$THREADS -c$CONNECTIONS, ${SECONDS_PER_RUN} s a run, $ITEMS items, $(nproc) cores;"
+echo "server and bare: median of $ROUNDS alternating rounds; redis-benchmark -c $CONNECTIONS, one run each"
 printf '%-44s %10s %10s %10s\n' "target" "req/s" "p50 ms" "p99 ms"
 printf '%-44s %10s %10s %10s\n' "worklease-server, in memory" "$SERVER_RATE" "$SERVER_P50" "$SERVER_P99"
 printf '%-44s %10s %10s %10s\n' "worklease-server, durable (--data-dir)" "n/a" "n/a" "n/a"
