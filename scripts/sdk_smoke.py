@@ -1,11 +1,15 @@
 #!/usr/bin/env python3
 """Drive a running reference server with the official Anthropic Python SDK.
 
-Usage (with the server running, e.g. `cargo run --release --example server --features serde
--- --token secret`):
+Usage (with the server running, e.g. `cargo run --release -p worklease-server -- --token
+secret`):
 
     pip install anthropic
     WORKLEASE_TOKEN=secret python3 scripts/sdk_smoke.py [http://127.0.0.1:8080]
+
+or, building and starting the server itself on a free port and stopping it at the end:
+
+    python3 scripts/sdk_smoke.py --spawn PATH/TO/worklease-server
 
 Every call goes through `client.beta.environments` on the `/v1` prefix with `auth_token`
 (a bearer token). The one call the SDK has no method for, creating a work item (a real
@@ -13,11 +17,12 @@ deployment's session service does that), goes through the SDK's generic `client.
 Exits non-zero on the first unexpected answer.
 """
 
+import asyncio
 import os
 import sys
 
 import anthropic
-from anthropic.lib.environments import iter_work
+from anthropic.lib.environments import _worker, iter_work
 from anthropic.types.beta.environments import BetaSelfHostedWork
 
 
@@ -28,7 +33,34 @@ def check(condition, message):
 
 
 def main():
+    if len(sys.argv) > 2 and sys.argv[1] == "--spawn":
+        return spawned(sys.argv[2])
     base_url = sys.argv[1] if len(sys.argv) > 1 else "http://127.0.0.1:8080"
+    smoke(base_url)
+
+
+def spawned(binary):
+    """Runs the smoke test against a server this script starts on 127.0.0.1:0."""
+    import subprocess
+
+    token = "sdk-smoke-token"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WORKLEASE_")}
+    server = subprocess.Popen(
+        [binary, "--listen", "127.0.0.1:0", "--token", token],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, text=True,
+    )
+    try:
+        first = server.stdout.readline().strip()
+        if not first.startswith("listening on "):
+            sys.exit(f"FAILED: the server said {first!r}")
+        os.environ["WORKLEASE_TOKEN"] = token
+        smoke(first.removeprefix("listening on "))
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+def smoke(base_url):
     client = anthropic.Anthropic(
         base_url=base_url, auth_token=os.environ["WORKLEASE_TOKEN"], api_key=None, max_retries=0
     )
@@ -106,7 +138,69 @@ def main():
         check(False, "a wrong token must be refused")
     except anthropic.AuthenticationError as error:
         check(error.status_code == 401, "a wrong token -> AuthenticationError")
+    heartbeat_loop_on_a_stopping_item(client, base_url, env.id, create_work)
     print("all SDK calls behaved as documented")
+
+
+def heartbeat_loop_on_a_stopping_item(client, base_url, env_id, create_work):
+    """Issue 12: the SDK's own heartbeat loop (`EnvironmentWorker`'s `_heartbeat_loop`, a private
+    function of `anthropic.lib.environments._worker`) pointed at a stopping item with a stale
+    precondition must end with its stop signal (HEARTBEAT_STOP), not a lost lease (LEASE_LOST,
+    after which the worker would leave the item without confirming the stop). As a control,
+    the same loop on an active item with a stale token does end with LEASE_LOST."""
+    work = client.beta.environments.work
+    sentinel = _worker._NO_HEARTBEAT_SENTINEL
+
+    def claimed(session):
+        item = create_work(session)
+        work.ack(item.id, environment_id=env_id)
+        first = work.heartbeat(item.id, environment_id=env_id, expected_last_heartbeat="NO_HEARTBEAT")
+        work.heartbeat(item.id, environment_id=env_id, expected_last_heartbeat=first.last_heartbeat)
+        return item.id, first.last_heartbeat  # the first token is stale now
+
+    def run_loop(work_id, start_with):
+        # The loop starts from `_NO_HEARTBEAT_SENTINEL`; pointing it at a stale token makes it
+        # start as a worker whose previous answer was lost would.
+        _worker._NO_HEARTBEAT_SENTINEL = start_with
+        lease = _worker._Lease()
+
+        async def loop():
+            # An async client per event loop: its connections belong to the loop.
+            async with anthropic.AsyncAnthropic(
+                base_url=base_url, auth_token=os.environ["WORKLEASE_TOKEN"], api_key=None, max_retries=0
+            ) as async_client:
+                await asyncio.wait_for(
+                    _worker._heartbeat_loop(
+                        async_client.beta.environments.work, work_id=work_id, environment_id=env_id, lease=lease
+                    ),
+                    20,
+                )
+
+        try:
+            asyncio.run(loop())
+            return lease
+        finally:
+            _worker._NO_HEARTBEAT_SENTINEL = sentinel
+
+    for label, start_with in (("a stale token", None), ("NO_HEARTBEAT", sentinel)):
+        work_id, stale = claimed(f"sess_stopping{len(label)}")
+        stopping = work.stop(work_id, environment_id=env_id)
+        check(stopping.state == "stopping", f"work.stop -> stopping ({label})")
+        lease = run_loop(work_id, start_with or stale)
+        check(
+            lease._end_reason is _worker._LeaseEndReason.HEARTBEAT_STOP and not lease.lost,
+            f"the SDK heartbeat loop with {label} on a stopping item ends with its stop signal "
+            f"({lease._end_reason})",
+        )
+        stopped = work.stop(work_id, environment_id=env_id)
+        check(stopped.state == "stopped", f"the worker's confirming stop -> stopped ({label})")
+
+    work_id, stale = claimed("sess_activecontrol")
+    lease = run_loop(work_id, stale)
+    check(
+        lease._end_reason is _worker._LeaseEndReason.LEASE_LOST and lease.lost,
+        f"control: the same loop with a stale token on an active item ends with a lost lease ({lease._end_reason})",
+    )
 
 
 if __name__ == "__main__":

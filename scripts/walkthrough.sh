@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# The README's curl walkthrough against a running reference server; prints each command and
+# The README's curl walkthrough against a running worklease-server; prints each command and
 # the server's real response, so the README section can be regenerated from a live run.
 #
-#   cargo run --release --example server --features serde -- --token secret &
+#   cargo run --release -p worklease-server -- --token secret &
 #   WORKLEASE_TOKEN=secret scripts/walkthrough.sh [http://127.0.0.1:8080]
 set -euo pipefail
 BASE=${1:-http://127.0.0.1:8080}

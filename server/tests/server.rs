@@ -1,4 +1,4 @@
-//! The reference server (`examples/server`) driven over loopback by a real HTTP client: the
+//! The server (`worklease-server`) driven over loopback by a real HTTP client: the
 //! heartbeat page's example request, every error row of every endpoint, the whole lifecycle,
 //! takeover, lapse and re-claim, long polls, both prefixes, auth and hostile input.
 
@@ -681,7 +681,9 @@ fn a_lapsed_lease_is_requeued_logged_and_reclaimed() {
         "lapse noticed late: {after:?}"
     );
     assert!(
-        server.logged(&format!("{work} active -> queued (lapses: 1)")),
+        server.logged(&format!(
+            "lease lapsed environment_id={environment} work_id={work} from=active to=queued lapses=1"
+        )),
         "the sweeper logs the lapse: {}",
         server.stderr.lock()
     );
@@ -1046,21 +1048,122 @@ fn the_server_prints_a_generated_token_and_honours_the_environment_variable() {
 }
 
 #[test]
-fn bad_flags_print_usage_and_exit_with_status_2() {
-    for args in [
-        &["--default-ttl-seconds", "5"][..],
-        &["--max-attempts", "0"],
-        &["--listen", "nowhere"],
-        &["--frobnicate"],
+fn bad_flags_and_variables_are_refused_by_name_with_status_2() {
+    for (args, env, named) in [
+        (
+            &["--default-ttl-seconds", "5"][..],
+            None,
+            "--default-ttl-seconds",
+        ),
+        (&["--max-attempts", "0"], None, "--max-attempts"),
+        (&["--listen", "nowhere"], None, "--listen"),
+        (&["--log-format", "xml"], None, "--log-format"),
+        (&["--frobnicate"], None, "--frobnicate"),
+        (
+            &[],
+            Some(("WORKLEASE_DEFAULT_TTL_SECONDS", "601")),
+            "--default-ttl-seconds",
+        ),
+        (&[], Some(("WORKLEASE_LISTEN", "nowhere")), "--listen"),
+        (&[], Some(("WORKLEASE_TOKEN", "has space")), "--token"),
+        (
+            &["--data-dir", "somewhere"],
+            None,
+            "durable mode is not available yet",
+        ),
+        (
+            &[],
+            Some(("WORKLEASE_DATA_DIR", "somewhere")),
+            "durable mode is not available yet",
+        ),
     ] {
-        let output = std::process::Command::new(support::binary())
-            .args(args)
-            .output()
-            .expect("runs");
-        assert_eq!(output.status.code(), Some(2), "{args:?}");
+        let mut command = std::process::Command::new(support::binary());
+        command.args(args).env_remove("WORKLEASE_TOKEN");
+        if let Some((name, value)) = env {
+            command.env(name, value);
+        }
+        let output = command.output().expect("runs");
+        assert_eq!(output.status.code(), Some(2), "{args:?} {env:?}");
         let stderr = String::from_utf8_lossy(&output.stderr);
-        assert!(stderr.contains("usage: server"), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("error") && stderr.contains(named),
+            "{args:?} {env:?}: {stderr}"
+        );
+        assert!(output.stdout.is_empty(), "{args:?} {env:?}: nothing served");
     }
+}
+
+#[test]
+fn help_lists_every_flag_with_its_environment_variable() {
+    let output = std::process::Command::new(support::binary())
+        .arg("--help")
+        .output()
+        .expect("runs");
+    assert!(output.status.success());
+    let help = String::from_utf8_lossy(&output.stdout);
+    for (flag, variable) in [
+        ("--listen", "WORKLEASE_LISTEN"),
+        ("--token", "WORKLEASE_TOKEN"),
+        ("--default-ttl-seconds", "WORKLEASE_DEFAULT_TTL_SECONDS"),
+        ("--max-attempts", "WORKLEASE_MAX_ATTEMPTS"),
+        ("--keep-stopped-seconds", "WORKLEASE_KEEP_STOPPED_SECONDS"),
+        ("--data-dir", "WORKLEASE_DATA_DIR"),
+        ("--log-format", "WORKLEASE_LOG_FORMAT"),
+        ("--log-level", "WORKLEASE_LOG_LEVEL"),
+    ] {
+        assert!(
+            help.contains(flag) && help.contains(variable),
+            "{flag}: {help}"
+        );
+    }
+}
+
+#[test]
+fn settings_come_from_environment_variables_and_logs_can_be_json() {
+    let server = Server::start_raw(
+        &[],
+        &[
+            ("WORKLEASE_LISTEN", "127.0.0.1:0"),
+            ("WORKLEASE_TOKEN", TOKEN),
+            ("WORKLEASE_DEFAULT_TTL_SECONDS", "42"),
+            ("WORKLEASE_LOG_FORMAT", "json"),
+        ],
+    );
+    let environment = server.environment("self_hosted");
+    server.work(&environment);
+    let (work, _) = server.claim(&environment, "w1");
+    let item = server.get(&work_path(&environment, &format!("/{work}")));
+    assert_eq!(item.status, 200, "{}", item.text);
+    let beat = server.post_with(
+        &work_path(&environment, &format!("/{work}/heartbeat")),
+        &[],
+        None,
+    );
+    assert_eq!(beat.json["ttl_seconds"], 42, "{}", beat.text);
+    assert!(
+        server.logged("environment created"),
+        "{}",
+        server.stderr.lock()
+    );
+    let log = server.stderr.lock().clone();
+    let events: Vec<Value> = log
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line:?}")))
+        .collect();
+    let serving = events
+        .iter()
+        .find(|event| event["message"] == "serving")
+        .unwrap_or_else(|| panic!("a startup event: {log}"));
+    assert_eq!(serving["level"], "INFO");
+    assert_eq!(serving["default_ttl_seconds"], 42);
+    assert!(serving["address"]
+        .as_str()
+        .is_some_and(|a| server.base.ends_with(a)));
+    let created = events
+        .iter()
+        .find(|event| event["message"] == "environment created")
+        .expect("the creation event");
+    assert_eq!(created["environment_id"], environment.as_str());
 }
 
 #[cfg(unix)]
@@ -1107,7 +1210,7 @@ fn max_attempts_stops_an_item_that_lapsed_too_often() {
     assert_eq!(item.json["state"], "stopped", "{}", item.text);
     assert!(item.json["stopped_at"].is_string());
     assert!(
-        server.logged(&format!("{work} starting -> stopped (lapses: 1)")),
+        server.logged(&format!("work_id={work} from=starting to=stopped lapses=1")),
         "{}",
         server.stderr.lock()
     );
@@ -1139,8 +1242,67 @@ fn keep_stopped_seconds_forgets_stopped_items_and_keeps_the_rest() {
     let kept = server.get(&work_path(&environment, &format!("/{queued}")));
     assert_eq!(kept.json["state"], "queued", "{}", kept.text);
     assert!(
-        server.logged("purged 1 stopped item(s)"),
+        server.logged("purged stopped items purged=1"),
         "{}",
         server.stderr.lock()
     );
+}
+
+/// Issue 12 over HTTP (SPEC §3.3): on a stopping item, a heartbeat with a stale token, with
+/// `NO_HEARTBEAT` or with no precondition renews the lease and answers `stopping`, so the
+/// worker drains instead of thinking its lease lost; a stopped item still answers 409.
+#[test]
+fn a_stopping_item_accepts_any_precondition_and_a_stopped_one_refuses() {
+    let server = Server::start(&[]);
+    for prefix in ["/v1", "/api/v1/cloud"] {
+        let environment = server.environment("self_hosted");
+        server.work(&environment);
+        let (work, stale) = server.claim(&environment, "w1");
+        let base = format!("{prefix}/environments/{environment}/work/{work}");
+        let beat = |query: &str| server.post_with(&format!("{base}/heartbeat{query}"), &[], None);
+        let current = beat(&format!("?expected_last_heartbeat={stale}"));
+        assert_eq!(current.json["state"], "active", "{}", current.text);
+
+        let stopping = server.post(&format!("{base}/stop"), &json!({}));
+        assert_eq!(stopping.json["state"], "stopping", "{}", stopping.text);
+        let mut previous = server.get(&base).json["latest_heartbeat_at"]
+            .as_str()
+            .expect("a heartbeat")
+            .to_owned();
+        for (query, ttl) in [
+            (
+                format!("?expected_last_heartbeat={stale}&desired_ttl_seconds=30"),
+                30,
+            ),
+            (
+                "?expected_last_heartbeat=NO_HEARTBEAT&desired_ttl_seconds=45".to_owned(),
+                45,
+            ),
+            ("?desired_ttl_seconds=50".to_owned(), 50),
+        ] {
+            let reply = beat(&query);
+            assert_eq!(reply.status, 200, "{prefix} {query}: {}", reply.text);
+            assert_eq!(reply.json["state"], "stopping", "{}", reply.text);
+            assert_eq!(reply.json["lease_extended"], true, "{}", reply.text);
+            assert_eq!(reply.json["ttl_seconds"], ttl, "{}", reply.text);
+            let token = reply.json["last_heartbeat"].as_str().expect("a token");
+            // The lease moved: the item's last heartbeat is the new token, later than before,
+            // and the deadline (last heartbeat + ttl) with it.
+            let item = server.get(&base);
+            assert_eq!(item.json["state"], "stopping", "{}", item.text);
+            assert_eq!(item.json["latest_heartbeat_at"], token, "{}", item.text);
+            assert!(token > previous.as_str(), "{token} after {previous}");
+            previous = token.to_owned();
+        }
+
+        let stopped = server.post(&format!("{base}/stop"), &json!({}));
+        assert_eq!(stopped.json["state"], "stopped", "{}", stopped.text);
+        for query in [
+            format!("?expected_last_heartbeat={stale}"),
+            "?expected_last_heartbeat=NO_HEARTBEAT".to_owned(),
+            String::new(),
+        ] {
+            assert_error(&beat(&query), 409, "invalid_request_error", None);
+        }
+    }
 }

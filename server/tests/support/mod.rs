@@ -1,4 +1,4 @@
-//! Starts the reference server (`examples/server`) as a child process on an ephemeral loopback
+//! Starts the server (`worklease-server`) as a child process on an ephemeral loopback
 //! port and talks to it with a real HTTP client.
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -6,7 +6,7 @@ use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use parking_lot::Mutex;
 use std::time::{Duration, Instant};
@@ -17,41 +17,9 @@ use ureq::http::Request;
 /// The token the tests start servers with.
 pub(crate) const TOKEN: &str = "test-token-1";
 
-/// The example binary, built (or found up to date) by cargo once per test run, so a filtered
-/// `cargo test --test server` never drives a stale server.
+/// The server binary, which cargo builds before the integration tests.
 pub(crate) fn binary() -> PathBuf {
-    static PATH: OnceLock<PathBuf> = OnceLock::new();
-    PATH.get_or_init(|| {
-        let exe = std::env::current_exe().expect("the test binary has a path");
-        // target/<profile>/deps/server-… → target/<profile>/examples/server
-        let profile_dir = exe
-            .parent()
-            .and_then(|deps| deps.parent())
-            .expect("the test binary lives in target/<profile>/deps");
-        let target_dir = profile_dir.parent().expect("target/<profile>");
-        let mut build = Command::new(env!("CARGO"));
-        build
-            .args([
-                "build",
-                "--quiet",
-                "--example",
-                "server",
-                "--features",
-                "serde",
-            ])
-            .arg("--target-dir")
-            .arg(target_dir)
-            .current_dir(env!("CARGO_MANIFEST_DIR"));
-        if profile_dir.ends_with("release") {
-            build.arg("--release");
-        }
-        let status = build.status().expect("cargo runs");
-        assert!(status.success(), "building the example server failed");
-        profile_dir
-            .join("examples")
-            .join(format!("server{}", std::env::consts::EXE_SUFFIX))
-    })
-    .clone()
+    PathBuf::from(env!("CARGO_BIN_EXE_worklease-server"))
 }
 
 /// A running server; killed when dropped.
@@ -88,10 +56,16 @@ impl Server {
         let mut command = Command::new(binary());
         command
             .args(args)
-            .env_remove("WORKLEASE_TOKEN")
+            .env_remove("RUST_LOG")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
+        // Only what the test names: no WORKLEASE_* setting leaks in from the environment.
+        for (name, _) in std::env::vars_os() {
+            if name.to_string_lossy().starts_with("WORKLEASE_") {
+                command.env_remove(name);
+            }
+        }
         for (name, value) in env {
             command.env(name, value);
         }

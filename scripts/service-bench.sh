@@ -1,0 +1,172 @@
+#!/usr/bin/env bash
+# Heartbeats per second over HTTP, in one run on this machine, with wrk and 50 connections:
+#
+#   1. worklease-server in memory: unconditional heartbeats on random acked items
+#      (scripts/heartbeat.lua);
+#   2. the ceiling: a bare axum route answering the same body (server/examples/bare.rs);
+#   3. redis-benchmark EVALSHA compare-and-set, in memory and with appendfsync always;
+#   4. worklease-server durable: n/a until durable mode exists.
+#
+# The server and the bare route run in alternating rounds (ROUNDS of SECONDS each), so load from
+# anything else on the machine falls on both alike; each reports its median round. Prints each
+# rate with p50/p99 latency, and the ratios server / bare and server / redis.
+# Needs wrk and redis-server (apt-get install wrk redis-server). Everything listens on
+# 127.0.0.1 on free ports; redis runs in a temporary directory; all are stopped at the end.
+#
+#   scripts/service-bench.sh [SECONDS] [ITEMS] [ROUNDS]   # defaults: 10 s, 1000 items, 3 rounds
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SECONDS_PER_RUN=${1:-10}
+ITEMS=${2:-1000}
+ROUNDS=${3:-3}
+CONNECTIONS=50
+THREADS=2
+
+for tool in wrk redis-server redis-cli redis-benchmark python3; do
+  command -v "$tool" >/dev/null || { echo "service-bench: $tool is missing (apt-get install wrk redis-server)" >&2; exit 1; }
+done
+
+cargo build --release --quiet -p worklease-server --bins --examples
+TARGET=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
+SERVER="$TARGET/release/worklease-server"
+BARE="$TARGET/release/examples/bare"
+
+WORK=$(mktemp -d)
+PIDS=()
+cleanup() {
+  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+# start NAME CMD...: runs CMD in the background, waits for its "listening on http://ADDR" line,
+# and sets ADDR.
+start() {
+  local name=$1; shift
+  "$@" >"$WORK/$name.out" 2>"$WORK/$name.err" &
+  PIDS+=($!)
+  for _ in $(seq 100); do
+    ADDR=$(sed -n 's|^listening on http://||p' "$WORK/$name.out" | head -1)
+    [ -n "$ADDR" ] && return 0
+    sleep 0.1
+  done
+  echo "service-bench: $name did not start: $(cat "$WORK/$name.err")" >&2
+  exit 1
+}
+
+# run_wrk NAME URL: wrk with the heartbeat script; sets RATE, P50, P99 (ms).
+run_wrk() {
+  local name=$1 url=$2
+  wrk -t"$THREADS" -c"$CONNECTIONS" -d"${SECONDS_PER_RUN}s" --latency \
+    -s scripts/heartbeat.lua "$url" -- "$WORK/ids" "$TOKEN" >"$WORK/$name.wrk"
+  if grep -q "Non-2xx" "$WORK/$name.wrk"; then
+    echo "service-bench: $name answered errors:" >&2; cat "$WORK/$name.wrk" >&2; exit 1
+  fi
+  RATE=$(awk '/^Requests\/sec:/ {printf "%.0f", $2}' "$WORK/$name.wrk")
+  P50=$(awk '$1 == "50%" {print $2}' "$WORK/$name.wrk" | to_ms)
+  P99=$(awk '$1 == "99%" {print $2}' "$WORK/$name.wrk" | to_ms)
+}
+to_ms() { python3 -c '
+import sys
+v = sys.stdin.read().strip()
+for unit, scale in (("us", 1e-3), ("ms", 1.0), ("s", 1e3)):
+    if v.endswith(unit):
+        print(f"{float(v[:-len(unit)]) * scale:.3f}"); break
+'; }
+
+# --- 1. the server, in memory
+TOKEN=bench-token
+start server "$SERVER" --listen 127.0.0.1:0 --token "$TOKEN" --default-ttl-seconds 600 --log-level warn
+SERVER_ADDR=$ADDR
+python3 - "$SERVER_ADDR" "$TOKEN" "$ITEMS" >"$WORK/ids" <<'EOF'
+# One environment and ITEMS acked items; prints the environment id, then the work ids.
+import http.client, json, sys
+address, token, items = sys.argv[1], sys.argv[2], int(sys.argv[3])
+connection = http.client.HTTPConnection(address)
+def call(method, path, body=None, headers=None):
+    headers = {"Authorization": f"Bearer {token}", "content-type": "application/json", **(headers or {})}
+    connection.request(method, path, body=json.dumps(body) if body is not None else None, headers=headers)
+    response = connection.getresponse()
+    data = response.read()
+    if response.status != 200:
+        sys.exit(f"{method} {path}: {response.status} {data!r}")
+    return json.loads(data)
+env = call("POST", "/v1/environments", {"name": "bench", "config": {"type": "self_hosted"}})["id"]
+print(env)
+base = f"/v1/environments/{env}/work"
+for i in range(items):
+    call("POST", base, {"data": {"type": "session", "id": f"sess_bench{i}"}})
+for i in range(items):
+    work = call("GET", f"{base}/poll", headers={"Worker-ID": "bench"})["id"]
+    call("POST", f"{base}/{work}/ack", headers={"Worker-ID": "bench"})
+    print(work)
+EOF
+# --- 2. the bare route, in rounds alternating with the server's
+start bare "$BARE" 127.0.0.1:0
+BARE_ADDR=$ADDR
+: >"$WORK/server.rounds"; : >"$WORK/bare.rounds"
+for round in $(seq "$ROUNDS"); do
+  run_wrk server "http://$SERVER_ADDR"; echo "$RATE $P50 $P99" >>"$WORK/server.rounds"
+  run_wrk bare "http://$BARE_ADDR"; echo "$RATE $P50 $P99" >>"$WORK/bare.rounds"
+  echo "round $round: server $(tail -1 "$WORK/server.rounds" | cut -d' ' -f1)/s, bare $(tail -1 "$WORK/bare.rounds" | cut -d' ' -f1)/s" >&2
+done
+median() { sort -n "$1" | awk '{ line[NR] = $0 } END { print line[int((NR + 1) / 2)] }'; }
+read -r SERVER_RATE SERVER_P50 SERVER_P99 < <(median "$WORK/server.rounds")
+read -r BARE_RATE BARE_P50 BARE_P99 < <(median "$WORK/bare.rounds")
+for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+wait 2>/dev/null || true
+PIDS=()
+
+# --- 3. redis EVALSHA compare-and-set: the same lease renewal as one Lua call per request
+CAS='local held = redis.call("GET", KEYS[1])
+if held == false or held == ARGV[1] then
+  redis.call("SET", KEYS[1], ARGV[1], "PX", ARGV[2])
+  return 1
+end
+return 0'
+# run_redis NAME EXTRA-ARGS...: sets RATE, P50, P99.
+run_redis() {
+  local name=$1; shift
+  local port; port=$(free_port)
+  mkdir -p "$WORK/$name"
+  redis-server --bind 127.0.0.1 --port "$port" --protected-mode yes --dir "$WORK/$name" \
+    --save '' --daemonize no --logfile "$WORK/$name/log" "$@" &
+  PIDS+=($!)
+  for _ in $(seq 100); do redis-cli -h 127.0.0.1 -p "$port" ping >/dev/null 2>&1 && break; sleep 0.1; done
+  local sha; sha=$(redis-cli -h 127.0.0.1 -p "$port" script load "$CAS")
+  local requests=$(( BARE_RATE * SECONDS_PER_RUN / 2 + 10000 ))
+  redis-benchmark -h 127.0.0.1 -p "$port" -c "$CONNECTIONS" -n "$requests" -r "$ITEMS" --csv \
+    evalsha "$sha" 1 "lease:__rand_int__" worker-1 600000 >"$WORK/$name.csv"
+  # "test","rps","avg_latency_ms","min_latency_ms","p50_latency_ms","p95_latency_ms","p99_latency_ms","max_latency_ms"
+  read -r RATE P50 P99 < <(python3 -c '
+import csv, sys
+rows = list(csv.reader(open(sys.argv[1])))
+row = rows[-1]
+print(f"{float(row[1]):.0f} {float(row[4]):.3f} {float(row[6]):.3f}")' "$WORK/$name.csv")
+  redis-cli -h 127.0.0.1 -p "$port" shutdown nosave >/dev/null 2>&1 || true
+  wait "${PIDS[-1]}" 2>/dev/null || true
+}
+run_redis redis-memory --appendonly no
+REDIS_RATE=$RATE REDIS_P50=$P50 REDIS_P99=$P99
+run_redis redis-fsync --appendonly yes --appendfsync always
+FSYNC_RATE=$RATE FSYNC_P50=$P50 FSYNC_P99=$P99
+
+ratio() { python3 -c "print(f'{$1 / $2:.2f}x')"; }
+echo
+echo "heartbeats over HTTP: wrk -t$THREADS -c$CONNECTIONS, ${SECONDS_PER_RUN} s a run, $ITEMS items, $(nproc) cores;"
+echo "server and bare: median of $ROUNDS alternating rounds; redis-benchmark -c $CONNECTIONS, one run each"
+printf '%-44s %10s %10s %10s\n' "target" "req/s" "p50 ms" "p99 ms"
+printf '%-44s %10s %10s %10s\n' "worklease-server, in memory" "$SERVER_RATE" "$SERVER_P50" "$SERVER_P99"
+printf '%-44s %10s %10s %10s\n' "worklease-server, durable (--data-dir)" "n/a" "n/a" "n/a"
+printf '%-44s %10s %10s %10s\n' "bare axum route, same body" "$BARE_RATE" "$BARE_P50" "$BARE_P99"
+printf '%-44s %10s %10s %10s\n' "redis EVALSHA compare-and-set, in memory" "$REDIS_RATE" "$REDIS_P50" "$REDIS_P99"
+printf '%-44s %10s %10s %10s\n' "redis EVALSHA compare-and-set, fsync always" "$FSYNC_RATE" "$FSYNC_P50" "$FSYNC_P99"
+echo
+echo "server / bare:                 $(ratio "$SERVER_RATE" "$BARE_RATE")"
+echo "server / redis (in memory):    $(ratio "$SERVER_RATE" "$REDIS_RATE")"
+echo "server / redis (fsync always): $(ratio "$SERVER_RATE" "$FSYNC_RATE")"
+echo "durable / redis (fsync always): n/a"

@@ -1,0 +1,179 @@
+//! The command line: every flag, its `WORKLEASE_*` environment twin, and its validation. A bad
+//! value is refused here, with a message naming the flag, before anything starts (exit 2).
+
+use std::net::SocketAddr;
+use std::num::NonZeroU32;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+use tracing_subscriber::EnvFilter;
+use worklease::{Config, Ttl};
+
+/// Serves the documented work endpoints (SPEC §3) over HTTP, under both
+/// `/api/v1/cloud/environments` and `/v1/environments`.
+///
+/// Every flag can also be given as an environment variable, named after it: `--listen` is
+/// `WORKLEASE_LISTEN`, `--default-ttl-seconds` is `WORKLEASE_DEFAULT_TTL_SECONDS`, and so on.
+/// A flag wins over its variable. The first line on stdout is `listening on http://ADDR`.
+#[derive(Debug, Parser)]
+#[command(name = "worklease-server", version, max_term_width = 100)]
+pub(crate) struct Cli {
+    /// Address to listen on; port 0 picks a free one.
+    #[arg(long, env = "WORKLEASE_LISTEN", value_name = "ADDR", default_value = "127.0.0.1:8080",
+          value_parser = parse_listen)]
+    pub(crate) listen: SocketAddr,
+
+    /// The token clients must send (`Authorization: Bearer T` or `x-api-key: T`); when none
+    /// is given, one is generated and printed.
+    #[arg(long, env = "WORKLEASE_TOKEN", value_name = "T", hide_env_values = true,
+          value_parser = parse_token)]
+    pub(crate) token: Option<String>,
+
+    /// Lease TTL of a heartbeat that names none and of the lease an ack opens: 10 to 600.
+    #[arg(long, env = "WORKLEASE_DEFAULT_TTL_SECONDS", value_name = "N", default_value = "60",
+          value_parser = parse_ttl)]
+    pub(crate) default_ttl_seconds: Ttl,
+
+    /// Stop an item whose lease lapsed N times [default: no limit].
+    #[arg(long, env = "WORKLEASE_MAX_ATTEMPTS", value_name = "N")]
+    pub(crate) max_attempts: Option<NonZeroU32>,
+
+    /// Forget items stopped more than N seconds ago (purged every N seconds, at most every
+    /// minute) [default: keep them all].
+    #[arg(long, env = "WORKLEASE_KEEP_STOPPED_SECONDS", value_name = "N")]
+    pub(crate) keep_stopped_seconds: Option<u64>,
+
+    /// Keep the table in DIR so it survives restarts (SPEC §8 durable mode). Not available
+    /// yet: the server refuses to start with it rather than silently serving from memory.
+    #[arg(long, env = "WORKLEASE_DATA_DIR", value_name = "DIR")]
+    pub(crate) data_dir: Option<PathBuf>,
+
+    /// How log lines on stderr look.
+    #[arg(long, env = "WORKLEASE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Human)]
+    pub(crate) log_format: LogFormat,
+
+    /// Which events to log, as a tracing filter (`info`, `debug`,
+    /// `warn,worklease_server=debug`, …) [default: $RUST_LOG, else `info`].
+    #[arg(long, env = "WORKLEASE_LOG_LEVEL", value_name = "FILTER", value_parser = parse_filter)]
+    pub(crate) log_level: Option<String>,
+}
+
+/// The log line format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum LogFormat {
+    /// One readable line per event.
+    Human,
+    /// One JSON object per line, fields included.
+    Json,
+}
+
+impl Cli {
+    /// The table's settings the flags chose.
+    pub(crate) fn config(&self) -> Config {
+        let mut config = Config::default();
+        config.default_ttl = self.default_ttl_seconds;
+        config.ack_ttl = self.default_ttl_seconds;
+        config.max_attempts = self.max_attempts;
+        config
+    }
+
+    /// How long stopped items are kept; `None`: forever.
+    pub(crate) fn keep_stopped(&self) -> Option<Duration> {
+        self.keep_stopped_seconds.map(Duration::from_secs)
+    }
+
+    /// The log filter: `--log-level`, else `$RUST_LOG`, else `info`.
+    pub(crate) fn log_filter(&self) -> EnvFilter {
+        let directives = self
+            .log_level
+            .clone()
+            .or_else(|| std::env::var("RUST_LOG").ok().filter(|v| !v.is_empty()))
+            .unwrap_or_else(|| "info".to_owned());
+        // A bad RUST_LOG is not worth refusing to start over: fall back to `info`.
+        EnvFilter::try_new(directives).unwrap_or_else(|_| EnvFilter::new("info"))
+    }
+}
+
+fn parse_listen(raw: &str) -> Result<SocketAddr, String> {
+    raw.parse()
+        .map_err(|_| format!("{raw:?} is not an address like 127.0.0.1:8080"))
+}
+
+/// A token must fit in a header and be typed without quoting.
+pub(crate) fn parse_token(token: &str) -> Result<String, String> {
+    if token.is_empty() || token.len() > 256 || !token.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err("a token is 1 to 256 visible ASCII characters".to_owned());
+    }
+    Ok(token.to_owned())
+}
+
+fn parse_ttl(raw: &str) -> Result<Ttl, String> {
+    let seconds: u64 = raw
+        .parse()
+        .map_err(|_| format!("{raw:?} is not a number"))?;
+    Ttl::from_seconds(seconds).map_err(|error| error.to_string())
+}
+
+fn parse_filter(raw: &str) -> Result<String, String> {
+    EnvFilter::try_new(raw)
+        .map(|_| raw.to_owned())
+        .map_err(|error| format!("{raw:?} is not a log filter: {error}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("worklease-server").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn the_definitions_are_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn flags_parse_in_both_forms() {
+        let cli = parse(&[
+            "--listen",
+            "127.0.0.1:0",
+            "--default-ttl-seconds=30",
+            "--max-attempts",
+            "3",
+            "--keep-stopped-seconds=86400",
+            "--log-format=json",
+            "--log-level",
+            "warn,worklease_server=debug",
+        ])
+        .unwrap();
+        assert_eq!(cli.keep_stopped(), Some(Duration::from_secs(86_400)));
+        assert_eq!(cli.listen.port(), 0);
+        let config = cli.config();
+        assert_eq!(config.default_ttl.seconds(), 30);
+        assert_eq!(config.ack_ttl.seconds(), 30);
+        assert_eq!(config.max_attempts.map(NonZeroU32::get), Some(3));
+        assert_eq!(cli.log_format, LogFormat::Json);
+    }
+
+    #[test]
+    fn bad_flags_are_refused_with_a_reason() {
+        for args in [
+            &["--default-ttl-seconds", "5"][..],
+            &["--default-ttl-seconds", "x"],
+            &["--max-attempts", "0"],
+            &["--keep-stopped-seconds", "-1"],
+            &["--listen", "nowhere"],
+            &["--listen"],
+            &["--token", "has space"],
+            &["--log-format", "xml"],
+            &["--verbose"],
+        ] {
+            let error = parse(args).unwrap_err();
+            assert_eq!(error.exit_code(), 2, "{args:?}");
+            assert!(!error.to_string().is_empty(), "{args:?}");
+        }
+    }
+}

@@ -1,0 +1,216 @@
+//! The work endpoints (SPEC §3): each handler parses with the crate's parsers, submits or
+//! reads through the one write path, and renders with `worklease::json`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::rejection::RawPathParamsRejection;
+use axum::extract::{RawPathParams, State};
+use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::response::Response;
+use serde_json::Value;
+use worklease::json::{
+    CreateWork, ListPage, StopWork, UpdateWork, Work, WorkHeartbeat, WorkQueueStats,
+};
+use worklease::{parse_worker_id, HeartbeatRequest, ListRequest, PollRequest, Polled, StopMode};
+
+use super::edge::{json, parse_json, read_body, worker_header, ApiError, Query};
+use super::{excerpt, Ids};
+use crate::app::Shared;
+use crate::submit::{now, until};
+
+type Handled = Result<Response, ApiError>;
+
+/// `POST …/work`: `{"data": {"type": "session", "id": "sess_…"}, "metadata": {…}}`.
+pub(crate) async fn create(
+    State(shared): State<Arc<Shared>>,
+    ids: Result<RawPathParams, RawPathParamsRejection>,
+    body: Body,
+) -> Handled {
+    let ids = Ids::of(ids)?;
+    let body: CreateWork = parse_json(&read_body(body).await?)?.unwrap_or_default();
+    let session = body.session()?;
+    let metadata = body.metadata()?;
+    let item = shared
+        .submit
+        .create_work(ids.environment(), session, metadata)
+        .await?;
+    Ok(json(StatusCode::OK, &Work(&item)))
+}
+
+/// `GET …/work/poll`: the oldest claimable item or `null`, waiting up to `block_ms` for one.
+pub(crate) async fn poll(
+    State(shared): State<Arc<Shared>>,
+    ids: Result<RawPathParams, RawPathParamsRejection>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Handled {
+    let ids = Ids::of(ids)?;
+    let query = Query::parse(uri.query());
+    let request = PollRequest::parse(
+        worker_header(&headers).as_deref(),
+        query.get("reclaim_older_than_ms"),
+        query.get("block_ms"),
+    )?;
+    let give_up =
+        tokio::time::Instant::now() + Duration::from_millis(request.block_ms.map_or(0, u64::from));
+    loop {
+        // Registered before looking, so work created between the look and the wait still
+        // wakes this poll.
+        let ready = shared.submit.work_ready().notified();
+        tokio::pin!(ready);
+        ready.as_mut().enable();
+        let polled = shared.submit.poll(ids.environment(), &request).await?;
+        let next_claimable_at = match polled {
+            Polled::Delivered(item) => {
+                return Ok(json(StatusCode::OK, &Work(&item)));
+            }
+            Polled::Empty { next_claimable_at } => next_claimable_at,
+        };
+        let left = give_up.saturating_duration_since(tokio::time::Instant::now());
+        if left.is_zero() {
+            return Ok(json(StatusCode::OK, &Value::Null));
+        }
+        let wait = next_claimable_at.map_or(left, |at| left.min(until(at, now())));
+        tokio::select! {
+            () = &mut ready => {}
+            () = tokio::time::sleep(wait) => {}
+        }
+    }
+}
+
+/// `POST …/work/{work_id}/ack`.
+pub(crate) async fn ack(
+    State(shared): State<Arc<Shared>>,
+    ids: Result<RawPathParams, RawPathParamsRejection>,
+    headers: HeaderMap,
+) -> Handled {
+    let ids = Ids::of(ids)?;
+    let worker = parse_worker_id(worker_header(&headers).as_deref())?;
+    let updated = shared
+        .submit
+        .ack(ids.environment(), ids.work(), worker.as_ref())
+        .await?;
+    Ok(json(StatusCode::OK, &Work(&updated.item)))
+}
+
+/// `POST …/work/{work_id}/heartbeat?expected_last_heartbeat=…&desired_ttl_seconds=…`.
+pub(crate) async fn heartbeat(
+    State(shared): State<Arc<Shared>>,
+    ids: Result<RawPathParams, RawPathParamsRejection>,
+    uri: Uri,
+) -> Handled {
+    let query = Query::parse(uri.query());
+    // SPEC §3.3: parameters are checked before anything else.
+    let request = HeartbeatRequest::parse(
+        query.get("expected_last_heartbeat"),
+        query.get("desired_ttl_seconds"),
+    )
+    .inspect_err(|_| shared.metrics.heartbeat_refused_early())?;
+    let ids = Ids::of(ids)?;
+    let beat = shared
+        .submit
+        .heartbeat(ids.environment(), ids.work(), request)
+        .await?;
+    Ok(json(StatusCode::OK, &WorkHeartbeat(&beat)))
+}
+
+/// `POST …/work/{work_id}/stop`, graceful unless `{"force": true}` (or `?force=true`).
+pub(crate) async fn stop(
+    State(shared): State<Arc<Shared>>,
+    ids: Result<RawPathParams, RawPathParamsRejection>,
+    uri: Uri,
+    body: Body,
+) -> Handled {
+    let ids = Ids::of(ids)?;
+    let query = Query::parse(uri.query());
+    let from_query = match query.get("force") {
+        None => None,
+        Some("true") => Some(true),
+        Some("false") => Some(false),
+        Some(other) => {
+            return Err(ApiError::bad_request(
+                format!("force must be true or false, found {:?}", excerpt(other)),
+                Some("force"),
+            ))
+        }
+    };
+    let body: StopWork = parse_json(&read_body(body).await?)?.unwrap_or_default();
+    let mode = if body.force.or(from_query).unwrap_or(false) {
+        StopMode::Force
+    } else {
+        StopMode::Graceful
+    };
+    let updated = shared
+        .submit
+        .stop(ids.environment(), ids.work(), mode)
+        .await?;
+    if updated.changed {
+        tracing::info!(
+            environment_id = %updated.item.environment_id,
+            work_id = %updated.item.id,
+            state = %updated.item.state,
+            force = mode == StopMode::Force,
+            "work stopped"
+        );
+    }
+    Ok(json(StatusCode::OK, &Work(&updated.item)))
+}
+
+/// `GET …/work?limit=&page=&after_id=&before_id=`.
+pub(crate) async fn list(
+    State(shared): State<Arc<Shared>>,
+    ids: Result<RawPathParams, RawPathParamsRejection>,
+    uri: Uri,
+) -> Handled {
+    let ids = Ids::of(ids)?;
+    let query = Query::parse(uri.query());
+    let request = ListRequest::parse(
+        query.get("limit"),
+        query.get("page"),
+        query.get("after_id"),
+        query.get("before_id"),
+    )?;
+    let page = shared.submit.list(ids.environment(), &request).await?;
+    Ok(json(StatusCode::OK, &ListPage(&page)))
+}
+
+/// `GET …/work/{work_id}`.
+pub(crate) async fn retrieve(
+    State(shared): State<Arc<Shared>>,
+    ids: Result<RawPathParams, RawPathParamsRejection>,
+) -> Handled {
+    let ids = Ids::of(ids)?;
+    let item = shared
+        .submit
+        .get(ids.environment(), ids.work())
+        .await?;
+    Ok(json(StatusCode::OK, &Work(&item)))
+}
+
+/// `POST …/work/{work_id}`: `{"metadata": {"key": "value" | null}}`, a merge patch.
+pub(crate) async fn update(
+    State(shared): State<Arc<Shared>>,
+    ids: Result<RawPathParams, RawPathParamsRejection>,
+    body: Body,
+) -> Handled {
+    let ids = Ids::of(ids)?;
+    let body: UpdateWork = parse_json(&read_body(body).await?)?.unwrap_or_default();
+    let patch = body.metadata.unwrap_or_default();
+    let updated = shared
+        .submit
+        .update_metadata(ids.environment(), ids.work(), &patch)
+        .await?;
+    Ok(json(StatusCode::OK, &Work(&updated.item)))
+}
+
+/// `GET …/work/stats`.
+pub(crate) async fn stats(
+    State(shared): State<Arc<Shared>>,
+    ids: Result<RawPathParams, RawPathParamsRejection>,
+) -> Handled {
+    let ids = Ids::of(ids)?;
+    let stats = shared.submit.stats(ids.environment()).await?;
+    Ok(json(StatusCode::OK, &WorkQueueStats(&stats)))
+}

@@ -1,0 +1,23 @@
+//! `worklease-server`: the documented work endpoints (SPEC §3) over HTTP, with the operations
+//! endpoints of SPEC §8. `worklease-server --help` lists the flags.
+//!
+//! The first line on stdout is `listening on http://ADDR`, so scripts (and the tests) can start
+//! it on port 0 and read the port back. Logs go to stderr.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+mod app;
+mod cli;
+mod http;
+mod metrics;
+mod mint;
+mod run;
+mod submit;
+mod sweeper;
+
+fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    run::main(cli)
+}

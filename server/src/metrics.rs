@@ -1,0 +1,227 @@
+//! The Prometheus registry and the name of every metric (`GET /metrics`), rendered as
+//! OpenMetrics text by `prometheus-client`.
+//!
+//! | metric | type | labels |
+//! |---|---|---|
+//! | `worklease_http_requests_total` | counter | `route`, `status` |
+//! | `worklease_heartbeats_total` | counter | `outcome` |
+//! | `worklease_items` | gauge (at scrape) | `state` |
+//! | `worklease_lapses_total` | counter | `to` |
+//! | `worklease_commit_latency_seconds` | histogram | — |
+//! | `worklease_last_applied_index` | gauge | — |
+//! | `worklease_raft_term`, `worklease_raft_leader_id` | gauge | — |
+
+use std::time::Duration;
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+use worklease::{Error, WorkState};
+
+/// A request's labels: the route (an operation name, the same under both prefixes) and the
+/// status code answered.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct RequestLabels {
+    pub(crate) route: &'static str,
+    pub(crate) status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StateLabels {
+    state: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LapseLabels {
+    to: &'static str,
+}
+
+/// Every state, in SPEC §2's order; `worklease_items` reports each, zeros included.
+pub(crate) const STATES: [WorkState; 5] = [
+    WorkState::Queued,
+    WorkState::Starting,
+    WorkState::Active,
+    WorkState::Stopping,
+    WorkState::Stopped,
+];
+
+/// The heartbeat outcomes counted, each a pre-registered counter (one atomic add per beat).
+#[derive(Debug)]
+struct HeartbeatOutcomes {
+    accepted: Counter,
+    precondition_failed: Counter,
+    conflict: Counter,
+    not_found: Counter,
+    bad_request: Counter,
+}
+
+/// The registry and a handle on each metric.
+#[derive(Debug)]
+pub(crate) struct Metrics {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    heartbeats: HeartbeatOutcomes,
+    items: Family<StateLabels, Gauge>,
+    lapses: Family<LapseLabels, Counter>,
+    commit_latency: Histogram,
+    last_applied: Gauge,
+    term: Gauge,
+    leader: Gauge,
+}
+
+impl Metrics {
+    pub(crate) fn new() -> Self {
+        let mut registry = Registry::default();
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register(
+            "worklease_http_requests",
+            "HTTP requests answered, by route and status code",
+            requests.clone(),
+        );
+        let heartbeat_family = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "worklease_heartbeats",
+            "Heartbeats by outcome: accepted, precondition_failed (412), conflict (409), \
+             not_found (404), bad_request (400)",
+            heartbeat_family.clone(),
+        );
+        let outcome = |outcome| {
+            heartbeat_family
+                .get_or_create(&OutcomeLabels { outcome })
+                .clone()
+        };
+        let heartbeats = HeartbeatOutcomes {
+            accepted: outcome("accepted"),
+            precondition_failed: outcome("precondition_failed"),
+            conflict: outcome("conflict"),
+            not_found: outcome("not_found"),
+            bad_request: outcome("bad_request"),
+        };
+        let items = Family::<StateLabels, Gauge>::default();
+        registry.register(
+            "worklease_items",
+            "Work items by state (starting, active and stopping ones hold a lease), counted at scrape",
+            items.clone(),
+        );
+        let lapses = Family::<LapseLabels, Counter>::default();
+        registry.register(
+            "worklease_lapses",
+            "Leases that lapsed, by the state the item went to (queued, or stopped)",
+            lapses.clone(),
+        );
+        for to in ["queued", "stopped"] {
+            // Registered at zero, so a scrape shows both series before the first lapse.
+            drop(lapses.get_or_create(&LapseLabels { to }));
+        }
+        // 1 µs to ~4 s: an in-memory apply takes microseconds; a durable commit milliseconds.
+        let commit_latency = Histogram::new(exponential_buckets(1e-6, 4.0, 12));
+        registry.register(
+            "worklease_commit_latency_seconds",
+            "Time from receiving a changing command to its being applied (in memory: the apply)",
+            commit_latency.clone(),
+        );
+        let last_applied = Gauge::default();
+        registry.register(
+            "worklease_last_applied_index",
+            "Commands applied to the table (a log index in durable modes)",
+            last_applied.clone(),
+        );
+        let term = Gauge::default();
+        registry.register(
+            "worklease_raft_term",
+            "The cluster's term (0 in memory)",
+            term.clone(),
+        );
+        let leader = Gauge::default();
+        registry.register(
+            "worklease_raft_leader_id",
+            "The node id of the leader, 0 while none is known (this node, 1, in memory)",
+            leader.clone(),
+        );
+        Self {
+            registry,
+            requests,
+            heartbeats,
+            items,
+            lapses,
+            commit_latency,
+            last_applied,
+            term,
+            leader,
+        }
+    }
+
+    /// One answered request.
+    pub(crate) fn request(&self, route: &'static str, status: u16) {
+        self.requests
+            .get_or_create(&RequestLabels { route, status })
+            .inc();
+    }
+
+    /// One heartbeat's outcome: the accepted beat, or the table's refusal.
+    pub(crate) fn heartbeat<T>(&self, result: &Result<T, Error>) {
+        let counter = match result {
+            Ok(_) => &self.heartbeats.accepted,
+            Err(error) => match error.status() {
+                412 => &self.heartbeats.precondition_failed,
+                409 => &self.heartbeats.conflict,
+                404 => &self.heartbeats.not_found,
+                _ => &self.heartbeats.bad_request,
+            },
+        };
+        counter.inc();
+    }
+
+    /// A heartbeat refused by the parameter parsers, before the table saw it.
+    pub(crate) fn heartbeat_refused_early(&self) {
+        self.heartbeats.bad_request.inc();
+    }
+
+    /// One lapse, to `to` (queued or stopped).
+    pub(crate) fn lapse(&self, to: WorkState) {
+        self.lapses
+            .get_or_create(&LapseLabels { to: to.as_str() })
+            .inc();
+    }
+
+    /// How long one command took to apply.
+    pub(crate) fn commit(&self, took: Duration) {
+        self.commit_latency.observe(took.as_secs_f64());
+    }
+
+    /// The registry as OpenMetrics text, with the values read at scrape time.
+    pub(crate) fn render(
+        &self,
+        items: [usize; 5],
+        last_applied: u64,
+        term: u64,
+        leader: Option<u64>,
+    ) -> String {
+        for (state, count) in STATES.iter().zip(items) {
+            self.items
+                .get_or_create(&StateLabels {
+                    state: state.as_str(),
+                })
+                .set(i64::try_from(count).unwrap_or(i64::MAX));
+        }
+        self.last_applied
+            .set(i64::try_from(last_applied).unwrap_or(i64::MAX));
+        self.term.set(i64::try_from(term).unwrap_or(i64::MAX));
+        // 0: no leader known.
+        self.leader
+            .set(leader.map_or(0, |id| i64::try_from(id).unwrap_or(i64::MAX)));
+        let mut text = String::new();
+        // Writing into a String cannot fail; an error here would be a bug in the encoder.
+        encode(&mut text, &self.registry).expect("invariant: encoding into a String succeeds");
+        text
+    }
+}

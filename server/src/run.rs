@@ -1,0 +1,127 @@
+//! Starting, serving and stopping: logging, the listener, the sweeper, clean shutdown.
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use crate::app::Shared;
+use crate::cli::{self, Cli, LogFormat};
+use crate::metrics::Metrics;
+use crate::mint::Mint;
+use crate::submit::Submit;
+use crate::{http, sweeper};
+
+/// Runs the server until Ctrl-C or SIGTERM; the process's exit code.
+pub(crate) fn main(cli: Cli) -> ExitCode {
+    if let Some(dir) = &cli.data_dir {
+        eprintln!(
+            "error: --data-dir {}: durable mode is not available yet in this build; \
+             run without --data-dir to serve from memory (SPEC §8)",
+            dir.display()
+        );
+        return ExitCode::from(2);
+    }
+    init_logging(&cli);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            tracing::error!(%error, "cannot start the runtime");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(serve(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            tracing::error!("{message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(cli: &Cli) {
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(cli.log_filter())
+        .with_writer(std::io::stderr);
+    match cli.log_format {
+        LogFormat::Human => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
+}
+
+async fn serve(cli: Cli) -> Result<(), String> {
+    let generated = cli.token.is_none();
+    let token = cli
+        .token
+        .clone()
+        .unwrap_or_else(|| format!("wl_{}", Mint::new().hex128()));
+    debug_assert!(cli::parse_token(&token).is_ok());
+
+    let listener = tokio::net::TcpListener::bind(cli.listen)
+        .await
+        .map_err(|error| format!("cannot listen on {}: {error}", cli.listen))?;
+    let address = listener
+        .local_addr()
+        .map_err(|error| format!("cannot read the bound address: {error}"))?;
+    let config = cli.config();
+    let metrics = Arc::new(Metrics::new());
+    let submit = Submit::new(config, metrics.clone());
+    let shared = Arc::new(Shared::new(submit, token, metrics));
+    let sweeper = tokio::spawn(sweeper::run(shared.clone(), cli.keep_stopped()));
+
+    println!("listening on http://{address}");
+    if generated {
+        println!(
+            "token (generated; set --token or WORKLEASE_TOKEN to choose one): {}",
+            shared.token
+        );
+        println!(
+            "try: curl -s -X POST http://{address}/v1/environments -H 'Authorization: Bearer {}' \
+             -H 'content-type: application/json' -d '{{\"name\": \"demo\", \"config\": {{\"type\": \"self_hosted\"}}}}'",
+            shared.token
+        );
+    }
+    tracing::info!(
+        %address,
+        mode = %"in-memory",
+        default_ttl_seconds = config.default_ttl.seconds(),
+        max_attempts = config.max_attempts.map(|n| n.get()),
+        keep_stopped_seconds = cli.keep_stopped_seconds,
+        "serving"
+    );
+
+    let served = axum::serve(listener, http::router(shared))
+        .with_graceful_shutdown(shutdown_signal())
+        .await;
+    sweeper.abort();
+    served.map_err(|error| format!("serving failed: {error}"))?;
+    tracing::info!("shut down cleanly");
+    Ok(())
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    let signal = tokio::select! {
+        () = ctrl_c => "interrupt",
+        () = terminate => "terminate",
+    };
+    tracing::info!(%signal, "shutting down");
+}

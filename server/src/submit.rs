@@ -1,0 +1,454 @@
+//! The one write path: every changing request becomes an [`Op`] and is applied to the table
+//! here, and nowhere else. Reads go through here too, so a mode that must confirm its
+//! leadership before answering has one place to do it.
+//!
+//! In memory, applying is "lock the table, stamp `now`, call the operation". A durable or
+//! replicated mode will instead turn the [`Op`] into a `worklease::Stamped` command and apply
+//! it locally after an fsync, or propose it to the log and answer once it is committed; only
+//! [`Submit::apply`] changes for that. The handlers and the sweeper call the typed methods
+//! below and never see the table.
+
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use parking_lot::Mutex;
+use tokio::sync::Notify;
+use worklease::{
+    Config, Cursor, EnvironmentId, EnvironmentKind, Error, Heartbeat, HeartbeatRequest, LeaseTable,
+    ListRequest, Metadata, MetadataPatch, Page, PollRequest, Polled, QueueStats, SessionId,
+    StopMode, Timestamp, Transition, Updated, WorkId, WorkItem, WorkState, WorkerId,
+};
+
+use crate::metrics::{Metrics, STATES};
+use crate::mint::Mint;
+
+/// A changing request, with everything the table needs but the time.
+#[derive(Debug)]
+enum Op<'a> {
+    RegisterEnvironment {
+        kind: EnvironmentKind,
+    },
+    CreateWork {
+        environment: &'a str,
+        session: SessionId,
+        metadata: Metadata,
+    },
+    Poll {
+        environment: &'a str,
+        request: &'a PollRequest,
+    },
+    Ack {
+        environment: &'a str,
+        work: &'a str,
+        worker: Option<&'a WorkerId>,
+    },
+    Heartbeat {
+        environment: &'a str,
+        work: &'a str,
+        request: HeartbeatRequest,
+    },
+    Stop {
+        environment: &'a str,
+        work: &'a str,
+        mode: StopMode,
+    },
+    UpdateMetadata {
+        environment: &'a str,
+        work: &'a str,
+        patch: &'a MetadataPatch,
+    },
+    Sweep {
+        /// Also forget the items stopped longer ago than this.
+        purge_older_than: Option<Duration>,
+    },
+}
+
+/// What applying an [`Op`] answered, one variant per kind of outcome.
+#[derive(Debug)]
+enum Done {
+    Registered { id: EnvironmentId, at: Timestamp },
+    Created(WorkItem),
+    Polled(Polled),
+    Updated(Updated),
+    Heartbeat(Heartbeat),
+    Swept(Swept),
+}
+
+/// A sweep's result, for the sweeper to log.
+#[derive(Debug)]
+pub(crate) struct Swept {
+    /// Every lapse since the previous sweep, in canonical order.
+    pub(crate) transitions: Vec<Transition>,
+    /// How many stopped items it purged (`None`: no purge asked).
+    pub(crate) purged: Option<usize>,
+    /// When the table next needs a sweep.
+    pub(crate) next_wakeup: Option<Timestamp>,
+}
+
+/// The table and the signals that follow its changes.
+#[derive(Debug)]
+pub(crate) struct Submit {
+    table: Mutex<LeaseTable>,
+    /// Every environment registered, for the scrape-time count of items by state.
+    environments: Mutex<Vec<EnvironmentId>>,
+    /// Commands applied so far (refused ones included, as a log records them; sweeps only when
+    /// they changed something): `last_applied_index` of `GET /cluster`.
+    applied: AtomicU64,
+    /// The latest instant an id was minted at (Unix µs), so ids keep sorting in creation order
+    /// even if the wall clock steps back.
+    minted_at: AtomicI64,
+    mint: Mint,
+    /// The instant (Unix µs) the sweeper sleeps until at most; `i64::MAX`: until woken.
+    /// Written under the table lock by each sweep, so a change made after a sweep compares
+    /// against that sweep's answer.
+    sweeper_sleeps_until: AtomicI64,
+    /// Wakes the sweeper when a change moved the table's next wake-up earlier.
+    sweeper: Notify,
+    /// A work item may have become claimable: long polls look again.
+    work_ready: Notify,
+    metrics: std::sync::Arc<Metrics>,
+}
+
+/// The time of this command: the one clock read the table's callers make.
+pub(crate) fn now() -> Timestamp {
+    Timestamp::from(Utc::now())
+}
+
+/// How long from `now` until `at` (zero when it is past).
+pub(crate) fn until(at: Timestamp, now: Timestamp) -> Duration {
+    let micros = at.unix_micros().saturating_sub(now.unix_micros()).max(0);
+    Duration::from_micros(micros.unsigned_abs())
+}
+
+/// A duration in whole microseconds, saturated.
+fn micros(duration: Duration) -> i64 {
+    i64::try_from(duration.as_micros()).unwrap_or(i64::MAX)
+}
+
+impl Submit {
+    pub(crate) fn new(config: Config, metrics: std::sync::Arc<Metrics>) -> Self {
+        Self {
+            table: Mutex::new(LeaseTable::new(config)),
+            environments: Mutex::new(Vec::new()),
+            applied: AtomicU64::new(0),
+            minted_at: AtomicI64::new(i64::MIN),
+            mint: Mint::new(),
+            sweeper_sleeps_until: AtomicI64::new(i64::MIN),
+            sweeper: Notify::new(),
+            work_ready: Notify::new(),
+            metrics,
+        }
+    }
+
+    /// Resolves when a work item may have become claimable (register before looking).
+    pub(crate) fn work_ready(&self) -> &Notify {
+        &self.work_ready
+    }
+
+    /// Resolves when the sweeper should look at the table again.
+    pub(crate) fn sweeper_signal(&self) -> &Notify {
+        &self.sweeper
+    }
+
+    /// Commands applied so far.
+    pub(crate) fn last_applied_index(&self) -> u64 {
+        self.applied.load(Ordering::Relaxed)
+    }
+
+    /// Registers an environment under a fresh id; returns it and its creation time.
+    pub(crate) async fn register_environment(
+        &self,
+        kind: EnvironmentKind,
+    ) -> Result<(EnvironmentId, Timestamp), Error> {
+        match self.apply(Op::RegisterEnvironment { kind })? {
+            Done::Registered { id, at } => Ok((id, at)),
+            other => unreachable!("invariant: a registration answers Registered, got {other:?}"),
+        }
+    }
+
+    /// Queues a new work item under a fresh id.
+    pub(crate) async fn create_work(
+        &self,
+        environment: &str,
+        session: SessionId,
+        metadata: Metadata,
+    ) -> Result<WorkItem, Error> {
+        let op = Op::CreateWork {
+            environment,
+            session,
+            metadata,
+        };
+        match self.apply(op)? {
+            Done::Created(item) => Ok(item),
+            other => unreachable!("invariant: a create answers Created, got {other:?}"),
+        }
+    }
+
+    /// One look for claimable work (the long-poll loop is the caller's).
+    pub(crate) async fn poll(
+        &self,
+        environment: &str,
+        request: &PollRequest,
+    ) -> Result<Polled, Error> {
+        match self.apply(Op::Poll {
+            environment,
+            request,
+        })? {
+            Done::Polled(polled) => Ok(polled),
+            other => unreachable!("invariant: a poll answers Polled, got {other:?}"),
+        }
+    }
+
+    pub(crate) async fn ack(
+        &self,
+        environment: &str,
+        work: &str,
+        worker: Option<&WorkerId>,
+    ) -> Result<Updated, Error> {
+        self.updated(Op::Ack {
+            environment,
+            work,
+            worker,
+        })
+    }
+
+    pub(crate) async fn heartbeat(
+        &self,
+        environment: &str,
+        work: &str,
+        request: HeartbeatRequest,
+    ) -> Result<Heartbeat, Error> {
+        let result = self.apply(Op::Heartbeat {
+            environment,
+            work,
+            request,
+        });
+        self.metrics.heartbeat(&result);
+        match result? {
+            Done::Heartbeat(beat) => Ok(beat),
+            other => unreachable!("invariant: a heartbeat answers Heartbeat, got {other:?}"),
+        }
+    }
+
+    pub(crate) async fn stop(
+        &self,
+        environment: &str,
+        work: &str,
+        mode: StopMode,
+    ) -> Result<Updated, Error> {
+        self.updated(Op::Stop {
+            environment,
+            work,
+            mode,
+        })
+    }
+
+    pub(crate) async fn update_metadata(
+        &self,
+        environment: &str,
+        work: &str,
+        patch: &MetadataPatch,
+    ) -> Result<Updated, Error> {
+        self.updated(Op::UpdateMetadata {
+            environment,
+            work,
+            patch,
+        })
+    }
+
+    /// Applies every lapse due now (and purges, when asked); the sweeper's one call.
+    pub(crate) async fn sweep(&self, purge_older_than: Option<Duration>) -> Swept {
+        match self.apply(Op::Sweep { purge_older_than }) {
+            Ok(Done::Swept(swept)) => swept,
+            other => unreachable!("invariant: a sweep answers Swept, got {other:?}"),
+        }
+    }
+
+    fn updated(&self, op: Op<'_>) -> Result<Updated, Error> {
+        match self.apply(op)? {
+            Done::Updated(updated) => Ok(updated),
+            other => unreachable!("invariant: this operation answers Updated, got {other:?}"),
+        }
+    }
+
+    /// Applies one command: the only place the table changes.
+    fn apply(&self, op: Op<'_>) -> Result<Done, Error> {
+        let started = Instant::now();
+        let mut table = self.table.lock();
+        // Stamped under the lock, so stamps increase in the order commands apply.
+        let now = now();
+        let done = match op {
+            Op::RegisterEnvironment { kind } => {
+                let id = EnvironmentId::mint_with(self.mint_inputs(now));
+                table.register_environment(id.clone(), kind).map(|()| {
+                    self.environments.lock().push(id.clone());
+                    Done::Registered { id, at: now }
+                })
+            }
+            Op::CreateWork {
+                environment,
+                session,
+                metadata,
+            } => {
+                let id = WorkId::mint_with(self.mint_inputs(now));
+                table
+                    .create_work(environment, id, session, metadata, now)
+                    .map(Done::Created)
+            }
+            Op::Poll {
+                environment,
+                request,
+            } => table.poll(environment, request, now).map(Done::Polled),
+            Op::Ack {
+                environment,
+                work,
+                worker,
+            } => table.ack(environment, work, worker, now).map(Done::Updated),
+            Op::Heartbeat {
+                environment,
+                work,
+                request,
+            } => table
+                .heartbeat(environment, work, request, now)
+                .map(Done::Heartbeat),
+            Op::Stop {
+                environment,
+                work,
+                mode,
+            } => table.stop(environment, work, mode, now).map(Done::Updated),
+            Op::UpdateMetadata {
+                environment,
+                work,
+                patch,
+            } => table
+                .update_metadata(environment, work, patch, now)
+                .map(Done::Updated),
+            Op::Sweep { purge_older_than } => {
+                let purged = purge_older_than
+                    .map(|keep| table.purge_stopped(now.saturating_sub_micros(micros(keep)), now));
+                let transitions = table.sweep(now);
+                let next_wakeup = table.next_wakeup();
+                self.sweeper_sleeps_until.store(
+                    next_wakeup.map_or(i64::MAX, Timestamp::unix_micros),
+                    Ordering::Relaxed,
+                );
+                Ok(Done::Swept(Swept {
+                    transitions,
+                    purged,
+                    next_wakeup,
+                }))
+            }
+        };
+        // Only a lease opened or shortened, or a delivery, can bring the next wake-up earlier;
+        // a renewal usually moves a deadline later, and then the sweeper sleeps on.
+        let earliest_change = match &done {
+            Ok(Done::Heartbeat(beat)) => Some(beat.deadline),
+            Ok(Done::Updated(updated)) if updated.changed => table.next_wakeup(),
+            Ok(Done::Polled(Polled::Delivered(_))) => table.next_wakeup(),
+            Ok(_) | Err(_) => None,
+        };
+        drop(table);
+        // A sweep that found nothing due is not a change: a log would not have recorded it.
+        let idle_sweep = matches!(&done, Ok(Done::Swept(swept))
+            if swept.transitions.is_empty() && swept.purged.unwrap_or(0) == 0);
+        if !idle_sweep {
+            self.applied.fetch_add(1, Ordering::Relaxed);
+        }
+        self.metrics.commit(started.elapsed());
+        if let Some(at) = earliest_change {
+            if at.unix_micros() < self.sweeper_sleeps_until.load(Ordering::Relaxed) {
+                self.sweeper.notify_one();
+            }
+        }
+        match &done {
+            Ok(Done::Created(_)) => self.work_ready.notify_waiters(),
+            Ok(Done::Swept(swept))
+                if swept.transitions.iter().any(|t| t.to == WorkState::Queued) =>
+            {
+                self.work_ready.notify_waiters();
+            }
+            _ => {}
+        }
+        done
+    }
+
+    /// A new id's time, sequence and entropy. Called under the table lock, so ids sort in the
+    /// order the table receives them: the time never goes back and the sequence breaks ties.
+    fn mint_inputs(&self, now: Timestamp) -> (Timestamp, u64, u64) {
+        let previous = self
+            .minted_at
+            .fetch_max(now.unix_micros(), Ordering::Relaxed);
+        let at = Timestamp::from_unix_micros(previous.max(now.unix_micros()));
+        let sequence = self.mint.sequence();
+        (at, sequence, self.mint.entropy(sequence, 1))
+    }
+
+    // ---- reads: they change nothing a snapshot holds ----
+
+    pub(crate) async fn get(&self, environment: &str, work: &str) -> Result<WorkItem, Error> {
+        let mut table = self.table.lock();
+        table.get(environment, work, now())
+    }
+
+    pub(crate) async fn list(
+        &self,
+        environment: &str,
+        request: &ListRequest,
+    ) -> Result<Page, Error> {
+        let mut table = self.table.lock();
+        table.list(environment, request, now())
+    }
+
+    pub(crate) async fn stats(&self, environment: &str) -> Result<QueueStats, Error> {
+        let mut table = self.table.lock();
+        table.stats(environment, now())
+    }
+
+    /// How many items each state holds ([`STATES`] order), walked a page at a time so no
+    /// lock is held for long. Costs time in proportion to the items held: for scrapes.
+    pub(crate) async fn count_by_state(&self) -> [usize; 5] {
+        let environments = self.environments.lock().clone();
+        let mut counts = [0; 5];
+        for environment in &environments {
+            let mut request = ListRequest {
+                limit: ListRequest::MAX_LIMIT,
+                cursor: Cursor::First,
+            };
+            loop {
+                let page = {
+                    let mut table = self.table.lock();
+                    table.list(environment, &request, now())
+                };
+                let Ok(page) = page else { break };
+                for item in &page.data {
+                    if let Some(index) = STATES.iter().position(|s| *s == item.state) {
+                        counts[index] += 1;
+                    }
+                }
+                match (page.has_more, page.last_id) {
+                    (true, Some(last)) => request.cursor = Cursor::After(last),
+                    _ => break,
+                }
+            }
+        }
+        counts
+    }
+}
+
+/// Ids minted from `(time, sequence, entropy)`.
+trait MintWith {
+    fn mint_with(inputs: (Timestamp, u64, u64)) -> Self;
+}
+
+impl MintWith for EnvironmentId {
+    fn mint_with((at, sequence, entropy): (Timestamp, u64, u64)) -> Self {
+        Self::mint(at, sequence, entropy)
+    }
+}
+
+impl MintWith for WorkId {
+    fn mint_with((at, sequence, entropy): (Timestamp, u64, u64)) -> Self {
+        Self::mint(at, sequence, entropy)
+    }
+}
