@@ -389,7 +389,7 @@ mod tests {
                 supported: 2
             })
         );
-        let mut flipped = framed.clone();
+        let mut flipped = framed;
         flipped[7] ^= 1;
         assert_eq!(
             unframe(&flipped, SNAPSHOT_MAGIC, 1),

@@ -852,6 +852,18 @@ impl Builder {
                 }
             }
         };
+        // What each state's history leaves: queued items start a new attempt (no ack, no
+        // start), leased ones were acked, and only a heartbeat starts them.
+        let times_fit = match phase {
+            Phase::Queued { .. } => acknowledged_at.is_none() && started_at.is_none(),
+            Phase::Starting { .. } => acknowledged_at.is_some() && started_at.is_none(),
+            Phase::Active { .. } => acknowledged_at.is_some() && started_at.is_some(),
+            Phase::Stopping { .. } => acknowledged_at.is_some(),
+            Phase::Stopped { .. } => true,
+        };
+        if !times_fit {
+            return Err(format!("{id:?} times do not fit {:?}", phase.state()));
+        }
         match (&phase, stop_requested_at) {
             (Phase::Stopping { .. }, Some(_))
             | (Phase::Stopped { .. }, _)
@@ -1008,3 +1020,6 @@ impl Builder {
         })
     }
 }
+
+#[cfg(test)]
+mod tests;
