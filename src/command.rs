@@ -21,6 +21,9 @@ use crate::outcome::{Polled, StopMode, Updated};
 use crate::request::PollRequest;
 use crate::time::Timestamp;
 
+#[cfg(feature = "snapshot")]
+mod wire;
+
 /// One changing operation with everything it needs (SPEC §7.3).
 ///
 /// # Examples

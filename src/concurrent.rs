@@ -715,6 +715,91 @@ impl ConcurrentLeaseTable {
             .fold(None, earliest)
     }
 
+    /// The table's whole state as canonical bytes: exactly the bytes a [`LeaseTable`] fed the
+    /// same commands gives (see [`LeaseTable::snapshot`]), whatever the shard count.
+    ///
+    /// Takes every shard lock, in index order (as registration does), applies in each shard
+    /// the lapses due at the table's clock that no call has applied yet (what the single
+    /// table would already have applied), and writes the shards as one table. Operations wait
+    /// meanwhile; one that moved the clock before the snapshot took its shard's lock is
+    /// reflected in the clock but not yet in its item (as if it had run just after).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use worklease::*;
+    ///
+    /// let table = ConcurrentLeaseTable::new(Config::default());
+    /// let single = LeaseTable::new(Config::default());
+    /// assert_eq!(table.snapshot(), single.snapshot());
+    /// let restored = ConcurrentLeaseTable::restore_with_shards(&table.snapshot(), 4)?;
+    /// assert_eq!(restored.shard_count(), 4);
+    /// # Ok::<(), SnapshotError>(())
+    /// ```
+    #[cfg(feature = "snapshot")]
+    pub fn snapshot(&self) -> Vec<u8> {
+        let mut guards: Vec<_> = self.shards.iter().map(|s| s.table.lock()).collect();
+        let clock = self.clock();
+        if let Some(clock) = clock {
+            for table in &mut guards {
+                table.expire_some(clock, usize::MAX);
+            }
+        }
+        let tables: Vec<&LeaseTable> = guards.iter().map(|table| &**table).collect();
+        crate::table::snapshot::encode(&tables, self.config, clock)
+    }
+
+    /// The table a snapshot holds (of either table kind), with [`Self::DEFAULT_SHARDS`]
+    /// shards and a fresh hash seed (see [`LeaseTable::restore`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`LeaseTable::restore`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use worklease::*;
+    /// let bytes = LeaseTable::new(Config::default()).snapshot();
+    /// let table = ConcurrentLeaseTable::restore(&bytes)?;
+    /// assert_eq!(table.shard_count(), ConcurrentLeaseTable::DEFAULT_SHARDS);
+    /// # Ok::<(), SnapshotError>(())
+    /// ```
+    #[cfg(feature = "snapshot")]
+    pub fn restore(bytes: &[u8]) -> Result<Self, crate::SnapshotError> {
+        Self::restore_with_shards(bytes, Self::DEFAULT_SHARDS)
+    }
+
+    /// [`Self::restore`] into `shards` shards, rounded up to a power of two (at least 1).
+    ///
+    /// # Errors
+    ///
+    /// As [`LeaseTable::restore`].
+    ///
+    /// # Examples
+    ///
+    /// See [`Self::snapshot`].
+    #[cfg(feature = "snapshot")]
+    pub fn restore_with_shards(bytes: &[u8], shards: usize) -> Result<Self, crate::SnapshotError> {
+        let count = shards.clamp(1, 1 << 16).next_power_of_two();
+        let hasher = RandomState::default();
+        let restored = crate::table::snapshot::decode(bytes, hasher.clone(), count)?;
+        Ok(Self {
+            config: restored.config,
+            hasher,
+            shards: restored
+                .tables
+                .into_iter()
+                .map(|table| Shard {
+                    table: Mutex::new(table),
+                })
+                .collect(),
+            // count is a power of two ≤ 2^16, so this is 64 - log2(count) ∈ 48..=64.
+            shift: 64 - count.trailing_zeros(),
+            clock: AtomicI64::new(restored.clock.map_or(NO_CLOCK, Timestamp::unix_micros)),
+        })
+    }
+
     /// Checks every shard's invariants; for tests and debugging.
     ///
     /// # Errors

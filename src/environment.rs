@@ -219,6 +219,21 @@ impl Environment {
         self.forget_pollers_before(now);
     }
 
+    /// Each named worker's last poll, in no particular order.
+    #[cfg(feature = "snapshot")]
+    pub(crate) fn pollers(&self) -> impl Iterator<Item = (&WorkerId, Timestamp)> + '_ {
+        self.pollers.iter().map(|(worker, &at)| (worker, at))
+    }
+
+    /// Records `worker`'s last poll at `at` as a snapshot holds it, forgetting nothing.
+    #[cfg(feature = "snapshot")]
+    pub(crate) fn restore_poller(&mut self, worker: WorkerId, at: Timestamp) {
+        if let Some(previous) = self.pollers.insert(worker.clone(), at) {
+            self.polls.remove(&(previous, worker.clone()));
+        }
+        self.polls.insert((at, worker));
+    }
+
     /// How many workers polled less than 30 s before `at`, dropping none.
     pub(crate) fn pollers_at(&self, at: Timestamp) -> usize {
         let horizon = at.saturating_sub_micros(POLLING_WINDOW_MICROS);

@@ -238,6 +238,16 @@ impl Item {
         }
     }
 
+    /// The session id's body, borrowed.
+    #[cfg(feature = "snapshot")]
+    pub(crate) fn session_body<'a>(&'a self, texts: &'a Texts) -> BodyRef<'a> {
+        if self.env_and_kinds & SESSION_IS_TEXT == 0 {
+            BodyRef::Hex(self.session)
+        } else {
+            BodyRef::Text(text_of(texts, self.session))
+        }
+    }
+
     /// The work id as a lookup key.
     pub(crate) fn key<'a>(&'a self, texts: &'a Texts) -> WorkKey<'a> {
         WorkKey::Id(self.body(texts))

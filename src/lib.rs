@@ -19,6 +19,8 @@ pub mod json;
 mod metadata;
 mod outcome;
 mod request;
+#[cfg(feature = "snapshot")]
+mod snapshot;
 mod state;
 mod table;
 mod time;
@@ -39,6 +41,8 @@ pub use item::{Transition, WorkItem};
 pub use metadata::{Metadata, MetadataPatch};
 pub use outcome::{Config, Page, Polled, QueueStats, StopMode, Updated};
 pub use request::{parse_worker_id, Cursor, ListRequest, PollRequest};
+#[cfg(feature = "snapshot")]
+pub use snapshot::{DecodeError, SnapshotError};
 pub use state::{Operation, WorkState};
 pub use table::LeaseTable;
 pub use time::{ParsedInstant, Rfc3339, Timestamp, TimestampError};

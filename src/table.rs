@@ -38,6 +38,8 @@ use crate::workers::Workers;
 mod environments;
 mod parts;
 mod purge;
+#[cfg(feature = "snapshot")]
+pub(crate) mod snapshot;
 mod validate;
 
 /// A work id as an operation received it: parsed and hashed, or malformed (answered 404 once

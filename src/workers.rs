@@ -19,7 +19,9 @@ use crate::ids::WorkerId;
 pub(crate) struct WorkerRef(NonZeroU32);
 
 impl WorkerRef {
-    fn index(self) -> usize {
+    /// The reference's position in the registry: below the number of workers ever
+    /// registered at once.
+    pub(crate) fn index(self) -> usize {
         self.0.get() as usize - 1
     }
 }
@@ -78,6 +80,13 @@ impl Workers {
             .as_ref()
             .expect("invariant: a live reference names a registered worker")
             .0
+    }
+
+    /// Every registered worker with its reference (any order).
+    #[cfg(feature = "snapshot")]
+    pub(crate) fn registered(&self) -> impl Iterator<Item = (WorkerRef, &WorkerId)> + '_ {
+        self.counts()
+            .map(|(reference, _)| (reference, self.get(reference)))
     }
 
     /// Reference counts as the registry holds them, for `validate`.

@@ -1,8 +1,11 @@
-//! SPEC §7.3/§7.4: the same `Stamped` log gives the same answers and the same state, whatever
+//! SPEC §7.3/§7.4: the same `Stamped` log gives the same answers, the same state and
+//! byte-identical snapshots, whatever
 //! the table: two `LeaseTable`s (each with its own random hash seed) and two
 //! `ConcurrentLeaseTable`s of different shard counts. Stamps repeat, jump and go backwards;
 //! commands name malformed, unknown and cloud ids. Reads interleaved into one table's history
 //! at any times change none of it.
+
+#![cfg(feature = "snapshot")]
 
 use std::collections::BTreeMap;
 use std::num::NonZeroU64;
@@ -343,6 +346,17 @@ impl Tables {
                 return Err(format!(
                     "{name} has environments {other:?}, single {environments:?}"
                 ));
+            }
+        }
+        // SPEC §7.4: byte-identical snapshots, whatever the hash seed or shard count.
+        let bytes = self.single.snapshot();
+        for (name, other) in [
+            ("reseeded", self.reseeded.snapshot()),
+            ("four shards", self.four_shards.snapshot()),
+            ("one shard", self.one_shard.snapshot()),
+        ] {
+            if other != bytes {
+                return Err(format!("{name}'s snapshot differs from the single table's"));
             }
         }
         self.single.validate()?;

@@ -277,6 +277,7 @@ impl Model {
             });
         }
         self.items.retain(|item| item.env != id);
+        self.journal.retain(|lapse| lapse.environment_id != id);
         self.pollers.remove(id);
         self.envs.remove(id);
         Ok(id.to_string())

@@ -387,7 +387,7 @@ impl Submit {
     // ---- reads: they change nothing a snapshot holds ----
 
     pub(crate) async fn get(&self, environment: &str, work: &str) -> Result<WorkItem, Error> {
-        let mut table = self.table.lock();
+        let table = self.table.lock();
         table.get(environment, work, now())
     }
 
@@ -396,12 +396,12 @@ impl Submit {
         environment: &str,
         request: &ListRequest,
     ) -> Result<Page, Error> {
-        let mut table = self.table.lock();
+        let table = self.table.lock();
         table.list(environment, request, now())
     }
 
     pub(crate) async fn stats(&self, environment: &str) -> Result<QueueStats, Error> {
-        let mut table = self.table.lock();
+        let table = self.table.lock();
         table.stats(environment, now())
     }
 
@@ -417,7 +417,7 @@ impl Submit {
             };
             loop {
                 let page = {
-                    let mut table = self.table.lock();
+                    let table = self.table.lock();
                     table.list(environment, &request, now())
                 };
                 let Ok(page) = page else { break };

@@ -249,9 +249,12 @@ impl LeaseTable {
             .count()
     }
 
-    /// Removes environment `index` and its items (none may hold a lease); returns its id.
+    /// Removes environment `index`, its items (none may hold a lease) and its lapses not yet
+    /// swept: nothing of it is left. Returns its id.
     pub(crate) fn delete_in_shard(&mut self, index: u32) -> EnvironmentId {
         self.remove_items(|item| item.env() == index);
+        let id = &self.environments[index as usize].id;
+        self.journal.retain(|lapse| lapse.environment_id != *id);
         let environment = &mut self.environments[index as usize];
         self.environment_index.remove(&*environment.text);
         environment.delete();

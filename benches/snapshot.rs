@@ -1,0 +1,169 @@
+//! Snapshots and encoded commands (SPEC §7.4), at a million active leases.
+//!
+//! Run with `cargo bench --features snapshot --bench snapshot` (`-- <filter>` for one group).
+//! Groups: `snapshot/<table>/1M`, `restore/<table>/1M` (also prints the snapshot's bytes per
+//! lease), and `apply_heartbeat/<path>/1M`: `direct` calls `LeaseTable::heartbeat`, `decoded`
+//! decodes an encoded `Stamped` heartbeat and applies it, on the same table, so the ratio of
+//! the two is the command path's overhead.
+
+// A bench binary is a crate of its own: criterion's macros generate undocumented items.
+#![allow(missing_docs, unreachable_pub)]
+
+use std::hint::black_box;
+use std::num::NonZeroU64;
+use std::time::Duration;
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
+use worklease::{
+    Command, ConcurrentLeaseTable, Config, EnvironmentKind, HeartbeatRequest, LeaseTable, Metadata,
+    SessionId, Stamped, Timestamp, WorkId, WorkerId,
+};
+
+const LEASES: u64 = 1_000_000;
+const ENV: &str = "env_019e64e01a137caf953ac2ac7b42ec5c";
+/// 2026-07-01T08:15:00Z.
+const T0: i64 = 1_782_893_700_000_000;
+const WORKERS: u64 = 64;
+
+fn at(micros: i64) -> Timestamp {
+    Timestamp::from_unix_micros(micros)
+}
+
+/// `LEASES` active leases with minted work and session ids, created over a second, acked by
+/// one of 64 workers and heartbeated once with a 600 s TTL, as a server would hold them.
+fn leased() -> (LeaseTable, Vec<String>) {
+    let mut table = LeaseTable::new(Config::default());
+    table
+        .register_environment(ENV.parse().expect("valid"), EnvironmentKind::SelfHosted)
+        .expect("fresh table");
+    let workers: Vec<WorkerId> = (0..WORKERS)
+        .map(|w| WorkerId::parse(&format!("worker-{w:02}")).expect("valid"))
+        .collect();
+    let mut ids = Vec::with_capacity(LEASES as usize);
+    let request = HeartbeatRequest {
+        desired_ttl_seconds: NonZeroU64::new(600),
+        ..HeartbeatRequest::default()
+    };
+    for i in 0..LEASES {
+        let offset = i as i64;
+        let id = WorkId::mint(at(T0 + offset), i, 0x5eed_0000 + i);
+        let session = SessionId::mint(at(T0 + offset), i, 0xcafe_0000 + i);
+        table
+            .create_work(ENV, id.clone(), session, Metadata::new(), at(T0 + offset))
+            .expect("created");
+        ids.push(id.to_string());
+    }
+    for (i, id) in ids.iter().enumerate() {
+        let offset = i as i64;
+        let worker = &workers[i % WORKERS as usize];
+        table
+            .ack(ENV, id.as_str(), Some(worker), at(T0 + 2_000_000 + offset))
+            .expect("acked");
+    }
+    for (i, id) in ids.iter().enumerate() {
+        let offset = i as i64;
+        table
+            .heartbeat(ENV, id.as_str(), request, at(T0 + 5_000_000 + offset))
+            .expect("beat");
+    }
+    (table, ids)
+}
+
+fn snapshots(c: &mut Criterion) {
+    let (table, ids) = leased();
+    let bytes = table.snapshot();
+    println!(
+        "snapshot of {LEASES} active leases: {} bytes, {:.1} bytes/lease",
+        bytes.len(),
+        bytes.len() as f64 / LEASES as f64
+    );
+    let sharded = ConcurrentLeaseTable::restore(&bytes).expect("restores");
+    assert_eq!(sharded.snapshot(), bytes);
+
+    let mut group = c.benchmark_group("snapshot");
+    group.sample_size(10);
+    group.measurement_time(Duration::from_secs(10));
+    group.bench_function(BenchmarkId::new("single", "1M"), |b| {
+        b.iter(|| black_box(table.snapshot()));
+    });
+    group.bench_function(BenchmarkId::new("sharded64", "1M"), |b| {
+        b.iter(|| black_box(sharded.snapshot()));
+    });
+    group.finish();
+
+    let mut group = c.benchmark_group("restore");
+    group.sample_size(10);
+    group.measurement_time(Duration::from_secs(10));
+    group.bench_function(BenchmarkId::new("single", "1M"), |b| {
+        b.iter(|| black_box(LeaseTable::restore(&bytes).expect("restores")));
+    });
+    group.bench_function(BenchmarkId::new("sharded64", "1M"), |b| {
+        b.iter(|| black_box(ConcurrentLeaseTable::restore(&bytes).expect("restores")));
+    });
+    group.finish();
+    drop((table, sharded, ids));
+}
+
+/// Heartbeats on random leases of the million: the direct call against decode + apply of the
+/// same heartbeat as encoded bytes (as a log replica receives it).
+fn apply(c: &mut Criterion) {
+    let (mut table, ids) = leased();
+    let request = HeartbeatRequest {
+        desired_ttl_seconds: NonZeroU64::new(600),
+        ..HeartbeatRequest::default()
+    };
+    let mut rng = 0x2545_f491_4f6c_dd1du64;
+    let picks: Vec<usize> = (0..4096)
+        .map(|_| {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            (rng % LEASES) as usize
+        })
+        .collect();
+    let start = T0 + 10_000_000;
+    let encoded: Vec<Vec<u8>> = picks
+        .iter()
+        .enumerate()
+        .map(|(n, &k)| {
+            Stamped::new(
+                at(start + n as i64),
+                Command::Heartbeat {
+                    environment: ENV.into(),
+                    work: ids[k].as_str().into(),
+                    request,
+                },
+            )
+            .encode()
+        })
+        .collect();
+    println!("an encoded heartbeat: {} bytes", encoded[0].len());
+    let mut group = c.benchmark_group("apply_heartbeat");
+    let mut n = 0;
+    group.bench_function(BenchmarkId::new("direct", "1M"), |b| {
+        b.iter(|| {
+            n = (n + 1) & 4095;
+            let beat = table
+                .heartbeat(ENV, ids[picks[n]].as_str(), request, at(start + n as i64))
+                .expect("beat");
+            black_box(beat)
+        });
+    });
+    group.bench_function(BenchmarkId::new("decoded", "1M"), |b| {
+        b.iter(|| {
+            n = (n + 1) & 4095;
+            let stamped = Stamped::decode(black_box(&encoded[n])).expect("decodes");
+            black_box(table.apply(&stamped).expect("beat"))
+        });
+    });
+    group.bench_function(BenchmarkId::new("decode_only", "1M"), |b| {
+        b.iter(|| {
+            n = (n + 1) & 4095;
+            black_box(Stamped::decode(black_box(&encoded[n])).expect("decodes"))
+        });
+    });
+    group.finish();
+}
+
+criterion_group!(benches, snapshots, apply);
+criterion_main!(benches);

@@ -1,0 +1,492 @@
+//! [`Stamped::encode`] and [`Stamped::decode`]: a command as bytes, for a log (SPEC §7.4).
+//!
+//! The wire types below are the format, version 1, separate from the public types so that
+//! those can grow without changing it: a field or variant is never reordered or removed, a
+//! new one means a new version. Framing (magic `WLCM`, version, CRC-32) is
+//! [`crate::snapshot`]'s. Ids a command refers to are the request's text, kept byte for byte
+//! (a malformed one included); ids it creates and worker ids are written as their text and
+//! must parse back.
+
+use std::collections::BTreeMap;
+use std::num::NonZeroU64;
+
+use serde::{Deserialize, Serialize};
+
+use super::{Command, Stamped};
+use crate::environment::EnvironmentKind;
+use crate::environment_record::{EnvironmentPatch, EnvironmentScope, NewEnvironment};
+use crate::heartbeat::{HeartbeatRequest, Precondition};
+use crate::ids::{EnvironmentId, SessionId, WorkId, WorkerId};
+use crate::metadata::{Metadata, MetadataPatch};
+use crate::outcome::StopMode;
+use crate::request::PollRequest;
+use crate::snapshot::{
+    frame, instant, read_payload, unframe, DecodeError, WireKind, WireScope, COMMAND_MAGIC,
+    COMMAND_VERSION,
+};
+
+#[derive(Debug, Serialize, Deserialize)]
+struct WireStamped<'a> {
+    now: i64,
+    #[serde(borrow)]
+    command: WireCommand<'a>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+enum WireCommand<'a> {
+    RegisterEnvironment {
+        id: &'a str,
+        kind: WireKind,
+    },
+    CreateWork {
+        environment: &'a str,
+        id: &'a str,
+        session: &'a str,
+        /// Ascending by key.
+        #[serde(borrow)]
+        metadata: Vec<(&'a str, &'a str)>,
+    },
+    Poll {
+        environment: &'a str,
+        worker: Option<&'a str>,
+        reclaim_older_than_ms: u64,
+        block_ms: Option<u16>,
+    },
+    Ack {
+        environment: &'a str,
+        work: &'a str,
+        worker: Option<&'a str>,
+    },
+    Heartbeat {
+        environment: &'a str,
+        work: &'a str,
+        precondition: WirePrecondition,
+        /// Never 0.
+        desired_ttl_seconds: Option<u64>,
+    },
+    Stop {
+        environment: &'a str,
+        work: &'a str,
+        force: bool,
+    },
+    UpdateMetadata {
+        environment: &'a str,
+        work: &'a str,
+        /// Ascending by key; `None` deletes.
+        #[serde(borrow)]
+        patch: Vec<(&'a str, Option<&'a str>)>,
+    },
+    Sweep,
+    PurgeStopped {
+        before: i64,
+    },
+    CreateEnvironment {
+        id: &'a str,
+        kind: WireKind,
+        name: &'a str,
+        config: Option<&'a str>,
+        description: Option<&'a str>,
+        /// Ascending by key.
+        #[serde(borrow)]
+        metadata: Vec<(&'a str, &'a str)>,
+        scope: Option<WireScope>,
+    },
+    UpdateEnvironment {
+        environment: &'a str,
+        name: Option<&'a str>,
+        /// `Some(None)` clears the description.
+        description: Option<Option<&'a str>>,
+        /// Ascending by key; `None` deletes.
+        #[serde(borrow)]
+        metadata: Option<Vec<(&'a str, Option<&'a str>)>>,
+        config: Option<(WireKind, &'a str)>,
+        scope: Option<WireScope>,
+    },
+    ArchiveEnvironment {
+        environment: &'a str,
+    },
+    DeleteEnvironment {
+        environment: &'a str,
+    },
+}
+
+#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
+enum WirePrecondition {
+    Unconditional,
+    NoHeartbeat,
+    LastHeartbeat(i64),
+    Unmatchable,
+}
+
+impl Stamped {
+    /// The command as bytes: magic `WLCM`, format version, a postcard payload, CRC-32. Equal
+    /// commands give equal bytes, and [`Self::decode`] gives the command back.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use worklease::*;
+    ///
+    /// let stamped = Stamped::new(
+    ///     Timestamp::from_unix_micros(1_782_893_706_120_394),
+    ///     Command::Heartbeat {
+    ///         environment: "env_01".into(),
+    ///         work: "work_019f3be4fd2475d9a784bf2c739e1194".into(),
+    ///         request: HeartbeatRequest::parse(Some("NO_HEARTBEAT"), Some("60"))?,
+    ///     },
+    /// );
+    /// let bytes = stamped.encode();
+    /// assert_eq!(Stamped::decode(&bytes)?, stamped);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn encode(&self) -> Vec<u8> {
+        // The text of typed ids, which the wire form borrows.
+        let (id_text, session_text): (String, String);
+        let command = match &self.command {
+            Command::RegisterEnvironment { id, kind } => {
+                id_text = id.to_string();
+                WireCommand::RegisterEnvironment {
+                    id: &id_text,
+                    kind: (*kind).into(),
+                }
+            }
+            Command::CreateWork {
+                environment,
+                id,
+                session,
+                metadata,
+            } => {
+                (id_text, session_text) = (id.to_string(), session.to_string());
+                WireCommand::CreateWork {
+                    environment,
+                    id: &id_text,
+                    session: &session_text,
+                    metadata: metadata.iter().collect(),
+                }
+            }
+            Command::Poll {
+                environment,
+                request,
+            } => WireCommand::Poll {
+                environment,
+                worker: request.worker.as_ref().map(WorkerId::as_str),
+                reclaim_older_than_ms: request.reclaim_older_than_ms,
+                block_ms: request.block_ms,
+            },
+            Command::Ack {
+                environment,
+                work,
+                worker,
+            } => WireCommand::Ack {
+                environment,
+                work,
+                worker: worker.as_ref().map(WorkerId::as_str),
+            },
+            Command::Heartbeat {
+                environment,
+                work,
+                request,
+            } => WireCommand::Heartbeat {
+                environment,
+                work,
+                precondition: match request.precondition {
+                    Precondition::Unconditional => WirePrecondition::Unconditional,
+                    Precondition::NoHeartbeat => WirePrecondition::NoHeartbeat,
+                    Precondition::LastHeartbeat(token) => {
+                        WirePrecondition::LastHeartbeat(token.unix_micros())
+                    }
+                    Precondition::Unmatchable => WirePrecondition::Unmatchable,
+                },
+                desired_ttl_seconds: request.desired_ttl_seconds.map(NonZeroU64::get),
+            },
+            Command::Stop {
+                environment,
+                work,
+                mode,
+            } => WireCommand::Stop {
+                environment,
+                work,
+                force: match mode {
+                    StopMode::Graceful => false,
+                    StopMode::Force => true,
+                },
+            },
+            Command::UpdateMetadata {
+                environment,
+                work,
+                patch,
+            } => WireCommand::UpdateMetadata {
+                environment,
+                work,
+                patch: patch
+                    .iter()
+                    .map(|(key, value)| (key.as_str(), value.as_deref()))
+                    .collect(),
+            },
+            Command::Sweep => WireCommand::Sweep,
+            Command::PurgeStopped { before } => WireCommand::PurgeStopped {
+                before: before.unix_micros(),
+            },
+            Command::CreateEnvironment { id, new } => {
+                id_text = id.to_string();
+                WireCommand::CreateEnvironment {
+                    id: &id_text,
+                    kind: new.kind.into(),
+                    name: &new.name,
+                    config: new.config.as_deref(),
+                    description: new.description.as_deref(),
+                    metadata: new.metadata.iter().collect(),
+                    scope: new.scope.map(WireScope::from),
+                }
+            }
+            Command::UpdateEnvironment { environment, patch } => WireCommand::UpdateEnvironment {
+                environment,
+                name: patch.name.as_deref(),
+                description: patch.description.as_ref().map(Option::as_deref),
+                metadata: patch.metadata.as_ref().map(|patch| {
+                    patch
+                        .iter()
+                        .map(|(key, value)| (key.as_str(), value.as_deref()))
+                        .collect()
+                }),
+                config: patch
+                    .config
+                    .as_ref()
+                    .map(|(kind, text)| ((*kind).into(), text.as_str())),
+                scope: patch.scope.map(WireScope::from),
+            },
+            Command::ArchiveEnvironment { environment } => {
+                WireCommand::ArchiveEnvironment { environment }
+            }
+            Command::DeleteEnvironment { environment } => {
+                WireCommand::DeleteEnvironment { environment }
+            }
+        };
+        let wire = WireStamped {
+            now: self.now.unix_micros(),
+            command,
+        };
+        frame(COMMAND_MAGIC, COMMAND_VERSION, &wire, 64)
+    }
+
+    /// The command [`Self::encode`] wrote.
+    ///
+    /// # Errors
+    ///
+    /// [`DecodeError`] for any other bytes: too short, another magic, a newer version, a
+    /// checksum mismatch, an unreadable payload, or one that reads but holds a value no
+    /// command can (an out-of-range instant, a created id that does not parse, metadata over
+    /// its limits, keys out of order). Never panics, whatever the bytes.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use worklease::*;
+    /// let bytes = Stamped::new(Timestamp::from_unix_micros(0), Command::Sweep).encode();
+    /// assert!(matches!(Stamped::decode(&bytes)?.command, Command::Sweep));
+    /// assert_eq!(Stamped::decode(&bytes[..bytes.len() - 1]), Err(DecodeError::Checksum));
+    /// # Ok::<(), DecodeError>(())
+    /// ```
+    pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
+        let payload = unframe(bytes, COMMAND_MAGIC, COMMAND_VERSION)?;
+        let wire: WireStamped<'_> = read_payload(payload)?;
+        let invalid = DecodeError::Invalid;
+        let now = instant(wire.now).map_err(invalid)?;
+        let command = match wire.command {
+            WireCommand::RegisterEnvironment { id, kind } => Command::RegisterEnvironment {
+                id: EnvironmentId::parse(id).map_err(|e| invalid(e.to_string()))?,
+                kind: EnvironmentKind::from(kind),
+            },
+            WireCommand::CreateWork {
+                environment,
+                id,
+                session,
+                metadata,
+            } => {
+                ascending(metadata.iter().map(|(key, _)| key))?;
+                let map = metadata
+                    .iter()
+                    .map(|&(key, value)| (key.to_owned(), value.to_owned()))
+                    .collect();
+                Command::CreateWork {
+                    environment: environment.into(),
+                    id: WorkId::parse(id).map_err(|e| invalid(e.to_string()))?,
+                    session: SessionId::parse(session).map_err(|e| invalid(e.to_string()))?,
+                    metadata: Metadata::from_map(map).map_err(|e| invalid(e.to_string()))?,
+                }
+            }
+            WireCommand::Poll {
+                environment,
+                worker,
+                reclaim_older_than_ms,
+                block_ms,
+            } => Command::Poll {
+                environment: environment.into(),
+                request: PollRequest {
+                    worker: worker_id(worker)?,
+                    reclaim_older_than_ms,
+                    block_ms,
+                },
+            },
+            WireCommand::Ack {
+                environment,
+                work,
+                worker,
+            } => Command::Ack {
+                environment: environment.into(),
+                work: work.into(),
+                worker: worker_id(worker)?,
+            },
+            WireCommand::Heartbeat {
+                environment,
+                work,
+                precondition,
+                desired_ttl_seconds,
+            } => Command::Heartbeat {
+                environment: environment.into(),
+                work: work.into(),
+                request: HeartbeatRequest {
+                    precondition: match precondition {
+                        WirePrecondition::Unconditional => Precondition::Unconditional,
+                        WirePrecondition::NoHeartbeat => Precondition::NoHeartbeat,
+                        WirePrecondition::LastHeartbeat(token) => {
+                            Precondition::LastHeartbeat(instant(token).map_err(invalid)?)
+                        }
+                        WirePrecondition::Unmatchable => Precondition::Unmatchable,
+                    },
+                    desired_ttl_seconds: match desired_ttl_seconds {
+                        None => None,
+                        Some(seconds) => Some(
+                            NonZeroU64::new(seconds)
+                                .ok_or_else(|| invalid("desired_ttl_seconds of 0".to_owned()))?,
+                        ),
+                    },
+                },
+            },
+            WireCommand::Stop {
+                environment,
+                work,
+                force,
+            } => Command::Stop {
+                environment: environment.into(),
+                work: work.into(),
+                mode: if force {
+                    StopMode::Force
+                } else {
+                    StopMode::Graceful
+                },
+            },
+            WireCommand::UpdateMetadata {
+                environment,
+                work,
+                patch,
+            } => {
+                ascending(patch.iter().map(|(key, _)| key))?;
+                let patch: MetadataPatch = patch
+                    .iter()
+                    .map(|&(key, value)| (key.to_owned(), value.map(str::to_owned)))
+                    .collect::<BTreeMap<_, _>>();
+                Command::UpdateMetadata {
+                    environment: environment.into(),
+                    work: work.into(),
+                    patch,
+                }
+            }
+            WireCommand::Sweep => Command::Sweep,
+            WireCommand::PurgeStopped { before } => Command::PurgeStopped {
+                before: instant(before).map_err(invalid)?,
+            },
+            WireCommand::CreateEnvironment {
+                id,
+                kind,
+                name,
+                config,
+                description,
+                metadata,
+                scope,
+            } => {
+                ascending(metadata.iter().map(|(key, _)| key))?;
+                let map = metadata
+                    .iter()
+                    .map(|&(key, value)| (key.to_owned(), value.to_owned()))
+                    .collect();
+                let new = NewEnvironment {
+                    name: name.to_owned(),
+                    kind: EnvironmentKind::from(kind),
+                    config: config.map(str::to_owned),
+                    description: description.map(str::to_owned),
+                    metadata: Metadata::from_map(map).map_err(|e| invalid(e.to_string()))?,
+                    scope: scope.map(EnvironmentScope::from),
+                };
+                // A command holds what the table would accept: limits are part of the format.
+                new.check().map_err(|e| invalid(e.to_string()))?;
+                Command::CreateEnvironment {
+                    id: EnvironmentId::parse(id).map_err(|e| invalid(e.to_string()))?,
+                    new,
+                }
+            }
+            WireCommand::UpdateEnvironment {
+                environment,
+                name,
+                description,
+                metadata,
+                config,
+                scope,
+            } => {
+                let metadata = match metadata {
+                    None => None,
+                    Some(patch) => {
+                        ascending(patch.iter().map(|(key, _)| key))?;
+                        let patch: MetadataPatch = patch
+                            .iter()
+                            .map(|&(key, value)| (key.to_owned(), value.map(str::to_owned)))
+                            .collect::<BTreeMap<_, _>>();
+                        Some(patch)
+                    }
+                };
+                let patch = EnvironmentPatch {
+                    name: name.map(str::to_owned),
+                    description: description.map(|text| text.map(str::to_owned)),
+                    metadata,
+                    config: config
+                        .map(|(kind, text)| (EnvironmentKind::from(kind), text.to_owned())),
+                    scope: scope.map(EnvironmentScope::from),
+                };
+                patch.check().map_err(|e| invalid(e.to_string()))?;
+                Command::UpdateEnvironment {
+                    environment: environment.into(),
+                    patch,
+                }
+            }
+            WireCommand::ArchiveEnvironment { environment } => Command::ArchiveEnvironment {
+                environment: environment.into(),
+            },
+            WireCommand::DeleteEnvironment { environment } => Command::DeleteEnvironment {
+                environment: environment.into(),
+            },
+        };
+        Ok(Self { now, command })
+    }
+}
+
+fn worker_id(worker: Option<&str>) -> Result<Option<WorkerId>, DecodeError> {
+    worker
+        .map(|text| WorkerId::parse(text).map_err(|e| DecodeError::Invalid(e.to_string())))
+        .transpose()
+}
+
+/// Refuses keys that are not strictly ascending: a map writes them so, once each.
+fn ascending<'k>(mut keys: impl Iterator<Item = &'k &'k str>) -> Result<(), DecodeError> {
+    let Some(mut previous) = keys.next() else {
+        return Ok(());
+    };
+    for key in keys {
+        if key <= previous {
+            return Err(DecodeError::Invalid(format!(
+                "keys {previous:?} and {key:?} out of order"
+            )));
+        }
+        previous = key;
+    }
+    Ok(())
+}
