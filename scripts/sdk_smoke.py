@@ -139,7 +139,70 @@ def smoke(base_url):
     except anthropic.AuthenticationError as error:
         check(error.status_code == 401, "a wrong token -> AuthenticationError")
     heartbeat_loop_on_a_stopping_item(client, base_url, env.id, create_work)
+    environment_lifecycle(client)
     print("all SDK calls behaved as documented")
+
+
+def environment_lifecycle(client):
+    """Every `client.beta.environments` method (SPEC §9)."""
+    environments = client.beta.environments
+    work = environments.work
+    cloud = environments.create(
+        name="sdk-cloud",
+        config={"type": "cloud", "networking": {"type": "unrestricted"}},
+        description="a cloud one",
+        metadata={"team": "ml", "tier": "gold"},
+    )
+    check(cloud.config.type == "cloud" and cloud.description == "a cloud one", "environments.create (cloud, description, metadata)")
+    fetched = environments.retrieve(cloud.id)
+    check(fetched.id == cloud.id and fetched.metadata == {"team": "ml", "tier": "gold"}, "environments.retrieve")
+    renamed = environments.update(cloud.id, name="sdk-cloud-2", description=None, metadata={"team": None, "tier": ""})
+    check(renamed.name == "sdk-cloud-2" and renamed.description is None and renamed.metadata == {}, "environments.update renames, clears the description, deletes keys with null and \"\"")
+
+    hosted = environments.create(name="sdk-hosted", config={"type": "self_hosted"}, metadata={"k": "v"})
+    extra = [environments.create(name=f"sdk-page-{i}") for i in range(3)]
+    everything = [e.id for e in environments.list(limit=2)]
+    check(hosted.id in everything and all(e.id in everything for e in extra) and everything == sorted(everything), f"environments.list auto-paginates with limit=2 -> {len(everything)}")
+
+    def create_work(session):
+        return client.post(
+            f"/v1/environments/{hosted.id}/work",
+            body={"data": {"type": "session", "id": session}},
+            cast_to=BetaSelfHostedWork,
+        )
+
+    create_work("sess_env1")
+    item = work.poll(hosted.id, anthropic_worker_id="sdk-env")
+    work.ack(item.id, environment_id=hosted.id, extra_headers={"anthropic-worker-id": "sdk-env"})
+    beat = work.heartbeat(item.id, environment_id=hosted.id, expected_last_heartbeat="NO_HEARTBEAT")
+
+    archived = environments.archive(hosted.id)
+    check(archived.archived_at is not None, "environments.archive")
+    listed = [e.id for e in environments.list(limit=2)]
+    check(hosted.id not in listed, "archived environments are not listed by default")
+    with_archived = [e.id for e in environments.list(limit=2, include_archived=True)]
+    check(hosted.id in with_archived, "include_archived=True lists them")
+    try:
+        create_work("sess_env2")
+        check(False, "creating work in an archived environment must be refused")
+    except anthropic.BadRequestError as error:
+        check(type(error).__name__ == "BetaEnvironmentArchivedError", f"creating work there -> {type(error).__name__}")
+    again = work.heartbeat(item.id, environment_id=hosted.id, expected_last_heartbeat=beat.last_heartbeat)
+    check(again.state == "active", "an active item's heartbeats still succeed in an archived environment")
+
+    try:
+        environments.delete(hosted.id)
+        check(False, "deleting with a live lease must be refused")
+    except anthropic.APIStatusError as error:
+        check(error.status_code == 409, f"delete with a live lease -> {error.status_code}")
+    work.stop(item.id, environment_id=hosted.id, force=True)
+    deleted = environments.delete(hosted.id)
+    check(deleted.id == hosted.id and deleted.type == "environment_deleted", "environments.delete -> environment_deleted")
+    try:
+        environments.retrieve(hosted.id)
+        check(False, "a deleted environment must be gone")
+    except anthropic.NotFoundError:
+        check(True, "a deleted environment -> NotFoundError")
 
 
 def heartbeat_loop_on_a_stopping_item(client, base_url, env_id, create_work):

@@ -40,3 +40,21 @@ show "8. ask the worker to stop: active -> stopping" -X POST "$W/$WORK/stop" >/d
 show "9. the worker confirms once drained: stopping -> stopped" -X POST "$W/$WORK/stop" >/dev/null
 show "10. confirm" "$W/$WORK" >/dev/null
 show "11. the queue is empty" "$W/stats" >/dev/null
+
+# Environments (SPEC §9): the resource the SDK's client.beta.environments manages.
+E="$BASE/v1/environments"
+SANDBOX=$(show "12. create a cloud environment with a description and metadata" -X POST "$E" \
+  -H 'content-type: application/json' \
+  -d '{"name": "sandbox", "config": {"type": "cloud", "networking": {"type": "unrestricted"}}, "description": "experiments", "metadata": {"team": "ml", "tier": "gold"}}' \
+  | field '["id"]')
+show "13. rename it, clear the description, delete one key with null and one with \"\"" -X POST "$E/$SANDBOX" \
+  -H 'content-type: application/json' \
+  -d '{"name": "sandbox-2", "description": null, "metadata": {"team": null, "tier": ""}}' >/dev/null
+show "14. list environments, one per page (next_page is the page parameter of the next call)" \
+  "$E?limit=1" >/dev/null
+show "15. archive the first environment: it takes no new work" -X POST "$E/$ENV/archive" >/dev/null
+show "16. creating work there is refused with error_code environment_archived" -X POST "$E/$ENV/work" \
+  -H 'content-type: application/json' -d '{"data": {"type": "session", "id": "sess_demo2"}}' >/dev/null
+show "17. archived environments are listed only when asked" "$E?include_archived=true" >/dev/null
+show "18. delete it (refused with 409 while an item holds a lease)" -X DELETE "$E/$ENV" >/dev/null
+show "19. it is gone" "$E/$ENV" >/dev/null

@@ -15,9 +15,10 @@ use chrono::Utc;
 use parking_lot::Mutex;
 use tokio::sync::Notify;
 use worklease::{
-    Config, Cursor, EnvironmentId, EnvironmentKind, Error, Heartbeat, HeartbeatRequest, LeaseTable,
-    ListRequest, Metadata, MetadataPatch, Page, PollRequest, Polled, QueueStats, SessionId,
-    StopMode, Timestamp, Transition, Updated, WorkId, WorkItem, WorkState, WorkerId,
+    Config, Cursor, EnvironmentId, EnvironmentListRequest, EnvironmentPage, EnvironmentPatch,
+    EnvironmentRecord, Error, Heartbeat, HeartbeatRequest, LeaseTable, ListRequest, Metadata,
+    MetadataPatch, NewEnvironment, Page, PollRequest, Polled, QueueStats, SessionId, StopMode,
+    Timestamp, Transition, Updated, WorkId, WorkItem, WorkState, WorkerId,
 };
 
 use crate::metrics::{Metrics, STATES};
@@ -26,8 +27,18 @@ use crate::mint::Mint;
 /// A changing request, with everything the table needs but the time.
 #[derive(Debug)]
 enum Op<'a> {
-    RegisterEnvironment {
-        kind: EnvironmentKind,
+    CreateEnvironment {
+        new: NewEnvironment,
+    },
+    UpdateEnvironment {
+        environment: &'a str,
+        patch: &'a EnvironmentPatch,
+    },
+    ArchiveEnvironment {
+        environment: &'a str,
+    },
+    DeleteEnvironment {
+        environment: &'a str,
     },
     CreateWork {
         environment: &'a str,
@@ -67,7 +78,8 @@ enum Op<'a> {
 /// What applying an [`Op`] answered, one variant per kind of outcome.
 #[derive(Debug)]
 enum Done {
-    Registered { id: EnvironmentId, at: Timestamp },
+    Environment(EnvironmentRecord),
+    EnvironmentDeleted(EnvironmentId),
     Created(WorkItem),
     Polled(Polled),
     Updated(Updated),
@@ -90,8 +102,6 @@ pub(crate) struct Swept {
 #[derive(Debug)]
 pub(crate) struct Submit {
     table: Mutex<LeaseTable>,
-    /// Every environment registered, for the scrape-time count of items by state.
-    environments: Mutex<Vec<EnvironmentId>>,
     /// Commands applied so far (refused ones included, as a log records them; sweeps only when
     /// they changed something): `last_applied_index` of `GET /cluster`.
     applied: AtomicU64,
@@ -130,7 +140,6 @@ impl Submit {
     pub(crate) fn new(config: Config, metrics: std::sync::Arc<Metrics>) -> Self {
         Self {
             table: Mutex::new(LeaseTable::new(config)),
-            environments: Mutex::new(Vec::new()),
             applied: AtomicU64::new(0),
             minted_at: AtomicI64::new(i64::MIN),
             mint: Mint::new(),
@@ -156,14 +165,43 @@ impl Submit {
         self.applied.load(Ordering::Relaxed)
     }
 
-    /// Registers an environment under a fresh id; returns it and its creation time.
-    pub(crate) async fn register_environment(
+    /// Creates an environment under a fresh id (SPEC §9).
+    pub(crate) async fn create_environment(
         &self,
-        kind: EnvironmentKind,
-    ) -> Result<(EnvironmentId, Timestamp), Error> {
-        match self.apply(Op::RegisterEnvironment { kind })? {
-            Done::Registered { id, at } => Ok((id, at)),
-            other => unreachable!("invariant: a registration answers Registered, got {other:?}"),
+        new: NewEnvironment,
+    ) -> Result<EnvironmentRecord, Error> {
+        self.environment_op(Op::CreateEnvironment { new })
+    }
+
+    pub(crate) async fn update_environment(
+        &self,
+        environment: &str,
+        patch: &EnvironmentPatch,
+    ) -> Result<EnvironmentRecord, Error> {
+        self.environment_op(Op::UpdateEnvironment { environment, patch })
+    }
+
+    pub(crate) async fn archive_environment(
+        &self,
+        environment: &str,
+    ) -> Result<EnvironmentRecord, Error> {
+        self.environment_op(Op::ArchiveEnvironment { environment })
+    }
+
+    pub(crate) async fn delete_environment(
+        &self,
+        environment: &str,
+    ) -> Result<EnvironmentId, Error> {
+        match self.apply(Op::DeleteEnvironment { environment })? {
+            Done::EnvironmentDeleted(id) => Ok(id),
+            other => unreachable!("invariant: a delete answers EnvironmentDeleted, got {other:?}"),
+        }
+    }
+
+    fn environment_op(&self, op: Op<'_>) -> Result<EnvironmentRecord, Error> {
+        match self.apply(op)? {
+            Done::Environment(record) => Ok(record),
+            other => unreachable!("invariant: this operation answers Environment, got {other:?}"),
         }
     }
 
@@ -279,13 +317,21 @@ impl Submit {
         // Stamped under the lock, so stamps increase in the order commands apply.
         let now = now();
         let done = match op {
-            Op::RegisterEnvironment { kind } => {
+            Op::CreateEnvironment { new } => {
                 let id = EnvironmentId::mint_with(self.mint_inputs(now));
-                table.register_environment(id.clone(), kind).map(|()| {
-                    self.environments.lock().push(id.clone());
-                    Done::Registered { id, at: now }
-                })
+                table
+                    .create_environment(id, new, now)
+                    .map(Done::Environment)
             }
+            Op::UpdateEnvironment { environment, patch } => table
+                .update_environment(environment, patch, now)
+                .map(Done::Environment),
+            Op::ArchiveEnvironment { environment } => table
+                .archive_environment(environment, now)
+                .map(Done::Environment),
+            Op::DeleteEnvironment { environment } => table
+                .delete_environment(environment, now)
+                .map(Done::EnvironmentDeleted),
             Op::CreateWork {
                 environment,
                 session,
@@ -405,11 +451,38 @@ impl Submit {
         table.stats(environment, now())
     }
 
+    pub(crate) async fn retrieve_environment(
+        &self,
+        environment: &str,
+    ) -> Result<EnvironmentRecord, Error> {
+        self.table.lock().retrieve_environment(environment)
+    }
+
+    pub(crate) async fn list_environments(
+        &self,
+        request: &EnvironmentListRequest,
+    ) -> EnvironmentPage {
+        self.table.lock().list_environments(request)
+    }
+
     /// How many items each state holds ([`STATES`] order), walked a page at a time so no
     /// lock is held for long. Costs time in proportion to the items held: for scrapes.
     pub(crate) async fn count_by_state(&self) -> [usize; 5] {
-        let environments = self.environments.lock().clone();
         let mut counts = [0; 5];
+        let mut environments = Vec::new();
+        let mut page_request = EnvironmentListRequest {
+            limit: ListRequest::MAX_LIMIT,
+            include_archived: true,
+            ..EnvironmentListRequest::default()
+        };
+        loop {
+            let page = self.table.lock().list_environments(&page_request);
+            environments.extend(page.data.into_iter().map(|record| record.id));
+            match page.next_page {
+                Some(next) => page_request.after = Some(next),
+                None => break,
+            }
+        }
         for environment in &environments {
             let mut request = ListRequest {
                 limit: ListRequest::MAX_LIMIT,

@@ -27,8 +27,22 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
     for prefix in ["/api/v1/cloud", "/v1"] {
         let environments = format!("{prefix}/environments");
         let work = format!("{environments}/{{environment_id}}/work");
+        let environment = format!("{environments}/{{environment_id}}");
         router = router
-            .route(&environments, post(environments::create))
+            .route(
+                &environments,
+                post(environments::create).get(environments::list),
+            )
+            .route(
+                &environment,
+                get(environments::retrieve)
+                    .post(environments::update)
+                    .delete(environments::delete),
+            )
+            .route(
+                &format!("{environment}/archive"),
+                post(environments::archive),
+            )
             .route(&work, get(work::list).post(work::create))
             .route(&format!("{work}/"), get(work::list))
             .route(&format!("{work}/poll"), get(work::poll))
