@@ -260,6 +260,17 @@ impl LeaseTable {
         kind: EnvironmentKind,
         at: Timestamp,
     ) -> Result<(), Error> {
+        let profile = Profile::registered(&id, kind, at);
+        self.insert_environment(id, kind, profile).map(drop)
+    }
+
+    /// Adds an environment; returns its index, or 409 when the id is taken.
+    pub(crate) fn insert_environment(
+        &mut self,
+        id: EnvironmentId,
+        kind: EnvironmentKind,
+        profile: Profile,
+    ) -> Result<u32, Error> {
         let text = id.excerpt();
         if self.environment_index.contains_key(text.as_str()) {
             return Err(Error::AlreadyExists { id: text });
@@ -271,9 +282,8 @@ impl LeaseTable {
         // Below 2^30, checked just above.
         let index = self.environments.len() as u32;
         self.environment_index.insert(text.as_str().into(), index);
-        let profile = Profile::registered(&id, kind, at);
         self.environments.push(Environment::new(id, kind, profile));
-        Ok(())
+        Ok(index)
     }
 
     /// The kind of an environment, if it exists.

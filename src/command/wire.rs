@@ -302,19 +302,12 @@ impl Stamped {
                 id,
                 session,
                 metadata,
-            } => {
-                ascending(metadata.iter().map(|(key, _)| key))?;
-                let map = metadata
-                    .iter()
-                    .map(|&(key, value)| (key.to_owned(), value.to_owned()))
-                    .collect();
-                Command::CreateWork {
-                    environment: environment.into(),
-                    id: WorkId::parse(id).map_err(|e| invalid(e.to_string()))?,
-                    session: SessionId::parse(session).map_err(|e| invalid(e.to_string()))?,
-                    metadata: Metadata::from_map(map).map_err(|e| invalid(e.to_string()))?,
-                }
-            }
+            } => Command::CreateWork {
+                environment: environment.into(),
+                id: WorkId::parse(id).map_err(|e| invalid(e.to_string()))?,
+                session: SessionId::parse(session).map_err(|e| invalid(e.to_string()))?,
+                metadata: metadata_of(&metadata)?,
+            },
             WireCommand::Poll {
                 environment,
                 worker,
@@ -381,11 +374,7 @@ impl Stamped {
                 work,
                 patch,
             } => {
-                ascending(patch.iter().map(|(key, _)| key))?;
-                let patch: MetadataPatch = patch
-                    .iter()
-                    .map(|&(key, value)| (key.to_owned(), value.map(str::to_owned)))
-                    .collect::<BTreeMap<_, _>>();
+                let patch = patch_of(&patch)?;
                 Command::UpdateMetadata {
                     environment: environment.into(),
                     work: work.into(),
@@ -405,17 +394,12 @@ impl Stamped {
                 metadata,
                 scope,
             } => {
-                ascending(metadata.iter().map(|(key, _)| key))?;
-                let map = metadata
-                    .iter()
-                    .map(|&(key, value)| (key.to_owned(), value.to_owned()))
-                    .collect();
                 let new = NewEnvironment {
                     name: name.to_owned(),
                     kind: EnvironmentKind::from(kind),
                     config: config.map(str::to_owned),
                     description: description.map(str::to_owned),
-                    metadata: Metadata::from_map(map).map_err(|e| invalid(e.to_string()))?,
+                    metadata: metadata_of(&metadata)?,
                     scope: scope.map(EnvironmentScope::from),
                 };
                 // A command holds what the table would accept: limits are part of the format.
@@ -433,17 +417,7 @@ impl Stamped {
                 config,
                 scope,
             } => {
-                let metadata = match metadata {
-                    None => None,
-                    Some(patch) => {
-                        ascending(patch.iter().map(|(key, _)| key))?;
-                        let patch: MetadataPatch = patch
-                            .iter()
-                            .map(|&(key, value)| (key.to_owned(), value.map(str::to_owned)))
-                            .collect::<BTreeMap<_, _>>();
-                        Some(patch)
-                    }
-                };
+                let metadata = metadata.as_deref().map(patch_of).transpose()?;
                 let patch = EnvironmentPatch {
                     name: name.map(str::to_owned),
                     description: description.map(|text| text.map(str::to_owned)),
@@ -467,6 +441,25 @@ impl Stamped {
         };
         Ok(Self { now, command })
     }
+}
+
+/// Metadata as written: keys ascending, within the limits.
+fn metadata_of(pairs: &[(&str, &str)]) -> Result<Metadata, DecodeError> {
+    ascending(pairs.iter().map(|(key, _)| key))?;
+    let map = pairs
+        .iter()
+        .map(|&(key, value)| (key.to_owned(), value.to_owned()))
+        .collect();
+    Metadata::from_map(map).map_err(|e| DecodeError::Invalid(e.to_string()))
+}
+
+/// A metadata patch as written: keys ascending; `None` deletes.
+fn patch_of(pairs: &[(&str, Option<&str>)]) -> Result<MetadataPatch, DecodeError> {
+    ascending(pairs.iter().map(|(key, _)| key))?;
+    Ok(pairs
+        .iter()
+        .map(|&(key, value)| (key.to_owned(), value.map(str::to_owned)))
+        .collect::<BTreeMap<_, _>>())
 }
 
 fn worker_id(worker: Option<&str>) -> Result<Option<WorkerId>, DecodeError> {

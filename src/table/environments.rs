@@ -12,7 +12,6 @@ use crate::environment_record::{
 };
 use crate::error::{Error, Excerpt, Param};
 use crate::ids::{AsId, EnvironmentId};
-use crate::item::MAX_ENVIRONMENTS;
 use crate::time::Timestamp;
 
 impl LeaseTable {
@@ -160,16 +159,6 @@ impl LeaseTable {
         new: NewEnvironment,
         now: Timestamp,
     ) -> Result<EnvironmentRecord, Error> {
-        let text = id.excerpt();
-        if self.environment_index.contains_key(text.as_str()) {
-            return Err(Error::AlreadyExists { id: text });
-        }
-        assert!(
-            self.environments.len() < MAX_ENVIRONMENTS,
-            "invariant: fewer than 2^30 environments"
-        );
-        // Below 2^30, checked just above.
-        let index = self.environments.len() as u32;
         let profile = Profile {
             name: new.name,
             config: new.config.unwrap_or_else(|| default_config(new.kind)),
@@ -180,9 +169,7 @@ impl LeaseTable {
             updated_at: now,
             archived_at: None,
         };
-        self.environment_index.insert(text.as_str().into(), index);
-        self.environments
-            .push(Environment::new(id, new.kind, profile));
+        let index = self.insert_environment(id, new.kind, profile)?;
         Ok(self.environments[index as usize].record())
     }
 
