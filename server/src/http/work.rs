@@ -182,10 +182,7 @@ pub(crate) async fn retrieve(
     ids: Result<RawPathParams, RawPathParamsRejection>,
 ) -> Handled {
     let ids = Ids::of(ids)?;
-    let item = shared
-        .submit
-        .get(ids.environment(), ids.work())
-        .await?;
+    let item = shared.submit.get(ids.environment(), ids.work()).await?;
     Ok(json(StatusCode::OK, &Work(&item)))
 }
 
