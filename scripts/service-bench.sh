@@ -166,7 +166,8 @@ printf '%-44s %10s %10s %10s\n' "bare axum route, same body" "$BARE_RATE" "$BARE
 printf '%-44s %10s %10s %10s\n' "redis EVALSHA compare-and-set, in memory" "$REDIS_RATE" "$REDIS_P50" "$REDIS_P99"
 printf '%-44s %10s %10s %10s\n' "redis EVALSHA compare-and-set, fsync always" "$FSYNC_RATE" "$FSYNC_P50" "$FSYNC_P99"
 echo
-echo "server / bare:                 $(ratio "$SERVER_RATE" "$BARE_RATE")"
+echo "server / bare:                 $(ratio "$SERVER_RATE" "$BARE_RATE") (medians); per round: $(paste -d' ' "$WORK/server.rounds" "$WORK/bare.rounds" \
+  | python3 -c 'import sys; r = sorted(float(l.split()[0]) / float(l.split()[3]) for l in sys.stdin); print(" ".join(f"{x:.2f}" for x in r), f"(median {r[len(r) // 2]:.2f})")')"
 echo "server / redis (in memory):    $(ratio "$SERVER_RATE" "$REDIS_RATE")"
 echo "server / redis (fsync always): $(ratio "$SERVER_RATE" "$FSYNC_RATE")"
 echo "durable / redis (fsync always): n/a"

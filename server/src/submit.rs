@@ -430,11 +430,11 @@ impl Submit {
         (at, sequence, self.mint.entropy(sequence, 1))
     }
 
-    // ---- reads: they change nothing a snapshot holds ----
+    // ---- reads: they change nothing a snapshot holds (SPEC §7.2); called through the guard,
+    // so they compile whether the table takes `&mut self` for them or `&self` ----
 
     pub(crate) async fn get(&self, environment: &str, work: &str) -> Result<WorkItem, Error> {
-        let table = self.table.lock();
-        table.get(environment, work, now())
+        self.table.lock().get(environment, work, now())
     }
 
     pub(crate) async fn list(
@@ -442,13 +442,11 @@ impl Submit {
         environment: &str,
         request: &ListRequest,
     ) -> Result<Page, Error> {
-        let table = self.table.lock();
-        table.list(environment, request, now())
+        self.table.lock().list(environment, request, now())
     }
 
     pub(crate) async fn stats(&self, environment: &str) -> Result<QueueStats, Error> {
-        let table = self.table.lock();
-        table.stats(environment, now())
+        self.table.lock().stats(environment, now())
     }
 
     pub(crate) async fn retrieve_environment(
@@ -489,10 +487,7 @@ impl Submit {
                 cursor: Cursor::First,
             };
             loop {
-                let page = {
-                    let table = self.table.lock();
-                    table.list(environment, &request, now())
-                };
+                let page = self.table.lock().list(environment, &request, now());
                 let Ok(page) = page else { break };
                 for item in &page.data {
                     if let Some(index) = STATES.iter().position(|s| *s == item.state) {

@@ -1306,3 +1306,36 @@ fn a_stopping_item_accepts_any_precondition_and_a_stopped_one_refuses() {
         }
     }
 }
+
+/// The sweeper sleeps until the table's next deadline and is woken only when a change brings
+/// that earlier. A heartbeat that shortens a 600 s lease to 10 s is such a change: the lapse
+/// must be swept (and logged) on time, with no request to notice it on the way.
+#[test]
+fn a_heartbeat_that_shortens_the_lease_wakes_the_sweeper_early() {
+    let server = Server::start(&["--default-ttl-seconds", "600"]);
+    let environment = server.environment("self_hosted");
+    server.work(&environment);
+    let (work, token) = server.claim(&environment, "w1");
+    let shortened = server.post_with(
+        &work_path(
+            &environment,
+            &format!("/{work}/heartbeat?expected_last_heartbeat={token}&desired_ttl_seconds=10"),
+        ),
+        &[],
+        None,
+    );
+    assert_eq!(shortened.json["ttl_seconds"], 10, "{}", shortened.text);
+    let renewed_at = Instant::now();
+    std::thread::sleep(Duration::from_millis(9_500));
+    assert!(
+        !server.stderr.lock().contains("lease lapsed"),
+        "lapsed early: {}",
+        server.stderr.lock()
+    );
+    assert!(
+        server.logged(&format!("work_id={work} from=active to=queued lapses=1")),
+        "the sweeper slept through the shortened lease: {}",
+        server.stderr.lock()
+    );
+    assert!(renewed_at.elapsed() < Duration::from_millis(12_500));
+}
