@@ -32,6 +32,8 @@ use crate::workers::WorkerRef;
 
 /// Bytes a leased item takes, roughly: the first guess of a snapshot's length.
 const BYTES_PER_ITEM: usize = 64;
+/// The fewest bytes an encoded item takes (two empty text ids, ten one-byte fields).
+const MIN_ITEM_BYTES: usize = 14;
 
 impl LeaseTable {
     /// The table's whole state as canonical bytes (SPEC §7.4): items, queues, leases,
@@ -437,6 +439,7 @@ pub(crate) fn decode(
         references: Vec::new(),
         queues: Vec::new(),
         leases: Vec::new(),
+        indexed: Vec::new(),
         environments: Vec::new(),
         previous_id: None,
         error: None,
@@ -484,6 +487,8 @@ struct Builder {
     queues: Vec<Queues>,
     /// Per shard: every lease, to schedule once all items are in.
     leases: Vec<Vec<(u32, Timestamp)>>,
+    /// Per shard: every item's `(hash, slot)`, to index once all items are in.
+    indexed: Vec<Vec<(u64, u32)>>,
     environments: Vec<EnvironmentId>,
     /// The last work id read in the current environment.
     previous_id: Option<WorkId>,
@@ -620,6 +625,10 @@ impl<'de> Visitor<'de> for ItemsSeed<'_> {
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
         let (builder, env) = (self.0, self.1);
+        // Room for the items at once. The length is bounded by the bytes left (a hostile
+        // length cannot reserve more than a few times the input), and every encoded item
+        // takes at least `MIN_ITEM_BYTES`.
+        builder.reserve(seq.size_hint().unwrap_or(0) / MIN_ITEM_BYTES, env);
         let mut previous = Timestamp::from_unix_micros(0);
         while let Some(item) = seq.next_element::<WireItem<'de>>()? {
             previous = check!(builder, builder.add_item(env, &item, previous));
@@ -677,6 +686,7 @@ impl Builder {
             .collect();
         self.queues = (0..self.shards).map(|_| Queues::default()).collect();
         self.leases = vec![Vec::new(); self.shards];
+        self.indexed = vec![Vec::new(); self.shards];
         Ok(())
     }
 
@@ -891,17 +901,12 @@ impl Builder {
         };
 
         let table = &mut self.tables[shard];
-        if table.find(id.key(), hash).is_some() {
-            return Err(format!("{id:?} twice"));
-        }
         let slot = u32::try_from(table.items.len())
             .ok()
             .filter(|&slot| slot < u32::MAX - 1)
             .ok_or("too many items")?;
-        let (hasher, items, texts) = (&table.hasher, &table.items, &table.texts);
-        table.work_index.insert(hash, slot, |slot| {
-            hash_of(hasher, items[slot as usize].key(texts))
-        });
+        // Indexed once every item is in (see `finish`).
+        self.indexed[shard].push((hash, slot));
         let mut item = Item::new(&id, session, env, created_at, &mut table.texts);
         item.acknowledged_at = acknowledged_at;
         item.started_at = started_at;
@@ -931,6 +936,19 @@ impl Builder {
         }
         self.previous_id = Some(id);
         Ok(created_at)
+    }
+
+    /// Makes room in every shard for `items` more items of environment `env`, spread evenly.
+    fn reserve(&mut self, items: usize, env: u32) {
+        let share = items / self.shards + 1;
+        for table in &mut self.tables {
+            table.items.reserve(share);
+            table.environments[env as usize].items.reserve(share);
+            table.deadlines.reserve_slots(table.items.len() + share);
+        }
+        for indexed in &mut self.indexed {
+            indexed.reserve(share);
+        }
     }
 
     /// Builds environment `env`'s queues in every shard from the queued items read.
@@ -998,6 +1016,22 @@ impl Builder {
                 "worker {:?} named by no item",
                 self.workers[unused].as_str()
             )));
+        }
+        for (table, mut indexed) in self
+            .tables
+            .iter_mut()
+            .zip(std::mem::take(&mut self.indexed))
+        {
+            let (hasher, items, texts) = (&table.hasher, &table.items, &table.texts);
+            let twice = table.work_index.insert_all_new(
+                &mut indexed,
+                |a, b| items[a as usize].key(texts) == items[b as usize].key(texts),
+                |slot| hash_of(hasher, items[slot as usize].key(texts)),
+            );
+            if let Err(slot) = twice {
+                let id = table.items[slot as usize].id(texts);
+                return Err(SnapshotError::Invalid(format!("{id:?} twice")));
+            }
         }
         for (table, mut leases) in self.tables.iter_mut().zip(std::mem::take(&mut self.leases)) {
             table.deadlines.reserve_slots(table.items.len());
