@@ -104,7 +104,9 @@ fn snapshots(c: &mut Criterion) {
     );
     let sharded = ConcurrentLeaseTable::restore(&bytes).expect("restores");
     assert_eq!(sharded.snapshot(), bytes);
-    cpu_time("snapshot/single", 10, || drop(black_box(table.snapshot())));
+    cpu_time("snapshot/single", 10, || {
+        drop(black_box(table.snapshot()));
+    });
     cpu_time("snapshot/sharded64", 10, || {
         drop(black_box(sharded.snapshot()))
     });
