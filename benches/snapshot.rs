@@ -108,7 +108,7 @@ fn snapshots(c: &mut Criterion) {
         drop(black_box(table.snapshot()));
     });
     cpu_time("snapshot/sharded64", 10, || {
-        drop(black_box(sharded.snapshot()))
+        drop(black_box(sharded.snapshot()));
     });
     cpu_time("restore/single", 10, || {
         drop(black_box(LeaseTable::restore(&bytes).expect("restores")));
