@@ -8,7 +8,8 @@
 //! panicking later) is made while reading; [`LeaseTable::validate`] runs last, as a backstop.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
+use std::collections::hash_map::Entry;
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap};
 use std::fmt;
 
 use foldhash::fast::RandomState;
@@ -436,7 +437,7 @@ pub(crate) fn decode(
         clock: None,
         workers: Vec::new(),
         worker_used: Vec::new(),
-        references: Vec::new(),
+        references: HashMap::default(),
         queues: Vec::new(),
         leases: Vec::new(),
         indexed: Vec::new(),
@@ -482,8 +483,9 @@ struct Builder {
     clock: Option<Timestamp>,
     workers: Vec<WorkerId>,
     worker_used: Vec<bool>,
-    /// Per shard, per worker: the shard's reference, once an item there names it.
-    references: Vec<Vec<Option<WorkerRef>>>,
+    /// By (shard, worker index): the shard's reference, once an item there names it. A map,
+    /// not a vector per shard, so a long hostile worker list costs no more than its bytes.
+    references: HashMap<(usize, u32), WorkerRef, RandomState>,
     queues: Vec<Queues>,
     /// Per shard: every lease, to schedule once all items are in.
     leases: Vec<Vec<(u32, Timestamp)>>,
@@ -704,7 +706,6 @@ impl Builder {
             .map(|text| WorkerId::parse(text).map_err(|e| format!("worker {text:?}: {e}")))
             .collect::<Result<_, _>>()?;
         self.worker_used = vec![false; workers.len()];
-        self.references = vec![vec![None; workers.len()]; self.shards];
         Ok(())
     }
 
@@ -749,23 +750,18 @@ impl Builder {
     /// The reference shard `shard` holds for worker `index`, taken for one more item.
     fn worker(&mut self, shard: usize, index: Option<u32>) -> Result<Option<WorkerRef>, String> {
         let Some(index) = index else { return Ok(None) };
-        let index = index as usize;
         let id = self
             .workers
-            .get(index)
+            .get(index as usize)
             .ok_or_else(|| format!("worker index {index} out of range"))?;
-        self.worker_used[index] = true;
+        self.worker_used[index as usize] = true;
         let workers = &mut self.tables[shard].workers;
-        let reference = match self.references[shard][index] {
-            Some(reference) => {
-                workers.retain(reference);
-                reference
+        let reference = match self.references.entry((shard, index)) {
+            Entry::Occupied(known) => {
+                workers.retain(*known.get());
+                *known.get()
             }
-            None => {
-                let reference = workers.acquire(id);
-                self.references[shard][index] = Some(reference);
-                reference
-            }
+            Entry::Vacant(entry) => *entry.insert(workers.acquire(id)),
         };
         Ok(Some(reference))
     }
