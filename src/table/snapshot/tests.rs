@@ -1,8 +1,11 @@
 //! Payloads that pass the checksum and read, but describe no table: each is refused with
 //! [`SnapshotError::Invalid`], never restored.
 
-use super::*;
-use crate::snapshot::WireState;
+use crate::snapshot::{
+    frame, SnapshotError, WireConfig, WireId, WireItem, WireKind, WireLease, WirePhase, WireState,
+    WireTransition, SNAPSHOT_MAGIC, SNAPSHOT_VERSION,
+};
+use crate::table::LeaseTable;
 
 type Env<'a> = (&'a str, WireKind, Vec<(&'a str, i64)>, Vec<WireItem<'a>>);
 
