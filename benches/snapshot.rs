@@ -69,6 +69,31 @@ fn leased() -> (LeaseTable, Vec<String>) {
     (table, ids)
 }
 
+/// This thread's CPU time (user + system) in clock ticks, from `/proc/thread-self/stat`:
+/// unlike wall time, it does not grow when other processes share the two cores.
+fn cpu_ticks() -> Option<u64> {
+    let stat = std::fs::read_to_string("/proc/thread-self/stat").ok()?;
+    // Fields after the command name (which is in parentheses): state is field 3, utime 14.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split(' ').collect();
+    Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
+}
+
+/// Prints the mean CPU time of `runs` calls of `f`, in ms (100 ticks a second assumed).
+fn cpu_time(name: &str, runs: u32, mut f: impl FnMut()) {
+    let (Some(before), wall) = (cpu_ticks(), std::time::Instant::now()) else {
+        return;
+    };
+    for _ in 0..runs {
+        f();
+    }
+    let wall = wall.elapsed().as_secs_f64() * 1000.0 / f64::from(runs);
+    if let Some(after) = cpu_ticks() {
+        let cpu = (after - before) as f64 * 10.0 / f64::from(runs);
+        println!("cpu time {name}: {cpu:.0} ms (wall {wall:.0} ms), mean of {runs}");
+    }
+}
+
 fn snapshots(c: &mut Criterion) {
     let (table, ids) = leased();
     let bytes = table.snapshot();
@@ -79,6 +104,23 @@ fn snapshots(c: &mut Criterion) {
     );
     let sharded = ConcurrentLeaseTable::restore(&bytes).expect("restores");
     assert_eq!(sharded.snapshot(), bytes);
+    cpu_time("snapshot/single", 10, || {
+        drop(black_box(table.snapshot()));
+    });
+    cpu_time("snapshot/sharded64", 10, || {
+        drop(black_box(sharded.snapshot()));
+    });
+    cpu_time("restore/single", 10, || {
+        drop(black_box(LeaseTable::restore(&bytes).expect("restores")));
+    });
+    cpu_time("restore/sharded64", 10, || {
+        drop(black_box(
+            ConcurrentLeaseTable::restore(&bytes).expect("restores"),
+        ));
+    });
+    cpu_time("validate/single (part of restore)", 10, || {
+        black_box(table.validate()).expect("valid");
+    });
 
     let mut group = c.benchmark_group("snapshot");
     group.sample_size(10);
@@ -99,6 +141,14 @@ fn snapshots(c: &mut Criterion) {
     });
     group.bench_function(BenchmarkId::new("sharded64", "1M"), |b| {
         b.iter(|| black_box(ConcurrentLeaseTable::restore(&bytes).expect("restores")));
+    });
+    group.finish();
+
+    // The last step of a restore, on its own.
+    let mut group = c.benchmark_group("validate");
+    group.sample_size(10);
+    group.bench_function(BenchmarkId::new("single", "1M"), |b| {
+        b.iter(|| black_box(table.validate()).expect("valid"));
     });
     group.finish();
     drop((table, sharded, ids));
@@ -138,6 +188,21 @@ fn apply(c: &mut Criterion) {
         })
         .collect();
     println!("an encoded heartbeat: {} bytes", encoded[0].len());
+    let mut m = 0;
+    cpu_time("apply_heartbeat/direct x1M", 1, || {
+        for _ in 0..1_000_000 {
+            m = (m + 1) & 4095;
+            let beat = table.heartbeat(ENV, ids[picks[m]].as_str(), request, at(start + m as i64));
+            black_box(beat.expect("beat"));
+        }
+    });
+    cpu_time("apply_heartbeat/decoded x1M", 1, || {
+        for _ in 0..1_000_000 {
+            m = (m + 1) & 4095;
+            let stamped = Stamped::decode(&encoded[m]).expect("decodes");
+            black_box(table.apply(&stamped).expect("beat"));
+        }
+    });
     let mut group = c.benchmark_group("apply_heartbeat");
     let mut n = 0;
     group.bench_function(BenchmarkId::new("direct", "1M"), |b| {

@@ -71,6 +71,71 @@ impl SlotIndex {
         self.len += 1;
     }
 
+    /// Adds `slot` under `hash` unless an id for which `matches` holds is indexed already (then
+    /// returns `false`): one probe run for a lookup and an insert. `hash_of` as for
+    /// [`Self::insert`].
+    #[cfg(feature = "snapshot")]
+    pub(crate) fn insert_new(
+        &mut self,
+        hash: u64,
+        slot: u32,
+        mut matches: impl FnMut(u32) -> bool,
+        hash_of: impl Fn(u32) -> u64,
+    ) -> bool {
+        assert!(slot < u32::MAX, "invariant: fewer than 2^32 - 1 items");
+        if (self.len + 1) * 4 > self.buckets.len() * 3 {
+            self.grow(&hash_of);
+        }
+        let mask = self.mask;
+        // Truncation intended: the low bits pick the bucket.
+        let mut at = hash as usize & mask;
+        let tag = Self::tag(hash, mask);
+        loop {
+            let bucket = self.buckets[at];
+            if bucket == EMPTY {
+                self.buckets[at] = self.entry(hash, slot);
+                self.len += 1;
+                return true;
+            }
+            // The slot bits hold slot + 1 ≥ 1.
+            if bucket & !(mask as u32) == tag && matches((bucket & mask as u32) - 1) {
+                return false;
+            }
+            at = (at + 1) & mask;
+        }
+    }
+
+    /// Adds every `(hash, slot)` of `entries` (reordered on the way) as [`Self::insert_new`]
+    /// does; returns the slot of the first entry whose id `matches` one already indexed.
+    ///
+    /// Entries go in by home bucket, so the inserts walk the buckets in order: at a million
+    /// entries that is one pass over memory instead of a cache miss each.
+    #[cfg(feature = "snapshot")]
+    pub(crate) fn insert_all_new(
+        &mut self,
+        entries: &mut [(u64, u32)],
+        mut matches: impl FnMut(u32, u32) -> bool,
+        hash_of: impl Fn(u32) -> u64,
+    ) -> Result<(), u32> {
+        self.reserve(entries.len(), &hash_of);
+        let mask = self.mask as u64;
+        entries.sort_unstable_by_key(|&(hash, _)| hash & mask);
+        for &(hash, slot) in entries.iter() {
+            if !self.insert_new(hash, slot, |other| matches(slot, other), &hash_of) {
+                return Err(slot);
+            }
+        }
+        Ok(())
+    }
+
+    /// Makes room for `additional` more entries, so inserting them never grows the index.
+    #[cfg(feature = "snapshot")]
+    pub(crate) fn reserve(&mut self, additional: usize, hash_of: impl Fn(u32) -> u64) {
+        while (self.len + additional) * 4 > self.buckets.len() * 3 {
+            self.grow(&hash_of);
+        }
+    }
+
     /// The bucket holding `slot`, indexed under `hash`.
     fn position(&self, hash: u64, slot: u32) -> usize {
         let mask = self.mask;

@@ -238,7 +238,11 @@ fn every_truncation_and_bit_flip_of_a_command_is_refused() {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
+    // PROPTEST_CASES overrides the default for a deeper run.
+    #![proptest_config(ProptestConfig {
+        cases: std::env::var("PROPTEST_CASES").ok().and_then(|n| n.parse().ok()).unwrap_or(128),
+        ..ProptestConfig::default()
+    })]
 
     /// Restore at a random step: the restored table answers every later operation as the
     /// original, and both end with the same bytes; the snapshot re-encodes to itself.

@@ -1,8 +1,12 @@
 //! Payloads that pass the checksum and read, but describe no table: each is refused with
 //! [`SnapshotError::Invalid`], never restored.
 
-use super::*;
-use crate::snapshot::WireState;
+use crate::snapshot::{
+    frame, SnapshotError, WireConfig, WireId, WireItem, WireKind, WireLease, WirePhase,
+    WireProfile, WireState, WireTransition, SNAPSHOT_MAGIC, SNAPSHOT_VERSION,
+};
+use crate::table::LeaseTable;
+use crate::time::Timestamp;
 
 type Env<'a> = (
     &'a str,
