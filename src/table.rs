@@ -835,10 +835,6 @@ impl LeaseTable {
             .find(hash, |slot| items[slot as usize].key(texts) == id)
     }
 
-    fn slot_of(&self, id: &WorkId) -> Option<u32> {
-        self.find(id.key(), self.hash(id.key()))
-    }
-
     /// The item's slot, after the environment checks; 404 unless it is in that environment.
     /// Applies the item's own lapse if its deadline is at or before `horizon`.
     fn locate(
