@@ -150,6 +150,49 @@ pub(crate) fn stamped_of_every_kind() -> Vec<Stamped> {
         Command::PurgeStopped {
             before: Timestamp::MIN,
         },
+        Command::CreateEnvironment {
+            id: "env_02".parse().expect("well formed"),
+            new: worklease::NewEnvironment::self_hosted("builds"),
+        },
+        Command::CreateEnvironment {
+            id: "env_019f3be4fd2475d9a784bf2c739e1194"
+                .parse()
+                .expect("well formed"),
+            new: {
+                let mut new = worklease::NewEnvironment::self_hosted("é".repeat(256));
+                new.kind = worklease::EnvironmentKind::Cloud;
+                new.config =
+                    Some(r#"{"type":"cloud","networking":{"type":"unrestricted"}}"#.into());
+                new.description = Some("d".repeat(2048));
+                new.metadata = Metadata::from_map(BTreeMap::from([("k".into(), "v".into())]))
+                    .expect("within limits");
+                new.scope = Some(worklease::EnvironmentScope::Account);
+                new
+            },
+        },
+        Command::UpdateEnvironment {
+            environment: "env_02".into(),
+            patch: worklease::EnvironmentPatch::default(),
+        },
+        Command::UpdateEnvironment {
+            environment: "env-not an id".into(),
+            patch: worklease::EnvironmentPatch {
+                name: Some("renamed".into()),
+                description: Some(None),
+                metadata: Some(BTreeMap::from([
+                    ("a".to_string(), None),
+                    ("b".to_string(), Some(String::new())),
+                ])),
+                config: Some((worklease::EnvironmentKind::SelfHosted, "{}".into())),
+                scope: Some(worklease::EnvironmentScope::Organization),
+            },
+        },
+        Command::ArchiveEnvironment {
+            environment: "env_02".into(),
+        },
+        Command::DeleteEnvironment {
+            environment: "".into(),
+        },
     ];
     for precondition in [
         Precondition::Unconditional,
