@@ -463,6 +463,12 @@ impl Builder {
                 acknowledged_at.ok_or("a lease without an ack")?
             };
             let deadline = after(base.saturating_add_micros(ttl.micros()), lease.deadline)?;
+            // A table applies every lapse due at its clock before it can be snapshotted (the
+            // sharded one catches up first), so a lease due then was never written: restored,
+            // it would lapse in one table kind's next snapshot and not the other's.
+            if deadline <= clock {
+                return Err(format!("{id:?} lease due at the clock, not lapsed"));
+            }
             let holder = builder.worker(shard, lease.holder)?;
             Ok::<_, String>((deadline, ttl, holder))
         };

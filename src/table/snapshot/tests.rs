@@ -210,6 +210,14 @@ fn leases_without_their_instants_or_with_ttls_out_of_range_are_refused() {
             from_lease: false,
         };
     });
+    // A lease due at the clock was lapsed before any snapshot.
+    refused(|p| {
+        items(p)[1].phase = WirePhase::Active(WireLease {
+            ttl: 60,
+            holder: Some(0),
+            deadline: -60_000_000,
+        });
+    });
     refused(|p| p.config.ack_ttl = 9);
     refused(|p| p.config.max_attempts = Some(0));
     refused(|p| p.clock = None);
