@@ -2,26 +2,34 @@
 //! here, and nowhere else. Reads go through here too, so a mode that must confirm its
 //! leadership before answering has one place to do it.
 //!
-//! In memory, applying is "lock the table, stamp `now`, call the operation". A durable or
-//! replicated mode will instead turn the [`Op`] into a `worklease::Stamped` command and apply
-//! it locally after an fsync, or propose it to the log and answer once it is committed; only
-//! [`Submit::apply`] changes for that. The handlers and the sweeper call the typed methods
-//! below and never see the table.
+//! In memory, applying is "lock the table, stamp `now`, call the operation". In durable mode
+//! the [`Op`] becomes a `worklease::Stamped` command (stamped once, here, with this server's
+//! clock, its new ids minted here too), is proposed to the Raft log and answered once it is
+//! fsynced and applied by the state machine (`crate::raft`); only [`Submit::apply`] knows the
+//! difference. The handlers and the sweeper call the typed methods below and never see the
+//! table.
+//!
+//! Reads (`get`, `list`, `stats`) are served from the local table in both modes: in a
+//! one-member cluster every committed command is applied before its writer is answered, so a
+//! read sees every write that was answered before it.
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use parking_lot::Mutex;
 use tokio::sync::Notify;
 use worklease::{
-    Config, Cursor, EnvironmentId, EnvironmentKind, Error, Heartbeat, HeartbeatRequest, LeaseTable,
-    ListRequest, Metadata, MetadataPatch, Page, PollRequest, Polled, QueueStats, SessionId,
-    StopMode, Timestamp, Transition, Updated, WorkId, WorkItem, WorkState, WorkerId,
+    Applied, Command, Config, Cursor, EnvironmentId, EnvironmentKind, EnvironmentListRequest,
+    Error, Heartbeat, HeartbeatRequest, LeaseTable, ListRequest, Metadata, MetadataPatch, Page,
+    PollRequest, Polled, QueueStats, SessionId, Stamped, StopMode, Timestamp, Transition, Updated,
+    WorkId, WorkItem, WorkState, WorkerId,
 };
 
 use crate::metrics::{Metrics, STATES};
 use crate::mint::Mint;
+use crate::raft::{Durable, Status};
 
 /// A changing request, with everything the table needs but the time.
 #[derive(Debug)]
@@ -89,7 +97,10 @@ pub(crate) struct Swept {
 /// The table and the signals that follow its changes.
 #[derive(Debug)]
 pub(crate) struct Submit {
-    table: Mutex<LeaseTable>,
+    /// In durable mode, shared with the Raft state machine, which is the only writer.
+    table: Arc<Mutex<LeaseTable>>,
+    /// Durable mode: the Raft node every change is proposed to.
+    durable: Option<Durable>,
     /// Every environment registered, for the scrape-time count of items by state.
     environments: Mutex<Vec<EnvironmentId>>,
     /// Commands applied so far (refused ones included, as a log records them; sweeps only when
@@ -128,11 +139,31 @@ fn micros(duration: Duration) -> i64 {
 
 impl Submit {
     pub(crate) fn new(config: Config, metrics: std::sync::Arc<Metrics>) -> Self {
+        Self::with_table(Arc::new(Mutex::new(LeaseTable::new(config))), None, metrics)
+    }
+
+    /// Durable mode: every change goes through `durable`'s log to the table it applies to.
+    pub(crate) fn durable(durable: Durable, metrics: std::sync::Arc<Metrics>) -> Self {
+        let table = durable.table().clone();
+        Self::with_table(table, Some(durable), metrics)
+    }
+
+    fn with_table(
+        table: Arc<Mutex<LeaseTable>>,
+        durable: Option<Durable>,
+        metrics: std::sync::Arc<Metrics>,
+    ) -> Self {
+        let (environments, clock) = {
+            let table = table.lock();
+            (all_environments(&table), table.clock())
+        };
         Self {
-            table: Mutex::new(LeaseTable::new(config)),
-            environments: Mutex::new(Vec::new()),
+            table,
+            durable,
+            environments: Mutex::new(environments),
             applied: AtomicU64::new(0),
-            minted_at: AtomicI64::new(i64::MIN),
+            // Ids minted after a restart still sort after the ones minted before it.
+            minted_at: AtomicI64::new(clock.map_or(i64::MIN, Timestamp::unix_micros)),
             mint: Mint::new(),
             sweeper_sleeps_until: AtomicI64::new(i64::MIN),
             sweeper: Notify::new(),
@@ -151,9 +182,25 @@ impl Submit {
         &self.sweeper
     }
 
-    /// Commands applied so far.
-    pub(crate) fn last_applied_index(&self) -> u64 {
-        self.applied.load(Ordering::Relaxed)
+    /// This node's place in its cluster: in memory, a one-member cluster it leads at term 0.
+    pub(crate) fn cluster_status(&self) -> Status {
+        match &self.durable {
+            Some(durable) => durable.status(),
+            None => Status {
+                node_id: 1,
+                leader_id: Some(1),
+                term: 0,
+                role: "leader",
+                last_applied_index: self.applied.load(Ordering::Relaxed),
+            },
+        }
+    }
+
+    /// Stops the log, if there is one.
+    pub(crate) async fn shutdown(&self) {
+        if let Some(durable) = &self.durable {
+            durable.shutdown().await;
+        }
     }
 
     /// Registers an environment under a fresh id; returns it and its creation time.
@@ -161,7 +208,7 @@ impl Submit {
         &self,
         kind: EnvironmentKind,
     ) -> Result<(EnvironmentId, Timestamp), Error> {
-        match self.apply(Op::RegisterEnvironment { kind })? {
+        match self.apply(Op::RegisterEnvironment { kind }).await? {
             Done::Registered { id, at } => Ok((id, at)),
             other => unreachable!("invariant: a registration answers Registered, got {other:?}"),
         }
@@ -179,7 +226,7 @@ impl Submit {
             session,
             metadata,
         };
-        match self.apply(op)? {
+        match self.apply(op).await? {
             Done::Created(item) => Ok(item),
             other => unreachable!("invariant: a create answers Created, got {other:?}"),
         }
@@ -191,10 +238,13 @@ impl Submit {
         environment: &str,
         request: &PollRequest,
     ) -> Result<Polled, Error> {
-        match self.apply(Op::Poll {
-            environment,
-            request,
-        })? {
+        match self
+            .apply(Op::Poll {
+                environment,
+                request,
+            })
+            .await?
+        {
             Done::Polled(polled) => Ok(polled),
             other => unreachable!("invariant: a poll answers Polled, got {other:?}"),
         }
@@ -211,6 +261,7 @@ impl Submit {
             work,
             worker,
         })
+        .await
     }
 
     pub(crate) async fn heartbeat(
@@ -219,11 +270,13 @@ impl Submit {
         work: &str,
         request: HeartbeatRequest,
     ) -> Result<Heartbeat, Error> {
-        let result = self.apply(Op::Heartbeat {
-            environment,
-            work,
-            request,
-        });
+        let result = self
+            .apply(Op::Heartbeat {
+                environment,
+                work,
+                request,
+            })
+            .await;
         self.metrics.heartbeat(&result);
         match result? {
             Done::Heartbeat(beat) => Ok(beat),
@@ -242,6 +295,7 @@ impl Submit {
             work,
             mode,
         })
+        .await
     }
 
     pub(crate) async fn update_metadata(
@@ -255,25 +309,30 @@ impl Submit {
             work,
             patch,
         })
+        .await
     }
 
     /// Applies every lapse due now (and purges, when asked); the sweeper's one call.
     pub(crate) async fn sweep(&self, purge_older_than: Option<Duration>) -> Swept {
-        match self.apply(Op::Sweep { purge_older_than }) {
+        match self.apply(Op::Sweep { purge_older_than }).await {
             Ok(Done::Swept(swept)) => swept,
             other => unreachable!("invariant: a sweep answers Swept, got {other:?}"),
         }
     }
 
-    fn updated(&self, op: Op<'_>) -> Result<Updated, Error> {
-        match self.apply(op)? {
+    async fn updated(&self, op: Op<'_>) -> Result<Updated, Error> {
+        match self.apply(op).await? {
             Done::Updated(updated) => Ok(updated),
             other => unreachable!("invariant: this operation answers Updated, got {other:?}"),
         }
     }
 
-    /// Applies one command: the only place the table changes.
-    fn apply(&self, op: Op<'_>) -> Result<Done, Error> {
+    /// Applies one command: the only place the table changes (in durable mode, the only
+    /// place a change is proposed).
+    async fn apply(&self, op: Op<'_>) -> Result<Done, Error> {
+        if let Some(durable) = &self.durable {
+            return self.apply_durable(durable, op).await;
+        }
         let started = Instant::now();
         let mut table = self.table.lock();
         // Stamped under the lock, so stamps increase in the order commands apply.
@@ -349,6 +408,18 @@ impl Submit {
             Ok(_) | Err(_) => None,
         };
         drop(table);
+        self.settle(started, &done, earliest_change);
+        done
+    }
+
+    /// What follows an applied command in every mode: counters, metrics, and waking the
+    /// sweeper and long polls.
+    fn settle(
+        &self,
+        started: Instant,
+        done: &Result<Done, Error>,
+        earliest_change: Option<Timestamp>,
+    ) {
         // A sweep that found nothing due is not a change: a log would not have recorded it.
         let idle_sweep = matches!(&done, Ok(Done::Swept(swept))
             if swept.transitions.is_empty() && swept.purged.unwrap_or(0) == 0);
@@ -361,7 +432,7 @@ impl Submit {
                 self.sweeper.notify_one();
             }
         }
-        match &done {
+        match done {
             Ok(Done::Created(_)) => self.work_ready.notify_waiters(),
             Ok(Done::Swept(swept))
                 if swept.transitions.iter().any(|t| t.to == WorkState::Queued) =>
@@ -370,7 +441,164 @@ impl Submit {
             }
             _ => {}
         }
+    }
+
+    /// Durable mode: the command is stamped and its ids minted in log order, proposed, and
+    /// answered once fsynced and applied.
+    async fn apply_durable(&self, durable: &Durable, op: Op<'_>) -> Result<Done, Error> {
+        let started = Instant::now();
+        if let Op::Sweep { purge_older_than } = op {
+            let done = Ok(Done::Swept(
+                self.sweep_durable(durable, purge_older_than).await,
+            ));
+            self.settle(started, &done, None);
+            return done;
+        }
+        let (applied, (at, registered)) = durable
+            .propose(|| {
+                let now = now();
+                let mut registered = None;
+                let command = match op {
+                    Op::RegisterEnvironment { kind } => {
+                        let id = EnvironmentId::mint_with(self.mint_inputs(now));
+                        registered = Some(id.clone());
+                        Command::RegisterEnvironment { id, kind }
+                    }
+                    Op::CreateWork {
+                        environment,
+                        session,
+                        metadata,
+                    } => Command::CreateWork {
+                        environment: environment.into(),
+                        id: WorkId::mint_with(self.mint_inputs(now)),
+                        session,
+                        metadata,
+                    },
+                    Op::Poll {
+                        environment,
+                        request,
+                    } => Command::Poll {
+                        environment: environment.into(),
+                        request: request.clone(),
+                    },
+                    Op::Ack {
+                        environment,
+                        work,
+                        worker,
+                    } => Command::Ack {
+                        environment: environment.into(),
+                        work: work.into(),
+                        worker: worker.cloned(),
+                    },
+                    Op::Heartbeat {
+                        environment,
+                        work,
+                        request,
+                    } => Command::Heartbeat {
+                        environment: environment.into(),
+                        work: work.into(),
+                        request,
+                    },
+                    Op::Stop {
+                        environment,
+                        work,
+                        mode,
+                    } => Command::Stop {
+                        environment: environment.into(),
+                        work: work.into(),
+                        mode,
+                    },
+                    Op::UpdateMetadata {
+                        environment,
+                        work,
+                        patch,
+                    } => Command::UpdateMetadata {
+                        environment: environment.into(),
+                        work: work.into(),
+                        patch: patch.clone(),
+                    },
+                    Op::Sweep { .. } => unreachable!("invariant: sweeps are proposed above"),
+                };
+                (Stamped::new(now, command), (now, registered))
+            })
+            .await;
+        let done = applied.map(|applied| match applied {
+            Applied::EnvironmentRegistered => {
+                if let Some(id) = &registered {
+                    self.environments.lock().push(id.clone());
+                }
+                Done::Registered {
+                    id: registered.expect("invariant: a registration minted an id"),
+                    at,
+                }
+            }
+            Applied::Created(item) => Done::Created(item),
+            Applied::Polled(polled) => Done::Polled(polled),
+            Applied::Acked(updated)
+            | Applied::Stopped(updated)
+            | Applied::MetadataUpdated(updated) => Done::Updated(updated),
+            Applied::Heartbeat(beat) => Done::Heartbeat(beat),
+            other => {
+                unreachable!("invariant: a work command answers its own outcome, got {other:?}")
+            }
+        });
+        let earliest_change = match &done {
+            Ok(Done::Heartbeat(beat)) => Some(beat.deadline),
+            Ok(Done::Updated(updated)) if updated.changed => self.table.lock().next_wakeup(),
+            Ok(Done::Polled(Polled::Delivered(_))) => self.table.lock().next_wakeup(),
+            Ok(_) | Err(_) => None,
+        };
+        self.settle(started, &done, earliest_change);
         done
+    }
+
+    /// Durable mode's sweep: a `PurgeStopped` command when asked, a `Sweep` command only when
+    /// a lapse is due (an idle sweep changes nothing, so the log does not record it).
+    async fn sweep_durable(&self, durable: &Durable, purge_older_than: Option<Duration>) -> Swept {
+        let purged = match purge_older_than {
+            Some(keep) => {
+                let (applied, ()) = durable
+                    .propose(|| {
+                        let now = now();
+                        let before = now.saturating_sub_micros(micros(keep));
+                        (Stamped::new(now, Command::PurgeStopped { before }), ())
+                    })
+                    .await;
+                match applied {
+                    Ok(Applied::Purged(purged)) => Some(purged),
+                    other => unreachable!("invariant: a purge answers Purged, got {other:?}"),
+                }
+            }
+            None => None,
+        };
+        let due = self
+            .table
+            .lock()
+            .next_wakeup()
+            .is_some_and(|at| at <= now());
+        let transitions = if due {
+            let (applied, ()) = durable
+                .propose(|| (Stamped::new(now(), Command::Sweep), ()))
+                .await;
+            match applied {
+                Ok(Applied::Swept(transitions)) => transitions,
+                other => unreachable!("invariant: a sweep answers Swept, got {other:?}"),
+            }
+        } else {
+            Vec::new()
+        };
+        // Under the table lock, so a change applied after this compares against this answer.
+        let table = self.table.lock();
+        let next_wakeup = table.next_wakeup();
+        self.sweeper_sleeps_until.store(
+            next_wakeup.map_or(i64::MAX, Timestamp::unix_micros),
+            Ordering::Relaxed,
+        );
+        Swept {
+            transitions,
+            purged,
+            next_wakeup,
+        }
     }
 
     /// A new id's time, sequence and entropy. Called under the table lock, so ids sort in the
@@ -433,6 +661,25 @@ impl Submit {
             }
         }
         counts
+    }
+}
+
+/// Every environment the table holds, archived ones included.
+fn all_environments(table: &LeaseTable) -> Vec<EnvironmentId> {
+    let mut all = Vec::new();
+    let mut request = EnvironmentListRequest {
+        limit: ListRequest::MAX_LIMIT,
+        after: None,
+        include_archived: true,
+    };
+    loop {
+        let page = table.list_environments(&request);
+        let last = page.data.last().map(|record| record.id.clone());
+        all.extend(page.data.into_iter().map(|record| record.id));
+        match (page.has_more, last) {
+            (true, Some(last)) => request.after = Some(last),
+            _ => return all,
+        }
     }
 }
 
