@@ -107,6 +107,20 @@ impl LogStore {
     ///
     /// A message naming the file when it is not a readable worklease log.
     pub(crate) fn open(path: &Path) -> Result<(Self, Opened), String> {
+        // redb asserts on some damage (a file shorter than its header says) instead of
+        // returning an error: that is a damaged file too, not a crash of the server.
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| Self::open_checked(path)))
+            .unwrap_or_else(|panic| {
+                let why = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| (*s).to_owned())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_default();
+                Err(format!("{}: damaged ({why})", path.display()))
+            })
+    }
+
+    fn open_checked(path: &Path) -> Result<(Self, Opened), String> {
         let named = |error: &dyn std::fmt::Display| format!("{}: {error}", path.display());
         let created = !path.exists();
         let mut db = if created {
