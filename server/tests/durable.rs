@@ -481,18 +481,21 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
+/// A file of the data directory, what is done to it, and how.
+type Damage = (&'static str, &'static str, fn(&mut Vec<u8>));
+
 #[test]
 fn a_damaged_or_foreign_data_directory_is_refused_naming_the_file() {
     let dir = TempDir::new("damaged");
     let good = populated(&dir);
-    let damage: [(&str, &str, fn(&mut Vec<u8>)); 5] = [
+    let damage: [Damage; 5] = [
         ("snapshot.wls", "truncated", |b| b.truncate(b.len() / 2)),
         ("snapshot.wls", "flipped", |b| {
             let at = b.len() - 3;
             b[at] ^= 0x40;
         }),
         ("snapshot.wls", "foreign", |b| {
-            b[..4].copy_from_slice(b"JUNK")
+            b[..4].copy_from_slice(b"JUNK");
         }),
         ("raft.redb", "truncated", |b| b.truncate(b.len() / 3)),
         ("raft.redb", "foreign", |b| {

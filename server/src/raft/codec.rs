@@ -55,8 +55,9 @@ struct WireStoredMembership {
 #[derive(Debug, Serialize, Deserialize)]
 enum WirePayload<'a> {
     Blank,
-    /// `Stamped::encode()`.
-    Normal(&'a [u8]),
+    /// A batch of commands, each `Stamped::encode()`.
+    #[serde(borrow)]
+    Normal(Vec<&'a [u8]>),
     Membership(WireMembership),
 }
 
@@ -154,12 +155,12 @@ fn read<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, CodecError> {
 
 /// A log entry as stored.
 pub(crate) fn encode_entry(entry: &Entry<TypeConfig>) -> Vec<u8> {
-    let command;
+    let commands: Vec<Vec<u8>>;
     let payload = match &entry.payload {
         EntryPayload::Blank => WirePayload::Blank,
-        EntryPayload::Normal(Proposal(stamped)) => {
-            command = stamped.encode();
-            WirePayload::Normal(&command)
+        EntryPayload::Normal(Proposal(batch)) => {
+            commands = batch.iter().map(Stamped::encode).collect();
+            WirePayload::Normal(commands.iter().map(Vec::as_slice).collect())
         }
         EntryPayload::Membership(m) => WirePayload::Membership(wire_membership(m)),
     };
@@ -174,8 +175,14 @@ pub(crate) fn decode_entry(bytes: &[u8]) -> Result<Entry<TypeConfig>, CodecError
     let wire: WireEntry<'_> = read(bytes)?;
     let payload = match wire.payload {
         WirePayload::Blank => EntryPayload::Blank,
-        WirePayload::Normal(command) => EntryPayload::Normal(Proposal(
-            Stamped::decode(command).map_err(|error| CodecError(format!("command: {error}")))?,
+        WirePayload::Normal(commands) => EntryPayload::Normal(Proposal(
+            commands
+                .into_iter()
+                .map(|command| {
+                    Stamped::decode(command)
+                        .map_err(|error| CodecError(format!("command: {error}")))
+                })
+                .collect::<Result<_, _>>()?,
         )),
         WirePayload::Membership(m) => EntryPayload::Membership(membership(m)),
     };
@@ -243,10 +250,13 @@ mod tests {
         for payload in [
             EntryPayload::Blank,
             EntryPayload::Membership(members.clone()),
-            EntryPayload::Normal(Proposal(Stamped::new(
-                Timestamp::from_unix_micros(1_782_893_700_000_000),
-                Command::Sweep,
-            ))),
+            EntryPayload::Normal(Proposal(vec![
+                Stamped::new(
+                    Timestamp::from_unix_micros(1_782_893_700_000_000),
+                    Command::Sweep,
+                );
+                3
+            ])),
         ] {
             let entry = Entry::<TypeConfig> {
                 log_id: id,

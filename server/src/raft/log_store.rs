@@ -25,7 +25,7 @@ use redb::{Database, ReadableTable, TableDefinition};
 use tokio::sync::oneshot;
 
 use super::codec;
-use super::{NodeId, TypeConfig};
+use super::{NodeId, Proposal, TypeConfig};
 
 /// Log entries by index.
 const LOG: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("log");
@@ -65,6 +65,8 @@ pub(crate) struct WriterStats {
     pub(crate) commits: AtomicU64,
     /// Log entries written.
     pub(crate) entries: AtomicU64,
+    /// Commands in those entries.
+    pub(crate) commands: AtomicU64,
 }
 
 /// One change for the writer thread.
@@ -272,6 +274,14 @@ fn write_loop(db: &Database, jobs: &mpsc::Receiver<Job>, stats: &WriterStats) {
                     stats
                         .entries
                         .fetch_add(entries.len() as u64, Ordering::Relaxed);
+                    let commands: usize = entries
+                        .iter()
+                        .map(|entry| match &entry.payload {
+                            openraft::EntryPayload::Normal(Proposal(batch)) => batch.len(),
+                            _ => 0,
+                        })
+                        .sum();
+                    stats.commands.fetch_add(commands as u64, Ordering::Relaxed);
                     flushed.log_io_completed(result);
                 }
                 Job::Vote { done, .. } | Job::Truncate { done, .. } | Job::Purge { done, .. } => {
@@ -409,4 +419,33 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             .retain(|index, _| *index > log_id.index);
         Ok(())
     }
+}
+
+/// Writes a log file as a store that ran would have left it (for the recovery measurement).
+#[cfg(test)]
+pub(super) fn write_for_test(
+    path: &Path,
+    vote: &Vote<NodeId>,
+    purged: Option<LogId<NodeId>>,
+    entries: &[Entry<TypeConfig>],
+) {
+    let (store, _) = LogStore::open(path).expect("a new log");
+    drop(store);
+    let db = Database::open(path).expect("reopens");
+    let txn = db.begin_write().expect("writes");
+    {
+        let mut meta = txn.open_table(META).expect("meta");
+        meta.insert("vote", codec::encode_vote(vote).as_slice())
+            .expect("vote");
+        if let Some(purged) = purged {
+            meta.insert("last_purged", codec::encode_log_id(&purged).as_slice())
+                .expect("purge point");
+        }
+        let mut log = txn.open_table(LOG).expect("log");
+        for entry in entries {
+            log.insert(entry.log_id.index, codec::encode_entry(entry).as_slice())
+                .expect("entry");
+        }
+    }
+    txn.commit().expect("commits");
 }

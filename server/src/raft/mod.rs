@@ -6,8 +6,11 @@
 use std::fmt::Debug;
 use std::sync::Arc;
 
+use std::sync::atomic::Ordering;
+
 use openraft::{BasicNode, ServerState};
 use parking_lot::Mutex;
+use tokio::sync::{mpsc, oneshot};
 use worklease::{Applied, Error, LeaseTable, Stamped};
 
 mod bootstrap;
@@ -21,14 +24,15 @@ pub(crate) use bootstrap::{open, Options};
 /// Member ids (`--node-id`; a durable server is node 1).
 pub(crate) type NodeId = u64;
 
-/// A command in the log: a `Stamped`, stored as `Stamped::encode()`'s bytes.
+/// A log entry's commands: every command proposed while the previous entry was being
+/// written (group commit), in the order they were stamped.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Proposal(pub(crate) Stamped);
+pub(crate) struct Proposal(pub(crate) Vec<Stamped>);
 
-/// What applying a log entry answered: the table's answer to a command; `None` for Raft's
-/// own entries (blank, membership).
+/// What applying a log entry answered: the table's answer to each of its commands; `None` for
+/// Raft's own entries (blank, membership).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Answer(pub(crate) Option<Result<Applied, Error>>);
+pub(crate) struct Answer(pub(crate) Option<Vec<Result<Applied, Error>>>);
 
 openraft::declare_raft_types!(
     /// The types this server's Raft group is made of.
@@ -50,14 +54,23 @@ pub(crate) struct Status {
     pub(crate) last_applied_index: u64,
 }
 
-/// A running durable node: its Raft handle and the table its state machine applies to.
+/// A command waiting for its batch, and where its answer goes.
+type Waiting = (Stamped, oneshot::Sender<Result<Applied, Error>>);
+
+/// The most commands one log entry holds.
+const MAX_BATCH: usize = 1024;
+
+/// A running durable node: its Raft handle, the table its state machine applies to, and the
+/// queue of commands waiting to be proposed.
 pub(crate) struct Durable {
     raft: openraft::Raft<TypeConfig>,
     node_id: NodeId,
     table: Arc<Mutex<LeaseTable>>,
-    /// Held while a command is stamped and handed to Raft, so the log holds commands in the
-    /// order they were stamped (stamps and minted ids increase along the log).
-    order: tokio::sync::Mutex<()>,
+    /// Commands in stamp order, for the proposer task. The lock is held while a command is
+    /// stamped and queued, so the log holds commands in the order they were stamped (stamps
+    /// and minted ids increase along the log).
+    queue: Mutex<mpsc::UnboundedSender<Waiting>>,
+    proposer: tokio::task::JoinHandle<()>,
     writer: Arc<log_store::WriterStats>,
 }
 
@@ -70,6 +83,25 @@ impl Debug for Durable {
 }
 
 impl Durable {
+    fn start(
+        raft: openraft::Raft<TypeConfig>,
+        node_id: NodeId,
+        table: Arc<Mutex<LeaseTable>>,
+        writer: Arc<log_store::WriterStats>,
+        snapshot_every: u64,
+    ) -> Self {
+        let (queue, waiting) = mpsc::unbounded_channel();
+        let proposer = tokio::spawn(propose_batches(raft.clone(), waiting, snapshot_every));
+        Self {
+            raft,
+            node_id,
+            table,
+            queue: Mutex::new(queue),
+            proposer,
+            writer,
+        }
+    }
+
     /// The table the state machine applies to, for reads.
     pub(crate) fn table(&self) -> &Arc<Mutex<LeaseTable>> {
         &self.table
@@ -85,21 +117,18 @@ impl Durable {
         &self,
         stamp: impl FnOnce() -> (Stamped, T),
     ) -> (Result<Applied, Error>, T) {
-        let (answer, extra) = {
-            let _order = self.order.lock().await;
+        let (answer, wait) = oneshot::channel();
+        let extra = {
+            let queue = self.queue.lock();
             let (stamped, extra) = stamp();
-            match self.raft.client_write_ff(Proposal(stamped)).await {
-                Ok(answer) => (answer, extra),
-                Err(error) => fail(&error),
+            if queue.send((stamped, answer)).is_err() {
+                fail(&"the proposer stopped");
             }
+            extra
         };
-        match answer.await {
-            Ok(Ok(response)) => match response.data {
-                Answer(Some(result)) => (result, extra),
-                Answer(None) => unreachable!("invariant: a command's entry answers the table's"),
-            },
-            Ok(Err(error)) => fail(&error),
-            Err(error) => fail(&error),
+        match wait.await {
+            Ok(result) => (result, extra),
+            Err(_) => fail(&"the proposer stopped before answering"),
         }
     }
 
@@ -121,22 +150,59 @@ impl Durable {
         }
     }
 
-    /// Stops Raft; every acknowledged write is already on disk.
+    /// Stops proposing and stops Raft; every acknowledged write is already on disk.
     pub(crate) async fn shutdown(&self) {
+        self.proposer.abort();
         if let Err(error) = self.raft.shutdown().await {
             tracing::warn!(%error, "raft did not stop cleanly");
         }
         tracing::info!(
-            fsyncs = self
-                .writer
-                .commits
-                .load(std::sync::atomic::Ordering::Relaxed),
-            entries = self
-                .writer
-                .entries
-                .load(std::sync::atomic::Ordering::Relaxed),
+            fsyncs = self.writer.commits.load(Ordering::Relaxed),
+            entries = self.writer.entries.load(Ordering::Relaxed),
+            commands = self.writer.commands.load(Ordering::Relaxed),
             "log closed"
         );
+    }
+}
+
+/// The proposer: takes every command queued by the time the previous entry is committed,
+/// proposes them as one entry (one fsync), and hands each its answer. Asks for a snapshot
+/// every `snapshot_every` commands.
+async fn propose_batches(
+    raft: openraft::Raft<TypeConfig>,
+    mut waiting: mpsc::UnboundedReceiver<Waiting>,
+    snapshot_every: u64,
+) {
+    let mut since_snapshot = 0;
+    while let Some(first) = waiting.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match waiting.try_recv() {
+                Ok(next) => batch.push(next),
+                Err(_) => break,
+            }
+        }
+        let (commands, answers): (Vec<Stamped>, Vec<_>) = batch.into_iter().unzip();
+        let count = commands.len() as u64;
+        match raft.client_write(Proposal(commands)).await {
+            Ok(response) => {
+                let Answer(Some(results)) = response.data else {
+                    unreachable!("invariant: an entry of commands answers each of them")
+                };
+                for (answer, result) in answers.into_iter().zip(results) {
+                    // A client that went away does not need its answer.
+                    let _ = answer.send(result);
+                }
+            }
+            Err(error) => fail(&error),
+        }
+        since_snapshot += count;
+        if since_snapshot >= snapshot_every {
+            since_snapshot = 0;
+            if let Err(error) = raft.trigger().snapshot().await {
+                fail(&error);
+            }
+        }
     }
 }
 

@@ -144,7 +144,7 @@ fn temporary(path: &Path) -> PathBuf {
 
 /// Writes a snapshot file atomically: a temporary file, fsynced, renamed, the directory
 /// fsynced. Returns its size.
-fn write_snapshot(
+pub(super) fn write_snapshot(
     path: &Path,
     meta: &SnapshotMeta<NodeId, BasicNode>,
     table: &[u8],
@@ -242,7 +242,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             self.last_applied = Some(entry.log_id);
             answers.push(match entry.payload {
                 EntryPayload::Blank => Answer(None),
-                EntryPayload::Normal(Proposal(stamped)) => Answer(Some(table.apply(&stamped))),
+                EntryPayload::Normal(Proposal(batch)) => Answer(Some(
+                    batch.iter().map(|stamped| table.apply(stamped)).collect(),
+                )),
                 EntryPayload::Membership(membership) => {
                     self.membership = StoredMembership::new(Some(entry.log_id), membership);
                     Answer(None)
