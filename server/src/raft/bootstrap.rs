@@ -227,7 +227,7 @@ mod tests {
         let tail: Vec<Entry<TypeConfig>> = (0..TAIL)
             .map(|n| Entry {
                 log_id: LogId::new(leader, n + 2),
-                payload: EntryPayload::Normal(Proposal(vec![Stamped::new(
+                payload: EntryPayload::Normal(Proposal(Arc::from(vec![Stamped::new(
                     Timestamp::from_unix_micros(t0.unix_micros() + n as i64),
                     Command::Heartbeat {
                         environment: environment.to_string().into(),
@@ -237,7 +237,7 @@ mod tests {
                             desired_ttl_seconds: None,
                         },
                     },
-                )])),
+                )]))),
             })
             .collect();
         log_store::write_for_test(

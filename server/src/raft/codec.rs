@@ -182,7 +182,8 @@ pub(crate) fn decode_entry(bytes: &[u8]) -> Result<Entry<TypeConfig>, CodecError
                     Stamped::decode(command)
                         .map_err(|error| CodecError(format!("command: {error}")))
                 })
-                .collect::<Result<_, _>>()?,
+                .collect::<Result<Vec<_>, _>>()?
+                .into(),
         )),
         WirePayload::Membership(m) => EntryPayload::Membership(membership(m)),
     };
@@ -240,6 +241,7 @@ pub(crate) fn decode_snapshot_meta(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
     use worklease::{Command, Timestamp};
 
     #[test]
@@ -250,13 +252,13 @@ mod tests {
         for payload in [
             EntryPayload::Blank,
             EntryPayload::Membership(members.clone()),
-            EntryPayload::Normal(Proposal(vec![
+            EntryPayload::Normal(Proposal(Arc::from(vec![
                 Stamped::new(
                     Timestamp::from_unix_micros(1_782_893_700_000_000),
                     Command::Sweep,
                 );
                 3
-            ])),
+            ]))),
         ] {
             let entry = Entry::<TypeConfig> {
                 log_id: id,

@@ -429,12 +429,11 @@ pub(super) fn write_for_test(
     purged: Option<LogId<NodeId>>,
     entries: &[Entry<TypeConfig>],
 ) {
-    let (store, _) = LogStore::open(path).expect("a new log");
-    drop(store);
-    let db = Database::open(path).expect("reopens");
+    let db = Database::create(path).expect("creates");
     let txn = db.begin_write().expect("writes");
     {
         let mut meta = txn.open_table(META).expect("meta");
+        meta.insert("format", FORMAT).expect("format");
         meta.insert("vote", codec::encode_vote(vote).as_slice())
             .expect("vote");
         if let Some(purged) = purged {

@@ -25,9 +25,10 @@ pub(crate) use bootstrap::{open, Options};
 pub(crate) type NodeId = u64;
 
 /// A log entry's commands: every command proposed while the previous entry was being
-/// written (group commit), in the order they were stamped.
+/// written (group commit), in the order they were stamped. Shared, because openraft clones
+/// entries on their way from the log to the state machine.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Proposal(pub(crate) Vec<Stamped>);
+pub(crate) struct Proposal(pub(crate) Arc<[Stamped]>);
 
 /// What applying a log entry answered: the table's answer to each of its commands; `None` for
 /// Raft's own entries (blank, membership).
@@ -184,7 +185,7 @@ async fn propose_batches(
         }
         let (commands, answers): (Vec<Stamped>, Vec<_>) = batch.into_iter().unzip();
         let count = commands.len() as u64;
-        match raft.client_write(Proposal(commands)).await {
+        match raft.client_write(Proposal(commands.into())).await {
             Ok(response) => {
                 let Answer(Some(results)) = response.data else {
                     unreachable!("invariant: an entry of commands answers each of them")
