@@ -9,7 +9,10 @@ secret`):
 
 or, building and starting the server itself on a free port and stopping it at the end:
 
-    python3 scripts/sdk_smoke.py --spawn PATH/TO/worklease-server
+    python3 scripts/sdk_smoke.py --spawn PATH/TO/worklease-server [--server-arg=ARG ...]
+
+where each `--server-arg=ARG` is passed on to the server (e.g.
+`--server-arg=--data-dir=DIR` runs it in durable mode).
 
 Every call goes through `client.beta.environments` on the `/v1` prefix with `auth_token`
 (a bearer token). The one call the SDK has no method for, creating a work item (a real
@@ -34,19 +37,24 @@ def check(condition, message):
 
 def main():
     if len(sys.argv) > 2 and sys.argv[1] == "--spawn":
-        return spawned(sys.argv[2])
+        extra = sys.argv[3:]
+        unknown = [arg for arg in extra if not arg.startswith("--server-arg=")]
+        if unknown:
+            sys.exit(f"unknown arguments {unknown!r}: only --server-arg=ARG may follow --spawn")
+        return spawned(sys.argv[2], [arg.removeprefix("--server-arg=") for arg in extra])
     base_url = sys.argv[1] if len(sys.argv) > 1 else "http://127.0.0.1:8080"
     smoke(base_url)
 
 
-def spawned(binary):
-    """Runs the smoke test against a server this script starts on 127.0.0.1:0."""
+def spawned(binary, server_args=()):
+    """Runs the smoke test against a server this script starts on 127.0.0.1:0, with
+    `server_args` added to its command line."""
     import subprocess
 
     token = "sdk-smoke-token"
     env = {k: v for k, v in os.environ.items() if not k.startswith("WORKLEASE_")}
     server = subprocess.Popen(
-        [binary, "--listen", "127.0.0.1:0", "--token", token],
+        [binary, "--listen", "127.0.0.1:0", "--token", token, *server_args],
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, text=True,
     )
     try:

@@ -44,17 +44,24 @@ pub(crate) struct Cli {
     #[arg(long, env = "WORKLEASE_KEEP_STOPPED_SECONDS", value_name = "N")]
     pub(crate) keep_stopped_seconds: Option<u64>,
 
-    /// Keep the table in DIR so it survives restarts (SPEC §8 durable mode). Not available
-    /// yet: the server refuses to start with it rather than silently serving from memory.
+    /// Durable mode (SPEC §8): keep the table in DIR (a Raft log and snapshots), so that every
+    /// 2xx to a change is fsynced before it is sent and survives `kill -9` and restarts. A new
+    /// DIR is created; a damaged or foreign one is refused. [default: in memory]
     #[arg(long, env = "WORKLEASE_DATA_DIR", value_name = "DIR")]
     pub(crate) data_dir: Option<PathBuf>,
+
+    /// Durable mode: write a snapshot of the table, and drop the log behind it, every N
+    /// applied commands (fewer means faster restarts and more snapshot writes).
+    #[arg(long, env = "WORKLEASE_SNAPSHOT_EVERY", value_name = "N", default_value = "100000",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub(crate) snapshot_every: u64,
 
     /// How log lines on stderr look.
     #[arg(long, env = "WORKLEASE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Human)]
     pub(crate) log_format: LogFormat,
 
     /// Which events to log, as a tracing filter (`info`, `debug`,
-    /// `warn,worklease_server=debug`, …) [default: $RUST_LOG, else `info`].
+    /// `warn,worklease_server=debug`, …) [default: $RUST_LOG, else `info,openraft=warn`].
     #[arg(long, env = "WORKLEASE_LOG_LEVEL", value_name = "FILTER", value_parser = parse_filter)]
     pub(crate) log_level: Option<String>,
 }
@@ -83,13 +90,14 @@ impl Cli {
         self.keep_stopped_seconds.map(Duration::from_secs)
     }
 
-    /// The log filter: `--log-level`, else `$RUST_LOG`, else `info`.
+    /// The log filter: `--log-level`, else `$RUST_LOG`, else `info` (with openraft's own
+    /// per-election chatter at `warn`).
     pub(crate) fn log_filter(&self) -> EnvFilter {
         let directives = self
             .log_level
             .clone()
             .or_else(|| std::env::var("RUST_LOG").ok().filter(|v| !v.is_empty()))
-            .unwrap_or_else(|| "info".to_owned());
+            .unwrap_or_else(|| "info,openraft=warn".to_owned());
         // A bad RUST_LOG is not worth refusing to start over: fall back to `info`.
         EnvFilter::try_new(directives).unwrap_or_else(|_| EnvFilter::new("info"))
     }
@@ -147,8 +155,12 @@ mod tests {
             "--log-format=json",
             "--log-level",
             "warn,worklease_server=debug",
+            "--data-dir=some/dir",
+            "--snapshot-every=500",
         ])
         .unwrap();
+        assert_eq!(cli.data_dir, Some(PathBuf::from("some/dir")));
+        assert_eq!(cli.snapshot_every, 500);
         assert_eq!(cli.keep_stopped(), Some(Duration::from_secs(86_400)));
         assert_eq!(cli.listen.port(), 0);
         let config = cli.config();
@@ -170,6 +182,7 @@ mod tests {
             &["--token", "has space"],
             &["--log-format", "xml"],
             &["--verbose"],
+            &["--snapshot-every", "0"],
         ] {
             let error = parse(args).unwrap_err();
             assert_eq!(error.exit_code(), 2, "{args:?}");

@@ -13,6 +13,7 @@ mod cli;
 mod http;
 mod metrics;
 mod mint;
+mod raft;
 mod run;
 mod submit;
 mod sweeper;

@@ -9,18 +9,10 @@ use crate::cli::{self, Cli, LogFormat};
 use crate::metrics::Metrics;
 use crate::mint::Mint;
 use crate::submit::Submit;
-use crate::{http, sweeper};
+use crate::{http, raft, sweeper};
 
 /// Runs the server until Ctrl-C or SIGTERM; the process's exit code.
 pub(crate) fn main(cli: Cli) -> ExitCode {
-    if let Some(dir) = &cli.data_dir {
-        eprintln!(
-            "error: --data-dir {}: durable mode is not available yet in this build; \
-             run without --data-dir to serve from memory (SPEC §8)",
-            dir.display()
-        );
-        return ExitCode::from(2);
-    }
     init_logging(&cli);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -67,7 +59,18 @@ async fn serve(cli: Cli) -> Result<(), String> {
         .map_err(|error| format!("cannot read the bound address: {error}"))?;
     let config = cli.config();
     let metrics = Arc::new(Metrics::new());
-    let submit = Submit::new(config, metrics.clone());
+    let submit = match &cli.data_dir {
+        None => Submit::new(config, metrics.clone()),
+        Some(dir) => {
+            let options = raft::Options {
+                dir: dir.clone(),
+                config,
+                snapshot_every: cli.snapshot_every,
+                address,
+            };
+            Submit::durable(raft::open(&options).await?, metrics.clone())
+        }
+    };
     let shared = Arc::new(Shared::new(submit, token, metrics));
     let sweeper = tokio::spawn(sweeper::run(shared.clone(), cli.keep_stopped()));
 
@@ -85,17 +88,19 @@ async fn serve(cli: Cli) -> Result<(), String> {
     }
     tracing::info!(
         %address,
-        mode = %"in-memory",
+        mode = %if cli.data_dir.is_some() { "durable" } else { "in-memory" },
+        data_dir = cli.data_dir.as_ref().map(|dir| dir.display().to_string()),
         default_ttl_seconds = config.default_ttl.seconds(),
         max_attempts = config.max_attempts.map(|n| n.get()),
         keep_stopped_seconds = cli.keep_stopped_seconds,
         "serving"
     );
 
-    let served = axum::serve(listener, http::router(shared))
+    let served = axum::serve(listener, http::router(shared.clone()))
         .with_graceful_shutdown(shutdown_signal())
         .await;
     sweeper.abort();
+    shared.submit.shutdown().await;
     served.map_err(|error| format!("serving failed: {error}"))?;
     tracing::info!("shut down cleanly");
     Ok(())

@@ -2,27 +2,35 @@
 //! here, and nowhere else. Reads go through here too, so a mode that must confirm its
 //! leadership before answering has one place to do it.
 //!
-//! In memory, applying is "lock the table, stamp `now`, call the operation". A durable or
-//! replicated mode will instead turn the [`Op`] into a `worklease::Stamped` command and apply
-//! it locally after an fsync, or propose it to the log and answer once it is committed; only
-//! [`Submit::apply`] changes for that. The handlers and the sweeper call the typed methods
-//! below and never see the table.
+//! In memory, applying is "lock the table, stamp `now`, call the operation". In durable mode
+//! the [`Op`] becomes a `worklease::Stamped` command (stamped once, here, with this server's
+//! clock, its new ids minted here too), is proposed to the Raft log and answered once it is
+//! fsynced and applied by the state machine (`crate::raft`); only [`Submit::apply`] knows the
+//! difference. The handlers and the sweeper call the typed methods below and never see the
+//! table.
+//!
+//! Reads (`get`, `list`, `stats`) are served from the local table in both modes: in a
+//! one-member cluster every committed command is applied before its writer is answered, so a
+//! read sees every write that was answered before it.
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use parking_lot::Mutex;
 use tokio::sync::Notify;
 use worklease::{
-    Config, Cursor, EnvironmentId, EnvironmentListRequest, EnvironmentPage, EnvironmentPatch,
-    EnvironmentRecord, Error, Heartbeat, HeartbeatRequest, LeaseTable, ListRequest, Metadata,
-    MetadataPatch, NewEnvironment, Page, PollRequest, Polled, QueueStats, SessionId, StopMode,
-    Timestamp, Transition, Updated, WorkId, WorkItem, WorkState, WorkerId,
+    Applied, Command, Config, Cursor, EnvironmentId, EnvironmentListRequest, EnvironmentPage,
+    EnvironmentPatch, EnvironmentRecord, Error, Heartbeat, HeartbeatRequest, LeaseTable,
+    ListRequest, Metadata, MetadataPatch, NewEnvironment, Page, PollRequest, Polled, QueueStats,
+    SessionId, Stamped, StopMode, Timestamp, Transition, Updated, WorkId, WorkItem, WorkState,
+    WorkerId,
 };
 
 use crate::metrics::{Metrics, STATES};
 use crate::mint::Mint;
+use crate::raft::{Durable, Status};
 
 /// A changing request, with everything the table needs but the time.
 #[derive(Debug)]
@@ -101,7 +109,10 @@ pub(crate) struct Swept {
 /// The table and the signals that follow its changes.
 #[derive(Debug)]
 pub(crate) struct Submit {
-    table: Mutex<LeaseTable>,
+    /// In durable mode, shared with the Raft state machine, which is the only writer.
+    table: Arc<Mutex<LeaseTable>>,
+    /// Durable mode: the Raft node every change is proposed to.
+    durable: Option<Durable>,
     /// Commands applied so far (refused ones included, as a log records them; sweeps only when
     /// they changed something): `last_applied_index` of `GET /cluster`.
     applied: AtomicU64,
@@ -138,10 +149,27 @@ fn micros(duration: Duration) -> i64 {
 
 impl Submit {
     pub(crate) fn new(config: Config, metrics: std::sync::Arc<Metrics>) -> Self {
+        Self::with_table(Arc::new(Mutex::new(LeaseTable::new(config))), None, metrics)
+    }
+
+    /// Durable mode: every change goes through `durable`'s log to the table it applies to.
+    pub(crate) fn durable(durable: Durable, metrics: std::sync::Arc<Metrics>) -> Self {
+        let table = durable.table().clone();
+        Self::with_table(table, Some(durable), metrics)
+    }
+
+    fn with_table(
+        table: Arc<Mutex<LeaseTable>>,
+        durable: Option<Durable>,
+        metrics: std::sync::Arc<Metrics>,
+    ) -> Self {
+        let clock = table.lock().clock();
         Self {
-            table: Mutex::new(LeaseTable::new(config)),
+            table,
+            durable,
             applied: AtomicU64::new(0),
-            minted_at: AtomicI64::new(i64::MIN),
+            // Ids minted after a restart still sort after the ones minted before it.
+            minted_at: AtomicI64::new(clock.map_or(i64::MIN, Timestamp::unix_micros)),
             mint: Mint::new(),
             sweeper_sleeps_until: AtomicI64::new(i64::MIN),
             sweeper: Notify::new(),
@@ -160,17 +188,33 @@ impl Submit {
         &self.sweeper
     }
 
-    /// Commands applied so far.
-    pub(crate) fn last_applied_index(&self) -> u64 {
-        self.applied.load(Ordering::Relaxed)
+    /// This node's place in its cluster: in memory, a one-member cluster it leads at term 0.
+    pub(crate) fn cluster_status(&self) -> Status {
+        match &self.durable {
+            Some(durable) => durable.status(),
+            None => Status {
+                node_id: 1,
+                leader_id: Some(1),
+                term: 0,
+                role: "leader",
+                last_applied_index: self.applied.load(Ordering::Relaxed),
+            },
+        }
     }
 
-    /// Creates an environment under a fresh id (SPEC §9).
+    /// Stops the log, if there is one.
+    pub(crate) async fn shutdown(&self) {
+        if let Some(durable) = &self.durable {
+            durable.shutdown().await;
+        }
+    }
+
+    /// Registers an environment under a fresh id; returns it and its creation time.
     pub(crate) async fn create_environment(
         &self,
         new: NewEnvironment,
     ) -> Result<EnvironmentRecord, Error> {
-        self.environment_op(Op::CreateEnvironment { new })
+        self.environment_op(Op::CreateEnvironment { new }).await
     }
 
     pub(crate) async fn update_environment(
@@ -179,6 +223,7 @@ impl Submit {
         patch: &EnvironmentPatch,
     ) -> Result<EnvironmentRecord, Error> {
         self.environment_op(Op::UpdateEnvironment { environment, patch })
+            .await
     }
 
     pub(crate) async fn archive_environment(
@@ -186,20 +231,21 @@ impl Submit {
         environment: &str,
     ) -> Result<EnvironmentRecord, Error> {
         self.environment_op(Op::ArchiveEnvironment { environment })
+            .await
     }
 
     pub(crate) async fn delete_environment(
         &self,
         environment: &str,
     ) -> Result<EnvironmentId, Error> {
-        match self.apply(Op::DeleteEnvironment { environment })? {
+        match self.apply(Op::DeleteEnvironment { environment }).await? {
             Done::EnvironmentDeleted(id) => Ok(id),
             other => unreachable!("invariant: a delete answers EnvironmentDeleted, got {other:?}"),
         }
     }
 
-    fn environment_op(&self, op: Op<'_>) -> Result<EnvironmentRecord, Error> {
-        match self.apply(op)? {
+    async fn environment_op(&self, op: Op<'_>) -> Result<EnvironmentRecord, Error> {
+        match self.apply(op).await? {
             Done::Environment(record) => Ok(record),
             other => unreachable!("invariant: this operation answers Environment, got {other:?}"),
         }
@@ -217,7 +263,7 @@ impl Submit {
             session,
             metadata,
         };
-        match self.apply(op)? {
+        match self.apply(op).await? {
             Done::Created(item) => Ok(item),
             other => unreachable!("invariant: a create answers Created, got {other:?}"),
         }
@@ -229,10 +275,13 @@ impl Submit {
         environment: &str,
         request: &PollRequest,
     ) -> Result<Polled, Error> {
-        match self.apply(Op::Poll {
-            environment,
-            request,
-        })? {
+        match self
+            .apply(Op::Poll {
+                environment,
+                request,
+            })
+            .await?
+        {
             Done::Polled(polled) => Ok(polled),
             other => unreachable!("invariant: a poll answers Polled, got {other:?}"),
         }
@@ -249,6 +298,7 @@ impl Submit {
             work,
             worker,
         })
+        .await
     }
 
     pub(crate) async fn heartbeat(
@@ -257,11 +307,13 @@ impl Submit {
         work: &str,
         request: HeartbeatRequest,
     ) -> Result<Heartbeat, Error> {
-        let result = self.apply(Op::Heartbeat {
-            environment,
-            work,
-            request,
-        });
+        let result = self
+            .apply(Op::Heartbeat {
+                environment,
+                work,
+                request,
+            })
+            .await;
         self.metrics.heartbeat(&result);
         match result? {
             Done::Heartbeat(beat) => Ok(beat),
@@ -280,6 +332,7 @@ impl Submit {
             work,
             mode,
         })
+        .await
     }
 
     pub(crate) async fn update_metadata(
@@ -293,25 +346,30 @@ impl Submit {
             work,
             patch,
         })
+        .await
     }
 
     /// Applies every lapse due now (and purges, when asked); the sweeper's one call.
     pub(crate) async fn sweep(&self, purge_older_than: Option<Duration>) -> Swept {
-        match self.apply(Op::Sweep { purge_older_than }) {
+        match self.apply(Op::Sweep { purge_older_than }).await {
             Ok(Done::Swept(swept)) => swept,
             other => unreachable!("invariant: a sweep answers Swept, got {other:?}"),
         }
     }
 
-    fn updated(&self, op: Op<'_>) -> Result<Updated, Error> {
-        match self.apply(op)? {
+    async fn updated(&self, op: Op<'_>) -> Result<Updated, Error> {
+        match self.apply(op).await? {
             Done::Updated(updated) => Ok(updated),
             other => unreachable!("invariant: this operation answers Updated, got {other:?}"),
         }
     }
 
-    /// Applies one command: the only place the table changes.
-    fn apply(&self, op: Op<'_>) -> Result<Done, Error> {
+    /// Applies one command: the only place the table changes (in durable mode, the only
+    /// place a change is proposed).
+    async fn apply(&self, op: Op<'_>) -> Result<Done, Error> {
+        if let Some(durable) = &self.durable {
+            return self.apply_durable(durable, op).await;
+        }
         let started = Instant::now();
         let mut table = self.table.lock();
         // Stamped under the lock, so stamps increase in the order commands apply.
@@ -395,6 +453,18 @@ impl Submit {
             Ok(_) | Err(_) => None,
         };
         drop(table);
+        self.settle(started, &done, earliest_change);
+        done
+    }
+
+    /// What follows an applied command in every mode: counters, metrics, and waking the
+    /// sweeper and long polls.
+    fn settle(
+        &self,
+        started: Instant,
+        done: &Result<Done, Error>,
+        earliest_change: Option<Timestamp>,
+    ) {
         // A sweep that found nothing due is not a change: a log would not have recorded it.
         let idle_sweep = matches!(&done, Ok(Done::Swept(swept))
             if swept.transitions.is_empty() && swept.purged.unwrap_or(0) == 0);
@@ -407,7 +477,7 @@ impl Submit {
                 self.sweeper.notify_one();
             }
         }
-        match &done {
+        match done {
             Ok(Done::Created(_)) => self.work_ready.notify_waiters(),
             Ok(Done::Swept(swept))
                 if swept.transitions.iter().any(|t| t.to == WorkState::Queued) =>
@@ -416,7 +486,167 @@ impl Submit {
             }
             _ => {}
         }
+    }
+
+    /// Durable mode: the command is stamped and its ids minted in log order, proposed, and
+    /// answered once fsynced and applied.
+    async fn apply_durable(&self, durable: &Durable, op: Op<'_>) -> Result<Done, Error> {
+        let started = Instant::now();
+        if let Op::Sweep { purge_older_than } = op {
+            let done = Ok(Done::Swept(
+                self.sweep_durable(durable, purge_older_than).await,
+            ));
+            self.settle(started, &done, None);
+            return done;
+        }
+        let (applied, ()) = durable
+            .propose(|| {
+                let now = now();
+                let command = match op {
+                    Op::CreateEnvironment { new } => Command::CreateEnvironment {
+                        id: EnvironmentId::mint_with(self.mint_inputs(now)),
+                        new,
+                    },
+                    Op::UpdateEnvironment { environment, patch } => Command::UpdateEnvironment {
+                        environment: environment.into(),
+                        patch: patch.clone(),
+                    },
+                    Op::ArchiveEnvironment { environment } => Command::ArchiveEnvironment {
+                        environment: environment.into(),
+                    },
+                    Op::DeleteEnvironment { environment } => Command::DeleteEnvironment {
+                        environment: environment.into(),
+                    },
+                    Op::CreateWork {
+                        environment,
+                        session,
+                        metadata,
+                    } => Command::CreateWork {
+                        environment: environment.into(),
+                        id: WorkId::mint_with(self.mint_inputs(now)),
+                        session,
+                        metadata,
+                    },
+                    Op::Poll {
+                        environment,
+                        request,
+                    } => Command::Poll {
+                        environment: environment.into(),
+                        request: request.clone(),
+                    },
+                    Op::Ack {
+                        environment,
+                        work,
+                        worker,
+                    } => Command::Ack {
+                        environment: environment.into(),
+                        work: work.into(),
+                        worker: worker.cloned(),
+                    },
+                    Op::Heartbeat {
+                        environment,
+                        work,
+                        request,
+                    } => Command::Heartbeat {
+                        environment: environment.into(),
+                        work: work.into(),
+                        request,
+                    },
+                    Op::Stop {
+                        environment,
+                        work,
+                        mode,
+                    } => Command::Stop {
+                        environment: environment.into(),
+                        work: work.into(),
+                        mode,
+                    },
+                    Op::UpdateMetadata {
+                        environment,
+                        work,
+                        patch,
+                    } => Command::UpdateMetadata {
+                        environment: environment.into(),
+                        work: work.into(),
+                        patch: patch.clone(),
+                    },
+                    Op::Sweep { .. } => unreachable!("invariant: sweeps are proposed above"),
+                };
+                (Stamped::new(now, command), ())
+            })
+            .await;
+        let done = applied.map(|applied| match applied {
+            Applied::EnvironmentCreated(record)
+            | Applied::EnvironmentUpdated(record)
+            | Applied::EnvironmentArchived(record) => Done::Environment(record),
+            Applied::EnvironmentDeleted(id) => Done::EnvironmentDeleted(id),
+            Applied::Created(item) => Done::Created(item),
+            Applied::Polled(polled) => Done::Polled(polled),
+            Applied::Acked(updated)
+            | Applied::Stopped(updated)
+            | Applied::MetadataUpdated(updated) => Done::Updated(updated),
+            Applied::Heartbeat(beat) => Done::Heartbeat(beat),
+            other => {
+                unreachable!("invariant: a work command answers its own outcome, got {other:?}")
+            }
+        });
+        let earliest_change = match &done {
+            Ok(Done::Heartbeat(beat)) => Some(beat.deadline),
+            Ok(Done::Updated(updated)) if updated.changed => self.table.lock().next_wakeup(),
+            Ok(Done::Polled(Polled::Delivered(_))) => self.table.lock().next_wakeup(),
+            Ok(_) | Err(_) => None,
+        };
+        self.settle(started, &done, earliest_change);
         done
+    }
+
+    /// Durable mode's sweep: a `PurgeStopped` command when asked, a `Sweep` command only when
+    /// a lapse is due (an idle sweep changes nothing, so the log does not record it).
+    async fn sweep_durable(&self, durable: &Durable, purge_older_than: Option<Duration>) -> Swept {
+        let purged = match purge_older_than {
+            Some(keep) => {
+                let (applied, ()) = durable
+                    .propose(|| {
+                        let now = now();
+                        let before = now.saturating_sub_micros(micros(keep));
+                        (Stamped::new(now, Command::PurgeStopped { before }), ())
+                    })
+                    .await;
+                match applied {
+                    Ok(Applied::Purged(purged)) => Some(purged),
+                    other => unreachable!("invariant: a purge answers Purged, got {other:?}"),
+                }
+            }
+            None => None,
+        };
+        let due = self
+            .table
+            .lock()
+            .next_wakeup()
+            .is_some_and(|at| at <= now());
+        let transitions = if due {
+            let (applied, ()) = durable
+                .propose(|| (Stamped::new(now(), Command::Sweep), ()))
+                .await;
+            match applied {
+                Ok(Applied::Swept(transitions)) => transitions,
+                other => unreachable!("invariant: a sweep answers Swept, got {other:?}"),
+            }
+        } else {
+            Vec::new()
+        };
+        // Under the table lock, so a change applied after this compares against this answer.
+        let table = self.table.lock();
+        let next_wakeup = table.next_wakeup();
+        self.sweeper_sleeps_until.store(
+            next_wakeup.map_or(i64::MAX, Timestamp::unix_micros),
+            Ordering::Relaxed,
+        );
+        Swept {
+            transitions,
+            purged,
+            next_wakeup,
+        }
     }
 
     /// A new id's time, sequence and entropy. Called under the table lock, so ids sort in the
@@ -430,11 +660,11 @@ impl Submit {
         (at, sequence, self.mint.entropy(sequence, 1))
     }
 
-    // ---- reads: they change nothing a snapshot holds (SPEC §7.2); called through the guard,
-    // so they compile whether the table takes `&mut self` for them or `&self` ----
+    // ---- reads: they change nothing a snapshot holds ----
 
     pub(crate) async fn get(&self, environment: &str, work: &str) -> Result<WorkItem, Error> {
-        self.table.lock().get(environment, work, now())
+        let table = self.table.lock();
+        table.get(environment, work, now())
     }
 
     pub(crate) async fn list(
@@ -442,11 +672,13 @@ impl Submit {
         environment: &str,
         request: &ListRequest,
     ) -> Result<Page, Error> {
-        self.table.lock().list(environment, request, now())
+        let table = self.table.lock();
+        table.list(environment, request, now())
     }
 
     pub(crate) async fn stats(&self, environment: &str) -> Result<QueueStats, Error> {
-        self.table.lock().stats(environment, now())
+        let table = self.table.lock();
+        table.stats(environment, now())
     }
 
     pub(crate) async fn retrieve_environment(
@@ -466,28 +698,18 @@ impl Submit {
     /// How many items each state holds ([`STATES`] order), walked a page at a time so no
     /// lock is held for long. Costs time in proportion to the items held: for scrapes.
     pub(crate) async fn count_by_state(&self) -> [usize; 5] {
+        let environments = all_environments(&self.table.lock());
         let mut counts = [0; 5];
-        let mut environments = Vec::new();
-        let mut page_request = EnvironmentListRequest {
-            limit: ListRequest::MAX_LIMIT,
-            include_archived: true,
-            ..EnvironmentListRequest::default()
-        };
-        loop {
-            let page = self.table.lock().list_environments(&page_request);
-            environments.extend(page.data.into_iter().map(|record| record.id));
-            match page.next_page {
-                Some(next) => page_request.after = Some(next),
-                None => break,
-            }
-        }
         for environment in &environments {
             let mut request = ListRequest {
                 limit: ListRequest::MAX_LIMIT,
                 cursor: Cursor::First,
             };
             loop {
-                let page = self.table.lock().list(environment, &request, now());
+                let page = {
+                    let table = self.table.lock();
+                    table.list(environment, &request, now())
+                };
                 let Ok(page) = page else { break };
                 for item in &page.data {
                     if let Some(index) = STATES.iter().position(|s| *s == item.state) {
@@ -501,6 +723,25 @@ impl Submit {
             }
         }
         counts
+    }
+}
+
+/// Every environment the table holds, archived ones included.
+fn all_environments(table: &LeaseTable) -> Vec<EnvironmentId> {
+    let mut all = Vec::new();
+    let mut request = EnvironmentListRequest {
+        limit: ListRequest::MAX_LIMIT,
+        after: None,
+        include_archived: true,
+    };
+    loop {
+        let page = table.list_environments(&request);
+        let last = page.data.last().map(|record| record.id.clone());
+        all.extend(page.data.into_iter().map(|record| record.id));
+        match (page.has_more, last) {
+            (true, Some(last)) => request.after = Some(last),
+            _ => return all,
+        }
     }
 }
 

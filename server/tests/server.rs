@@ -1066,15 +1066,11 @@ fn bad_flags_and_variables_are_refused_by_name_with_status_2() {
         ),
         (&[], Some(("WORKLEASE_LISTEN", "nowhere")), "--listen"),
         (&[], Some(("WORKLEASE_TOKEN", "has space")), "--token"),
-        (
-            &["--data-dir", "somewhere"],
-            None,
-            "durable mode is not available yet",
-        ),
+        (&["--snapshot-every", "0"], None, "--snapshot-every"),
         (
             &[],
-            Some(("WORKLEASE_DATA_DIR", "somewhere")),
-            "durable mode is not available yet",
+            Some(("WORKLEASE_SNAPSHOT_EVERY", "none")),
+            "--snapshot-every",
         ),
     ] {
         let mut command = std::process::Command::new(support::binary());
@@ -1108,6 +1104,7 @@ fn help_lists_every_flag_with_its_environment_variable() {
         ("--max-attempts", "WORKLEASE_MAX_ATTEMPTS"),
         ("--keep-stopped-seconds", "WORKLEASE_KEEP_STOPPED_SECONDS"),
         ("--data-dir", "WORKLEASE_DATA_DIR"),
+        ("--snapshot-every", "WORKLEASE_SNAPSHOT_EVERY"),
         ("--log-format", "WORKLEASE_LOG_FORMAT"),
         ("--log-level", "WORKLEASE_LOG_LEVEL"),
     ] {

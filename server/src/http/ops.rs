@@ -11,9 +11,6 @@ use serde::Serialize;
 use super::edge::json;
 use crate::app::Shared;
 
-/// The node id of an in-memory server: a one-member cluster.
-const NODE_ID: u64 = 1;
-
 /// `GET /healthz`, without credentials: 200 while the process serves.
 pub(crate) async fn healthz() -> Response {
     json(StatusCode::OK, &serde_json::json!({"status": "ok"}))
@@ -29,14 +26,16 @@ struct ClusterStatus {
     last_applied_index: u64,
 }
 
-/// `GET /cluster`: in memory, a one-member cluster this node leads.
+/// `GET /cluster`: in memory, a one-member cluster this node leads at term 0; in durable mode,
+/// the Raft node's own term, leader, role and applied index.
 pub(crate) async fn cluster(State(shared): State<Arc<Shared>>) -> Response {
+    let now = shared.submit.cluster_status();
     let status = ClusterStatus {
-        node_id: NODE_ID,
-        leader_id: Some(NODE_ID),
-        term: 0,
-        role: "leader",
-        last_applied_index: shared.submit.last_applied_index(),
+        node_id: now.node_id,
+        leader_id: now.leader_id,
+        term: now.term,
+        role: now.role,
+        last_applied_index: now.last_applied_index,
     };
     json(StatusCode::OK, &status)
 }
@@ -44,9 +43,10 @@ pub(crate) async fn cluster(State(shared): State<Arc<Shared>>) -> Response {
 /// `GET /metrics`: Prometheus (OpenMetrics) text.
 pub(crate) async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
     let items = shared.submit.count_by_state().await;
+    let now = shared.submit.cluster_status();
     let text = shared
         .metrics
-        .render(items, shared.submit.last_applied_index(), 0, Some(NODE_ID));
+        .render(items, now.last_applied_index, now.term, now.leader_id);
     (
         StatusCode::OK,
         [(

@@ -1,0 +1,277 @@
+//! Opening a data directory: check and load what it holds, start Raft, initialize a new
+//! directory as a one-member cluster, and wait until every logged command is applied before
+//! the server answers anything.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use openraft::{BasicNode, ServerState, SnapshotPolicy};
+use worklease::Config;
+
+use super::log_store::LogStore;
+use super::network::Network;
+use super::state_machine::StateMachine;
+use super::{Durable, NodeId};
+
+/// The log's file in the data directory.
+pub(crate) const LOG_FILE: &str = "raft.redb";
+/// The snapshot's file in the data directory.
+pub(crate) const SNAPSHOT_FILE: &str = "snapshot.wls";
+/// This node (the only member).
+const NODE_ID: NodeId = 1;
+/// How long replay and the first election may take before startup gives up.
+const STARTUP_LIMIT: Duration = Duration::from_secs(300);
+
+/// What durable mode needs from the flags.
+#[derive(Debug, Clone)]
+pub(crate) struct Options {
+    pub(crate) dir: PathBuf,
+    pub(crate) config: Config,
+    /// Build a snapshot (and purge the log behind it) every this many applied entries.
+    pub(crate) snapshot_every: u64,
+    /// This member's address, recorded in the membership.
+    pub(crate) address: SocketAddr,
+}
+
+/// Opens (or creates) the data directory and returns once the node leads and has applied
+/// every command its log held.
+///
+/// # Errors
+///
+/// A message naming the file at fault when the directory cannot be used: damaged, foreign, or
+/// unreadable. Nothing is served from a partial table.
+pub(crate) async fn open(options: &Options) -> Result<Durable, String> {
+    let started = Instant::now();
+    let dir = &options.dir;
+    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let log_path = dir.join(LOG_FILE);
+    let snapshot_path = dir.join(SNAPSHOT_FILE);
+    if log_path.exists() && !snapshot_path.exists() {
+        return Err(format!(
+            "{}: missing, but {} exists: the directory is damaged",
+            snapshot_path.display(),
+            log_path.display()
+        ));
+    }
+    if !log_path.exists() && snapshot_path.exists() {
+        // A directory is made snapshot first, log second: a snapshot alone is either that
+        // first empty snapshot (a crash in between) or a directory that lost its log.
+        let (_, restored) = StateMachine::open(&snapshot_path, options.config)?;
+        if restored.index.is_some() {
+            return Err(format!(
+                "{}: missing, but {} covers a log that existed",
+                log_path.display(),
+                snapshot_path.display()
+            ));
+        }
+    }
+    let (machine, restored) = StateMachine::open(&snapshot_path, options.config)?;
+    let (log, opened) = tokio::task::block_in_place(|| LogStore::open(&log_path))?;
+    if let (Some(snapshot), last) = (restored.index, opened.last_index) {
+        if last.is_none_or(|last| last < snapshot) {
+            return Err(format!(
+                "{}: ends before the snapshot in {} (index {snapshot})",
+                log_path.display(),
+                snapshot_path.display()
+            ));
+        }
+    }
+    tracing::info!(
+        dir = %dir.display(),
+        new = opened.created,
+        snapshot_index = restored.index,
+        snapshot_bytes = restored.bytes,
+        log_entries = opened.entries,
+        "data directory opened; replaying the log"
+    );
+    let table = machine.table();
+    let writer = log.stats();
+    let config = openraft::Config {
+        cluster_name: "worklease".to_owned(),
+        // The proposer counts commands (an entry holds a batch) and asks for snapshots itself.
+        snapshot_policy: SnapshotPolicy::Never,
+        max_in_snapshot_log_to_keep: 0,
+        ..Default::default()
+    };
+    let config = Arc::new(
+        config
+            .validate()
+            .map_err(|e| format!("raft configuration: {e}"))?,
+    );
+    let raft = openraft::Raft::new(NODE_ID, config, Network, log, machine)
+        .await
+        .map_err(|e| format!("raft did not start: {e}"))?;
+    let initialized = raft
+        .is_initialized()
+        .await
+        .map_err(|e| format!("raft did not start: {e}"))?;
+    if !initialized {
+        let members = BTreeMap::from([(NODE_ID, BasicNode::new(options.address))]);
+        raft.initialize(members)
+            .await
+            .map_err(|e| format!("cannot initialize the cluster: {e}"))?;
+    }
+    let target = opened.last_index;
+    let mut metrics = raft.metrics();
+    loop {
+        {
+            let now = metrics.borrow();
+            if let Err(fatal) = &now.running_state {
+                return Err(format!("{}: {fatal}", log_path.display()));
+            }
+            let applied = now.last_applied.map(|id| id.index);
+            if now.state == ServerState::Leader && applied >= target {
+                tracing::info!(
+                    replayed = applied.unwrap_or(0) - restored.index.unwrap_or(0),
+                    last_applied_index = applied,
+                    term = now.current_term,
+                    took_ms = started.elapsed().as_millis() as u64,
+                    "recovered"
+                );
+                break;
+            }
+        }
+        let left = STARTUP_LIMIT.saturating_sub(started.elapsed());
+        match tokio::time::timeout(left, metrics.changed()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => return Err(format!("{}: raft stopped during startup", dir.display())),
+            Err(_) => {
+                return Err(format!(
+                    "{}: not recovered within {} s",
+                    dir.display(),
+                    STARTUP_LIMIT.as_secs()
+                ))
+            }
+        }
+    }
+    Ok(Durable::start(
+        raft,
+        NODE_ID,
+        table,
+        writer,
+        options.snapshot_every,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use openraft::{
+        CommittedLeaderId, Entry, EntryPayload, LogId, Membership, SnapshotMeta, StoredMembership,
+        Vote,
+    };
+    use worklease::{
+        Command, EnvironmentId, EnvironmentKind, HeartbeatRequest, LeaseTable, Metadata,
+        PollRequest, Precondition, Stamped, Timestamp, Ttl, WorkId,
+    };
+
+    use super::*;
+    use crate::raft::{log_store, state_machine, Proposal, TypeConfig};
+
+    /// How long a restart takes with a million leases in the snapshot and the longest log tail
+    /// the default `--snapshot-every` leaves (100 000 heartbeats) to replay. A measurement, run
+    /// by hand (README, "Durable mode"):
+    /// `cargo test --release -p worklease-server -- --ignored --nocapture recovery_of`.
+    #[test]
+    #[ignore = "a measurement, run by hand in release mode"]
+    fn recovery_of_a_million_leases() {
+        const LEASES: u64 = 1_000_000;
+        const TAIL: u64 = 100_000;
+        let dir = std::env::temp_dir().join(format!("worklease-recovery-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("a temporary directory");
+
+        let t0 = Timestamp::from(chrono::Utc::now());
+        let mut config = Config::default();
+        config.default_ttl = Ttl::from_seconds(600).expect("a ttl");
+        config.ack_ttl = config.default_ttl;
+        let mut table = LeaseTable::new(config);
+        let environment = EnvironmentId::mint(t0, 0, 1);
+        table
+            .register_environment(environment.clone(), EnvironmentKind::SelfHosted)
+            .expect("registers");
+        let mut ids = Vec::new();
+        for n in 0..LEASES {
+            let id = WorkId::mint(t0, n + 1, 7);
+            let session = format!("sess_{n}").parse().expect("a session id");
+            table
+                .create_work(&environment, id.clone(), session, Metadata::new(), t0)
+                .expect("creates");
+            ids.push(id.to_string());
+        }
+        for id in &ids {
+            table
+                .poll(&environment, &PollRequest::default(), t0)
+                .expect("polls");
+            table
+                .ack(&environment, id.as_str(), None, t0)
+                .expect("acks");
+        }
+        let leader = CommittedLeaderId::new(1, NODE_ID);
+        let members = Membership::new(
+            vec![BTreeSet::from([NODE_ID])],
+            BTreeMap::from([(NODE_ID, BasicNode::new("127.0.0.1:0"))]),
+        );
+        let meta = SnapshotMeta {
+            last_log_id: Some(LogId::new(leader, 1)),
+            last_membership: StoredMembership::new(Some(LogId::new(leader, 0)), members),
+            snapshot_id: "measurement".to_owned(),
+        };
+        let bytes = table.snapshot();
+        state_machine::write_snapshot(&dir.join(SNAPSHOT_FILE), &meta, &bytes)
+            .expect("writes the snapshot");
+        let tail: Vec<Entry<TypeConfig>> = (0..TAIL)
+            .map(|n| Entry {
+                log_id: LogId::new(leader, n + 2),
+                payload: EntryPayload::Normal(Proposal(Arc::from(vec![Stamped::new(
+                    Timestamp::from_unix_micros(t0.unix_micros() + n as i64),
+                    Command::Heartbeat {
+                        environment: environment.to_string().into(),
+                        work: ids[(n * 7919 % LEASES) as usize].as_str().into(),
+                        request: HeartbeatRequest {
+                            precondition: Precondition::Unconditional,
+                            desired_ttl_seconds: None,
+                        },
+                    },
+                )]))),
+            })
+            .collect();
+        log_store::write_for_test(
+            &dir.join(LOG_FILE),
+            &Vote::new_committed(1, NODE_ID),
+            meta.last_log_id,
+            &tail,
+        );
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        let options = Options {
+            dir: dir.clone(),
+            config,
+            snapshot_every: 10_000_000,
+            address: "127.0.0.1:0".parse().expect("an address"),
+        };
+        let started = Instant::now();
+        let durable = runtime.block_on(open(&options)).expect("recovers");
+        let took = started.elapsed();
+        let stats = durable
+            .table()
+            .lock()
+            .stats(&environment, t0)
+            .expect("stats");
+        println!(
+            "recovered {LEASES} leases (snapshot of {} bytes) and replayed {TAIL} heartbeats \
+             in {:.2} s; stats: {stats:?}",
+            bytes.len(),
+            took.as_secs_f64()
+        );
+        assert_eq!(durable.status().last_applied_index, TAIL + 1);
+        runtime.block_on(durable.shutdown());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

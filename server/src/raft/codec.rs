@@ -1,0 +1,294 @@
+//! How Raft's own values are written to disk (and, later, to peers): postcard over small
+//! mirror types, so the stored format is ours and does not move with openraft's serde output.
+//! Every record ends with a CRC-32 of what precedes it, so a flipped or truncated value is
+//! refused instead of read. A command inside an entry is `Stamped::encode()`'s bytes, which
+//! carry their own magic, version and checksum.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use openraft::{
+    BasicNode, CommittedLeaderId, Entry, EntryPayload, LogId, Membership, StoredMembership, Vote,
+};
+use serde::{Deserialize, Serialize};
+use worklease::Stamped;
+
+use super::{NodeId, Proposal, TypeConfig};
+
+/// Why stored bytes could not be read back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct CodecError(pub(crate) String);
+
+impl std::fmt::Display for CodecError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for CodecError {}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+struct WireLogId {
+    term: u64,
+    node: u64,
+    index: u64,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct WireVote {
+    term: u64,
+    node: u64,
+    committed: bool,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct WireMembership {
+    configs: Vec<Vec<u64>>,
+    nodes: Vec<(u64, String)>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct WireStoredMembership {
+    log_id: Option<WireLogId>,
+    membership: WireMembership,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+enum WirePayload<'a> {
+    Blank,
+    /// A batch of commands, each `Stamped::encode()`.
+    #[serde(borrow)]
+    Normal(Vec<&'a [u8]>),
+    Membership(WireMembership),
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct WireEntry<'a> {
+    log_id: WireLogId,
+    #[serde(borrow)]
+    payload: WirePayload<'a>,
+}
+
+/// What a snapshot file says about the table bytes that follow it.
+#[derive(Debug, Serialize, Deserialize)]
+struct WireSnapshotMeta {
+    last_log_id: Option<WireLogId>,
+    membership: WireStoredMembership,
+    snapshot_id: String,
+}
+
+fn wire_log_id(id: &LogId<NodeId>) -> WireLogId {
+    WireLogId {
+        term: id.leader_id.term,
+        node: id.leader_id.node_id,
+        index: id.index,
+    }
+}
+
+fn log_id(wire: WireLogId) -> LogId<NodeId> {
+    LogId::new(CommittedLeaderId::new(wire.term, wire.node), wire.index)
+}
+
+fn wire_membership(membership: &Membership<NodeId, BasicNode>) -> WireMembership {
+    WireMembership {
+        configs: membership
+            .get_joint_config()
+            .iter()
+            .map(|set| set.iter().copied().collect())
+            .collect(),
+        nodes: membership
+            .nodes()
+            .map(|(id, node)| (*id, node.addr.clone()))
+            .collect(),
+    }
+}
+
+fn membership(wire: WireMembership) -> Membership<NodeId, BasicNode> {
+    let configs: Vec<BTreeSet<NodeId>> = wire
+        .configs
+        .into_iter()
+        .map(|set| set.into_iter().collect())
+        .collect();
+    let nodes: BTreeMap<NodeId, BasicNode> = wire
+        .nodes
+        .into_iter()
+        .map(|(id, addr)| (id, BasicNode { addr }))
+        .collect();
+    Membership::new(configs, nodes)
+}
+
+fn wire_stored(stored: &StoredMembership<NodeId, BasicNode>) -> WireStoredMembership {
+    WireStoredMembership {
+        log_id: stored.log_id().as_ref().map(wire_log_id),
+        membership: wire_membership(stored.membership()),
+    }
+}
+
+fn stored(wire: WireStoredMembership) -> StoredMembership<NodeId, BasicNode> {
+    StoredMembership::new(wire.log_id.map(log_id), membership(wire.membership))
+}
+
+/// `value` in postcard with a CRC-32 trailer.
+fn seal<T: Serialize>(value: &T) -> Vec<u8> {
+    let mut bytes = postcard::to_allocvec(value).expect("invariant: postcard writes to a Vec");
+    let crc = crc32fast::hash(&bytes);
+    bytes.extend_from_slice(&crc.to_le_bytes());
+    bytes
+}
+
+/// The payload of sealed bytes, once its trailer matches.
+fn unseal(bytes: &[u8]) -> Result<&[u8], CodecError> {
+    let split = bytes
+        .len()
+        .checked_sub(4)
+        .ok_or_else(|| CodecError(format!("truncated record of {} bytes", bytes.len())))?;
+    let (payload, trailer) = bytes.split_at(split);
+    let expected = u32::from_le_bytes(trailer.try_into().expect("invariant: 4 bytes"));
+    if crc32fast::hash(payload) != expected {
+        return Err(CodecError("checksum mismatch".to_owned()));
+    }
+    Ok(payload)
+}
+
+fn read<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, CodecError> {
+    postcard::from_bytes(unseal(bytes)?).map_err(|error| CodecError(format!("malformed: {error}")))
+}
+
+/// A log entry as stored.
+pub(crate) fn encode_entry(entry: &Entry<TypeConfig>) -> Vec<u8> {
+    let commands: Vec<Vec<u8>>;
+    let payload = match &entry.payload {
+        EntryPayload::Blank => WirePayload::Blank,
+        EntryPayload::Normal(Proposal(batch)) => {
+            commands = batch.iter().map(Stamped::encode).collect();
+            WirePayload::Normal(commands.iter().map(Vec::as_slice).collect())
+        }
+        EntryPayload::Membership(m) => WirePayload::Membership(wire_membership(m)),
+    };
+    seal(&WireEntry {
+        log_id: wire_log_id(&entry.log_id),
+        payload,
+    })
+}
+
+/// A stored log entry.
+pub(crate) fn decode_entry(bytes: &[u8]) -> Result<Entry<TypeConfig>, CodecError> {
+    let wire: WireEntry<'_> = read(bytes)?;
+    let payload = match wire.payload {
+        WirePayload::Blank => EntryPayload::Blank,
+        WirePayload::Normal(commands) => EntryPayload::Normal(Proposal(
+            commands
+                .into_iter()
+                .map(|command| {
+                    Stamped::decode(command)
+                        .map_err(|error| CodecError(format!("command: {error}")))
+                })
+                .collect::<Result<Vec<_>, _>>()?
+                .into(),
+        )),
+        WirePayload::Membership(m) => EntryPayload::Membership(membership(m)),
+    };
+    Ok(Entry {
+        log_id: log_id(wire.log_id),
+        payload,
+    })
+}
+
+pub(crate) fn encode_vote(vote: &Vote<NodeId>) -> Vec<u8> {
+    seal(&WireVote {
+        term: vote.leader_id.term,
+        node: vote.leader_id.node_id,
+        committed: vote.committed,
+    })
+}
+
+pub(crate) fn decode_vote(bytes: &[u8]) -> Result<Vote<NodeId>, CodecError> {
+    let wire: WireVote = read(bytes)?;
+    Ok(if wire.committed {
+        Vote::new_committed(wire.term, wire.node)
+    } else {
+        Vote::new(wire.term, wire.node)
+    })
+}
+
+pub(crate) fn encode_log_id(id: &LogId<NodeId>) -> Vec<u8> {
+    seal(&wire_log_id(id))
+}
+
+pub(crate) fn decode_log_id(bytes: &[u8]) -> Result<LogId<NodeId>, CodecError> {
+    read(bytes).map(log_id)
+}
+
+/// A snapshot's metadata, as its file stores it.
+pub(crate) fn encode_snapshot_meta(meta: &openraft::SnapshotMeta<NodeId, BasicNode>) -> Vec<u8> {
+    seal(&WireSnapshotMeta {
+        last_log_id: meta.last_log_id.as_ref().map(wire_log_id),
+        membership: wire_stored(&meta.last_membership),
+        snapshot_id: meta.snapshot_id.clone(),
+    })
+}
+
+pub(crate) fn decode_snapshot_meta(
+    bytes: &[u8],
+) -> Result<openraft::SnapshotMeta<NodeId, BasicNode>, CodecError> {
+    let wire: WireSnapshotMeta = read(bytes)?;
+    Ok(openraft::SnapshotMeta {
+        last_log_id: wire.last_log_id.map(log_id),
+        last_membership: stored(wire.membership),
+        snapshot_id: wire.snapshot_id,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use worklease::{Command, Timestamp};
+
+    #[test]
+    fn entries_votes_and_metas_read_back() {
+        let nodes = BTreeMap::from([(1, BasicNode::new("127.0.0.1:1"))]);
+        let members = Membership::new(vec![BTreeSet::from([1])], nodes);
+        let id = LogId::new(CommittedLeaderId::new(3, 1), 7);
+        for payload in [
+            EntryPayload::Blank,
+            EntryPayload::Membership(members.clone()),
+            EntryPayload::Normal(Proposal(Arc::from(vec![
+                Stamped::new(
+                    Timestamp::from_unix_micros(1_782_893_700_000_000),
+                    Command::Sweep,
+                );
+                3
+            ]))),
+        ] {
+            let entry = Entry::<TypeConfig> {
+                log_id: id,
+                payload,
+            };
+            let bytes = encode_entry(&entry);
+            let back = decode_entry(&bytes).unwrap();
+            assert_eq!(back.log_id, entry.log_id);
+            assert_eq!(
+                format!("{:?}", back.payload),
+                format!("{:?}", entry.payload)
+            );
+            for cut in 0..bytes.len() {
+                assert!(decode_entry(&bytes[..cut]).is_err());
+            }
+            let mut flipped = bytes.clone();
+            flipped[0] ^= 1;
+            assert!(decode_entry(&flipped).is_err());
+        }
+        let vote = Vote::new_committed(4, 1);
+        assert_eq!(decode_vote(&encode_vote(&vote)).unwrap(), vote);
+        assert_eq!(decode_log_id(&encode_log_id(&id)).unwrap(), id);
+        let meta = openraft::SnapshotMeta {
+            last_log_id: Some(id),
+            last_membership: StoredMembership::new(Some(id), members),
+            snapshot_id: "s".to_owned(),
+        };
+        assert_eq!(
+            decode_snapshot_meta(&encode_snapshot_meta(&meta)).unwrap(),
+            meta
+        );
+    }
+}

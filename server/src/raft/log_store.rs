@@ -1,0 +1,450 @@
+//! The Raft log and vote, in one redb file (`DIR/raft.redb`).
+//!
+//! Group commit: [`LogStore::append`] only queues its entries for the writer thread and
+//! returns; the writer takes every job queued by the time it is free, writes them in one redb
+//! transaction and commits it durably (one fsync), then tells openraft each batch is flushed.
+//! openraft 0.9 hands the store one entry per client write, so this queue is what lets many
+//! concurrent requests share an fsync. Votes, truncations and purges go through the same queue,
+//! so every change reaches the disk in the order openraft made it.
+//!
+//! Every entry that was not purged is also kept decoded in memory: the state machine and (later)
+//! replication read from there, and startup reads and checks the whole file once.
+
+use std::collections::BTreeMap;
+use std::fmt::Debug;
+use std::io;
+use std::ops::{Bound, RangeBounds};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc, Arc};
+
+use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
+use openraft::{Entry, LogId, OptionalSend, RaftLogReader, StorageError, StorageIOError, Vote};
+use parking_lot::Mutex;
+use redb::{Database, ReadableTable, TableDefinition};
+use tokio::sync::oneshot;
+
+use super::codec;
+use super::{NodeId, Proposal, TypeConfig};
+
+/// Log entries by index.
+const LOG: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("log");
+/// The vote, the last purged log id and the format marker.
+const META: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("meta");
+/// What `META["format"]` holds in a worklease data file.
+const FORMAT: &[u8] = b"worklease raft log v1";
+
+/// The log store openraft drives; cheap to clone (the reader is a clone).
+#[derive(Clone)]
+pub(crate) struct LogStore {
+    inner: Arc<Inner>,
+}
+
+impl Debug for LogStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LogStore")
+            .field("path", &self.inner.path)
+            .finish_non_exhaustive()
+    }
+}
+
+struct Inner {
+    path: PathBuf,
+    /// Every entry not purged, by index.
+    entries: Mutex<BTreeMap<u64, Entry<TypeConfig>>>,
+    last_purged: Mutex<Option<LogId<NodeId>>>,
+    vote: Mutex<Option<Vote<NodeId>>>,
+    writer: Mutex<mpsc::Sender<Job>>,
+    stats: Arc<WriterStats>,
+}
+
+/// What the writer thread has done so far.
+#[derive(Debug, Default)]
+pub(crate) struct WriterStats {
+    /// Durable commits (one fsync each).
+    pub(crate) commits: AtomicU64,
+    /// Log entries written.
+    pub(crate) entries: AtomicU64,
+    /// Commands in those entries.
+    pub(crate) commands: AtomicU64,
+}
+
+/// One change for the writer thread.
+enum Job {
+    Append {
+        entries: Vec<Entry<TypeConfig>>,
+        flushed: LogFlushed<TypeConfig>,
+    },
+    Vote {
+        bytes: Vec<u8>,
+        done: oneshot::Sender<io::Result<()>>,
+    },
+    /// Remove every entry from `since` on.
+    Truncate {
+        since: u64,
+        done: oneshot::Sender<io::Result<()>>,
+    },
+    /// Remove every entry up to `upto` included.
+    Purge {
+        upto: LogId<NodeId>,
+        done: oneshot::Sender<io::Result<()>>,
+    },
+}
+
+/// What a store opened on an existing file found.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Opened {
+    /// The file did not exist: a new data directory.
+    pub(crate) created: bool,
+    /// The index of the last entry (or of the last purged one), if any.
+    pub(crate) last_index: Option<u64>,
+    /// How many entries it holds.
+    pub(crate) entries: usize,
+}
+
+impl LogStore {
+    /// Opens (or creates) the log at `path`, checks the whole file and reads every entry.
+    ///
+    /// # Errors
+    ///
+    /// A message naming the file when it is not a readable worklease log.
+    pub(crate) fn open(path: &Path) -> Result<(Self, Opened), String> {
+        // redb asserts on some damage (a file shorter than its header says) instead of
+        // returning an error: that is a damaged file too, not a crash of the server.
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| Self::open_checked(path)))
+            .unwrap_or_else(|panic| {
+                let why = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| (*s).to_owned())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_default();
+                Err(format!("{}: damaged ({why})", path.display()))
+            })
+    }
+
+    fn open_checked(path: &Path) -> Result<(Self, Opened), String> {
+        let named = |error: &dyn std::fmt::Display| format!("{}: {error}", path.display());
+        let created = !path.exists();
+        let mut db = if created {
+            Database::create(path).map_err(|e| named(&e))?
+        } else {
+            Database::open(path).map_err(|e| named(&e))?
+        };
+        if !created {
+            match db.check_integrity() {
+                Ok(true) => {}
+                Ok(false) => tracing::warn!(file = %path.display(), "the log file was repaired"),
+                Err(error) => return Err(named(&format!("damaged: {error}"))),
+            }
+        }
+        if created {
+            let txn = db.begin_write().map_err(|e| named(&e))?;
+            {
+                let mut meta = txn.open_table(META).map_err(|e| named(&e))?;
+                meta.insert("format", FORMAT).map_err(|e| named(&e))?;
+                txn.open_table(LOG).map_err(|e| named(&e))?;
+            }
+            txn.commit().map_err(|e| named(&e))?;
+        }
+        let (entries, last_purged, vote) = read_all(&db).map_err(|e| named(&e))?;
+        let last_index = entries
+            .keys()
+            .next_back()
+            .copied()
+            .or(last_purged.map(|id| id.index));
+        let opened = Opened {
+            created,
+            last_index,
+            entries: entries.len(),
+        };
+        let stats = Arc::new(WriterStats::default());
+        let (tx, rx) = mpsc::channel();
+        let writer_stats = stats.clone();
+        std::thread::Builder::new()
+            .name("raft-log-writer".to_owned())
+            .spawn(move || write_loop(&db, &rx, &writer_stats))
+            .map_err(|e| named(&e))?;
+        let store = Self {
+            inner: Arc::new(Inner {
+                path: path.to_owned(),
+                entries: Mutex::new(entries),
+                last_purged: Mutex::new(last_purged),
+                vote: Mutex::new(vote),
+                writer: Mutex::new(tx),
+                stats,
+            }),
+        };
+        Ok((store, opened))
+    }
+
+    /// The writer's counters.
+    pub(crate) fn stats(&self) -> Arc<WriterStats> {
+        self.inner.stats.clone()
+    }
+
+    fn send(&self, job: Job) -> Result<(), io::Error> {
+        self.inner
+            .writer
+            .lock()
+            .send(job)
+            .map_err(|_| io::Error::other("the log writer thread stopped"))
+    }
+
+    async fn run(
+        &self,
+        make: impl FnOnce(oneshot::Sender<io::Result<()>>) -> Job,
+    ) -> Result<(), io::Error> {
+        let (done, wait) = oneshot::channel();
+        self.send(make(done))?;
+        wait.await
+            .map_err(|_| io::Error::other("the log writer thread stopped"))?
+    }
+}
+
+/// Reads and checks every record: the format marker, the vote, the purge point, the entries.
+#[allow(clippy::type_complexity)]
+fn read_all(
+    db: &Database,
+) -> Result<
+    (
+        BTreeMap<u64, Entry<TypeConfig>>,
+        Option<LogId<NodeId>>,
+        Option<Vote<NodeId>>,
+    ),
+    String,
+> {
+    let txn = db.begin_read().map_err(|e| e.to_string())?;
+    let meta = txn
+        .open_table(META)
+        .map_err(|e| format!("not a worklease data file ({e})"))?;
+    match meta.get("format").map_err(|e| e.to_string())? {
+        Some(format) if format.value() == FORMAT => {}
+        _ => return Err("not a worklease data file (no format marker)".to_owned()),
+    }
+    let vote = match meta.get("vote").map_err(|e| e.to_string())? {
+        Some(bytes) => {
+            Some(codec::decode_vote(bytes.value()).map_err(|e| format!("the vote: {e}"))?)
+        }
+        None => None,
+    };
+    let last_purged = match meta.get("last_purged").map_err(|e| e.to_string())? {
+        Some(bytes) => {
+            Some(codec::decode_log_id(bytes.value()).map_err(|e| format!("the purge point: {e}"))?)
+        }
+        None => None,
+    };
+    let log = txn
+        .open_table(LOG)
+        .map_err(|e| format!("not a worklease data file ({e})"))?;
+    let mut entries = BTreeMap::new();
+    let mut expected = last_purged.map(|id| id.index + 1);
+    for row in log.iter().map_err(|e| e.to_string())? {
+        let (key, value) = row.map_err(|e| e.to_string())?;
+        let index = key.value();
+        let entry =
+            codec::decode_entry(value.value()).map_err(|e| format!("log entry {index}: {e}"))?;
+        if entry.log_id.index != index || expected.is_some_and(|next| next != index) {
+            return Err(format!("log entry {index}: out of sequence"));
+        }
+        expected = Some(index + 1);
+        entries.insert(index, entry);
+    }
+    Ok((entries, last_purged, vote))
+}
+
+/// The writer thread: one durable commit per batch of queued jobs, until the store is dropped.
+fn write_loop(db: &Database, jobs: &mpsc::Receiver<Job>, stats: &WriterStats) {
+    while let Ok(first) = jobs.recv() {
+        let mut batch = vec![first];
+        while batch.len() < 4096 {
+            match jobs.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        let written = write_batch(db, &batch);
+        stats.commits.fetch_add(1, Ordering::Relaxed);
+        for job in batch {
+            let result = written
+                .as_ref()
+                .map(|_| ())
+                .map_err(|error| io::Error::other(error.clone()));
+            match job {
+                Job::Append { entries, flushed } => {
+                    stats
+                        .entries
+                        .fetch_add(entries.len() as u64, Ordering::Relaxed);
+                    let commands: usize = entries
+                        .iter()
+                        .map(|entry| match &entry.payload {
+                            openraft::EntryPayload::Normal(Proposal(batch)) => batch.len(),
+                            _ => 0,
+                        })
+                        .sum();
+                    stats.commands.fetch_add(commands as u64, Ordering::Relaxed);
+                    flushed.log_io_completed(result);
+                }
+                Job::Vote { done, .. } | Job::Truncate { done, .. } | Job::Purge { done, .. } => {
+                    let _ = done.send(result);
+                }
+            }
+        }
+    }
+}
+
+fn write_batch(db: &Database, batch: &[Job]) -> Result<(), String> {
+    let txn = db.begin_write().map_err(|e| e.to_string())?;
+    {
+        let mut log = txn.open_table(LOG).map_err(|e| e.to_string())?;
+        let mut meta = txn.open_table(META).map_err(|e| e.to_string())?;
+        for job in batch {
+            match job {
+                Job::Append { entries, .. } => {
+                    for entry in entries {
+                        let bytes = codec::encode_entry(entry);
+                        log.insert(entry.log_id.index, bytes.as_slice())
+                            .map_err(|e| e.to_string())?;
+                    }
+                }
+                Job::Vote { bytes, .. } => {
+                    meta.insert("vote", bytes.as_slice())
+                        .map_err(|e| e.to_string())?;
+                }
+                Job::Truncate { since, .. } => {
+                    log.retain_in(*since.., |_, _| false)
+                        .map_err(|e| e.to_string())?;
+                }
+                Job::Purge { upto, .. } => {
+                    meta.insert("last_purged", codec::encode_log_id(upto).as_slice())
+                        .map_err(|e| e.to_string())?;
+                    log.retain_in(..=upto.index, |_, _| false)
+                        .map_err(|e| e.to_string())?;
+                }
+            }
+        }
+    }
+    txn.commit().map_err(|e| e.to_string())
+}
+
+type StorageResult<T> = Result<T, StorageError<NodeId>>;
+
+impl RaftLogReader<TypeConfig> for LogStore {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
+        &mut self,
+        range: RB,
+    ) -> StorageResult<Vec<Entry<TypeConfig>>> {
+        let entries = self.inner.entries.lock();
+        let range = (range.start_bound().cloned(), range.end_bound().cloned());
+        if let (Bound::Included(start), Bound::Included(end)) = range {
+            if start > end {
+                return Ok(Vec::new());
+            }
+        }
+        Ok(entries.range(range).map(|(_, e)| e.clone()).collect())
+    }
+}
+
+impl RaftLogStorage<TypeConfig> for LogStore {
+    type LogReader = Self;
+
+    async fn get_log_state(&mut self) -> StorageResult<LogState<TypeConfig>> {
+        let last_purged_log_id = *self.inner.last_purged.lock();
+        let last = self
+            .inner
+            .entries
+            .lock()
+            .values()
+            .next_back()
+            .map(|e| e.log_id);
+        Ok(LogState {
+            last_purged_log_id,
+            last_log_id: last.or(last_purged_log_id),
+        })
+    }
+
+    async fn get_log_reader(&mut self) -> Self::LogReader {
+        self.clone()
+    }
+
+    async fn save_vote(&mut self, vote: &Vote<NodeId>) -> StorageResult<()> {
+        let bytes = codec::encode_vote(vote);
+        self.run(|done| Job::Vote { bytes, done })
+            .await
+            .map_err(|e| StorageIOError::write_vote(&e))?;
+        *self.inner.vote.lock() = Some(*vote);
+        Ok(())
+    }
+
+    async fn read_vote(&mut self) -> StorageResult<Option<Vote<NodeId>>> {
+        Ok(*self.inner.vote.lock())
+    }
+
+    async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> StorageResult<()>
+    where
+        I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let entries: Vec<Entry<TypeConfig>> = entries.into_iter().collect();
+        {
+            let mut kept = self.inner.entries.lock();
+            for entry in &entries {
+                kept.insert(entry.log_id.index, entry.clone());
+            }
+        }
+        self.send(Job::Append {
+            entries,
+            flushed: callback,
+        })
+        .map_err(|e| StorageIOError::write_logs(&e))?;
+        Ok(())
+    }
+
+    async fn truncate(&mut self, log_id: LogId<NodeId>) -> StorageResult<()> {
+        let since = log_id.index;
+        self.inner.entries.lock().retain(|index, _| *index < since);
+        self.run(|done| Job::Truncate { since, done })
+            .await
+            .map_err(|e| StorageIOError::write_logs(&e))?;
+        Ok(())
+    }
+
+    async fn purge(&mut self, log_id: LogId<NodeId>) -> StorageResult<()> {
+        self.run(|done| Job::Purge { upto: log_id, done })
+            .await
+            .map_err(|e| StorageIOError::write_logs(&e))?;
+        *self.inner.last_purged.lock() = Some(log_id);
+        self.inner
+            .entries
+            .lock()
+            .retain(|index, _| *index > log_id.index);
+        Ok(())
+    }
+}
+
+/// Writes a log file as a store that ran would have left it (for the recovery measurement).
+#[cfg(test)]
+pub(super) fn write_for_test(
+    path: &Path,
+    vote: &Vote<NodeId>,
+    purged: Option<LogId<NodeId>>,
+    entries: &[Entry<TypeConfig>],
+) {
+    let db = Database::create(path).expect("creates");
+    let txn = db.begin_write().expect("writes");
+    {
+        let mut meta = txn.open_table(META).expect("meta");
+        meta.insert("format", FORMAT).expect("format");
+        meta.insert("vote", codec::encode_vote(vote).as_slice())
+            .expect("vote");
+        if let Some(purged) = purged {
+            meta.insert("last_purged", codec::encode_log_id(&purged).as_slice())
+                .expect("purge point");
+        }
+        let mut log = txn.open_table(LOG).expect("log");
+        for entry in entries {
+            log.insert(entry.log_id.index, codec::encode_entry(entry).as_slice())
+                .expect("entry");
+        }
+    }
+    txn.commit().expect("commits");
+}

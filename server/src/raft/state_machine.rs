@@ -1,0 +1,302 @@
+//! The state machine: the lease table, fed committed `Stamped` commands, and its snapshots.
+//!
+//! A snapshot file (`DIR/snapshot.wls`) is a small header, the Raft metadata around the table
+//! (the last applied log id and membership, checksummed) and then `LeaseTable::snapshot()`'s
+//! canonical bytes, which carry their own magic, version and checksum. It is written to a
+//! temporary file, fsynced and renamed over the previous one, so a crash leaves either the old
+//! or the new snapshot, never a mix; openraft purges the log only once the new one is built.
+
+use std::fs::{self, File};
+use std::io::{Cursor, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use openraft::storage::{RaftStateMachine, Snapshot};
+use openraft::{
+    BasicNode, Entry, EntryPayload, LogId, OptionalSend, RaftSnapshotBuilder, SnapshotMeta,
+    StorageError, StorageIOError, StoredMembership,
+};
+use parking_lot::Mutex;
+use worklease::{Config, LeaseTable};
+
+use super::{codec, Answer, NodeId, Proposal, TypeConfig};
+
+/// The snapshot file's first bytes.
+const MAGIC: &[u8; 4] = b"WLRS";
+/// The snapshot file format this build writes and reads.
+const VERSION: u16 = 1;
+
+type StorageResult<T> = Result<T, StorageError<NodeId>>;
+
+/// The table and what Raft needs to know about it.
+#[derive(Debug)]
+pub(crate) struct StateMachine {
+    /// Shared with the read path (`get`, `list`, `stats`), which locks it briefly.
+    table: Arc<Mutex<LeaseTable>>,
+    last_applied: Option<LogId<NodeId>>,
+    membership: StoredMembership<NodeId, BasicNode>,
+    /// `DIR/snapshot.wls`.
+    path: PathBuf,
+    /// Snapshots built by this process, to name them uniquely.
+    built: u64,
+}
+
+/// What [`StateMachine::open`] restored.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Restored {
+    /// The log index the snapshot covers (`None`: no entry yet).
+    pub(crate) index: Option<u64>,
+    /// The snapshot file's size.
+    pub(crate) bytes: usize,
+}
+
+/// A snapshot file, read and checked.
+struct SnapshotFile {
+    meta: SnapshotMeta<NodeId, BasicNode>,
+    /// The table's bytes.
+    table: Vec<u8>,
+}
+
+impl StateMachine {
+    /// The state machine of the data directory whose snapshot file is `path`: restored from
+    /// it when it exists, else a new table with `config` (and that empty table is written as
+    /// the first snapshot, so the directory keeps the configuration it was created with).
+    ///
+    /// # Errors
+    ///
+    /// A message naming the file when it cannot be read or restored.
+    pub(crate) fn open(path: &Path, config: Config) -> Result<(Self, Restored), String> {
+        let named = |error: &dyn std::fmt::Display| format!("{}: {error}", path.display());
+        let _ = fs::remove_file(temporary(path));
+        if !path.exists() {
+            let machine = Self {
+                table: Arc::new(Mutex::new(LeaseTable::new(config))),
+                last_applied: None,
+                membership: StoredMembership::default(),
+                path: path.to_owned(),
+                built: 0,
+            };
+            let bytes = machine.table.lock().snapshot();
+            let meta = machine.meta();
+            let written = write_snapshot(path, &meta, &bytes).map_err(|e| named(&e))?;
+            return Ok((
+                machine,
+                Restored {
+                    index: None,
+                    bytes: written,
+                },
+            ));
+        }
+        let started = Instant::now();
+        let raw = fs::read(path).map_err(|e| named(&e))?;
+        let file = parse_snapshot(&raw).map_err(|e| named(&e))?;
+        let table = LeaseTable::restore(&file.table).map_err(|e| named(&e))?;
+        if *table.config() != config {
+            tracing::warn!(
+                file = %path.display(),
+                "the flags name another table configuration than the data directory's; \
+                 the data directory's is kept"
+            );
+        }
+        tracing::info!(
+            file = %path.display(),
+            bytes = raw.len(),
+            index = file.meta.last_log_id.map(|id| id.index),
+            took_ms = started.elapsed().as_millis() as u64,
+            "snapshot restored"
+        );
+        let machine = Self {
+            table: Arc::new(Mutex::new(table)),
+            last_applied: file.meta.last_log_id,
+            membership: file.meta.last_membership,
+            path: path.to_owned(),
+            built: 0,
+        };
+        let restored = Restored {
+            index: machine.last_applied.map(|id| id.index),
+            bytes: raw.len(),
+        };
+        Ok((machine, restored))
+    }
+
+    /// The table, for the read path.
+    pub(crate) fn table(&self) -> Arc<Mutex<LeaseTable>> {
+        self.table.clone()
+    }
+
+    fn meta(&self) -> SnapshotMeta<NodeId, BasicNode> {
+        let snapshot_id = match self.last_applied {
+            Some(id) => format!("{}-{}-{}", id.leader_id.term, id.index, self.built),
+            None => format!("0-0-{}", self.built),
+        };
+        SnapshotMeta {
+            last_log_id: self.last_applied,
+            last_membership: self.membership.clone(),
+            snapshot_id,
+        }
+    }
+}
+
+fn temporary(path: &Path) -> PathBuf {
+    path.with_extension("wls.tmp")
+}
+
+/// Writes a snapshot file atomically: a temporary file, fsynced, renamed, the directory
+/// fsynced. Returns its size.
+pub(super) fn write_snapshot(
+    path: &Path,
+    meta: &SnapshotMeta<NodeId, BasicNode>,
+    table: &[u8],
+) -> std::io::Result<usize> {
+    let meta = codec::encode_snapshot_meta(meta);
+    let meta_len = u32::try_from(meta.len()).map_err(std::io::Error::other)?;
+    let tmp = temporary(path);
+    let mut file = File::create(&tmp)?;
+    file.write_all(MAGIC)?;
+    file.write_all(&VERSION.to_le_bytes())?;
+    file.write_all(&meta_len.to_le_bytes())?;
+    file.write_all(&meta)?;
+    file.write_all(table)?;
+    file.sync_all()?;
+    drop(file);
+    fs::rename(&tmp, path)?;
+    if let Some(dir) = path.parent() {
+        File::open(dir)?.sync_all()?;
+    }
+    Ok(MAGIC.len() + 2 + 4 + meta.len() + table.len())
+}
+
+fn parse_snapshot(raw: &[u8]) -> Result<SnapshotFile, String> {
+    let header = MAGIC.len() + 2 + 4;
+    if raw.len() < header {
+        return Err(format!("truncated: {} bytes", raw.len()));
+    }
+    if &raw[..4] != MAGIC {
+        return Err("not a worklease snapshot (bad magic)".to_owned());
+    }
+    let version = u16::from_le_bytes([raw[4], raw[5]]);
+    if version != VERSION {
+        return Err(format!(
+            "unsupported snapshot version {version} (this build reads {VERSION})"
+        ));
+    }
+    let meta_len = u32::from_le_bytes([raw[6], raw[7], raw[8], raw[9]]) as usize;
+    let meta_end = header
+        .checked_add(meta_len)
+        .filter(|end| *end <= raw.len())
+        .ok_or_else(|| format!("truncated: {} bytes", raw.len()))?;
+    let meta = codec::decode_snapshot_meta(&raw[header..meta_end])
+        .map_err(|e| format!("snapshot metadata: {e}"))?;
+    Ok(SnapshotFile {
+        meta,
+        table: raw[meta_end..].to_vec(),
+    })
+}
+
+/// Builds one snapshot from bytes taken between two applies.
+#[derive(Debug)]
+pub(crate) struct Builder {
+    meta: SnapshotMeta<NodeId, BasicNode>,
+    table: Vec<u8>,
+    path: PathBuf,
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for Builder {
+    async fn build_snapshot(&mut self) -> StorageResult<Snapshot<TypeConfig>> {
+        let started = Instant::now();
+        let written =
+            tokio::task::block_in_place(|| write_snapshot(&self.path, &self.meta, &self.table))
+                .map_err(|e| StorageIOError::write_snapshot(Some(self.meta.signature()), &e))?;
+        tracing::info!(
+            index = self.meta.last_log_id.map(|id| id.index),
+            bytes = written,
+            took_ms = started.elapsed().as_millis() as u64,
+            "snapshot written"
+        );
+        Ok(Snapshot {
+            meta: self.meta.clone(),
+            snapshot: Box::new(Cursor::new(std::mem::take(&mut self.table))),
+        })
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachine {
+    type SnapshotBuilder = Builder;
+
+    async fn applied_state(
+        &mut self,
+    ) -> StorageResult<(Option<LogId<NodeId>>, StoredMembership<NodeId, BasicNode>)> {
+        Ok((self.last_applied, self.membership.clone()))
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> StorageResult<Vec<Answer>>
+    where
+        I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let entries = entries.into_iter();
+        let mut answers = Vec::with_capacity(entries.size_hint().0);
+        let mut table = self.table.lock();
+        for entry in entries {
+            self.last_applied = Some(entry.log_id);
+            answers.push(match entry.payload {
+                EntryPayload::Blank => Answer(None),
+                EntryPayload::Normal(Proposal(batch)) => Answer(Some(
+                    batch.iter().map(|stamped| table.apply(stamped)).collect(),
+                )),
+                EntryPayload::Membership(membership) => {
+                    self.membership = StoredMembership::new(Some(entry.log_id), membership);
+                    Answer(None)
+                }
+            });
+        }
+        Ok(answers)
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        self.built += 1;
+        // Taken here, between two applies, so the bytes are exactly the state at `last_applied`.
+        let table = self.table.lock().snapshot();
+        Builder {
+            meta: self.meta(),
+            table,
+            path: self.path.clone(),
+        }
+    }
+
+    async fn begin_receiving_snapshot(&mut self) -> StorageResult<Box<Cursor<Vec<u8>>>> {
+        Ok(Box::new(Cursor::new(Vec::new())))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta<NodeId, BasicNode>,
+        snapshot: Box<Cursor<Vec<u8>>>,
+    ) -> StorageResult<()> {
+        let bytes = snapshot.into_inner();
+        let table = LeaseTable::restore(&bytes)
+            .map_err(|e| StorageIOError::read_snapshot(Some(meta.signature()), &e))?;
+        tokio::task::block_in_place(|| write_snapshot(&self.path, meta, &bytes))
+            .map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), &e))?;
+        *self.table.lock() = table;
+        self.last_applied = meta.last_log_id;
+        self.membership = meta.last_membership.clone();
+        Ok(())
+    }
+
+    async fn get_current_snapshot(&mut self) -> StorageResult<Option<Snapshot<TypeConfig>>> {
+        let path = self.path.clone();
+        let raw = match tokio::task::block_in_place(|| fs::read(&path)) {
+            Ok(raw) => raw,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(error) => return Err(StorageIOError::read_snapshot(None, &error).into()),
+        };
+        let file = parse_snapshot(&raw)
+            .map_err(|e| StorageIOError::read_snapshot(None, &std::io::Error::other(e)))?;
+        Ok(Some(Snapshot {
+            meta: file.meta,
+            snapshot: Box::new(Cursor::new(file.table)),
+        }))
+    }
+}
