@@ -261,3 +261,68 @@ fn delete_is_refused_with_a_live_lease_then_answers_environment_deleted_and_404(
         None,
     );
 }
+
+/// Durable mode: environment records are replicated state (SPEC §9), so a `kill -9` and a
+/// restart on the same directory keep every one a 2xx reported, archived and deleted alike,
+/// across a snapshot (every 3 commands here) and the log after it.
+#[test]
+fn environment_records_survive_kill_9_in_durable_mode() {
+    let dir = std::env::temp_dir().join(format!(
+        "worklease-environments-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    ));
+    let data = dir.join("data").display().to_string();
+    let args = ["--data-dir", data.as_str(), "--snapshot-every", "3"];
+    let server = Server::start(&args);
+    let kept = server.post(
+        "/v1/environments",
+        &json!({"name": "kept", "description": "d", "metadata": {"k": "v"}, "scope": "account",
+                "config": {"type": "cloud", "packages": {"pip": ["x"]}}}),
+    );
+    assert_eq!(kept.status, 200, "{}", kept.text);
+    let archived = server.environment("self_hosted");
+    let reply = server.post_with(&format!("/v1/environments/{archived}/archive"), &[], None);
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    let gone = server.environment("self_hosted");
+    assert_eq!(
+        delete(&server, &format!("/v1/environments/{gone}")).status,
+        200
+    );
+    let renamed = server.post(
+        &format!("/v1/environments/{}", kept.json["id"].as_str().unwrap()),
+        &json!({"name": "renamed", "metadata": {"k": null}}),
+    );
+    assert_eq!(renamed.status, 200, "{}", renamed.text);
+    let before = server.get("/v1/environments?include_archived=true");
+    let status = std::process::Command::new("kill")
+        .args(["-9", &server.pid().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(status.success());
+    drop(server);
+
+    let server = Server::start(&args);
+    let after = server.get("/v1/environments?include_archived=true");
+    assert_eq!(after.json, before.json, "every environment as it was");
+    assert_eq!(after.json["data"][0]["name"], "renamed");
+    assert_error(
+        &server.get(&format!("/v1/environments/{gone}")),
+        404,
+        "not_found_error",
+        None,
+    );
+    let refused = server.post(
+        &format!("/v1/environments/{archived}/work"),
+        &json!({"data": {"type": "session", "id": "sess_1"}}),
+    );
+    assert_eq!(
+        refused.json["error"]["details"]["error_code"],
+        "environment_archived"
+    );
+    drop(server);
+    let _ = std::fs::remove_dir_all(&dir);
+}
