@@ -328,8 +328,17 @@ fn verify(client: &Client, lane: &mut Lane, round: usize) {
 }
 
 fn start(data: &str) -> Server {
-    // A small snapshot interval, so kills also land around snapshots and log purges.
-    Server::start(&["--data-dir", data, "--snapshot-every", "40"])
+    // A small snapshot interval, so kills also land around snapshots and log purges; leases
+    // long enough that none lapses during the test, however slow the machine (the model has
+    // no clock).
+    Server::start(&[
+        "--data-dir",
+        data,
+        "--snapshot-every",
+        "40",
+        "--default-ttl-seconds",
+        "600",
+    ])
 }
 
 #[test]
