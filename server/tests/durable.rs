@@ -328,8 +328,17 @@ fn verify(client: &Client, lane: &mut Lane, round: usize) {
 }
 
 fn start(data: &str) -> Server {
-    // A small snapshot interval, so kills also land around snapshots and log purges.
-    Server::start(&["--data-dir", data, "--snapshot-every", "40"])
+    // A small snapshot interval, so kills also land around snapshots and log purges; leases
+    // long enough that none lapses during the test, however slow the machine (the model has
+    // no clock).
+    Server::start(&[
+        "--data-dir",
+        data,
+        "--snapshot-every",
+        "40",
+        "--default-ttl-seconds",
+        "600",
+    ])
 }
 
 #[test]
@@ -438,9 +447,10 @@ fn a_restart_answers_as_if_the_server_never_stopped() {
     assert!(cluster["last_applied_index"].as_u64().unwrap_or(0) > 100);
 }
 
-/// Starts the server on `data` and expects it to refuse, naming `file`.
+/// Starts the server on `data` and expects it to refuse, naming `file`. A server that serves
+/// instead is killed after a while and fails the test (rather than hanging it).
 fn refuses(data: &str, file: &str) {
-    let output = Command::new(binary())
+    let mut child = Command::new(binary())
         .args([
             "--listen",
             "127.0.0.1:0",
@@ -450,8 +460,20 @@ fn refuses(data: &str, file: &str) {
             data,
         ])
         .env_remove("RUST_LOG")
-        .output()
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
         .expect("runs");
+    let started = std::time::Instant::now();
+    while child.try_wait().expect("try_wait").is_none() {
+        if started.elapsed() > Duration::from_secs(30) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("served from a damaged {file}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let output = child.wait_with_output().expect("exits");
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success(), "served from a damaged {file}");
     assert!(stderr.contains(file), "{file} is not named: {stderr}");
