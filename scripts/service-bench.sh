@@ -5,7 +5,8 @@
 #      (scripts/heartbeat.lua);
 #   2. the ceiling: a bare axum route answering the same body (server/examples/bare.rs);
 #   3. redis-benchmark EVALSHA compare-and-set, in memory and with appendfsync always;
-#   4. worklease-server durable: n/a until durable mode exists.
+#   4. worklease-server durable (--data-dir in a temporary directory): the same heartbeats,
+#      each fsynced (group commit) before its answer.
 #
 # The server and the bare route run in alternating rounds (ROUNDS of SECONDS each), so load from
 # anything else on the machine falls on both alike; each reports its median round. Prints each
@@ -58,11 +59,11 @@ start() {
   exit 1
 }
 
-# run_wrk NAME URL: wrk with the heartbeat script; sets RATE, P50, P99 (ms).
+# run_wrk NAME URL [IDS]: wrk with the heartbeat script; sets RATE, P50, P99 (ms).
 run_wrk() {
-  local name=$1 url=$2
+  local name=$1 url=$2 ids=${3:-$WORK/ids}
   wrk -t"$THREADS" -c"$CONNECTIONS" -d"${SECONDS_PER_RUN}s" --latency \
-    -s scripts/heartbeat.lua "$url" -- "$WORK/ids" "$TOKEN" >"$WORK/$name.wrk"
+    -s scripts/heartbeat.lua "$url" -- "$ids" "$TOKEN" >"$WORK/$name.wrk"
   if grep -q "Non-2xx" "$WORK/$name.wrk"; then
     echo "service-bench: $name answered errors:" >&2; cat "$WORK/$name.wrk" >&2; exit 1
   fi
@@ -82,7 +83,9 @@ for unit, scale in (("us", 1e-3), ("ms", 1.0), ("s", 1e3)):
 TOKEN=bench-token
 start server "$SERVER" --listen 127.0.0.1:0 --token "$TOKEN" --default-ttl-seconds 600 --log-level warn
 SERVER_ADDR=$ADDR
-python3 - "$SERVER_ADDR" "$TOKEN" "$ITEMS" >"$WORK/ids" <<'EOF'
+# populate ADDR: one environment and ITEMS acked items on the server at ADDR; prints the ids.
+populate() {
+python3 - "$1" "$TOKEN" "$ITEMS" <<'EOF'
 # One environment and ITEMS acked items; prints the environment id, then the work ids.
 import http.client, json, sys
 address, token, items = sys.argv[1], sys.argv[2], int(sys.argv[3])
@@ -105,6 +108,8 @@ for i in range(items):
     call("POST", f"{base}/{work}/ack", headers={"Worker-ID": "bench"})
     print(work)
 EOF
+}
+populate "$SERVER_ADDR" >"$WORK/ids"
 # --- 2. the bare route, in rounds alternating with the server's
 start bare "$BARE" 127.0.0.1:0
 BARE_ADDR=$ADDR
@@ -121,7 +126,23 @@ for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
 wait 2>/dev/null || true
 PIDS=()
 
-# --- 3. redis EVALSHA compare-and-set: the same lease renewal as one Lua call per request
+# --- 3. the server, durable: a fresh data directory, the same items and rounds
+start durable "$SERVER" --listen 127.0.0.1:0 --token "$TOKEN" --default-ttl-seconds 600 \
+  --log-level warn --data-dir "$WORK/data"
+DURABLE_ADDR=$ADDR
+populate "$DURABLE_ADDR" >"$WORK/durable-ids"
+: >"$WORK/durable.rounds"
+for round in $(seq "$ROUNDS"); do
+  run_wrk durable "http://$DURABLE_ADDR" "$WORK/durable-ids"
+  echo "$RATE $P50 $P99" >>"$WORK/durable.rounds"
+  echo "round $round: durable $RATE/s" >&2
+done
+read -r DURABLE_RATE DURABLE_P50 DURABLE_P99 < <(median "$WORK/durable.rounds")
+for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+wait 2>/dev/null || true
+PIDS=()
+
+# --- 4. redis EVALSHA compare-and-set: the same lease renewal as one Lua call per request
 CAS='local held = redis.call("GET", KEYS[1])
 if held == false or held == ARGV[1] then
   redis.call("SET", KEYS[1], ARGV[1], "PX", ARGV[2])
@@ -161,7 +182,7 @@ echo "heartbeats over HTTP: wrk -t$THREADS -c$CONNECTIONS, ${SECONDS_PER_RUN} s 
 echo "server and bare: median of $ROUNDS alternating rounds; redis-benchmark -c $CONNECTIONS, one run each"
 printf '%-44s %10s %10s %10s\n' "target" "req/s" "p50 ms" "p99 ms"
 printf '%-44s %10s %10s %10s\n' "worklease-server, in memory" "$SERVER_RATE" "$SERVER_P50" "$SERVER_P99"
-printf '%-44s %10s %10s %10s\n' "worklease-server, durable (--data-dir)" "n/a" "n/a" "n/a"
+printf '%-44s %10s %10s %10s\n' "worklease-server, durable (--data-dir)" "$DURABLE_RATE" "$DURABLE_P50" "$DURABLE_P99"
 printf '%-44s %10s %10s %10s\n' "bare axum route, same body" "$BARE_RATE" "$BARE_P50" "$BARE_P99"
 printf '%-44s %10s %10s %10s\n' "redis EVALSHA compare-and-set, in memory" "$REDIS_RATE" "$REDIS_P50" "$REDIS_P99"
 printf '%-44s %10s %10s %10s\n' "redis EVALSHA compare-and-set, fsync always" "$FSYNC_RATE" "$FSYNC_P50" "$FSYNC_P99"
@@ -170,4 +191,4 @@ echo "server / bare:                 $(ratio "$SERVER_RATE" "$BARE_RATE") (media
   | python3 -c 'import sys; r = sorted(float(l.split()[0]) / float(l.split()[3]) for l in sys.stdin); print(" ".join(f"{x:.2f}" for x in r), f"(median {r[len(r) // 2]:.2f})")')"
 echo "server / redis (in memory):    $(ratio "$SERVER_RATE" "$REDIS_RATE")"
 echo "server / redis (fsync always): $(ratio "$SERVER_RATE" "$FSYNC_RATE")"
-echo "durable / redis (fsync always): n/a"
+echo "durable / redis (fsync always): $(ratio "$DURABLE_RATE" "$FSYNC_RATE")"
