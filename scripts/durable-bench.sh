@@ -41,29 +41,7 @@ for _ in $(seq 300); do
 done
 [ -n "$ADDR" ] || { echo "durable-bench: the server did not start: $(cat "$WORK/server.err")" >&2; exit 1; }
 
-python3 - "$ADDR" "$TOKEN" "$ITEMS" >"$WORK/ids" <<'PY'
-# One environment and ITEMS acked items; prints the environment id, then the work ids.
-import http.client, json, sys
-address, token, items = sys.argv[1], sys.argv[2], int(sys.argv[3])
-connection = http.client.HTTPConnection(address)
-def call(method, path, body=None, headers=None):
-    headers = {"Authorization": f"Bearer {token}", "content-type": "application/json", **(headers or {})}
-    connection.request(method, path, body=json.dumps(body) if body is not None else None, headers=headers)
-    response = connection.getresponse()
-    data = response.read()
-    if response.status != 200:
-        sys.exit(f"{method} {path}: {response.status} {data!r}")
-    return json.loads(data)
-env = call("POST", "/v1/environments", {"name": "bench", "config": {"type": "self_hosted"}})["id"]
-print(env)
-base = f"/v1/environments/{env}/work"
-for i in range(items):
-    call("POST", base, {"data": {"type": "session", "id": f"sess_bench{i}"}})
-for i in range(items):
-    work = call("GET", f"{base}/poll", headers={"Worker-ID": "bench"})["id"]
-    call("POST", f"{base}/{work}/ack", headers={"Worker-ID": "bench"})
-    print(work)
-PY
+python3 scripts/bench_items.py "$ADDR" "$TOKEN" "$ITEMS" >"$WORK/ids"
 
 wrk -t"$THREADS" -c"$CONNECTIONS" -d"${SECONDS_PER_RUN}s" --latency \
   -s scripts/heartbeat.lua "http://$ADDR" -- "$WORK/ids" "$TOKEN" >"$WORK/wrk"

@@ -84,31 +84,7 @@ TOKEN=bench-token
 start server "$SERVER" --listen 127.0.0.1:0 --token "$TOKEN" --default-ttl-seconds 600 --log-level warn
 SERVER_ADDR=$ADDR
 # populate ADDR: one environment and ITEMS acked items on the server at ADDR; prints the ids.
-populate() {
-python3 - "$1" "$TOKEN" "$ITEMS" <<'EOF'
-# One environment and ITEMS acked items; prints the environment id, then the work ids.
-import http.client, json, sys
-address, token, items = sys.argv[1], sys.argv[2], int(sys.argv[3])
-connection = http.client.HTTPConnection(address)
-def call(method, path, body=None, headers=None):
-    headers = {"Authorization": f"Bearer {token}", "content-type": "application/json", **(headers or {})}
-    connection.request(method, path, body=json.dumps(body) if body is not None else None, headers=headers)
-    response = connection.getresponse()
-    data = response.read()
-    if response.status != 200:
-        sys.exit(f"{method} {path}: {response.status} {data!r}")
-    return json.loads(data)
-env = call("POST", "/v1/environments", {"name": "bench", "config": {"type": "self_hosted"}})["id"]
-print(env)
-base = f"/v1/environments/{env}/work"
-for i in range(items):
-    call("POST", base, {"data": {"type": "session", "id": f"sess_bench{i}"}})
-for i in range(items):
-    work = call("GET", f"{base}/poll", headers={"Worker-ID": "bench"})["id"]
-    call("POST", f"{base}/{work}/ack", headers={"Worker-ID": "bench"})
-    print(work)
-EOF
-}
+populate() { python3 scripts/bench_items.py "$1" "$TOKEN" "$ITEMS"; }
 populate "$SERVER_ADDR" >"$WORK/ids"
 # --- 2. the bare route, in rounds alternating with the server's
 start bare "$BARE" 127.0.0.1:0
