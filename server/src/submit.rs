@@ -2,11 +2,12 @@
 //! here, and nowhere else. Reads go through here too, so a mode that must confirm its
 //! leadership before answering has one place to do it.
 //!
-//! In memory, applying is "lock the table, stamp `now`, call the operation". In durable mode
-//! the [`Op`] becomes a `worklease::Stamped` command (stamped once, here, with this server's
-//! clock, its new ids minted here too), is proposed to the Raft log and answered once it is
-//! fsynced and applied by the state machine (`crate::raft`); only [`Submit::apply`] knows the
-//! difference. The handlers and the sweeper call the typed methods below and never see the
+//! Every mode turns the [`Op`] into the same `worklease::Stamped` command
+//! ([`Submit::command`]: stamped once, here, with this server's clock, its new ids minted here
+//! too). In memory it is applied to the table at once, under the lock; in durable mode it is
+//! proposed to the Raft log and answered once it is fsynced and applied by the state machine
+//! (`crate::raft`). Only [`Submit::apply`] knows the difference (and sweeps, which durable
+//! mode logs only when something is due). The handlers and the sweeper call the typed methods below and never see the
 //! table.
 //!
 //! Reads (`get`, `list`, `stats`) are served from the local table in both modes: in a
@@ -375,59 +376,6 @@ impl Submit {
         // Stamped under the lock, so stamps increase in the order commands apply.
         let now = now();
         let done = match op {
-            Op::CreateEnvironment { new } => {
-                let id = EnvironmentId::mint_with(self.mint_inputs(now));
-                table
-                    .create_environment(id, new, now)
-                    .map(Done::Environment)
-            }
-            Op::UpdateEnvironment { environment, patch } => table
-                .update_environment(environment, patch, now)
-                .map(Done::Environment),
-            Op::ArchiveEnvironment { environment } => table
-                .archive_environment(environment, now)
-                .map(Done::Environment),
-            Op::DeleteEnvironment { environment } => table
-                .delete_environment(environment, now)
-                .map(Done::EnvironmentDeleted),
-            Op::CreateWork {
-                environment,
-                session,
-                metadata,
-            } => {
-                let id = WorkId::mint_with(self.mint_inputs(now));
-                table
-                    .create_work(environment, id, session, metadata, now)
-                    .map(Done::Created)
-            }
-            Op::Poll {
-                environment,
-                request,
-            } => table.poll(environment, request, now).map(Done::Polled),
-            Op::Ack {
-                environment,
-                work,
-                worker,
-            } => table.ack(environment, work, worker, now).map(Done::Updated),
-            Op::Heartbeat {
-                environment,
-                work,
-                request,
-            } => table
-                .heartbeat(environment, work, request, now)
-                .map(Done::Heartbeat),
-            Op::Stop {
-                environment,
-                work,
-                mode,
-            } => table.stop(environment, work, mode, now).map(Done::Updated),
-            Op::UpdateMetadata {
-                environment,
-                work,
-                patch,
-            } => table
-                .update_metadata(environment, work, patch, now)
-                .map(Done::Updated),
             Op::Sweep { purge_older_than } => {
                 let purged = purge_older_than
                     .map(|keep| table.purge_stopped(now.saturating_sub_micros(micros(keep)), now));
@@ -443,6 +391,10 @@ impl Submit {
                     next_wakeup,
                 }))
             }
+            // The same command durable mode logs, applied at once.
+            op => table
+                .apply(&Stamped::new(now, self.command(op, now)))
+                .map(done_of),
         };
         // Only a lease opened or shortened, or a delivery, can bring the next wake-up earlier;
         // a renewal usually moves a deadline later, and then the sweeper sleeps on.
@@ -502,94 +454,11 @@ impl Submit {
         let (applied, ()) = durable
             .propose(|| {
                 let now = now();
-                let command = match op {
-                    Op::CreateEnvironment { new } => Command::CreateEnvironment {
-                        id: EnvironmentId::mint_with(self.mint_inputs(now)),
-                        new,
-                    },
-                    Op::UpdateEnvironment { environment, patch } => Command::UpdateEnvironment {
-                        environment: environment.into(),
-                        patch: patch.clone(),
-                    },
-                    Op::ArchiveEnvironment { environment } => Command::ArchiveEnvironment {
-                        environment: environment.into(),
-                    },
-                    Op::DeleteEnvironment { environment } => Command::DeleteEnvironment {
-                        environment: environment.into(),
-                    },
-                    Op::CreateWork {
-                        environment,
-                        session,
-                        metadata,
-                    } => Command::CreateWork {
-                        environment: environment.into(),
-                        id: WorkId::mint_with(self.mint_inputs(now)),
-                        session,
-                        metadata,
-                    },
-                    Op::Poll {
-                        environment,
-                        request,
-                    } => Command::Poll {
-                        environment: environment.into(),
-                        request: request.clone(),
-                    },
-                    Op::Ack {
-                        environment,
-                        work,
-                        worker,
-                    } => Command::Ack {
-                        environment: environment.into(),
-                        work: work.into(),
-                        worker: worker.cloned(),
-                    },
-                    Op::Heartbeat {
-                        environment,
-                        work,
-                        request,
-                    } => Command::Heartbeat {
-                        environment: environment.into(),
-                        work: work.into(),
-                        request,
-                    },
-                    Op::Stop {
-                        environment,
-                        work,
-                        mode,
-                    } => Command::Stop {
-                        environment: environment.into(),
-                        work: work.into(),
-                        mode,
-                    },
-                    Op::UpdateMetadata {
-                        environment,
-                        work,
-                        patch,
-                    } => Command::UpdateMetadata {
-                        environment: environment.into(),
-                        work: work.into(),
-                        patch: patch.clone(),
-                    },
-                    Op::Sweep { .. } => unreachable!("invariant: sweeps are proposed above"),
-                };
+                let command = self.command(op, now);
                 (Stamped::new(now, command), ())
             })
             .await;
-        let done = applied.map(|applied| match applied {
-            Applied::EnvironmentCreated(record)
-            | Applied::EnvironmentUpdated(record)
-            | Applied::EnvironmentArchived(record) => Done::Environment(record),
-            Applied::EnvironmentDeleted(id) => Done::EnvironmentDeleted(id),
-            Applied::Created(item) => Done::Created(item),
-            Applied::Polled(polled) => Done::Polled(polled),
-            Applied::Acked(updated)
-            | Applied::Stopped(updated)
-            | Applied::MetadataUpdated(updated) => Done::Updated(updated),
-            Applied::Heartbeat(beat) => Done::Heartbeat(beat),
-            other => {
-                unreachable!("invariant: a work command answers its own outcome, got {other:?}")
-            }
-        });
+        let done = applied.map(done_of);
         let earliest_change = match &done {
             Ok(Done::Heartbeat(beat)) => Some(beat.deadline),
             Ok(Done::Updated(updated)) if updated.changed => self.table.lock().next_wakeup(),
@@ -646,6 +515,82 @@ impl Submit {
             transitions,
             purged,
             next_wakeup,
+        }
+    }
+
+    /// The command a changing request becomes at `now`, new ids minted: what in-memory mode
+    /// applies and durable mode logs, built in one place. Sweeps are not built here: each
+    /// mode runs its own (durable mode logs only the ones with something due).
+    fn command(&self, op: Op<'_>, now: Timestamp) -> Command {
+        match op {
+            Op::CreateEnvironment { new } => Command::CreateEnvironment {
+                id: EnvironmentId::mint_with(self.mint_inputs(now)),
+                new,
+            },
+            Op::UpdateEnvironment { environment, patch } => Command::UpdateEnvironment {
+                environment: environment.into(),
+                patch: patch.clone(),
+            },
+            Op::ArchiveEnvironment { environment } => Command::ArchiveEnvironment {
+                environment: environment.into(),
+            },
+            Op::DeleteEnvironment { environment } => Command::DeleteEnvironment {
+                environment: environment.into(),
+            },
+            Op::CreateWork {
+                environment,
+                session,
+                metadata,
+            } => Command::CreateWork {
+                environment: environment.into(),
+                id: WorkId::mint_with(self.mint_inputs(now)),
+                session,
+                metadata,
+            },
+            Op::Poll {
+                environment,
+                request,
+            } => Command::Poll {
+                environment: environment.into(),
+                request: request.clone(),
+            },
+            Op::Ack {
+                environment,
+                work,
+                worker,
+            } => Command::Ack {
+                environment: environment.into(),
+                work: work.into(),
+                worker: worker.cloned(),
+            },
+            Op::Heartbeat {
+                environment,
+                work,
+                request,
+            } => Command::Heartbeat {
+                environment: environment.into(),
+                work: work.into(),
+                request,
+            },
+            Op::Stop {
+                environment,
+                work,
+                mode,
+            } => Command::Stop {
+                environment: environment.into(),
+                work: work.into(),
+                mode,
+            },
+            Op::UpdateMetadata {
+                environment,
+                work,
+                patch,
+            } => Command::UpdateMetadata {
+                environment: environment.into(),
+                work: work.into(),
+                patch: patch.clone(),
+            },
+            Op::Sweep { .. } => unreachable!("invariant: sweeps are applied on their own"),
         }
     }
 
@@ -723,6 +668,25 @@ impl Submit {
             }
         }
         counts
+    }
+}
+
+/// The answer of an applied command as the handlers take it.
+fn done_of(applied: Applied) -> Done {
+    match applied {
+        Applied::EnvironmentCreated(record)
+        | Applied::EnvironmentUpdated(record)
+        | Applied::EnvironmentArchived(record) => Done::Environment(record),
+        Applied::EnvironmentDeleted(id) => Done::EnvironmentDeleted(id),
+        Applied::Created(item) => Done::Created(item),
+        Applied::Polled(polled) => Done::Polled(polled),
+        Applied::Acked(updated) | Applied::Stopped(updated) | Applied::MetadataUpdated(updated) => {
+            Done::Updated(updated)
+        }
+        Applied::Heartbeat(beat) => Done::Heartbeat(beat),
+        other => {
+            unreachable!("invariant: a request's command answers its own outcome, got {other:?}")
+        }
     }
 }
 
