@@ -216,27 +216,6 @@ fn every_command_kind_round_trips() {
     }
 }
 
-#[test]
-fn every_truncation_and_bit_flip_of_a_command_is_refused() {
-    for stamped in stamped_of_every_kind() {
-        let bytes = stamped.encode();
-        for len in 0..bytes.len() {
-            assert!(
-                Stamped::decode(&bytes[..len]).is_err(),
-                "{len} of {stamped:?}"
-            );
-        }
-        for bit in 0..bytes.len() * 8 {
-            let mut flipped = bytes.clone();
-            flipped[bit / 8] ^= 1 << (bit % 8);
-            assert!(
-                Stamped::decode(&flipped).is_err(),
-                "bit {bit} of {stamped:?}"
-            );
-        }
-    }
-}
-
 proptest! {
     // PROPTEST_CASES overrides the default for a deeper run.
     #![proptest_config(ProptestConfig {
