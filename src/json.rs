@@ -192,14 +192,26 @@ impl Serialize for ListPage<'_> {
             }
         }
         let page = self.0;
-        let mut object = serializer.serialize_struct("page", 5)?;
-        object.serialize_field("data", &Items(&page.data))?;
-        object.serialize_field("first_id", &OptionalText(page.first_id.as_ref()))?;
-        object.serialize_field("last_id", &OptionalText(page.last_id.as_ref()))?;
-        object.serialize_field("has_more", &page.has_more)?;
-        object.serialize_field("next_page", &OptionalText(page.next_page.as_ref()))?;
-        object.end()
+        let ids = (&page.first_id, &page.last_id, &page.next_page);
+        serialize_page(serializer, &Items(&page.data), ids, page.has_more)
     }
+}
+
+/// `{data, first_id, last_id, has_more, next_page}`: the list page of work items and of
+/// environments alike.
+fn serialize_page<S: Serializer, T: fmt::Display>(
+    serializer: S,
+    data: &impl Serialize,
+    (first_id, last_id, next_page): (&Option<T>, &Option<T>, &Option<T>),
+    has_more: bool,
+) -> Result<S::Ok, S::Error> {
+    let mut object = serializer.serialize_struct("page", 5)?;
+    object.serialize_field("data", data)?;
+    object.serialize_field("first_id", &OptionalText(first_id.as_ref()))?;
+    object.serialize_field("last_id", &OptionalText(last_id.as_ref()))?;
+    object.serialize_field("has_more", &has_more)?;
+    object.serialize_field("next_page", &OptionalText(next_page.as_ref()))?;
+    object.end()
 }
 
 /// An environment: SPEC §9's object. The crate keeps `config` as the JSON text it was given,
@@ -234,13 +246,13 @@ pub struct EnvironmentList<'a, C>(pub &'a EnvironmentPage, pub &'a [C]);
 impl<C: Serialize> Serialize for EnvironmentList<'_, C> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let Self(page, configs) = self;
-        let mut object = serializer.serialize_struct("page", 5)?;
-        object.serialize_field("data", &Records(&page.data, configs))?;
-        object.serialize_field("first_id", &OptionalText(page.first_id.as_ref()))?;
-        object.serialize_field("last_id", &OptionalText(page.last_id.as_ref()))?;
-        object.serialize_field("has_more", &page.has_more)?;
-        object.serialize_field("next_page", &OptionalText(page.next_page.as_ref()))?;
-        object.end()
+        let ids = (&page.first_id, &page.last_id, &page.next_page);
+        serialize_page(
+            serializer,
+            &Records(&page.data, configs),
+            ids,
+            page.has_more,
+        )
     }
 }
 
