@@ -320,12 +320,6 @@ impl Model {
 
     fn apply(&mut self, call: &Call, requested: i64) -> Outcome {
         let now = self.at(requested);
-        if let Op::Recreate { env } = call {
-            if EnvironmentId::parse(env).is_err() {
-                // Never reaches the table (a command's new id is typed).
-                return Outcome::Deleted(Ok(String::new()));
-            }
-        }
         if let Op::Get { .. } | Op::List { .. } | Op::Stats { .. } = call {
             // SPEC §7.2: a read answers as of `now` with every due lapse applied, and changes
             // nothing: the obvious way is to answer from a copy.

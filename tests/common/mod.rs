@@ -1351,19 +1351,17 @@ pub(crate) fn call_table<T: Table>(table: &mut T, call: &Call, now: Timestamp) -
         Op::Delete { env } => {
             Outcome::Deleted(table.delete_environment(env, now).map(|id| id.to_string()))
         }
-        Op::Recreate { env } => match EnvironmentId::parse(env) {
-            // Ids a command creates are typed: a malformed one never reaches the table.
-            Err(_) => Outcome::Deleted(Ok(String::new())),
-            Ok(id) => {
-                let mut new = NewEnvironment::self_hosted(*env);
-                new.kind = original_kind(env);
-                Outcome::Environment(
-                    table
-                        .create_environment(id, new, now)
-                        .map(|record| EnvSnap::of(&record)),
-                )
-            }
-        },
+        Op::Recreate { env } => {
+            // Only the case's own (well-formed) environments are created again.
+            let id = EnvironmentId::parse(env).expect("a well-formed environment id");
+            let mut new = NewEnvironment::self_hosted(*env);
+            new.kind = original_kind(env);
+            Outcome::Environment(
+                table
+                    .create_environment(id, new, now)
+                    .map(|record| EnvSnap::of(&record)),
+            )
+        }
     }
 }
 
