@@ -1,6 +1,7 @@
 //! The command line: every flag, its `WORKLEASE_*` environment twin, and its validation. A bad
 //! value is refused here, with a message naming the flag, before anything starts (exit 2).
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::num::NonZeroU32;
 use std::path::PathBuf;
@@ -50,8 +51,23 @@ pub(crate) struct Cli {
     #[arg(long, env = "WORKLEASE_DATA_DIR", value_name = "DIR")]
     pub(crate) data_dir: Option<PathBuf>,
 
-    /// Durable mode: write a snapshot of the table, and drop the log behind it, every N
-    /// applied commands (fewer means faster restarts and more snapshot writes).
+    /// Replicated mode (SPEC §8): this member's id, one of `--peers`' ids. Needs `--data-dir`
+    /// and `--peers`.
+    #[arg(long, env = "WORKLEASE_NODE_ID", value_name = "N", requires = "peers",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub(crate) node_id: Option<u64>,
+
+    /// Replicated mode: every member's id and `--listen` address, as `1=ADDR,2=ADDR,3=ADDR`
+    /// (ids 1 to N). Raft traffic and forwarding use internal routes on those listeners,
+    /// authenticated with the token, which every member must share. The member with the
+    /// lowest id initializes a new cluster.
+    #[arg(long, env = "WORKLEASE_PEERS", value_name = "ID=ADDR,…",
+          requires_all = ["node_id", "data_dir"], value_parser = parse_peers)]
+    pub(crate) peers: Option<Peers>,
+
+    /// Durable and replicated modes: write a snapshot of the table, and drop the log behind
+    /// it, every N log entries (an entry holds one command, or a batch of the commands that
+    /// arrived together; fewer means faster restarts and more snapshot writes).
     #[arg(long, env = "WORKLEASE_SNAPSHOT_EVERY", value_name = "N", default_value = "100000",
           value_parser = clap::value_parser!(u64).range(1..))]
     pub(crate) snapshot_every: u64,
@@ -66,6 +82,10 @@ pub(crate) struct Cli {
     pub(crate) log_level: Option<String>,
 }
 
+/// `--peers`: member ids and their addresses.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Peers(pub(crate) BTreeMap<u64, SocketAddr>);
+
 /// The log line format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub(crate) enum LogFormat {
@@ -76,6 +96,30 @@ pub(crate) enum LogFormat {
 }
 
 impl Cli {
+    /// What clap cannot check alone: the flags that must agree with each other.
+    pub(crate) fn check(&self) -> Result<(), String> {
+        if let (Some(id), Some(Peers(peers))) = (self.node_id, &self.peers) {
+            if !peers.contains_key(&id) {
+                return Err(format!(
+                    "--node-id {id} is not one of --peers' ids ({})",
+                    peers
+                        .keys()
+                        .map(u64::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
+            }
+            if self.token.is_none() {
+                return Err(
+                    "replicated mode needs --token (or WORKLEASE_TOKEN): every member must \
+                     share it"
+                        .to_owned(),
+                );
+            }
+        }
+        Ok(())
+    }
+
     /// The table's settings the flags chose.
     pub(crate) fn config(&self) -> Config {
         let mut config = Config::default();
@@ -114,6 +158,35 @@ pub(crate) fn parse_token(token: &str) -> Result<String, String> {
         return Err("a token is 1 to 256 visible ASCII characters".to_owned());
     }
     Ok(token.to_owned())
+}
+
+/// `1=127.0.0.1:7001,2=127.0.0.1:7002,…`: ids 1 to N, each once, each with an address.
+fn parse_peers(raw: &str) -> Result<Peers, String> {
+    let mut peers = BTreeMap::new();
+    for member in raw.split(',').map(str::trim).filter(|m| !m.is_empty()) {
+        let (id, address) = member
+            .split_once('=')
+            .ok_or_else(|| format!("{member:?} is not ID=ADDR"))?;
+        let id: u64 = id
+            .trim()
+            .parse()
+            .map_err(|_| format!("{id:?} is not a member id (1, 2, …)"))?;
+        let address = parse_listen(address.trim())?;
+        if address.port() == 0 {
+            return Err(format!("member {id}: a peer address needs a port"));
+        }
+        if peers.insert(id, address).is_some() {
+            return Err(format!("member {id} is named twice"));
+        }
+    }
+    let expected: Vec<u64> = (1..=peers.len() as u64).collect();
+    if peers.keys().copied().collect::<Vec<_>>() != expected {
+        return Err(format!(
+            "member ids must be 1 to N, each once; got {:?}",
+            peers.keys().collect::<Vec<_>>()
+        ));
+    }
+    Ok(Peers(peers))
 }
 
 fn parse_ttl(raw: &str) -> Result<Ttl, String> {
@@ -171,6 +244,19 @@ mod tests {
     }
 
     #[test]
+    fn replicated_flags_must_agree() {
+        let peers = "1=127.0.0.1:7001,2=127.0.0.1:7002,3=127.0.0.1:7003";
+        let base = ["--data-dir", "d", "--peers", peers, "--token", "t"];
+        let cli = parse(&[&base[..], &["--node-id", "2"]].concat()).unwrap();
+        assert_eq!(cli.check(), Ok(()));
+        assert_eq!(cli.peers.as_ref().map(|p| p.0.len()), Some(3));
+        let outsider = parse(&[&base[..], &["--node-id", "4"]].concat()).unwrap();
+        assert!(outsider.check().unwrap_err().contains("--node-id 4"));
+        let no_token = parse(&["--data-dir", "d", "--peers", peers, "--node-id", "1"]).unwrap();
+        assert!(no_token.check().unwrap_err().contains("--token"));
+    }
+
+    #[test]
     fn bad_flags_are_refused_with_a_reason() {
         for args in [
             &["--default-ttl-seconds", "5"][..],
@@ -183,6 +269,41 @@ mod tests {
             &["--log-format", "xml"],
             &["--verbose"],
             &["--snapshot-every", "0"],
+            &["--node-id", "1"],
+            &["--peers", "1=127.0.0.1:1"],
+            &[
+                "--data-dir",
+                "d",
+                "--node-id",
+                "1",
+                "--peers",
+                "1=127.0.0.1:1,1=127.0.0.1:2",
+            ],
+            &[
+                "--data-dir",
+                "d",
+                "--node-id",
+                "1",
+                "--peers",
+                "1=127.0.0.1:1,3=127.0.0.1:2",
+            ],
+            &["--data-dir", "d", "--node-id", "1", "--peers", "1=nowhere"],
+            &[
+                "--data-dir",
+                "d",
+                "--node-id",
+                "1",
+                "--peers",
+                "1=127.0.0.1:0",
+            ],
+            &[
+                "--data-dir",
+                "d",
+                "--node-id",
+                "0",
+                "--peers",
+                "1=127.0.0.1:1",
+            ],
         ] {
             let error = parse(args).unwrap_err();
             assert_eq!(error.exit_code(), 2, "{args:?}");

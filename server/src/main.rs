@@ -10,6 +10,7 @@ use clap::Parser;
 
 mod app;
 mod cli;
+mod clock;
 mod http;
 mod metrics;
 mod mint;
@@ -20,5 +21,11 @@ mod sweeper;
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
+    if let Err(message) = cli.check() {
+        use clap::CommandFactory;
+        cli::Cli::command()
+            .error(clap::error::ErrorKind::ArgumentConflict, message)
+            .exit();
+    }
     run::main(cli)
 }

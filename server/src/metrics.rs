@@ -168,10 +168,11 @@ impl Metrics {
     }
 
     /// One heartbeat's outcome: the accepted beat, or the table's refusal.
-    pub(crate) fn heartbeat<T>(&self, result: &Result<T, Error>) {
-        let counter = match result {
-            Ok(_) => &self.heartbeats.accepted,
-            Err(error) => match error.status() {
+    /// One heartbeat the table answered: accepted (`None`) or refused.
+    pub(crate) fn heartbeat(&self, refusal: Option<&Error>) {
+        let counter = match refusal {
+            None => &self.heartbeats.accepted,
+            Some(error) => match error.status() {
                 412 => &self.heartbeats.precondition_failed,
                 409 => &self.heartbeats.conflict,
                 404 => &self.heartbeats.not_found,

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use crate::app::Shared;
 use crate::cli::{self, Cli, LogFormat};
+use crate::clock::Clock;
 use crate::metrics::Metrics;
 use crate::mint::Mint;
 use crate::submit::Submit;
@@ -45,34 +46,13 @@ fn init_logging(cli: &Cli) {
 
 async fn serve(cli: Cli) -> Result<(), String> {
     let generated = cli.token.is_none();
-    let token = cli
-        .token
-        .clone()
-        .unwrap_or_else(|| format!("wl_{}", Mint::new().hex128()));
-    debug_assert!(cli::parse_token(&token).is_ok());
-
     let listener = tokio::net::TcpListener::bind(cli.listen)
         .await
         .map_err(|error| format!("cannot listen on {}: {error}", cli.listen))?;
+    let shared = open(&cli, &listener, Arc::new(Clock::new())).await?;
     let address = listener
         .local_addr()
         .map_err(|error| format!("cannot read the bound address: {error}"))?;
-    let config = cli.config();
-    let metrics = Arc::new(Metrics::new());
-    let submit = match &cli.data_dir {
-        None => Submit::new(config, metrics.clone()),
-        Some(dir) => {
-            let options = raft::Options {
-                dir: dir.clone(),
-                config,
-                snapshot_every: cli.snapshot_every,
-                address,
-            };
-            Submit::durable(raft::open(&options).await?, metrics.clone())
-        }
-    };
-    let shared = Arc::new(Shared::new(submit, token, metrics));
-    let sweeper = tokio::spawn(sweeper::run(shared.clone(), cli.keep_stopped()));
 
     println!("listening on http://{address}");
     if generated {
@@ -86,18 +66,73 @@ async fn serve(cli: Cli) -> Result<(), String> {
             shared.token
         );
     }
+    let config = cli.config();
     tracing::info!(
         %address,
-        mode = %if cli.data_dir.is_some() { "durable" } else { "in-memory" },
+        mode = %if cli.peers.is_some() {
+            "replicated"
+        } else if cli.data_dir.is_some() {
+            "durable"
+        } else {
+            "in-memory"
+        },
+        node_id = cli.node_id,
         data_dir = cli.data_dir.as_ref().map(|dir| dir.display().to_string()),
         default_ttl_seconds = config.default_ttl.seconds(),
         max_attempts = config.max_attempts.map(|n| n.get()),
         keep_stopped_seconds = cli.keep_stopped_seconds,
         "serving"
     );
+    serve_on(shared, listener, cli.keep_stopped(), shutdown_signal()).await
+}
 
+/// Everything a node needs before it serves: the token, the metrics and the write path (in
+/// durable and replicated modes, the data directory opened and Raft started).
+pub(crate) async fn open(
+    cli: &Cli,
+    listener: &tokio::net::TcpListener,
+    clock: Arc<Clock>,
+) -> Result<Arc<Shared>, String> {
+    let token = cli
+        .token
+        .clone()
+        .unwrap_or_else(|| format!("wl_{}", Mint::new().hex128()));
+    debug_assert!(cli::parse_token(&token).is_ok());
+    let address = listener
+        .local_addr()
+        .map_err(|error| format!("cannot read the bound address: {error}"))?;
+    let config = cli.config();
+    let metrics = Arc::new(Metrics::new());
+    let submit = match &cli.data_dir {
+        None => Submit::new(config, metrics.clone(), clock),
+        Some(dir) => {
+            let options = raft::Options {
+                dir: dir.clone(),
+                config,
+                snapshot_every: cli.snapshot_every,
+                address,
+                node_id: cli.node_id.unwrap_or(raft::SOLE_NODE),
+                peers: cli.peers.clone().map(|peers| peers.0).unwrap_or_default(),
+                token: token.clone(),
+            };
+            let durable = raft::open(&options, clock.clone()).await?;
+            Submit::logged(durable, metrics.clone(), clock)
+        }
+    };
+    Ok(Arc::new(Shared::new(submit, token, metrics)))
+}
+
+/// Serves on `listener` until `shutdown` resolves, then stops cleanly: the sweeper, the
+/// listener (letting requests in flight finish), then the log.
+pub(crate) async fn serve_on(
+    shared: Arc<Shared>,
+    listener: tokio::net::TcpListener,
+    keep_stopped: Option<std::time::Duration>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), String> {
+    let sweeper = tokio::spawn(sweeper::run(shared.clone(), keep_stopped));
     let served = axum::serve(listener, http::router(shared.clone()))
-        .with_graceful_shutdown(shutdown_signal())
+        .with_graceful_shutdown(shutdown)
         .await;
     sweeper.abort();
     shared.submit.shutdown().await;

@@ -10,15 +10,17 @@
 //! mode logs only when something is due). The handlers and the sweeper call the typed methods below and never see the
 //! table.
 //!
-//! Reads (`get`, `list`, `stats`) are served from the local table in both modes: in a
+//! Reads (`get`, `list`, `stats`) are served from the local table in every mode: in a
 //! one-member cluster every committed command is applied before its writer is answered, so a
-//! read sees every write that was answered before it.
+//! read sees every write that was answered before it; a replicated leader first confirms with a
+//! majority that it still leads and has applied everything committed
+//! ([`Durable::read_barrier`]). Followers never get here: they forward requests to the leader
+//! (`crate::http::forward`).
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chrono::Utc;
 use parking_lot::Mutex;
 use tokio::sync::Notify;
 use worklease::{
@@ -29,9 +31,31 @@ use worklease::{
     WorkerId,
 };
 
+use crate::clock::Clock;
 use crate::metrics::{Metrics, STATES};
 use crate::mint::Mint;
-use crate::raft::{Durable, Status};
+use crate::raft::{Durable, Leader, Status, Unavailable};
+
+/// Why a request got no answer from the table.
+#[derive(Debug)]
+pub(crate) enum Refused {
+    /// The table (or the crate's parsers) refused it: SPEC §6.
+    Table(Error),
+    /// It cannot be answered now (no leader, lost leadership, not committed in time): 503.
+    Unavailable(Unavailable),
+}
+
+impl From<Error> for Refused {
+    fn from(error: Error) -> Self {
+        Self::Table(error)
+    }
+}
+
+impl From<Unavailable> for Refused {
+    fn from(unavailable: Unavailable) -> Self {
+        Self::Unavailable(unavailable)
+    }
+}
 
 /// A changing request, with everything the table needs but the time.
 #[derive(Debug)]
@@ -130,11 +154,8 @@ pub(crate) struct Submit {
     /// A work item may have become claimable: long polls look again.
     work_ready: Notify,
     metrics: std::sync::Arc<Metrics>,
-}
-
-/// The time of this command: the one clock read the table's callers make.
-pub(crate) fn now() -> Timestamp {
-    Timestamp::from(Utc::now())
+    /// Stamps commands; the time reads are answered at.
+    clock: Arc<Clock>,
 }
 
 /// How long from `now` until `at` (zero when it is past).
@@ -149,33 +170,82 @@ fn micros(duration: Duration) -> i64 {
 }
 
 impl Submit {
-    pub(crate) fn new(config: Config, metrics: std::sync::Arc<Metrics>) -> Self {
-        Self::with_table(Arc::new(Mutex::new(LeaseTable::new(config))), None, metrics)
+    pub(crate) fn new(config: Config, metrics: Arc<Metrics>, clock: Arc<Clock>) -> Self {
+        Self::with_table(
+            Arc::new(Mutex::new(LeaseTable::new(config))),
+            None,
+            metrics,
+            clock,
+        )
     }
 
-    /// Durable mode: every change goes through `durable`'s log to the table it applies to.
-    pub(crate) fn durable(durable: Durable, metrics: std::sync::Arc<Metrics>) -> Self {
+    /// Durable and replicated modes: every change goes through `durable`'s log to the table it
+    /// applies to.
+    pub(crate) fn logged(durable: Durable, metrics: Arc<Metrics>, clock: Arc<Clock>) -> Self {
         let table = durable.table().clone();
-        Self::with_table(table, Some(durable), metrics)
+        Self::with_table(table, Some(durable), metrics, clock)
     }
 
     fn with_table(
         table: Arc<Mutex<LeaseTable>>,
         durable: Option<Durable>,
-        metrics: std::sync::Arc<Metrics>,
+        metrics: Arc<Metrics>,
+        clock: Arc<Clock>,
     ) -> Self {
-        let clock = table.lock().clock();
+        let table_clock = table.lock().clock();
         Self {
             table,
             durable,
             applied: AtomicU64::new(0),
             // Ids minted after a restart still sort after the ones minted before it.
-            minted_at: AtomicI64::new(clock.map_or(i64::MIN, Timestamp::unix_micros)),
+            minted_at: AtomicI64::new(table_clock.map_or(i64::MIN, Timestamp::unix_micros)),
             mint: Mint::new(),
             sweeper_sleeps_until: AtomicI64::new(i64::MIN),
             sweeper: Notify::new(),
             work_ready: Notify::new(),
             metrics,
+            clock,
+        }
+    }
+
+    /// The time reads are answered at and waits are scheduled by.
+    pub(crate) fn now(&self) -> Timestamp {
+        self.clock.now()
+    }
+
+    /// The Raft node, in durable and replicated modes.
+    pub(crate) fn durable(&self) -> Option<&Durable> {
+        self.durable.as_ref()
+    }
+
+    /// Where requests should be served: here, unless this is a replicated member that does
+    /// not lead (then the leader once one is known within `wait`, else `None`).
+    pub(crate) async fn leader(&self, wait: Duration) -> Option<Leader> {
+        match &self.durable {
+            Some(durable) if durable.is_replicated() => {
+                if durable.leads() {
+                    Some(Leader::Me)
+                } else {
+                    durable.leader(wait).await
+                }
+            }
+            _ => Some(Leader::Me),
+        }
+    }
+
+    /// Whether this node leads: always, but for a replicated member that follows.
+    pub(crate) fn leads(&self) -> bool {
+        match &self.durable {
+            Some(durable) if durable.is_replicated() => durable.leads(),
+            _ => true,
+        }
+    }
+
+    /// Resolves when this node's role may have changed (never in a one-member cluster).
+    pub(crate) async fn role_changed(&self) {
+        match &self.durable {
+            Some(durable) if durable.is_replicated() => durable.role_changed().await,
+            _ => std::future::pending().await,
         }
     }
 
@@ -214,7 +284,7 @@ impl Submit {
     pub(crate) async fn create_environment(
         &self,
         new: NewEnvironment,
-    ) -> Result<EnvironmentRecord, Error> {
+    ) -> Result<EnvironmentRecord, Refused> {
         self.environment_op(Op::CreateEnvironment { new }).await
     }
 
@@ -222,7 +292,7 @@ impl Submit {
         &self,
         environment: &str,
         patch: &EnvironmentPatch,
-    ) -> Result<EnvironmentRecord, Error> {
+    ) -> Result<EnvironmentRecord, Refused> {
         self.environment_op(Op::UpdateEnvironment { environment, patch })
             .await
     }
@@ -230,7 +300,7 @@ impl Submit {
     pub(crate) async fn archive_environment(
         &self,
         environment: &str,
-    ) -> Result<EnvironmentRecord, Error> {
+    ) -> Result<EnvironmentRecord, Refused> {
         self.environment_op(Op::ArchiveEnvironment { environment })
             .await
     }
@@ -238,14 +308,14 @@ impl Submit {
     pub(crate) async fn delete_environment(
         &self,
         environment: &str,
-    ) -> Result<EnvironmentId, Error> {
+    ) -> Result<EnvironmentId, Refused> {
         match self.apply(Op::DeleteEnvironment { environment }).await? {
             Done::EnvironmentDeleted(id) => Ok(id),
             other => unreachable!("invariant: a delete answers EnvironmentDeleted, got {other:?}"),
         }
     }
 
-    async fn environment_op(&self, op: Op<'_>) -> Result<EnvironmentRecord, Error> {
+    async fn environment_op(&self, op: Op<'_>) -> Result<EnvironmentRecord, Refused> {
         match self.apply(op).await? {
             Done::Environment(record) => Ok(record),
             other => unreachable!("invariant: this operation answers Environment, got {other:?}"),
@@ -258,7 +328,7 @@ impl Submit {
         environment: &str,
         session: SessionId,
         metadata: Metadata,
-    ) -> Result<WorkItem, Error> {
+    ) -> Result<WorkItem, Refused> {
         let op = Op::CreateWork {
             environment,
             session,
@@ -275,7 +345,7 @@ impl Submit {
         &self,
         environment: &str,
         request: &PollRequest,
-    ) -> Result<Polled, Error> {
+    ) -> Result<Polled, Refused> {
         match self
             .apply(Op::Poll {
                 environment,
@@ -293,7 +363,7 @@ impl Submit {
         environment: &str,
         work: &str,
         worker: Option<&WorkerId>,
-    ) -> Result<Updated, Error> {
+    ) -> Result<Updated, Refused> {
         self.updated(Op::Ack {
             environment,
             work,
@@ -307,7 +377,7 @@ impl Submit {
         environment: &str,
         work: &str,
         request: HeartbeatRequest,
-    ) -> Result<Heartbeat, Error> {
+    ) -> Result<Heartbeat, Refused> {
         let result = self
             .apply(Op::Heartbeat {
                 environment,
@@ -315,7 +385,11 @@ impl Submit {
                 request,
             })
             .await;
-        self.metrics.heartbeat(&result);
+        match &result {
+            Ok(_) => self.metrics.heartbeat(None),
+            Err(Refused::Table(error)) => self.metrics.heartbeat(Some(error)),
+            Err(Refused::Unavailable(_)) => {}
+        }
         match result? {
             Done::Heartbeat(beat) => Ok(beat),
             other => unreachable!("invariant: a heartbeat answers Heartbeat, got {other:?}"),
@@ -327,7 +401,7 @@ impl Submit {
         environment: &str,
         work: &str,
         mode: StopMode,
-    ) -> Result<Updated, Error> {
+    ) -> Result<Updated, Refused> {
         self.updated(Op::Stop {
             environment,
             work,
@@ -341,7 +415,7 @@ impl Submit {
         environment: &str,
         work: &str,
         patch: &MetadataPatch,
-    ) -> Result<Updated, Error> {
+    ) -> Result<Updated, Refused> {
         self.updated(Op::UpdateMetadata {
             environment,
             work,
@@ -350,15 +424,17 @@ impl Submit {
         .await
     }
 
-    /// Applies every lapse due now (and purges, when asked); the sweeper's one call.
-    pub(crate) async fn sweep(&self, purge_older_than: Option<Duration>) -> Swept {
+    /// Applies every lapse due now (and purges, when asked); the sweeper's one call. `None`
+    /// when this node cannot change the table now (a replicated member that does not lead).
+    pub(crate) async fn sweep(&self, purge_older_than: Option<Duration>) -> Option<Swept> {
         match self.apply(Op::Sweep { purge_older_than }).await {
-            Ok(Done::Swept(swept)) => swept,
+            Ok(Done::Swept(swept)) => Some(swept),
+            Err(Refused::Unavailable(_)) => None,
             other => unreachable!("invariant: a sweep answers Swept, got {other:?}"),
         }
     }
 
-    async fn updated(&self, op: Op<'_>) -> Result<Updated, Error> {
+    async fn updated(&self, op: Op<'_>) -> Result<Updated, Refused> {
         match self.apply(op).await? {
             Done::Updated(updated) => Ok(updated),
             other => unreachable!("invariant: this operation answers Updated, got {other:?}"),
@@ -367,14 +443,14 @@ impl Submit {
 
     /// Applies one command: the only place the table changes (in durable mode, the only
     /// place a change is proposed).
-    async fn apply(&self, op: Op<'_>) -> Result<Done, Error> {
+    async fn apply(&self, op: Op<'_>) -> Result<Done, Refused> {
         if let Some(durable) = &self.durable {
             return self.apply_durable(durable, op).await;
         }
         let started = Instant::now();
         let mut table = self.table.lock();
         // Stamped under the lock, so stamps increase in the order commands apply.
-        let now = now();
+        let now = self.clock.stamp(0);
         let done = match op {
             Op::Sweep { purge_older_than } => {
                 let purged = purge_older_than
@@ -406,7 +482,7 @@ impl Submit {
         };
         drop(table);
         self.settle(started, &done, earliest_change);
-        done
+        Ok(done?)
     }
 
     /// What follows an applied command in every mode: counters, metrics, and waking the
@@ -442,22 +518,18 @@ impl Submit {
 
     /// Durable mode: the command is stamped and its ids minted in log order, proposed, and
     /// answered once fsynced and applied.
-    async fn apply_durable(&self, durable: &Durable, op: Op<'_>) -> Result<Done, Error> {
+    async fn apply_durable(&self, durable: &Durable, op: Op<'_>) -> Result<Done, Refused> {
         let started = Instant::now();
         if let Op::Sweep { purge_older_than } = op {
-            let done = Ok(Done::Swept(
-                self.sweep_durable(durable, purge_older_than).await,
+            let done: Result<Done, Error> = Ok(Done::Swept(
+                self.sweep_durable(durable, purge_older_than).await?,
             ));
             self.settle(started, &done, None);
-            return done;
+            return Ok(done?);
         }
         let (applied, ()) = durable
-            .propose(|| {
-                let now = now();
-                let command = self.command(op, now);
-                (Stamped::new(now, command), ())
-            })
-            .await;
+            .propose(|now| (Stamped::new(now, self.command(op, now)), ()))
+            .await?;
         let done = applied.map(done_of);
         let earliest_change = match &done {
             Ok(Done::Heartbeat(beat)) => Some(beat.deadline),
@@ -466,21 +538,27 @@ impl Submit {
             Ok(_) | Err(_) => None,
         };
         self.settle(started, &done, earliest_change);
-        done
+        Ok(done?)
     }
 
     /// Durable mode's sweep: a `PurgeStopped` command when asked, a `Sweep` command only when
     /// a lapse is due (an idle sweep changes nothing, so the log does not record it).
-    async fn sweep_durable(&self, durable: &Durable, purge_older_than: Option<Duration>) -> Swept {
+    async fn sweep_durable(
+        &self,
+        durable: &Durable,
+        purge_older_than: Option<Duration>,
+    ) -> Result<Swept, Unavailable> {
+        if !durable.leads() {
+            return Err(Unavailable("only the leader sweeps".to_owned()));
+        }
         let purged = match purge_older_than {
             Some(keep) => {
                 let (applied, ()) = durable
-                    .propose(|| {
-                        let now = now();
+                    .propose(|now| {
                         let before = now.saturating_sub_micros(micros(keep));
                         (Stamped::new(now, Command::PurgeStopped { before }), ())
                     })
-                    .await;
+                    .await?;
                 match applied {
                     Ok(Applied::Purged(purged)) => Some(purged),
                     other => unreachable!("invariant: a purge answers Purged, got {other:?}"),
@@ -492,11 +570,11 @@ impl Submit {
             .table
             .lock()
             .next_wakeup()
-            .is_some_and(|at| at <= now());
+            .is_some_and(|at| at <= self.clock.now());
         let transitions = if due {
             let (applied, ()) = durable
-                .propose(|| (Stamped::new(now(), Command::Sweep), ()))
-                .await;
+                .propose(|now| (Stamped::new(now, Command::Sweep), ()))
+                .await?;
             match applied {
                 Ok(Applied::Swept(transitions)) => transitions,
                 other => unreachable!("invariant: a sweep answers Swept, got {other:?}"),
@@ -511,11 +589,11 @@ impl Submit {
             next_wakeup.map_or(i64::MAX, Timestamp::unix_micros),
             Ordering::Relaxed,
         );
-        Swept {
+        Ok(Swept {
             transitions,
             purged,
             next_wakeup,
-        }
+        })
     }
 
     /// The command a changing request becomes at `now`, new ids minted: what in-memory mode
@@ -607,37 +685,50 @@ impl Submit {
 
     // ---- reads: they change nothing a snapshot holds ----
 
-    pub(crate) async fn get(&self, environment: &str, work: &str) -> Result<WorkItem, Error> {
+    /// Waits until a read of the local table is linearizable (SPEC §8 "Reads").
+    async fn read_barrier(&self) -> Result<(), Unavailable> {
+        match &self.durable {
+            Some(durable) => durable.read_barrier().await,
+            None => Ok(()),
+        }
+    }
+
+    pub(crate) async fn get(&self, environment: &str, work: &str) -> Result<WorkItem, Refused> {
+        self.read_barrier().await?;
         let table = self.table.lock();
-        table.get(environment, work, now())
+        Ok(table.get(environment, work, self.clock.now())?)
     }
 
     pub(crate) async fn list(
         &self,
         environment: &str,
         request: &ListRequest,
-    ) -> Result<Page, Error> {
+    ) -> Result<Page, Refused> {
+        self.read_barrier().await?;
         let table = self.table.lock();
-        table.list(environment, request, now())
+        Ok(table.list(environment, request, self.clock.now())?)
     }
 
-    pub(crate) async fn stats(&self, environment: &str) -> Result<QueueStats, Error> {
+    pub(crate) async fn stats(&self, environment: &str) -> Result<QueueStats, Refused> {
+        self.read_barrier().await?;
         let table = self.table.lock();
-        table.stats(environment, now())
+        Ok(table.stats(environment, self.clock.now())?)
     }
 
     pub(crate) async fn retrieve_environment(
         &self,
         environment: &str,
-    ) -> Result<EnvironmentRecord, Error> {
-        self.table.lock().retrieve_environment(environment)
+    ) -> Result<EnvironmentRecord, Refused> {
+        self.read_barrier().await?;
+        Ok(self.table.lock().retrieve_environment(environment)?)
     }
 
     pub(crate) async fn list_environments(
         &self,
         request: &EnvironmentListRequest,
-    ) -> EnvironmentPage {
-        self.table.lock().list_environments(request)
+    ) -> Result<EnvironmentPage, Refused> {
+        self.read_barrier().await?;
+        Ok(self.table.lock().list_environments(request))
     }
 
     /// How many items each state holds ([`STATES`] order), walked a page at a time so no
@@ -653,7 +744,7 @@ impl Submit {
             loop {
                 let page = {
                     let table = self.table.lock();
-                    table.list(environment, &request, now())
+                    table.list(environment, &request, self.clock.now())
                 };
                 let Ok(page) = page else { break };
                 for item in &page.data {

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::app::Shared;
-use crate::submit::{now, until};
+use crate::submit::until;
 
 /// Runs until the task is aborted.
 ///
@@ -22,10 +22,16 @@ pub(crate) async fn run(shared: Arc<Shared>, keep_stopped: Option<Duration>) {
         changed.as_mut().enable();
         let purge_due =
             purge_every.is_some_and(|every| last_purge.is_none_or(|at| at.elapsed() >= every));
-        let swept = shared
+        let Some(swept) = shared
             .submit
             .sweep(if purge_due { keep_stopped } else { None })
-            .await;
+            .await
+        else {
+            // A replicated member that does not lead: the leader sweeps (SPEC §8). Look
+            // again when this node's role changes.
+            shared.submit.role_changed().await;
+            continue;
+        };
         if let Some(purged) = swept.purged {
             last_purge = Some(tokio::time::Instant::now());
             if purged > 0 {
@@ -45,13 +51,15 @@ pub(crate) async fn run(shared: Arc<Shared>, keep_stopped: Option<Duration>) {
             );
         }
         // With nothing scheduled, wait for a change to say otherwise.
-        let wait = swept
-            .next_wakeup
-            .map_or(Duration::from_secs(3600), |at| until(at, now()));
+        let wait = swept.next_wakeup.map_or(Duration::from_secs(3600), |at| {
+            until(at, shared.submit.now())
+        });
         let wait = purge_every.map_or(wait, |every| wait.min(every));
         tokio::select! {
             () = &mut changed => {}
             () = tokio::time::sleep(wait) => {}
+            // A new term: a new leader sweeps at once, a deposed one stops.
+            () = shared.submit.role_changed() => {}
         }
     }
 }

@@ -12,7 +12,9 @@ use std::time::Duration;
 
 use axum::body::{Body, Bytes};
 use axum::extract::{MatchedPath, Request};
-use axum::http::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION, CONTENT_TYPE};
+use axum::http::header::{
+    HeaderMap, HeaderName, HeaderValue, AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER,
+};
 use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::de::DeserializeOwned;
@@ -24,6 +26,9 @@ use worklease::Error;
 
 use crate::app::Shared;
 use crate::mint::Mint;
+use crate::submit::Refused;
+
+use super::forward;
 
 /// The largest request body read; larger ones get 413.
 pub(crate) const BODY_LIMIT: usize = 64 * 1024;
@@ -43,6 +48,9 @@ const ANTHROPIC_WORKER_ID: HeaderName = HeaderName::from_static("anthropic-worke
 pub(crate) enum ApiError {
     /// A refusal of the table or of the crate's parsers: status, type and param come from it.
     Table(Error),
+    /// No answer now (no leader, lost leadership, not committed in time): 503 with
+    /// `Retry-After: 1`, which the official SDK retries (SPEC §8).
+    Unavailable(String),
     /// A refusal of the server's own (auth, routing, bodies).
     Own {
         status: StatusCode,
@@ -76,6 +84,7 @@ impl ApiError {
             Self::Table(error) => {
                 StatusCode::from_u16(error.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
             }
+            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Own { status, .. } => *status,
         }
     }
@@ -83,6 +92,9 @@ impl ApiError {
     fn envelope<'a>(&'a self, request_id: &'a str) -> ErrorEnvelope<'a> {
         match self {
             Self::Table(error) => ErrorEnvelope::of(error, request_id),
+            Self::Unavailable(message) => {
+                ErrorEnvelope::new("api_error", message.as_str(), request_id)
+            }
             Self::Own {
                 error_type,
                 message,
@@ -105,6 +117,15 @@ impl From<Error> for ApiError {
     }
 }
 
+impl From<Refused> for ApiError {
+    fn from(refused: Refused) -> Self {
+        match refused {
+            Refused::Table(error) => Self::Table(error),
+            Refused::Unavailable(why) => Self::Unavailable(why.0),
+        }
+    }
+}
+
 /// The refusal travels in the response's extensions until [`Edge`] renders it: only
 /// that outermost layer knows the request id.
 #[derive(Clone, Debug)]
@@ -113,6 +134,11 @@ struct Pending(Arc<ApiError>);
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut response = self.status().into_response();
+        if matches!(self, Self::Unavailable(_)) {
+            response
+                .headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from_static("1"));
+        }
         response.extensions_mut().insert(Pending(Arc::new(self)));
         response
     }
@@ -164,9 +190,19 @@ pub(crate) struct Edge<S> {
     shared: Arc<Shared>,
 }
 
+/// How a request will be answered.
+enum Answer<F> {
+    /// By this node's route.
+    Here(F),
+    /// Refused at the edge.
+    Refused(ApiError),
+    /// Wherever the leader is (a replicated member that does not lead).
+    AtLeader(Pin<Box<dyn Future<Output = Response> + Send>>),
+}
+
 impl<S> Service<Request> for Edge<S>
 where
-    S: Service<Request, Response = Response, Error = Infallible>,
+    S: Service<Request, Response = Response, Error = Infallible> + Clone + Send + 'static,
     S::Future: Send + 'static,
 {
     type Response = Response;
@@ -186,25 +222,36 @@ where
             });
         let request_id = RequestId::of(request.headers(), &self.shared.mint);
         let answer = if route == "healthz" {
-            Ok(self.inner.call(request))
+            Answer::Here(self.inner.call(request))
+        } else if let Err(refusal) = authenticate(request.headers(), &self.shared.token) {
+            Answer::Refused(refusal)
+        } else if forward::goes_to_leader(route) && !self.shared.submit.leads() {
+            Answer::AtLeader(Box::pin(forward::route(
+                self.shared.clone(),
+                self.inner.clone(),
+                request,
+                request_id.as_str().to_owned(),
+            )))
         } else {
-            match authenticate(request.headers(), &self.shared.token) {
-                Ok(()) => Ok(self.inner.call(request)),
-                Err(refusal) => Err(refusal),
-            }
+            Answer::Here(self.inner.call(request))
         };
         let shared = self.shared.clone();
         Box::pin(async move {
             let mut response = match answer {
-                Ok(future) => match future.await {
+                Answer::Here(future) => match future.await {
                     Ok(response) => response,
                     Err(never) => match never {},
                 },
-                Err(refusal) => refusal.into_response(),
+                Answer::Refused(refusal) => refusal.into_response(),
+                Answer::AtLeader(future) => future.await,
             };
             if let Some(Pending(error)) = response.extensions_mut().remove::<Pending>() {
                 let status = response.status();
+                let retry_after = response.headers_mut().remove(RETRY_AFTER);
                 response = json(status, &error.envelope(request_id.as_str()));
+                if let Some(value) = retry_after {
+                    response.headers_mut().insert(RETRY_AFTER, value);
+                }
             }
             response
                 .headers_mut()
@@ -266,6 +313,7 @@ fn route_name(template: &str, method: &Method) -> &'static str {
         "/healthz" => "healthz",
         "/cluster" => "cluster",
         "/metrics" => "metrics",
+        _ if tail.starts_with("/internal/") => "internal",
         "/environments" => "create_environment",
         _ if tail.ends_with("/work/{work_id}/heartbeat") => "heartbeat",
         _ if tail.ends_with("/work/{work_id}/ack") => "ack",

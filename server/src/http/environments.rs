@@ -121,7 +121,7 @@ pub(crate) async fn list(State(shared): State<Arc<Shared>>, uri: Uri) -> Handled
         query.get("page"),
         query.get("include_archived"),
     )?;
-    let page = shared.submit.list_environments(&request).await;
+    let page = shared.submit.list_environments(&request).await?;
     let configs: Vec<Value> = page.data.iter().map(config_value).collect();
     Ok(json(StatusCode::OK, &EnvironmentList(&page, &configs)))
 }

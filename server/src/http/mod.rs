@@ -13,6 +13,8 @@ use crate::app::Shared;
 
 mod edge;
 mod environments;
+mod forward;
+mod internal;
 mod ops;
 mod work;
 
@@ -62,6 +64,9 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/cluster", get(ops::cluster))
         .route("/metrics", get(ops::metrics))
         .route("/healthz", get(ops::healthz))
+        .route(crate::raft::APPEND_ROUTE, post(internal::append))
+        .route(crate::raft::VOTE_ROUTE, post(internal::vote))
+        .route(crate::raft::SNAPSHOT_ROUTE, post(internal::snapshot))
         .fallback(unknown_route)
         .method_not_allowed_fallback(wrong_method)
         .layer(edge::EdgeLayer(shared.clone()))

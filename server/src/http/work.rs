@@ -18,7 +18,7 @@ use worklease::{parse_worker_id, HeartbeatRequest, ListRequest, PollRequest, Pol
 use super::edge::{json, parse_json, read_body, worker_header, ApiError, Query};
 use super::{excerpt, Ids};
 use crate::app::Shared;
-use crate::submit::{now, until};
+use crate::submit::until;
 
 type Handled = Result<Response, ApiError>;
 
@@ -72,7 +72,7 @@ pub(crate) async fn poll(
         if left.is_zero() {
             return Ok(json(StatusCode::OK, &Value::Null));
         }
-        let wait = next_claimable_at.map_or(left, |at| left.min(until(at, now())));
+        let wait = next_claimable_at.map_or(left, |at| left.min(until(at, shared.submit.now())));
         tokio::select! {
             () = &mut ready => {}
             () = tokio::time::sleep(wait) => {}

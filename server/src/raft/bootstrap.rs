@@ -1,6 +1,8 @@
 //! Opening a data directory: check and load what it holds, start Raft, initialize a new
-//! directory as a one-member cluster, and wait until every logged command is applied before
-//! the server answers anything.
+//! cluster (a one-member one in durable mode; in replicated mode the member with the lowest
+//! id does it, with every `--peers` member as a voter), and, in a one-member cluster, wait
+//! until every logged command is applied before the server answers anything. A replicated
+//! member serves at once: until a leader is known its requests wait (SPEC §8).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -12,16 +14,25 @@ use openraft::{BasicNode, ServerState, SnapshotPolicy};
 use worklease::Config;
 
 use super::log_store::LogStore;
-use super::network::Network;
+use super::network::{Links, Network};
 use super::state_machine::StateMachine;
 use super::{Durable, NodeId};
+use crate::clock::Clock;
 
 /// The log's file in the data directory.
 pub(crate) const LOG_FILE: &str = "raft.redb";
 /// The snapshot's file in the data directory.
 pub(crate) const SNAPSHOT_FILE: &str = "snapshot.wls";
-/// This node (the only member).
-const NODE_ID: NodeId = 1;
+/// A durable server's node id (the only member).
+pub(crate) const SOLE_NODE: NodeId = 1;
+/// How often a replicated leader tells the others it is alive (ms), and the election timeout
+/// (ms, a random pick in the range). openraft 0.9 makes a follower that heard from a leader
+/// wait the leader's lease (the range's top) plus the timeout before it stands for election,
+/// so a failover takes 450–600 ms plus one vote round and one commit.
+const HEARTBEAT_MS: u64 = 50;
+const ELECTION_TIMEOUT_MS: (u64, u64) = (150, 300);
+/// Snapshots up to this size go to a follower in one RPC.
+const SNAPSHOT_CHUNK: u64 = 64 * 1024 * 1024;
 /// How long replay and the first election may take before startup gives up.
 const STARTUP_LIMIT: Duration = Duration::from_secs(300);
 
@@ -30,10 +41,16 @@ const STARTUP_LIMIT: Duration = Duration::from_secs(300);
 pub(crate) struct Options {
     pub(crate) dir: PathBuf,
     pub(crate) config: Config,
-    /// Build a snapshot (and purge the log behind it) every this many applied entries.
+    /// Build a snapshot (and purge the log behind it) every this many log entries.
     pub(crate) snapshot_every: u64,
-    /// This member's address, recorded in the membership.
+    /// This member's address, recorded in the membership of a one-member cluster.
     pub(crate) address: SocketAddr,
+    /// This member's id.
+    pub(crate) node_id: NodeId,
+    /// Every member of a replicated cluster and its address (empty: a one-member cluster).
+    pub(crate) peers: BTreeMap<NodeId, SocketAddr>,
+    /// The token, which the members present to each other.
+    pub(crate) token: String,
 }
 
 /// Opens (or creates) the data directory and returns once the node leads and has applied
@@ -43,7 +60,7 @@ pub(crate) struct Options {
 ///
 /// A message naming the file at fault when the directory cannot be used: damaged, foreign, or
 /// unreadable. Nothing is served from a partial table.
-pub(crate) async fn open(options: &Options) -> Result<Durable, String> {
+pub(crate) async fn open(options: &Options, clock: Arc<Clock>) -> Result<Durable, String> {
     let started = Instant::now();
     let dir = &options.dir;
     std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
@@ -59,7 +76,7 @@ pub(crate) async fn open(options: &Options) -> Result<Durable, String> {
     if !log_path.exists() && snapshot_path.exists() {
         // A directory is made snapshot first, log second: a snapshot alone is either that
         // first empty snapshot (a crash in between) or a directory that lost its log.
-        let (_, restored) = StateMachine::open(&snapshot_path, options.config)?;
+        let (_, restored) = StateMachine::open(&snapshot_path, options.config, clock.clone())?;
         if restored.index.is_some() {
             return Err(format!(
                 "{}: missing, but {} covers a log that existed",
@@ -68,7 +85,7 @@ pub(crate) async fn open(options: &Options) -> Result<Durable, String> {
             ));
         }
     }
-    let (machine, restored) = StateMachine::open(&snapshot_path, options.config)?;
+    let (machine, restored) = StateMachine::open(&snapshot_path, options.config, clock.clone())?;
     let (log, opened) = tokio::task::block_in_place(|| LogStore::open(&log_path))?;
     if let (Some(snapshot), last) = (restored.index, opened.last_index) {
         if last.is_none_or(|last| last < snapshot) {
@@ -89,10 +106,15 @@ pub(crate) async fn open(options: &Options) -> Result<Durable, String> {
     );
     let table = machine.table();
     let writer = log.stats();
+    let replicated = !options.peers.is_empty();
     let config = openraft::Config {
         cluster_name: "worklease".to_owned(),
-        // The proposer counts commands (an entry holds a batch) and asks for snapshots itself.
-        snapshot_policy: SnapshotPolicy::Never,
+        heartbeat_interval: HEARTBEAT_MS,
+        election_timeout_min: ELECTION_TIMEOUT_MS.0,
+        election_timeout_max: ELECTION_TIMEOUT_MS.1,
+        // Every member snapshots on its own, so a follower's log stays short too.
+        snapshot_policy: SnapshotPolicy::LogsSinceLast(options.snapshot_every),
+        snapshot_max_chunk_size: SNAPSHOT_CHUNK,
         max_in_snapshot_log_to_keep: 0,
         ..Default::default()
     };
@@ -101,18 +123,41 @@ pub(crate) async fn open(options: &Options) -> Result<Durable, String> {
             .validate()
             .map_err(|e| format!("raft configuration: {e}"))?,
     );
-    let raft = openraft::Raft::new(NODE_ID, config, Network, log, machine)
+    let links = Arc::new(Links::new(options.token.clone()));
+    let node_id = options.node_id;
+    let raft = openraft::Raft::new(node_id, config, Network(links.clone()), log, machine)
         .await
         .map_err(|e| format!("raft did not start: {e}"))?;
     let initialized = raft
         .is_initialized()
         .await
         .map_err(|e| format!("raft did not start: {e}"))?;
-    if !initialized {
-        let members = BTreeMap::from([(NODE_ID, BasicNode::new(options.address))]);
+    let members: BTreeMap<NodeId, BasicNode> = if replicated {
+        options
+            .peers
+            .iter()
+            .map(|(id, address)| (*id, BasicNode::new(address)))
+            .collect()
+    } else {
+        BTreeMap::from([(node_id, BasicNode::new(options.address))])
+    };
+    let initializes = members.keys().next() == Some(&node_id);
+    if !initialized && initializes {
+        tracing::info!(node_id, members = ?members.keys().collect::<Vec<_>>(), "initializing a new cluster");
         raft.initialize(members)
             .await
             .map_err(|e| format!("cannot initialize the cluster: {e}"))?;
+    }
+    if replicated {
+        tracing::info!(
+            node_id,
+            initialized,
+            took_ms = started.elapsed().as_millis() as u64,
+            "member started; requests wait for a leader"
+        );
+        return Ok(Durable::start(
+            raft, node_id, table, writer, links, clock, true,
+        ));
     }
     let target = opened.last_index;
     let mut metrics = raft.metrics();
@@ -148,11 +193,7 @@ pub(crate) async fn open(options: &Options) -> Result<Durable, String> {
         }
     }
     Ok(Durable::start(
-        raft,
-        NODE_ID,
-        table,
-        writer,
-        options.snapshot_every,
+        raft, node_id, table, writer, links, clock, false,
     ))
 }
 
@@ -211,10 +252,10 @@ mod tests {
                 .ack(&environment, id.as_str(), None, t0)
                 .expect("acks");
         }
-        let leader = CommittedLeaderId::new(1, NODE_ID);
+        let leader = CommittedLeaderId::new(1, SOLE_NODE);
         let members = Membership::new(
-            vec![BTreeSet::from([NODE_ID])],
-            BTreeMap::from([(NODE_ID, BasicNode::new("127.0.0.1:0"))]),
+            vec![BTreeSet::from([SOLE_NODE])],
+            BTreeMap::from([(SOLE_NODE, BasicNode::new("127.0.0.1:0"))]),
         );
         let meta = SnapshotMeta {
             last_log_id: Some(LogId::new(leader, 1)),
@@ -242,7 +283,7 @@ mod tests {
             .collect();
         log_store::write_for_test(
             &dir.join(LOG_FILE),
-            &Vote::new_committed(1, NODE_ID),
+            &Vote::new_committed(1, SOLE_NODE),
             meta.last_log_id,
             &tail,
         );
@@ -255,9 +296,14 @@ mod tests {
             config,
             snapshot_every: 10_000_000,
             address: "127.0.0.1:0".parse().expect("an address"),
+            node_id: SOLE_NODE,
+            peers: BTreeMap::new(),
+            token: "t".to_owned(),
         };
         let started = Instant::now();
-        let durable = runtime.block_on(open(&options)).expect("recovers");
+        let durable = runtime
+            .block_on(open(&options, Arc::new(Clock::new())))
+            .expect("recovers");
         let took = started.elapsed();
         let stats = durable
             .table()

@@ -1,25 +1,36 @@
 //! openraft glue, and nothing else: the type configuration, the log store (redb), the state
-//! machine (the table and its snapshots), the network (none yet: a durable server is a
-//! one-member cluster) and bootstrap. The write path in `submit.rs` proposes through
-//! [`Durable::propose`]; everything about Raft stays behind it.
+//! machine (the table and its snapshots), the network (HTTP to the other members' internal
+//! routes; a durable server is a one-member cluster and sends nothing) and bootstrap. The write
+//! path in `submit.rs` proposes through [`Durable::propose`] and reads through
+//! [`Durable::read_barrier`]; everything about Raft stays behind them.
 
 use std::fmt::Debug;
 use std::sync::Arc;
+use std::time::Duration;
 
 use std::sync::atomic::Ordering;
 
+use openraft::error::{ClientWriteError, RaftError};
 use openraft::{BasicNode, ServerState};
 use parking_lot::Mutex;
 use tokio::sync::{mpsc, oneshot};
-use worklease::{Applied, Error, LeaseTable, Stamped};
+use worklease::{Applied, Error, LeaseTable, Stamped, Timestamp};
+
+use crate::clock::Clock;
 
 mod bootstrap;
 mod codec;
 mod log_store;
 mod network;
+mod rpc;
 mod state_machine;
 
-pub(crate) use bootstrap::{open, Options};
+pub(crate) use bootstrap::{open, Options, SOLE_NODE};
+pub(crate) use network::{Links, APPEND_ROUTE, SNAPSHOT_ROUTE, VOTE_ROUTE};
+pub(crate) use rpc::{
+    decode_append, decode_install, decode_vote_request, encode_append_response,
+    encode_install_response, encode_vote_response,
+};
 
 /// Member ids (`--node-id`; a durable server is node 1).
 pub(crate) type NodeId = u64;
@@ -55,8 +66,31 @@ pub(crate) struct Status {
     pub(crate) last_applied_index: u64,
 }
 
+/// Why a request cannot be answered now: no leader, or this node lost its leadership, or the
+/// command was not committed in time (its outcome is then unknown). Answered with 503 and
+/// `Retry-After`, which the official SDK retries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Unavailable(pub(crate) String);
+
+/// A command's answer once its entry is applied, or why there is none.
+type Answered = Result<Result<Applied, Error>, Unavailable>;
+
 /// A command waiting for its batch, and where its answer goes.
-type Waiting = (Stamped, oneshot::Sender<Result<Applied, Error>>);
+type Waiting = (Stamped, oneshot::Sender<Answered>);
+
+/// How long a proposer waits for its command to commit before answering 503: long enough for
+/// an election and a slow disk, short enough that a client cut off with a deposed leader hears
+/// back (and retries elsewhere).
+const COMMIT_WAIT: Duration = Duration::from_secs(5);
+
+/// Where requests should go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Leader {
+    /// This node leads.
+    Me,
+    /// Another member leads, at this address.
+    At(NodeId, String),
+}
 
 /// The most commands one log entry holds.
 const MAX_BATCH: usize = 1024;
@@ -73,6 +107,10 @@ pub(crate) struct Durable {
     queue: Mutex<mpsc::UnboundedSender<Waiting>>,
     proposer: tokio::task::JoinHandle<()>,
     writer: Arc<log_store::WriterStats>,
+    links: Arc<Links>,
+    clock: Arc<Clock>,
+    /// More than one member: reads confirm leadership first.
+    replicated: bool,
 }
 
 impl Debug for Durable {
@@ -89,10 +127,12 @@ impl Durable {
         node_id: NodeId,
         table: Arc<Mutex<LeaseTable>>,
         writer: Arc<log_store::WriterStats>,
-        snapshot_every: u64,
+        links: Arc<Links>,
+        clock: Arc<Clock>,
+        replicated: bool,
     ) -> Self {
         let (queue, waiting) = mpsc::unbounded_channel();
-        let proposer = tokio::spawn(propose_batches(raft.clone(), waiting, snapshot_every));
+        let proposer = tokio::spawn(propose_batches(raft.clone(), waiting));
         Self {
             raft,
             node_id,
@@ -100,7 +140,30 @@ impl Durable {
             queue: Mutex::new(queue),
             proposer,
             writer,
+            links,
+            clock,
+            replicated,
         }
+    }
+
+    /// The Raft handle, for the internal RPC routes.
+    pub(crate) fn raft(&self) -> &openraft::Raft<TypeConfig> {
+        &self.raft
+    }
+
+    /// This node's connections to the others.
+    pub(crate) fn links(&self) -> &Arc<Links> {
+        &self.links
+    }
+
+    /// This member's id.
+    pub(crate) fn node_id(&self) -> NodeId {
+        self.node_id
+    }
+
+    /// More than one member.
+    pub(crate) fn is_replicated(&self) -> bool {
+        self.replicated
     }
 
     /// The table the state machine applies to, for reads.
@@ -108,28 +171,109 @@ impl Durable {
         &self.table
     }
 
-    /// Stamps a command with `stamp` (in log order) and proposes it; answers once it is
-    /// committed (fsynced) and applied, with the table's answer and what `stamp` returned
-    /// beside the command.
+    /// Stamps a command (in log order: `build` gets the leader's stamp, SPEC §8 "Time", and
+    /// returns the command and anything it wants back) and proposes it; answers once it is
+    /// committed (fsynced on a majority) and applied, with the table's answer.
+    ///
+    /// # Errors
+    ///
+    /// [`Unavailable`] when this node does not lead, loses its leadership before the command
+    /// commits, or the command does not commit within [`COMMIT_WAIT`] (then it may still
+    /// commit: the client's rule for an ambiguous outcome is in the README).
     ///
     /// A node that cannot write its log any more cannot answer anything truthfully: it logs
     /// why and exits, and a restart recovers from what is on disk.
     pub(crate) async fn propose<T>(
         &self,
-        stamp: impl FnOnce() -> (Stamped, T),
-    ) -> (Result<Applied, Error>, T) {
+        build: impl FnOnce(Timestamp) -> (Stamped, T),
+    ) -> Result<(Result<Applied, Error>, T), Unavailable> {
         let (answer, wait) = oneshot::channel();
         let extra = {
             let queue = self.queue.lock();
-            let (stamped, extra) = stamp();
+            let term = self.raft.metrics().borrow().current_term;
+            let (stamped, extra) = build(self.clock.stamp(term));
             if queue.send((stamped, answer)).is_err() {
                 fail(&"the proposer stopped");
             }
             extra
         };
-        match wait.await {
-            Ok(result) => (result, extra),
-            Err(_) => fail(&"the proposer stopped before answering"),
+        match tokio::time::timeout(COMMIT_WAIT, wait).await {
+            Ok(Ok(answered)) => answered.map(|result| (result, extra)),
+            Ok(Err(_)) => fail(&"the proposer stopped before answering"),
+            Err(_) => Err(Unavailable(format!(
+                "the command was not committed within {} s (its outcome is unknown; retry it)",
+                COMMIT_WAIT.as_secs()
+            ))),
+        }
+    }
+
+    /// Returns once a read of the local table is linearizable (SPEC §8 "Reads"): at once in
+    /// a one-member cluster, where every answered write is applied; else once this node has
+    /// confirmed with a majority that it still leads and has applied everything committed.
+    pub(crate) async fn read_barrier(&self) -> Result<(), Unavailable> {
+        if !self.replicated {
+            return Ok(());
+        }
+        match tokio::time::timeout(COMMIT_WAIT, self.raft.ensure_linearizable()).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(error)) => Err(Unavailable(format!("cannot confirm leadership: {error}"))),
+            Err(_) => Err(Unavailable(format!(
+                "cannot confirm leadership within {} s",
+                COMMIT_WAIT.as_secs()
+            ))),
+        }
+    }
+
+    /// Whether this node leads now (as far as it knows).
+    pub(crate) fn leads(&self) -> bool {
+        let metrics = self.raft.metrics();
+        let metrics = metrics.borrow();
+        metrics.state == ServerState::Leader
+    }
+
+    /// The leader, waiting up to `wait` for one to be known.
+    pub(crate) async fn leader(&self, wait: Duration) -> Option<Leader> {
+        let mut metrics = self.raft.metrics();
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            {
+                let now = metrics.borrow_and_update();
+                if now.state == ServerState::Leader {
+                    return Some(Leader::Me);
+                }
+                if let Some(leader) = now.current_leader.filter(|id| *id != self.node_id) {
+                    let address = now
+                        .membership_config
+                        .nodes()
+                        .find(|(id, _)| **id == leader)
+                        .map(|(_, node)| node.addr.clone());
+                    if let Some(address) = address {
+                        return Some(Leader::At(leader, address));
+                    }
+                }
+            }
+            match tokio::time::timeout_at(deadline, metrics.changed()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) | Err(_) => return None,
+            }
+        }
+    }
+
+    /// Resolves when this node's role or term may have changed.
+    pub(crate) async fn role_changed(&self) {
+        let mut metrics = self.raft.metrics();
+        let (state, term) = {
+            let now = metrics.borrow_and_update();
+            (now.state, now.current_term)
+        };
+        loop {
+            if metrics.changed().await.is_err() {
+                return std::future::pending().await;
+            }
+            let now = metrics.borrow_and_update();
+            if now.state != state || now.current_term != term {
+                return;
+            }
         }
     }
 
@@ -167,14 +311,11 @@ impl Durable {
 }
 
 /// The proposer: takes every command queued by the time the previous entry is committed,
-/// proposes them as one entry (one fsync), and hands each its answer. Asks for a snapshot
-/// every `snapshot_every` commands.
+/// proposes them as one entry (one fsync), and hands each its answer.
 async fn propose_batches(
     raft: openraft::Raft<TypeConfig>,
     mut waiting: mpsc::UnboundedReceiver<Waiting>,
-    snapshot_every: u64,
 ) {
-    let mut since_snapshot = 0;
     while let Some(first) = waiting.recv().await {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -184,7 +325,6 @@ async fn propose_batches(
             }
         }
         let (commands, answers): (Vec<Stamped>, Vec<_>) = batch.into_iter().unzip();
-        let count = commands.len() as u64;
         match raft.client_write(Proposal(commands.into())).await {
             Ok(response) => {
                 let Answer(Some(results)) = response.data else {
@@ -192,17 +332,21 @@ async fn propose_batches(
                 };
                 for (answer, result) in answers.into_iter().zip(results) {
                     // A client that went away does not need its answer.
-                    let _ = answer.send(result);
+                    let _ = answer.send(Ok(result));
+                }
+            }
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(forward))) => {
+                let why = Unavailable(format!(
+                    "this node does not lead (the leader is {})",
+                    forward
+                        .leader_id
+                        .map_or_else(|| "not known yet".to_owned(), |id| format!("node {id}"))
+                ));
+                for answer in answers {
+                    let _ = answer.send(Err(why.clone()));
                 }
             }
             Err(error) => fail(&error),
-        }
-        since_snapshot += count;
-        if since_snapshot >= snapshot_every {
-            since_snapshot = 0;
-            if let Err(error) = raft.trigger().snapshot().await {
-                fail(&error);
-            }
         }
     }
 }

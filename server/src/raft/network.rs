@@ -1,7 +1,14 @@
-//! Raft RPC between members. A durable server is a one-member cluster, so nothing is ever sent;
-//! the replicated mode replaces this with RPC over the server's own HTTP listener.
+//! Raft RPC between members: HTTP POSTs of `rpc` bytes to the internal routes of each member's
+//! own listener (`/internal/raft/…`, `crate::http::internal`), authenticated with the server's
+//! token. A one-member cluster never sends anything.
 
-use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use openraft::error::{
+    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
+};
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
@@ -9,61 +16,199 @@ use openraft::raft::{
 };
 use openraft::BasicNode;
 
-use super::{NodeId, TypeConfig};
+use super::{rpc, NodeId, TypeConfig};
 
-/// Connects to other members: none yet.
-#[derive(Debug, Clone, Copy, Default)]
-pub(crate) struct Network;
+/// The internal routes, under each member's address.
+pub(crate) const APPEND_ROUTE: &str = "/internal/raft/append";
+pub(crate) const VOTE_ROUTE: &str = "/internal/raft/vote";
+pub(crate) const SNAPSHOT_ROUTE: &str = "/internal/raft/snapshot";
 
-/// A connection to a member this build cannot reach.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct NoPeer {
-    target: NodeId,
+/// What every connection of this node shares: one HTTP client (its connection pool), the
+/// token, and a switch that cuts this node off from the others (tests isolate a leader with
+/// it without stopping the process).
+#[derive(Debug)]
+pub(crate) struct Links {
+    client: reqwest::Client,
+    token: String,
+    cut: AtomicBool,
 }
 
-impl NoPeer {
-    fn refuse<E: std::error::Error>(&self) -> RPCError<NodeId, BasicNode, E> {
-        let error = std::io::Error::other(format!(
-            "node {}: this build runs one-member clusters only",
+impl Links {
+    pub(crate) fn new(token: String) -> Self {
+        Self {
+            client: reqwest::Client::builder()
+                .connect_timeout(Duration::from_secs(1))
+                .tcp_nodelay(true)
+                .build()
+                .expect("invariant: a plain HTTP client builds"),
+            token,
+            cut: AtomicBool::new(false),
+        }
+    }
+
+    /// The client, for forwarding requests to the leader too.
+    pub(crate) fn client(&self) -> &reqwest::Client {
+        &self.client
+    }
+
+    /// Cut off: nothing leaves, and RPCs arriving are refused.
+    pub(crate) fn is_cut(&self) -> bool {
+        self.cut.load(Ordering::Relaxed)
+    }
+
+    /// Cuts this node off from the others, or joins it back (a fault injector for tests).
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub(crate) fn set_cut(&self, cut: bool) {
+        self.cut.store(cut, Ordering::Relaxed);
+    }
+}
+
+/// Makes a connection per member, each an address and the shared [`Links`].
+#[derive(Debug, Clone)]
+pub(crate) struct Network(pub(crate) Arc<Links>);
+
+/// A connection to one member.
+#[derive(Debug)]
+pub(crate) struct Peer {
+    target: NodeId,
+    address: String,
+    links: Arc<Links>,
+}
+
+/// Why an RPC got no answer.
+enum Failure {
+    /// Not reachable at all (cut off, connection refused): openraft backs off.
+    Unreachable(std::io::Error),
+    /// Reached, but no usable answer.
+    Network(std::io::Error),
+}
+
+impl Failure {
+    fn into_rpc<E: std::error::Error>(self) -> RPCError<NodeId, BasicNode, E> {
+        match self {
+            Self::Unreachable(error) => RPCError::Unreachable(Unreachable::new(&error)),
+            Self::Network(error) => RPCError::Network(NetworkError::new(&error)),
+        }
+    }
+}
+
+impl Peer {
+    /// POSTs `body` to `route` on the member and returns the answer's bytes.
+    async fn call(
+        &self,
+        route: &str,
+        body: Vec<u8>,
+        timeout: Duration,
+    ) -> Result<Vec<u8>, Failure> {
+        if self.links.is_cut() {
+            return Err(Failure::Unreachable(std::io::Error::other(format!(
+                "node {}: this node is cut off",
+                self.target
+            ))));
+        }
+        let response = self
+            .links
+            .client
+            .post(format!("http://{}{route}", self.address))
+            .bearer_auth(&self.links.token)
+            .header("content-type", "application/octet-stream")
+            .timeout(timeout)
+            .body(body)
+            .send()
+            .await
+            .map_err(|error| {
+                let io = std::io::Error::other(format!("node {}: {error}", self.target));
+                if error.is_connect() {
+                    Failure::Unreachable(io)
+                } else {
+                    Failure::Network(io)
+                }
+            })?;
+        let status = response.status();
+        let bytes = response.bytes().await.map_err(|error| {
+            Failure::Network(std::io::Error::other(format!(
+                "node {}: {error}",
+                self.target
+            )))
+        })?;
+        if !status.is_success() {
+            let text = String::from_utf8_lossy(&bytes[..bytes.len().min(200)]).into_owned();
+            return Err(Failure::Network(std::io::Error::other(format!(
+                "node {} answered {status}: {text}",
+                self.target
+            ))));
+        }
+        Ok(bytes.to_vec())
+    }
+
+    fn undecodable(&self, error: &super::codec::CodecError) -> Failure {
+        Failure::Network(std::io::Error::other(format!(
+            "node {}: {error}",
             self.target
-        ));
-        RPCError::Network(NetworkError::new(&error))
+        )))
     }
 }
 
 impl RaftNetworkFactory<TypeConfig> for Network {
-    type Network = NoPeer;
+    type Network = Peer;
 
-    async fn new_client(&mut self, target: NodeId, _node: &BasicNode) -> Self::Network {
-        NoPeer { target }
+    async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> Self::Network {
+        Peer {
+            target,
+            address: node.addr.clone(),
+            links: self.0.clone(),
+        }
     }
 }
 
-impl RaftNetwork<TypeConfig> for NoPeer {
+impl RaftNetwork<TypeConfig> for Peer {
     async fn append_entries(
         &mut self,
-        _rpc: AppendEntriesRequest<TypeConfig>,
-        _option: RPCOption,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
-        Err(self.refuse())
+        let bytes = self
+            .call(APPEND_ROUTE, rpc::encode_append(&rpc), option.hard_ttl())
+            .await
+            .map_err(Failure::into_rpc)?;
+        rpc::decode_append_response(&bytes).map_err(|e| self.undecodable(&e).into_rpc())
     }
 
     async fn install_snapshot(
         &mut self,
-        _rpc: InstallSnapshotRequest<TypeConfig>,
-        _option: RPCOption,
+        rpc: InstallSnapshotRequest<TypeConfig>,
+        option: RPCOption,
     ) -> Result<
         InstallSnapshotResponse<NodeId>,
         RPCError<NodeId, BasicNode, RaftError<NodeId, InstallSnapshotError>>,
     > {
-        Err(self.refuse())
+        let bytes = self
+            .call(SNAPSHOT_ROUTE, rpc::encode_install(&rpc), option.hard_ttl())
+            .await
+            .map_err(Failure::into_rpc)?;
+        match rpc::decode_install_response(&bytes) {
+            Ok(Ok(installed)) => Ok(installed),
+            Ok(Err(refused)) => Err(RPCError::RemoteError(RemoteError::new(
+                self.target,
+                RaftError::APIError(refused),
+            ))),
+            Err(error) => Err(self.undecodable(&error).into_rpc()),
+        }
     }
 
     async fn vote(
         &mut self,
-        _rpc: VoteRequest<NodeId>,
-        _option: RPCOption,
+        rpc: VoteRequest<NodeId>,
+        option: RPCOption,
     ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
-        Err(self.refuse())
+        let bytes = self
+            .call(
+                VOTE_ROUTE,
+                rpc::encode_vote_request(&rpc),
+                option.hard_ttl(),
+            )
+            .await
+            .map_err(Failure::into_rpc)?;
+        rpc::decode_vote_response(&bytes).map_err(|e| self.undecodable(&e).into_rpc())
     }
 }

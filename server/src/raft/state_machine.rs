@@ -21,6 +21,7 @@ use parking_lot::Mutex;
 use worklease::{Config, LeaseTable};
 
 use super::{codec, Answer, NodeId, Proposal, TypeConfig};
+use crate::clock::Clock;
 
 /// The snapshot file's first bytes.
 const MAGIC: &[u8; 4] = b"WLRS";
@@ -40,6 +41,8 @@ pub(crate) struct StateMachine {
     path: PathBuf,
     /// Snapshots built by this process, to name them uniquely.
     built: u64,
+    /// Told every applied stamp, so a new leader stamps on the table's timeline.
+    clock: Arc<Clock>,
 }
 
 /// What [`StateMachine::open`] restored.
@@ -66,7 +69,11 @@ impl StateMachine {
     /// # Errors
     ///
     /// A message naming the file when it cannot be read or restored.
-    pub(crate) fn open(path: &Path, config: Config) -> Result<(Self, Restored), String> {
+    pub(crate) fn open(
+        path: &Path,
+        config: Config,
+        clock: Arc<Clock>,
+    ) -> Result<(Self, Restored), String> {
         let named = |error: &dyn std::fmt::Display| format!("{}: {error}", path.display());
         let _ = fs::remove_file(temporary(path));
         if !path.exists() {
@@ -76,6 +83,7 @@ impl StateMachine {
                 membership: StoredMembership::default(),
                 path: path.to_owned(),
                 built: 0,
+                clock,
             };
             let bytes = machine.table.lock().snapshot();
             let meta = machine.meta();
@@ -106,12 +114,16 @@ impl StateMachine {
             took_ms = started.elapsed().as_millis() as u64,
             "snapshot restored"
         );
+        if let Some(at) = table.clock() {
+            clock.observe(at);
+        }
         let machine = Self {
             table: Arc::new(Mutex::new(table)),
             last_applied: file.meta.last_log_id,
             membership: file.meta.last_membership,
             path: path.to_owned(),
             built: 0,
+            clock,
         };
         let restored = Restored {
             index: machine.last_applied.map(|id| id.index),
@@ -242,9 +254,14 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             self.last_applied = Some(entry.log_id);
             answers.push(match entry.payload {
                 EntryPayload::Blank => Answer(None),
-                EntryPayload::Normal(Proposal(batch)) => Answer(Some(
-                    batch.iter().map(|stamped| table.apply(stamped)).collect(),
-                )),
+                EntryPayload::Normal(Proposal(batch)) => {
+                    if let Some(last) = batch.last() {
+                        self.clock.observe(last.now);
+                    }
+                    Answer(Some(
+                        batch.iter().map(|stamped| table.apply(stamped)).collect(),
+                    ))
+                }
                 EntryPayload::Membership(membership) => {
                     self.membership = StoredMembership::new(Some(entry.log_id), membership);
                     Answer(None)
@@ -279,6 +296,14 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             .map_err(|e| StorageIOError::read_snapshot(Some(meta.signature()), &e))?;
         tokio::task::block_in_place(|| write_snapshot(&self.path, meta, &bytes))
             .map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), &e))?;
+        if let Some(at) = table.clock() {
+            self.clock.observe(at);
+        }
+        tracing::info!(
+            index = meta.last_log_id.map(|id| id.index),
+            bytes = bytes.len(),
+            "snapshot installed from the leader"
+        );
         *self.table.lock() = table;
         self.last_applied = meta.last_log_id;
         self.membership = meta.last_membership.clone();

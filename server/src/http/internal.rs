@@ -1,0 +1,105 @@
+//! Raft's internal routes (SPEC §8 "Addresses"): the other members' RPCs arrive here, on the
+//! same listener as the API and behind the same token. Bodies are `crate::raft`'s RPC bytes;
+//! a body that does not decode gets 400, a node that is stopping or cut off 503.
+
+use std::sync::Arc;
+
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::header::CONTENT_TYPE;
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use openraft::error::{InstallSnapshotError, RaftError};
+
+use crate::app::Shared;
+use crate::raft::{self, Durable};
+
+/// The largest RPC body read: a snapshot chunk (64 MiB) and its envelope.
+const RPC_LIMIT: usize = 80 * 1024 * 1024;
+
+/// `POST /internal/raft/append`.
+pub(crate) async fn append(State(shared): State<Arc<Shared>>, body: Body) -> Response {
+    let (durable, bytes) = match accept(&shared, body).await {
+        Ok(accepted) => accepted,
+        Err(refusal) => return refusal,
+    };
+    let request = match raft::decode_append(&bytes) {
+        Ok(request) => request,
+        Err(error) => return plain(StatusCode::BAD_REQUEST, error.to_string()),
+    };
+    match durable.raft().append_entries(request).await {
+        Ok(response) => octets(raft::encode_append_response(&response)),
+        Err(error) => plain(StatusCode::SERVICE_UNAVAILABLE, error.to_string()),
+    }
+}
+
+/// `POST /internal/raft/vote`.
+pub(crate) async fn vote(State(shared): State<Arc<Shared>>, body: Body) -> Response {
+    let (durable, bytes) = match accept(&shared, body).await {
+        Ok(accepted) => accepted,
+        Err(refusal) => return refusal,
+    };
+    let request = match raft::decode_vote_request(&bytes) {
+        Ok(request) => request,
+        Err(error) => return plain(StatusCode::BAD_REQUEST, error.to_string()),
+    };
+    match durable.raft().vote(request).await {
+        Ok(response) => octets(raft::encode_vote_response(&response)),
+        Err(error) => plain(StatusCode::SERVICE_UNAVAILABLE, error.to_string()),
+    }
+}
+
+/// `POST /internal/raft/snapshot`: one chunk of a snapshot the leader sends.
+pub(crate) async fn snapshot(State(shared): State<Arc<Shared>>, body: Body) -> Response {
+    let (durable, bytes) = match accept(&shared, body).await {
+        Ok(accepted) => accepted,
+        Err(refusal) => return refusal,
+    };
+    let request = match raft::decode_install(&bytes) {
+        Ok(request) => request,
+        Err(error) => return plain(StatusCode::BAD_REQUEST, error.to_string()),
+    };
+    match durable.raft().install_snapshot(request).await {
+        Ok(response) => octets(raft::encode_install_response(&Ok(response))),
+        Err(RaftError::APIError(InstallSnapshotError::SnapshotMismatch(mismatch))) => {
+            octets(raft::encode_install_response(&Err(mismatch)))
+        }
+        Err(error) => plain(StatusCode::SERVICE_UNAVAILABLE, error.to_string()),
+    }
+}
+
+/// The node and the body, when this node takes RPCs at all.
+async fn accept(shared: &Shared, body: Body) -> Result<(&Durable, Bytes), Response> {
+    let Some(durable) = shared.submit.durable().filter(|d| d.is_replicated()) else {
+        return Err(plain(
+            StatusCode::NOT_FOUND,
+            "this node is not a member of a replicated cluster".to_owned(),
+        ));
+    };
+    if durable.links().is_cut() {
+        return Err(plain(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "this node is cut off".to_owned(),
+        ));
+    }
+    let bytes = axum::body::to_bytes(body, RPC_LIMIT)
+        .await
+        .map_err(|error| plain(StatusCode::BAD_REQUEST, format!("unreadable body: {error}")))?;
+    Ok((durable, bytes))
+}
+
+fn octets(bytes: Vec<u8>) -> Response {
+    (
+        StatusCode::OK,
+        [(
+            CONTENT_TYPE,
+            HeaderValue::from_static("application/octet-stream"),
+        )],
+        bytes,
+    )
+        .into_response()
+}
+
+fn plain(status: StatusCode, message: String) -> Response {
+    (status, message).into_response()
+}
