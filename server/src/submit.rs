@@ -731,6 +731,13 @@ impl Submit {
         Ok(self.table.lock().list_environments(request))
     }
 
+    /// This node's own table as a canonical snapshot, and the index it has applied (read
+    /// without any barrier: what this replica holds, not what the cluster committed).
+    pub(crate) fn local_snapshot(&self) -> (Vec<u8>, u64) {
+        let table = self.table.lock();
+        (table.snapshot(), self.cluster_status().last_applied_index)
+    }
+
     /// How many items each state holds ([`STATES`] order), walked a page at a time so no
     /// lock is held for long. Costs time in proportion to the items held: for scrapes.
     pub(crate) async fn count_by_state(&self) -> [usize; 5] {

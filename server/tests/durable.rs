@@ -11,33 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Value};
-use support::{binary, Server, TOKEN};
-use ureq::http::Request;
-
-/// A fresh directory under the system's temporary directory, removed when dropped.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> Self {
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .expect("after 1970")
-            .as_nanos();
-        let path =
-            std::env::temp_dir().join(format!("worklease-{name}-{}-{nanos}", std::process::id()));
-        Self(path)
-    }
-
-    fn data(&self) -> String {
-        self.0.join("data").display().to_string()
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+use support::{binary, Client, Server, TempDir, TOKEN};
 
 /// A small deterministic generator, so a failing run can be repeated from its seed.
 struct Rng(u64);
@@ -76,47 +50,6 @@ fn kill_9(server: Server) {
         .expect("kill runs");
     assert!(status.success(), "kill -9 failed");
     drop(server);
-}
-
-/// A client that reports a dead server as `None` instead of panicking.
-struct Client {
-    base: String,
-    agent: ureq::Agent,
-}
-
-impl Client {
-    fn new(base: &str) -> Self {
-        let agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_global(Some(Duration::from_secs(20)))
-            .build()
-            .into();
-        Self {
-            base: base.to_owned(),
-            agent,
-        }
-    }
-
-    /// `(status, body)`, or `None` when no answer arrived.
-    fn call(&self, method: &str, path: &str, body: Option<&Value>) -> Option<(u16, Value)> {
-        let builder = Request::builder()
-            .method(method)
-            .uri(format!("{}{path}", self.base))
-            .header("authorization", format!("Bearer {TOKEN}"));
-        let result = match body {
-            Some(body) => self.agent.run(
-                builder
-                    .header("content-type", "application/json")
-                    .body(serde_json::to_vec(body).expect("json"))
-                    .expect("request"),
-            ),
-            None => self.agent.run(builder.body(()).expect("request")),
-        };
-        let mut response = result.ok()?;
-        let status = response.status().as_u16();
-        let text = response.body_mut().read_to_string().ok()?;
-        Some((status, serde_json::from_str(&text).unwrap_or(Value::Null)))
-    }
 }
 
 /// What the client knows about one item: the item as its last 2xx showed it.

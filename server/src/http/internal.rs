@@ -68,6 +68,22 @@ pub(crate) async fn snapshot(State(shared): State<Arc<Shared>>, body: Body) -> R
     }
 }
 
+/// `GET /internal/digest`: this node's own table, summarized: its applied index and a CRC-32
+/// of its canonical snapshot (SPEC §7.4). Replicas that applied the same log answer the same
+/// digest, so operators and tests compare replicas with it without moving whole tables.
+pub(crate) async fn digest(State(shared): State<Arc<Shared>>) -> Response {
+    let (bytes, index) = shared.submit.local_snapshot();
+    super::edge::json(
+        StatusCode::OK,
+        &serde_json::json!({
+            "node_id": shared.submit.cluster_status().node_id,
+            "last_applied_index": index,
+            "digest": format!("{:08x}", crc32fast::hash(&bytes)),
+            "bytes": bytes.len(),
+        }),
+    )
+}
+
 /// The node and the body, when this node takes RPCs at all.
 async fn accept(shared: &Shared, body: Body) -> Result<(&Durable, Bytes), Response> {
     let Some(durable) = shared.submit.durable().filter(|d| d.is_replicated()) else {

@@ -67,6 +67,7 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route(crate::raft::APPEND_ROUTE, post(internal::append))
         .route(crate::raft::VOTE_ROUTE, post(internal::vote))
         .route(crate::raft::SNAPSHOT_ROUTE, post(internal::snapshot))
+        .route("/internal/digest", get(internal::digest))
         .fallback(unknown_route)
         .method_not_allowed_fallback(wrong_method)
         .layer(edge::EdgeLayer(shared.clone()))

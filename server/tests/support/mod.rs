@@ -1,6 +1,9 @@
 //! Starts the server (`worklease-server`) as a child process on an ephemeral loopback
 //! port and talks to it with a real HTTP client.
 
+// Each test binary uses its own part of this module.
+#![allow(dead_code)]
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::PathBuf;
@@ -9,7 +12,7 @@ use std::sync::mpsc;
 use std::sync::Arc;
 
 use parking_lot::Mutex;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Value};
 use ureq::http::Request;
@@ -333,4 +336,75 @@ pub(crate) fn assert_error(reply: &Reply, status: u16, error_type: &str, param: 
     let request_id = reply.json["request_id"].as_str().expect("a request id");
     assert!(!request_id.is_empty());
     assert_eq!(reply.request_id.as_deref(), Some(request_id));
+}
+
+/// A fresh directory under the system's temporary directory, removed when dropped.
+pub(crate) struct TempDir(pub(crate) PathBuf);
+
+impl TempDir {
+    pub(crate) fn new(name: &str) -> Self {
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .expect("after 1970")
+            .as_nanos();
+        let path =
+            std::env::temp_dir().join(format!("worklease-{name}-{}-{nanos}", std::process::id()));
+        Self(path)
+    }
+
+    pub(crate) fn data(&self) -> String {
+        self.0.join("data").display().to_string()
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A client that reports a dead server as `None` instead of panicking.
+pub(crate) struct Client {
+    base: String,
+    agent: ureq::Agent,
+}
+
+impl Client {
+    pub(crate) fn new(base: &str) -> Self {
+        let agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(20)))
+            .build()
+            .into();
+        Self {
+            base: base.to_owned(),
+            agent,
+        }
+    }
+
+    /// `(status, body)`, or `None` when no answer arrived.
+    pub(crate) fn call(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Option<(u16, Value)> {
+        let builder = Request::builder()
+            .method(method)
+            .uri(format!("{}{path}", self.base))
+            .header("authorization", format!("Bearer {TOKEN}"));
+        let result = match body {
+            Some(body) => self.agent.run(
+                builder
+                    .header("content-type", "application/json")
+                    .body(serde_json::to_vec(body).expect("json"))
+                    .expect("request"),
+            ),
+            None => self.agent.run(builder.body(()).expect("request")),
+        };
+        let mut response = result.ok()?;
+        let status = response.status().as_u16();
+        let text = response.body_mut().read_to_string().ok()?;
+        Some((status, serde_json::from_str(&text).unwrap_or(Value::Null)))
+    }
 }
