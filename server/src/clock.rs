@@ -13,7 +13,7 @@
 //! stamps jump ahead, leases lapse early by the skew, and the server logs a warning when a
 //! stamp jumps ahead of the table's time by more than the smallest TTL.
 
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Instant;
 
 use chrono::Utc;
@@ -31,6 +31,8 @@ pub(crate) struct Clock {
     /// Added to the wall clock: tests give each in-process node its own clock with it.
     skew_micros: AtomicI64,
     timeline: Mutex<Timeline>,
+    /// How many stamps jumped ahead far enough to be warned about.
+    jumps: AtomicU64,
 }
 
 #[derive(Debug, Default)]
@@ -63,6 +65,12 @@ impl Clock {
     #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) fn set_skew_micros(&self, micros: i64) {
         self.skew_micros.store(micros, Ordering::Relaxed);
+    }
+
+    /// How many stamps jumped ahead of the table's time by more than the smallest TTL.
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub(crate) fn jumps(&self) -> u64 {
+        self.jumps.load(Ordering::Relaxed)
     }
 
     fn wall_micros(&self) -> i64 {
@@ -112,6 +120,7 @@ impl Clock {
         if let Some(table) = table_now {
             let ahead = stamp.saturating_sub(table);
             if ahead > JUMP_WARNING_MICROS {
+                self.jumps.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(
                     term,
                     ahead_ms = ahead / 1000,
@@ -161,8 +170,10 @@ mod tests {
         let new_leader = Clock::new();
         new_leader.observe(stamp);
         new_leader.set_skew_micros(60_000_000);
+        assert_eq!(new_leader.jumps(), 0);
         let next = new_leader.stamp(2);
         let gap = next.unix_micros() - stamp.unix_micros();
         assert!(gap >= 59_000_000, "gap {gap} µs");
+        assert_eq!(new_leader.jumps(), 1);
     }
 }

@@ -11,6 +11,8 @@ use clap::Parser;
 mod app;
 mod cli;
 mod clock;
+#[cfg(test)]
+mod cluster_tests;
 mod http;
 mod metrics;
 mod mint;

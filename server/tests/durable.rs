@@ -1,7 +1,6 @@
 //! Durable mode (`--data-dir`) with real processes: `kill -9` at random moments under
 //! concurrent load, restarts on the same directory, and damaged or foreign directories.
 
-#[allow(dead_code)]
 mod support;
 
 use std::path::{Path, PathBuf};

@@ -2,7 +2,6 @@
 //! official SDK's `client.beta.environments` uses it.
 
 // This file uses a part of the shared support only.
-#[allow(dead_code)]
 mod support;
 
 use serde_json::{json, Value};

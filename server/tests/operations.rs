@@ -2,7 +2,6 @@
 //! cluster, and `/metrics` parsed as Prometheus (OpenMetrics) text.
 
 // This file uses a part of the shared support only.
-#[allow(dead_code)]
 mod support;
 
 use std::collections::BTreeMap;

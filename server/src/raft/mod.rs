@@ -193,13 +193,17 @@ impl Durable {
             let term = self.raft.metrics().borrow().current_term;
             let (stamped, extra) = build(self.clock.stamp(term));
             if queue.send((stamped, answer)).is_err() {
-                fail(&"the proposer stopped");
+                return Err(Unavailable("the server is shutting down".to_owned()));
             }
             extra
         };
         match tokio::time::timeout(COMMIT_WAIT, wait).await {
             Ok(Ok(answered)) => answered.map(|result| (result, extra)),
-            Ok(Err(_)) => fail(&"the proposer stopped before answering"),
+            // The proposer stops only at shutdown: the command may still be committed.
+            Ok(Err(_)) => Err(Unavailable(
+                "the server is shutting down (the command's outcome is unknown; retry it)"
+                    .to_owned(),
+            )),
             Err(_) => Err(Unavailable(format!(
                 "the command was not committed within {} s (its outcome is unknown; retry it)",
                 COMMIT_WAIT.as_secs()
