@@ -22,11 +22,17 @@ struct Cluster {
     dir: TempDir,
     ports: Vec<u16>,
     nodes: Vec<Option<Server>>,
+    /// Flags every member gets, then flags per member.
     extra: Vec<String>,
+    own: Vec<Vec<String>>,
 }
 
 impl Cluster {
     fn start(name: &str, extra: &[&str]) -> Self {
+        Self::start_with(name, extra, &[&[], &[], &[]])
+    }
+
+    fn start_with(name: &str, extra: &[&str], own: &[&[&str]; 3]) -> Self {
         let ports = (0..3)
             .map(|_| {
                 TcpListener::bind("127.0.0.1:0")
@@ -40,6 +46,10 @@ impl Cluster {
             ports,
             nodes: vec![None, None, None],
             extra: extra.iter().map(|s| (*s).to_owned()).collect(),
+            own: own
+                .iter()
+                .map(|flags| flags.iter().map(|s| (*s).to_owned()).collect())
+                .collect(),
         };
         for n in 1..=3 {
             cluster.launch(n);
@@ -72,6 +82,7 @@ impl Cluster {
             &peers,
         ];
         args.extend(self.extra.iter().map(String::as_str));
+        args.extend(self.own[n - 1].iter().map(String::as_str));
         self.nodes[n - 1] = Some(Server::start_raw(&args, &[]));
     }
 
@@ -348,4 +359,24 @@ fn a_wiped_follower_catches_up_from_a_snapshot() {
     assert_eq!(listed.status, 200, "{}", listed.text);
     assert_eq!(listed.json["data"].as_array().map(Vec::len), Some(80));
     assert_eq!(cluster.digest(wiped).1, digest);
+}
+
+#[test]
+fn a_member_with_another_table_configuration_is_refused() {
+    // Node 3's flags name another default TTL: applying the same commands under it would make
+    // its table drift from the others', so the others refuse its messages and it theirs.
+    let cluster = Cluster::start_with("config", &[], &[&[], &[], &["--default-ttl-seconds", "30"]]);
+    let leader = cluster.wait_for_leader(Duration::from_secs(20));
+    assert_ne!(leader, 3, "the odd member was elected");
+    let environment = cluster.node(leader).environment("self_hosted");
+    cluster.node(leader).work(&environment);
+    assert!(
+        cluster.node(3).logged("table configuration")
+            || cluster.node(leader).logged("table configuration"),
+        "nobody logged the mismatch:\n{}",
+        cluster.logs()
+    );
+    let (index, _) = cluster.digest(3);
+    let (leader_index, _) = cluster.digest(leader);
+    assert!(index < leader_index, "node 3 applied the others' log");
 }

@@ -1,13 +1,14 @@
 //! Raft's internal routes (SPEC §8 "Addresses"): the other members' RPCs arrive here, on the
 //! same listener as the API and behind the same token. Bodies are `crate::raft`'s RPC bytes;
-//! a body that does not decode gets 400, a node that is stopping or cut off 503.
+//! a body that does not decode gets 400, a node that is stopping or cut off 503, a sender whose
+//! table configuration differs from this member's 409.
 
 use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::header::CONTENT_TYPE;
-use axum::http::{HeaderValue, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use openraft::error::{InstallSnapshotError, RaftError};
 
@@ -18,8 +19,12 @@ use crate::raft::{self, Durable};
 const RPC_LIMIT: usize = 80 * 1024 * 1024;
 
 /// `POST /internal/raft/append`.
-pub(crate) async fn append(State(shared): State<Arc<Shared>>, body: Body) -> Response {
-    let (durable, bytes) = match accept(&shared, body).await {
+pub(crate) async fn append(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let (durable, bytes) = match accept(&shared, &headers, body).await {
         Ok(accepted) => accepted,
         Err(refusal) => return refusal,
     };
@@ -34,8 +39,12 @@ pub(crate) async fn append(State(shared): State<Arc<Shared>>, body: Body) -> Res
 }
 
 /// `POST /internal/raft/vote`.
-pub(crate) async fn vote(State(shared): State<Arc<Shared>>, body: Body) -> Response {
-    let (durable, bytes) = match accept(&shared, body).await {
+pub(crate) async fn vote(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let (durable, bytes) = match accept(&shared, &headers, body).await {
         Ok(accepted) => accepted,
         Err(refusal) => return refusal,
     };
@@ -50,8 +59,12 @@ pub(crate) async fn vote(State(shared): State<Arc<Shared>>, body: Body) -> Respo
 }
 
 /// `POST /internal/raft/snapshot`: one chunk of a snapshot the leader sends.
-pub(crate) async fn snapshot(State(shared): State<Arc<Shared>>, body: Body) -> Response {
-    let (durable, bytes) = match accept(&shared, body).await {
+pub(crate) async fn snapshot(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let (durable, bytes) = match accept(&shared, &headers, body).await {
         Ok(accepted) => accepted,
         Err(refusal) => return refusal,
     };
@@ -85,7 +98,11 @@ pub(crate) async fn digest(State(shared): State<Arc<Shared>>) -> Response {
 }
 
 /// The node and the body, when this node takes RPCs at all.
-async fn accept(shared: &Shared, body: Body) -> Result<(&Durable, Bytes), Response> {
+async fn accept<'a>(
+    shared: &'a Shared,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<(&'a Durable, Bytes), Response> {
     let Some(durable) = shared.submit.durable().filter(|d| d.is_replicated()) else {
         return Err(plain(
             StatusCode::NOT_FOUND,
@@ -98,6 +115,13 @@ async fn accept(shared: &Shared, body: Body) -> Result<(&Durable, Bytes), Respon
             "this node is cut off".to_owned(),
         ));
     }
+    let theirs = headers
+        .get(raft::CONFIG_HEADER)
+        .and_then(|v| v.to_str().ok());
+    durable
+        .links()
+        .same_config(theirs)
+        .map_err(|message| plain(StatusCode::CONFLICT, message))?;
     let bytes = axum::body::to_bytes(body, RPC_LIMIT)
         .await
         .map_err(|error| plain(StatusCode::BAD_REQUEST, format!("unreadable body: {error}")))?;

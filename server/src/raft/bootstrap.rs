@@ -123,7 +123,14 @@ pub(crate) async fn open(options: &Options, clock: Arc<Clock>) -> Result<Durable
             .validate()
             .map_err(|e| format!("raft configuration: {e}"))?,
     );
-    let links = Arc::new(Links::new(options.token.clone()));
+    // Members must apply commands under the same table configuration, or their tables drift
+    // apart (a heartbeat without a TTL takes the default): each RPC carries a fingerprint of
+    // the sender's, and a member refuses RPCs from a different one (`crate::http::internal`).
+    let config_tag = format!(
+        "{:08x}",
+        crc32fast::hash(format!("{:?}", table.lock().config()).as_bytes())
+    );
+    let links = Arc::new(Links::new(options.token.clone(), config_tag));
     let node_id = options.node_id;
     let raft = openraft::Raft::new(node_id, config, Network(links.clone()), log, machine)
         .await

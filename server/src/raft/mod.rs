@@ -26,7 +26,7 @@ mod rpc;
 mod state_machine;
 
 pub(crate) use bootstrap::{open, Options, SOLE_NODE};
-pub(crate) use network::{Links, APPEND_ROUTE, SNAPSHOT_ROUTE, VOTE_ROUTE};
+pub(crate) use network::{Links, APPEND_ROUTE, CONFIG_HEADER, SNAPSHOT_ROUTE, VOTE_ROUTE};
 pub(crate) use rpc::{
     decode_append, decode_install, decode_vote_request, encode_append_response,
     encode_install_response, encode_vote_response,

@@ -22,6 +22,8 @@ use super::{rpc, NodeId, TypeConfig};
 pub(crate) const APPEND_ROUTE: &str = "/internal/raft/append";
 pub(crate) const VOTE_ROUTE: &str = "/internal/raft/vote";
 pub(crate) const SNAPSHOT_ROUTE: &str = "/internal/raft/snapshot";
+/// Carries the sender's table configuration fingerprint on every RPC.
+pub(crate) const CONFIG_HEADER: &str = "x-worklease-table-config";
 
 /// What every connection of this node shares: one HTTP client (its connection pool), the
 /// token, and a switch that cuts this node off from the others (tests isolate a leader with
@@ -31,10 +33,14 @@ pub(crate) struct Links {
     client: reqwest::Client,
     token: String,
     cut: AtomicBool,
+    /// A fingerprint of this member's table configuration.
+    config_tag: String,
+    /// A refusal for a different configuration was logged already.
+    mismatch_logged: AtomicBool,
 }
 
 impl Links {
-    pub(crate) fn new(token: String) -> Self {
+    pub(crate) fn new(token: String, config_tag: String) -> Self {
         Self {
             client: reqwest::Client::builder()
                 .connect_timeout(Duration::from_secs(1))
@@ -43,7 +49,28 @@ impl Links {
                 .expect("invariant: a plain HTTP client builds"),
             token,
             cut: AtomicBool::new(false),
+            config_tag,
+            mismatch_logged: AtomicBool::new(false),
         }
+    }
+
+    /// Whether an RPC's sender (whose fingerprint is `theirs`) applies commands under this
+    /// member's table configuration. The first mismatch is logged as an error.
+    pub(crate) fn same_config(&self, theirs: Option<&str>) -> Result<(), String> {
+        if theirs == Some(self.config_tag.as_str()) {
+            return Ok(());
+        }
+        let message = format!(
+            "a member's table configuration ({}) differs from this member's ({}): start every \
+             member with the same --default-ttl-seconds and --max-attempts (a data directory \
+             keeps the configuration it was created with)",
+            theirs.unwrap_or("none"),
+            self.config_tag
+        );
+        if !self.mismatch_logged.swap(true, Ordering::Relaxed) {
+            tracing::error!("{message}; refusing its Raft messages");
+        }
+        Err(message)
     }
 
     /// The client, for forwarding requests to the leader too.
@@ -112,6 +139,7 @@ impl Peer {
             .post(format!("http://{}{route}", self.address))
             .bearer_auth(&self.links.token)
             .header("content-type", "application/octet-stream")
+            .header(CONFIG_HEADER, &self.links.config_tag)
             .timeout(timeout)
             .body(body)
             .send()
