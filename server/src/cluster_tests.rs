@@ -501,3 +501,61 @@ async fn a_new_leader_60_s_ahead_warns_and_its_leases_lapse_early() {
     assert!(cluster.node(new).clock.jumps() > 0, "no warning was logged");
     cluster.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_forwarded_heartbeat_whose_answer_is_lost_is_answered_from_the_log() {
+    let cluster = Cluster::start("replay", 60).await;
+    let leader = cluster.leader(None).await;
+    let follower = if leader == 1 { 2 } else { 1 };
+    let (environment, leases) = cluster.leases(follower, 1).await;
+    let (work, token) = &leases[0];
+    // The leader applies the heartbeat, but the follower never gets its answer: it replays
+    // the request with the same origin id, and the leader answers from its record instead of
+    // applying it again (which would answer 412: the first attempt moved the token).
+    cluster
+        .node(follower)
+        .shared
+        .submit
+        .durable()
+        .expect("replicated")
+        .links()
+        .drop_answers(1);
+    let beat = cluster
+        .ok(
+            follower,
+            reqwest::Method::POST,
+            &heartbeat(&environment, work, token),
+            None,
+        )
+        .await;
+    let renewed = beat["last_heartbeat"].as_str().expect("a token");
+    assert!(renewed > token.as_str(), "{beat}");
+    // Applied once: the item holds that very token.
+    let item = cluster.item(leader, &environment, work).await;
+    assert_eq!(
+        item["latest_heartbeat_at"].as_str(),
+        Some(renewed),
+        "{item}"
+    );
+    // Lost twice: each replay is answered from the record, and the stop is applied once
+    // (applied twice, the second would answer the same item unchanged, but the record is
+    // what answers here).
+    cluster
+        .node(follower)
+        .shared
+        .submit
+        .durable()
+        .expect("replicated")
+        .links()
+        .drop_answers(2);
+    let stopped = cluster
+        .ok(
+            follower,
+            reqwest::Method::POST,
+            &format!("/v1/environments/{environment}/work/{work}/stop"),
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(stopped["state"], "stopping", "{stopped}");
+    cluster.shutdown().await;
+}

@@ -16,6 +16,7 @@ mod cluster_tests;
 mod http;
 mod metrics;
 mod mint;
+mod origin;
 mod raft;
 mod run;
 mod submit;

@@ -34,6 +34,7 @@ use worklease::{
 use crate::clock::Clock;
 use crate::metrics::{Metrics, STATES};
 use crate::mint::Mint;
+use crate::origin::RequestOrigin;
 use crate::raft::{Durable, Leader, Status, Unavailable};
 
 /// Why a request got no answer from the table.
@@ -231,6 +232,11 @@ impl Submit {
             }
             _ => Some(Leader::Me),
         }
+    }
+
+    /// Whether this is a member of a replicated cluster.
+    pub(crate) fn is_replicated(&self) -> bool {
+        self.durable.as_ref().is_some_and(Durable::is_replicated)
     }
 
     /// Whether this node leads: always, but for a replicated member that follows.
@@ -527,9 +533,27 @@ impl Submit {
             self.settle(started, &done, None);
             return Ok(done?);
         }
-        let (applied, ()) = durable
-            .propose(|now| (Stamped::new(now, self.command(op, now)), ()))
-            .await?;
+        let origin = RequestOrigin::current();
+        let recorded = match origin {
+            // A second attempt of a forwarded change: once everything committed is applied
+            // here, a recorded answer is the first attempt's (`crate::origin`).
+            Some(origin) if origin.replay => {
+                durable.read_barrier().await?;
+                durable.recorded(origin.id)
+            }
+            _ => None,
+        };
+        let applied = match recorded {
+            Some(answer) => answer,
+            None => {
+                durable
+                    .propose(origin.map(|o| o.id), |now| {
+                        (Stamped::new(now, self.command(op, now)), ())
+                    })
+                    .await?
+                    .0
+            }
+        };
         let done = applied.map(done_of);
         let earliest_change = match &done {
             Ok(Done::Heartbeat(beat)) => Some(beat.deadline),
@@ -554,7 +578,7 @@ impl Submit {
         let purged = match purge_older_than {
             Some(keep) => {
                 let (applied, ()) = durable
-                    .propose(|now| {
+                    .propose(None, |now| {
                         let before = now.saturating_sub_micros(micros(keep));
                         (Stamped::new(now, Command::PurgeStopped { before }), ())
                     })
@@ -573,7 +597,7 @@ impl Submit {
             .is_some_and(|at| at <= self.clock.now());
         let transitions = if due {
             let (applied, ()) = durable
-                .propose(|now| (Stamped::new(now, Command::Sweep), ()))
+                .propose(None, |now| (Stamped::new(now, Command::Sweep), ()))
                 .await?;
             match applied {
                 Ok(Applied::Swept(transitions)) => transitions,

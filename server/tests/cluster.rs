@@ -141,6 +141,8 @@ impl Cluster {
         loop {
             let digests: Vec<_> = self.alive().iter().map(|n| self.digest(*n)).collect();
             if digests.windows(2).all(|w| w[0] == w[1]) {
+                let logs = self.logs();
+                assert!(!logs.contains("panicked"), "a member panicked:\n{logs}");
                 return digests[0].1.clone();
             }
             assert!(

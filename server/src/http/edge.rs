@@ -26,6 +26,7 @@ use worklease::Error;
 
 use crate::app::Shared;
 use crate::mint::Mint;
+use crate::origin::{RequestOrigin, ORIGIN};
 use crate::submit::Refused;
 
 use super::forward;
@@ -232,6 +233,21 @@ where
                 request,
                 request_id.as_str().to_owned(),
             )))
+        } else if let Some(origin) = self
+            .shared
+            .submit
+            .is_replicated()
+            .then(|| RequestOrigin::of(request.headers()))
+            .flatten()
+        {
+            // A change a follower forwarded: the write path logs its origin id with it.
+            let answered = self.inner.call(request);
+            Answer::AtLeader(Box::pin(async move {
+                match ORIGIN.scope(origin, answered).await {
+                    Ok(response) => response,
+                    Err(never) => match never {},
+                }
+            }))
         } else {
             Answer::Here(self.inner.call(request))
         };

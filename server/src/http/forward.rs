@@ -11,18 +11,19 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::body::Body;
+use axum::body::{Body, Bytes};
 use axum::extract::Request;
 use axum::http::header::{
-    HeaderName, HeaderValue, CONNECTION, CONTENT_LENGTH, HOST, TRANSFER_ENCODING,
+    HeaderMap, HeaderName, HeaderValue, CONNECTION, CONTENT_LENGTH, HOST, TRANSFER_ENCODING,
 };
-use axum::http::StatusCode;
+use axum::http::{Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use tower_service::Service;
 
 use super::edge::{read_body, ApiError};
 use crate::app::Shared;
-use crate::raft::Leader;
+use crate::origin::{RequestOrigin, ORIGIN, ORIGIN_HEADER, REPLAY_HEADER};
+use crate::raft::{Leader, NodeId};
 
 /// How long a request waits for a leader to be known.
 pub(crate) const LEADER_WAIT: Duration = Duration::from_secs(2);
@@ -46,7 +47,7 @@ pub(crate) fn goes_to_leader(route: &str) -> bool {
 /// Serves `request` where it belongs: here once this node leads, else at the leader.
 pub(crate) async fn route<S>(
     shared: Arc<Shared>,
-    mut inner: S,
+    inner: S,
     request: Request,
     request_id: String,
 ) -> Response
@@ -56,20 +57,39 @@ where
     let forwarded = request.headers().contains_key(FORWARDED_BY);
     match shared.submit.leader(LEADER_WAIT).await {
         Some(Leader::Me) => {
-            let ready = std::future::poll_fn(|cx| inner.poll_ready(cx)).await;
-            let answered = match ready {
-                Ok(()) => inner.call(request).await,
-                Err(never) => match never {},
-            };
-            match answered {
-                Ok(response) => response,
-                Err(never) => match never {},
-            }
+            let origin = RequestOrigin::of(request.headers());
+            serve_here(inner, request, origin).await
         }
         Some(Leader::At(leader, address)) if !forwarded => {
-            match proxy(&shared, &address, request, &request_id).await {
-                Ok(response) => response,
-                Err(error) => {
+            let (parts, body) = request.into_parts();
+            let body = match read_body(body).await {
+                Ok(body) => body,
+                Err(refusal) => return refusal.into_response(),
+            };
+            let sent = Sent {
+                method: parts.method,
+                uri: parts.uri,
+                headers: parts.headers,
+                body,
+            };
+            // A change gets an origin id, so a broken forward can be replayed exactly once.
+            let origin = (sent.method != Method::GET && sent.method != Method::HEAD)
+                .then(|| u128::from_str_radix(&shared.mint.hex128(), 16).unwrap_or_default());
+            let first = proxy(&shared, &address, &sent, &request_id, origin, false).await;
+            match (first, origin) {
+                (Ok(response), _) if response.status() != StatusCode::SERVICE_UNAVAILABLE => {
+                    response
+                }
+                (first, Some(origin)) => {
+                    if let Err(error) = &first {
+                        tracing::warn!(leader, %address, ?error, "the leader did not answer a forwarded change; replaying it");
+                    }
+                    replay(&shared, inner, leader, &sent, &request_id, origin)
+                        .await
+                        .unwrap_or_else(|| first.unwrap_or_else(IntoResponse::into_response))
+                }
+                (Ok(response), None) => response,
+                (Err(error), None) => {
                     tracing::warn!(leader, %address, ?error, "the leader did not answer a forwarded request");
                     error.into_response()
                 }
@@ -87,28 +107,108 @@ where
     }
 }
 
-/// Sends `request` to the leader at `address` and returns its answer as it came.
+/// A request as it arrived, kept to be sent again.
+struct Sent {
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+}
+
+/// How long a follower keeps trying to replay a change whose forward broke.
+const REPLAY_WAIT: Duration = Duration::from_secs(5);
+
+/// Sends a change whose first forward got no answer (or a 503) again, tagged as a replay of
+/// `origin`, to whichever member leads now, until one answers or [`REPLAY_WAIT`] passes:
+/// the leader answers from its record if the first attempt was applied (`crate::origin`).
+/// `None` when no leader answered.
+async fn replay<S>(
+    shared: &Shared,
+    inner: S,
+    failed: NodeId,
+    sent: &Sent,
+    request_id: &str,
+    origin: u128,
+) -> Option<Response>
+where
+    S: Service<Request, Response = Response, Error = Infallible>,
+{
+    let deadline = tokio::time::Instant::now() + REPLAY_WAIT;
+    let mut tries = 0;
+    while tokio::time::Instant::now() < deadline {
+        tries += 1;
+        match shared.submit.leader(LEADER_WAIT).await {
+            Some(Leader::Me) => {
+                let mut request = Request::new(Body::from(sent.body.clone()));
+                *request.method_mut() = sent.method.clone();
+                *request.uri_mut() = sent.uri.clone();
+                *request.headers_mut() = sent.headers.clone();
+                let origin = RequestOrigin {
+                    id: origin,
+                    replay: true,
+                };
+                return Some(serve_here(inner, request, Some(origin)).await);
+            }
+            // The member that just failed may not know yet that it is gone: give it a moment.
+            Some(Leader::At(leader, _)) if leader == failed && tries == 1 => {}
+            Some(Leader::At(_, address)) => {
+                if let Ok(response) =
+                    proxy(shared, &address, sent, request_id, Some(origin), true).await
+                {
+                    if response.status() != StatusCode::SERVICE_UNAVAILABLE {
+                        return Some(response);
+                    }
+                }
+            }
+            None => {}
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    None
+}
+
+/// Runs this node's own route for `request`, with its origin (if any) visible to the write
+/// path.
+async fn serve_here<S>(mut inner: S, request: Request, origin: Option<RequestOrigin>) -> Response
+where
+    S: Service<Request, Response = Response, Error = Infallible>,
+{
+    let ready = std::future::poll_fn(|cx| inner.poll_ready(cx)).await;
+    if let Err(never) = ready {
+        match never {}
+    }
+    let answered = match origin {
+        Some(origin) => ORIGIN.scope(origin, inner.call(request)).await,
+        None => inner.call(request).await,
+    };
+    match answered {
+        Ok(response) => response,
+        Err(never) => match never {},
+    }
+}
+
+/// Sends a request to the leader at `address` and returns its answer as it came.
 async fn proxy(
     shared: &Shared,
     address: &str,
-    request: Request,
+    sent: &Sent,
     request_id: &str,
+    origin: Option<u128>,
+    replay: bool,
 ) -> Result<Response, ApiError> {
     let Some(durable) = shared.submit.durable() else {
         unreachable!("invariant: only replicated members forward")
     };
-    let (parts, body) = request.into_parts();
-    let body = read_body(body).await?;
-    let path = parts
+    let path = sent
         .uri
         .path_and_query()
-        .map_or_else(|| parts.uri.path(), |p| p.as_str());
+        .map_or_else(|| sent.uri.path(), |p| p.as_str());
     let mut outgoing = durable
         .links()
         .client()
-        .request(parts.method, format!("http://{address}{path}"))
+        .request(sent.method.clone(), format!("http://{address}{path}"))
         .timeout(FORWARD_TIMEOUT);
-    for (name, value) in &parts.headers {
+    for (name, value) in &sent.headers {
         if ![
             HOST,
             CONNECTION,
@@ -117,14 +217,22 @@ async fn proxy(
             REQUEST_ID,
         ]
         .contains(name)
+            && name.as_str() != ORIGIN_HEADER
+            && name.as_str() != REPLAY_HEADER
         {
             outgoing = outgoing.header(name, value);
+        }
+    }
+    if let Some(origin) = origin {
+        outgoing = outgoing.header(ORIGIN_HEADER, RequestOrigin::header(origin));
+        if replay {
+            outgoing = outgoing.header(REPLAY_HEADER, "1");
         }
     }
     let answer = outgoing
         .header(REQUEST_ID, request_id)
         .header(FORWARDED_BY, durable.node_id().to_string())
-        .body(body)
+        .body(sent.body.clone())
         .send()
         .await
         .map_err(|error| unanswered(address, &error))?;
@@ -134,6 +242,11 @@ async fn proxy(
         .bytes()
         .await
         .map_err(|error| unanswered(address, &error))?;
+    if durable.links().drops_answers() {
+        return Err(ApiError::Unavailable(format!(
+            "the answer from {address} was dropped (a test's fault injection)"
+        )));
+    }
     let mut response = (status, Body::from(bytes)).into_response();
     for (name, value) in &headers {
         if ![CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING].contains(name) {

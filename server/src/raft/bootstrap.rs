@@ -104,7 +104,8 @@ pub(crate) async fn open(options: &Options, clock: Arc<Clock>) -> Result<Durable
         log_entries = opened.entries,
         "data directory opened; replaying the log"
     );
-    let table = machine.table();
+    let handles = machine.handles();
+    let table = handles.table.clone();
     let writer = log.stats();
     let replicated = !options.peers.is_empty();
     let config = openraft::Config {
@@ -163,7 +164,7 @@ pub(crate) async fn open(options: &Options, clock: Arc<Clock>) -> Result<Durable
             "member started; requests wait for a leader"
         );
         return Ok(Durable::start(
-            raft, node_id, table, writer, links, clock, true,
+            raft, node_id, handles, writer, links, clock, true,
         ));
     }
     let target = opened.last_index;
@@ -200,7 +201,7 @@ pub(crate) async fn open(options: &Options, clock: Arc<Clock>) -> Result<Durable
         }
     }
     Ok(Durable::start(
-        raft, node_id, table, writer, links, clock, false,
+        raft, node_id, handles, writer, links, clock, false,
     ))
 }
 
@@ -275,17 +276,20 @@ mod tests {
         let tail: Vec<Entry<TypeConfig>> = (0..TAIL)
             .map(|n| Entry {
                 log_id: LogId::new(leader, n + 2),
-                payload: EntryPayload::Normal(Proposal(Arc::from(vec![Stamped::new(
-                    Timestamp::from_unix_micros(t0.unix_micros() + n as i64),
-                    Command::Heartbeat {
-                        environment: environment.to_string().into(),
-                        work: ids[(n * 7919 % LEASES) as usize].as_str().into(),
-                        request: HeartbeatRequest {
-                            precondition: Precondition::Unconditional,
-                            desired_ttl_seconds: None,
+                payload: EntryPayload::Normal(Proposal(
+                    Arc::from(vec![Stamped::new(
+                        Timestamp::from_unix_micros(t0.unix_micros() + n as i64),
+                        Command::Heartbeat {
+                            environment: environment.to_string().into(),
+                            work: ids[(n * 7919 % LEASES) as usize].as_str().into(),
+                            request: HeartbeatRequest {
+                                precondition: Precondition::Unconditional,
+                                desired_ttl_seconds: None,
+                            },
                         },
-                    },
-                )]))),
+                    )]),
+                    Arc::from([]),
+                )),
             })
             .collect();
         log_store::write_for_test(

@@ -12,7 +12,8 @@ use openraft::{
 use serde::{Deserialize, Serialize};
 use worklease::Stamped;
 
-use super::{NodeId, Proposal, TypeConfig};
+use super::{NodeId, Origin, Proposal, TypeConfig};
+use std::sync::Arc;
 
 /// Why stored bytes could not be read back.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,6 +60,13 @@ enum WirePayload<'a> {
     #[serde(borrow)]
     Normal(Vec<&'a [u8]>),
     Membership(WireMembership),
+    /// A batch in which some commands carry the origin id of a forwarded request:
+    /// `(index in the batch, id)`. (Appended, so logs written without origins read as before.)
+    Tagged {
+        #[serde(borrow)]
+        commands: Vec<&'a [u8]>,
+        origins: Vec<(u32, u128)>,
+    },
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -158,9 +166,17 @@ pub(crate) fn encode_entry(entry: &Entry<TypeConfig>) -> Vec<u8> {
     let commands: Vec<Vec<u8>>;
     let payload = match &entry.payload {
         EntryPayload::Blank => WirePayload::Blank,
-        EntryPayload::Normal(Proposal(batch)) => {
+        EntryPayload::Normal(Proposal(batch, origins)) => {
             commands = batch.iter().map(Stamped::encode).collect();
-            WirePayload::Normal(commands.iter().map(Vec::as_slice).collect())
+            let slices = commands.iter().map(Vec::as_slice).collect();
+            if origins.is_empty() {
+                WirePayload::Normal(slices)
+            } else {
+                WirePayload::Tagged {
+                    commands: slices,
+                    origins: origins.iter().map(|o| (o.index, o.id)).collect(),
+                }
+            }
         }
         EntryPayload::Membership(m) => WirePayload::Membership(wire_membership(m)),
     };
@@ -175,22 +191,35 @@ pub(crate) fn decode_entry(bytes: &[u8]) -> Result<Entry<TypeConfig>, CodecError
     let wire: WireEntry<'_> = read(bytes)?;
     let payload = match wire.payload {
         WirePayload::Blank => EntryPayload::Blank,
-        WirePayload::Normal(commands) => EntryPayload::Normal(Proposal(
-            commands
+        WirePayload::Normal(commands) => {
+            EntryPayload::Normal(Proposal(decode_commands(commands)?, Arc::from([])))
+        }
+        WirePayload::Tagged { commands, origins } => {
+            let commands = decode_commands(commands)?;
+            let origins: Arc<[Origin]> = origins
                 .into_iter()
-                .map(|command| {
-                    Stamped::decode(command)
-                        .map_err(|error| CodecError(format!("command: {error}")))
-                })
-                .collect::<Result<Vec<_>, _>>()?
-                .into(),
-        )),
+                .map(|(index, id)| Origin { index, id })
+                .collect();
+            if origins.iter().any(|o| o.index as usize >= commands.len()) {
+                return Err(CodecError("an origin names no command".to_owned()));
+            }
+            EntryPayload::Normal(Proposal(commands, origins))
+        }
         WirePayload::Membership(m) => EntryPayload::Membership(membership(m)),
     };
     Ok(Entry {
         log_id: log_id(wire.log_id),
         payload,
     })
+}
+
+fn decode_commands(commands: Vec<&[u8]>) -> Result<Arc<[Stamped]>, CodecError> {
+    commands
+        .into_iter()
+        .map(|command| {
+            Stamped::decode(command).map_err(|error| CodecError(format!("command: {error}")))
+        })
+        .collect()
 }
 
 pub(crate) fn encode_vote(vote: &Vote<NodeId>) -> Vec<u8> {
@@ -241,7 +270,6 @@ pub(crate) fn decode_snapshot_meta(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Arc;
     use worklease::{Command, Timestamp};
 
     #[test]
@@ -252,13 +280,29 @@ mod tests {
         for payload in [
             EntryPayload::Blank,
             EntryPayload::Membership(members.clone()),
-            EntryPayload::Normal(Proposal(Arc::from(vec![
-                Stamped::new(
-                    Timestamp::from_unix_micros(1_782_893_700_000_000),
-                    Command::Sweep,
-                );
-                3
-            ]))),
+            EntryPayload::Normal(Proposal(
+                Arc::from(vec![
+                    Stamped::new(
+                        Timestamp::from_unix_micros(1_782_893_700_000_000),
+                        Command::Sweep,
+                    );
+                    3
+                ]),
+                Arc::from([]),
+            )),
+            EntryPayload::Normal(Proposal(
+                Arc::from(vec![
+                    Stamped::new(
+                        Timestamp::from_unix_micros(1_782_893_700_000_000),
+                        Command::Sweep,
+                    );
+                    2
+                ]),
+                Arc::from([Origin {
+                    index: 1,
+                    id: u128::MAX - 7,
+                }]),
+            )),
         ] {
             let entry = Entry::<TypeConfig> {
                 log_id: id,

@@ -277,7 +277,7 @@ fn write_loop(db: &Database, jobs: &mpsc::Receiver<Job>, stats: &WriterStats) {
                     let commands: usize = entries
                         .iter()
                         .map(|entry| match &entry.payload {
-                            openraft::EntryPayload::Normal(Proposal(batch)) => batch.len(),
+                            openraft::EntryPayload::Normal(Proposal(batch, _)) => batch.len(),
                             _ => 0,
                         })
                         .sum();

@@ -4,6 +4,7 @@
 //! path in `submit.rs` proposes through [`Durable::propose`] and reads through
 //! [`Durable::read_barrier`]; everything about Raft stays behind them.
 
+use std::collections::{HashMap, VecDeque};
 use std::fmt::Debug;
 use std::sync::Arc;
 use std::time::Duration;
@@ -36,10 +37,53 @@ pub(crate) use rpc::{
 pub(crate) type NodeId = u64;
 
 /// A log entry's commands: every command proposed while the previous entry was being
-/// written (group commit), in the order they were stamped. Shared, because openraft clones
-/// entries on their way from the log to the state machine.
+/// written (group commit), in the order they were stamped, and the origin ids of those a
+/// follower forwarded (`crate::origin`). Shared, because openraft clones entries on their way
+/// from the log to the state machine.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Proposal(pub(crate) Arc<[Stamped]>);
+pub(crate) struct Proposal(pub(crate) Arc<[Stamped]>, pub(crate) Arc<[Origin]>);
+
+/// The origin id of the command at `index` in its entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Origin {
+    pub(crate) index: u32,
+    pub(crate) id: u128,
+}
+
+/// The answers of the latest applied commands that carried an origin id, so a replayed
+/// forward is answered as the first attempt was (`crate::origin`). Every replica keeps its own
+/// (it applies the same log); a snapshot does not carry it, so a member restored from one only
+/// remembers what it applied since.
+#[derive(Debug, Default)]
+pub(crate) struct Recorded {
+    /// The answers by origin id, and the ids in the order they were recorded.
+    answers: Mutex<(HashMap<u128, CommandAnswer>, VecDeque<u128>)>,
+}
+
+/// One command's answer.
+type CommandAnswer = Result<Applied, Error>;
+
+impl Recorded {
+    /// How many answers are kept: far more than the requests in flight during an election.
+    const KEEP: usize = 65_536;
+
+    pub(crate) fn record(&self, id: u128, answer: &Result<Applied, Error>) {
+        let mut guard = self.answers.lock();
+        let (answers, order) = &mut *guard;
+        if answers.insert(id, answer.clone()).is_none() {
+            order.push_back(id);
+        }
+        while order.len() > Self::KEEP {
+            if let Some(oldest) = order.pop_front() {
+                answers.remove(&oldest);
+            }
+        }
+    }
+
+    pub(crate) fn get(&self, id: u128) -> Option<Result<Applied, Error>> {
+        self.answers.lock().0.get(&id).cloned()
+    }
+}
 
 /// What applying a log entry answered: the table's answer to each of its commands; `None` for
 /// Raft's own entries (blank, membership).
@@ -75,8 +119,8 @@ pub(crate) struct Unavailable(pub(crate) String);
 /// A command's answer once its entry is applied, or why there is none.
 type Answered = Result<Result<Applied, Error>, Unavailable>;
 
-/// A command waiting for its batch, and where its answer goes.
-type Waiting = (Stamped, oneshot::Sender<Answered>);
+/// A command waiting for its batch, its origin id, and where its answer goes.
+type Waiting = (Stamped, Option<u128>, oneshot::Sender<Answered>);
 
 /// How long a proposer waits for its command to commit before answering 503: long enough for
 /// an election and a slow disk, short enough that a client cut off with a deposed leader hears
@@ -111,6 +155,8 @@ pub(crate) struct Durable {
     clock: Arc<Clock>,
     /// More than one member: reads confirm leadership first.
     replicated: bool,
+    /// Answers of applied commands that carried an origin id.
+    recorded: Arc<Recorded>,
 }
 
 impl Debug for Durable {
@@ -125,12 +171,13 @@ impl Durable {
     fn start(
         raft: openraft::Raft<TypeConfig>,
         node_id: NodeId,
-        table: Arc<Mutex<LeaseTable>>,
+        machine: state_machine::Handles,
         writer: Arc<log_store::WriterStats>,
         links: Arc<Links>,
         clock: Arc<Clock>,
         replicated: bool,
     ) -> Self {
+        let state_machine::Handles { table, recorded } = machine;
         let (queue, waiting) = mpsc::unbounded_channel();
         let proposer = tokio::spawn(propose_batches(raft.clone(), waiting));
         Self {
@@ -143,7 +190,13 @@ impl Durable {
             links,
             clock,
             replicated,
+            recorded,
         }
+    }
+
+    /// The answer recorded for a command with origin id `id`, if this replica applied one.
+    pub(crate) fn recorded(&self, id: u128) -> Option<Result<Applied, Error>> {
+        self.recorded.get(id)
     }
 
     /// The Raft handle, for the internal RPC routes.
@@ -185,6 +238,7 @@ impl Durable {
     /// why and exits, and a restart recovers from what is on disk.
     pub(crate) async fn propose<T>(
         &self,
+        origin: Option<u128>,
         build: impl FnOnce(Timestamp) -> (Stamped, T),
     ) -> Result<(Result<Applied, Error>, T), Unavailable> {
         let (answer, wait) = oneshot::channel();
@@ -192,7 +246,7 @@ impl Durable {
             let queue = self.queue.lock();
             let term = self.raft.metrics().borrow().current_term;
             let (stamped, extra) = build(self.clock.stamp(term));
-            if queue.send((stamped, answer)).is_err() {
+            if queue.send((stamped, origin, answer)).is_err() {
                 return Err(Unavailable("the server is shutting down".to_owned()));
             }
             extra
@@ -328,8 +382,21 @@ async fn propose_batches(
                 Err(_) => break,
             }
         }
-        let (commands, answers): (Vec<Stamped>, Vec<_>) = batch.into_iter().unzip();
-        match raft.client_write(Proposal(commands.into())).await {
+        let mut commands = Vec::with_capacity(batch.len());
+        let mut origins = Vec::new();
+        let mut answers = Vec::with_capacity(batch.len());
+        for (index, (command, origin, answer)) in batch.into_iter().enumerate() {
+            if let Some(id) = origin {
+                let index = u32::try_from(index).expect("invariant: a batch is small");
+                origins.push(Origin { index, id });
+            }
+            commands.push(command);
+            answers.push(answer);
+        }
+        match raft
+            .client_write(Proposal(commands.into(), origins.into()))
+            .await
+        {
             Ok(response) => {
                 let Answer(Some(results)) = response.data else {
                     unreachable!("invariant: an entry of commands answers each of them")

@@ -2,7 +2,7 @@
 //! own listener (`/internal/raft/…`, `crate::http::internal`), authenticated with the server's
 //! token. A one-member cluster never sends anything.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -37,6 +37,8 @@ pub(crate) struct Links {
     config_tag: String,
     /// A refusal for a different configuration was logged already.
     mismatch_logged: AtomicBool,
+    /// Tests: how many more forwarded requests reach the leader but lose their answers.
+    drop_answers: AtomicU32,
 }
 
 impl Links {
@@ -51,7 +53,22 @@ impl Links {
             cut: AtomicBool::new(false),
             config_tag,
             mismatch_logged: AtomicBool::new(false),
+            drop_answers: AtomicU32::new(0),
         }
+    }
+
+    /// Whether the answer of this forwarded request is thrown away (a fault injector: the
+    /// leader applied the change, the follower never hears back).
+    pub(crate) fn drops_answers(&self) -> bool {
+        self.drop_answers
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+            .is_ok()
+    }
+
+    /// Throws away the answers of the next `count` forwarded requests.
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub(crate) fn drop_answers(&self, count: u32) {
+        self.drop_answers.store(count, Ordering::Relaxed);
     }
 
     /// Whether an RPC's sender (whose fingerprint is `theirs`) applies commands under this

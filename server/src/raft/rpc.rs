@@ -241,10 +241,13 @@ mod tests {
     fn entry(index: u64) -> Entry<TypeConfig> {
         Entry {
             log_id: LogId::new(CommittedLeaderId::new(2, 1), index),
-            payload: EntryPayload::Normal(Proposal(Arc::from(vec![Stamped::new(
-                Timestamp::from_unix_micros(1_782_893_700_000_000),
-                Command::Sweep,
-            )]))),
+            payload: EntryPayload::Normal(Proposal(
+                Arc::from(vec![Stamped::new(
+                    Timestamp::from_unix_micros(1_782_893_700_000_000),
+                    Command::Sweep,
+                )]),
+                Arc::from([super::super::Origin { index: 0, id: 7 }]),
+            )),
         }
     }
 

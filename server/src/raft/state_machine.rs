@@ -20,7 +20,7 @@ use openraft::{
 use parking_lot::Mutex;
 use worklease::{Config, LeaseTable};
 
-use super::{codec, Answer, NodeId, Proposal, TypeConfig};
+use super::{codec, Answer, NodeId, Proposal, Recorded, TypeConfig};
 use crate::clock::Clock;
 
 /// The snapshot file's first bytes.
@@ -43,6 +43,15 @@ pub(crate) struct StateMachine {
     built: u64,
     /// Told every applied stamp, so a new leader stamps on the table's timeline.
     clock: Arc<Clock>,
+    /// Where the answers of commands with an origin id go.
+    recorded: Arc<Recorded>,
+}
+
+/// The state machine's table (for reads) and recorded answers (for replayed forwards).
+#[derive(Debug)]
+pub(crate) struct Handles {
+    pub(crate) table: Arc<Mutex<LeaseTable>>,
+    pub(crate) recorded: Arc<Recorded>,
 }
 
 /// What [`StateMachine::open`] restored.
@@ -84,6 +93,7 @@ impl StateMachine {
                 path: path.to_owned(),
                 built: 0,
                 clock,
+                recorded: Arc::default(),
             };
             let bytes = machine.table.lock().snapshot();
             let meta = machine.meta();
@@ -124,6 +134,7 @@ impl StateMachine {
             path: path.to_owned(),
             built: 0,
             clock,
+            recorded: Arc::default(),
         };
         let restored = Restored {
             index: machine.last_applied.map(|id| id.index),
@@ -132,9 +143,12 @@ impl StateMachine {
         Ok((machine, restored))
     }
 
-    /// The table, for the read path.
-    pub(crate) fn table(&self) -> Arc<Mutex<LeaseTable>> {
-        self.table.clone()
+    /// What the write and read paths share with the state machine.
+    pub(crate) fn handles(&self) -> Handles {
+        Handles {
+            table: self.table.clone(),
+            recorded: self.recorded.clone(),
+        }
     }
 
     fn meta(&self) -> SnapshotMeta<NodeId, BasicNode> {
@@ -254,13 +268,18 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             self.last_applied = Some(entry.log_id);
             answers.push(match entry.payload {
                 EntryPayload::Blank => Answer(None),
-                EntryPayload::Normal(Proposal(batch)) => {
+                EntryPayload::Normal(Proposal(batch, origins)) => {
                     if let Some(last) = batch.last() {
                         self.clock.observe(last.now);
                     }
-                    Answer(Some(
-                        batch.iter().map(|stamped| table.apply(stamped)).collect(),
-                    ))
+                    let results: Vec<_> =
+                        batch.iter().map(|stamped| table.apply(stamped)).collect();
+                    for origin in origins.iter() {
+                        if let Some(result) = results.get(origin.index as usize) {
+                            self.recorded.record(origin.id, result);
+                        }
+                    }
+                    Answer(Some(results))
                 }
                 EntryPayload::Membership(membership) => {
                     self.membership = StoredMembership::new(Some(entry.log_id), membership);
