@@ -70,6 +70,7 @@ where
                 method: parts.method,
                 uri: parts.uri,
                 headers: parts.headers,
+                extensions: parts.extensions,
                 body,
             };
             // A change gets an origin id, so a broken forward can be replayed exactly once.
@@ -112,6 +113,9 @@ struct Sent {
     method: Method,
     uri: Uri,
     headers: HeaderMap,
+    /// The router's (the matched route and its path parameters): served here, the route
+    /// reads its ids from them.
+    extensions: axum::http::Extensions,
     body: Bytes,
 }
 
@@ -143,6 +147,7 @@ where
                 *request.method_mut() = sent.method.clone();
                 *request.uri_mut() = sent.uri.clone();
                 *request.headers_mut() = sent.headers.clone();
+                *request.extensions_mut() = sent.extensions.clone();
                 let origin = RequestOrigin {
                     id: origin,
                     replay: true,
