@@ -19,13 +19,20 @@ the SDK's default retries, which retry a 503). Then:
    (`_heartbeat_loop`, a private function of `anthropic.lib.environments._worker`, the one
    `EnvironmentWorker` runs), which beats every ttl/2 = 5 s (the loop takes no interval: it
    derives it from the TTL the server answers, here the lowest default the server accepts);
-3. while every item is held and has been heartbeated twice, it `kill -9`s the leader 0.1 s
-   before a beat is due (the items were claimed 1.2 s apart, so beats keep arriving during
-   the election), times the election, and keeps the loop running until every item has had
-   two more successful beats after it;
+3. while every item is held and has been heartbeated twice, it `kill -9`s the leader while
+   heartbeats are in flight: a third of a heartbeat round trip after the SDK sent the beat of
+   the middle item (the items were claimed ~0.1 s apart, so the beats before it have just
+   been answered, it is being committed at the leader, and the ones after it arrive during
+   the election), checks that one was in flight and reports how each in-flight beat was
+   answered (its `last_heartbeat` tells whether the old leader had stamped it), times the
+   election, and keeps the loop running until every item has had two more successful beats
+   after it;
 4. it checks that no lease was lost: no heartbeat loop ended, no request met a 412, every item
    is still `active` with the `lease_epoch` it had before the kill (`work.retrieve`), and the
-   SDK saw no 5xx but the 503 + `Retry-After` a node answers while no leader is known; that
+   SDK saw no 5xx but the 503 + `Retry-After` a node answers while no leader is known (a
+   heartbeat in flight at the leader as it died is answered once, 200: the follower replays
+   it to the new leader with its origin id, README "A forwarded change is answered exactly
+   once"); that
    the poller claims items created after the failover; and that every item then stops
    normally (`work.stop` -> stopping, the heartbeat loop's stop signal, the worker's
    confirming stop -> stopped);
@@ -37,11 +44,13 @@ Exits non-zero with `FAILED: ...` on the first unexpected answer.
 """
 
 import asyncio
+import datetime
 import json
 import logging
 import os
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -56,11 +65,12 @@ from anthropic.types.beta.environments import BetaSelfHostedWork
 
 TOKEN = "sdk-failover-token"
 TTL_SECONDS = 10  # the lowest default TTL the server accepts: the SDK's loop beats every 5 s
-HELD_BEFORE = 4  # items claimed and heartbeated before the kill
+HELD_BEFORE = 12  # items claimed and heartbeated before the kill
 CREATED_AFTER = 2  # items created after the new leader is elected
 BEATS_AFTER = 2  # successful beats every held item must make after the election
-STAGGER_SECONDS = 1.2  # between claims, so that beats are spread over the 5 s interval
+STAGGER_SECONDS = 0.05  # between claims: a round of beats is ~1 s long, beats tens of ms apart
 STARTED = time.monotonic()
+REPLAYED = "replaying it"  # a follower's log line when a forward broke and it replays the change
 
 
 def check(condition, message):
@@ -69,8 +79,8 @@ def check(condition, message):
     print(f"ok: {message}")
 
 
-def since_start():
-    return time.monotonic() - STARTED
+def since_start(at=None):
+    return (time.monotonic() if at is None else at) - STARTED
 
 
 def wait_until(what, condition, timeout, healthy=lambda: None):
@@ -136,7 +146,9 @@ def failover(cluster, trace, running):
         base_url=base_url,
         auth_token=TOKEN,
         api_key=None,
-        http_client=anthropic.DefaultHttpxClient(event_hooks={"response": [trace.hook]}),
+        http_client=anthropic.DefaultHttpxClient(
+            event_hooks={"request": [trace.request_hook], "response": [trace.hook]}
+        ),
     )
     environments = client.beta.environments
     work = environments.work
@@ -187,15 +199,30 @@ def failover(cluster, trace, running):
     )
     cluster.print_status()
 
-    # Kill the leader 0.1 s before the next beat is due, so that beats meet the election. No
-    # beat is in flight at the leader then: one that is has an ambiguous outcome (committed, its
-    # answer lost), and the SDK's loop, which retries it with its old token, takes the 412 that
-    # follows for a lost lease (the README's client rule for that case is not the SDK's).
-    due = min(h.beats[-1][0] for h in held) + interval
-    time.sleep(max(0.0, due - 0.1 - time.monotonic()))
-    killed_at = time.monotonic()
+    # Kill the leader while heartbeats are in flight at it. A beat the leader committed but did
+    # not answer has an ambiguous outcome; the server resolves it: the follower that forwarded
+    # it replays it to the new leader under the same origin id, and the new leader answers it
+    # from its record of applied origins, so the SDK's loop sees one 200 (it used to see a 503,
+    # retry with its old token and take the 412 that followed for a lost lease; README "A
+    # forwarded change is answered exactly once"). So the kill follows the SDK's sending of
+    # the middle item's beat by a third of the median heartbeat round trip measured so far:
+    # that beat has reached the leader, which has stamped it and is committing it (its answer
+    # tells: a `last_heartbeat` before the kill is the old leader's), the earlier items' beats
+    # have just been answered, and the later ones arrive during the election.
+    round_trip = statistics.median(trace.round_trips("/heartbeat"))
+    middle = sorted(held, key=lambda h: h.beats[-1][0])[len(held) // 2]
+    due = middle.beats[-1][0] + interval
+    time.sleep(max(0.0, due - 0.3 - time.monotonic()))
+    sent = trace.arm(f"/work/{middle.id}/heartbeat")
+    if not sent.wait(interval + 5):
+        sys.exit(f"FAILED: the SDK sent no heartbeat for {middle.id} within {interval + 5:.0f} s")
+    time.sleep(max(0.0, sent.at + round_trip / 3 - time.monotonic()))
+    killed_at, killed_wall = time.monotonic(), time.time()
     cluster.kill(leader)
-    print(f"kill -9 node {leader} (the leader) while {len(held)} leases are held, {due - killed_at:.2f} s before a beat is due")
+    print(
+        f"kill -9 node {leader} (the leader) while {len(held)} leases are held, {1000 * (killed_at - sent.at):.1f} ms "
+        f"after the SDK sent the beat of {middle.id} (median heartbeat round trip {1000 * round_trip:.1f} ms)"
+    )
     new_leader, status = cluster.wait_for_leader(exclude=leader, newer_than=status["term"], timeout=20)
     elected_at = time.monotonic()
     election = elected_at - killed_at
@@ -211,6 +238,14 @@ def failover(cluster, trace, running):
     print(f"the SDK's answers from the kill (t={killed_at - STARTED:.2f}) until every item beat after the election:")
     until = max(min(t for t, _ in h.beats if t > elected_at) for h in held)
     trace.dump(sys.stdout, since=killed_at - STARTED, until=until - STARTED)
+    in_flight = trace.in_flight("/heartbeat", killed_at - STARTED, killed_wall)
+    for line in in_flight:
+        print(f"in flight at the kill: {line}")
+    check(
+        in_flight,
+        f"{len(in_flight)} heartbeat(s) were in flight (sent, not yet answered) when the leader died; "
+        f"node {follower} logged {cluster.log_count(follower, REPLAYED)} replay(s) of a forwarded change",
+    )
     first_after = min(t for h in held for t, _ in h.beats if t > killed_at) - killed_at
     gaps = [
         max(b - a for (a, _), (b, _) in zip(h.beats, h.beats[1:]) if b > killed_at) for h in held
@@ -276,7 +311,8 @@ def failover(cluster, trace, running):
     for line in worker.log_lines(logging.WARNING):
         print(f"note: the SDK logged {line}")
     print(
-        f"timings: election {election:.2f} s; first successful heartbeat {first_after:.2f} s after the kill; "
+        f"timings: {len(in_flight)} heartbeat(s) in flight at the kill; election {election:.2f} s; "
+        f"first successful heartbeat {first_after:.2f} s after the kill; "
         f"longest heartbeat gap {max(gaps):.2f} s; {trace.count(503)} 503 answers retried by the SDK"
     )
 
@@ -323,7 +359,9 @@ class Worker:
             base_url=base_url,
             auth_token=TOKEN,
             api_key=None,
-            http_client=anthropic.DefaultAsyncHttpxClient(event_hooks={"response": [trace.async_hook]}),
+            http_client=anthropic.DefaultAsyncHttpxClient(
+                event_hooks={"request": [trace.async_request_hook], "response": [trace.async_hook]}
+            ),
         )
 
     def _poll(self):
@@ -407,32 +445,97 @@ class SdkLog(logging.Handler):
 
 
 class Trace:
-    """Every answer the SDK's clients received (both of them, through httpx response hooks),
-    including the ones its retries hid."""
+    """Every request the SDK's clients sent and every answer they received (both clients,
+    through httpx request and response hooks), including the ones its retries hid."""
 
     def __init__(self):
         self.entries = []
+        self.pending = {}  # id -> (request, sent at): sent, not answered (yet)
+        self.lock = threading.Lock()
+        self.armed = None
+
+    def arm(self, fragment):
+        """An event set (its `at`: monotonic time) when the SDK next sends a request whose path
+        contains `fragment`."""
+        event = threading.Event()
+        event.at = None
+        with self.lock:
+            self.armed = (fragment, event)
+        return event
+
+    def request_hook(self, request):
+        at = time.monotonic()
+        with self.lock:
+            self.pending[id(request)] = (request, at)
+            if self.armed and self.armed[0] in request.url.path:
+                event = self.armed[1]
+                self.armed = None
+                event.at = at
+                event.set()
+
+    async def async_request_hook(self, request):
+        self.request_hook(request)
 
     def _record(self, response, body):
         request = response.request
+        with self.lock:
+            sent = self.pending.pop(id(request), (None, None))[1]
         self.entries.append(
             {
                 "t": since_start(),
+                "sent": since_start(sent) if sent is not None else None,
                 "request": f"{request.method} {request.url.host}:{request.url.port}"
                 f"{urllib.parse.unquote(request.url.raw_path.decode())}",
                 "status": response.status_code,
                 "retry_after": response.headers.get("retry-after"),
-                "body": body if response.status_code >= 400 else "",
+                "body": body[:500] if response.status_code >= 400 else "",
+                "stamp": stamp(response.status_code, body),
             }
         )
 
+    def round_trips(self, fragment):
+        """Seconds from sending to the answer of every answered request matching `fragment`."""
+        return [e["t"] - e["sent"] for e in self.entries if fragment in e["request"] and e["sent"] is not None]
+
+    def in_flight(self, fragment, at, wall):
+        """The requests matching `fragment` sent before `at` (seconds since the start, `wall` on
+        the system clock) and not answered by then: how each was answered (a heartbeat's
+        `last_heartbeat` is stamped by the leader that proposed it: one before the kill is the
+        old leader's, answered after the election from the record of the replayed origin
+        unless the old leader's own answer left just before it died), or that it got no
+        answer."""
+
+        def stamped(e):
+            if e["stamp"] is None:
+                return ""
+            return (
+                f" last_heartbeat {e['stamp']:%H:%M:%S.%f}, {abs(e['stamp'].timestamp() - wall):.3f} s "
+                f"{'before the kill: stamped by the old leader' if e['stamp'].timestamp() < wall else 'after the kill: proposed by the new leader'}"
+            )
+
+        lines = [
+            f"{e['request']} sent {1000 * (at - e['sent']):.1f} ms before, answered {e['status']} "
+            f"{e['t'] - at:.2f} s after{stamped(e)} {e['body']}".rstrip()
+            for e in self.entries
+            if fragment in e["request"] and e["sent"] is not None and e["sent"] < at < e["t"]
+        ]
+        with self.lock:
+            pending = list(self.pending.values())
+        lines += [
+            f"{request.method} {urllib.parse.unquote(request.url.raw_path.decode())} sent "
+            f"{1000 * (at - since_start(sent)):.1f} ms before, no answer (a transport error)"
+            for request, sent in pending
+            if fragment in request.url.path and since_start(sent) < at
+        ]
+        return lines
+
     def hook(self, response):
         response.read()
-        self._record(response, response.text[:500])
+        self._record(response, response.text)
 
     async def async_hook(self, response):
         await response.aread()
-        self._record(response, response.text[:500])
+        self._record(response, response.text)
 
     def count(self, status):
         return sum(e["status"] == status for e in self.entries)
@@ -452,7 +555,8 @@ class Trace:
             entries = [e for e in self.entries if since <= e["t"] <= until + 0.01]
         for e in entries:
             extra = f" retry-after={e['retry_after']}" if e["retry_after"] else ""
-            print(f"t={e['t']:.2f} {e['request']} -> {e['status']}{extra} {e['body']}", file=out)
+            sent = f" (sent t={e['sent']:.3f})" if e["sent"] is not None else ""
+            print(f"t={e['t']:.3f}{sent} {e['request']} -> {e['status']}{extra} {e['body']}", file=out)
 
 
 class Cluster:
@@ -560,6 +664,11 @@ class Cluster:
                 codes[n] = f"still running 10 s after SIGTERM (killed: {self.nodes[n].wait()})"
         return codes
 
+    def log_count(self, n, text):
+        """How many lines of node n's log contain `text`."""
+        with open(self._file(n, "log"), errors="replace") as log:
+            return sum(text in line for line in log)
+
     def dump_logs(self, out, last=80):
         for n in sorted(self.nodes):
             path = self._file(n, "log")
@@ -570,6 +679,15 @@ class Cluster:
             print(f"\n-- node {n}'s log ({path}, last {last} of {len(lines)} lines) --", file=out)
             out.writelines(lines[-last:])
         out.flush()
+
+
+def stamp(status, body):
+    """A heartbeat answer's `last_heartbeat` (an aware datetime), or None."""
+    try:
+        value = json.loads(body)["last_heartbeat"] if status == 200 else None
+        return datetime.datetime.fromisoformat(value.replace("Z", "+00:00")) if value else None
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None
 
 
 def free_ports(count):
