@@ -6,7 +6,10 @@
 #   2. the ceiling: a bare axum route answering the same body (server/examples/bare.rs);
 #   3. redis-benchmark EVALSHA compare-and-set, in memory and with appendfsync always;
 #   4. worklease-server durable (--data-dir in a temporary directory): the same heartbeats,
-#      each fsynced (group commit) before its answer.
+#      each fsynced (group commit) before its answer;
+#   5. a three-member replicated cluster on loopback (SPEC §8): the same heartbeats sent to the
+#      leader, then to a follower (which forwards each to the leader), each committed on a
+#      majority before its answer.
 #
 # The server and the bare route run in alternating rounds (ROUNDS of SECONDS each), so load from
 # anything else on the machine falls on both alike; each reports its median round. Prints each
@@ -24,7 +27,7 @@ ROUNDS=${3:-3}
 CONNECTIONS=50
 THREADS=2
 
-for tool in wrk redis-server redis-cli redis-benchmark python3; do
+for tool in wrk redis-server redis-cli redis-benchmark python3 curl; do
   command -v "$tool" >/dev/null || { echo "service-bench: $tool is missing (apt-get install wrk redis-server)" >&2; exit 1; }
 done
 
@@ -118,6 +121,44 @@ for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
 wait 2>/dev/null || true
 PIDS=()
 
+# --- 3b. a three-member cluster: the same items and rounds through the leader, then a follower
+free_ports() { python3 -c '
+import socket
+socks = [socket.socket() for _ in range(3)]
+for s in socks: s.bind(("127.0.0.1", 0))
+print(" ".join(str(s.getsockname()[1]) for s in socks))'; }
+read -r -a CPORTS <<<"$(free_ports)"
+PEERS="1=127.0.0.1:${CPORTS[0]},2=127.0.0.1:${CPORTS[1]},3=127.0.0.1:${CPORTS[2]}"
+for n in 1 2 3; do
+  start "node$n" "$SERVER" --listen "127.0.0.1:${CPORTS[$((n - 1))]}" --token "$TOKEN" \
+    --default-ttl-seconds 600 --log-level warn --data-dir "$WORK/node$n" --node-id "$n" --peers "$PEERS"
+done
+LEADER_PORT=
+for _ in $(seq 200); do
+  for port in "${CPORTS[@]}"; do
+    if curl -s -m 1 -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$port/cluster" | grep -q '"role":"leader"'; then
+      LEADER_PORT=$port; break 2
+    fi
+  done
+  sleep 0.05
+done
+[ -n "$LEADER_PORT" ] || { echo "service-bench: the cluster elected no leader" >&2; exit 1; }
+for port in "${CPORTS[@]}"; do [ "$port" != "$LEADER_PORT" ] && FOLLOWER_PORT=$port && break; done
+populate "127.0.0.1:$LEADER_PORT" >"$WORK/cluster-ids"
+: >"$WORK/leader.rounds"; : >"$WORK/follower.rounds"
+for round in $(seq "$ROUNDS"); do
+  run_wrk leader "http://127.0.0.1:$LEADER_PORT" "$WORK/cluster-ids"
+  echo "$RATE $P50 $P99" >>"$WORK/leader.rounds"
+  run_wrk follower "http://127.0.0.1:$FOLLOWER_PORT" "$WORK/cluster-ids"
+  echo "$RATE $P50 $P99" >>"$WORK/follower.rounds"
+  echo "round $round: cluster leader $(tail -1 "$WORK/leader.rounds" | cut -d' ' -f1)/s, follower $RATE/s" >&2
+done
+read -r LEADER_RATE LEADER_P50 LEADER_P99 < <(median "$WORK/leader.rounds")
+read -r FOLLOWER_RATE FOLLOWER_P50 FOLLOWER_P99 < <(median "$WORK/follower.rounds")
+for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+wait 2>/dev/null || true
+PIDS=()
+
 # --- 4. redis EVALSHA compare-and-set: the same lease renewal as one Lua call per request
 CAS='local held = redis.call("GET", KEYS[1])
 if held == false or held == ARGV[1] then
@@ -159,6 +200,8 @@ echo "server and bare: median of $ROUNDS alternating rounds; redis-benchmark -c 
 printf '%-44s %10s %10s %10s\n' "target" "req/s" "p50 ms" "p99 ms"
 printf '%-44s %10s %10s %10s\n' "worklease-server, in memory" "$SERVER_RATE" "$SERVER_P50" "$SERVER_P99"
 printf '%-44s %10s %10s %10s\n' "worklease-server, durable (--data-dir)" "$DURABLE_RATE" "$DURABLE_P50" "$DURABLE_P99"
+printf '%-44s %10s %10s %10s\n' "3-member cluster, through the leader" "$LEADER_RATE" "$LEADER_P50" "$LEADER_P99"
+printf '%-44s %10s %10s %10s\n' "3-member cluster, through a follower" "$FOLLOWER_RATE" "$FOLLOWER_P50" "$FOLLOWER_P99"
 printf '%-44s %10s %10s %10s\n' "bare axum route, same body" "$BARE_RATE" "$BARE_P50" "$BARE_P99"
 printf '%-44s %10s %10s %10s\n' "redis EVALSHA compare-and-set, in memory" "$REDIS_RATE" "$REDIS_P50" "$REDIS_P99"
 printf '%-44s %10s %10s %10s\n' "redis EVALSHA compare-and-set, fsync always" "$FSYNC_RATE" "$FSYNC_P50" "$FSYNC_P99"
@@ -168,3 +211,5 @@ echo "server / bare:                 $(ratio "$SERVER_RATE" "$BARE_RATE") (media
 echo "server / redis (in memory):    $(ratio "$SERVER_RATE" "$REDIS_RATE")"
 echo "server / redis (fsync always): $(ratio "$SERVER_RATE" "$FSYNC_RATE")"
 echo "durable / redis (fsync always): $(ratio "$DURABLE_RATE" "$FSYNC_RATE")"
+echo "cluster leader / durable:      $(ratio "$LEADER_RATE" "$DURABLE_RATE")"
+echo "cluster follower / durable:    $(ratio "$FOLLOWER_RATE" "$DURABLE_RATE")"
