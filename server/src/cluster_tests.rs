@@ -98,6 +98,16 @@ impl Cluster {
         self.nodes[id - 1].as_ref().expect("the member runs")
     }
 
+    /// Member `id`'s connections to the others (its fault injectors).
+    fn links(&self, id: usize) -> &crate::raft::Links {
+        self.node(id)
+            .shared
+            .submit
+            .durable()
+            .expect("replicated")
+            .links()
+    }
+
     fn running(&self) -> impl Iterator<Item = &Node> {
         self.nodes.iter().flatten()
     }
@@ -260,6 +270,17 @@ impl Cluster {
         (environment, leases)
     }
 
+    /// A heartbeat on `work` at member `id`, echoing `token`; must answer 200.
+    async fn beat(&self, id: usize, environment: &str, work: &str, token: &str) -> Value {
+        self.ok(
+            id,
+            reqwest::Method::POST,
+            &heartbeat(environment, work, token),
+            None,
+        )
+        .await
+    }
+
     async fn item(&self, id: usize, environment: &str, work: &str) -> Value {
         self.ok(
             id,
@@ -330,14 +351,7 @@ async fn a_deposed_leader_never_renews_and_then_follows() {
     cluster.converged().await;
 
     // Cut the leader off while it keeps running: it still believes it leads.
-    cluster
-        .node(old)
-        .shared
-        .submit
-        .durable()
-        .expect("replicated")
-        .links()
-        .set_cut(true);
+    cluster.links(old).set_cut(true);
     let new = cluster.leader(Some(old)).await;
 
     // Heartbeats sent to it while cut off never get a 2xx (it cannot commit), nor do reads
@@ -362,14 +376,7 @@ async fn a_deposed_leader_never_renews_and_then_follows() {
     // Meanwhile the others serve the same leases.
     let mut renewed = Vec::new();
     for (work, token) in &leases {
-        let beat = cluster
-            .ok(
-                new,
-                reqwest::Method::POST,
-                &heartbeat(&environment, work, token),
-                None,
-            )
-            .await;
+        let beat = cluster.beat(new, &environment, work, token).await;
         renewed.push(beat["last_heartbeat"].as_str().expect("a token").to_owned());
     }
     for answer in sent {
@@ -384,14 +391,7 @@ async fn a_deposed_leader_never_renews_and_then_follows() {
     assert_eq!(status, 503, "a cut-off leader served a read: {body}");
 
     // Back in touch, it follows the new leader and holds the same table.
-    cluster
-        .node(old)
-        .shared
-        .submit
-        .durable()
-        .expect("replicated")
-        .links()
-        .set_cut(false);
+    cluster.links(old).set_cut(false);
     let started = Instant::now();
     while cluster.node(old).shared.submit.cluster_status().leader_id != Some(new as u64) {
         assert!(
@@ -512,22 +512,8 @@ async fn a_forwarded_heartbeat_whose_answer_is_lost_is_answered_from_the_log() {
     // The leader applies the heartbeat, but the follower never gets its answer: it replays
     // the request with the same origin id, and the leader answers from its record instead of
     // applying it again (which would answer 412: the first attempt moved the token).
-    cluster
-        .node(follower)
-        .shared
-        .submit
-        .durable()
-        .expect("replicated")
-        .links()
-        .drop_answers(1);
-    let beat = cluster
-        .ok(
-            follower,
-            reqwest::Method::POST,
-            &heartbeat(&environment, work, token),
-            None,
-        )
-        .await;
+    cluster.links(follower).drop_answers(1);
+    let beat = cluster.beat(follower, &environment, work, token).await;
     let renewed = beat["last_heartbeat"].as_str().expect("a token");
     assert!(renewed > token.as_str(), "{beat}");
     // Applied once: the item holds that very token.
@@ -540,14 +526,7 @@ async fn a_forwarded_heartbeat_whose_answer_is_lost_is_answered_from_the_log() {
     // Lost twice: each replay is answered from the record, and the stop is applied once
     // (applied twice, the second would answer the same item unchanged, but the record is
     // what answers here).
-    cluster
-        .node(follower)
-        .shared
-        .submit
-        .durable()
-        .expect("replicated")
-        .links()
-        .drop_answers(2);
+    cluster.links(follower).drop_answers(2);
     let stopped = cluster
         .ok(
             follower,

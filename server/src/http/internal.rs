@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use openraft::error::{InstallSnapshotError, RaftError};
 
 use crate::app::Shared;
-use crate::raft::{self, Durable};
+use crate::raft::{self, CodecError, Durable, TypeConfig};
 
 /// The largest RPC body read: a snapshot chunk (64 MiB) and its envelope.
 const RPC_LIMIT: usize = 80 * 1024 * 1024;
@@ -24,18 +24,17 @@ pub(crate) async fn append(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let (durable, bytes) = match accept(&shared, &headers, body).await {
-        Ok(accepted) => accepted,
-        Err(refusal) => return refusal,
-    };
-    let request = match raft::decode_append(&bytes) {
-        Ok(request) => request,
-        Err(error) => return plain(StatusCode::BAD_REQUEST, error.to_string()),
-    };
-    match durable.raft().append_entries(request).await {
-        Ok(response) => octets(raft::encode_append_response(&response)),
-        Err(error) => plain(StatusCode::SERVICE_UNAVAILABLE, error.to_string()),
-    }
+    rpc(
+        &shared,
+        &headers,
+        body,
+        raft::decode_append,
+        |node, r| async move {
+            let answer = node.append_entries(r).await.map_err(|e| e.to_string())?;
+            Ok(raft::encode_append_response(&answer))
+        },
+    )
+    .await
 }
 
 /// `POST /internal/raft/vote`.
@@ -44,18 +43,17 @@ pub(crate) async fn vote(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let (durable, bytes) = match accept(&shared, &headers, body).await {
-        Ok(accepted) => accepted,
-        Err(refusal) => return refusal,
-    };
-    let request = match raft::decode_vote_request(&bytes) {
-        Ok(request) => request,
-        Err(error) => return plain(StatusCode::BAD_REQUEST, error.to_string()),
-    };
-    match durable.raft().vote(request).await {
-        Ok(response) => octets(raft::encode_vote_response(&response)),
-        Err(error) => plain(StatusCode::SERVICE_UNAVAILABLE, error.to_string()),
-    }
+    rpc(
+        &shared,
+        &headers,
+        body,
+        raft::decode_vote_request,
+        |node, r| async move {
+            let answer = node.vote(r).await.map_err(|e| e.to_string())?;
+            Ok(raft::encode_vote_response(&answer))
+        },
+    )
+    .await
 }
 
 /// `POST /internal/raft/snapshot`: one chunk of a snapshot the leader sends.
@@ -64,20 +62,49 @@ pub(crate) async fn snapshot(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let (durable, bytes) = match accept(&shared, &headers, body).await {
+    rpc(
+        &shared,
+        &headers,
+        body,
+        raft::decode_install,
+        |node, r| async move {
+            match node.install_snapshot(r).await {
+                Ok(answer) => Ok(raft::encode_install_response(&Ok(answer))),
+                // A chunk out of order: the leader starts the snapshot over.
+                Err(RaftError::APIError(InstallSnapshotError::SnapshotMismatch(mismatch))) => {
+                    Ok(raft::encode_install_response(&Err(mismatch)))
+                }
+                Err(error) => Err(error.to_string()),
+            }
+        },
+    )
+    .await
+}
+
+/// One RPC: checks the sender and reads the body ([`accept`]), decodes it (400 when it does
+/// not), and hands it to this member's Raft node with `call`: its bytes are the answer, its
+/// error (the node is stopping) a 503.
+async fn rpc<T, F>(
+    shared: &Shared,
+    headers: &HeaderMap,
+    body: Body,
+    decode: fn(&[u8]) -> Result<T, CodecError>,
+    call: impl FnOnce(openraft::Raft<TypeConfig>, T) -> F,
+) -> Response
+where
+    F: std::future::Future<Output = Result<Vec<u8>, String>>,
+{
+    let (durable, bytes) = match accept(shared, headers, body).await {
         Ok(accepted) => accepted,
         Err(refusal) => return refusal,
     };
-    let request = match raft::decode_install(&bytes) {
+    let request = match decode(&bytes) {
         Ok(request) => request,
         Err(error) => return plain(StatusCode::BAD_REQUEST, error.to_string()),
     };
-    match durable.raft().install_snapshot(request).await {
-        Ok(response) => octets(raft::encode_install_response(&Ok(response))),
-        Err(RaftError::APIError(InstallSnapshotError::SnapshotMismatch(mismatch))) => {
-            octets(raft::encode_install_response(&Err(mismatch)))
-        }
-        Err(error) => plain(StatusCode::SERVICE_UNAVAILABLE, error.to_string()),
+    match call(durable.raft().clone(), request).await {
+        Ok(answer) => octets(answer),
+        Err(error) => plain(StatusCode::SERVICE_UNAVAILABLE, error),
     }
 }
 

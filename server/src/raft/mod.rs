@@ -27,6 +27,7 @@ mod rpc;
 mod state_machine;
 
 pub(crate) use bootstrap::{open, Options, SOLE_NODE};
+pub(crate) use codec::CodecError;
 pub(crate) use network::{Links, APPEND_ROUTE, CONFIG_HEADER, SNAPSHOT_ROUTE, VOTE_ROUTE};
 pub(crate) use rpc::{
     decode_append, decode_install, decode_vote_request, encode_append_response,
