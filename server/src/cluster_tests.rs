@@ -516,6 +516,15 @@ async fn a_forwarded_heartbeat_whose_answer_is_lost_is_answered_from_the_log() {
     let beat = cluster.beat(follower, &environment, work, token).await;
     let renewed = beat["last_heartbeat"].as_str().expect("a token");
     assert!(renewed > token.as_str(), "{beat}");
+    let metrics = cluster
+        .node(follower)
+        .shared
+        .metrics
+        .render([0; 5], 0, 0, None);
+    assert!(
+        metrics.contains("worklease_forwarded_total{outcome=\"replayed\"} 1"),
+        "{metrics}"
+    );
     // Applied once: the item holds that very token.
     let item = cluster.item(leader, &environment, work).await;
     assert_eq!(

@@ -7,6 +7,7 @@
 //! | `worklease_heartbeats_total` | counter | `outcome` |
 //! | `worklease_items` | gauge (at scrape) | `state` |
 //! | `worklease_lapses_total` | counter | `to` |
+//! | `worklease_forwarded_total` | counter | `outcome` |
 //! | `worklease_commit_latency_seconds` | histogram | — |
 //! | `worklease_last_applied_index` | gauge | — |
 //! | `worklease_raft_term`, `worklease_raft_leader_id` | gauge | — |
@@ -54,6 +55,9 @@ pub(crate) const STATES: [WorkState; 5] = [
     WorkState::Stopped,
 ];
 
+/// How a forwarded request can end (`worklease_forwarded_total`'s `outcome`).
+pub(crate) const FORWARD_OUTCOMES: [&str; 3] = ["answered", "replayed", "unavailable"];
+
 /// The heartbeat outcomes counted, each a pre-registered counter (one atomic add per beat).
 #[derive(Debug)]
 struct HeartbeatOutcomes {
@@ -72,6 +76,7 @@ pub(crate) struct Metrics {
     heartbeats: HeartbeatOutcomes,
     items: Family<StateLabels, Gauge>,
     lapses: Family<LapseLabels, Counter>,
+    forwarded: Family<OutcomeLabels, Counter>,
     commit_latency: Histogram,
     last_applied: Gauge,
     term: Gauge,
@@ -122,6 +127,17 @@ impl Metrics {
             // Registered at zero, so a scrape shows both series before the first lapse.
             drop(lapses.get_or_create(&LapseLabels { to }));
         }
+        let forwarded = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "worklease_forwarded",
+            "Requests this member forwarded to the leader, by how they were answered: answered \
+             (the leader's answer), replayed (the forward broke and a replay was answered), \
+             unavailable (503 to the client)",
+            forwarded.clone(),
+        );
+        for outcome in FORWARD_OUTCOMES {
+            drop(forwarded.get_or_create(&OutcomeLabels { outcome }));
+        }
         // 1 µs to ~4 s: an in-memory apply takes microseconds; a durable commit milliseconds.
         let commit_latency = Histogram::new(exponential_buckets(1e-6, 4.0, 12));
         registry.register(
@@ -153,6 +169,7 @@ impl Metrics {
             heartbeats,
             items,
             lapses,
+            forwarded,
             commit_latency,
             last_applied,
             term,
@@ -167,7 +184,14 @@ impl Metrics {
             .inc();
     }
 
-    /// One heartbeat's outcome: the accepted beat, or the table's refusal.
+    /// One request forwarded to the leader, answered as `outcome` (one of
+    /// [`FORWARD_OUTCOMES`]).
+    pub(crate) fn forwarded(&self, outcome: &'static str) {
+        self.forwarded
+            .get_or_create(&OutcomeLabels { outcome })
+            .inc();
+    }
+
     /// One heartbeat the table answered: accepted (`None`) or refused.
     pub(crate) fn heartbeat(&self, refusal: Option<&Error>) {
         let counter = match refusal {

@@ -165,6 +165,10 @@ fn metrics_parse_as_prometheus_text_and_count_what_happened() {
     assert_eq!(value("worklease_items", &[("state", "stopped")]), 0.0);
     assert_eq!(value("worklease_lapses_total", &[("to", "queued")]), 0.0);
     assert_eq!(value("worklease_raft_term", &[]), 0.0);
+    assert_eq!(
+        value("worklease_forwarded_total", &[("outcome", "replayed")]),
+        0.0
+    );
     assert_eq!(value("worklease_raft_leader_id", &[]), 1.0);
     let applied = server.get("/cluster").json["last_applied_index"]
         .as_f64()

@@ -77,24 +77,30 @@ where
             let origin = (sent.method != Method::GET && sent.method != Method::HEAD)
                 .then(|| u128::from_str_radix(&shared.mint.hex128(), 16).unwrap_or_default());
             let first = proxy(&shared, &address, &sent, &request_id, origin, false).await;
-            match (first, origin) {
+            let (response, outcome) = match (first, origin) {
                 (Ok(response), _) if response.status() != StatusCode::SERVICE_UNAVAILABLE => {
-                    response
+                    (response, "answered")
                 }
                 (first, Some(origin)) => {
                     if let Err(error) = &first {
                         tracing::warn!(leader, %address, ?error, "the leader did not answer a forwarded change; replaying it");
                     }
-                    replay(&shared, inner, leader, &sent, &request_id, origin)
-                        .await
-                        .unwrap_or_else(|| first.unwrap_or_else(IntoResponse::into_response))
+                    match replay(&shared, inner, leader, &sent, &request_id, origin).await {
+                        Some(response) => (response, "replayed"),
+                        None => (
+                            first.unwrap_or_else(IntoResponse::into_response),
+                            "unavailable",
+                        ),
+                    }
                 }
-                (Ok(response), None) => response,
+                (Ok(response), None) => (response, "unavailable"),
                 (Err(error), None) => {
                     tracing::warn!(leader, %address, ?error, "the leader did not answer a forwarded request");
-                    error.into_response()
+                    (error.into_response(), "unavailable")
                 }
-            }
+            };
+            shared.metrics.forwarded(outcome);
+            response
         }
         Some(Leader::At(leader, _)) => ApiError::Unavailable(format!(
             "this node no longer leads (node {leader} does); retry"
