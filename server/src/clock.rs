@@ -30,6 +30,10 @@ const JUMP_WARNING_MICROS: i64 = Ttl::MIN.micros();
 pub(crate) struct Clock {
     /// Added to the wall clock: tests give each in-process node its own clock with it.
     skew_micros: AtomicI64,
+    /// How far this node's wall clock is behind the table's time, measured when it took
+    /// office; added to its stamps and reads for the rest of the term. An atomic, so reads
+    /// (and in-memory stamps) take no lock.
+    behind_micros: AtomicI64,
     timeline: Mutex<Timeline>,
     /// How many stamps jumped ahead far enough to be warned about.
     jumps: AtomicU64,
@@ -39,11 +43,8 @@ pub(crate) struct Clock {
 struct Timeline {
     /// The latest stamp proposed or applied here, and when (on this machine) it was seen.
     latest: Option<(i64, Instant)>,
-    /// The term whose offset is below (`None`: none stamped yet).
+    /// The term `Clock::behind_micros` was measured for (`None`: none stamped yet).
     term: Option<u64>,
-    /// How far this node's wall clock is behind the table's time, measured when it took
-    /// office; added to its stamps for the rest of the term.
-    behind_micros: i64,
 }
 
 impl Timeline {
@@ -79,10 +80,11 @@ impl Clock {
             .saturating_add(self.skew_micros.load(Ordering::Relaxed))
     }
 
-    /// The time to answer reads and to schedule waits by: the wall clock on this term's
-    /// timeline (changes nothing).
+    /// The time to answer reads and to schedule waits by, and to stamp commands in memory
+    /// (where the table's clamp is all the ordering needed): the wall clock on this term's
+    /// timeline. Changes nothing, takes no lock.
     pub(crate) fn now(&self) -> Timestamp {
-        let behind = self.timeline.lock().behind_micros;
+        let behind = self.behind_micros.load(Ordering::Relaxed);
         Timestamp::from_unix_micros(self.wall_micros().saturating_add(behind))
     }
 
@@ -106,17 +108,19 @@ impl Clock {
         let table_now = timeline.table_now(seen_now);
         if timeline.term != Some(term) {
             timeline.term = Some(term);
-            timeline.behind_micros = table_now.map_or(0, |table| table.saturating_sub(wall).max(0));
-            if timeline.behind_micros > 0 {
+            let behind = table_now.map_or(0, |table| table.saturating_sub(wall).max(0));
+            self.behind_micros.store(behind, Ordering::Relaxed);
+            if behind > 0 {
                 tracing::info!(
                     term,
-                    behind_ms = timeline.behind_micros / 1000,
+                    behind_ms = behind / 1000,
                     "this node's clock is behind the table's time: stamping on the table's timeline this term"
                 );
             }
         }
         let latest = timeline.latest.map_or(i64::MIN, |(at, _)| at);
-        let stamp = wall.saturating_add(timeline.behind_micros).max(latest);
+        let behind = self.behind_micros.load(Ordering::Relaxed);
+        let stamp = wall.saturating_add(behind).max(latest);
         if let Some(table) = table_now {
             let ahead = stamp.saturating_sub(table);
             if ahead > JUMP_WARNING_MICROS {

@@ -455,8 +455,9 @@ impl Submit {
         }
         let started = Instant::now();
         let mut table = self.table.lock();
-        // Stamped under the lock, so stamps increase in the order commands apply.
-        let now = self.clock.stamp(0);
+        // Stamped under the lock, so stamps follow the order commands apply (the table clamps
+        // one that steps back). No leader changes here, so no timeline to keep.
+        let now = self.clock.now();
         let done = match op {
             Op::Sweep { purge_older_than } => {
                 let purged = purge_older_than
