@@ -44,11 +44,13 @@ struct WireVoteResponse {
 }
 
 #[derive(Serialize, Deserialize)]
-struct WireInstall {
+struct WireInstall<'a> {
     vote: Vec<u8>,
     meta: Vec<u8>,
     offset: u64,
-    data: Vec<u8>,
+    /// A snapshot chunk (up to 64 MiB): borrowed, not copied, on the way in and out.
+    #[serde(borrow)]
+    data: &'a [u8],
     done: bool,
 }
 
@@ -173,7 +175,7 @@ pub(crate) fn encode_install(request: &InstallSnapshotRequest<TypeConfig>) -> Ve
         vote: codec::encode_vote(&request.vote),
         meta: codec::encode_snapshot_meta(&request.meta),
         offset: request.offset,
-        data: request.data.clone(),
+        data: &request.data,
         done: request.done,
     })
 }
@@ -181,12 +183,12 @@ pub(crate) fn encode_install(request: &InstallSnapshotRequest<TypeConfig>) -> Ve
 pub(crate) fn decode_install(
     bytes: &[u8],
 ) -> Result<InstallSnapshotRequest<TypeConfig>, CodecError> {
-    let wire: WireInstall = from_bytes(bytes)?;
+    let wire: WireInstall<'_> = from_bytes(bytes)?;
     Ok(InstallSnapshotRequest {
         vote: codec::decode_vote(&wire.vote)?,
         meta: codec::decode_snapshot_meta(&wire.meta)?,
         offset: wire.offset,
-        data: wire.data,
+        data: wire.data.to_vec(),
         done: wire.done,
     })
 }
