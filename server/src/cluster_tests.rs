@@ -38,7 +38,9 @@ impl Cluster {
         let dir = std::env::temp_dir().join(format!(
             "worklease-in-process-{name}-{}-{}",
             std::process::id(),
-            Instant::now().elapsed().as_nanos()
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |since| since.as_nanos())
         ));
         let _ = std::fs::remove_dir_all(&dir);
         let mut listeners = Vec::new();
