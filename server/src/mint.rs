@@ -38,12 +38,17 @@ impl Mint {
         digits.iter().map(|&b| char::from(b)).collect()
     }
 
+    /// 128 bits no other call of this process returns.
+    pub(crate) fn value128(&self) -> u128 {
+        let n = self.sequence();
+        (u128::from(self.entropy(n, 0)) << 64) | u128::from(self.entropy(n, 1))
+    }
+
     /// Writes 32 hex digits no other call of this process returns into `out` (its first 32
     /// bytes), without allocating.
     pub(crate) fn hex128_into(&self, out: &mut [u8]) {
         const HEX: &[u8; 16] = b"0123456789abcdef";
-        let n = self.sequence();
-        let value = (u128::from(self.entropy(n, 0)) << 64) | u128::from(self.entropy(n, 1));
+        let value = self.value128();
         for (i, digit) in out[..32].iter_mut().enumerate() {
             *digit = HEX[((value >> (124 - 4 * i)) & 0xf) as usize];
         }

@@ -75,7 +75,7 @@ where
             };
             // A change gets an origin id, so a broken forward can be replayed exactly once.
             let origin = (sent.method != Method::GET && sent.method != Method::HEAD)
-                .then(|| u128::from_str_radix(&shared.mint.hex128(), 16).unwrap_or_default());
+                .then(|| shared.mint.value128());
             let first = proxy(&shared, &address, &sent, &request_id, origin, false).await;
             let (response, outcome) = match (first, origin) {
                 (Ok(response), _) if response.status() != StatusCode::SERVICE_UNAVAILABLE => {
