@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# Instructions per heartbeat request over HTTP, counted by callgrind (exact and unaffected by
+# other load on the machine, unlike requests per second): the in-memory server against the bare
+# axum route (server/examples/bare.rs), both driven by the same wrk heartbeats
+# (scripts/heartbeat.lua) on ITEMS acked items.
+#
+# Each process runs under callgrind; its counters are zeroed once it is set up (for the server:
+# once bench_items.py has created and acked the items), wrk then runs for SECONDS, and the
+# process is stopped with SIGTERM. Instructions counted (Ir, every thread) / wrk's requests =
+# instructions per request. The callgrind files are kept in OUT_DIR for callgrind_annotate.
+#
+#   scripts/request-instructions.sh [SECONDS] [ITEMS] [OUT_DIR]   # defaults: 20 s, 1000, a temp dir
+# Needs valgrind, wrk, python3.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SECONDS_PER_RUN=${1:-20}
+ITEMS=${2:-1000}
+OUT=${3:-$(mktemp -d)}
+CONNECTIONS=10
+TOKEN=bench-token
+mkdir -p "$OUT"
+
+for tool in valgrind callgrind_control wrk python3; do
+  command -v "$tool" >/dev/null || { echo "request-instructions: $tool is missing" >&2; exit 1; }
+done
+
+cargo build --release --quiet -p worklease-server --bins --examples
+TARGET=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
+
+PID=
+cleanup() { [ -n "$PID" ] && kill "$PID" 2>/dev/null || true; }
+trap cleanup EXIT
+
+# measure NAME SETUP CMD...: CMD under callgrind; SETUP ADDR runs once it listens (its stdout is
+# the ids file). Prints NAME, requests, instructions and instructions per request.
+measure() {
+  local name=$1 setup=$2; shift 2
+  valgrind --tool=callgrind --callgrind-out-file="$OUT/$name.callgrind" --dump-instr=no \
+    "$@" >"$OUT/$name.out" 2>"$OUT/$name.err" &
+  PID=$!
+  local addr=
+  for _ in $(seq 600); do
+    addr=$(sed -n 's|^listening on http://||p' "$OUT/$name.out" | head -1)
+    [ -n "$addr" ] && break
+    sleep 0.1
+  done
+  [ -n "$addr" ] || { echo "request-instructions: $name did not start: $(cat "$OUT/$name.err")" >&2; exit 1; }
+  "$setup" "$addr" >"$OUT/$name.ids"
+  callgrind_control -z "$PID" >/dev/null
+  wrk -t1 -c"$CONNECTIONS" -d"${SECONDS_PER_RUN}s" -s scripts/heartbeat.lua "http://$addr" \
+    -- "$OUT/$name.ids" "$TOKEN" >"$OUT/$name.wrk"
+  kill -TERM "$PID"
+  wait "$PID" || true
+  PID=
+  if grep -qE "Non-2xx|Socket errors" "$OUT/$name.wrk"; then
+    echo "request-instructions: $name: wrk saw errors:" >&2; cat "$OUT/$name.wrk" >&2; exit 1
+  fi
+  local requests instructions
+  requests=$(awk '/requests in/ {print $1}' "$OUT/$name.wrk")
+  instructions=$(awk '/^summary:/ {print $2}' "$OUT/$name.callgrind")
+  echo "$name $requests $instructions $((instructions / requests))"
+}
+
+server_setup() { python3 scripts/bench_items.py "$1" "$TOKEN" "$ITEMS"; }
+# The bare route answers any path of the route's shape: the server's ids, so paths are alike.
+bare_setup() { cat "$OUT/server.ids"; }
+
+read -r _ s_requests s_instructions s_per < <(measure server server_setup \
+  "$TARGET/release/worklease-server" --listen 127.0.0.1:0 --token "$TOKEN" \
+  --default-ttl-seconds 600 --log-level warn)
+read -r _ b_requests b_instructions b_per < <(measure bare bare_setup \
+  "$TARGET/release/examples/bare" 127.0.0.1:0)
+echo "server: $s_per instructions/request ($s_instructions over $s_requests requests)"
+echo "bare:   $b_per instructions/request ($b_instructions over $b_requests requests)"
+python3 -c "print(f'server / bare: {$s_per / $b_per:.3f}x instructions; bare / server: {$b_per / $s_per:.3f}')"
+echo "callgrind files in $OUT (callgrind_annotate $OUT/server.callgrind)"
