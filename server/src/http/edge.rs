@@ -163,6 +163,17 @@ pub(crate) fn json(status: StatusCode, body: &impl Serialize) -> Response {
     }
 }
 
+/// A JSON response from bytes already rendered (for the heartbeat: `WorkHeartbeat::to_vec`).
+/// A vector whose length is its capacity becomes the body without another copy.
+pub(crate) fn json_bytes(status: StatusCode, bytes: Vec<u8>) -> Response {
+    let mut response = Response::new(Body::from(bytes));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
 /// The one layer around every route: names the route for the request counter, picks the
 /// request id (the client's `x-request-id` when it is sane), checks credentials (every route
 /// but `/healthz`), renders any refusal as the envelope that carries the request id, echoes

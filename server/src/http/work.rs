@@ -15,7 +15,7 @@ use worklease::json::{
 };
 use worklease::{parse_worker_id, HeartbeatRequest, ListRequest, PollRequest, Polled, StopMode};
 
-use super::edge::{json, parse_json, read_body, worker_header, ApiError, Query};
+use super::edge::{json, json_bytes, parse_json, read_body, worker_header, ApiError, Query};
 use super::{excerpt, Ids};
 use crate::app::Shared;
 use crate::submit::until;
@@ -113,7 +113,7 @@ pub(crate) async fn heartbeat(
         .submit
         .heartbeat(ids.environment(), ids.work(), request)
         .await?;
-    Ok(json(StatusCode::OK, &WorkHeartbeat(&beat)))
+    Ok(json_bytes(StatusCode::OK, WorkHeartbeat(&beat).to_vec()))
 }
 
 /// `POST …/work/{work_id}/stop`, graceful unless `{"force": true}` (or `?force=true`).
