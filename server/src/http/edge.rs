@@ -11,7 +11,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
-use axum::extract::{MatchedPath, Request};
+use axum::extract::Request;
 use axum::http::header::{
     HeaderMap, HeaderName, HeaderValue, AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER,
 };
@@ -19,7 +19,6 @@ use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use tower_layer::Layer;
 use tower_service::Service;
 use worklease::json::ErrorEnvelope;
 use worklease::Error;
@@ -27,6 +26,7 @@ use worklease::Error;
 use crate::app::Shared;
 use crate::mint::Mint;
 use crate::origin::{RequestOrigin, ORIGIN};
+use crate::raft::{APPEND_ROUTE, SNAPSHOT_ROUTE, VOTE_ROUTE};
 use crate::submit::Refused;
 
 use super::forward;
@@ -174,32 +174,27 @@ pub(crate) fn json_bytes(status: StatusCode, bytes: Vec<u8>) -> Response {
     response
 }
 
-/// The one layer around every route: names the route for the request counter, picks the
-/// request id (the client's `x-request-id` when it is sane), checks credentials (every route
-/// but `/healthz`), renders any refusal as the envelope that carries the request id, echoes
-/// the id as `request-id`, and counts the answer (`worklease_http_requests_total`).
+/// The one service in front of the router: names the route for the request counter, picks
+/// the request id (the client's `x-request-id` when it is sane), checks credentials (every
+/// route but `/healthz`), renders any refusal as the envelope that carries the request id,
+/// echoes the id as `request-id`, and counts the answer (`worklease_http_requests_total`).
 ///
-/// One hand-written layer rather than three `from_fn` ones: each of those costs a boxed
+/// One hand-written service rather than three `from_fn` layers: each of those costs a boxed
 /// future and a clone of the inner service per request, a measurable share of a heartbeat.
-#[derive(Clone, Debug)]
-pub(crate) struct EdgeLayer(pub(crate) Arc<Shared>);
-
-impl<S> Layer<S> for EdgeLayer {
-    type Service = Edge<S>;
-
-    fn layer(&self, inner: S) -> Edge<S> {
-        Edge {
-            inner,
-            shared: self.0.clone(),
-        }
-    }
-}
-
-/// [`EdgeLayer`] around one route.
+/// And around the whole router rather than as its layer: `Router::layer` wraps every route
+/// in a second boxed route, which is cloned, called and boxed again on every request (~1 700
+/// instructions of a heartbeat, callgrind, `scripts/request-instructions.sh`). So the route
+/// is named from the path ([`route_of`]), before the router matches it.
 #[derive(Clone, Debug)]
 pub(crate) struct Edge<S> {
     inner: S,
     shared: Arc<Shared>,
+}
+
+impl<S> Edge<S> {
+    pub(crate) fn new(inner: S, shared: Arc<Shared>) -> Self {
+        Self { inner, shared }
+    }
 }
 
 /// How a request will be answered.
@@ -226,12 +221,7 @@ where
     }
 
     fn call(&mut self, request: Request) -> Self::Future {
-        let route = request
-            .extensions()
-            .get::<MatchedPath>()
-            .map_or("unmatched", |path| {
-                route_name(path.as_str(), request.method())
-            });
+        let route = route_of(request.uri().path(), request.method());
         let request_id = RequestId::of(request.headers(), &self.shared.mint);
         let answer = if route == "healthz" {
             Answer::Here(self.inner.call(request))
@@ -329,39 +319,61 @@ impl RequestId {
     }
 }
 
-/// The operation a matched route template serves, the same under both prefixes.
-fn route_name(template: &str, method: &Method) -> &'static str {
+/// The operation a request's path names, the same under both prefixes: the route
+/// `super::router` matches it to, or `unmatched` when it matches none. Mirrors the router's
+/// templates (a `{param}` is one segment, which may be empty unless it ends the path; static
+/// segments win); a test in
+/// `super` checks it against the router itself.
+pub(super) fn route_of(path: &str, method: &Method) -> &'static str {
+    match path {
+        "/healthz" => return "healthz",
+        "/cluster" => return "cluster",
+        "/metrics" => return "metrics",
+        "/internal/digest" | APPEND_ROUTE | VOTE_ROUTE | SNAPSHOT_ROUTE => return "internal",
+        _ => {}
+    }
     let get = method == Method::GET;
-    let tail = template
+    let Some(rest) = path
         .strip_prefix("/api/v1/cloud")
-        .or_else(|| template.strip_prefix("/v1"))
-        .unwrap_or(template);
-    match tail {
-        "/healthz" => "healthz",
-        "/cluster" => "cluster",
-        "/metrics" => "metrics",
-        _ if tail.starts_with("/internal/") => "internal",
-        "/environments" => "create_environment",
-        _ if tail.ends_with("/work/{work_id}/heartbeat") => "heartbeat",
-        _ if tail.ends_with("/work/{work_id}/ack") => "ack",
-        _ if tail.ends_with("/work/{work_id}/stop") => "stop",
-        _ if tail.ends_with("/work/poll") => "poll",
-        _ if tail.ends_with("/work/stats") => "stats",
-        _ if tail.ends_with("/work/{work_id}") => {
-            if get {
-                "retrieve"
-            } else {
-                "update_metadata"
-            }
-        }
-        _ if tail.ends_with("/work") || tail.ends_with("/work/") => {
+        .or_else(|| path.strip_prefix("/v1"))
+        .and_then(|tail| tail.strip_prefix("/environments"))
+    else {
+        return "unmatched";
+    };
+    if rest.is_empty() {
+        return "create_environment";
+    }
+    let Some(rest) = rest.strip_prefix('/') else {
+        return "unmatched";
+    };
+    let mut segments = rest.split('/');
+    let environment = segments.next().unwrap_or("");
+    let (a, b, c) = (segments.next(), segments.next(), segments.next());
+    if segments.next().is_some() {
+        return "unmatched";
+    }
+    match (a, b, c) {
+        // A parameter ending the path must have text; one followed by more path need not.
+        (None, None, None) if environment.is_empty() => "unmatched",
+        (None | Some("archive"), None, None) => "other",
+        (Some("work"), None | Some(""), None) => {
             if get {
                 "list"
             } else {
                 "create_work"
             }
         }
-        _ => "other",
+        (Some("work"), Some("poll"), None) => "poll",
+        (Some("work"), Some("stats"), None) => "stats",
+        (Some("work"), Some(_), tail) => match tail {
+            None if get => "retrieve",
+            None => "update_metadata",
+            Some("heartbeat") => "heartbeat",
+            Some("ack") => "ack",
+            Some("stop") => "stop",
+            Some(_) => "unmatched",
+        },
+        _ => "unmatched",
     }
 }
 
@@ -464,30 +476,6 @@ pub(crate) fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<Option<T>,
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn routes_are_named_alike_under_both_prefixes() {
-        for prefix in ["/v1", "/api/v1/cloud"] {
-            let name = |tail: &str, method: &Method| route_name(&format!("{prefix}{tail}"), method);
-            let work = "/environments/{environment_id}/work";
-            assert_eq!(
-                name(&format!("{work}/{{work_id}}/heartbeat"), &Method::POST),
-                "heartbeat"
-            );
-            assert_eq!(
-                name(&format!("{work}/{{work_id}}"), &Method::GET),
-                "retrieve"
-            );
-            assert_eq!(
-                name(&format!("{work}/{{work_id}}"), &Method::POST),
-                "update_metadata"
-            );
-            assert_eq!(name(work, &Method::POST), "create_work");
-            assert_eq!(name(&format!("{work}/"), &Method::GET), "list");
-            assert_eq!(name("/environments", &Method::POST), "create_environment");
-        }
-        assert_eq!(route_name("/metrics", &Method::GET), "metrics");
-    }
 
     #[test]
     fn secrets_compare_whole() {

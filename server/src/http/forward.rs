@@ -119,8 +119,8 @@ struct Sent {
     method: Method,
     uri: Uri,
     headers: HeaderMap,
-    /// The router's (the matched route and its path parameters): served here, the route
-    /// reads its ids from them.
+    /// As they arrived (the edge runs before the router, so a replay served here is routed
+    /// afresh and gets its path parameters then).
     extensions: axum::http::Extensions,
     body: Bytes,
 }

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use axum::extract::rejection::RawPathParamsRejection;
 use axum::extract::RawPathParams;
 use axum::http::StatusCode;
-use axum::routing::{get, post};
-use axum::Router;
+use axum::routing::{get, post, IntoMakeService};
+use axum::{Router, ServiceExt};
 
 use crate::app::Shared;
 
@@ -19,10 +19,16 @@ mod ops;
 mod work;
 
 pub(crate) use edge::ApiError;
+use edge::Edge;
 
-/// Every route under both prefixes, plus `/healthz`, `/cluster` and `/metrics`, inside the one
-/// edge layer (request ids, authentication but for `/healthz`, counting).
-pub(crate) fn router(shared: Arc<Shared>) -> Router {
+/// Every route under both prefixes, plus `/healthz`, `/cluster` and `/metrics`, behind the one
+/// edge (request ids, authentication but for `/healthz`, counting), for `axum::serve`.
+pub(crate) fn router(shared: Arc<Shared>) -> IntoMakeService<Edge<Router>> {
+    Edge::new(routes(shared.clone()), shared).into_make_service()
+}
+
+/// The router alone, without the edge.
+fn routes(shared: Arc<Shared>) -> Router {
     let mut router = Router::new();
     // Each route under both prefixes, registered whole rather than nested: a nested router
     // rebuilds the request's URI and matched path on every request.
@@ -70,7 +76,6 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/internal/digest", get(internal::digest))
         .fallback(unknown_route)
         .method_not_allowed_fallback(wrong_method)
-        .layer(edge::EdgeLayer(shared.clone()))
         .with_state(shared)
 }
 
@@ -129,4 +134,152 @@ fn excerpt(text: &str) -> &str {
         end -= 1;
     }
     &text[..end]
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::extract::{MatchedPath, Request};
+    use axum::http::{Method, StatusCode};
+    use axum::middleware::{from_fn, Next};
+    use axum::response::{IntoResponse, Response};
+    use tower_service::Service;
+
+    use super::*;
+    use crate::clock::Clock;
+    use crate::metrics::Metrics;
+    use crate::submit::Submit;
+
+    /// The route a matched template serves, as the edge named it when it ran inside the
+    /// router (from `MatchedPath`): what [`edge::route_of`] must say from the path alone.
+    fn named_by_template(template: &str, method: &Method) -> &'static str {
+        let get = method == Method::GET;
+        let tail = template
+            .strip_prefix("/api/v1/cloud")
+            .or_else(|| template.strip_prefix("/v1"))
+            .unwrap_or(template);
+        match tail {
+            "/healthz" => "healthz",
+            "/cluster" => "cluster",
+            "/metrics" => "metrics",
+            _ if tail.starts_with("/internal/") => "internal",
+            "/environments" => "create_environment",
+            _ if tail.ends_with("/work/{work_id}/heartbeat") => "heartbeat",
+            _ if tail.ends_with("/work/{work_id}/ack") => "ack",
+            _ if tail.ends_with("/work/{work_id}/stop") => "stop",
+            _ if tail.ends_with("/work/poll") => "poll",
+            _ if tail.ends_with("/work/stats") => "stats",
+            _ if tail.ends_with("/work/{work_id}") => {
+                if get {
+                    "retrieve"
+                } else {
+                    "update_metadata"
+                }
+            }
+            _ if tail.ends_with("/work") || tail.ends_with("/work/") => {
+                if get {
+                    "list"
+                } else {
+                    "create_work"
+                }
+            }
+            _ => "other",
+        }
+    }
+
+    /// Answers with the template the router matched in a header (none: the fallbacks; a
+    /// header because a HEAD answer has no body), running no route.
+    async fn matched(request: Request, _: Next) -> Response {
+        let template = request
+            .extensions()
+            .get::<MatchedPath>()
+            .map_or_else(String::new, |path| path.as_str().to_owned());
+        (StatusCode::OK, [(TEMPLATE, template)]).into_response()
+    }
+
+    const TEMPLATE: &str = "x-template";
+
+    #[tokio::test]
+    async fn the_edge_names_the_route_the_router_matches() {
+        let metrics = Arc::new(Metrics::new());
+        let submit = Submit::new(Default::default(), metrics.clone(), Arc::new(Clock::new()));
+        let shared = Arc::new(Shared::new(submit, "token".to_owned(), metrics));
+        let mut router = routes(shared).layer(from_fn(matched));
+        let tails = [
+            "",
+            "/",
+            "/environments",
+            "/environments/",
+            "/environmentsx",
+            "/environments/e1",
+            "/environments/e1/",
+            "/environments/archive",
+            "/environments/e1/archive",
+            "/environments/e1/archive/",
+            "/environments/e1/works",
+            "/environments/e1/work",
+            "/environments/e1/work/",
+            "/environments/e1/work//",
+            "/environments/e1/work/poll",
+            "/environments/e1/work/poll/",
+            "/environments/e1/work/stats",
+            "/environments/e1/work/w1",
+            "/environments/e1/work/w1/",
+            "/environments/e1/work/w1/heartbeat",
+            "/environments/e1/work/w1/heartbeat/",
+            "/environments/e1/work/w1/heartbeat/x",
+            "/environments/e1/work/w1/ack",
+            "/environments/e1/work/w1/stop",
+            "/environments/e1/work/w1/other",
+            "/environments/e1/work/poll/ack",
+            "/environments/e1/work/stats/heartbeat",
+            "/environments/e1/work/work/stop",
+            "/environments//work",
+            "/environments//work/w1/heartbeat",
+            "/environments/e1/work//heartbeat",
+            "/environments/work/work/poll",
+            "/environments/e%2F1/work/w%20x/ack",
+            "/healthz",
+            "/metrics",
+        ];
+        let mut paths: Vec<String> = ["", "/v1", "/api/v1/cloud", "/v2", "/v1/", "/api/v1"]
+            .iter()
+            .flat_map(|prefix| tails.iter().map(move |tail| format!("{prefix}{tail}")))
+            .filter(|path| path.starts_with('/'))
+            .collect();
+        paths.extend(
+            [
+                "/healthz/",
+                "/cluster",
+                "/cluster/x",
+                "/internal/digest",
+                crate::raft::APPEND_ROUTE,
+                crate::raft::VOTE_ROUTE,
+                crate::raft::SNAPSHOT_ROUTE,
+                "/internal/raft",
+                "/internal/other",
+            ]
+            .map(str::to_owned),
+        );
+        for path in &paths {
+            for method in [Method::GET, Method::POST, Method::DELETE, Method::HEAD] {
+                let request = Request::builder()
+                    .method(method.clone())
+                    .uri(path.as_str())
+                    .body(axum::body::Body::empty())
+                    .unwrap();
+                let response = router.call(request).await.unwrap();
+                let template = response.headers()[TEMPLATE].to_str().unwrap();
+                let expected = if template.is_empty() {
+                    "unmatched"
+                } else {
+                    named_by_template(template, &method)
+                };
+                assert_eq!(
+                    edge::route_of(path, &method),
+                    expected,
+                    "{method} {path} (the router matched {template:?})"
+                );
+            }
+        }
+    }
 }
