@@ -346,13 +346,31 @@ pub(super) fn route_of(path: &str, method: &Method) -> &'static str {
     let Some(rest) = rest.strip_prefix('/') else {
         return "unmatched";
     };
-    let mut segments = rest.split('/');
-    let environment = segments.next().unwrap_or("");
-    let (a, b, c) = (segments.next(), segments.next(), segments.next());
-    if segments.next().is_some() {
-        return "unmatched";
+    // The slashes found by a plain loop: `split('/')` runs a memchr per segment, whose set-up
+    // costs more than these short segments (~670 instructions a heartbeat against ~300).
+    let mut slashes = [rest.len(); 3];
+    let mut found = 0;
+    for (at, byte) in rest.bytes().enumerate() {
+        if byte == b'/' {
+            if found == slashes.len() {
+                return "unmatched";
+            }
+            slashes[found] = at;
+            found += 1;
+        }
     }
-    match (a, b, c) {
+    // Segment `n` (0: the environment's), if the path has it.
+    let segment = |n: usize| -> Option<&str> {
+        let start = match n {
+            0 => 0,
+            _ if n > found => return None,
+            _ => slashes[n - 1] + 1,
+        };
+        let end = slashes.get(n).copied().unwrap_or(rest.len());
+        rest.get(start..end)
+    };
+    let environment = segment(0).unwrap_or("");
+    match (segment(1), segment(2), segment(3)) {
         // A parameter ending the path must have text; one followed by more path need not.
         (None, None, None) if environment.is_empty() => "unmatched",
         (None | Some("archive"), None, None) => "other",
