@@ -282,4 +282,104 @@ mod tests {
             }
         }
     }
+
+    /// Sends one request through the edge and the router, as a client would.
+    async fn send(
+        service: &mut Edge<Router>,
+        method: Method,
+        path: &str,
+        body: &str,
+    ) -> (StatusCode, serde_json::Value) {
+        let request = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("authorization", "Bearer token")
+            .header("worker-id", "w1")
+            .header("content-type", "application/json")
+            .body(axum::body::Body::from(body.to_owned()))
+            .unwrap();
+        let response = service.call(request).await.unwrap();
+        let status = response.status();
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        (status, serde_json::from_slice(&bytes).unwrap())
+    }
+
+    /// The edge answers a heartbeat whose ids need no decoding itself; one with a
+    /// percent-encoded id goes through the router. Both must answer alike.
+    #[tokio::test]
+    async fn heartbeats_answer_alike_with_and_without_the_router() {
+        let metrics = Arc::new(Metrics::new());
+        let submit = Submit::new(Default::default(), metrics.clone(), Arc::new(Clock::new()));
+        let shared = Arc::new(Shared::new(submit, "token".to_owned(), metrics));
+        let mut service = Edge::new(routes(shared.clone()), shared);
+        let (_, environment) = send(
+            &mut service,
+            Method::POST,
+            "/v1/environments",
+            r#"{"name": "e", "config": {"type": "self_hosted"}}"#,
+        )
+        .await;
+        let environment = environment["id"].as_str().unwrap().to_owned();
+        let base = format!("/v1/environments/{environment}/work");
+        send(
+            &mut service,
+            Method::POST,
+            &base,
+            r#"{"data": {"type": "session", "id": "sess_1"}}"#,
+        )
+        .await;
+        let (_, item) = send(&mut service, Method::GET, &format!("{base}/poll"), "").await;
+        let work = item["id"].as_str().unwrap().to_owned();
+        let (status, _) = send(
+            &mut service,
+            Method::POST,
+            &format!("{base}/{work}/ack"),
+            "",
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK);
+        // `%77` is `w`: the same ids, which only the router decodes.
+        let encoded = work.replacen('w', "%77", 1);
+        assert_ne!(encoded, work);
+        let unknown = "work_0123456789abcdef0123456789abcdef";
+        for (tail, expected) in [
+            ("", StatusCode::OK),
+            ("?desired_ttl_seconds=30", StatusCode::OK),
+            ("?desired_ttl_seconds=zero", StatusCode::BAD_REQUEST),
+            (
+                "?expected_last_heartbeat=NO_HEARTBEAT",
+                StatusCode::PRECONDITION_FAILED,
+            ),
+        ] {
+            let mut answers = Vec::new();
+            for id in [work.as_str(), encoded.as_str()] {
+                for prefix in ["/v1", "/api/v1/cloud"] {
+                    let path =
+                        format!("{prefix}/environments/{environment}/work/{id}/heartbeat{tail}");
+                    let (status, mut body) = send(&mut service, Method::POST, &path, "").await;
+                    assert_eq!(status, expected, "{path}: {body}");
+                    // What differs between two answers by design: the request id, the time.
+                    body.as_object_mut().unwrap().remove("request_id");
+                    body.as_object_mut().unwrap().remove("last_heartbeat");
+                    if let Some(error) = body.get_mut("error") {
+                        error.as_object_mut().unwrap().remove("message");
+                        error.as_object_mut().unwrap().remove("details");
+                    }
+                    answers.push(body);
+                }
+            }
+            assert!(
+                answers.windows(2).all(|pair| pair[0] == pair[1]),
+                "{answers:?}"
+            );
+        }
+        for id in [unknown.to_owned(), unknown.replacen('w', "%77", 1)] {
+            let path = format!("{base}/{id}/heartbeat");
+            let (status, body) = send(&mut service, Method::POST, &path, "").await;
+            assert_eq!(status, StatusCode::NOT_FOUND, "{path}: {body}");
+            assert_eq!(body["error"]["type"], "not_found_error");
+        }
+    }
 }

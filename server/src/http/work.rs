@@ -101,18 +101,41 @@ pub(crate) async fn heartbeat(
     ids: Result<RawPathParams, RawPathParamsRejection>,
     uri: Uri,
 ) -> Handled {
-    let query = Query::parse(uri.query());
     // SPEC §3.3: parameters are checked before anything else.
-    let request = HeartbeatRequest::parse(
+    let request = heartbeat_request(&shared, uri.query())?;
+    let ids = Ids::of(ids)?;
+    beat(&shared, ids.environment(), ids.work(), request).await
+}
+
+/// The heartbeat route for ids that need no decoding, called by the edge without the router
+/// (`edge::HeartbeatIds`): the same steps as [`heartbeat`], in the same order.
+pub(crate) async fn renew(
+    shared: &Shared,
+    environment: &str,
+    work: &str,
+    query: Option<&str>,
+) -> Handled {
+    let request = heartbeat_request(shared, query)?;
+    beat(shared, environment, work, request).await
+}
+
+fn heartbeat_request(shared: &Shared, query: Option<&str>) -> Result<HeartbeatRequest, ApiError> {
+    let query = Query::parse(query);
+    HeartbeatRequest::parse(
         query.get("expected_last_heartbeat"),
         query.get("desired_ttl_seconds"),
     )
-    .inspect_err(|_| shared.metrics.heartbeat_refused_early())?;
-    let ids = Ids::of(ids)?;
-    let beat = shared
-        .submit
-        .heartbeat(ids.environment(), ids.work(), request)
-        .await?;
+    .inspect_err(|_| shared.metrics.heartbeat_refused_early())
+    .map_err(ApiError::from)
+}
+
+async fn beat(
+    shared: &Shared,
+    environment: &str,
+    work: &str,
+    request: HeartbeatRequest,
+) -> Handled {
+    let beat = shared.submit.heartbeat(environment, work, request).await?;
     Ok(json_bytes(StatusCode::OK, WorkHeartbeat(&beat).to_vec()))
 }
 
