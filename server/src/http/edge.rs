@@ -210,33 +210,15 @@ enum Answer<F> {
     Heartbeat(Request, HeartbeatIds),
 }
 
-/// Where a heartbeat path's ids are (byte ranges of the path), when they need no
-/// percent-decoding: the edge answers such a heartbeat itself, with the route's code, instead
+/// Where a heartbeat path's ids are (byte ranges of the path, found by [`route_of`]), when
+/// they need no percent-decoding: the edge answers such a heartbeat itself, with the route's code, instead
 /// of through the router. The router's matching, its percent-decoded copies of the path
 /// parameters, its matched-path extension and its boxed route futures were ~6 000
 /// instructions of a heartbeat, more than everything else the server adds to a bare axum
 /// route (callgrind, `scripts/request-instructions.sh`).
-struct HeartbeatIds {
+pub(super) struct HeartbeatIds {
     environment: Range<usize>,
     work: Range<usize>,
-}
-
-impl HeartbeatIds {
-    /// The ids of a path [`route_of`] names `heartbeat`
-    /// (`…/environments/{environment_id}/work/{work_id}/heartbeat`); `None` when either holds
-    /// a `%` (the router decodes it).
-    fn of(path: &str) -> Option<Self> {
-        let rest = path.strip_suffix("/heartbeat")?;
-        let work_start = rest.rfind('/')? + 1;
-        let environment_end = rest[..work_start - 1].strip_suffix("/work")?.len();
-        let environment_start = rest[..environment_end].rfind('/')? + 1;
-        let ids = Self {
-            environment: environment_start..environment_end,
-            work: work_start..rest.len(),
-        };
-        let encoded = |range: &Range<usize>| path.as_bytes()[range.clone()].contains(&b'%');
-        (!encoded(&ids.environment) && !encoded(&ids.work)).then_some(ids)
-    }
 }
 
 impl<S> Service<Request> for Edge<S>
@@ -253,7 +235,7 @@ where
     }
 
     fn call(&mut self, request: Request) -> Self::Future {
-        let route = route_of(request.uri().path(), request.method());
+        let (route, heartbeat) = route_of(request.uri().path(), request.method());
         let request_id = RequestId::of(request.headers(), &self.shared.mint);
         let answer = if route == "healthz" {
             Answer::Here(self.inner.call(request))
@@ -281,10 +263,7 @@ where
                     Err(never) => match never {},
                 }
             }))
-        } else if let Some(ids) = (route == "heartbeat" && request.method() == Method::POST)
-            .then(|| HeartbeatIds::of(request.uri().path()))
-            .flatten()
-        {
+        } else if let Some(ids) = heartbeat.filter(|_| request.method() == Method::POST) {
             Answer::Heartbeat(request, ids)
         } else {
             Answer::Here(self.inner.call(request))
@@ -370,14 +349,16 @@ impl RequestId {
 /// The operation a request's path names, the same under both prefixes: the route
 /// `super::router` matches it to, or `unmatched` when it matches none. Mirrors the router's
 /// templates (a `{param}` is one segment, which may be empty unless it ends the path; static
-/// segments win); a test in
-/// `super` checks it against the router itself.
-pub(super) fn route_of(path: &str, method: &Method) -> &'static str {
+/// segments win); a test in `super` checks it against the router itself. For a heartbeat
+/// whose ids hold no `%`, also where the ids are ([`HeartbeatIds`]).
+pub(super) fn route_of(path: &str, method: &Method) -> (&'static str, Option<HeartbeatIds>) {
     match path {
-        "/healthz" => return "healthz",
-        "/cluster" => return "cluster",
-        "/metrics" => return "metrics",
-        "/internal/digest" | APPEND_ROUTE | VOTE_ROUTE | SNAPSHOT_ROUTE => return "internal",
+        "/healthz" => return ("healthz", None),
+        "/cluster" => return ("cluster", None),
+        "/metrics" => return ("metrics", None),
+        "/internal/digest" | APPEND_ROUTE | VOTE_ROUTE | SNAPSHOT_ROUTE => {
+            return ("internal", None)
+        }
         _ => {}
     }
     let get = method == Method::GET;
@@ -386,26 +367,29 @@ pub(super) fn route_of(path: &str, method: &Method) -> &'static str {
         .or_else(|| path.strip_prefix("/v1"))
         .and_then(|tail| tail.strip_prefix("/environments"))
     else {
-        return "unmatched";
+        return ("unmatched", None);
     };
     if rest.is_empty() {
-        return "create_environment";
+        return ("create_environment", None);
     }
     let Some(rest) = rest.strip_prefix('/') else {
-        return "unmatched";
+        return ("unmatched", None);
     };
-    // The slashes found by a plain loop: `split('/')` runs a memchr per segment, whose set-up
-    // costs more than these short segments (~670 instructions a heartbeat against ~300).
+    // The slashes (and any `%`) found by one plain loop: `split('/')` runs a memchr per
+    // segment, whose set-up costs more than these short segments (~670 instructions a
+    // heartbeat against ~300).
     let mut slashes = [rest.len(); 3];
     let mut found = 0;
+    let mut encoded = false;
     for (at, byte) in rest.bytes().enumerate() {
         if byte == b'/' {
             if found == slashes.len() {
-                return "unmatched";
+                return ("unmatched", None);
             }
             slashes[found] = at;
             found += 1;
         }
+        encoded |= byte == b'%';
     }
     // Segment `n` (0: the environment's), if the path has it.
     let segment = |n: usize| -> Option<&str> {
@@ -418,7 +402,7 @@ pub(super) fn route_of(path: &str, method: &Method) -> &'static str {
         rest.get(start..end)
     };
     let environment = segment(0).unwrap_or("");
-    match (segment(1), segment(2), segment(3)) {
+    let name = match (segment(1), segment(2), segment(3)) {
         // A parameter ending the path must have text; one followed by more path need not.
         (None, None, None) if environment.is_empty() => "unmatched",
         (None | Some("archive"), None, None) => "other",
@@ -440,7 +424,14 @@ pub(super) fn route_of(path: &str, method: &Method) -> &'static str {
             Some(_) => "unmatched",
         },
         _ => "unmatched",
-    }
+    };
+    // `rest` ends `path`, so its offsets shift by what precedes it.
+    let offset = path.len() - rest.len();
+    let ids = (name == "heartbeat" && !encoded).then(|| HeartbeatIds {
+        environment: offset..offset + slashes[0],
+        work: offset + slashes[1] + 1..offset + slashes[2],
+    });
+    (name, ids)
 }
 
 /// Every route but `/healthz` needs `Authorization: Bearer <token>` or `x-api-key: <token>`.

@@ -275,7 +275,7 @@ mod tests {
                     named_by_template(template, &method)
                 };
                 assert_eq!(
-                    edge::route_of(path, &method),
+                    edge::route_of(path, &method).0,
                     expected,
                     "{method} {path} (the router matched {template:?})"
                 );
