@@ -47,7 +47,7 @@ measure() {
   done
   [ -n "$addr" ] || { echo "request-instructions: $name did not start: $(cat "$OUT/$name.err")" >&2; exit 1; }
   "$setup" "$addr" >"$OUT/$name.ids"
-  callgrind_control -z "$PID" >/dev/null
+  callgrind_control -z "$PID" >/dev/null 2>&1
   wrk -t1 -c"$CONNECTIONS" -d"${SECONDS_PER_RUN}s" -s scripts/heartbeat.lua "http://$addr" \
     -- "$OUT/$name.ids" "$TOKEN" >"$OUT/$name.wrk"
   kill -TERM "$PID"
