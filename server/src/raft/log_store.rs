@@ -60,7 +60,7 @@ struct Inner {
 }
 
 /// What the writer thread has done so far.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct WriterStats {
     /// Durable commits (one fsync each).
     pub(crate) commits: AtomicU64,
@@ -68,6 +68,21 @@ pub(crate) struct WriterStats {
     pub(crate) entries: AtomicU64,
     /// Commands in those entries.
     pub(crate) commands: AtomicU64,
+    /// Entries of commands (`EntryPayload::Normal`) on disk so far, counted from this start:
+    /// the proposer of a one-member cluster sends its next entry once the one before is on
+    /// disk, rather than once it is applied (see `raft::propose_batches`).
+    pub(crate) flushed_proposals: tokio::sync::watch::Sender<u64>,
+}
+
+impl Default for WriterStats {
+    fn default() -> Self {
+        Self {
+            commits: AtomicU64::new(0),
+            entries: AtomicU64::new(0),
+            commands: AtomicU64::new(0),
+            flushed_proposals: tokio::sync::watch::channel(0).0,
+        }
+    }
 }
 
 /// One change for the writer thread.
@@ -281,6 +296,25 @@ fn write_loop(
         }
         let written = write_batch(db, &batch, &mut leftover);
         stats.commits.fetch_add(1, Ordering::Relaxed);
+        if written.is_ok() {
+            let proposals = batch
+                .iter()
+                .map(|job| match job {
+                    Job::Append { entries, .. } => entries
+                        .iter()
+                        .filter(|entry| matches!(entry.payload, openraft::EntryPayload::Normal(_)))
+                        .count() as u64,
+                    _ => 0,
+                })
+                .sum::<u64>();
+            if proposals > 0 {
+                // Before openraft hears of the flush: the proposer's next entry overlaps
+                // openraft committing and applying this one.
+                stats
+                    .flushed_proposals
+                    .send_modify(|flushed| *flushed += proposals);
+            }
+        }
         for job in batch {
             let result = written
                 .as_ref()

@@ -20,7 +20,8 @@ use openraft::{
 use parking_lot::Mutex;
 use worklease::{Config, LeaseTable};
 
-use super::{codec, Answer, NodeId, Proposal, Recorded, TypeConfig};
+use super::waiters::Waiters;
+use super::{codec, waiters, Answer, NodeId, Proposal, Recorded, TypeConfig};
 use crate::clock::Clock;
 
 /// The snapshot file's first bytes.
@@ -45,6 +46,8 @@ pub(crate) struct StateMachine {
     clock: Arc<Clock>,
     /// Where the answers of commands with an origin id go.
     recorded: Arc<Recorded>,
+    /// The requests waiting for the entries this node proposed.
+    waiters: Arc<Waiters>,
 }
 
 /// The state machine's table (for reads) and recorded answers (for replayed forwards).
@@ -52,6 +55,7 @@ pub(crate) struct StateMachine {
 pub(crate) struct Handles {
     pub(crate) table: Arc<Mutex<LeaseTable>>,
     pub(crate) recorded: Arc<Recorded>,
+    pub(crate) waiters: Arc<Waiters>,
 }
 
 /// What [`StateMachine::open`] restored.
@@ -94,6 +98,7 @@ impl StateMachine {
                 built: 0,
                 clock,
                 recorded: Arc::default(),
+                waiters: Arc::default(),
             };
             let bytes = machine.table.lock().snapshot();
             let meta = machine.meta();
@@ -135,6 +140,7 @@ impl StateMachine {
             built: 0,
             clock,
             recorded: Arc::default(),
+            waiters: Arc::default(),
         };
         let restored = Restored {
             index: machine.last_applied.map(|id| id.index),
@@ -148,6 +154,7 @@ impl StateMachine {
         Handles {
             table: self.table.clone(),
             recorded: self.recorded.clone(),
+            waiters: self.waiters.clone(),
         }
     }
 
@@ -263,6 +270,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     {
         let entries = entries.into_iter();
         let mut answers = Vec::with_capacity(entries.size_hint().0);
+        // Sent once the table is unlocked: the requests they wake may lock it.
+        let mut answered = Vec::new();
         let mut table = self.table.lock();
         for entry in entries {
             self.last_applied = Some(entry.log_id);
@@ -279,13 +288,23 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                             self.recorded.record(origin.id, result);
                         }
                     }
-                    Answer(Some(results))
+                    match self.waiters.take(&batch) {
+                        Some(waiting) => {
+                            answered.push((waiting, results));
+                            Answer(None)
+                        }
+                        None => Answer(Some(results)),
+                    }
                 }
                 EntryPayload::Membership(membership) => {
                     self.membership = StoredMembership::new(Some(entry.log_id), membership);
                     Answer(None)
                 }
             });
+        }
+        drop(table);
+        for (waiting, results) in answered {
+            waiters::answer(waiting, results);
         }
         Ok(answers)
     }
