@@ -66,8 +66,8 @@ pub(crate) struct Cli {
     pub(crate) peers: Option<Peers>,
 
     /// Durable and replicated modes: write a snapshot of the table, and drop the log behind
-    /// it, every N log entries (an entry holds one command, or a batch of the commands that
-    /// arrived together; fewer means faster restarts and more snapshot writes).
+    /// it, every N commands applied (a restart then replays at most about N commands; fewer
+    /// means faster restarts and more snapshot writes, each a copy of the whole table).
     #[arg(long, env = "WORKLEASE_SNAPSHOT_EVERY", value_name = "N", default_value = "100000",
           value_parser = clap::value_parser!(u64).range(1..))]
     pub(crate) snapshot_every: u64,

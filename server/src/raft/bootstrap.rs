@@ -86,6 +86,7 @@ pub(crate) async fn open(options: &Options, clock: Arc<Clock>) -> Result<Durable
         }
     }
     let (machine, restored) = StateMachine::open(&snapshot_path, options.config, clock.clone())?;
+    let machine = machine.snapshot_every(options.snapshot_every);
     let (log, opened) = tokio::task::block_in_place(|| LogStore::open(&log_path))?;
     if let (Some(snapshot), last) = (restored.index, opened.last_index) {
         if last.is_none_or(|last| last < snapshot) {
@@ -113,7 +114,9 @@ pub(crate) async fn open(options: &Options, clock: Arc<Clock>) -> Result<Durable
         heartbeat_interval: HEARTBEAT_MS,
         election_timeout_min: ELECTION_TIMEOUT_MS.0,
         election_timeout_max: ELECTION_TIMEOUT_MS.1,
-        // Every member snapshots on its own, so a follower's log stays short too.
+        // Every member snapshots on its own, so a follower's log stays short too. The state
+        // machine asks for one every `snapshot_every` commands (`Durable::start`); this policy
+        // in entries (never more than commands) is only a backstop.
         snapshot_policy: SnapshotPolicy::LogsSinceLast(options.snapshot_every),
         snapshot_max_chunk_size: SNAPSHOT_CHUNK,
         max_in_snapshot_log_to_keep: 0,

@@ -153,6 +153,8 @@ pub(crate) struct Durable {
     /// and minted ids increase along the log).
     queue: Mutex<mpsc::UnboundedSender<Waiting>>,
     proposer: tokio::task::JoinHandle<()>,
+    /// Asks Raft for a snapshot when the state machine says one is due.
+    snapshots: tokio::task::JoinHandle<()>,
     writer: Arc<log_store::WriterStats>,
     links: Arc<Links>,
     clock: Arc<Clock>,
@@ -184,7 +186,9 @@ impl Durable {
             table,
             recorded,
             waiters,
+            snapshot_due,
         } = machine;
+        let snapshots = tokio::spawn(ask_for_snapshots(raft.clone(), snapshot_due));
         let (queue, waiting) = mpsc::unbounded_channel();
         let in_flight = if replicated {
             IN_FLIGHT_REPLICATED
@@ -207,6 +211,7 @@ impl Durable {
             table,
             queue: Mutex::new(queue),
             proposer,
+            snapshots,
             writer,
             links,
             clock,
@@ -377,6 +382,7 @@ impl Durable {
     /// Stops proposing and stops Raft; every acknowledged write is already on disk.
     pub(crate) async fn shutdown(&self) {
         self.proposer.abort();
+        self.snapshots.abort();
         if let Err(error) = self.raft.shutdown().await {
             tracing::warn!(%error, "raft did not stop cleanly");
         }
@@ -535,6 +541,23 @@ async fn propose_batches(
         });
     }
 }
+
+/// Asks Raft for a snapshot whenever the state machine says one is due (`--snapshot-every`
+/// commands), at most every [`SNAPSHOT_PACE`]: one is due until it is taken, and asking while
+/// one is being built does nothing.
+async fn ask_for_snapshots(raft: openraft::Raft<TypeConfig>, due: Arc<state_machine::SnapshotDue>) {
+    loop {
+        due.wait().await;
+        if let Err(error) = raft.trigger().snapshot().await {
+            tracing::debug!(%error, "no snapshot: raft stopped");
+            return;
+        }
+        tokio::time::sleep(SNAPSHOT_PACE).await;
+    }
+}
+
+/// How often a snapshot that is due is asked for, at most.
+const SNAPSHOT_PACE: Duration = Duration::from_millis(100);
 
 /// The log cannot take writes any more (its storage failed, or Raft stopped).
 fn fail(error: &dyn std::fmt::Display) -> ! {

@@ -9,6 +9,7 @@
 use std::fs::{self, File};
 use std::io::{Cursor, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -18,6 +19,7 @@ use openraft::{
     StorageError, StorageIOError, StoredMembership,
 };
 use parking_lot::Mutex;
+use tokio::sync::Notify;
 use worklease::{Config, LeaseTable};
 
 use super::waiters::Waiters;
@@ -48,6 +50,11 @@ pub(crate) struct StateMachine {
     recorded: Arc<Recorded>,
     /// The requests waiting for the entries this node proposed.
     waiters: Arc<Waiters>,
+    /// Commands applied since the last snapshot, and how many call for the next one.
+    since_snapshot: u64,
+    snapshot_every: u64,
+    /// Whether a snapshot is due (`Durable` asks Raft for it).
+    snapshot_due: Arc<SnapshotDue>,
 }
 
 /// The state machine's table (for reads) and recorded answers (for replayed forwards).
@@ -56,6 +63,31 @@ pub(crate) struct Handles {
     pub(crate) table: Arc<Mutex<LeaseTable>>,
     pub(crate) recorded: Arc<Recorded>,
     pub(crate) waiters: Arc<Waiters>,
+    pub(crate) snapshot_due: Arc<SnapshotDue>,
+}
+
+/// Whether the state machine wants a snapshot: set (and told) once `--snapshot-every`
+/// commands have been applied since the last one, cleared when one is taken.
+#[derive(Debug, Default)]
+pub(crate) struct SnapshotDue {
+    due: AtomicBool,
+    told: Notify,
+}
+
+impl SnapshotDue {
+    fn set(&self, due: bool) {
+        self.due.store(due, Ordering::Relaxed);
+        if due {
+            self.told.notify_one();
+        }
+    }
+
+    /// Resolves once a snapshot is due.
+    pub(crate) async fn wait(&self) {
+        while !self.due.load(Ordering::Relaxed) {
+            self.told.notified().await;
+        }
+    }
 }
 
 /// What [`StateMachine::open`] restored.
@@ -99,6 +131,9 @@ impl StateMachine {
                 clock,
                 recorded: Arc::default(),
                 waiters: Arc::default(),
+                since_snapshot: 0,
+                snapshot_every: u64::MAX,
+                snapshot_due: Arc::default(),
             };
             let bytes = machine.table.lock().snapshot();
             let meta = machine.meta();
@@ -141,6 +176,9 @@ impl StateMachine {
             clock,
             recorded: Arc::default(),
             waiters: Arc::default(),
+            since_snapshot: 0,
+            snapshot_every: u64::MAX,
+            snapshot_due: Arc::default(),
         };
         let restored = Restored {
             index: machine.last_applied.map(|id| id.index),
@@ -155,7 +193,17 @@ impl StateMachine {
             table: self.table.clone(),
             recorded: self.recorded.clone(),
             waiters: self.waiters.clone(),
+            snapshot_due: self.snapshot_due.clone(),
         }
+    }
+
+    /// Asks for a snapshot (through [`Handles::snapshot_due`]) once `commands` commands have
+    /// been applied since the last one (`--snapshot-every`). Counted in commands, not log
+    /// entries: an entry holds a whole batch (1 to 1 024 commands), and what a restart replays,
+    /// and the log's size, grow with the commands.
+    pub(crate) fn snapshot_every(mut self, commands: u64) -> Self {
+        self.snapshot_every = commands;
+        self
     }
 
     fn meta(&self) -> SnapshotMeta<NodeId, BasicNode> {
@@ -283,6 +331,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                     }
                     let results: Vec<_> =
                         batch.iter().map(|stamped| table.apply(stamped)).collect();
+                    self.since_snapshot += batch.len() as u64;
                     for origin in origins.iter() {
                         if let Some(result) = results.get(origin.index as usize) {
                             self.recorded.record(origin.id, result);
@@ -303,6 +352,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             });
         }
         drop(table);
+        if self.since_snapshot >= self.snapshot_every {
+            self.snapshot_due.set(true);
+        }
         for (waiting, results) in answered {
             waiters::answer(waiting, results);
         }
@@ -311,6 +363,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
         self.built += 1;
+        self.since_snapshot = 0;
+        self.snapshot_due.set(false);
         // Taken here, between two applies, so the bytes are exactly the state at `last_applied`.
         let table = self.table.lock().snapshot();
         Builder {
@@ -343,6 +397,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             "snapshot installed from the leader"
         );
         *self.table.lock() = table;
+        self.since_snapshot = 0;
+        self.snapshot_due.set(false);
         self.last_applied = meta.last_log_id;
         self.membership = meta.last_membership.clone();
         Ok(())
@@ -361,5 +417,55 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             meta: file.meta,
             snapshot: Box::new(Cursor::new(file.table)),
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use openraft::{CommittedLeaderId, Entry, EntryPayload, LogId};
+    use worklease::{Command, Stamped, Timestamp};
+
+    use super::*;
+
+    fn entry(index: u64, commands: usize) -> Entry<TypeConfig> {
+        let batch: Vec<Stamped> = (0..commands)
+            .map(|n| Stamped::new(Timestamp::from_unix_micros(n as i64 + 1), Command::Sweep))
+            .collect();
+        Entry {
+            log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
+            payload: EntryPayload::Normal(Proposal(Arc::from(batch), Arc::from([]))),
+        }
+    }
+
+    /// `--snapshot-every` counts commands, not log entries: one entry of a large batch is
+    /// enough, and taking the snapshot starts the count again.
+    #[tokio::test]
+    async fn a_snapshot_is_due_after_snapshot_every_commands_whatever_the_entries() {
+        let dir = std::env::temp_dir().join(format!("worklease-due-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).expect("a temporary directory");
+        let (machine, _) = StateMachine::open(
+            &dir.join("snapshot.wls"),
+            Config::default(),
+            Arc::new(Clock::new()),
+        )
+        .expect("opens");
+        let mut machine = machine.snapshot_every(50);
+        let due = machine.handles().snapshot_due;
+        machine.apply([entry(1, 30)]).await.expect("applies");
+        assert!(!due.due.load(Ordering::Relaxed), "30 commands of 50");
+        machine.apply([entry(2, 30)]).await.expect("applies");
+        assert!(due.due.load(Ordering::Relaxed), "60 commands in 2 entries");
+        tokio::time::timeout(std::time::Duration::from_secs(1), due.wait())
+            .await
+            .expect("a due snapshot is told");
+        drop(machine.get_snapshot_builder().await);
+        assert!(!due.due.load(Ordering::Relaxed), "taken");
+        machine.apply([entry(3, 49)]).await.expect("applies");
+        assert!(
+            !due.due.load(Ordering::Relaxed),
+            "counted again from the snapshot"
+        );
+        let _ = fs::remove_dir_all(&dir);
     }
 }
