@@ -112,9 +112,15 @@ impl Server {
                 panic!("unexpected first line {first:?}; stderr: {}", log.lock())
             })
             .to_owned();
+        // A new connection for every request: some answers (a body refused before it was read,
+        // a timeout) can make the server close the connection, and a pooled connection closed
+        // under the client surfaces as a transport error on the next request. Two tests failed
+        // once each with a transport error under the whole suite's parallel load (never
+        // reproduced); a reused connection the server had closed is the likely cause.
         let agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_global(Some(Duration::from_secs(10)))
+            .max_idle_connections(0)
             .build()
             .into();
         Self {
