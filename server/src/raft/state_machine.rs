@@ -122,19 +122,13 @@ impl StateMachine {
         let named = |error: &dyn std::fmt::Display| format!("{}: {error}", path.display());
         let _ = fs::remove_file(temporary(path));
         if !path.exists() {
-            let machine = Self {
-                table: Arc::new(Mutex::new(LeaseTable::new(config))),
-                last_applied: None,
-                membership: StoredMembership::default(),
-                path: path.to_owned(),
-                built: 0,
+            let machine = Self::at(
+                LeaseTable::new(config),
+                None,
+                StoredMembership::default(),
+                path,
                 clock,
-                recorded: Arc::default(),
-                waiters: Arc::default(),
-                since_snapshot: 0,
-                snapshot_every: u64::MAX,
-                snapshot_due: Arc::default(),
-            };
+            );
             let bytes = machine.table.lock().snapshot();
             let meta = machine.meta();
             let written = write_snapshot(path, &meta, &bytes).map_err(|e| named(&e))?;
@@ -167,10 +161,33 @@ impl StateMachine {
         if let Some(at) = table.clock() {
             clock.observe(at);
         }
-        let machine = Self {
+        let machine = Self::at(
+            table,
+            file.meta.last_log_id,
+            file.meta.last_membership,
+            path,
+            clock,
+        );
+        let restored = Restored {
+            index: machine.last_applied.map(|id| id.index),
+            bytes: raw.len(),
+        };
+        Ok((machine, restored))
+    }
+
+    /// A state machine holding `table` as of `last_applied`, with nothing recorded, nobody
+    /// waiting and no snapshot asked for.
+    fn at(
+        table: LeaseTable,
+        last_applied: Option<LogId<NodeId>>,
+        membership: StoredMembership<NodeId, BasicNode>,
+        path: &Path,
+        clock: Arc<Clock>,
+    ) -> Self {
+        Self {
             table: Arc::new(Mutex::new(table)),
-            last_applied: file.meta.last_log_id,
-            membership: file.meta.last_membership,
+            last_applied,
+            membership,
             path: path.to_owned(),
             built: 0,
             clock,
@@ -179,12 +196,7 @@ impl StateMachine {
             since_snapshot: 0,
             snapshot_every: u64::MAX,
             snapshot_due: Arc::default(),
-        };
-        let restored = Restored {
-            index: machine.last_applied.map(|id| id.index),
-            bytes: raw.len(),
-        };
-        Ok((machine, restored))
+        }
     }
 
     /// What the write and read paths share with the state machine.
