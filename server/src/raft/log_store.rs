@@ -74,6 +74,34 @@ pub(crate) struct WriterStats {
     pub(crate) flushed_proposals: tokio::sync::watch::Sender<u64>,
 }
 
+impl WriterStats {
+    /// Counts what a durable commit wrote, before openraft hears of the flush: the proposer's
+    /// next entry then overlaps openraft committing and applying these.
+    fn count(&self, batch: &[Job]) {
+        let (mut entries, mut commands, mut proposals) = (0, 0, 0);
+        for job in batch {
+            if let Job::Append {
+                entries: written, ..
+            } = job
+            {
+                entries += written.len() as u64;
+                for entry in written {
+                    if let openraft::EntryPayload::Normal(Proposal(batch, _)) = &entry.payload {
+                        commands += batch.len() as u64;
+                        proposals += 1;
+                    }
+                }
+            }
+        }
+        self.entries.fetch_add(entries, Ordering::Relaxed);
+        self.commands.fetch_add(commands, Ordering::Relaxed);
+        if proposals > 0 {
+            self.flushed_proposals
+                .send_modify(|flushed| *flushed += proposals);
+        }
+    }
+}
+
 impl Default for WriterStats {
     fn default() -> Self {
         Self {
@@ -297,23 +325,7 @@ fn write_loop(
         let written = write_batch(db, &batch, &mut leftover);
         stats.commits.fetch_add(1, Ordering::Relaxed);
         if written.is_ok() {
-            let proposals = batch
-                .iter()
-                .map(|job| match job {
-                    Job::Append { entries, .. } => entries
-                        .iter()
-                        .filter(|entry| matches!(entry.payload, openraft::EntryPayload::Normal(_)))
-                        .count() as u64,
-                    _ => 0,
-                })
-                .sum::<u64>();
-            if proposals > 0 {
-                // Before openraft hears of the flush: the proposer's next entry overlaps
-                // openraft committing and applying this one.
-                stats
-                    .flushed_proposals
-                    .send_modify(|flushed| *flushed += proposals);
-            }
+            stats.count(&batch);
         }
         for job in batch {
             let result = written
@@ -321,20 +333,7 @@ fn write_loop(
                 .map(|_| ())
                 .map_err(|error| io::Error::other(error.clone()));
             match job {
-                Job::Append { entries, flushed } => {
-                    stats
-                        .entries
-                        .fetch_add(entries.len() as u64, Ordering::Relaxed);
-                    let commands: usize = entries
-                        .iter()
-                        .map(|entry| match &entry.payload {
-                            openraft::EntryPayload::Normal(Proposal(batch, _)) => batch.len(),
-                            _ => 0,
-                        })
-                        .sum();
-                    stats.commands.fetch_add(commands as u64, Ordering::Relaxed);
-                    flushed.log_io_completed(result);
-                }
+                Job::Append { flushed, .. } => flushed.log_io_completed(result),
                 Job::Vote { done, .. } | Job::Truncate { done, .. } | Job::Purge { done, .. } => {
                     let _ = done.send(result);
                 }
