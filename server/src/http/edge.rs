@@ -149,12 +149,7 @@ impl IntoResponse for ApiError {
 /// A JSON response.
 pub(crate) fn json(status: StatusCode, body: &impl Serialize) -> Response {
     match serde_json::to_vec(body) {
-        Ok(bytes) => (
-            status,
-            [(CONTENT_TYPE, HeaderValue::from_static("application/json"))],
-            bytes,
-        )
-            .into_response(),
+        Ok(bytes) => json_bytes(status, bytes),
         Err(error) => ApiError::own(
             StatusCode::INTERNAL_SERVER_ERROR,
             "api_error",
