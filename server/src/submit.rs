@@ -543,10 +543,9 @@ impl Submit {
     /// answered once fsynced and applied.
     async fn apply_durable(&self, durable: &Durable, op: Op<'_>) -> Result<Done, Refused> {
         let started = Instant::now();
-        // The rare branches are boxed too, so this future stays small (see `apply`).
         if let Op::Sweep { purge_older_than } = op {
             let done: Result<Done, Error> = Ok(Done::Swept(
-                Box::pin(self.sweep_durable(durable, purge_older_than)).await?,
+                self.sweep_durable(durable, purge_older_than).await?,
             ));
             self.settle(started, &done, None);
             return Ok(done?);
@@ -556,7 +555,7 @@ impl Submit {
             // A second attempt of a forwarded change: once everything committed is applied
             // here, a recorded answer is the first attempt's (`crate::origin`).
             Some(origin) if origin.replay => {
-                Box::pin(durable.read_barrier()).await?;
+                durable.read_barrier().await?;
                 durable.recorded(origin.id)
             }
             _ => None,
