@@ -198,11 +198,16 @@ mod tests {
 
     const TEMPLATE: &str = "x-template";
 
-    #[tokio::test]
-    async fn the_edge_names_the_route_the_router_matches() {
+    /// An in-memory server's state, with the token `token`.
+    fn shared() -> Arc<Shared> {
         let metrics = Arc::new(Metrics::new());
         let submit = Submit::new(Default::default(), metrics.clone(), Arc::new(Clock::new()));
-        let shared = Arc::new(Shared::new(submit, "token".to_owned(), metrics));
+        Arc::new(Shared::new(submit, "token".to_owned(), metrics))
+    }
+
+    #[tokio::test]
+    async fn the_edge_names_the_route_the_router_matches() {
+        let shared = shared();
         let mut router = routes(shared).layer(from_fn(matched));
         let tails = [
             "",
@@ -310,9 +315,7 @@ mod tests {
     /// percent-encoded id goes through the router. Both must answer alike.
     #[tokio::test]
     async fn heartbeats_answer_alike_with_and_without_the_router() {
-        let metrics = Arc::new(Metrics::new());
-        let submit = Submit::new(Default::default(), metrics.clone(), Arc::new(Clock::new()));
-        let shared = Arc::new(Shared::new(submit, "token".to_owned(), metrics));
+        let shared = shared();
         let mut service = Edge::new(routes(shared.clone()), shared);
         let (_, environment) = send(
             &mut service,
