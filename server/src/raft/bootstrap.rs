@@ -16,6 +16,7 @@ use worklease::Config;
 use super::log_store::LogStore;
 use super::network::{Links, Network};
 use super::state_machine::StateMachine;
+use super::thread::RaftThread;
 use super::{Durable, NodeId};
 use crate::clock::Clock;
 
@@ -61,6 +62,18 @@ pub(crate) struct Options {
 /// A message naming the file at fault when the directory cannot be used: damaged, foreign, or
 /// unreadable. Nothing is served from a partial table.
 pub(crate) async fn open(options: &Options, clock: Arc<Clock>) -> Result<Durable, String> {
+    let thread = RaftThread::start()?;
+    let options = options.clone();
+    let mut durable = thread
+        .run(async move { open_on_this_thread(&options, clock).await })
+        .await??;
+    durable.thread = Some(thread);
+    Ok(durable)
+}
+
+/// [`open`], on the Raft thread: openraft spawns its tasks where it starts, and so does
+/// [`Durable::start`].
+async fn open_on_this_thread(options: &Options, clock: Arc<Clock>) -> Result<Durable, String> {
     let started = Instant::now();
     let dir = &options.dir;
     std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
@@ -87,7 +100,7 @@ pub(crate) async fn open(options: &Options, clock: Arc<Clock>) -> Result<Durable
     }
     let (machine, restored) = StateMachine::open(&snapshot_path, options.config, clock.clone())?;
     let machine = machine.snapshot_every(options.snapshot_every);
-    let (log, opened) = tokio::task::block_in_place(|| LogStore::open(&log_path))?;
+    let (log, opened) = LogStore::open(&log_path)?;
     if let (Some(snapshot), last) = (restored.index, opened.last_index) {
         if last.is_none_or(|last| last < snapshot) {
             return Err(format!(

@@ -25,6 +25,7 @@ mod log_store;
 mod network;
 mod rpc;
 mod state_machine;
+mod thread;
 mod waiters;
 
 pub(crate) use bootstrap::{open, Options, SOLE_NODE};
@@ -162,6 +163,9 @@ pub(crate) struct Durable {
     replicated: bool,
     /// Answers of applied commands that carried an origin id.
     recorded: Arc<Recorded>,
+    /// Where Raft's tasks and the proposer run (`None` only while [`open`] starts them there);
+    /// stopped when this is dropped.
+    thread: Option<thread::RaftThread>,
 }
 
 impl Debug for Durable {
@@ -217,6 +221,7 @@ impl Durable {
             clock,
             replicated,
             recorded,
+            thread: None,
         }
     }
 

@@ -287,6 +287,16 @@ fn parse_snapshot(raw: &[u8]) -> Result<SnapshotFile, String> {
     })
 }
 
+/// Runs blocking file work (a snapshot's file) on tokio's blocking pool: the state machine runs
+/// on the Raft thread (`raft::thread`), which must keep moving the log meanwhile.
+async fn off_the_raft_thread<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> std::io::Result<T> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(std::io::Error::other)
+}
+
 /// Builds one snapshot from bytes taken between two applies.
 #[derive(Debug)]
 pub(crate) struct Builder {
@@ -298,9 +308,18 @@ pub(crate) struct Builder {
 impl RaftSnapshotBuilder<TypeConfig> for Builder {
     async fn build_snapshot(&mut self) -> StorageResult<Snapshot<TypeConfig>> {
         let started = Instant::now();
-        let written =
-            tokio::task::block_in_place(|| write_snapshot(&self.path, &self.meta, &self.table))
+        let (path, meta, table) = (
+            self.path.clone(),
+            self.meta.clone(),
+            std::mem::take(&mut self.table),
+        );
+        let (written, table) =
+            off_the_raft_thread(move || (write_snapshot(&path, &meta, &table), table))
+                .await
                 .map_err(|e| StorageIOError::write_snapshot(Some(self.meta.signature()), &e))?;
+        self.table = table;
+        let written =
+            written.map_err(|e| StorageIOError::write_snapshot(Some(self.meta.signature()), &e))?;
         tracing::info!(
             index = self.meta.last_log_id.map(|id| id.index),
             bytes = written,
@@ -398,8 +417,12 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let bytes = snapshot.into_inner();
         let table = LeaseTable::restore(&bytes)
             .map_err(|e| StorageIOError::read_snapshot(Some(meta.signature()), &e))?;
-        tokio::task::block_in_place(|| write_snapshot(&self.path, meta, &bytes))
-            .map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), &e))?;
+        let (path, written_meta) = (self.path.clone(), meta.clone());
+        let (written, bytes) =
+            off_the_raft_thread(move || (write_snapshot(&path, &written_meta, &bytes), bytes))
+                .await
+                .map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), &e))?;
+        written.map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), &e))?;
         if let Some(at) = table.clock() {
             self.clock.observe(at);
         }
@@ -418,7 +441,10 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
 
     async fn get_current_snapshot(&mut self) -> StorageResult<Option<Snapshot<TypeConfig>>> {
         let path = self.path.clone();
-        let raw = match tokio::task::block_in_place(|| fs::read(&path)) {
+        let raw = match off_the_raft_thread(move || fs::read(&path))
+            .await
+            .and_then(|read| read)
+        {
             Ok(raw) => raw,
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(error) => return Err(StorageIOError::read_snapshot(None, &error).into()),
