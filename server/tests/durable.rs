@@ -435,6 +435,9 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
+/// The log's first segment file (the server's `raft::wal`).
+const LOG_SEGMENT: &str = "raft-0000000001.wal";
+
 /// A file of the data directory, what is done to it, and how.
 type Damage = (&'static str, &'static str, fn(&mut Vec<u8>));
 
@@ -442,7 +445,7 @@ type Damage = (&'static str, &'static str, fn(&mut Vec<u8>));
 fn a_damaged_or_foreign_data_directory_is_refused_naming_the_file() {
     let dir = TempDir::new("damaged");
     let good = populated(&dir);
-    let damage: [Damage; 5] = [
+    let damage: [Damage; 6] = [
         ("snapshot.wls", "truncated", |b| b.truncate(b.len() / 2)),
         ("snapshot.wls", "flipped", |b| {
             let at = b.len() - 3;
@@ -451,8 +454,11 @@ fn a_damaged_or_foreign_data_directory_is_refused_naming_the_file() {
         ("snapshot.wls", "foreign", |b| {
             b[..4].copy_from_slice(b"JUNK");
         }),
-        ("raft.redb", "truncated", |b| b.truncate(b.len() / 3)),
-        ("raft.redb", "foreign", |b| {
+        (LOG_SEGMENT, "truncated", |b| b.truncate(b.len() / 3)),
+        // The first frame's body checksum: later frames still check, so this is damage, not
+        // a write torn by a crash.
+        (LOG_SEGMENT, "flipped", |b| b[36] ^= 0x01),
+        (LOG_SEGMENT, "foreign", |b| {
             b.clear();
             b.extend_from_slice(b"this is not a database, just some text\n");
         }),
@@ -468,7 +474,7 @@ fn a_damaged_or_foreign_data_directory_is_refused_naming_the_file() {
         refuses(&copy.display().to_string(), file);
     }
     // A missing file is damage too.
-    for file in ["snapshot.wls", "raft.redb"] {
+    for file in ["snapshot.wls", LOG_SEGMENT] {
         let copy = dir.0.join(format!("missing-{file}"));
         copy_dir(&good, &copy);
         std::fs::remove_file(copy.join(file)).expect("removable");

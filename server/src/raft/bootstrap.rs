@@ -17,11 +17,10 @@ use super::log_store::LogStore;
 use super::network::{Links, Network};
 use super::state_machine::StateMachine;
 use super::thread::RaftThread;
+use super::wal;
 use super::{Durable, NodeId};
 use crate::clock::Clock;
 
-/// The log's file in the data directory.
-pub(crate) const LOG_FILE: &str = "raft.redb";
 /// The snapshot's file in the data directory.
 pub(crate) const SNAPSHOT_FILE: &str = "snapshot.wls";
 /// A durable server's node id (the only member).
@@ -77,16 +76,19 @@ async fn open_on_this_thread(options: &Options, clock: Arc<Clock>) -> Result<Dur
     let started = Instant::now();
     let dir = &options.dir;
     std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    let log_path = dir.join(LOG_FILE);
+    // The log's first segment names the log in messages (`wal`).
+    let segments = wal::segments_in(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let log_exists = !segments.is_empty();
+    let log_path = wal::segment_path(dir, segments.first().copied().unwrap_or(1));
     let snapshot_path = dir.join(SNAPSHOT_FILE);
-    if log_path.exists() && !snapshot_path.exists() {
+    if log_exists && !snapshot_path.exists() {
         return Err(format!(
             "{}: missing, but {} exists: the directory is damaged",
             snapshot_path.display(),
             log_path.display()
         ));
     }
-    if !log_path.exists() && snapshot_path.exists() {
+    if !log_exists && snapshot_path.exists() {
         // A directory is made snapshot first, log second: a snapshot alone is either that
         // first empty snapshot (a crash in between) or a directory that lost its log.
         let (_, restored) = StateMachine::open(&snapshot_path, options.config, clock.clone())?;
@@ -100,7 +102,7 @@ async fn open_on_this_thread(options: &Options, clock: Arc<Clock>) -> Result<Dur
     }
     let (machine, restored) = StateMachine::open(&snapshot_path, options.config, clock.clone())?;
     let machine = machine.snapshot_every(options.snapshot_every);
-    let (log, opened) = LogStore::open(&log_path)?;
+    let (log, opened) = LogStore::open(dir)?;
     if let (Some(snapshot), last) = (restored.index, opened.last_index) {
         if last.is_none_or(|last| last < snapshot) {
             return Err(format!(
@@ -309,7 +311,7 @@ mod tests {
             })
             .collect();
         log_store::write_for_test(
-            &dir.join(LOG_FILE),
+            &dir,
             &Vote::new_committed(1, SOLE_NODE),
             meta.last_log_id,
             &tail,

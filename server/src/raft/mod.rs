@@ -1,6 +1,7 @@
-//! openraft glue, and nothing else: the type configuration, the log store (redb), the state
-//! machine (the table and its snapshots), the network (HTTP to the other members' internal
-//! routes; a durable server is a one-member cluster and sends nothing) and bootstrap. The write
+//! openraft glue, and nothing else: the type configuration, the log store (over its own
+//! write-ahead log, `wal`), the state machine (the table and its snapshots), the network (HTTP
+//! to the other members' internal routes; a durable server is a one-member cluster and sends
+//! nothing) and bootstrap. The write
 //! path in `submit.rs` proposes through [`Durable::propose`] and reads through
 //! [`Durable::read_barrier`]; everything about Raft stays behind them.
 
@@ -27,6 +28,7 @@ mod rpc;
 mod state_machine;
 mod thread;
 mod waiters;
+mod wal;
 
 pub(crate) use bootstrap::{open, Options, SOLE_NODE};
 pub(crate) use codec::CodecError;
