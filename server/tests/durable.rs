@@ -480,6 +480,11 @@ fn a_damaged_or_foreign_data_directory_is_refused_naming_the_file() {
         std::fs::remove_file(copy.join(file)).expect("removable");
         refuses(&copy.display().to_string(), file);
     }
+    // A log in the format of an earlier build (redb) is named, not silently ignored.
+    let copy = dir.0.join("earlier-format");
+    copy_dir(&good, &copy);
+    std::fs::write(copy.join("raft.redb"), b"redb").expect("writable");
+    refuses(&copy.display().to_string(), "raft.redb");
     // The undamaged directory still serves.
     let server = Server::start(&["--data-dir", &good.display().to_string()]);
     assert_eq!(server.get("/cluster").json["role"], "leader");

@@ -76,6 +76,14 @@ async fn open_on_this_thread(options: &Options, clock: Arc<Clock>) -> Result<Dur
     let started = Instant::now();
     let dir = &options.dir;
     std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let old_log = dir.join("raft.redb");
+    if old_log.exists() {
+        return Err(format!(
+            "{}: a log in the format of an earlier build (redb); this build keeps its log in \
+             raft-*.wal segments and cannot read it",
+            old_log.display()
+        ));
+    }
     // The log's first segment names the log in messages (`wal`).
     let segments = wal::segments_in(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let log_exists = !segments.is_empty();
