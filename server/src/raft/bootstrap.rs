@@ -110,7 +110,8 @@ async fn open_on_this_thread(options: &Options, clock: Arc<Clock>) -> Result<Dur
     }
     let (machine, restored) = StateMachine::open(&snapshot_path, options.config, clock.clone())?;
     let machine = machine.snapshot_every(options.snapshot_every);
-    let (log, opened) = LogStore::open(dir)?;
+    let replicated = !options.peers.is_empty();
+    let (log, opened) = LogStore::open(dir, !replicated)?;
     if let (Some(snapshot), last) = (restored.index, opened.last_index) {
         if last.is_none_or(|last| last < snapshot) {
             return Err(format!(
@@ -131,7 +132,6 @@ async fn open_on_this_thread(options: &Options, clock: Arc<Clock>) -> Result<Dur
     let handles = machine.handles();
     let table = handles.table.clone();
     let writer = log.stats();
-    let replicated = !options.peers.is_empty();
     let config = openraft::Config {
         cluster_name: "worklease".to_owned(),
         heartbeat_interval: HEARTBEAT_MS,

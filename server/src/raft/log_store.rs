@@ -1,11 +1,12 @@
 //! The Raft log and vote, in the write-ahead log's segment files (`wal`, `DIR/raft-*.wal`).
 //!
-//! Group commit: [`LogStore::append`] only queues its entries for the writer thread and
-//! returns; the writer takes every job queued by the time it is free, writes them as one frame
-//! and syncs it (one `fdatasync`), then tells openraft each batch is flushed. openraft 0.9 hands
-//! the store one entry per client write, so this queue is what lets many concurrent requests
-//! share an fsync. Votes, truncations and purges go through the same queue, so every change
-//! reaches the disk in the order openraft made it.
+//! Group commit: requests gather while an entry is being written and go to the log together as
+//! the next entry (`raft::propose_batches`). Where the writes happen depends on the cluster
+//! ([`Writer`]): a one-member cluster writes on openraft's core, in [`LogStore::append`]
+//! itself; a replicated member queues each change for a writer thread, which takes every job
+//! queued by the time it is free, writes them as one frame and syncs it (one `fdatasync`),
+//! then tells openraft each is flushed. Either way votes, truncations and purges go the same
+//! way as entries, so every change reaches the disk in the order openraft made it.
 //!
 //! Every entry that was not purged is also kept decoded in memory: the state machine and
 //! replication read from there, and startup reads and checks the whole log once.
@@ -46,8 +47,21 @@ struct Inner {
     entries: Mutex<BTreeMap<u64, Entry<TypeConfig>>>,
     last_purged: Mutex<Option<LogId<NodeId>>>,
     vote: Mutex<Option<Vote<NodeId>>>,
-    writer: Mutex<mpsc::Sender<Job>>,
+    writer: Writer,
     stats: Arc<WriterStats>,
+}
+
+/// Where the log's writes are made.
+enum Writer {
+    /// On a thread of their own (a replicated member): openraft's core goes on replicating and
+    /// answering the other members while the disk syncs.
+    Thread(Mutex<mpsc::Sender<Job>>),
+    /// On the caller's thread (a one-member cluster), which is openraft's core on the Raft
+    /// thread: it blocks for the sync. One entry is in flight at a time there anyway, so
+    /// nothing waits behind the sync but the next batch, which gathers meanwhile; and the
+    /// round trip to a writer thread and back (two wake-ups of sleeping threads a batch, each
+    /// waiting for a core the HTTP side keeps busy) is gone.
+    Inline(Mutex<(Wal, Vec<u8>)>),
 }
 
 /// What the writer thread has done so far.
@@ -143,11 +157,11 @@ impl LogStore {
     /// # Errors
     ///
     /// A message naming the file when the log is damaged, foreign or unreadable.
-    pub(crate) fn open(dir: &Path) -> Result<(Self, Opened), String> {
-        Self::open_with(dir, wal::SEGMENT_BYTES)
+    pub(crate) fn open(dir: &Path, inline: bool) -> Result<(Self, Opened), String> {
+        Self::open_with(dir, wal::SEGMENT_BYTES, inline)
     }
 
-    fn open_with(dir: &Path, segment_bytes: u64) -> Result<(Self, Opened), String> {
+    fn open_with(dir: &Path, segment_bytes: u64, inline: bool) -> Result<(Self, Opened), String> {
         let (wal, replayed) = Wal::open(dir, segment_bytes)?;
         let entries = replayed.entries;
         let last_purged = replayed.last_purged;
@@ -162,19 +176,24 @@ impl LogStore {
             entries: entries.len(),
         };
         let stats = Arc::new(WriterStats::default());
-        let (tx, rx) = mpsc::channel();
-        let writer_stats = stats.clone();
-        std::thread::Builder::new()
-            .name("raft-log-writer".to_owned())
-            .spawn(move || write_loop(wal, &rx, &writer_stats))
-            .map_err(|e| format!("{}: {e}", dir.display()))?;
+        let writer = if inline {
+            Writer::Inline(Mutex::new((wal, Vec::new())))
+        } else {
+            let (tx, rx) = mpsc::channel();
+            let writer_stats = stats.clone();
+            std::thread::Builder::new()
+                .name("raft-log-writer".to_owned())
+                .spawn(move || write_loop(wal, &rx, &writer_stats))
+                .map_err(|e| format!("{}: {e}", dir.display()))?;
+            Writer::Thread(Mutex::new(tx))
+        };
         let store = Self {
             inner: Arc::new(Inner {
                 dir: dir.to_owned(),
                 entries: Mutex::new(entries),
                 last_purged: Mutex::new(last_purged),
                 vote: Mutex::new(replayed.vote),
-                writer: Mutex::new(tx),
+                writer,
                 stats,
             }),
         };
@@ -187,11 +206,18 @@ impl LogStore {
     }
 
     fn send(&self, job: Job) -> Result<(), io::Error> {
-        self.inner
-            .writer
-            .lock()
-            .send(job)
-            .map_err(|_| io::Error::other("the log writer thread stopped"))
+        match &self.inner.writer {
+            Writer::Thread(queue) => queue
+                .lock()
+                .send(job)
+                .map_err(|_| io::Error::other("the log writer thread stopped")),
+            Writer::Inline(wal) => {
+                let mut guard = wal.lock();
+                let (wal, body) = &mut *guard;
+                finish(wal, body, vec![job], &self.inner.stats);
+                Ok(())
+            }
+        }
     }
 
     async fn run(
@@ -217,22 +243,27 @@ fn write_loop(mut wal: Wal, jobs: &mpsc::Receiver<Job>, stats: &WriterStats) {
                 Err(_) => break,
             }
         }
-        body.clear();
-        let written = write_batch(&mut wal, &mut body, &batch);
-        stats.commits.fetch_add(1, Ordering::Relaxed);
-        if written.is_ok() {
-            stats.count(&batch);
-        }
-        for job in batch {
-            let result = written
-                .as_ref()
-                .map(|_| ())
-                .map_err(|error| io::Error::new(error.kind(), error.to_string()));
-            match job {
-                Job::Append { flushed, .. } => flushed.log_io_completed(result),
-                Job::Vote { done, .. } | Job::Truncate { done, .. } | Job::Purge { done, .. } => {
-                    let _ = done.send(result);
-                }
+        finish(&mut wal, &mut body, batch, stats);
+    }
+}
+
+/// Writes `batch` as one frame and tells each job's sender how it went.
+fn finish(wal: &mut Wal, body: &mut Vec<u8>, batch: Vec<Job>, stats: &WriterStats) {
+    body.clear();
+    let written = write_batch(wal, body, &batch);
+    stats.commits.fetch_add(1, Ordering::Relaxed);
+    if written.is_ok() {
+        stats.count(&batch);
+    }
+    for job in batch {
+        let result = written
+            .as_ref()
+            .map(|_| ())
+            .map_err(|error| io::Error::new(error.kind(), error.to_string()));
+        match job {
+            Job::Append { flushed, .. } => flushed.log_io_completed(result),
+            Job::Vote { done, .. } | Job::Truncate { done, .. } | Job::Purge { done, .. } => {
+                let _ = done.send(result);
             }
         }
     }
@@ -400,13 +431,20 @@ mod tests {
     /// Votes, truncations and purges go through the writer and are there after a restart.
     #[tokio::test]
     async fn votes_truncations_and_purges_survive_a_restart() {
-        let dir = std::env::temp_dir().join(format!("worklease-store-{}", std::process::id()));
+        for inline in [false, true] {
+            survive_a_restart(inline).await;
+        }
+    }
+
+    async fn survive_a_restart(inline: bool) {
+        let dir =
+            std::env::temp_dir().join(format!("worklease-store-{inline}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("a temporary directory");
         let entries: Vec<_> = (1..=20).map(blank).collect();
         write_for_test(&dir, &Vote::new(1, 1), None, &entries);
         {
-            let (mut store, opened) = LogStore::open_with(&dir, 4096).expect("opens");
+            let (mut store, opened) = LogStore::open_with(&dir, 4096, inline).expect("opens");
             assert_eq!((opened.entries, opened.last_index), (20, Some(20)));
             store
                 .save_vote(&Vote::new_committed(2, 1))
@@ -417,7 +455,7 @@ mod tests {
         }
         // The writer thread ends once the store is dropped; its writes were synced before
         // each call above returned.
-        let (mut store, opened) = LogStore::open_with(&dir, 4096).expect("reopens");
+        let (mut store, opened) = LogStore::open_with(&dir, 4096, inline).expect("reopens");
         assert_eq!((opened.entries, opened.last_index), (12, Some(17)));
         let state = store.get_log_state().await.expect("a state");
         assert_eq!(state.last_purged_log_id, Some(blank(5).log_id));
