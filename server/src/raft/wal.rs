@@ -146,20 +146,20 @@ impl Replayed {
             ENTRY => {
                 let entry = codec::decode_entry(payload).map_err(|e| format!("an entry: {e}"))?;
                 let index = entry.log_id.index;
-                let next = match self.entries.keys().next_back() {
-                    Some(last) => Some(last + 1),
-                    None => self.last_purged.map(|id| id.index + 1),
-                };
-                match next {
-                    Some(next) if index > next => {
+                // Entries follow each other; an entry at or before the last one replaces it
+                // and what follows. The first entry read may come after a gap: the segments
+                // before it may have been deleted once purged, and the purge point that covers
+                // them may come later in the log. `Wal::open` checks the gap at the end.
+                if let Some(last) = self.entries.keys().next_back() {
+                    if index > last + 1 {
                         return Err(format!(
-                            "log entry {index}: out of sequence (expected {next})"
-                        ))
+                            "log entry {index}: out of sequence (expected {})",
+                            last + 1
+                        ));
                     }
-                    Some(_) if self.last_purged.is_some_and(|p| index <= p.index) => {
-                        return Err(format!("log entry {index}: at or before the purge point"))
-                    }
-                    _ => {}
+                }
+                if self.last_purged.is_some_and(|p| index <= p.index) {
+                    return Err(format!("log entry {index}: at or before the purge point"));
                 }
                 self.entries.split_off(&index);
                 self.entries.insert(index, entry);
@@ -289,6 +289,28 @@ impl Wal {
                         .map_err(|e| named(&path, &e))?;
                 }
             }
+        }
+        // What the purge point does not cover must all be here: segments are deleted only once
+        // a purge covers them, and the first one is segment 1 until then.
+        let first_path = segment_path(dir, seqs[0]);
+        match (replayed.last_purged, replayed.entries.keys().next()) {
+            (Some(purged), Some(first)) if *first != purged.index + 1 => {
+                return Err(named(
+                    &first_path,
+                    &format!(
+                        "damaged (its first entry is {first}, but the log is purged only up to {}: \
+                         a segment before it is missing)",
+                        purged.index
+                    ),
+                ));
+            }
+            (None, _) if seqs[0] != 1 => {
+                return Err(named(
+                    &segment_path(dir, 1),
+                    &"missing (nothing was purged, so the log starts there)",
+                ));
+            }
+            _ => {}
         }
         let current = segments.back().map_or(1, |s| s.seq);
         let path = segment_path(dir, current);
@@ -720,6 +742,59 @@ mod tests {
             first > 1,
             "purged segments are deleted (first left: {first})"
         );
+    }
+
+    /// A segment is deleted once a purge covers it, though the next segment starts with an
+    /// older purge point: the log still reads, from the purge point on.
+    #[test]
+    fn a_log_whose_first_segments_were_purged_reads_from_the_purge_point() {
+        let dir = TempDir::new("purged");
+        let mut frames = write_frames(&dir.0, 1);
+        {
+            // An early purge point, which every later segment starts with.
+            let (mut wal, _) = Wal::open(&dir.0, SMALL).expect("reopens");
+            let mut body = Vec::new();
+            put_purge(&mut body, &blank(1).log_id);
+            wal.write(&body, None, None, Some(blank(1).log_id))
+                .expect("writes");
+            for frame in 1..30 {
+                let mut body = Vec::new();
+                let indices: Vec<u64> = (frame * 3 + 1..=frame * 3 + 3).collect();
+                for index in &indices {
+                    put_entry(&mut body, &blank(*index));
+                }
+                wal.write(&body, indices.last().copied(), None, None)
+                    .expect("writes");
+                frames.push(indices);
+            }
+        }
+        frames[0].remove(0);
+        let first_segment_end = {
+            let (_, replayed) = Wal::open(&dir.0, SMALL).expect("reopens");
+            assert_eq!(indices(&replayed), frames.concat());
+            // The highest index in segment 1: what a purge must cover to delete it.
+            let bytes = fs::read(segment_path(&dir.0, 1)).expect("reads");
+            let mut alone = Replayed::default();
+            read_segment(&bytes, 1, true, &mut None, &mut alone).expect("reads alone");
+            *alone.entries.keys().next_back().expect("entries")
+        };
+        {
+            let (mut wal, _) = Wal::open(&dir.0, SMALL).expect("reopens");
+            let mut body = Vec::new();
+            let upto = blank(first_segment_end).log_id;
+            put_purge(&mut body, &upto);
+            wal.write(&body, None, None, Some(upto)).expect("writes");
+        }
+        assert!(!segment_path(&dir.0, 1).exists(), "segment 1 is deleted");
+        let (_, replayed) = Wal::open(&dir.0, SMALL).expect("reads without segment 1");
+        assert_eq!(
+            indices(&replayed),
+            (first_segment_end + 1..=90).collect::<Vec<_>>()
+        );
+        // Segment 2 deleted by hand, not by a purge: refused.
+        fs::remove_file(segment_path(&dir.0, 2)).expect("removes");
+        let message = Wal::open(&dir.0, SMALL).expect_err("a segment is missing");
+        assert!(message.contains("missing"), "{message}");
     }
 
     #[test]
