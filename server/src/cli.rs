@@ -72,6 +72,14 @@ pub(crate) struct Cli {
           value_parser = clap::value_parser!(u64).range(1..))]
     pub(crate) snapshot_every: u64,
 
+    /// Durable and replicated modes: the size of each log segment file (`DIR/raft-*.wal`), in
+    /// KiB. Each is zero-filled before use (so syncs are cheap) and deleted once a snapshot
+    /// covers it; larger means fewer new files, smaller less disk between snapshots. The
+    /// default holds ~300 000 heartbeats.
+    #[arg(long, env = "WORKLEASE_LOG_SEGMENT_KIB", value_name = "KIB", default_value = "32768",
+          value_parser = clap::value_parser!(u64).range(64..=4_194_304))]
+    pub(crate) log_segment_kib: u64,
+
     /// How log lines on stderr look.
     #[arg(long, env = "WORKLEASE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Human)]
     pub(crate) log_format: LogFormat,

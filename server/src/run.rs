@@ -110,6 +110,7 @@ pub(crate) async fn open(
                 dir: dir.clone(),
                 config,
                 snapshot_every: cli.snapshot_every,
+                segment_bytes: cli.log_segment_kib * 1024,
                 address,
                 node_id: cli.node_id.unwrap_or(raft::SOLE_NODE),
                 peers: cli.peers.clone().map(|peers| peers.0).unwrap_or_default(),

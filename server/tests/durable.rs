@@ -260,14 +260,16 @@ fn verify(client: &Client, lane: &mut Lane, round: usize) {
 }
 
 fn start(data: &str) -> Server {
-    // A small snapshot interval, so kills also land around snapshots and log purges; leases
-    // long enough that none lapses during the test, however slow the machine (the model has
-    // no clock).
+    // A small snapshot interval and small log segments, so kills also land around snapshots,
+    // log purges, new segments and deleted ones; leases long enough that none lapses during
+    // the test, however slow the machine (the model has no clock).
     Server::start(&[
         "--data-dir",
         data,
         "--snapshot-every",
         "40",
+        "--log-segment-kib",
+        "64",
         "--default-ttl-seconds",
         "600",
     ])

@@ -43,6 +43,8 @@ pub(crate) struct Options {
     pub(crate) config: Config,
     /// Build a snapshot (and purge the log behind it) every this many log entries.
     pub(crate) snapshot_every: u64,
+    /// The size of each log segment file (`--log-segment-kib`).
+    pub(crate) segment_bytes: u64,
     /// This member's address, recorded in the membership of a one-member cluster.
     pub(crate) address: SocketAddr,
     /// This member's id.
@@ -111,7 +113,7 @@ async fn open_on_this_thread(options: &Options, clock: Arc<Clock>) -> Result<Dur
     let (machine, restored) = StateMachine::open(&snapshot_path, options.config, clock.clone())?;
     let machine = machine.snapshot_every(options.snapshot_every);
     let replicated = !options.peers.is_empty();
-    let (log, opened) = LogStore::open(dir, !replicated)?;
+    let (log, opened) = LogStore::open(dir, options.segment_bytes, !replicated)?;
     if let (Some(snapshot), last) = (restored.index, opened.last_index) {
         if last.is_none_or(|last| last < snapshot) {
             return Err(format!(
@@ -332,6 +334,7 @@ mod tests {
             dir: dir.clone(),
             config,
             snapshot_every: 10_000_000,
+            segment_bytes: super::wal::SEGMENT_BYTES,
             address: "127.0.0.1:0".parse().expect("an address"),
             node_id: SOLE_NODE,
             peers: BTreeMap::new(),

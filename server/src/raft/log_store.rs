@@ -152,16 +152,18 @@ pub(crate) struct Opened {
 }
 
 impl LogStore {
-    /// Opens (or creates) the log in `dir`, checks it whole and reads every entry.
+    /// Opens (or creates) the log in `dir`, checks it whole and reads every entry; new
+    /// segments are `segment_bytes` long. `inline`: writes are made on the caller's thread
+    /// (see [`Writer`]).
     ///
     /// # Errors
     ///
     /// A message naming the file when the log is damaged, foreign or unreadable.
-    pub(crate) fn open(dir: &Path, inline: bool) -> Result<(Self, Opened), String> {
-        Self::open_with(dir, wal::SEGMENT_BYTES, inline)
-    }
-
-    fn open_with(dir: &Path, segment_bytes: u64, inline: bool) -> Result<(Self, Opened), String> {
+    pub(crate) fn open(
+        dir: &Path,
+        segment_bytes: u64,
+        inline: bool,
+    ) -> Result<(Self, Opened), String> {
         let (wal, replayed) = Wal::open(dir, segment_bytes)?;
         let entries = replayed.entries;
         let last_purged = replayed.last_purged;
@@ -444,7 +446,7 @@ mod tests {
         let entries: Vec<_> = (1..=20).map(blank).collect();
         write_for_test(&dir, &Vote::new(1, 1), None, &entries);
         {
-            let (mut store, opened) = LogStore::open_with(&dir, 4096, inline).expect("opens");
+            let (mut store, opened) = LogStore::open(&dir, 4096, inline).expect("opens");
             assert_eq!((opened.entries, opened.last_index), (20, Some(20)));
             store
                 .save_vote(&Vote::new_committed(2, 1))
@@ -455,7 +457,7 @@ mod tests {
         }
         // The writer thread ends once the store is dropped; its writes were synced before
         // each call above returned.
-        let (mut store, opened) = LogStore::open_with(&dir, 4096, inline).expect("reopens");
+        let (mut store, opened) = LogStore::open(&dir, 4096, inline).expect("reopens");
         assert_eq!((opened.entries, opened.last_index), (12, Some(17)));
         let state = store.get_log_state().await.expect("a state");
         assert_eq!(state.last_purged_log_id, Some(blank(5).log_id));

@@ -54,9 +54,11 @@ use openraft::{Entry, LogId, Vote};
 use super::codec;
 use super::{NodeId, TypeConfig};
 
-/// A segment's size. At ~100 bytes a command (a heartbeat), one holds ~300 000 commands: a
+/// The default segment size (`--log-segment-kib`'s default), for tests that write a log as the
+/// server would. At ~100 bytes a command (a heartbeat), one segment holds ~300 000 commands: a
 /// few seconds of full load, and a few snapshots' worth (the default `--snapshot-every` is
 /// 100 000), after which it is deleted.
+#[cfg(test)]
 pub(crate) const SEGMENT_BYTES: u64 = 32 << 20;
 /// What a segment file starts with.
 const MAGIC: &[u8; 8] = b"wlraft\x00\x01";
