@@ -373,7 +373,7 @@ impl Wal {
             if self.last_purged.is_none_or(|p| p.index < purged.index) {
                 self.last_purged = Some(purged);
             }
-            self.forget_purged()?;
+            self.forget_purged();
         }
         if self.preparing.is_none() && self.offset > self.segment_bytes / 2 {
             let seq = self.current_seq() + 1;
@@ -442,26 +442,34 @@ impl Wal {
     }
 
     /// Deletes the oldest segments whose entries are all purged (never the one being written).
-    fn forget_purged(&mut self) -> io::Result<()> {
+    ///
+    /// Oldest first, each deletion made durable before the next, so a crash never leaves a
+    /// gap in the sequence. A deletion that fails is only logged (it is retried after the next
+    /// purge): the log is whole without it.
+    fn forget_purged(&mut self) {
         let Some(purged) = self.last_purged else {
-            return Ok(());
+            return;
         };
-        let mut deleted = false;
         while self.segments.len() > 1
             && self
                 .segments
                 .front()
                 .is_some_and(|s| s.max_index.is_none_or(|max| max <= purged.index))
         {
-            if let Some(oldest) = self.segments.pop_front() {
-                fs::remove_file(segment_path(&self.dir, oldest.seq))?;
-                deleted = true;
+            let Some(oldest) = self.segments.front().copied() else {
+                return;
+            };
+            let path = segment_path(&self.dir, oldest.seq);
+            let removed = match fs::remove_file(&path) {
+                Err(error) if error.kind() != io::ErrorKind::NotFound => Err(error),
+                _ => sync_dir(&self.dir),
+            };
+            if let Err(error) = removed {
+                tracing::warn!(file = %path.display(), %error, "cannot delete a purged log segment");
+                return;
             }
+            self.segments.pop_front();
         }
-        if deleted {
-            sync_dir(&self.dir)?;
-        }
-        Ok(())
     }
 }
 
