@@ -419,16 +419,8 @@ pub(super) fn write_for_test(
 
 #[cfg(test)]
 mod tests {
-    use openraft::{CommittedLeaderId, EntryPayload};
-
+    use super::wal::blank;
     use super::*;
-
-    fn blank(index: u64) -> Entry<TypeConfig> {
-        Entry {
-            log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
-            payload: EntryPayload::Blank,
-        }
-    }
 
     /// Votes, truncations and purges go through the writer and are there after a restart.
     #[tokio::test]

@@ -655,18 +655,18 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
+/// A blank entry of term 1 at `index`, for tests of the log.
+#[cfg(test)]
+pub(crate) fn blank(index: u64) -> Entry<TypeConfig> {
+    Entry {
+        log_id: LogId::new(openraft::CommittedLeaderId::new(1, 1), index),
+        payload: openraft::EntryPayload::Blank,
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use openraft::{CommittedLeaderId, EntryPayload};
-
     use super::*;
-
-    fn blank(index: u64) -> Entry<TypeConfig> {
-        Entry {
-            log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
-            payload: EntryPayload::Blank,
-        }
-    }
 
     struct TempDir(PathBuf);
 
@@ -692,18 +692,21 @@ mod tests {
     /// Writes `frames` frames of three entries each; returns each frame's entry indices.
     fn write_frames(dir: &Path, frames: u64) -> Vec<Vec<u64>> {
         let (mut wal, _) = Wal::open(dir, SMALL).expect("opens");
-        let mut written = Vec::new();
-        for frame in 0..frames {
-            let mut body = Vec::new();
-            let indices: Vec<u64> = (frame * 3 + 1..=frame * 3 + 3).collect();
-            for index in &indices {
-                put_entry(&mut body, &blank(*index));
-            }
-            wal.write(&body, indices.last().copied(), None, None)
-                .expect("writes");
-            written.push(indices);
+        (0..frames)
+            .map(|frame| write_frame(&mut wal, frame))
+            .collect()
+    }
+
+    /// Writes frame number `frame` (from 0) of three entries; returns their indices.
+    fn write_frame(wal: &mut Wal, frame: u64) -> Vec<u64> {
+        let mut body = Vec::new();
+        let indices: Vec<u64> = (frame * 3 + 1..=frame * 3 + 3).collect();
+        for index in &indices {
+            put_entry(&mut body, &blank(*index));
         }
-        written
+        wal.write(&body, indices.last().copied(), None, None)
+            .expect("writes");
+        indices
     }
 
     fn indices(replayed: &Replayed) -> Vec<u64> {
@@ -768,14 +771,7 @@ mod tests {
             wal.write(&body, None, None, Some(blank(1).log_id))
                 .expect("writes");
             for frame in 1..30 {
-                let mut body = Vec::new();
-                let indices: Vec<u64> = (frame * 3 + 1..=frame * 3 + 3).collect();
-                for index in &indices {
-                    put_entry(&mut body, &blank(*index));
-                }
-                wal.write(&body, indices.last().copied(), None, None)
-                    .expect("writes");
-                frames.push(indices);
+                frames.push(write_frame(&mut wal, frame));
             }
         }
         frames[0].remove(0);
