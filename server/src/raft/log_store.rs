@@ -64,7 +64,7 @@ enum Writer {
     Inline(Mutex<(Wal, Vec<u8>)>),
 }
 
-/// What the writer thread has done so far.
+/// What the log's writes have done so far (on the writer thread, or inline: [`Writer`]).
 #[derive(Debug)]
 pub(crate) struct WriterStats {
     /// Durable commits (one fsync each).
@@ -118,7 +118,7 @@ impl Default for WriterStats {
     }
 }
 
-/// One change for the writer thread.
+/// One change to the log.
 enum Job {
     Append {
         entries: Vec<Entry<TypeConfig>>,

@@ -198,7 +198,7 @@ struct Segment {
     max_index: Option<u64>,
 }
 
-/// The log's files, for the writer thread.
+/// The log's files, for whoever writes them (`log_store::Writer`).
 #[derive(Debug)]
 pub(crate) struct Wal {
     dir: PathBuf,
