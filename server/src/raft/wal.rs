@@ -552,7 +552,7 @@ fn read_segment(
     }
     // `at` is the first position without a good frame: the end, or a torn last frame.
     let tail = &bytes[at..];
-    let Some(last_nonzero) = tail.iter().rposition(|b| *b != 0) else {
+    let Some(last_nonzero) = last_nonzero(tail) else {
         return Ok(SegmentRead {
             end: at,
             max_index,
@@ -582,6 +582,24 @@ fn read_segment(
         max_index,
         torn: Some(last_nonzero + 1),
     })
+}
+
+/// Where the last non-zero byte of `bytes` is. A segment is mostly zeros after its frames;
+/// comparing 64 bytes at a time reads the 32 MiB of a new one in ~2 ms instead of ~30.
+fn last_nonzero(bytes: &[u8]) -> Option<usize> {
+    const BLOCK: usize = 64;
+    let whole = bytes.len() / BLOCK * BLOCK;
+    if let Some(at) = bytes[whole..].iter().rposition(|b| *b != 0) {
+        return Some(whole + at);
+    }
+    let block = bytes[..whole]
+        .chunks_exact(BLOCK)
+        .rposition(|chunk| chunk != [0; BLOCK])?;
+    let start = block * BLOCK;
+    bytes[start..start + BLOCK]
+        .iter()
+        .rposition(|b| *b != 0)
+        .map(|at| start + at)
 }
 
 /// The body and number of the good frame at `at`, if there is one: a header that checks, the
@@ -683,6 +701,21 @@ mod tests {
     impl Drop for TempDir {
         fn drop(&mut self) {
             let _ = fs::remove_dir_all(&self.0);
+        }
+    }
+
+    #[test]
+    fn last_nonzero_finds_the_last_nonzero_byte_wherever_it_is() {
+        for len in [0, 1, 63, 64, 65, 200] {
+            assert_eq!(last_nonzero(&vec![0; len]), None);
+            for at in 0..len {
+                let mut bytes = vec![0; len];
+                bytes[at] = 7;
+                if at > 0 {
+                    bytes[at / 2] = 1;
+                }
+                assert_eq!(last_nonzero(&bytes), Some(at), "len {len}, at {at}");
+            }
         }
     }
 
