@@ -61,7 +61,7 @@ enum Writer {
     /// nothing waits behind the sync but the next batch, which gathers meanwhile; and the
     /// round trip to a writer thread and back (two wake-ups of sleeping threads a batch, each
     /// waiting for a core the HTTP side keeps busy) is gone.
-    Inline(Mutex<(Wal, Vec<u8>)>),
+    Inline(Box<Mutex<(Wal, Vec<u8>)>>),
 }
 
 /// What the log's writes have done so far (on the writer thread, or inline: [`Writer`]).
@@ -179,7 +179,7 @@ impl LogStore {
         };
         let stats = Arc::new(WriterStats::default());
         let writer = if inline {
-            Writer::Inline(Mutex::new((wal, Vec::new())))
+            Writer::Inline(Box::new(Mutex::new((wal, Vec::new()))))
         } else {
             let (tx, rx) = mpsc::channel();
             let writer_stats = stats.clone();

@@ -216,6 +216,8 @@ pub(crate) struct Wal {
     last_purged: Option<LogId<NodeId>>,
     /// The next segment, being zero-filled on its own thread.
     preparing: Option<JoinHandle<io::Result<()>>>,
+    /// The frame being written (kept, so its allocation is).
+    frame: Vec<u8>,
 }
 
 impl Wal {
@@ -252,6 +254,7 @@ impl Wal {
                 vote: None,
                 last_purged: None,
                 preparing: None,
+                frame: Vec::new(),
             };
             return Ok((wal, replayed));
         }
@@ -329,6 +332,7 @@ impl Wal {
             vote: replayed.vote,
             last_purged: replayed.last_purged,
             preparing: None,
+            frame: Vec::new(),
         };
         Ok((wal, replayed))
     }
@@ -392,15 +396,17 @@ impl Wal {
     }
 
     fn write_frame(&mut self, body: &[u8]) -> io::Result<()> {
-        let mut frame = Vec::with_capacity(FRAME_HEADER + body.len());
         let len = u32::try_from(body.len()).map_err(|_| io::Error::other("a frame over 4 GiB"))?;
+        // One buffer for every frame: one `pwrite` a frame, and no allocation per batch.
+        let frame = &mut self.frame;
+        frame.clear();
         frame.extend_from_slice(&len.to_le_bytes());
         frame.extend_from_slice(&crc32fast::hash(body).to_le_bytes());
         frame.extend_from_slice(&self.next_frame.to_le_bytes());
         let check = crc32fast::hash(&frame[..16]);
         frame.extend_from_slice(&check.to_le_bytes());
         frame.extend_from_slice(body);
-        self.file.write_all_at(&frame, self.offset)?;
+        self.file.write_all_at(frame, self.offset)?;
         self.file.sync_data()?;
         self.offset += frame.len() as u64;
         self.next_frame += 1;
