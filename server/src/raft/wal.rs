@@ -230,7 +230,7 @@ impl Wal {
         let named =
             |path: &Path, error: &dyn std::fmt::Display| format!("{}: {error}", path.display());
         remove_leftovers(dir).map_err(|e| named(dir, &e))?;
-        let seqs = segments_in(dir).map_err(|e| named(dir, &e))?;
+        let mut seqs = segments_in(dir).map_err(|e| named(dir, &e))?;
         let mut replayed = Replayed {
             created: seqs.is_empty(),
             ..Replayed::default()
@@ -239,24 +239,7 @@ impl Wal {
             let path = segment_path(dir, 1);
             create_segment(&path, 1, segment_bytes).map_err(|e| named(&path, &e))?;
             sync_dir(dir).map_err(|e| named(dir, &e))?;
-            let file = open_rw(&path).map_err(|e| named(&path, &e))?;
-            let wal = Self {
-                dir: dir.to_owned(),
-                segment_bytes,
-                segments: VecDeque::from([Segment {
-                    seq: 1,
-                    max_index: None,
-                }]),
-                file,
-                size: segment_bytes,
-                offset: FILE_HEADER as u64,
-                next_frame: 1,
-                vote: None,
-                last_purged: None,
-                preparing: None,
-                frame: Vec::new(),
-            };
-            return Ok((wal, replayed));
+            seqs.push(1);
         }
         for pair in seqs.windows(2) {
             if pair[1] != pair[0] + 1 {
