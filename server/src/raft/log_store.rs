@@ -61,7 +61,7 @@ enum Writer {
     /// nothing waits behind the sync but the next batch, which gathers meanwhile; and the
     /// round trip to a writer thread and back (two wake-ups of sleeping threads a batch, each
     /// waiting for a core the HTTP side keeps busy) is gone.
-    Inline(Box<Mutex<(Wal, Vec<u8>)>>),
+    Inline(Box<Mutex<(Wal, wal::Frame)>>),
 }
 
 /// What the log's writes have done so far (on the writer thread, or inline: [`Writer`]).
@@ -179,7 +179,7 @@ impl LogStore {
         };
         let stats = Arc::new(WriterStats::default());
         let writer = if inline {
-            Writer::Inline(Box::new(Mutex::new((wal, Vec::new()))))
+            Writer::Inline(Box::new(Mutex::new((wal, wal::Frame::default()))))
         } else {
             let (tx, rx) = mpsc::channel();
             let writer_stats = stats.clone();
@@ -215,8 +215,8 @@ impl LogStore {
                 .map_err(|_| io::Error::other("the log writer thread stopped")),
             Writer::Inline(wal) => {
                 let mut guard = wal.lock();
-                let (wal, body) = &mut *guard;
-                finish(wal, body, vec![job], &self.inner.stats);
+                let (wal, frame) = &mut *guard;
+                finish(wal, frame, vec![job], &self.inner.stats);
                 Ok(())
             }
         }
@@ -236,7 +236,7 @@ impl LogStore {
 /// The writer thread: one frame (one `fdatasync`) per batch of queued jobs, until the store
 /// is dropped.
 fn write_loop(mut wal: Wal, jobs: &mpsc::Receiver<Job>, stats: &WriterStats) {
-    let mut body = Vec::new();
+    let mut frame = wal::Frame::default();
     while let Ok(first) = jobs.recv() {
         let mut batch = vec![first];
         while batch.len() < 4096 {
@@ -245,14 +245,22 @@ fn write_loop(mut wal: Wal, jobs: &mpsc::Receiver<Job>, stats: &WriterStats) {
                 Err(_) => break,
             }
         }
-        finish(&mut wal, &mut body, batch, stats);
+        finish(&mut wal, &mut frame, batch, stats);
     }
 }
 
 /// Writes `batch` as one frame and tells each job's sender how it went.
-fn finish(wal: &mut Wal, body: &mut Vec<u8>, batch: Vec<Job>, stats: &WriterStats) {
-    body.clear();
-    let written = write_batch(wal, body, &batch);
+fn finish(wal: &mut Wal, frame: &mut wal::Frame, batch: Vec<Job>, stats: &WriterStats) {
+    frame.clear();
+    for job in &batch {
+        match job {
+            Job::Append { entries, .. } => entries.iter().for_each(|entry| frame.entry(entry)),
+            Job::Vote { vote, .. } => frame.vote(vote),
+            Job::Truncate { since, .. } => frame.truncate(*since),
+            Job::Purge { upto, .. } => frame.purge(upto),
+        }
+    }
+    let written = wal.write(frame);
     stats.commits.fetch_add(1, Ordering::Relaxed);
     if written.is_ok() {
         stats.count(&batch);
@@ -269,31 +277,6 @@ fn finish(wal: &mut Wal, body: &mut Vec<u8>, batch: Vec<Job>, stats: &WriterStat
             }
         }
     }
-}
-
-/// Writes `batch` as one frame of the log and syncs it.
-fn write_batch(wal: &mut Wal, body: &mut Vec<u8>, batch: &[Job]) -> io::Result<()> {
-    let (mut max_index, mut voted, mut purged) = (None, None, None);
-    for job in batch {
-        match job {
-            Job::Append { entries, .. } => {
-                for entry in entries {
-                    wal::put_entry(body, entry);
-                    max_index = max_index.max(Some(entry.log_id.index));
-                }
-            }
-            Job::Vote { vote, .. } => {
-                wal::put_vote(body, vote);
-                voted = Some(*vote);
-            }
-            Job::Truncate { since, .. } => wal::put_truncate(body, *since),
-            Job::Purge { upto, .. } => {
-                wal::put_purge(body, upto);
-                purged = purged.max(Some(*upto));
-            }
-        }
-    }
-    wal.write(body, max_index, voted, purged)
 }
 
 type StorageResult<T> = Result<T, StorageError<NodeId>>;
@@ -400,21 +383,13 @@ pub(super) fn write_for_test(
     entries: &[Entry<TypeConfig>],
 ) {
     let (mut wal, _) = Wal::open(dir, wal::SEGMENT_BYTES).expect("opens");
-    let mut body = Vec::new();
-    wal::put_vote(&mut body, vote);
+    let mut frame = wal::Frame::default();
+    frame.vote(vote);
     if let Some(purged) = &purged {
-        wal::put_purge(&mut body, purged);
+        frame.purge(purged);
     }
-    for entry in entries {
-        wal::put_entry(&mut body, entry);
-    }
-    wal.write(
-        &body,
-        entries.last().map(|e| e.log_id.index),
-        Some(*vote),
-        purged,
-    )
-    .expect("writes");
+    entries.iter().for_each(|entry| frame.entry(entry));
+    wal.write(&frame).expect("writes");
 }
 
 #[cfg(test)]

@@ -103,32 +103,57 @@ pub(crate) fn segments_in(dir: &Path) -> io::Result<Vec<u64>> {
     Ok(found)
 }
 
-/// Appends one record to a frame body.
-pub(crate) fn put(body: &mut Vec<u8>, kind: u8, payload: &[u8]) {
-    body.push(kind);
-    let len = u32::try_from(payload.len()).expect("invariant: a record is under 4 GiB");
-    body.extend_from_slice(&len.to_le_bytes());
-    body.extend_from_slice(payload);
+/// One frame's records, being built, and what the log must remember of them: the highest
+/// entry index (to know when its segment is all purged), and the vote and purge point (which
+/// every new segment repeats).
+#[derive(Debug, Default)]
+pub(crate) struct Frame {
+    body: Vec<u8>,
+    max_index: Option<u64>,
+    vote: Option<Vote<NodeId>>,
+    purged: Option<LogId<NodeId>>,
 }
 
-/// Appends an entry record.
-pub(crate) fn put_entry(body: &mut Vec<u8>, entry: &Entry<TypeConfig>) {
-    put(body, ENTRY, &codec::encode_entry(entry));
-}
+impl Frame {
+    /// Empties the frame, keeping its allocation.
+    pub(crate) fn clear(&mut self) {
+        self.body.clear();
+        self.max_index = None;
+        self.vote = None;
+        self.purged = None;
+    }
 
-/// Appends a vote record.
-pub(crate) fn put_vote(body: &mut Vec<u8>, vote: &Vote<NodeId>) {
-    put(body, VOTE, &codec::encode_vote(vote));
-}
+    fn put(&mut self, kind: u8, payload: &[u8]) {
+        self.body.push(kind);
+        let len = u32::try_from(payload.len()).expect("invariant: a record is under 4 GiB");
+        self.body.extend_from_slice(&len.to_le_bytes());
+        self.body.extend_from_slice(payload);
+    }
 
-/// Appends a truncation record: every entry from `since` on is gone.
-pub(crate) fn put_truncate(body: &mut Vec<u8>, since: u64) {
-    put(body, TRUNCATE, &since.to_le_bytes());
-}
+    /// Adds an entry.
+    pub(crate) fn entry(&mut self, entry: &Entry<TypeConfig>) {
+        self.put(ENTRY, &codec::encode_entry(entry));
+        self.max_index = self.max_index.max(Some(entry.log_id.index));
+    }
 
-/// Appends a purge record: every entry up to `upto` is gone.
-pub(crate) fn put_purge(body: &mut Vec<u8>, upto: &LogId<NodeId>) {
-    put(body, PURGE, &codec::encode_log_id(upto));
+    /// Adds a vote.
+    pub(crate) fn vote(&mut self, vote: &Vote<NodeId>) {
+        self.put(VOTE, &codec::encode_vote(vote));
+        self.vote = Some(*vote);
+    }
+
+    /// Adds a truncation: every entry from `since` on is gone.
+    pub(crate) fn truncate(&mut self, since: u64) {
+        self.put(TRUNCATE, &since.to_le_bytes());
+    }
+
+    /// Adds a purge point: every entry up to `upto` is gone.
+    pub(crate) fn purge(&mut self, upto: &LogId<NodeId>) {
+        self.put(PURGE, &codec::encode_log_id(upto));
+        if self.purged.is_none_or(|p| p.index < upto.index) {
+            self.purged = Some(*upto);
+        }
+    }
 }
 
 /// What the log holds, as read on open.
@@ -320,43 +345,35 @@ impl Wal {
         Ok((wal, replayed))
     }
 
-    /// Writes one frame holding `body` (records made with the `put_*` functions) and syncs it;
-    /// `max_index` is the highest entry index among them. `vote` and `purged` are the vote and
-    /// purge point among them, if any, so new segments can repeat them.
+    /// Writes `frame` and syncs it.
     ///
     /// # Errors
     ///
     /// When the file system refuses: the log is then unusable (the caller stops the server).
-    pub(crate) fn write(
-        &mut self,
-        body: &[u8],
-        max_index: Option<u64>,
-        vote: Option<Vote<NodeId>>,
-        purged: Option<LogId<NodeId>>,
-    ) -> io::Result<()> {
-        let needed = (FRAME_HEADER + body.len()) as u64;
+    pub(crate) fn write(&mut self, frame: &Frame) -> io::Result<()> {
+        let needed = (FRAME_HEADER + frame.body.len()) as u64;
         if self.offset + needed > self.size {
             // The state first, so the segments before this one are no longer needed for it.
-            let mut head = Vec::new();
+            let mut head = Frame::default();
             if let Some(vote) = &self.vote {
-                put_vote(&mut head, vote);
+                head.vote(vote);
             }
             if let Some(purged) = &self.last_purged {
-                put_purge(&mut head, purged);
+                head.purge(purged);
             }
-            head.extend_from_slice(body);
-            self.roll((FRAME_HEADER + head.len()) as u64)?;
-            self.write_frame(&head)?;
+            head.body.extend_from_slice(&frame.body);
+            self.roll((FRAME_HEADER + head.body.len()) as u64)?;
+            self.write_frame(&head.body)?;
         } else {
-            self.write_frame(body)?;
+            self.write_frame(&frame.body)?;
         }
         if let Some(current) = self.segments.back_mut() {
-            current.max_index = current.max_index.max(max_index);
+            current.max_index = current.max_index.max(frame.max_index);
         }
-        if vote.is_some() {
-            self.vote = vote;
+        if frame.vote.is_some() {
+            self.vote = frame.vote;
         }
-        if let Some(purged) = purged {
+        if let Some(purged) = frame.purged {
             if self.last_purged.is_none_or(|p| p.index < purged.index) {
                 self.last_purged = Some(purged);
             }
@@ -721,13 +738,12 @@ mod tests {
 
     /// Writes frame number `frame` (from 0) of three entries; returns their indices.
     fn write_frame(wal: &mut Wal, frame: u64) -> Vec<u64> {
-        let mut body = Vec::new();
+        let mut written = Frame::default();
         let indices: Vec<u64> = (frame * 3 + 1..=frame * 3 + 3).collect();
         for index in &indices {
-            put_entry(&mut body, &blank(*index));
+            written.entry(&blank(*index));
         }
-        wal.write(&body, indices.last().copied(), None, None)
-            .expect("writes");
+        wal.write(&written).expect("writes");
         indices
     }
 
@@ -746,27 +762,20 @@ mod tests {
         {
             let (mut wal, replayed) = Wal::open(&dir.0, SMALL).expect("reopens");
             assert_eq!(indices(&replayed), frames.concat());
-            let mut body = Vec::new();
-            put_vote(&mut body, &Vote::new_committed(3, 2));
-            put_truncate(&mut body, 50);
-            put_entry(&mut body, &blank(50));
-            put_purge(&mut body, &blank(40).log_id);
-            wal.write(
-                &body,
-                Some(50),
-                Some(Vote::new_committed(3, 2)),
-                Some(blank(40).log_id),
-            )
-            .expect("writes");
+            let mut frame = Frame::default();
+            frame.vote(&Vote::new_committed(3, 2));
+            frame.truncate(50);
+            frame.entry(&blank(50));
+            frame.purge(&blank(40).log_id);
+            wal.write(&frame).expect("writes");
             // Segments whose entries are all purged are gone; the vote and purge point
             // survive them (each new segment repeats them).
             for _ in 0..20 {
-                wal.write(&[], None, None, None).expect("writes");
+                wal.write(&Frame::default()).expect("writes");
             }
-            let mut body = Vec::new();
-            put_purge(&mut body, &blank(45).log_id);
-            wal.write(&body, None, None, Some(blank(45).log_id))
-                .expect("writes");
+            let mut frame = Frame::default();
+            frame.purge(&blank(45).log_id);
+            wal.write(&frame).expect("writes");
         }
         let (_, replayed) = Wal::open(&dir.0, SMALL).expect("reopens");
         assert_eq!(indices(&replayed), (46..=50).collect::<Vec<_>>());
@@ -788,10 +797,9 @@ mod tests {
         {
             // An early purge point, which every later segment starts with.
             let (mut wal, _) = Wal::open(&dir.0, SMALL).expect("reopens");
-            let mut body = Vec::new();
-            put_purge(&mut body, &blank(1).log_id);
-            wal.write(&body, None, None, Some(blank(1).log_id))
-                .expect("writes");
+            let mut frame = Frame::default();
+            frame.purge(&blank(1).log_id);
+            wal.write(&frame).expect("writes");
             for frame in 1..30 {
                 frames.push(write_frame(&mut wal, frame));
             }
@@ -808,10 +816,9 @@ mod tests {
         };
         {
             let (mut wal, _) = Wal::open(&dir.0, SMALL).expect("reopens");
-            let mut body = Vec::new();
-            let upto = blank(first_segment_end).log_id;
-            put_purge(&mut body, &upto);
-            wal.write(&body, None, None, Some(upto)).expect("writes");
+            let mut frame = Frame::default();
+            frame.purge(&blank(first_segment_end).log_id);
+            wal.write(&frame).expect("writes");
         }
         assert!(!segment_path(&dir.0, 1).exists(), "segment 1 is deleted");
         let (_, replayed) = Wal::open(&dir.0, SMALL).expect("reads without segment 1");
@@ -844,9 +851,9 @@ mod tests {
         {
             let (mut wal, replayed) = Wal::open(&dir.0, SMALL).expect("opens");
             assert_eq!(indices(&replayed), frames[..3].concat());
-            let mut body = Vec::new();
-            put_entry(&mut body, &blank(10));
-            wal.write(&body, Some(10), None, None).expect("writes");
+            let mut frame = Frame::default();
+            frame.entry(&blank(10));
+            wal.write(&frame).expect("writes");
         }
         let (_, replayed) = Wal::open(&dir.0, SMALL).expect("reopens");
         assert_eq!(indices(&replayed), (1..=10).collect::<Vec<_>>());
