@@ -177,18 +177,20 @@ impl Replayed {
                 // and what follows. The first entry read may come after a gap: the segments
                 // before it may have been deleted once purged, and the purge point that covers
                 // them may come later in the log. `Wal::open` checks the gap at the end.
-                if let Some(last) = self.entries.keys().next_back() {
+                if let Some(&last) = self.entries.keys().next_back() {
                     if index > last + 1 {
                         return Err(format!(
                             "log entry {index}: out of sequence (expected {})",
                             last + 1
                         ));
                     }
+                    if index <= last {
+                        self.entries.split_off(&index);
+                    }
                 }
                 if self.last_purged.is_some_and(|p| index <= p.index) {
                     return Err(format!("log entry {index}: at or before the purge point"));
                 }
-                self.entries.split_off(&index);
                 self.entries.insert(index, entry);
                 return Ok(Some(index));
             }
@@ -513,10 +515,6 @@ fn read_segment(
     if &header[..8] != MAGIC {
         return Err("not a worklease log segment".to_owned());
     }
-    let u64_at =
-        |b: &[u8], at: usize| u64::from_le_bytes(b[at..at + 8].try_into().expect("8 bytes"));
-    let u32_at =
-        |b: &[u8], at: usize| u32::from_le_bytes(b[at..at + 4].try_into().expect("4 bytes"));
     if crc32fast::hash(&header[..24]) != u32_at(header, 24) || header[28..] != [0; 4] {
         return Err("bad segment header".to_owned());
     }
@@ -590,6 +588,16 @@ fn read_segment(
     })
 }
 
+/// The little-endian `u32` at `at` (the caller checked the length).
+fn u32_at(bytes: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes(bytes[at..at + 4].try_into().expect("invariant: 4 bytes"))
+}
+
+/// The little-endian `u64` at `at` (the caller checked the length).
+fn u64_at(bytes: &[u8], at: usize) -> u64 {
+    u64::from_le_bytes(bytes[at..at + 8].try_into().expect("invariant: 8 bytes"))
+}
+
 /// Where the last non-zero byte of `bytes` is. A segment is mostly zeros after its frames;
 /// comparing 64 bytes at a time reads the 32 MiB of a new one in ~2 ms instead of ~30.
 fn last_nonzero(bytes: &[u8]) -> Option<usize> {
@@ -612,17 +620,16 @@ fn last_nonzero(bytes: &[u8]) -> Option<usize> {
 /// expected number, a body within the file that checks.
 fn check_frame(bytes: &[u8], at: usize, expected: Option<u64>) -> Option<(&[u8], u64)> {
     let header = bytes.get(at..at + FRAME_HEADER)?;
-    let u32_at = |at: usize| u32::from_le_bytes(header[at..at + 4].try_into().expect("4 bytes"));
-    if header.iter().all(|b| *b == 0) || crc32fast::hash(&header[..16]) != u32_at(16) {
+    if header.iter().all(|b| *b == 0) || crc32fast::hash(&header[..16]) != u32_at(header, 16) {
         return None;
     }
-    let number = u64::from_le_bytes(header[8..16].try_into().expect("8 bytes"));
+    let number = u64_at(header, 8);
     if expected.is_some_and(|expected| expected != number) {
         return None;
     }
-    let len = u32_at(0) as usize;
+    let len = u32_at(header, 0) as usize;
     let body = bytes.get(at + FRAME_HEADER..at + FRAME_HEADER + len)?;
-    (crc32fast::hash(body) == u32_at(4)).then_some((body, number))
+    (crc32fast::hash(body) == u32_at(header, 4)).then_some((body, number))
 }
 
 /// Creates segment `seq` at `path`: its header, then zeros to `size` bytes, synced.
@@ -879,8 +886,7 @@ mod tests {
         let last_frame_start = {
             let mut at = FILE_HEADER;
             loop {
-                let len =
-                    u32::from_le_bytes(last_bytes[at..at + 4].try_into().expect("4")) as usize;
+                let len = u32_at(last_bytes, at) as usize;
                 let next = at + FRAME_HEADER + len;
                 if next >= end {
                     break at;
