@@ -1,4 +1,4 @@
-//! Snapshots and encoded commands (SPEC §7.4), at a million active leases.
+//! Snapshots and encoded commands (docs/contract.md §7.4), at a million active leases.
 //!
 //! Run with `cargo bench --features snapshot --bench snapshot` (`-- <filter>` for one group).
 //! Groups: `snapshot/<table>/1M`, `restore/<table>/1M` (also prints the snapshot's bytes per

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# A three-node worklease cluster on loopback (SPEC §8 replicated mode): starts nodes 1–3 on
+# A three-node worklease cluster on loopback (docs/contract.md §8 replicated mode): starts nodes 1–3 on
 # 127.0.0.1 with data directories in a temporary directory, waits for a leader, prints each
 # node's GET /cluster, and stops them cleanly (SIGTERM) at the end.
 #

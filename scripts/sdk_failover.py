@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""The official Anthropic Python SDK's worker loop across a leader kill (SPEC §8).
+"""The official Anthropic Python SDK's worker loop across a leader kill (docs/contract.md §8).
 
 Usage (the SDK pinned as .ci/run pins it, the server built with `cargo build -p
 worklease-server`):

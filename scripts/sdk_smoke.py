@@ -152,7 +152,7 @@ def smoke(base_url):
 
 
 def environment_lifecycle(client):
-    """Every `client.beta.environments` method (SPEC §9)."""
+    """Every `client.beta.environments` method (docs/contract.md §9)."""
     environments = client.beta.environments
     work = environments.work
     cloud = environments.create(

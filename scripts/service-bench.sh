@@ -7,7 +7,7 @@
 #   3. redis-benchmark EVALSHA compare-and-set, in memory and with appendfsync always;
 #   4. worklease-server durable (--data-dir in a temporary directory): the same heartbeats,
 #      each fsynced (group commit) before its answer;
-#   5. a three-member replicated cluster on loopback (SPEC §8): the same heartbeats sent to the
+#   5. a three-member replicated cluster on loopback (docs/contract.md §8): the same heartbeats sent to the
 #      leader, then to a follower (which forwards each to the leader), each committed on a
 #      majority before its answer.
 #

@@ -41,7 +41,7 @@ show "9. the worker confirms once drained: stopping -> stopped" -X POST "$W/$WOR
 show "10. confirm" "$W/$WORK" >/dev/null
 show "11. the queue is empty" "$W/stats" >/dev/null
 
-# Environments (SPEC §9): the resource the SDK's client.beta.environments manages.
+# Environments (docs/contract.md §9): the resource the SDK's client.beta.environments manages.
 E="$BASE/v1/environments"
 SANDBOX=$(show "12. create a cloud environment with a description and metadata" -X POST "$E" \
   -H 'content-type: application/json' \

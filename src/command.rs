@@ -1,4 +1,4 @@
-//! Every changing operation as a value (SPEC §7.3): a [`Command`], stamped with its time
+//! Every changing operation as a value (docs/contract.md §7.3): a [`Command`], stamped with its time
 //! ([`Stamped`]), applied by [`crate::LeaseTable::apply`] with the answer as an [`Applied`].
 //!
 //! A log of `Stamped` values is the table's whole history: applying the same log to two tables
@@ -8,7 +8,7 @@
 //!
 //! Ids an operation *refers to* (an environment, a work item) are carried as the text a
 //! request gave, so a server can build a command from any request without validating ids
-//! first: a malformed one is answered exactly as the direct call answers it (404 in SPEC
+//! first: a malformed one is answered exactly as the direct call answers it (404 in docs/contract.md
 //! §3.3's order). Ids a command *creates* are typed: the caller mints and checks them.
 
 use crate::environment::EnvironmentKind;
@@ -24,7 +24,7 @@ use crate::time::Timestamp;
 #[cfg(feature = "snapshot")]
 mod wire;
 
-/// One changing operation with everything it needs (SPEC §7.3).
+/// One changing operation with everything it needs (docs/contract.md §7.3).
 ///
 /// # Examples
 ///
@@ -156,7 +156,7 @@ pub enum Command {
 /// A [`Command`] with the time it runs at: the unit of a replayable log.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Stamped {
-    /// The operation's `now` (the table runs it at `max(clock, now)`, SPEC §7.1).
+    /// The operation's `now` (the table runs it at `max(clock, now)`, docs/contract.md §7.1).
     pub now: Timestamp,
     /// The operation.
     pub command: Command,

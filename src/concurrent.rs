@@ -46,7 +46,7 @@ const NO_CLOCK: i64 = i64::MIN;
 ///   shard, once, and returns owned values: no guard escapes.
 /// - **Environments** are registered in every shard (under all shard locks, taken in index
 ///   order, so registration is atomic and cannot deadlock with anything else, which never holds
-///   two locks). Each shard checks the environment itself, so SPEC §3.3's check order holds.
+///   two locks). Each shard checks the environment itself, so docs/contract.md §3.3's check order holds.
 ///   Named pollers are recorded in shard 0 only, which answers `workers_polling`.
 /// - **Lazy expiry, bounded.** A single-item operation applies only the touched item's own
 ///   lapse (its deadline against the table clock): the answer about one item depends on no
@@ -55,17 +55,17 @@ const NO_CLOCK: i64 = i64::MIN;
 ///   hold, releasing the lock between chunks so heartbeats interleave. Lapses applied either
 ///   way are journaled in their shard and returned once by [`Self::sweep`], in the canonical
 ///   `(at, work_id)` order, identical to [`LeaseTable::sweep`]. Reads (get, list, stats)
-///   apply none: they show a past-due lease as its lapse would leave the item (SPEC §7.2).
+///   apply none: they show a past-due lease as its lapse would leave the item (docs/contract.md §7.2).
 /// - **Poll** asks each shard for its lowest claimable id of the environment, then locks the
 ///   shard of the lowest one and delivers it if it is still claimable (another poller may have
 ///   taken it meanwhile: then it asks again). `next_claimable_at` is the minimum over shards.
 /// - **List and stats** merge per-shard answers, each as of the same instant: list pages are merged by id and cut to the
 ///   limit; stats add depths and take the lowest-id queued item.
 ///
-/// The table has one clock (SPEC §7.1), an atomic maximum every changing operation moves
+/// The table has one clock (docs/contract.md §7.1), an atomic maximum every changing operation moves
 /// before it locks a shard, so every operation runs at the same `max(clock, now)` the single
 /// table would: applied one at a time, the two answer alike, whatever the caller's clock does.
-/// Reads lock shards but change nothing a snapshot holds (SPEC §7.2).
+/// Reads lock shards but change nothing a snapshot holds (docs/contract.md §7.2).
 ///
 /// One bound is looser than [`Self::CHUNK`]: when a chunk reaches a second of the deadline
 /// wheel that was not yet drained, that whole second's leases move into the exact-deadline

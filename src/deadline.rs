@@ -47,7 +47,7 @@ use crate::time::Timestamp;
 /// the current time never lands beyond it.
 pub(crate) const SLOTS: i64 = 1024;
 
-/// The longest TTL (SPEC §4), in seconds.
+/// The longest TTL (docs/contract.md §4), in seconds.
 const MAX_TTL_SECONDS: i64 = 600;
 
 const NIL: u32 = u32::MAX;

@@ -9,7 +9,7 @@ use crate::item::{Item, Texts};
 use crate::metadata::Metadata;
 use crate::time::Timestamp;
 
-/// How long a worker counts as polling after its last poll (SPEC §3.5 `workers_polling`).
+/// How long a worker counts as polling after its last poll (docs/contract.md §3.5 `workers_polling`).
 const POLLING_WINDOW_MICROS: i64 = 30_000_000;
 
 /// Whether an environment runs its own workers.
@@ -31,7 +31,7 @@ impl EnvironmentKind {
     }
 }
 
-/// What SPEC §9 shows of an environment beyond its id and kind; the work operations never
+/// What docs/contract.md §9 shows of an environment beyond its id and kind; the work operations never
 /// read it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Profile {

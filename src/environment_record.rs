@@ -1,8 +1,8 @@
-//! Environments as a resource (SPEC §9): the record a table keeps for each environment, what
+//! Environments as a resource (docs/contract.md §9): the record a table keeps for each environment, what
 //! creating and updating one takes, and the list request and page.
 //!
 //! The records live in the table (they are replicated state: every change is a command and
-//! part of the snapshot). The crate checks every limit SPEC §9 names except that `config` is
+//! part of the snapshot). The crate checks every limit docs/contract.md §9 names except that `config` is
 //! JSON: it stores the config's text as given, so the server (which parses the request body)
 //! checks that it is a JSON object and reads its `type`.
 
@@ -58,7 +58,7 @@ impl EnvironmentScope {
     }
 }
 
-/// An environment as the API shows it (SPEC §9's object).
+/// An environment as the API shows it (docs/contract.md §9's object).
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct EnvironmentRecord {
@@ -84,7 +84,7 @@ pub struct EnvironmentRecord {
     pub archived_at: Option<Timestamp>,
 }
 
-/// What creating an environment takes (SPEC §9 create), checked by [`NewEnvironment::check`]
+/// What creating an environment takes (docs/contract.md §9 create), checked by [`NewEnvironment::check`]
 /// and again by the table.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NewEnvironment {
@@ -116,7 +116,7 @@ impl NewEnvironment {
         }
     }
 
-    /// Checks SPEC §9's limits.
+    /// Checks docs/contract.md §9's limits.
     ///
     /// # Errors
     ///
@@ -133,7 +133,7 @@ impl NewEnvironment {
     }
 }
 
-/// An update (SPEC §9 update): `None` keeps a field; `description: Some(None)` clears it;
+/// An update (docs/contract.md §9 update): `None` keeps a field; `description: Some(None)` clears it;
 /// `metadata` is a merge patch in which `None` **or** an empty value deletes a key.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct EnvironmentPatch {
@@ -169,7 +169,7 @@ impl EnvironmentPatch {
         Ok(())
     }
 
-    /// The metadata patch with SPEC §9's extra rule applied: an empty value deletes the key.
+    /// The metadata patch with docs/contract.md §9's extra rule applied: an empty value deletes the key.
     pub(crate) fn metadata_patch(&self) -> Option<MetadataPatch> {
         self.metadata.as_ref().map(|patch| {
             patch
@@ -183,7 +183,7 @@ impl EnvironmentPatch {
     }
 }
 
-/// A parsed environment list request (SPEC §9 list).
+/// A parsed environment list request (docs/contract.md §9 list).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EnvironmentListRequest {
     /// Page size, 1–100.
@@ -257,7 +257,7 @@ impl EnvironmentListRequest {
     }
 }
 
-/// A page of environments (SPEC §9 list), ascending id.
+/// A page of environments (docs/contract.md §9 list), ascending id.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct EnvironmentPage {

@@ -1,5 +1,5 @@
 //! The one error type: every refusal a caller can get, each mapped to an HTTP status, an error
-//! type string and, where a parameter is at fault, its name (SPEC §6).
+//! type string and, where a parameter is at fault, its name (docs/contract.md §6).
 
 use std::fmt;
 
@@ -186,7 +186,7 @@ pub enum Error {
     /// Two parameters that exclude each other were both given (400).
     #[error("{first} and {second} are mutually exclusive")]
     ConflictingParameters {
-        /// The first of the two, in SPEC order.
+        /// The first of the two, in the contract's order (docs/contract.md).
         first: Param,
         /// The second.
         second: Param,
@@ -232,13 +232,13 @@ pub enum Error {
         worker: WorkerId,
     },
     /// The environment is archived: it takes no new work and no updates (400, error code
-    /// `environment_archived`, SPEC §9).
+    /// `environment_archived`, docs/contract.md §9).
     #[error("environment {environment} is archived")]
     EnvironmentArchived {
         /// The environment.
         environment: EnvironmentId,
     },
-    /// The environment cannot be deleted while items hold leases (409, SPEC §9).
+    /// The environment cannot be deleted while items hold leases (409, docs/contract.md §9).
     #[error("environment {environment} has {leased} work items holding leases")]
     EnvironmentInUse {
         /// The environment.
@@ -257,7 +257,7 @@ pub enum Error {
 }
 
 impl Error {
-    /// The HTTP status (SPEC §6).
+    /// The HTTP status (docs/contract.md §6).
     pub const fn status(&self) -> u16 {
         match self {
             Self::InvalidParameter { .. }
@@ -273,7 +273,7 @@ impl Error {
         }
     }
 
-    /// The error type string of the HTTP envelope (SPEC §6).
+    /// The error type string of the HTTP envelope (docs/contract.md §6).
     pub const fn error_type(&self) -> &'static str {
         match self.status() {
             404 => "not_found_error",

@@ -1,4 +1,4 @@
-//! The heartbeat's vocabulary (SPEC §3.3): the ownership precondition, the request, the
+//! The heartbeat's vocabulary (docs/contract.md §3.3): the ownership precondition, the request, the
 //! accepted outcome (the documented `work_heartbeat` object) and the lease a refusal reports.
 
 use std::fmt;
@@ -93,7 +93,7 @@ pub struct Heartbeat {
     pub ttl_clamped: bool,
     /// When the lease lapses unless renewed: `last_heartbeat + ttl`.
     pub deadline: Timestamp,
-    /// The lease's fencing epoch (SPEC §7.5): the item's ack count.
+    /// The lease's fencing epoch (docs/contract.md §7.5): the item's ack count.
     pub lease_epoch: u32,
 }
 
@@ -115,7 +115,7 @@ pub struct LeaseSnapshot {
     pub ttl: Ttl,
     /// When the lease lapses.
     pub deadline: Timestamp,
-    /// The lease's fencing epoch (SPEC §7.5).
+    /// The lease's fencing epoch (docs/contract.md §7.5).
     pub lease_epoch: u32,
 }
 

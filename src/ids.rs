@@ -1,7 +1,7 @@
 //! Typed identifiers: environments (`env_…`), work items (`work_…`), sessions (`sess_…`) and
 //! workers.
 //!
-//! A prefixed id is its prefix followed by 1–64 characters of `[0-9A-Za-z]` (SPEC §1). Ids are
+//! A prefixed id is its prefix followed by 1–64 characters of `[0-9A-Za-z]` (docs/contract.md §1). Ids are
 //! validated when parsed, so a value of one of these types is always well formed. The common
 //! server-minted shape, 32 lowercase hex digits (a UUIDv7), is held inline as a `u128`: no heap
 //! allocation, and hashing or comparing it costs a couple of integer operations. Any other body
@@ -17,7 +17,7 @@ use std::sync::Arc;
 use crate::error::Excerpt;
 use crate::time::Timestamp;
 
-/// The longest id body SPEC §1 allows.
+/// The longest id body docs/contract.md §1 allows.
 const MAX_BODY_LEN: usize = 64;
 
 /// A `u128` as two `u64`s: 8-byte alignment keeps an id at 24 bytes instead of 32 (a `u128`
@@ -564,7 +564,7 @@ prefixed_id!(
 /// An id as an operation accepts it: a parsed id, or the raw text a server received.
 ///
 /// Raw text that is not a well-formed id is answered exactly like an unknown id (404), so a
-/// server can pass path segments straight through and still get SPEC §3.3's check order.
+/// server can pass path segments straight through and still get docs/contract.md §3.3's check order.
 pub trait AsId<T: Clone> {
     /// The parsed id, borrowed when it already is one.
     ///

@@ -279,7 +279,7 @@ impl Item {
         }
     }
 
-    /// SPEC §5 on the item's own fields: counts a lapse of a starting or active lease, clears
+    /// docs/contract.md §5 on the item's own fields: counts a lapse of a starting or active lease, clears
     /// what a new attempt starts without, and returns the phase the lapse at `at` leads to.
     /// The caller installs it (the table with its indexes, a read on a copy).
     pub(crate) fn lapse(&mut self, at: Timestamp, max_attempts: Option<NonZeroU32>) -> Phase {
@@ -312,7 +312,7 @@ impl Item {
         }
     }
 
-    /// SPEC §7.5's fencing epoch: how many leases the item was given, which is how many acks
+    /// docs/contract.md §7.5's fencing epoch: how many leases the item was given, which is how many acks
     /// opened one. Derived, not stored (the item keeps its 88 bytes): every lease ends by a
     /// counted lapse, or is the current one, or the one the item stopped in.
     pub(crate) fn lease_epoch(&self) -> u32 {
@@ -362,9 +362,9 @@ pub struct WorkItem {
     pub stopped_at: Option<Timestamp>,
     /// `metadata`.
     pub metadata: Metadata,
-    /// How many leases of this item lapsed (SPEC §5's attempt counter).
+    /// How many leases of this item lapsed (docs/contract.md §5's attempt counter).
     pub lapses: u32,
-    /// `lease_epoch` (SPEC §7.5): 0 until the first ack, then incremented by every ack. A
+    /// `lease_epoch` (docs/contract.md §7.5): 0 until the first ack, then incremented by every ack. A
     /// store downstream that keeps the highest epoch it saw per item can refuse writes from a
     /// holder whose lease was taken over.
     pub lease_epoch: u32,
@@ -425,7 +425,7 @@ impl WorkItem {
     }
 }
 
-/// A state change the table made on its own: a lease lapsed (SPEC §5).
+/// A state change the table made on its own: a lease lapsed (docs/contract.md §5).
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Transition {

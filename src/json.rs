@@ -98,7 +98,7 @@ impl Serialize for SessionData<'_> {
     }
 }
 
-/// A work item (`"type": "work"`), as SPEC §1 lists its fields.
+/// A work item (`"type": "work"`), as docs/contract.md §1 lists its fields.
 ///
 /// The table's extra bookkeeping ([`WorkItem::lapses`], the lease deadline, the worker) is not
 /// part of the documented object and is not written.
@@ -121,13 +121,13 @@ impl Serialize for Work<'_> {
         work.serialize_field("stop_requested_at", &Instant(item.stop_requested_at))?;
         work.serialize_field("stopped_at", &Instant(item.stopped_at))?;
         work.serialize_field("metadata", &MetadataMap(&item.metadata))?;
-        // SPEC §7.5: an added field; the documented ones above are unchanged.
+        // docs/contract.md §7.5: an added field; the documented ones above are unchanged.
         work.serialize_field("lease_epoch", &item.lease_epoch)?;
         work.end()
     }
 }
 
-/// An accepted heartbeat: the documented `work_heartbeat` object (SPEC §3.3).
+/// An accepted heartbeat: the documented `work_heartbeat` object (docs/contract.md §3.3).
 #[derive(Clone, Copy, Debug)]
 pub struct WorkHeartbeat<'a>(pub &'a Heartbeat);
 
@@ -232,7 +232,7 @@ impl Serialize for CurrentState<'_> {
     }
 }
 
-/// An environment's queue statistics: the documented `work_queue_stats` object (SPEC §3.5).
+/// An environment's queue statistics: the documented `work_queue_stats` object (docs/contract.md §3.5).
 #[derive(Clone, Copy, Debug)]
 pub struct WorkQueueStats<'a>(pub &'a QueueStats);
 
@@ -249,7 +249,7 @@ impl Serialize for WorkQueueStats<'_> {
     }
 }
 
-/// A list page: `{data, first_id, last_id, has_more, next_page}` (SPEC §3.5).
+/// A list page: `{data, first_id, last_id, has_more, next_page}` (docs/contract.md §3.5).
 #[derive(Clone, Copy, Debug)]
 pub struct ListPage<'a>(pub &'a Page);
 
@@ -284,7 +284,7 @@ fn serialize_page<S: Serializer, T: fmt::Display>(
     object.end()
 }
 
-/// An environment: SPEC §9's object. The crate keeps `config` as the JSON text it was given,
+/// An environment: docs/contract.md §9's object. The crate keeps `config` as the JSON text it was given,
 /// so the caller passes it parsed (`C`, e.g. a `serde_json::Value` or `&RawValue` of
 /// [`EnvironmentRecord::config`]) and it is written as is.
 #[derive(Clone, Copy, Debug)]
@@ -308,7 +308,7 @@ impl<C: Serialize> Serialize for Environment<'_, C> {
     }
 }
 
-/// A page of environments: `{data, first_id, last_id, has_more, next_page}` (SPEC §9), with
+/// A page of environments: `{data, first_id, last_id, has_more, next_page}` (docs/contract.md §9), with
 /// each environment's parsed config in `configs`, in the same order.
 #[derive(Clone, Copy, Debug)]
 pub struct EnvironmentList<'a, C>(pub &'a EnvironmentPage, pub &'a [C]);
@@ -326,7 +326,7 @@ impl<C: Serialize> Serialize for EnvironmentList<'_, C> {
     }
 }
 
-/// `{"id": …, "type": "environment_deleted"}` (SPEC §9 delete).
+/// `{"id": …, "type": "environment_deleted"}` (docs/contract.md §9 delete).
 #[derive(Clone, Copy, Debug)]
 pub struct EnvironmentDeleted<'a>(pub &'a EnvironmentId);
 
@@ -349,10 +349,10 @@ impl<C: Serialize> Serialize for Records<'_, C> {
     }
 }
 
-/// The error envelope of SPEC §6:
+/// The error envelope of docs/contract.md §6:
 /// `{"type":"error","request_id":…,"error":{"type":…,"message":…,"param":…}}`, plus
 /// `error.details` for the errors with an error code (a 412's carries the lease as held; an
-/// archived environment's, SPEC §9, only its code).
+/// archived environment's, docs/contract.md §9, only its code).
 ///
 /// Build it from an [`Error`] with [`ErrorEnvelope::of`], or for a refusal the table does not
 /// make (authentication, an unknown route, a malformed body) with [`ErrorEnvelope::new`].

@@ -12,9 +12,9 @@ use crate::ttl::Ttl;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Config {
-    /// The TTL of a heartbeat that names none (SPEC §4; 60 s).
+    /// The TTL of a heartbeat that names none (docs/contract.md §4; 60 s).
     pub default_ttl: Ttl,
-    /// The TTL of the lease an ack opens (SPEC §4; 60 s).
+    /// The TTL of the lease an ack opens (docs/contract.md §4; 60 s).
     pub ack_ttl: Ttl,
     /// After this many lapses an item is stopped instead of queued again; `None`: no limit.
     pub max_attempts: Option<NonZeroU32>,
@@ -57,7 +57,7 @@ pub struct Updated {
     pub changed: bool,
 }
 
-/// How a stop ends the work (SPEC §3.4).
+/// How a stop ends the work (docs/contract.md §3.4).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
 pub enum StopMode {
     /// Ask the holder to drain: active and starting items go to `stopping`; a stopping item
@@ -68,7 +68,7 @@ pub enum StopMode {
     Force,
 }
 
-/// A page of a list (SPEC §3.5).
+/// A page of a list (docs/contract.md §3.5).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Page {
     /// The items, ascending id.

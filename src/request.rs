@@ -1,5 +1,5 @@
 //! Request parsing: the raw strings a server receives (query values, headers) into typed
-//! requests, validated exactly as SPEC §3 says. Bad input is a typed [`Error`] naming the
+//! requests, validated exactly as docs/contract.md §3 says. Bad input is a typed [`Error`] naming the
 //! parameter, whatever the bytes; nothing here panics or allocates on refusal.
 
 use std::num::NonZeroU64;
@@ -116,7 +116,7 @@ pub fn parse_worker_id(raw: Option<&str>) -> Result<Option<WorkerId>, Error> {
     .transpose()
 }
 
-/// A parsed poll request (SPEC §3.1).
+/// A parsed poll request (docs/contract.md §3.1).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PollRequest {
     /// The polling worker, if it named itself.
@@ -203,7 +203,7 @@ pub enum Cursor {
     Before(WorkId),
 }
 
-/// A parsed list request (SPEC §3.5).
+/// A parsed list request (docs/contract.md §3.5).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ListRequest {
     /// Page size, 1–100.

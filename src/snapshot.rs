@@ -1,4 +1,4 @@
-//! The byte formats of SPEC §7.4: snapshots of a whole table and encoded commands. Both share
+//! The byte formats of docs/contract.md §7.4: snapshots of a whole table and encoded commands. Both share
 //! one framing, and both refuse any other bytes with a typed error.
 //!
 //! # Framing
@@ -255,7 +255,7 @@ impl From<WireKind> for EnvironmentKind {
     }
 }
 
-/// An environment's scope (SPEC §9).
+/// An environment's scope (docs/contract.md §9).
 #[derive(Clone, Copy, Debug, Serialize, Deserialize)]
 pub(crate) enum WireScope {
     Organization,
@@ -280,7 +280,7 @@ impl From<WireScope> for EnvironmentScope {
     }
 }
 
-/// What SPEC §9 shows of an environment beyond its id and kind. Instants absolute.
+/// What docs/contract.md §9 shows of an environment beyond its id and kind. Instants absolute.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub(crate) struct WireProfile<'a> {
     pub(crate) name: &'a str,

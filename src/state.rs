@@ -1,4 +1,4 @@
-//! The five work-item states (SPEC §2) and the operations that move between them (SPEC §3).
+//! The five work-item states (docs/contract.md §2) and the operations that move between them (docs/contract.md §3).
 
 use std::fmt;
 

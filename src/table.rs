@@ -1,6 +1,6 @@
 //! [`LeaseTable`]: the whole work-item state machine, single-threaded and deterministic.
 //!
-//! Every operation takes `now` and first applies every lease lapse due at `now` (SPEC §5), so
+//! Every operation takes `now` and first applies every lease lapse due at `now` (docs/contract.md §5), so
 //! an operation sees exactly what a sweep at `now` would have left. Lapses found that way are
 //! kept in a journal that the next [`LeaseTable::sweep`] returns, so a server that logs
 //! transitions misses none. Orders that reach callers (poll, list, sweep) are defined by ids
@@ -133,7 +133,7 @@ pub struct LeaseTable {
     deadlines: Deadlines,
     /// Lapses applied since the last sweep.
     journal: Vec<Transition>,
-    /// The latest `now` a changing operation ran at (SPEC §7.1).
+    /// The latest `now` a changing operation ran at (docs/contract.md §7.1).
     clock: Option<Timestamp>,
 }
 
@@ -175,7 +175,7 @@ impl LeaseTable {
     }
 
     /// The table's clock: the latest `now` a changing operation was given, `None` before the
-    /// first (SPEC §7.1). Changing operations run at `max(clock, now)`, so the table's time
+    /// first (docs/contract.md §7.1). Changing operations run at `max(clock, now)`, so the table's time
     /// never goes backwards however the caller's clock wanders; reads never move it.
     ///
     /// # Examples
@@ -212,7 +212,7 @@ impl LeaseTable {
         }
     }
 
-    /// Applies a command: exactly what the direct method it names answers (SPEC §7.3).
+    /// Applies a command: exactly what the direct method it names answers (docs/contract.md §7.3).
     ///
     /// # Errors
     ///
@@ -316,7 +316,7 @@ impl LeaseTable {
         self.create_keyed(&environment, id, hash, session, metadata, now)
     }
 
-    /// Hands out the oldest claimable queued item (SPEC §3.1).
+    /// Hands out the oldest claimable queued item (docs/contract.md §3.1).
     ///
     /// # Errors
     ///
@@ -350,7 +350,7 @@ impl LeaseTable {
         })
     }
 
-    /// Acknowledges an item: queued → starting, opening a lease with the ack TTL (SPEC §3.2).
+    /// Acknowledges an item: queued → starting, opening a lease with the ack TTL (docs/contract.md §3.2).
     ///
     /// # Errors
     ///
@@ -370,14 +370,14 @@ impl LeaseTable {
         self.ack_keyed(&environment, self.key(&work), worker, now, now)
     }
 
-    /// Renews the lease of a starting, active or stopping item (SPEC §3.3).
+    /// Renews the lease of a starting, active or stopping item (docs/contract.md §3.3).
     ///
     /// The new token is `now` to the microsecond, or one microsecond past the item's previous
     /// token when `now` did not advance, so tokens never repeat.
     ///
     /// # Errors
     ///
-    /// In SPEC order: 404 (environment), 400 (cloud), 404 (item), [`Error::InvalidState`] for
+    /// In the contract's order (docs/contract.md): 404 (environment), 400 (cloud), 404 (item), [`Error::InvalidState`] for
     /// a queued or stopped item, [`Error::PreconditionFailed`] when the precondition does not
     /// hold (the error carries the lease as held). Parameter errors (400) come from
     /// [`HeartbeatRequest::parse`], before this call. Never allocates (ids given as text must
@@ -396,7 +396,7 @@ impl LeaseTable {
         self.heartbeat_keyed(&environment, self.key(&work), request, now, now)
     }
 
-    /// Stops an item, gracefully or by force (SPEC §3.4). Stopping a stopped item returns it
+    /// Stops an item, gracefully or by force (docs/contract.md §3.4). Stopping a stopped item returns it
     /// unchanged.
     ///
     /// # Errors
@@ -416,7 +416,7 @@ impl LeaseTable {
     }
 
     /// One item, as of `max(clock, now)`: a lease past due then is shown as its lapse would
-    /// leave the item, though only changing operations apply lapses (SPEC §7.2).
+    /// leave the item, though only changing operations apply lapses (docs/contract.md §7.2).
     ///
     /// # Errors
     ///
@@ -431,7 +431,7 @@ impl LeaseTable {
         self.get_keyed(&environment, self.key(&work), self.at(now.into()))
     }
 
-    /// A page of an environment's items in ascending id order, every state (SPEC §3.5), as
+    /// A page of an environment's items in ascending id order, every state (docs/contract.md §3.5), as
     /// of `max(clock, now)` (see [`Self::get`]).
     ///
     /// # Errors
@@ -646,7 +646,7 @@ impl LeaseTable {
             });
         };
         let latest = item.latest_heartbeat_at();
-        // SPEC §3.3: a stopping item's precondition is not compared, so a worker retrying with
+        // docs/contract.md §3.3: a stopping item's precondition is not compared, so a worker retrying with
         // an older token is told to drain rather than that its lease is lost.
         let compared = !matches!(item.phase, Phase::Stopping { .. });
         if compared && !request.precondition.holds(latest) {
@@ -800,7 +800,7 @@ impl LeaseTable {
     // ---- internals ----
 
     /// The item as of `at`: as its lapse would leave it when its lease is past due then
-    /// (SPEC §7.2), changing nothing.
+    /// (docs/contract.md §7.2), changing nothing.
     pub(crate) fn view_at(&self, slot: u32, at: Timestamp) -> WorkItem {
         let item = &self.items[slot as usize];
         match item.phase.lease() {
@@ -937,7 +937,7 @@ impl LeaseTable {
         }
     }
 
-    /// SPEC §5: starting/active → queued (or stopped when out of attempts); stopping → stopped.
+    /// docs/contract.md §5: starting/active → queued (or stopped when out of attempts); stopping → stopped.
     fn lapse(&mut self, slot: u32, at: Timestamp) {
         self.lapse_into(slot, at, None);
     }

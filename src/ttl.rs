@@ -1,4 +1,4 @@
-//! Lease lengths: a [`Ttl`] can only hold 10–600 seconds (SPEC §4).
+//! Lease lengths: a [`Ttl`] can only hold 10–600 seconds (docs/contract.md §4).
 
 use std::fmt;
 

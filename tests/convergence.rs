@@ -1,4 +1,4 @@
-//! SPEC §7.3/§7.4: the same `Stamped` log gives the same answers, the same state and
+//! docs/contract.md §7.3/§7.4: the same `Stamped` log gives the same answers, the same state and
 //! byte-identical snapshots, whatever
 //! the table: two `LeaseTable`s (each with its own random hash seed) and two
 //! `ConcurrentLeaseTable`s of different shard counts. Stamps repeat, jump and go backwards;
@@ -348,7 +348,7 @@ impl Tables {
                 ));
             }
         }
-        // SPEC §7.4: byte-identical snapshots, whatever the hash seed or shard count.
+        // docs/contract.md §7.4: byte-identical snapshots, whatever the hash seed or shard count.
         let bytes = self.single.snapshot();
         for (name, other) in [
             ("reseeded", self.reseeded.snapshot()),

@@ -1,4 +1,4 @@
-//! SPEC §9: environments as a resource, one test per row (create, retrieve, update, list,
+//! docs/contract.md §9: environments as a resource, one test per row (create, retrieve, update, list,
 //! archive, delete), on the table; the HTTP shapes are the server's tests.
 
 use worklease::{

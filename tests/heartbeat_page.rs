@@ -1,4 +1,4 @@
-//! The heartbeat page (`shared/seed/heartbeat-endpoint.txt`) and SPEC §3.3: the example
+//! The heartbeat page (`shared/seed/heartbeat-endpoint.txt`) and docs/contract.md §3.3: the example
 //! request and response, every error row, and the token and TTL rules.
 
 mod fixture;
@@ -289,7 +289,7 @@ fn tokens_stay_unique_across_a_lapse_and_a_new_attempt() {
     let mut f = Fixture::new();
     let first = active(&mut f);
     f.advance(60 * SECOND);
-    // A changing operation applies the lapse (a read only shows it, SPEC §7.2).
+    // A changing operation applies the lapse (a read only shows it, docs/contract.md §7.2).
     assert_eq!(f.table.sweep(f.now).len(), 1);
     assert_eq!(f.state(WORK), WorkState::Queued);
     f.advance(-60 * SECOND); // a server whose clock jumped back

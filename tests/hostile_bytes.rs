@@ -1,4 +1,4 @@
-//! SPEC §7.4: any bytes that are not a snapshot or an encoded command are refused with a typed
+//! docs/contract.md §7.4: any bytes that are not a snapshot or an encoded command are refused with a typed
 //! error: never a panic, never a table that fails its own `validate()`.
 #![cfg(feature = "snapshot")]
 

@@ -1,4 +1,4 @@
-//! SPEC §4 and §5: TTL configuration, lazy lapses, sweeps, attempts, the lapsed holder.
+//! docs/contract.md §4 and §5: TTL configuration, lazy lapses, sweeps, attempts, the lapsed holder.
 
 mod fixture;
 

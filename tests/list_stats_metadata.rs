@@ -1,4 +1,4 @@
-//! SPEC §3.5: get, list with cursors, metadata merge patches, queue statistics.
+//! docs/contract.md §3.5: get, list with cursors, metadata merge patches, queue statistics.
 
 mod fixture;
 

@@ -1,4 +1,4 @@
-//! The lease table against a small reference model written from SPEC.md: random operation
+//! The lease table against a small reference model written from the behaviour contract (docs/contract.md): random operation
 //! sequences over random clocks (repeated instants, µs steps, minutes, and backwards steps),
 //! every result compared, invariants checked after every step.
 
@@ -14,7 +14,7 @@ use worklease::{
     MetadataPatch, Operation, Param, Precondition, QueueStats, Timestamp, Ttl, WorkState,
 };
 
-/// SPEC §3.5: a worker counts as polling for 30 s after its last poll.
+/// docs/contract.md §3.5: a worker counts as polling for 30 s after its last poll.
 const POLLING_WINDOW: i64 = 30_000_000;
 const SECOND: i64 = 1_000_000;
 
@@ -44,7 +44,7 @@ struct ModelItem {
     delivered_at: Option<i64>,
     /// Delivery worker while queued, lease holder while leased.
     worker: Option<String>,
-    /// Acks that opened a lease: SPEC §7.5's `lease_epoch`.
+    /// Acks that opened a lease: docs/contract.md §7.5's `lease_epoch`.
     acks: u32,
 }
 
@@ -101,9 +101,9 @@ struct Model {
     pollers: HashMap<String, BTreeMap<String, i64>>,
     /// Lapses not yet returned by a sweep.
     journal: Vec<TransitionSnap>,
-    /// SPEC §7.1: the latest `now` a changing operation ran at.
+    /// docs/contract.md §7.1: the latest `now` a changing operation ran at.
     clock: Option<i64>,
-    /// SPEC §9: the environments that exist.
+    /// docs/contract.md §9: the environments that exist.
     envs: BTreeMap<&'static str, ModelEnv>,
 }
 
@@ -182,12 +182,12 @@ impl Model {
         }
     }
 
-    /// SPEC §7.1: operations run at `max(clock, now)`.
+    /// docs/contract.md §7.1: operations run at `max(clock, now)`.
     fn at(&self, now: i64) -> i64 {
         self.clock.map_or(now, |clock| clock.max(now))
     }
 
-    /// SPEC §5, applied before every operation: each lease with deadline ≤ now lapses, earliest
+    /// docs/contract.md §5, applied before every operation: each lease with deadline ≤ now lapses, earliest
     /// deadline first (creation order between equal deadlines), at its deadline.
     fn expire(&mut self, now: i64) {
         loop {
@@ -231,7 +231,7 @@ impl Model {
         }
     }
 
-    /// SPEC §3.3's first checks: environment exists (404), is self_hosted (400).
+    /// docs/contract.md §3.3's first checks: environment exists (404), is self_hosted (400).
     fn environment(&self, raw: &str) -> Result<&'static str, Error> {
         match self.existing(raw)? {
             (id, EnvironmentKind::Cloud) => Err(Error::NotSelfHosted {
@@ -250,7 +250,7 @@ impl Model {
             .ok_or_else(|| env_not_found(raw))
     }
 
-    /// SPEC §9 archive: sets `archived_at` once.
+    /// docs/contract.md §9 archive: sets `archived_at` once.
     fn archive(&mut self, raw: &str, now: i64) -> Result<EnvSnap, Error> {
         let (id, _) = self.existing(raw)?;
         let env = self.envs.get_mut(id).expect("exists");
@@ -261,7 +261,7 @@ impl Model {
         Ok(env.snap(id))
     }
 
-    /// SPEC §9 delete: refused while an item holds a lease, else the environment and its
+    /// docs/contract.md §9 delete: refused while an item holds a lease, else the environment and its
     /// items are gone.
     fn delete(&mut self, raw: &str) -> Result<String, Error> {
         let (id, _) = self.existing(raw)?;
@@ -283,7 +283,7 @@ impl Model {
         Ok(id.to_string())
     }
 
-    /// SPEC §9 create, of an environment the case started with.
+    /// docs/contract.md §9 create, of an environment the case started with.
     fn recreate(&mut self, raw: &'static str, now: i64) -> Result<EnvSnap, Error> {
         if self.envs.contains_key(raw) {
             return Err(Error::AlreadyExists {
@@ -321,7 +321,7 @@ impl Model {
     fn apply(&mut self, call: &Call, requested: i64) -> Outcome {
         let now = self.at(requested);
         if let Op::Get { .. } | Op::List { .. } | Op::Stats { .. } = call {
-            // SPEC §7.2: a read answers as of `now` with every due lapse applied, and changes
+            // docs/contract.md §7.2: a read answers as of `now` with every due lapse applied, and changes
             // nothing: the obvious way is to answer from a copy.
             let mut view = self.clone();
             view.expire(now);
@@ -541,7 +541,7 @@ impl Model {
             });
         }
         let holds = match precondition {
-            // SPEC §3.3: not compared on a stopping item.
+            // docs/contract.md §3.3: not compared on a stopping item.
             _ if item.state == WorkState::Stopping => true,
             Precondition::Unconditional => true,
             Precondition::NoHeartbeat => item.latest_heartbeat_at.is_none(),
@@ -987,7 +987,7 @@ proptest! {
     })]
 
     /// The sharded table against the same model, on the same mixed clock: its one table
-    /// clock (SPEC §7.1) makes every operation run at the instant the single table would.
+    /// clock (docs/contract.md §7.1) makes every operation run at the instant the single table would.
     #[test]
     fn concurrent_table_matches_the_reference_model(
         config in config_sel(),
@@ -1004,7 +1004,7 @@ proptest! {
         ..ProptestConfig::default()
     })]
 
-    /// SPEC §7.3: every call goes to one table through the direct methods and to another
+    /// docs/contract.md §7.3: every call goes to one table through the direct methods and to another
     /// through `apply`; both answer alike at every step (else the driver panics), and like
     /// the model.
     #[test]
@@ -1027,7 +1027,7 @@ fn generated_ids_round_trip() {
 
 /// The case that first split table and model: w1 polls, 30 s later an anonymous poll, then
 /// the caller's clock steps back 3 µs and stats asks who polled in the last 30 s. The table's
-/// clock does not step back (SPEC §7.1): stats answers as of the anonymous poll, exactly 30 s
+/// clock does not step back (docs/contract.md §7.1): stats answers as of the anonymous poll, exactly 30 s
 /// after w1's, so w1 no longer counts, whoever forgot what on the way.
 #[test]
 fn stats_counts_pollers_as_of_the_table_clock() {

@@ -1,4 +1,4 @@
-//! SPEC §3.1 (poll) and §3.2 (ack): delivery, reclaim, worker identity, long-poll hints.
+//! docs/contract.md §3.1 (poll) and §3.2 (ack): delivery, reclaim, worker identity, long-poll hints.
 
 mod fixture;
 

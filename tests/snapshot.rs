@@ -1,4 +1,4 @@
-//! SPEC §7.4: snapshots hold the whole state, restore into a table that answers every later
+//! docs/contract.md §7.4: snapshots hold the whole state, restore into a table that answers every later
 //! operation as the original does, and are canonical (the same operations give the same
 //! bytes, whatever the table kind, shard count or hash seed). Encoded commands round-trip.
 #![cfg(feature = "snapshot")]

@@ -1,4 +1,4 @@
-//! SPEC §3: one test per cell of the transition table (rows: state; columns: operation).
+//! docs/contract.md §3: one test per cell of the transition table (rows: state; columns: operation).
 
 mod fixture;
 
@@ -275,7 +275,7 @@ fn heartbeat_on_stopping_renews_the_lease_and_stays_stopping() {
     );
 }
 
-/// SPEC §3.3: on a stopping item the precondition is not compared, whatever it says: the
+/// docs/contract.md §3.3: on a stopping item the precondition is not compared, whatever it says: the
 /// worker is told to drain, not that its lease is lost.
 #[test]
 fn heartbeat_on_stopping_ignores_every_precondition_and_renews_the_lease() {

@@ -11,7 +11,7 @@ use clap::{Parser, ValueEnum};
 use tracing_subscriber::EnvFilter;
 use worklease::{Config, Ttl};
 
-/// Serves the documented work endpoints (SPEC §3) over HTTP, under both
+/// Serves the documented work endpoints (docs/contract.md §3) over HTTP, under both
 /// `/api/v1/cloud/environments` and `/v1/environments`.
 ///
 /// Every flag can also be given as an environment variable, named after it: `--listen` is
@@ -45,13 +45,13 @@ pub(crate) struct Cli {
     #[arg(long, env = "WORKLEASE_KEEP_STOPPED_SECONDS", value_name = "N")]
     pub(crate) keep_stopped_seconds: Option<u64>,
 
-    /// Durable mode (SPEC §8): keep the table in DIR (a Raft log and snapshots), so that every
+    /// Durable mode (docs/contract.md §8): keep the table in DIR (a Raft log and snapshots), so that every
     /// 2xx to a change is fsynced before it is sent and survives `kill -9` and restarts. A new
     /// DIR is created; a damaged or foreign one is refused. [default: in memory]
     #[arg(long, env = "WORKLEASE_DATA_DIR", value_name = "DIR")]
     pub(crate) data_dir: Option<PathBuf>,
 
-    /// Replicated mode (SPEC §8): this member's id, one of `--peers`' ids. Needs `--data-dir`
+    /// Replicated mode (docs/contract.md §8): this member's id, one of `--peers`' ids. Needs `--data-dir`
     /// and `--peers`.
     #[arg(long, env = "WORKLEASE_NODE_ID", value_name = "N", requires = "peers",
           value_parser = clap::value_parser!(u64).range(1..))]

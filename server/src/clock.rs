@@ -1,4 +1,4 @@
-//! The server's one source of time (SPEC §7.1, §8): the wall clock, and the stamps the leader
+//! The server's one source of time (docs/contract.md §7.1, §8): the wall clock, and the stamps the leader
 //! puts on commands.
 //!
 //! The table clamps every command to its own clock, so time never runs backwards there. That

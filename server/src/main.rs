@@ -1,5 +1,5 @@
-//! `worklease-server`: the documented work endpoints (SPEC §3) over HTTP, with the operations
-//! endpoints of SPEC §8. `worklease-server --help` lists the flags.
+//! `worklease-server`: the documented work endpoints (docs/contract.md §3) over HTTP, with the operations
+//! endpoints of docs/contract.md §8. `worklease-server --help` lists the flags.
 //!
 //! The first line on stdout is `listening on http://ADDR`, so scripts (and the tests) can start
 //! it on port 0 and read the port back. Logs go to stderr.

@@ -47,7 +47,7 @@ struct LapseLabels {
     to: &'static str,
 }
 
-/// Every state, in SPEC §2's order; `worklease_items` reports each, zeros included.
+/// Every state, in docs/contract.md §2's order; `worklease_items` reports each, zeros included.
 pub(crate) const STATES: [WorkState; 5] = [
     WorkState::Queued,
     WorkState::Starting,

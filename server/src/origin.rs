@@ -1,4 +1,4 @@
-//! Answering a forwarded change exactly once (SPEC §8 "Any node answers").
+//! Answering a forwarded change exactly once (docs/contract.md §8 "Any node answers").
 //!
 //! A follower forwards a change to the leader; if the leader dies after committing it but
 //! before answering, the follower has no answer, and a client that retries (the official SDK

@@ -40,7 +40,7 @@ use crate::raft::{Durable, Leader, Status, Unavailable};
 /// Why a request got no answer from the table.
 #[derive(Debug)]
 pub(crate) enum Refused {
-    /// The table (or the crate's parsers) refused it: SPEC §6.
+    /// The table (or the crate's parsers) refused it: docs/contract.md §6.
     Table(Error),
     /// It cannot be answered now (no leader, lost leadership, not committed in time): 503.
     Unavailable(Unavailable),
@@ -726,7 +726,7 @@ impl Submit {
 
     // ---- reads: they change nothing a snapshot holds ----
 
-    /// Waits until a read of the local table is linearizable (SPEC §8 "Reads").
+    /// Waits until a read of the local table is linearizable (docs/contract.md §8 "Reads").
     async fn read_barrier(&self) -> Result<(), Unavailable> {
         match &self.durable {
             Some(durable) => durable.read_barrier().await,

@@ -27,7 +27,7 @@ pub(crate) async fn run(shared: Arc<Shared>, keep_stopped: Option<Duration>) {
             .sweep(if purge_due { keep_stopped } else { None })
             .await
         else {
-            // A replicated member that does not lead: the leader sweeps (SPEC §8). Look
+            // A replicated member that does not lead: the leader sweeps (docs/contract.md §8). Look
             // again when this node's role changes.
             shared.submit.role_changed().await;
             continue;

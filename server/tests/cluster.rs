@@ -1,4 +1,4 @@
-//! Replicated mode (SPEC §8) with three real processes on loopback: `kill -9` the leader and
+//! Replicated mode (docs/contract.md §8) with three real processes on loopback: `kill -9` the leader and
 //! lose no lease; an in-flight heartbeat's ambiguous outcome; a wiped follower catching up
 //! from a snapshot.
 //!

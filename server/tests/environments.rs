@@ -1,4 +1,4 @@
-//! SPEC §9 over HTTP, row by row and under both prefixes: the environment resource as the
+//! docs/contract.md §9 over HTTP, row by row and under both prefixes: the environment resource as the
 //! official SDK's `client.beta.environments` uses it.
 
 // This file uses a part of the shared support only.
@@ -261,7 +261,7 @@ fn delete_is_refused_with_a_live_lease_then_answers_environment_deleted_and_404(
     );
 }
 
-/// Durable mode: environment records are replicated state (SPEC §9), so a `kill -9` and a
+/// Durable mode: environment records are replicated state (docs/contract.md §9), so a `kill -9` and a
 /// restart on the same directory keep every one a 2xx reported, archived and deleted alike,
 /// across a snapshot (every 3 commands here) and the log after it.
 #[test]

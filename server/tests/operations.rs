@@ -1,4 +1,4 @@
-//! SPEC §8's operations endpoints: `/healthz` without credentials, `/cluster` as a one-member
+//! docs/contract.md §8's operations endpoints: `/healthz` without credentials, `/cluster` as a one-member
 //! cluster, and `/metrics` parsed as Prometheus (OpenMetrics) text.
 
 // This file uses a part of the shared support only.

@@ -46,7 +46,7 @@ fn heartbeat_page_example_request_works_verbatim() {
             "ttl_seconds",
             "type"
         ],
-        "the documented fields, plus SPEC §7.5's lease_epoch"
+        "the documented fields, plus docs/contract.md §7.5's lease_epoch"
     );
     assert_eq!(reply.json["type"], "work_heartbeat");
     assert_eq!(reply.json["lease_extended"], true);
@@ -1245,7 +1245,7 @@ fn keep_stopped_seconds_forgets_stopped_items_and_keeps_the_rest() {
     );
 }
 
-/// Issue 12 over HTTP (SPEC §3.3): on a stopping item, a heartbeat with a stale token, with
+/// Issue 12 over HTTP (docs/contract.md §3.3): on a stopping item, a heartbeat with a stale token, with
 /// `NO_HEARTBEAT` or with no precondition renews the lease and answers `stopping`, so the
 /// worker drains instead of thinking its lease lost; a stopped item still answers 409.
 #[test]

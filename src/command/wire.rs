@@ -1,4 +1,4 @@
-//! [`Stamped::encode`] and [`Stamped::decode`]: a command as bytes, for a log (SPEC §7.4).
+//! [`Stamped::encode`] and [`Stamped::decode`]: a command as bytes, for a log (docs/contract.md §7.4).
 //!
 //! The wire types below are the format, version 1, separate from the public types so that
 //! those can grow without changing it: a field or variant is never reordered or removed, a

@@ -1,4 +1,4 @@
-//! Environments as a resource (SPEC §9): create, retrieve, list, update, archive, delete.
+//! Environments as a resource (docs/contract.md §9): create, retrieve, list, update, archive, delete.
 //!
 //! Changing operations here are like every other: they run at `max(clock, now)` and apply the
 //! lapses due then, so a log of them replays exactly. [`crate::ConcurrentLeaseTable`] runs the
@@ -15,7 +15,7 @@ use crate::ids::{AsId, EnvironmentId};
 use crate::time::Timestamp;
 
 impl LeaseTable {
-    /// Creates an environment (SPEC §9 create).
+    /// Creates an environment (docs/contract.md §9 create).
     ///
     /// # Errors
     ///
@@ -53,7 +53,7 @@ impl LeaseTable {
         self.create_environment_in_shard(id, new, now)
     }
 
-    /// One environment (SPEC §9 retrieve).
+    /// One environment (docs/contract.md §9 retrieve).
     ///
     /// # Errors
     ///
@@ -66,7 +66,7 @@ impl LeaseTable {
         Ok(self.environments[index as usize].record())
     }
 
-    /// A page of environments in ascending id order (SPEC §9 list); archived ones only when
+    /// A page of environments in ascending id order (docs/contract.md §9 list); archived ones only when
     /// the request includes them.
     pub fn list_environments(&self, request: &EnvironmentListRequest) -> EnvironmentPage {
         let mut listed: Vec<&Environment> = self
@@ -83,7 +83,7 @@ impl LeaseTable {
         EnvironmentPage::of(data, has_more)
     }
 
-    /// Updates an environment (SPEC §9 update): omitted fields keep their value, metadata is a
+    /// Updates an environment (docs/contract.md §9 update): omitted fields keep their value, metadata is a
     /// merge patch in which `None` or `""` deletes a key, `updated_at` becomes the operation's
     /// instant.
     ///
@@ -107,7 +107,7 @@ impl LeaseTable {
         Ok(self.environments[index as usize].record())
     }
 
-    /// Archives an environment (SPEC §9 archive): it takes no new work and no updates, while
+    /// Archives an environment (docs/contract.md §9 archive): it takes no new work and no updates, while
     /// the work in it goes on. Archiving an archived environment returns it unchanged.
     ///
     /// # Errors
@@ -125,7 +125,7 @@ impl LeaseTable {
         Ok(self.environments[index as usize].record())
     }
 
-    /// Deletes an environment and all its items (SPEC §9 delete); returns its id. Its id then
+    /// Deletes an environment and all its items (docs/contract.md §9 delete); returns its id. Its id then
     /// answers 404 everywhere (and may be created again).
     ///
     /// # Errors

@@ -11,7 +11,7 @@ use crate::request::{Cursor, ListRequest, PollRequest};
 use crate::time::Timestamp;
 
 impl LeaseTable {
-    /// The environment's index, checked as SPEC §3.3 orders: exists (404), self_hosted (400).
+    /// The environment's index, checked as docs/contract.md §3.3 orders: exists (404), self_hosted (400).
     pub(crate) fn environment(&self, environment: &impl AsId<EnvironmentId>) -> Result<u32, Error> {
         let index = self.environment_slot(environment)?;
         self.self_hosted(index)
@@ -48,7 +48,7 @@ impl LeaseTable {
         })
     }
 
-    /// SPEC §3.3: an existing environment must be self-hosted (else 400).
+    /// docs/contract.md §3.3: an existing environment must be self-hosted (else 400).
     fn self_hosted(&self, index: u32) -> Result<u32, Error> {
         let environment = &self.environments[index as usize];
         match environment.kind {
@@ -65,7 +65,7 @@ impl LeaseTable {
     }
 
     /// How many named workers polled `env` in the 30 s before `at`, forgetting none (only
-    /// polls forget pollers, SPEC §7.2).
+    /// polls forget pollers, docs/contract.md §7.2).
     pub(crate) fn pollers(&self, env: u32, at: Timestamp) -> usize {
         self.environments[env as usize].pollers_at(at)
     }
@@ -144,7 +144,7 @@ impl LeaseTable {
         });
         if !self.deadlines.none_due(now) {
             // Leases past due that no changing operation has lapsed yet count as their lapse
-            // would leave them (SPEC §7.2). A scan of the environment: only a read that runs
+            // would leave them (docs/contract.md §7.2). A scan of the environment: only a read that runs
             // ahead of the last changing operation (and of the sweeper) pays it.
             let max_attempts = self.config.max_attempts;
             for &slot in &environment.items {

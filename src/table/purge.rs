@@ -40,7 +40,7 @@ impl LeaseTable {
         before: impl Into<Timestamp>,
         now: impl Into<Timestamp>,
     ) -> usize {
-        // A changing operation: it runs at `max(clock, now)` and moves the clock (SPEC §7.1),
+        // A changing operation: it runs at `max(clock, now)` and moves the clock (docs/contract.md §7.1),
         // as the sharded table's does, so both snapshot the same clock.
         let now = self.tick(now.into());
         self.expire_due(now);

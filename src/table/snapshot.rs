@@ -1,4 +1,4 @@
-//! [`LeaseTable::snapshot`] and [`LeaseTable::restore`] (SPEC §7.4), and the two halves both
+//! [`LeaseTable::snapshot`] and [`LeaseTable::restore`] (docs/contract.md §7.4), and the two halves both
 //! tables share: [`encode`] writes one or many shards as one canonical snapshot, [`decode`]
 //! builds any number of shards from one. The format is [`crate::snapshot`]'s.
 //!
@@ -21,7 +21,7 @@ pub(crate) use read::decode;
 pub(crate) use write::encode;
 
 impl LeaseTable {
-    /// The table's whole state as canonical bytes (SPEC §7.4): items, queues, leases,
+    /// The table's whole state as canonical bytes (docs/contract.md §7.4): items, queues, leases,
     /// workers, metadata, pollers, the sweep journal, the clock and the configuration, every
     /// instant absolute.
     ///

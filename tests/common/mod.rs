@@ -142,15 +142,15 @@ pub(crate) enum Op<E, W, P> {
     Purge {
         age_ms: u64,
     },
-    /// SPEC §9: archive the environment (it takes no new work).
+    /// docs/contract.md §9: archive the environment (it takes no new work).
     Archive {
         env: E,
     },
-    /// SPEC §9: delete the environment and its items (refused while one holds a lease).
+    /// docs/contract.md §9: delete the environment and its items (refused while one holds a lease).
     Delete {
         env: E,
     },
-    /// SPEC §9: create the environment again with its original kind (409 while it exists).
+    /// docs/contract.md §9: create the environment again with its original kind (409 while it exists).
     Recreate {
         env: E,
     },
@@ -429,7 +429,7 @@ forward_table!(worklease::ConcurrentLeaseTable, |config| {
 });
 
 /// Two tables fed the same calls, one through the direct methods and one through
-/// [`LeaseTable::apply`] (SPEC §7.3): every answer must be equal, else the call panics (a
+/// [`LeaseTable::apply`] (docs/contract.md §7.3): every answer must be equal, else the call panics (a
 /// proptest failure). Answers are the direct table's.
 #[derive(Clone, Debug)]
 pub(crate) struct DirectAndApplied {
@@ -922,7 +922,7 @@ pub(crate) struct Seen {
 
 impl Seen {
     /// Records what an outcome tells; fails when a token is not strictly greater than every
-    /// earlier token of the same item (SPEC §3.3: tokens are unique per item, across lapses).
+    /// earlier token of the same item (docs/contract.md §3.3: tokens are unique per item, across lapses).
     pub(crate) fn record(&mut self, call: &Call, outcome: &Outcome) -> Result<(), TestCaseError> {
         match (call, outcome) {
             (Op::Heartbeat { work, .. }, Outcome::Heartbeat(Ok(beat))) => {

@@ -45,13 +45,13 @@ const API_KEY: HeaderName = HeaderName::from_static("x-api-key");
 const WORKER_ID: HeaderName = HeaderName::from_static("worker-id");
 const ANTHROPIC_WORKER_ID: HeaderName = HeaderName::from_static("anthropic-worker-id");
 
-/// A refusal, rendered as the SPEC §6 envelope once the request id is known.
+/// A refusal, rendered as the docs/contract.md §6 envelope once the request id is known.
 #[derive(Clone, Debug)]
 pub(crate) enum ApiError {
     /// A refusal of the table or of the crate's parsers: status, type and param come from it.
     Table(Error),
     /// No answer now (no leader, lost leadership, not committed in time): 503 with
-    /// `Retry-After: 1`, which the official SDK retries (SPEC §8).
+    /// `Retry-After: 1`, which the official SDK retries (docs/contract.md §8).
     Unavailable(String),
     /// A refusal of the server's own (auth, routing, bodies).
     Own {

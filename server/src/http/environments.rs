@@ -1,4 +1,4 @@
-//! The environment endpoints (SPEC §9), shaped as the official SDK's
+//! The environment endpoints (docs/contract.md §9), shaped as the official SDK's
 //! `client.beta.environments` expects: create, retrieve, update, list, archive, delete.
 //!
 //! Bodies are read as JSON values so that an omitted field and an explicit `null` can differ

@@ -1,4 +1,4 @@
-//! Any node answers (SPEC §8): a replicated member that does not lead hands each API request
+//! Any node answers (docs/contract.md §8): a replicated member that does not lead hands each API request
 //! to the leader and returns its answer, so clients need no redirect logic. While no leader is
 //! known (an election) a request waits up to [`LEADER_WAIT`], then gets 503 with
 //! `Retry-After: 1`, which the official SDK retries.

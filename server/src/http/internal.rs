@@ -1,4 +1,4 @@
-//! Raft's internal routes (SPEC §8 "Addresses"): the other members' RPCs arrive here, on the
+//! Raft's internal routes (docs/contract.md §8 "Addresses"): the other members' RPCs arrive here, on the
 //! same listener as the API and behind the same token. Bodies are `crate::raft`'s RPC bytes;
 //! a body that does not decode gets 400, a node that is stopping or cut off 503, a sender whose
 //! table configuration differs from this member's 409.
@@ -109,7 +109,7 @@ where
 }
 
 /// `GET /internal/digest`: this node's own table, summarized: its applied index and a CRC-32
-/// of its canonical snapshot (SPEC §7.4). Replicas that applied the same log answer the same
+/// of its canonical snapshot (docs/contract.md §7.4). Replicas that applied the same log answer the same
 /// digest, so operators and tests compare replicas with it without moving whole tables.
 pub(crate) async fn digest(State(shared): State<Arc<Shared>>) -> Response {
     let (bytes, index) = shared.submit.local_snapshot();

@@ -1,4 +1,4 @@
-//! Operations endpoints (SPEC §8): `/healthz`, `/cluster`, `/metrics`.
+//! Operations endpoints (docs/contract.md §8): `/healthz`, `/cluster`, `/metrics`.
 
 use std::sync::Arc;
 

@@ -1,4 +1,4 @@
-//! The work endpoints (SPEC §3): each handler parses with the crate's parsers, submits or
+//! The work endpoints (docs/contract.md §3): each handler parses with the crate's parsers, submits or
 //! reads through the one write path, and renders with `worklease::json`.
 
 use std::sync::Arc;
@@ -101,7 +101,7 @@ pub(crate) async fn heartbeat(
     ids: Result<RawPathParams, RawPathParamsRejection>,
     uri: Uri,
 ) -> Handled {
-    // SPEC §3.3: parameters are checked before anything else.
+    // docs/contract.md §3.3: parameters are checked before anything else.
     let request = heartbeat_request(&shared, uri.query())?;
     let ids = Ids::of(ids)?;
     beat(&shared, ids.environment(), ids.work(), request).await

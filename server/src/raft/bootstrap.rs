@@ -2,7 +2,7 @@
 //! cluster (a one-member one in durable mode; in replicated mode the member with the lowest
 //! id does it, with every `--peers` member as a voter), and, in a one-member cluster, wait
 //! until every logged command is applied before the server answers anything. A replicated
-//! member serves at once: until a leader is known its requests wait (SPEC §8).
+//! member serves at once: until a leader is known its requests wait (docs/contract.md §8).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

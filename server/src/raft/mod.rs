@@ -257,7 +257,7 @@ impl Durable {
         &self.table
     }
 
-    /// Stamps a command (in log order: `build` gets the leader's stamp, SPEC §8 "Time", and
+    /// Stamps a command (in log order: `build` gets the leader's stamp, docs/contract.md §8 "Time", and
     /// returns the command and anything it wants back) and proposes it; answers once it is
     /// committed (fsynced on a majority) and applied, with the table's answer.
     ///
@@ -298,7 +298,7 @@ impl Durable {
         }
     }
 
-    /// Returns once a read of the local table is linearizable (SPEC §8 "Reads"): at once in
+    /// Returns once a read of the local table is linearizable (docs/contract.md §8 "Reads"): at once in
     /// a one-member cluster, where every answered write is applied; else once this node has
     /// confirmed with a majority that it still leads and has applied everything committed.
     pub(crate) async fn read_barrier(&self) -> Result<(), Unavailable> {

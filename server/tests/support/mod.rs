@@ -319,7 +319,7 @@ pub(crate) fn bearer() -> String {
     format!("Bearer {TOKEN}")
 }
 
-/// Asserts a SPEC §6 envelope: status, `error.type`, `error.param`, a non-empty message and a
+/// Asserts a docs/contract.md §6 envelope: status, `error.type`, `error.param`, a non-empty message and a
 /// request id equal to the `request-id` header.
 #[track_caller]
 pub(crate) fn assert_error(reply: &Reply, status: u16, error_type: &str, param: Option<&str>) {
