@@ -20,6 +20,7 @@ mod write;
 pub(crate) use read::decode;
 pub(crate) use write::encode;
 
+#[cfg_attr(docsrs, doc(cfg(feature = "snapshot")))]
 impl LeaseTable {
     /// The table's whole state as canonical bytes (docs/contract.md §7.4): items, queues, leases,
     /// workers, metadata, pollers, the sweep journal, the clock and the configuration, every
