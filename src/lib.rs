@@ -232,6 +232,16 @@
 //! # fn main() {}
 //! ```
 //!
+//! **The format**, for snapshots and commands alike: a 4-byte magic (`WLSN` for snapshots,
+//! `WLCM` for commands), the format version as a little-endian `u16` (1), a
+//! [postcard](https://docs.rs/postcard) payload, and a CRC-32 (IEEE) of everything before it,
+//! little-endian. The version is checked before the checksum (a newer version may frame
+//! differently). Minted ids are written as their 16 bytes, other ids as text; instants as
+//! varint differences from a close instant of the same item: about 56 bytes per active lease.
+//! Derived indexes (id index, queues, deadline wheel) are rebuilt on restore, never stored.
+//! The wire structs are separate from the public types, so the public types can grow without
+//! changing the format; a new format is a new version.
+//!
 //! **Fencing.** Every item carries `lease_epoch`: 0 until its first ack, then one more for
 //! every ack, so each lease has its own number. It is on [`WorkItem`], on every accepted
 //! [`Heartbeat`] and in a 412's current lease. A lease can be taken over while its old holder
@@ -262,6 +272,34 @@
 //! store.write("work_01", 2, "from the new holder").unwrap();
 //! assert!(store.write("work_01", 1, "late write from the old holder").is_err());
 //! ```
+//!
+//! # Details
+//!
+//! - **Ids.** Environment and work ids are the prefix plus 1–64 of `[0-9A-Za-z]`; a body of
+//!   exactly 32 lowercase hex digits (a UUIDv7, as [`WorkId::mint`] makes) is held inline in
+//!   16 bytes, other bodies as shared text. Ids order by their text. Worker ids are 1–128
+//!   visible ASCII characters. A work id given as text is matched by its text without being
+//!   parsed, so a malformed one is simply not found (404).
+//! - **Limits.** A table holds up to 2^30 environments (registering more panics) and
+//!   2^32 − 1 work items. Metadata: at most 16 keys of 1–64 bytes, values of at most 512
+//!   bytes.
+//! - **The sweep journal.** Lapses that operations apply on the way are kept until the next
+//!   `sweep`, which returns them with its own in ascending `(at, work_id)` order (the same in
+//!   both tables). A server that never sweeps lets the journal grow by one entry per lapse:
+//!   sweep at `next_wakeup()`.
+//! - **History.** Stopped items stay (listable, readable) until `purge_stopped(before, now)`
+//!   removes those stopped before `before`; their ids may then be created again. Nothing is
+//!   purged automatically.
+//! - **Stats** use the table's configured reclaim window ([`Config::reclaim_older_than_ms`],
+//!   5000 ms) for `depth` and `pending`; `workers_polling` counts workers whose last poll is
+//!   less than 30 s before the read's instant.
+//! - **Environments.** The table keeps `config` as JSON text and checks only its size;
+//!   checking its shape is the server's. [`LeaseTable::register_environment`] (no `now`)
+//!   names the environment after its id and dates it at the table's clock. Deleting an
+//!   environment removes its items and their lapses not yet swept.
+//! - **Empty polls** return `next_claimable_at`: no later than the moment something may become
+//!   claimable (the end of a delivery's reclaim window in the environment, or the earliest
+//!   lease deadline in the table).
 //!
 //! # Further reading
 //!
