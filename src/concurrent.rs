@@ -69,7 +69,7 @@ const NO_CLOCK: i64 = i64::MIN;
 ///
 /// One bound is looser than [`Self::CHUNK`]: when a chunk reaches a second of the deadline
 /// wheel that was not yet drained, that whole second's leases move into the exact-deadline
-/// set under the same lock hold (see the README's Performance section for measured holds).
+/// set under the same lock hold (see docs/performance.md for measured holds).
 ///
 /// # Examples
 ///

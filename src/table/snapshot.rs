@@ -30,7 +30,7 @@ impl LeaseTable {
     /// order, capacities or reads served): two tables fed the same [`crate::Stamped`]
     /// sequence, a [`LeaseTable`] or a [`crate::ConcurrentLeaseTable`] of any shard count,
     /// give the same bytes. The format (magic, version, CRC-32, canonical order) is described
-    /// in the README's "Snapshots and commands" section.
+    /// on the crate's front page, "Replay, snapshots and fencing".
     ///
     /// # Examples
     ///
