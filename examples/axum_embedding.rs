@@ -169,8 +169,8 @@ fn json(status: StatusCode, body: Result<Vec<u8>, serde_json::Error>) -> Respons
     }
 }
 
-/// 4. Sweep at `next_wakeup()` and 5. purge: lapses are applied (and logged) when due, not only
-/// when the next request happens to touch the table, and stopped items do not pile up.
+/// Sweeps at `next_wakeup()` (step 4) and purges (step 5): lapses are applied and logged when
+/// due, not only when a request happens to touch the table, and stopped items do not pile up.
 async fn sweeper(shared: Arc<Shared>) {
     loop {
         // Registered before reading the wake-up, so a notification in between is not lost.
