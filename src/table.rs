@@ -6,7 +6,7 @@
 //! transitions misses none. Orders that reach callers (poll, list, sweep) are defined by ids
 //! and deadlines, never by hash-map iteration, so the per-table random hash seed never shows.
 //!
-//! Representation, chosen for the heartbeat (see the README's Performance section): 88-byte
+//! Representation, chosen for the heartbeat (see docs/performance.md): 88-byte
 //! items ([`crate::item`]) in one vector addressed by a `u32` slot, with ids packed and rare
 //! data (metadata, stop requests) in side maps by slot; the work id → slot index stores
 //! 4-byte buckets ([`crate::index`]) and is searched by the id's text, never parsing it;

@@ -482,7 +482,7 @@ async fn a_new_leader_60_s_ahead_warns_and_its_leases_lapse_early() {
     }
     cluster.stop(old).await;
     let new = cluster.leader(None).await;
-    // The new leader's first stamps jump 60 s ahead: it warns, and (as the README documents)
+    // The new leader's first stamps jump 60 s ahead: it warns, and (as docs/clustering.md documents)
     // a lease due within the jump lapses at once, about 30 s early here.
     let started = Instant::now();
     loop {

@@ -3,7 +3,7 @@
 //! from a snapshot.
 //!
 //! `WORKLEASE_FAILOVERS=N` sets the number of leader kills in the failover test (default 3);
-//! the README's failover time is the median of
+//! docs/performance.md's failover time is the median of
 //! `WORKLEASE_FAILOVERS=10 cargo test --release -p worklease-server --test cluster -- --nocapture failover`.
 
 mod support;
@@ -333,7 +333,7 @@ fn a_wiped_follower_catches_up_from_a_snapshot() {
     let mut cluster = Cluster::start("catch-up", &["--snapshot-every", "8"]);
     let leader = cluster.wait_for_leader(Duration::from_secs(20));
     // A follower that is not node 1 (which would initialize a new cluster on an empty
-    // directory: the README says to wipe only other members).
+    // directory: docs/clustering.md says to wipe only other members).
     let wiped = (2..=3).find(|n| *n != leader).expect("a follower");
     let environment = cluster.node(leader).environment("self_hosted");
     for _ in 0..40 {

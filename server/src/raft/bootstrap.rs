@@ -251,7 +251,7 @@ mod tests {
 
     /// How long a restart takes with a million leases in the snapshot and the longest log tail
     /// the default `--snapshot-every` leaves (100 000 heartbeats) to replay. A measurement, run
-    /// by hand (README, "Durable mode"):
+    /// by hand (docs/performance.md):
     /// `cargo test --release -p worklease-server -- --ignored --nocapture recovery_of`.
     #[test]
     #[ignore = "a measurement, run by hand in release mode"]

@@ -265,7 +265,7 @@ impl Durable {
     ///
     /// [`Unavailable`] when this node does not lead, loses its leadership before the command
     /// commits, or the command does not commit within [`COMMIT_WAIT`] (then it may still
-    /// commit: the client's rule for an ambiguous outcome is in the README).
+    /// commit: the client's rule for an ambiguous outcome is in docs/api.md).
     ///
     /// A node that cannot write its log any more cannot answer anything truthfully: it logs
     /// why and exits, and a restart recovers from what is on disk.
