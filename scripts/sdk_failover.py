@@ -7,6 +7,11 @@ worklease-server`):
     pip install 'anthropic==2.14.0'
     python3 scripts/sdk_failover.py --spawn PATH/TO/worklease-server
 
+Unlike scripts/sdk_smoke.py, this script drives private names of the SDK's worker module
+(`anthropic.lib.environments._worker`: `_heartbeat_loop`, `_LeaseEndReason`), which the
+2.x releases have up to 2.15.0 (checked: 2.10.0, 2.14.0; 2.16.0 replaced them with
+`_lease.Lease`), hence the pin.
+
 starts a three-node replicated cluster on free loopback ports (data directories in a
 temporary directory, `--default-ttl-seconds 10`, `--log-level info`, each node's stderr kept
 in a file), waits for a leader and points the SDK at a FOLLOWER (`/v1` prefix, `auth_token`,

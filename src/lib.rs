@@ -58,12 +58,13 @@
 //! table.ack(&env, &item.id, Some(&worker), now)?;
 //! let request = HeartbeatRequest::parse(Some("NO_HEARTBEAT"), Some("60"))?;
 //! let beat = table.heartbeat(&env, &work, request, now)?;
-//! assert_eq!(beat.last_heartbeat.to_rfc3339().as_str(), "2026-07-01T08:15:06.120394Z");
+//! let token = beat.last_heartbeat.expect("a renewed lease has a token");
+//! assert_eq!(token.to_rfc3339().as_str(), "2026-07-01T08:15:06.120394Z");
 //! assert_eq!(beat.state, WorkState::Active);
 //!
 //! // The next heartbeat echoes the token; a stale token means someone else took over (412).
 //! let later = now.saturating_add_micros(20_000_000);
-//! let token = beat.last_heartbeat.to_string();
+//! let token = token.to_string();
 //! let beat = table.heartbeat(&env, &work, HeartbeatRequest::parse(Some(&token), None)?, later)?;
 //! let stale = table.heartbeat(&env, &work, HeartbeatRequest::parse(Some(&token), None)?, later);
 //! assert_eq!(stale.unwrap_err().status(), 412);

@@ -498,7 +498,7 @@ impl Submit {
         // Only a lease opened or shortened, or a delivery, can bring the next wake-up earlier;
         // a renewal usually moves a deadline later, and then the sweeper sleeps on.
         let earliest_change = match &done {
-            Ok(Done::Heartbeat(beat)) => Some(beat.deadline),
+            Ok(Done::Heartbeat(beat)) if beat.lease_extended() => Some(beat.deadline),
             Ok(Done::Updated(updated)) if updated.changed => table.next_wakeup(),
             Ok(Done::Polled(Polled::Delivered(_))) => table.next_wakeup(),
             Ok(_) | Err(_) => None,
@@ -573,7 +573,7 @@ impl Submit {
         };
         let done = applied.map(done_of);
         let earliest_change = match &done {
-            Ok(Done::Heartbeat(beat)) => Some(beat.deadline),
+            Ok(Done::Heartbeat(beat)) if beat.lease_extended() => Some(beat.deadline),
             Ok(Done::Updated(updated)) if updated.changed => self.table.lock().next_wakeup(),
             Ok(Done::Polled(Polled::Delivered(_))) => self.table.lock().next_wakeup(),
             Ok(_) | Err(_) => None,

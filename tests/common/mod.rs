@@ -927,16 +927,30 @@ impl Seen {
         match (call, outcome) {
             (Op::Heartbeat { work, .. }, Outcome::Heartbeat(Ok(beat))) => {
                 let tokens = self.tokens.entry(*work).or_default();
+                // docs/contract.md §3.3: a stopping item's heartbeat issues no token; it
+                // reports the lease's last one, if the lease had a heartbeat.
+                if !beat.lease_extended() {
+                    if let Some(held) = beat.last_heartbeat {
+                        prop_assert_eq!(Some(held), tokens.last().copied(), "{}", work);
+                    }
+                    self.recent = Some(*work);
+                    return Ok(());
+                }
+                let Some(token) = beat.last_heartbeat else {
+                    return Err(TestCaseError::fail(format!(
+                        "a renewal of {work} without a token"
+                    )));
+                };
                 if let Some(&last) = tokens.last() {
                     prop_assert!(
-                        beat.last_heartbeat > last,
+                        token > last,
                         "token {:?} for {} not after {:?}",
-                        beat.last_heartbeat,
+                        token,
                         work,
                         last
                     );
                 }
-                tokens.push(beat.last_heartbeat);
+                tokens.push(token);
                 self.recent = Some(*work);
             }
             (Op::Create { env, work, .. }, Outcome::Item(Ok(_))) => {
