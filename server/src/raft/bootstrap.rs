@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use openraft::{BasicNode, ServerState, SnapshotPolicy};
 use worklease::Config;
 
+use super::dir_lock::DirLock;
 use super::log_store::LogStore;
 use super::network::{Links, Network};
 use super::state_machine::StateMachine;
@@ -61,14 +62,19 @@ pub(crate) struct Options {
 /// # Errors
 ///
 /// A message naming the file at fault when the directory cannot be used: damaged, foreign, or
-/// unreadable. Nothing is served from a partial table.
+/// unreadable, and a message naming the directory when another server holds it (`dir_lock`).
+/// Nothing is served from a partial table.
 pub(crate) async fn open(options: &Options, clock: Arc<Clock>) -> Result<Durable, String> {
+    let dir = &options.dir;
+    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let lock = DirLock::take(dir)?;
     let thread = RaftThread::start()?;
     let options = options.clone();
     let mut durable = thread
         .run(async move { open_on_this_thread(&options, clock).await })
         .await??;
     durable.thread = Some(thread);
+    durable.dir_lock = Some(lock);
     Ok(durable)
 }
 
@@ -77,7 +83,6 @@ pub(crate) async fn open(options: &Options, clock: Arc<Clock>) -> Result<Durable
 async fn open_on_this_thread(options: &Options, clock: Arc<Clock>) -> Result<Durable, String> {
     let started = Instant::now();
     let dir = &options.dir;
-    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let old_log = dir.join("raft.redb");
     if old_log.exists() {
         return Err(format!(

@@ -22,6 +22,7 @@ use crate::clock::Clock;
 
 mod bootstrap;
 mod codec;
+mod dir_lock;
 mod log_store;
 mod network;
 mod rpc;
@@ -168,6 +169,9 @@ pub(crate) struct Durable {
     /// Where Raft's tasks and the proposer run (`None` only while [`open`] starts them there);
     /// stopped when this is dropped.
     thread: Option<thread::RaftThread>,
+    /// The data directory's lock (`None` only while [`open`] starts the node), released
+    /// last.
+    dir_lock: Option<dir_lock::DirLock>,
 }
 
 impl Debug for Durable {
@@ -224,6 +228,7 @@ impl Durable {
             replicated,
             recorded,
             thread: None,
+            dir_lock: None,
         }
     }
 
