@@ -138,21 +138,24 @@ impl Cluster {
             .expect("stops cleanly");
     }
 
-    /// Waits until every running member applied the same index and holds the same bytes.
+    /// Waits until every running member applied the same index and holds the same table (the
+    /// same digest, `GET /internal/digest`'s, at that index).
     async fn converged(&self) {
         let started = Instant::now();
         loop {
-            let tables: Vec<_> = self
+            let digests: Vec<_> = self
                 .running()
-                .map(|n| n.shared.submit.local_snapshot())
+                .map(|n| {
+                    let (bytes, index) = n.shared.submit.local_snapshot();
+                    (index, crate::http::table_digest(&bytes))
+                })
                 .collect();
-            if tables.windows(2).all(|w| w[0] == w[1]) {
+            if digests.windows(2).all(|w| w[0] == w[1]) {
                 return;
             }
             assert!(
                 started.elapsed() < Duration::from_secs(20),
-                "replicas differ: {:?}",
-                tables.iter().map(|t| (t.1, t.0.len())).collect::<Vec<_>>()
+                "replicas differ: {digests:?}"
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }

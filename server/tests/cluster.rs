@@ -135,15 +135,16 @@ impl Cluster {
         )
     }
 
-    /// Waits until every live node applied the same index and holds a byte-identical table.
-    fn wait_converged(&self, limit: Duration) -> String {
+    /// Waits until every live node applied the same index and holds the same table (the same
+    /// digest at that index); returns that index and digest.
+    fn wait_converged(&self, limit: Duration) -> (u64, String) {
         let started = Instant::now();
         loop {
             let digests: Vec<_> = self.alive().iter().map(|n| self.digest(*n)).collect();
             if digests.windows(2).all(|w| w[0] == w[1]) {
                 let logs = self.logs();
                 assert!(!logs.contains("panicked"), "a member panicked:\n{logs}");
-                return digests[0].1.clone();
+                return digests[0].clone();
             }
             assert!(
                 started.elapsed() < limit,
@@ -346,7 +347,7 @@ fn a_wiped_follower_catches_up_from_a_snapshot() {
         cluster.node(leader).work(&environment);
     }
     cluster.launch(wiped);
-    let digest = cluster.wait_converged(Duration::from_secs(30));
+    let converged = cluster.wait_converged(Duration::from_secs(30));
     assert!(
         cluster
             .node(wiped)
@@ -360,7 +361,8 @@ fn a_wiped_follower_catches_up_from_a_snapshot() {
         .get(&format!("/v1/environments/{environment}/work?limit=100"));
     assert_eq!(listed.status, 200, "{}", listed.text);
     assert_eq!(listed.json["data"].as_array().map(Vec::len), Some(80));
-    assert_eq!(cluster.digest(wiped).1, digest);
+    assert_eq!(cluster.digest(wiped), converged);
+    assert_eq!(cluster.digest(leader), converged);
 }
 
 #[test]

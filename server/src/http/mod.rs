@@ -20,6 +20,8 @@ mod work;
 
 pub(crate) use edge::ApiError;
 use edge::Edge;
+#[cfg(test)]
+pub(crate) use internal::table_digest;
 
 /// Every route under both prefixes, plus `/healthz`, `/cluster` and `/metrics`, behind the one
 /// edge (request ids, authentication but for `/healthz`, counting), for `axum::serve`.
