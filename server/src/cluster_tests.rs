@@ -552,3 +552,101 @@ async fn a_forwarded_heartbeat_whose_answer_is_lost_is_answered_from_the_log() {
     assert_eq!(stopped["state"], "stopping", "{stopped}");
     cluster.shutdown().await;
 }
+
+/// `GET /readyz` of member `id`: its status and body.
+async fn readyz(cluster: &Cluster, id: usize) -> (u16, Value) {
+    let response = cluster
+        .http
+        .get(format!("{}/readyz", cluster.node(id).base))
+        .timeout(Duration::from_secs(5))
+        .send()
+        .await
+        .expect("an answer");
+    let status = response.status().as_u16();
+    let bytes = response.bytes().await.expect("a body");
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
+}
+
+/// Polls `/readyz` of member `id` until it answers `want`, for up to 20 s; its last body.
+async fn wait_ready(cluster: &Cluster, id: usize, want: u16) -> Value {
+    let started = Instant::now();
+    loop {
+        let (status, body) = readyz(cluster, id).await;
+        if status == want {
+            return body;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "member {id}'s /readyz still answers {status}: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn readyz_answers_503_without_a_leader_and_200_once_caught_up() {
+    let cluster = Cluster::start("readyz", 60).await;
+    let leader = cluster.leader(None).await;
+    let follower = if leader == 1 { 2 } else { 1 };
+    for id in 1..=3 {
+        wait_ready(&cluster, id, 200).await;
+    }
+    // Cut off, the follower stops hearing from the leader and stands for election: no
+    // leader is known there. It is still alive.
+    cluster.links(follower).set_cut(true);
+    let body = wait_ready(&cluster, follower, 503).await;
+    assert_eq!(body["status"], "not_ready", "{body}");
+    assert!(
+        body["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("no leader")),
+        "{body}"
+    );
+    let alive = cluster
+        .http
+        .get(format!("{}/healthz", cluster.node(follower).base))
+        .send()
+        .await
+        .expect("an answer");
+    assert_eq!(alive.status().as_u16(), 200);
+    // Meanwhile the others go on: the follower has entries to catch up on.
+    let (environment, leases) = cluster.leases(leader, 3).await;
+    cluster.links(follower).set_cut(false);
+    wait_ready(&cluster, follower, 200).await;
+    // Ready means caught up: its table is the leader's.
+    cluster.converged().await;
+    let item = cluster.item(follower, &environment, &leases[2].0).await;
+    assert_eq!(item["state"], "active", "{item}");
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_member_whose_raft_core_stops_stops_serving_with_an_error() {
+    let mut cluster = Cluster::start("dead-core", 60).await;
+    let leader = cluster.leader(None).await;
+    let victim = if leader == 1 { 2 } else { 1 };
+    // The test hook: stop the member's Raft core under it, as a panic in it would.
+    let node = cluster.nodes[victim - 1].take().expect("the member runs");
+    node.shared
+        .submit
+        .durable()
+        .expect("replicated")
+        .raft()
+        .shutdown()
+        .await
+        .expect("the core stops");
+    // `serve_on` is what `run::main` awaits: its error is the process's failure exit.
+    let served = tokio::time::timeout(Duration::from_secs(10), node.served)
+        .await
+        .expect("the member stops serving within 10 s")
+        .expect("the serving task");
+    let why = served.expect_err("it stops with an error, not cleanly");
+    assert!(why.contains("raft core stopped"), "{why}");
+    // The others go on.
+    let leader = cluster.leader(Some(victim)).await;
+    cluster.leases(leader, 1).await;
+    cluster.shutdown().await;
+}

@@ -279,6 +279,23 @@ impl Submit {
         }
     }
 
+    /// Whether this node is ready to answer (`GET /readyz`); in memory, always.
+    ///
+    /// # Errors
+    ///
+    /// Why not, for a human (see [`Durable::readiness`]).
+    pub(crate) fn readiness(&self) -> Result<(), String> {
+        self.durable.as_ref().map_or(Ok(()), Durable::readiness)
+    }
+
+    /// Resolves, with why, when the log stops under this node (never in memory).
+    pub(crate) async fn stopped(&self) -> String {
+        match &self.durable {
+            Some(durable) => durable.stopped().await,
+            None => std::future::pending().await,
+        }
+    }
+
     /// Stops the log, if there is one.
     pub(crate) async fn shutdown(&self) {
         if let Some(durable) = &self.durable {

@@ -24,12 +24,16 @@ pub(crate) async fn append(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
+    let heard = shared.clone();
     rpc(
         &shared,
         &headers,
         body,
         raft::decode_append,
         |node, r| async move {
+            if let Some(durable) = heard.submit.durable() {
+                durable.heard_commit(r.leader_commit);
+            }
             let answer = node.append_entries(r).await.map_err(|e| e.to_string())?;
             Ok(raft::encode_append_response(&answer))
         },

@@ -391,6 +391,64 @@ impl Durable {
         }
     }
 
+    /// Records the commit index a leader's append carried (`GET /readyz` waits until this
+    /// member has applied up to it).
+    pub(crate) fn heard_commit(&self, committed: Option<openraft::LogId<NodeId>>) {
+        if let Some(committed) = committed {
+            self.writer.heard_commit(committed.index);
+        }
+    }
+
+    /// Whether this member is ready to answer (`GET /readyz`): it knows a leader and has
+    /// applied up to the commit index it last heard of. A one-member cluster is ready while
+    /// it runs: it is its own leader and applied its log before serving.
+    ///
+    /// # Errors
+    ///
+    /// Why not, for a human.
+    pub(crate) fn readiness(&self) -> Result<(), String> {
+        let metrics = self.raft.metrics();
+        let metrics = metrics.borrow();
+        if let Err(fatal) = &metrics.running_state {
+            return Err(format!("the raft core stopped: {fatal}"));
+        }
+        if !self.replicated {
+            return Ok(());
+        }
+        if metrics.current_leader.is_none() {
+            return Err("no leader is known (an election is under way)".to_owned());
+        }
+        let applied = metrics.last_applied.map_or(0, |id| id.index + 1);
+        let committed = self.writer.committed.load(Ordering::Relaxed);
+        if applied < committed {
+            return Err(format!(
+                "catching up: applied {} of {} committed entries",
+                applied, committed
+            ));
+        }
+        Ok(())
+    }
+
+    /// Resolves, with why, when the Raft core or the log writer stops: this node cannot
+    /// answer anything truthfully after that.
+    pub(crate) async fn stopped(&self) -> String {
+        let core = async {
+            let mut metrics = self.raft.metrics();
+            loop {
+                if let Err(fatal) = &metrics.borrow_and_update().running_state {
+                    return format!("the raft core stopped: {fatal}");
+                }
+                if metrics.changed().await.is_err() {
+                    return "the raft core stopped".to_owned();
+                }
+            }
+        };
+        tokio::select! {
+            why = core => why,
+            why = self.writer.writer_stopped() => why.to_owned(),
+        }
+    }
+
     /// Stops proposing and stops Raft; every acknowledged write is already on disk.
     pub(crate) async fn shutdown(&self) {
         self.proposer.abort();
