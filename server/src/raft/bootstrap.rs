@@ -119,6 +119,24 @@ async fn open_on_this_thread(options: &Options, clock: Arc<Clock>) -> Result<Dur
     let machine = machine.snapshot_every(options.snapshot_every);
     let replicated = !options.peers.is_empty();
     let (log, opened) = LogStore::open(dir, options.segment_bytes, !replicated)?;
+    // What the directory holds says where the table's time had got to when this node stopped
+    // (`crate::clock`). A one-member cluster leads alone, and no other clock kept time while it
+    // was down: its stamps are only a floor, so the time it was down counts. A replicated
+    // member takes them as seen now: the others most likely kept the cluster going meanwhile,
+    // and a member restarted a moment ago may win the next election before it applies a live
+    // entry; it must not then stamp by its own clock.
+    let machine = if replicated {
+        let latest = [machine.table_clock(), log.latest_stamp()]
+            .into_iter()
+            .flatten()
+            .max();
+        if let Some(latest) = latest {
+            clock.observe(latest);
+        }
+        machine
+    } else {
+        machine.replaying_up_to(opened.last_index)
+    };
     if let (Some(snapshot), last) = (restored.index, opened.last_index) {
         if last.is_none_or(|last| last < snapshot) {
             return Err(format!(

@@ -247,6 +247,21 @@ impl LogStore {
         Ok((store, opened))
     }
 
+    /// The latest stamp among the commands the log holds.
+    pub(crate) fn latest_stamp(&self) -> Option<worklease::Timestamp> {
+        self.inner
+            .entries
+            .lock()
+            .values()
+            .rev()
+            .find_map(|entry| match &entry.payload {
+                openraft::EntryPayload::Normal(Proposal(batch, _)) => {
+                    batch.iter().map(|stamped| stamped.now).max()
+                }
+                _ => None,
+            })
+    }
+
     /// The writer's counters.
     pub(crate) fn stats(&self) -> Arc<WriterStats> {
         self.inner.stats.clone()

@@ -320,6 +320,13 @@ impl Durable {
         }
     }
 
+    /// The term this node leads, if it leads (as far as it knows).
+    pub(crate) fn leading_term(&self) -> Option<u64> {
+        let metrics = self.raft.metrics();
+        let metrics = metrics.borrow();
+        (metrics.state == ServerState::Leader).then_some(metrics.current_term)
+    }
+
     /// Whether this node leads now (as far as it knows).
     pub(crate) fn leads(&self) -> bool {
         let metrics = self.raft.metrics();
@@ -443,9 +450,16 @@ impl Durable {
                 }
             }
         };
+        tokio::pin!(core);
         tokio::select! {
-            why = core => why,
-            why = self.writer.writer_stopped() => why.to_owned(),
+            why = &mut core => why,
+            why = self.writer.writer_stopped() => {
+                // The writer thread also ends when the core stops and drops the log store:
+                // name the core then, the cause.
+                tokio::time::timeout(Duration::from_millis(200), core)
+                    .await
+                    .unwrap_or_else(|_| why.to_owned())
+            }
         }
     }
 
