@@ -14,6 +14,7 @@ use openraft::{BasicNode, ServerState, SnapshotPolicy};
 use worklease::Config;
 
 use super::dir_lock::DirLock;
+use super::fingerprint;
 use super::log_store::LogStore;
 use super::network::{Links, Network};
 use super::state_machine::StateMachine;
@@ -176,12 +177,9 @@ async fn open_on_this_thread(options: &Options, clock: Arc<Clock>) -> Result<Dur
             .map_err(|e| format!("raft configuration: {e}"))?,
     );
     // Members must apply commands under the same table configuration, or their tables drift
-    // apart (a heartbeat without a TTL takes the default): each RPC carries a fingerprint of
-    // the sender's, and a member refuses RPCs from a different one (`crate::http::internal`).
-    let config_tag = format!(
-        "{:08x}",
-        crc32fast::hash(format!("{:?}", table.lock().config()).as_bytes())
-    );
+    // apart: each RPC carries the sender's fingerprint, and a member refuses RPCs from a
+    // different one (`fingerprint`, `crate::http::internal`).
+    let config_tag = fingerprint::header(table.lock().config());
     let links = Arc::new(Links::new(options.token.clone(), config_tag));
     let node_id = options.node_id;
     let raft = openraft::Raft::new(node_id, config, Network(links.clone()), log, machine)

@@ -23,6 +23,7 @@ use crate::clock::Clock;
 mod bootstrap;
 mod codec;
 mod dir_lock;
+mod fingerprint;
 mod log_store;
 mod network;
 mod rpc;

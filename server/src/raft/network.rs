@@ -33,7 +33,7 @@ pub(crate) struct Links {
     client: reqwest::Client,
     token: String,
     cut: AtomicBool,
-    /// A fingerprint of this member's table configuration.
+    /// This member's table configuration fingerprints (`super::fingerprint`).
     config_tag: String,
     /// A refusal for a different configuration was logged already.
     mismatch_logged: AtomicBool,
@@ -71,23 +71,29 @@ impl Links {
         self.drop_answers.store(count, Ordering::Relaxed);
     }
 
-    /// Whether an RPC's sender (whose fingerprint is `theirs`) applies commands under this
-    /// member's table configuration. The first mismatch is logged as an error.
+    /// Whether an RPC's sender (whose fingerprints are `theirs`) applies commands under this
+    /// member's table configuration. The first mismatch is logged here, with both
+    /// fingerprints; the refusal the sender gets names neither (this member's configuration
+    /// is its operator's to read, not a caller's).
     pub(crate) fn same_config(&self, theirs: Option<&str>) -> Result<(), String> {
-        if theirs == Some(self.config_tag.as_str()) {
-            return Ok(());
-        }
-        let message = format!(
-            "a member's table configuration ({}) differs from this member's ({}): start every \
-             member with the same --default-ttl-seconds and --max-attempts (a data directory \
-             keeps the configuration it was created with)",
-            theirs.unwrap_or("none"),
-            self.config_tag
-        );
+        let disagreement = match super::fingerprint::agree(&self.config_tag, theirs) {
+            Ok(()) => return Ok(()),
+            Err(disagreement) => disagreement,
+        };
+        let advice = "start every member with the same --default-ttl-seconds and \
+                      --max-attempts (a data directory keeps the configuration it was created \
+                      with)";
         if !self.mismatch_logged.swap(true, Ordering::Relaxed) {
-            tracing::error!("{message}; refusing its Raft messages");
+            tracing::error!(
+                theirs = theirs.unwrap_or("none"),
+                ours = %self.config_tag,
+                "a member's table configuration differs from this member's: {disagreement}; \
+                 refusing its Raft messages: {advice}"
+            );
         }
-        Err(message)
+        Err(format!(
+            "refused by the receiving member: {disagreement}; {advice}; its log names both"
+        ))
     }
 
     /// The client, for forwarding requests to the leader too.
@@ -255,5 +261,25 @@ impl RaftNetwork<TypeConfig> for Peer {
             .await
             .map_err(Failure::into_rpc)?;
         rpc::decode_vote_response(&bytes).map_err(|e| self.undecodable(&e).into_rpc())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refusal_does_not_tell_the_sender_this_members_configuration() {
+        let mut config = worklease::Config::default();
+        let theirs = super::super::fingerprint::header(&config);
+        config.max_attempts = std::num::NonZeroU32::new(7);
+        let ours = super::super::fingerprint::header(&config);
+        let links = Links::new("t".to_owned(), ours.clone());
+        assert_eq!(links.same_config(Some(&ours)), Ok(()));
+        let refusal = links
+            .same_config(Some(&theirs))
+            .expect_err("another configuration is refused");
+        assert!(!refusal.contains("max_attempts=7"), "{refusal}");
+        assert!(refusal.contains("differs"), "{refusal}");
     }
 }
