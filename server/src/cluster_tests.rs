@@ -110,6 +110,23 @@ impl Cluster {
             .links()
     }
 
+    /// Partitions members `a` and `b` from each other (both directions), or heals that.
+    fn split(&self, a: usize, b: usize, cut: bool) {
+        self.links(a).set_cut_from(b as u64, cut);
+        self.links(b).set_cut_from(a as u64, cut);
+    }
+
+    /// Heals every cut.
+    fn heal(&self) {
+        for node in self.running() {
+            let links = self.links(node.id);
+            links.set_cut(false);
+            for peer in 1..=3 {
+                links.set_cut_from(peer, false);
+            }
+        }
+    }
+
     fn running(&self) -> impl Iterator<Item = &Node> {
         self.nodes.iter().flatten()
     }
@@ -632,5 +649,134 @@ async fn a_member_whose_raft_core_stops_stops_serving_with_an_error() {
     // The others go on.
     let leader = cluster.leader(Some(victim)).await;
     cluster.leases(leader, 1).await;
+    cluster.shutdown().await;
+}
+
+/// What the clients were told: every lease's acknowledged token, and every item created.
+struct Acknowledged {
+    environment: String,
+    leases: Vec<(String, String)>,
+    created: Vec<String>,
+}
+
+impl Acknowledged {
+    /// Renews every lease and creates one item through member `via`, recording what a 200
+    /// acknowledged.
+    async fn step(&mut self, cluster: &Cluster, via: usize) {
+        for (work, token) in &mut self.leases {
+            let beat = cluster.beat(via, &self.environment, work, token).await;
+            *token = beat["last_heartbeat"].as_str().expect("a token").to_owned();
+        }
+        let created = cluster
+            .ok(
+                via,
+                reqwest::Method::POST,
+                &format!("/v1/environments/{}/work", self.environment),
+                Some(json!({"data": {"type": "session", "id": "sess_p"}})),
+            )
+            .await;
+        self.created
+            .push(created["id"].as_str().expect("an id").to_owned());
+    }
+
+    /// Every acknowledged change, read through member `id`.
+    async fn check(&self, cluster: &Cluster, id: usize) {
+        for (work, token) in &self.leases {
+            let item = cluster.item(id, &self.environment, work).await;
+            assert_eq!(item["state"], "active", "{item}");
+            assert_eq!(
+                item["latest_heartbeat_at"].as_str(),
+                Some(token.as_str()),
+                "{item}"
+            );
+        }
+        let listed = cluster
+            .ok(
+                id,
+                reqwest::Method::GET,
+                &format!("/v1/environments/{}/work?limit=100", self.environment),
+                None,
+            )
+            .await;
+        let held: Vec<&str> = listed["data"]
+            .as_array()
+            .expect("a page")
+            .iter()
+            .filter_map(|item| item["id"].as_str())
+            .collect();
+        for id in &self.created {
+            assert!(
+                held.contains(&id.as_str()),
+                "{id} was acknowledged and lost"
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn partitions_lose_no_acknowledged_change_and_every_table_agrees_after_healing() {
+    let cluster = Cluster::start("partitions", 60).await;
+    let mut leader = cluster.leader(None).await;
+    let (environment, leases) = cluster.leases(leader, 3).await;
+    let mut acked = Acknowledged {
+        environment,
+        leases,
+        created: Vec::new(),
+    };
+    acked.step(&cluster, leader).await;
+    let others = |leader: usize| -> (usize, usize) {
+        let mut rest = (1..=3).filter(|id| *id != leader);
+        (
+            rest.next().expect("two others"),
+            rest.next().expect("two others"),
+        )
+    };
+
+    // 1. The leader is isolated: the others elect a new one and go on; a heartbeat sent to
+    //    the isolated leader is never acknowledged.
+    let isolated = leader;
+    cluster.links(isolated).set_cut(true);
+    leader = cluster.leader(Some(isolated)).await;
+    let (work, token) = acked.leases[0].clone();
+    let unacknowledged = cluster.spawn_call(
+        isolated,
+        reqwest::Method::POST,
+        &heartbeat(&acked.environment, &work, &token),
+        Duration::from_secs(15),
+    );
+    acked.step(&cluster, leader).await;
+    acked.step(&cluster, leader).await;
+    let (status, body) = unacknowledged.await.expect("the task").expect("an answer");
+    assert_eq!(status, 503, "the isolated leader acknowledged: {body}");
+    cluster.heal();
+    cluster.converged().await;
+
+    // 2. The followers are split from each other; the leader still reaches both.
+    let (f1, f2) = others(leader);
+    cluster.split(f1, f2, true);
+    acked.step(&cluster, leader).await;
+    // 3. And the leader loses one of them: it goes on with the other.
+    cluster.split(leader, f2, true);
+    acked.step(&cluster, leader).await;
+    cluster.heal();
+    cluster.converged().await;
+
+    // 4. The leader is split from both followers (each link cut, not the node): they elect
+    //    a new leader and go on.
+    let (f1, f2) = others(leader);
+    cluster.split(leader, f1, true);
+    cluster.split(leader, f2, true);
+    let cut_off = leader;
+    leader = cluster.leader(Some(cut_off)).await;
+    acked.step(&cluster, leader).await;
+
+    // Healed: every member holds the same table (by digest, at the same applied index), and
+    // every acknowledged change is in it.
+    cluster.heal();
+    cluster.converged().await;
+    for id in 1..=3 {
+        acked.check(&cluster, id).await;
+    }
+    cluster.converged().await;
     cluster.shutdown().await;
 }

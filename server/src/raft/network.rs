@@ -2,7 +2,7 @@
 //! own listener (`/internal/raft/…`, `crate::http::internal`), authenticated with the server's
 //! token. A one-member cluster never sends anything.
 
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -33,6 +33,9 @@ pub(crate) struct Links {
     client: reqwest::Client,
     token: String,
     cut: AtomicBool,
+    /// Members this node's RPCs do not reach, a bit per id (ids below 64; tests split a
+    /// cluster with it: cutting both directions between two members partitions them).
+    cut_from: AtomicU64,
     /// This member's table configuration fingerprints (`super::fingerprint`).
     config_tag: String,
     /// A refusal for a different configuration was logged already.
@@ -51,6 +54,7 @@ impl Links {
                 .expect("invariant: a plain HTTP client builds"),
             token,
             cut: AtomicBool::new(false),
+            cut_from: AtomicU64::new(0),
             config_tag,
             mismatch_logged: AtomicBool::new(false),
             drop_answers: AtomicU32::new(0),
@@ -111,6 +115,25 @@ impl Links {
     pub(crate) fn set_cut(&self, cut: bool) {
         self.cut.store(cut, Ordering::Relaxed);
     }
+
+    /// Stops this node's RPCs to `peer`, or lets them through again (a fault injector for
+    /// tests; answers travel with their requests, so cutting both directions partitions two
+    /// members).
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub(crate) fn set_cut_from(&self, peer: NodeId, cut: bool) {
+        let bit = 1u64 << (peer % 64);
+        if cut {
+            self.cut_from.fetch_or(bit, Ordering::Relaxed);
+        } else {
+            self.cut_from.fetch_and(!bit, Ordering::Relaxed);
+        }
+    }
+
+    /// Whether this node's RPCs reach `peer` (not cut by [`Self::set_cut`] or
+    /// [`Self::set_cut_from`]).
+    fn reaches(&self, peer: NodeId) -> bool {
+        !self.is_cut() && self.cut_from.load(Ordering::Relaxed) & (1u64 << (peer % 64)) == 0
+    }
 }
 
 /// Makes a connection per member, each an address and the shared [`Links`].
@@ -150,9 +173,9 @@ impl Peer {
         body: Vec<u8>,
         timeout: Duration,
     ) -> Result<Vec<u8>, Failure> {
-        if self.links.is_cut() {
+        if !self.links.reaches(self.target) {
             return Err(Failure::Unreachable(std::io::Error::other(format!(
-                "node {}: this node is cut off",
+                "node {}: this node is cut off from it",
                 self.target
             ))));
         }
