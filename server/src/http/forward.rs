@@ -40,7 +40,7 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub(crate) fn goes_to_leader(route: &str) -> bool {
     !matches!(
         route,
-        "healthz" | "cluster" | "metrics" | "internal" | "unmatched"
+        "healthz" | "readyz" | "cluster" | "metrics" | "internal" | "unmatched"
     )
 }
 

@@ -22,6 +22,8 @@ use crate::clock::Clock;
 
 mod bootstrap;
 mod codec;
+mod dir_lock;
+mod fingerprint;
 mod log_store;
 mod network;
 mod rpc;
@@ -168,6 +170,9 @@ pub(crate) struct Durable {
     /// Where Raft's tasks and the proposer run (`None` only while [`open`] starts them there);
     /// stopped when this is dropped.
     thread: Option<thread::RaftThread>,
+    /// The data directory's lock (`None` only while [`open`] starts the node), released
+    /// last.
+    dir_lock: Option<dir_lock::DirLock>,
 }
 
 impl Debug for Durable {
@@ -224,6 +229,7 @@ impl Durable {
             replicated,
             recorded,
             thread: None,
+            dir_lock: None,
         }
     }
 
@@ -315,6 +321,13 @@ impl Durable {
         }
     }
 
+    /// The term this node leads, if it leads (as far as it knows).
+    pub(crate) fn leading_term(&self) -> Option<u64> {
+        let metrics = self.raft.metrics();
+        let metrics = metrics.borrow();
+        (metrics.state == ServerState::Leader).then_some(metrics.current_term)
+    }
+
     /// Whether this node leads now (as far as it knows).
     pub(crate) fn leads(&self) -> bool {
         let metrics = self.raft.metrics();
@@ -383,6 +396,71 @@ impl Durable {
                 ServerState::Learner | ServerState::Shutdown => "learner",
             },
             last_applied_index: metrics.last_applied.map_or(0, |id| id.index),
+        }
+    }
+
+    /// Records the commit index a leader's append carried (`GET /readyz` waits until this
+    /// member has applied up to it).
+    pub(crate) fn heard_commit(&self, committed: Option<openraft::LogId<NodeId>>) {
+        if let Some(committed) = committed {
+            self.writer.heard_commit(committed.index);
+        }
+    }
+
+    /// Whether this member is ready to answer (`GET /readyz`): it knows a leader and has
+    /// applied up to the commit index it last heard of. A one-member cluster is ready while
+    /// it runs: it is its own leader and applied its log before serving.
+    ///
+    /// # Errors
+    ///
+    /// Why not, for a human.
+    pub(crate) fn readiness(&self) -> Result<(), String> {
+        let metrics = self.raft.metrics();
+        let metrics = metrics.borrow();
+        if let Err(fatal) = &metrics.running_state {
+            return Err(format!("the raft core stopped: {fatal}"));
+        }
+        if !self.replicated {
+            return Ok(());
+        }
+        if metrics.current_leader.is_none() {
+            return Err("no leader is known (an election is under way)".to_owned());
+        }
+        let applied = metrics.last_applied.map_or(0, |id| id.index + 1);
+        let committed = self.writer.committed.load(Ordering::Relaxed);
+        if applied < committed {
+            return Err(format!(
+                "catching up: applied {} of {} committed entries",
+                applied, committed
+            ));
+        }
+        Ok(())
+    }
+
+    /// Resolves, with why, when the Raft core or the log writer stops: this node cannot
+    /// answer anything truthfully after that.
+    pub(crate) async fn stopped(&self) -> String {
+        let core = async {
+            let mut metrics = self.raft.metrics();
+            loop {
+                if let Err(fatal) = &metrics.borrow_and_update().running_state {
+                    return format!("the raft core stopped: {fatal}");
+                }
+                if metrics.changed().await.is_err() {
+                    return "the raft core stopped".to_owned();
+                }
+            }
+        };
+        tokio::pin!(core);
+        tokio::select! {
+            why = &mut core => why,
+            why = self.writer.writer_stopped() => {
+                // The writer thread also ends when the core stops and drops the log store:
+                // name the core then, the cause.
+                tokio::time::timeout(Duration::from_millis(200), core)
+                    .await
+                    .unwrap_or_else(|_| why.to_owned())
+            }
         }
     }
 

@@ -53,6 +53,8 @@ pub(crate) struct StateMachine {
     /// Commands applied since the last snapshot, and how many call for the next one.
     since_snapshot: u64,
     snapshot_every: u64,
+    /// The last index the log held at start (`Self::replaying_up_to`).
+    replayed_upto: Option<u64>,
     /// Whether a snapshot is due (`Durable` asks Raft for it).
     snapshot_due: Arc<SnapshotDue>,
 }
@@ -159,7 +161,7 @@ impl StateMachine {
             "snapshot restored"
         );
         if let Some(at) = table.clock() {
-            clock.observe(at);
+            clock.recover(at);
         }
         let machine = Self::at(
             table,
@@ -195,6 +197,7 @@ impl StateMachine {
             waiters: Arc::default(),
             since_snapshot: 0,
             snapshot_every: u64::MAX,
+            replayed_upto: None,
             snapshot_due: Arc::default(),
         }
     }
@@ -215,6 +218,18 @@ impl StateMachine {
     /// and the log's size, grow with the commands.
     pub(crate) fn snapshot_every(mut self, commands: u64) -> Self {
         self.snapshot_every = commands;
+        self
+    }
+
+    /// The table's clock: the latest stamp it applied.
+    pub(crate) fn table_clock(&self) -> Option<worklease::Timestamp> {
+        self.table.lock().clock()
+    }
+
+    /// The log held entries up to `index` when the node started: their stamps are replayed,
+    /// not seen live.
+    pub(crate) fn replaying_up_to(mut self, index: Option<u64>) -> Self {
+        self.replayed_upto = index;
         self
     }
 
@@ -358,7 +373,16 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 EntryPayload::Blank => Answer(None),
                 EntryPayload::Normal(Proposal(batch, origins)) => {
                     if let Some(last) = batch.last() {
-                        self.clock.observe(last.now);
+                        // An entry this node's log held when it started is replayed, however
+                        // it is applied now: its stamp is old (`crate::clock`).
+                        if self
+                            .replayed_upto
+                            .is_some_and(|upto| entry.log_id.index <= upto)
+                        {
+                            self.clock.recover(last.now);
+                        } else {
+                            self.clock.observe(last.now);
+                        }
                     }
                     let results: Vec<_> =
                         batch.iter().map(|stamped| table.apply(stamped)).collect();
@@ -423,8 +447,10 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 .await
                 .map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), &e))?;
         written.map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), &e))?;
+        // A snapshot's clock may be old (the leader's latest stamp when it built it): a floor,
+        // not the timeline (`crate::clock`).
         if let Some(at) = table.clock() {
-            self.clock.observe(at);
+            self.clock.recover(at);
         }
         tracing::info!(
             index = meta.last_log_id.map(|id| id.index),
