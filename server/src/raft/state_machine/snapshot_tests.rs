@@ -231,6 +231,7 @@ async fn snapshot_pause_at_a_million_leases() {
     const BATCH: u64 = 1024;
     const BEATS_PER_ENTRY: u64 = 8;
     let dir = directory("pause");
+    let rss_before = resident_mib();
     let mut machine = open(&dir);
     let workers: Vec<WorkerId> = (0..64)
         .map(|w| WorkerId::parse(&format!("worker-{w:02}")).expect("valid"))
@@ -260,6 +261,10 @@ async fn snapshot_pause_at_a_million_leases() {
     }
     // The replica has caught up once it answers a snapshot request.
     build(&mut machine.get_snapshot_builder().await).await;
+    println!(
+        "resident memory: {} MiB more with {LEASES} leases (the applied table and the replica)",
+        resident_mib().saturating_sub(rss_before)
+    );
 
     let mut old = Vec::new();
     for _ in 0..3 {
@@ -376,4 +381,15 @@ fn longest(pauses: &[(Duration, Duration)]) -> ((Duration, Duration), Duration) 
         .max()
         .unwrap_or_default();
     (pauses.iter().max().copied().unwrap_or_default(), working)
+}
+
+/// This process's resident memory in MiB, from `/proc/self/status` (0 where unreadable).
+fn resident_mib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            let line = status.lines().find(|line| line.starts_with("VmRSS:"))?;
+            line.split_whitespace().nth(1)?.parse::<u64>().ok()
+        })
+        .map_or(0, |kib| kib / 1024)
 }
