@@ -17,17 +17,17 @@
 //! commands with an origin id), which goes into the snapshot beside the table.
 //!
 //! Costs: the table's memory twice, and every command applied twice (the second time here,
-//! off the apply path). Encoding and the file write happen while later commands queue up for
-//! the replica; it catches up once the snapshot is encoded.
+//! off the apply path). While the replica encodes, later commands queue up in its channel
+//! (memory for as many commands as arrive meanwhile); it catches up once the snapshot is
+//! encoded. The file is written on tokio's blocking pool, not here.
 
 use std::sync::{mpsc, Arc};
 
 use tokio::sync::oneshot;
-use worklease::LeaseTable;
+use worklease::{LeaseTable, Stamped};
 
 use super::state_machine::encode_payload;
 use super::{CommandAnswer, Origin, Recorded};
-use worklease::Stamped;
 
 /// The replica's end of the channel; dropping it stops the replica's thread.
 #[derive(Debug)]
