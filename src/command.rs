@@ -22,6 +22,8 @@ use crate::request::PollRequest;
 use crate::time::Timestamp;
 
 #[cfg(feature = "snapshot")]
+mod answer;
+#[cfg(feature = "snapshot")]
 mod wire;
 
 /// One changing operation with everything it needs (docs/contract.md §7.3).

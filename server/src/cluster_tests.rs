@@ -19,11 +19,37 @@ const TOKEN: &str = "in-process-token";
 
 struct Node {
     id: usize,
+    /// Its command line, to start it again on the same directory and address.
+    args: Vec<String>,
     shared: Arc<Shared>,
     clock: Arc<Clock>,
     base: String,
     stop: Option<oneshot::Sender<()>>,
     served: tokio::task::JoinHandle<Result<(), String>>,
+}
+
+impl Node {
+    async fn launch(id: usize, args: Vec<String>, listener: tokio::net::TcpListener) -> Self {
+        let cli = Cli::try_parse_from(&args).expect("flags parse");
+        let clock = Arc::new(Clock::new());
+        let shared = run::open(&cli, &listener, clock.clone())
+            .await
+            .expect("the member starts");
+        let base = format!("http://{}", listener.local_addr().expect("an address"));
+        let (stop, stopped) = oneshot::channel::<()>();
+        let served = tokio::spawn(run::serve_on(shared.clone(), listener, None, async {
+            let _ = stopped.await;
+        }));
+        Self {
+            id,
+            args,
+            shared,
+            clock,
+            base,
+            stop: Some(stop),
+            served,
+        }
+    }
 }
 
 struct Cluster {
@@ -35,6 +61,11 @@ struct Cluster {
 impl Cluster {
     /// Starts three members; `ttl` is every lease's TTL.
     async fn start(name: &str, ttl: u64) -> Self {
+        Self::start_with(name, ttl, &[]).await
+    }
+
+    /// Starts three members with `flags` besides the usual ones.
+    async fn start_with(name: &str, ttl: u64, flags: &[&str]) -> Self {
         let dir = std::env::temp_dir().join(format!(
             "worklease-in-process-{name}-{}-{}",
             std::process::id(),
@@ -61,7 +92,7 @@ impl Cluster {
         for (n, listener) in listeners.into_iter().enumerate() {
             let id = n + 1;
             let data = dir.join(format!("node{id}"));
-            let cli = Cli::try_parse_from([
+            let mut args = vec![
                 "worklease-server".to_owned(),
                 format!("--listen={}", listener.local_addr().expect("an address")),
                 format!("--token={TOKEN}"),
@@ -69,31 +100,24 @@ impl Cluster {
                 format!("--node-id={id}"),
                 format!("--peers={peers}"),
                 format!("--default-ttl-seconds={ttl}"),
-            ])
-            .expect("flags parse");
-            let clock = Arc::new(Clock::new());
-            let shared = run::open(&cli, &listener, clock.clone())
-                .await
-                .expect("the member starts");
-            let base = format!("http://{}", listener.local_addr().expect("an address"));
-            let (stop, stopped) = oneshot::channel::<()>();
-            let served = tokio::spawn(run::serve_on(shared.clone(), listener, None, async {
-                let _ = stopped.await;
-            }));
-            nodes.push(Some(Node {
-                id,
-                shared,
-                clock,
-                base,
-                stop: Some(stop),
-                served,
-            }));
+            ];
+            args.extend(flags.iter().map(|flag| (*flag).to_owned()));
+            nodes.push(Some(Node::launch(id, args, listener).await));
         }
         Self {
             nodes,
             dir,
             http: reqwest::Client::new(),
         }
+    }
+
+    /// Starts a stopped member again, on its directory and address.
+    async fn restart(&mut self, id: usize, args: Vec<String>, address: &str) {
+        assert!(self.nodes[id - 1].is_none(), "member {id} runs");
+        let listener = tokio::net::TcpListener::bind(address)
+            .await
+            .expect("its port is free again");
+        self.nodes[id - 1] = Some(Node::launch(id, args, listener).await);
     }
 
     fn node(&self, id: usize) -> &Node {
@@ -778,5 +802,92 @@ async fn partitions_lose_no_acknowledged_change_and_every_table_agrees_after_hea
         acked.check(&cluster, id).await;
     }
     cluster.converged().await;
+    cluster.shutdown().await;
+}
+
+/// A forwarded change whose answer was lost, retried after the members were restored from
+/// snapshots that cover it: the retry is answered from the replay record the snapshot carried
+/// (the first attempt's 200), and the change is applied once. Without the record, the retry
+/// would be applied again and answered 412 (the first attempt moved the token).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_retried_forwarded_change_is_answered_from_a_restored_snapshot_once() {
+    let mut cluster = Cluster::start_with("replay-snapshot", 60, &["--snapshot-every=1"]).await;
+    let leader = cluster.leader(None).await;
+    let (environment, leases) = cluster.leases(leader, 1).await;
+    let (work, token) = &leases[0];
+    let origin = crate::origin::RequestOrigin::header(0x5eed_0000_0000_0000_0000_0000_0000_0001);
+    let http = cluster.http.clone();
+    let attempt = |replay: bool, base: &str| {
+        let mut request = http
+            .post(format!("{base}{}", heartbeat(&environment, work, token)))
+            .bearer_auth(TOKEN)
+            .header(crate::origin::ORIGIN_HEADER, &origin)
+            .timeout(Duration::from_secs(10));
+        if replay {
+            request = request.header(crate::origin::REPLAY_HEADER, "1");
+        }
+        async move {
+            let response = request.send().await.expect("an answer");
+            let status = response.status().as_u16();
+            let bytes = response.bytes().await.expect("a body");
+            let body: Value = serde_json::from_slice(&bytes).expect("a JSON body");
+            (status, body)
+        }
+    };
+    // The first attempt, as the leader sees a forwarded change; its answer is then lost.
+    let (status, first) = attempt(false, &cluster.node(leader).base).await;
+    assert_eq!(status, 200, "{first}");
+    let renewed = first["last_heartbeat"]
+        .as_str()
+        .expect("a token")
+        .to_owned();
+    cluster.converged().await;
+
+    // Every member snapshots (`--snapshot-every=1`) past the heartbeat's entry, so after a
+    // restart none applies it again from its log: what it knows of it is the snapshot's.
+    let applied = cluster
+        .node(leader)
+        .shared
+        .submit
+        .cluster_status()
+        .last_applied_index;
+    let started = Instant::now();
+    for id in 1..=3 {
+        let file = cluster
+            .dir
+            .join(format!("node{id}"))
+            .join(crate::raft::SNAPSHOT_FILE);
+        while crate::raft::snapshot_file_index(&file).is_none_or(|index| index < applied) {
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "member {id} has no snapshot covering index {applied}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    let mut restarts = Vec::new();
+    for id in 1..=3 {
+        let node = cluster.node(id);
+        let address = node.base.trim_start_matches("http://").to_owned();
+        restarts.push((id, node.args.clone(), address));
+        cluster.stop(id).await;
+    }
+    for (id, args, address) in restarts {
+        cluster.restart(id, args, &address).await;
+    }
+    let leader = cluster.leader(None).await;
+
+    let (status, replayed) = attempt(true, &cluster.node(leader).base).await;
+    assert_eq!(
+        (status, &replayed),
+        (200, &first),
+        "the retry is answered as the first attempt was"
+    );
+    let item = cluster.item(leader, &environment, work).await;
+    assert_eq!(
+        item["latest_heartbeat_at"].as_str(),
+        Some(renewed.as_str()),
+        "applied once: {item}"
+    );
     cluster.shutdown().await;
 }

@@ -447,7 +447,15 @@ impl DirectAndApplied {
         now: Timestamp,
         unwrap: impl FnOnce(Applied) -> R,
     ) -> Result<R, Error> {
-        let applied = self.applied.apply(&Stamped::new(now, command)).map(unwrap);
+        let applied = self.applied.apply(&Stamped::new(now, command));
+        // Every answer the model sees also survives its encoding (a server's replay record).
+        #[cfg(feature = "snapshot")]
+        assert_eq!(
+            Applied::decode_answer(&Applied::encode_answer(&applied)).as_ref(),
+            Ok(&applied),
+            "an answer changed through Applied::encode_answer and decode_answer"
+        );
+        let applied = applied.map(unwrap);
         assert_eq!(applied, direct, "apply and the direct method disagree");
         direct
     }

@@ -26,6 +26,7 @@ mod dir_lock;
 mod fingerprint;
 mod log_store;
 mod network;
+mod replica;
 mod rpc;
 mod state_machine;
 mod thread;
@@ -39,6 +40,8 @@ pub(crate) use rpc::{
     decode_append, decode_install, decode_vote_request, encode_append_response,
     encode_install_response, encode_vote_response,
 };
+#[cfg(test)]
+pub(crate) use {bootstrap::SNAPSHOT_FILE, state_machine::snapshot_file_index};
 
 /// Member ids (`--node-id`; a durable server is node 1).
 pub(crate) type NodeId = u64;
@@ -59,8 +62,8 @@ pub(crate) struct Origin {
 
 /// The answers of the latest applied commands that carried an origin id, so a replayed
 /// forward is answered as the first attempt was (`crate::origin`). Every replica keeps its own
-/// (it applies the same log); a snapshot does not carry it, so a member restored from one only
-/// remembers what it applied since.
+/// (it applies the same log), and snapshots carry it beside the table, so a member restored
+/// from one answers a replay of a change the snapshot covers as it was first answered.
 #[derive(Debug, Default)]
 pub(crate) struct Recorded {
     /// The answers by origin id, and the ids in the order they were recorded.
@@ -68,7 +71,7 @@ pub(crate) struct Recorded {
 }
 
 /// One command's answer.
-type CommandAnswer = Result<Applied, Error>;
+pub(crate) type CommandAnswer = Result<Applied, Error>;
 
 impl Recorded {
     /// How many answers are kept: far more than the requests in flight during an election.
@@ -89,6 +92,24 @@ impl Recorded {
 
     pub(crate) fn get(&self, id: u128) -> Option<Result<Applied, Error>> {
         self.answers.lock().0.get(&id).cloned()
+    }
+
+    /// Every answer kept, oldest first (what a snapshot holds).
+    pub(crate) fn entries(&self) -> Vec<(u128, CommandAnswer)> {
+        let guard = self.answers.lock();
+        let (answers, order) = &*guard;
+        order
+            .iter()
+            .filter_map(|id| Some((*id, answers.get(id)?.clone())))
+            .collect()
+    }
+
+    /// Forgets every answer and keeps `entries` instead, oldest first (a restored snapshot's).
+    pub(crate) fn replace(&self, entries: Vec<(u128, CommandAnswer)>) {
+        *self.answers.lock() = Default::default();
+        for (id, answer) in entries {
+            self.record(id, &answer);
+        }
     }
 }
 
