@@ -6,7 +6,9 @@
 #   2. the ceiling: a bare axum route answering the same body (server/examples/bare.rs);
 #   3. redis-benchmark EVALSHA compare-and-set, in memory and with appendfsync always;
 #   4. worklease-server durable (--data-dir in a temporary directory): the same heartbeats,
-#      each fsynced (group commit) before its answer;
+#      each fsynced (group commit) before its answer; then "idle pollers": IDLE_WORKERS
+#      workers long-polling an empty environment (scripts/idle_pollers.py), counting the log
+#      entries (each part of one fsync) they cause, which should be 0;
 #   5. a three-member replicated cluster on loopback (docs/contract.md §8): the same heartbeats sent to the
 #      leader, then to a follower (which forwards each to the leader), each committed on a
 #      majority before its answer.
@@ -117,6 +119,10 @@ for round in $(seq "$ROUNDS"); do
   echo "round $round: durable $RATE/s" >&2
 done
 read -r DURABLE_RATE DURABLE_P50 DURABLE_P99 < <(median "$WORK/durable.rounds")
+IDLE_WORKERS=${IDLE_WORKERS:-50}
+read -r IDLE_POLLS IDLE_ENTRIES IDLE_ENTRIES_RATE < <(python3 scripts/idle_pollers.py \
+  "$DURABLE_ADDR" "$TOKEN" "$IDLE_WORKERS" "$SECONDS_PER_RUN")
+echo "idle pollers: $IDLE_POLLS polls/s, $IDLE_ENTRIES log entries" >&2
 for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
 wait 2>/dev/null || true
 PIDS=()
@@ -205,6 +211,8 @@ printf '%-44s %10s %10s %10s\n' "3-member cluster, through a follower" "$FOLLOWE
 printf '%-44s %10s %10s %10s\n' "bare axum route, same body" "$BARE_RATE" "$BARE_P50" "$BARE_P99"
 printf '%-44s %10s %10s %10s\n' "redis EVALSHA compare-and-set, in memory" "$REDIS_RATE" "$REDIS_P50" "$REDIS_P99"
 printf '%-44s %10s %10s %10s\n' "redis EVALSHA compare-and-set, fsync always" "$FSYNC_RATE" "$FSYNC_P50" "$FSYNC_P99"
+echo "idle pollers, durable: $IDLE_WORKERS workers long-polling (block_ms=999) an empty environment for ${SECONDS_PER_RUN} s:"
+echo "  $IDLE_POLLS polls/s, $IDLE_ENTRIES log entries ($IDLE_ENTRIES_RATE entries/s, an upper bound on fsyncs/s)"
 echo
 echo "server / bare:                 $(ratio "$SERVER_RATE" "$BARE_RATE") (medians); per round: $(paste -d' ' "$WORK/server.rounds" "$WORK/bare.rounds" \
   | python3 -c 'import sys; r = sorted(float(l.split()[0]) / float(l.split()[3]) for l in sys.stdin); print(" ".join(f"{x:.2f}" for x in r), f"(median {r[len(r) // 2]:.2f})")')"

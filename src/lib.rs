@@ -100,7 +100,9 @@
 //!
 //! To make the table durable or replicated, build a [`Command`] from the request instead of
 //! calling the method, stamp it ([`Stamped`]), write it to your log and [`apply`](LeaseTable::apply)
-//! it (see [Replay, snapshots and fencing](#replay-snapshots-and-fencing)).
+//! it (see [Replay, snapshots and fencing](#replay-snapshots-and-fencing)). A poll that would
+//! find nothing need not be logged: ask [`LeaseTable::next_claimable_at`] (a read) first, and
+//! log only a poll that will deliver.
 //!
 //! ## An axum handler and a sweeper task
 //!
@@ -142,9 +144,9 @@
 //!   or the previous token plus 1 µs when time did not advance. `expected_last_heartbeat`
 //!   compares instants: `…06.120394Z`, `…06.120394000Z` and `…14:15:06.120394+06:00` are the
 //!   same token; `…06.1203941Z` matches nothing (no rounding).
-//! - Reads (`get`, `list`, `stats`, `next_wakeup`) take `&self` and change nothing a snapshot
-//!   holds: they answer as of `max(clock, now)`, showing a past-due lease as its lapse would
-//!   leave it, but only changing operations and `sweep` apply lapses. Two replicas that served
+//! - Reads (`get`, `list`, `stats`, `next_wakeup`, `next_claimable_at`) take `&self` and
+//!   change nothing a snapshot holds: they answer as of `max(clock, now)`, showing a past-due
+//!   lease as its lapse would leave it, but only changing operations and `sweep` apply lapses. Two replicas that served
 //!   different reads hold identical state.
 //!
 //! # The error contract

@@ -350,6 +350,57 @@ impl LeaseTable {
         })
     }
 
+    /// When a [`Self::poll`] of `environment` with this reclaim window could next hand out an
+    /// item, changing nothing: at or before `now` when a poll now would (or might: see below),
+    /// else the `next_claimable_at` an empty poll now answers. A server checks this after its
+    /// read barrier so that only a poll that will deliver becomes a logged command; the
+    /// command's own apply still decides (another poll may have taken the item meanwhile).
+    ///
+    /// A lease past its deadline that no changing operation has lapsed yet makes this answer
+    /// `now` (a poll would lapse it first, which is a change worth applying, and may find the
+    /// item it requeues); otherwise the answer is exact: `Some(at)` with `at <= now` exactly
+    /// when a poll now delivers, and an empty poll's `next_claimable_at` otherwise. A poll
+    /// also records its named worker; this does not.
+    ///
+    /// # Errors
+    ///
+    /// 404 for an unknown environment, 400 for a cloud one: the errors of [`Self::poll`], in
+    /// the same order.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use worklease::{Config, LeaseTable, EnvironmentKind, PollRequest, Timestamp};
+    /// let mut table = LeaseTable::new(Config::default());
+    /// let now = Timestamp::from_unix_micros(1_000_000);
+    /// let env = "env_a";
+    /// table.register_environment(env.parse().unwrap(), EnvironmentKind::SelfHosted).unwrap();
+    /// let window = PollRequest::DEFAULT_RECLAIM_OLDER_THAN_MS;
+    /// assert_eq!(table.next_claimable_at(env, window, now).unwrap(), None);
+    /// ```
+    pub fn next_claimable_at(
+        &self,
+        environment: impl AsId<EnvironmentId>,
+        reclaim_older_than_ms: u64,
+        now: impl Into<Timestamp>,
+    ) -> Result<Option<Timestamp>, Error> {
+        let now = self.at(now.into());
+        let env = self.environment(&environment)?;
+        let reclaim = millis_to_micros(reclaim_older_than_ms);
+        let environment = &self.environments[env as usize];
+        if environment.claimable(reclaim, now).is_some() {
+            return Ok(Some(now));
+        }
+        let items = &self.items;
+        let lapse_at = self
+            .deadlines
+            .peek_earliest(|slot| deadline_of(items, slot));
+        if lapse_at.is_some_and(|at| at <= now) {
+            return Ok(Some(now));
+        }
+        Ok(earliest(environment.next_reclaim(reclaim), lapse_at))
+    }
+
     /// Acknowledges an item: queued → starting, opening a lease with the ack TTL (docs/contract.md §3.2).
     ///
     /// # Errors

@@ -17,6 +17,7 @@ mod http;
 mod metrics;
 mod mint;
 mod origin;
+mod pollers;
 mod raft;
 mod run;
 mod submit;

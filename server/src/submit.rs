@@ -35,6 +35,7 @@ use crate::clock::Clock;
 use crate::metrics::{Metrics, STATES};
 use crate::mint::Mint;
 use crate::origin::RequestOrigin;
+use crate::pollers::Pollers;
 use crate::raft::{Durable, Leader, Status, Unavailable};
 
 /// Why a request got no answer from the table.
@@ -154,6 +155,8 @@ pub(crate) struct Submit {
     sweeper: Notify,
     /// A work item may have become claimable: long polls look again.
     work_ready: Notify,
+    /// Which workers polled lately: node-local, not in the table (`crate::pollers`).
+    pollers: Pollers,
     metrics: std::sync::Arc<Metrics>,
     /// Stamps commands; the time reads are answered at.
     clock: Arc<Clock>,
@@ -204,6 +207,7 @@ impl Submit {
             sweeper_sleeps_until: AtomicI64::new(i64::MIN),
             sweeper: Notify::new(),
             work_ready: Notify::new(),
+            pollers: Pollers::new(),
             metrics,
             clock,
         }
@@ -369,21 +373,50 @@ impl Submit {
     }
 
     /// One look for claimable work (the long-poll loop is the caller's).
+    ///
+    /// Polls that find nothing write nothing: after the read barrier the local table says
+    /// whether a poll would deliver now ([`LeaseTable::next_claimable_at`]), and only then does
+    /// the poll become a command, whose apply decides again (another poll may have taken the
+    /// item: then it answers empty too). An idle fleet long-polling costs no log entry and no
+    /// fsync. A replayed forward (`crate::origin`) goes straight to the write path, which
+    /// answers it from the record if its first attempt was applied.
     pub(crate) async fn poll(
         &self,
         environment: &str,
         request: &PollRequest,
     ) -> Result<Polled, Refused> {
-        match self
+        let replay = RequestOrigin::current().is_some_and(|origin| origin.replay);
+        if !replay {
+            self.read_barrier().await?;
+            let now = self.now();
+            let (next_claimable_at, at) = {
+                let table = self.table.lock();
+                let next =
+                    table.next_claimable_at(environment, request.reclaim_older_than_ms, now)?;
+                // The instant the table answers as of (its clock, should ours step back).
+                (next, table.clock().map_or(now, |clock| clock.max(now)))
+            };
+            if let Some(worker) = &request.worker {
+                self.pollers.record(environment, worker, now);
+            }
+            if next_claimable_at.is_none_or(|next| next > at) {
+                return Ok(Polled::Empty { next_claimable_at });
+            }
+        }
+        let polled = match self
             .apply(Op::Poll {
                 environment,
                 request,
             })
             .await?
         {
-            Done::Polled(polled) => Ok(polled),
+            Done::Polled(polled) => polled,
             other => unreachable!("invariant: a poll answers Polled, got {other:?}"),
+        };
+        if let (true, Some(worker)) = (replay, &request.worker) {
+            self.pollers.record(environment, worker, self.now());
         }
+        Ok(polled)
     }
 
     pub(crate) async fn ack(
@@ -700,7 +733,11 @@ impl Submit {
                 request,
             } => Command::Poll {
                 environment: environment.into(),
-                request: request.clone(),
+                // Waiting is the server's (the handler's long-poll loop), not the log's.
+                request: PollRequest {
+                    block_ms: None,
+                    ..request.clone()
+                },
             },
             Op::Ack {
                 environment,
@@ -779,10 +816,14 @@ impl Submit {
         Ok(table.list(environment, request, self.now())?)
     }
 
+    /// An environment's queue statistics; `workers_polling` is this node's count
+    /// (`crate::pollers`), in every mode, not the table's.
     pub(crate) async fn stats(&self, environment: &str) -> Result<QueueStats, Refused> {
         self.read_barrier().await?;
-        let table = self.table.lock();
-        Ok(table.stats(environment, self.now())?)
+        let now = self.now();
+        let mut stats = self.table.lock().stats(environment, now)?;
+        stats.workers_polling = self.pollers.count(environment, now);
+        Ok(stats)
     }
 
     pub(crate) async fn retrieve_environment(

@@ -543,3 +543,33 @@ fn a_leader_whose_clock_is_90_s_off_neither_shortens_nor_extends_a_lease() {
     }
     cluster.wait_converged(Duration::from_secs(20));
 }
+
+#[test]
+fn empty_and_idle_long_polls_write_nothing_to_the_log() {
+    let cluster = Cluster::start("idle-polls", &[]);
+    let leader = cluster.wait_for_leader(Duration::from_secs(20));
+    let follower = (1..=3).find(|n| *n != leader).expect("a follower");
+    let environment = cluster.node(leader).environment("self_hosted");
+    cluster.wait_converged(Duration::from_secs(20));
+    let applied = || {
+        cluster.status(leader).expect("the leader answers")["last_applied_index"]
+            .as_u64()
+            .expect("an index")
+    };
+    let before = applied();
+    // Through the leader and through a follower (which forwards to the leader).
+    let servers = [cluster.node(leader), cluster.node(follower)];
+    let workers = support::poll_idly(&servers, &environment, 1000, 4, Duration::from_secs(12));
+    assert_eq!(applied(), before, "empty polls were logged");
+    let stats = cluster
+        .node(follower)
+        .get(&format!("/v1/environments/{environment}/work/stats"));
+    assert_eq!(stats.json["workers_polling"], workers, "{}", stats.text);
+    cluster.node(leader).work(&environment);
+    cluster.node(follower).claim(&environment, "w1");
+    assert_eq!(
+        applied(),
+        before + 4,
+        "create, poll, ack and heartbeat are logged"
+    );
+}

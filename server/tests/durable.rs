@@ -525,3 +525,28 @@ fn a_second_server_on_a_held_data_directory_refuses_and_the_first_loses_nothing(
         assert!(held.contains(&id.as_str()), "{id} was lost");
     }
 }
+
+#[test]
+fn empty_and_idle_long_polls_write_nothing_to_the_log() {
+    let dir = TempDir::new("idle-polls");
+    let server = Server::start(&["--data-dir", &dir.data()]);
+    let environment = server.environment("self_hosted");
+    let applied = || {
+        server.get("/cluster").json["last_applied_index"]
+            .as_u64()
+            .expect("an index")
+    };
+    let before = applied();
+    let workers = support::poll_idly(&[&server], &environment, 1000, 4, IDLE);
+    assert_eq!(applied(), before, "empty polls were logged");
+    // Which workers poll is still counted (by the server, not the log).
+    let stats = server.get(&format!("/v1/environments/{environment}/work/stats"));
+    assert_eq!(stats.json["workers_polling"], workers, "{}", stats.text);
+    // A poll that delivers is still a command: create, poll, ack, heartbeat.
+    server.work(&environment);
+    server.claim(&environment, "w1");
+    assert_eq!(applied(), before + 4);
+}
+
+/// How long idle workers long-poll in the tests that count log entries.
+const IDLE: Duration = Duration::from_secs(12);

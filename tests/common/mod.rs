@@ -303,12 +303,26 @@ pub(crate) trait Table: Clone {
     fn delete_environment(&mut self, env: &str, now: Timestamp) -> Result<EnvironmentId, Error>;
     fn next_wakeup(&self) -> Option<Timestamp>;
     fn validate(&self) -> Result<(), String>;
+    /// `LeaseTable::next_claimable_at`, for the tables that have it.
+    fn next_claimable_at(
+        &self,
+        _env: &str,
+        _reclaim_ms: u64,
+        _now: Timestamp,
+    ) -> Option<Result<Option<Timestamp>, Error>> {
+        None
+    }
+    /// The table's clock, for the tables that have one.
+    fn clock(&self) -> Option<Timestamp> {
+        None
+    }
 }
 
 /// Forwards every [`Table`] method to the table's inherent method of the same name.
 macro_rules! forward_table {
-    ($table:ty, $build:expr) => {
+    ($table:ty, $build:expr $(, $extra:item)*) => {
         impl Table for $table {
+            $($extra)*
             fn build(config: Config) -> Self {
                 $build(config)
             }
@@ -421,7 +435,21 @@ macro_rules! forward_table {
     };
 }
 
-forward_table!(LeaseTable, LeaseTable::new);
+forward_table!(
+    LeaseTable,
+    LeaseTable::new,
+    fn next_claimable_at(
+        &self,
+        env: &str,
+        reclaim_ms: u64,
+        now: Timestamp,
+    ) -> Option<Result<Option<Timestamp>, Error>> {
+        Some(LeaseTable::next_claimable_at(self, env, reclaim_ms, now))
+    },
+    fn clock(&self) -> Option<Timestamp> {
+        LeaseTable::clock(self)
+    }
+);
 // Four shards: enough for one environment's items to span shards, cheap enough to copy at
 // every step of the model test.
 forward_table!(worklease::ConcurrentLeaseTable, |config| {
@@ -1273,6 +1301,40 @@ pub(crate) fn original_kind(env: &str) -> EnvironmentKind {
 // ---------------------------------------------------------------------------------------------
 // Driving the table
 
+/// `next_claimable_at` read just before a poll at `at` agrees with what the poll answered:
+/// the same error; an instant at or before `at` exactly when the poll delivers (or, with a
+/// lease past due that the poll lapses first, may deliver); otherwise the empty poll's own
+/// `next_claimable_at`.
+fn check_peek(
+    peeked: &Result<Option<Timestamp>, Error>,
+    polled: &Result<Polled, Error>,
+    at: Timestamp,
+    lapse_due: bool,
+) {
+    match (peeked, polled) {
+        (Err(peeked), Err(polled)) => assert_eq!(peeked, polled, "the same refusal"),
+        (Ok(Some(when)), Ok(Polled::Delivered(_))) => {
+            assert!(
+                *when <= at,
+                "a poll delivered, but the peek said {when:?} > {at:?}"
+            );
+        }
+        (Ok(Some(when)), Ok(Polled::Empty { .. })) if *when <= at => {
+            assert!(
+                lapse_due,
+                "the peek said claimable at {at:?}, the poll found nothing"
+            );
+        }
+        (Ok(peeked), Ok(Polled::Empty { next_claimable_at })) => {
+            assert_eq!(
+                peeked, next_claimable_at,
+                "an empty poll's next_claimable_at"
+            );
+        }
+        (peeked, polled) => panic!("the peek answered {peeked:?}, the poll {polled:?}"),
+    }
+}
+
 /// Runs one operation against the table.
 pub(crate) fn call_table<T: Table>(table: &mut T, call: &Call, now: Timestamp) -> Outcome {
     match call {
@@ -1302,7 +1364,14 @@ pub(crate) fn call_table<T: Table>(table: &mut T, call: &Call, now: Timestamp) -
                 reclaim_older_than_ms: *reclaim_ms,
                 ..PollRequest::default()
             };
-            Outcome::Polled(table.poll(env, &request, now).map(|polled| match polled {
+            let peeked = table.next_claimable_at(env, *reclaim_ms, now);
+            let at = table.clock().map_or(now, |clock| clock.max(now));
+            let lapse_due = table.next_wakeup().is_some_and(|wakeup| wakeup <= at);
+            let polled = table.poll(env, &request, now);
+            if let Some(peeked) = peeked {
+                check_peek(&peeked, &polled, at, lapse_due);
+            }
+            Outcome::Polled(polled.map(|polled| match polled {
                 Polled::Delivered(item) => PolledSnap::Delivered(Box::new(Snap::of(&item))),
                 Polled::Empty { next_claimable_at } => PolledSnap::Empty { next_claimable_at },
             }))

@@ -168,16 +168,59 @@ pub(crate) enum Leader {
 /// The most commands one log entry holds.
 const MAX_BATCH: usize = 1024;
 
+/// The most commands waiting for the proposer: four full entries behind those in flight. The
+/// durable server commits 20–40k commands a second (docs/performance.md), so a full queue is
+/// 0.1–0.2 s of work, far inside [`COMMIT_WAIT`]; a longer one would only hold commands whose
+/// callers are likely to give up before they commit (and which would still commit later).
+/// Past it a request is answered 503 with `Retry-After` at once, and memory stays bounded.
+const QUEUE_BOUND: usize = 4 * MAX_BATCH;
+
+/// The commands waiting for the proposer task, in stamp order, at most a bound of them.
+#[derive(Debug)]
+struct Proposals(Mutex<mpsc::Sender<Waiting>>);
+
+impl Proposals {
+    fn new(bound: usize) -> (Self, mpsc::Receiver<Waiting>) {
+        let (queue, waiting) = mpsc::channel(bound);
+        (Self(Mutex::new(queue)), waiting)
+    }
+
+    /// Builds a command and queues it, or refuses at once when the queue is full. The lock is
+    /// held while the command is built (stamped, ids minted) and queued, so the log holds
+    /// commands in the order they were stamped; nothing is built for a refused one.
+    fn push<T>(
+        &self,
+        origin: Option<u128>,
+        answer: oneshot::Sender<Answered>,
+        build: impl FnOnce() -> (Stamped, T),
+    ) -> Result<T, Unavailable> {
+        let queue = self.0.lock();
+        let slot = match queue.try_reserve() {
+            Ok(slot) => slot,
+            Err(mpsc::error::TrySendError::Full(())) => {
+                return Err(Unavailable(
+                    "too many commands are waiting to be committed; retry shortly".to_owned(),
+                ))
+            }
+            Err(mpsc::error::TrySendError::Closed(())) => {
+                return Err(Unavailable("the server is shutting down".to_owned()))
+            }
+        };
+        let (stamped, extra) = build();
+        slot.send((stamped, origin, answer));
+        Ok(extra)
+    }
+}
+
 /// A running durable node: its Raft handle, the table its state machine applies to, and the
 /// queue of commands waiting to be proposed.
 pub(crate) struct Durable {
     raft: openraft::Raft<TypeConfig>,
     node_id: NodeId,
     table: Arc<Mutex<LeaseTable>>,
-    /// Commands in stamp order, for the proposer task. The lock is held while a command is
-    /// stamped and queued, so the log holds commands in the order they were stamped (stamps
-    /// and minted ids increase along the log).
-    queue: Mutex<mpsc::UnboundedSender<Waiting>>,
+    /// Commands in stamp order, for the proposer task (stamps and minted ids increase along
+    /// the log), at most [`QUEUE_BOUND`].
+    queue: Proposals,
     proposer: tokio::task::JoinHandle<()>,
     /// Asks Raft for a snapshot when the state machine says one is due.
     snapshots: tokio::task::JoinHandle<()>,
@@ -221,7 +264,7 @@ impl Durable {
             snapshot_due,
         } = machine;
         let snapshots = tokio::spawn(ask_for_snapshots(raft.clone(), snapshot_due));
-        let (queue, waiting) = mpsc::unbounded_channel();
+        let (queue, waiting) = Proposals::new(QUEUE_BOUND);
         let in_flight = if replicated {
             IN_FLIGHT_REPLICATED
         } else {
@@ -241,7 +284,7 @@ impl Durable {
             raft,
             node_id,
             table,
-            queue: Mutex::new(queue),
+            queue,
             proposer,
             snapshots,
             writer,
@@ -292,7 +335,8 @@ impl Durable {
     ///
     /// [`Unavailable`] when this node does not lead, loses its leadership before the command
     /// commits, or the command does not commit within [`COMMIT_WAIT`] (then it may still
-    /// commit: the client's rule for an ambiguous outcome is in docs/api.md).
+    /// commit: the client's rule for an ambiguous outcome is in docs/api.md); at once, with
+    /// nothing proposed, when [`QUEUE_BOUND`] commands are already waiting.
     ///
     /// A node that cannot write its log any more cannot answer anything truthfully: it logs
     /// why and exits, and a restart recovers from what is on disk.
@@ -302,15 +346,10 @@ impl Durable {
         build: impl FnOnce(Timestamp) -> (Stamped, T),
     ) -> Result<(Result<Applied, Error>, T), Unavailable> {
         let (answer, wait) = oneshot::channel();
-        let extra = {
-            let queue = self.queue.lock();
+        let extra = self.queue.push(origin, answer, || {
             let term = self.raft.metrics().borrow().current_term;
-            let (stamped, extra) = build(self.clock.stamp(term));
-            if queue.send((stamped, origin, answer)).is_err() {
-                return Err(Unavailable("the server is shutting down".to_owned()));
-            }
-            extra
-        };
+            build(self.clock.stamp(term))
+        })?;
         match tokio::time::timeout(COMMIT_WAIT, wait).await {
             Ok(Ok(answered)) => answered.map(|result| (result, extra)),
             // The proposer stops only at shutdown: the command may still be committed.
@@ -540,7 +579,7 @@ impl Slot {
 /// written), slots are still freed when their entries are applied.
 async fn propose_batches(
     raft: openraft::Raft<TypeConfig>,
-    mut waiting: mpsc::UnboundedReceiver<Waiting>,
+    mut waiting: mpsc::Receiver<Waiting>,
     in_flight: usize,
     mut flushed: Option<tokio::sync::watch::Receiver<u64>>,
     waiters: Arc<waiters::Waiters>,
@@ -669,4 +708,58 @@ const SNAPSHOT_PACE: Duration = Duration::from_millis(100);
 fn fail(error: &dyn std::fmt::Display) -> ! {
     tracing::error!(%error, "the log failed; stopping so that a restart recovers from disk");
     std::process::exit(70)
+}
+
+#[cfg(test)]
+mod tests {
+    use worklease::Command;
+
+    use super::*;
+
+    fn push(queue: &Proposals) -> Result<(), Unavailable> {
+        let (answer, _wait) = oneshot::channel();
+        queue.push(None, answer, || {
+            let at = Timestamp::from_unix_micros(1_800_000_000_000_000);
+            (Stamped::new(at, Command::Sweep), ())
+        })
+    }
+
+    #[test]
+    fn a_full_proposal_queue_refuses_at_once_and_holds_no_more() {
+        let (queue, mut waiting) = Proposals::new(3);
+        for _ in 0..3 {
+            push(&queue).expect("room in the queue");
+        }
+        let mut built = false;
+        let (answer, _wait) = oneshot::channel();
+        let refused = queue.push(None, answer, || {
+            built = true;
+            (
+                Stamped::new(Timestamp::from_unix_micros(0), Command::Sweep),
+                (),
+            )
+        });
+        assert!(refused.is_err_and(|Unavailable(why)| why.contains("too many commands")));
+        assert!(
+            !built,
+            "a refused command is not stamped (no ids minted for it)"
+        );
+        for _ in 0..1000 {
+            assert!(push(&queue).is_err());
+        }
+        assert_eq!(waiting.len(), 3, "the flood is not held");
+        // The proposer takes one: room for one more.
+        assert!(waiting.try_recv().is_ok());
+        push(&queue).expect("room again");
+        assert!(push(&queue).is_err());
+        drop(waiting);
+        let (answer, _wait) = oneshot::channel();
+        let closed = queue.push(None, answer, || {
+            (
+                Stamped::new(Timestamp::from_unix_micros(0), Command::Sweep),
+                (),
+            )
+        });
+        assert!(closed.is_err_and(|Unavailable(why)| why.contains("shutting down")));
+    }
 }

@@ -414,3 +414,46 @@ impl Client {
         Some((status, serde_json::from_str(&text).unwrap_or(Value::Null)))
     }
 }
+
+/// Polls an environment with no claimable work and checks every answer is an empty 200:
+/// `empty` polls that answer at once (worker `w-empty`), then `threads` named workers
+/// (`w-idle-0`, …) long-polling with `block_ms=999` through `servers` in turn, for `idle`.
+/// Returns how many distinct workers polled.
+pub(crate) fn poll_idly(
+    servers: &[&Server],
+    environment: &str,
+    empty: usize,
+    threads: usize,
+    idle: Duration,
+) -> usize {
+    let path = format!("/v1/environments/{environment}/work/poll");
+    for n in 0..empty {
+        let reply = servers[n % servers.len()].get_with(&path, &[("worker-id", "w-empty")]);
+        assert_eq!(
+            (reply.status, &reply.json),
+            (200, &Value::Null),
+            "{}",
+            reply.text
+        );
+    }
+    let long = format!("{path}?block_ms=999");
+    let until = std::time::Instant::now() + idle;
+    std::thread::scope(|scope| {
+        for thread in 0..threads {
+            let (server, long) = (servers[thread % servers.len()], &long);
+            scope.spawn(move || {
+                let worker = format!("w-idle-{thread}");
+                while std::time::Instant::now() < until {
+                    let reply = server.get_with(long, &[("worker-id", &worker)]);
+                    assert_eq!(
+                        (reply.status, &reply.json),
+                        (200, &Value::Null),
+                        "{}",
+                        reply.text
+                    );
+                }
+            });
+        }
+    });
+    threads + usize::from(empty > 0)
+}
