@@ -18,11 +18,12 @@
 //! floor ([`Clock::recover`]): no other clock kept time while it was down, and that time must
 //! count. A node that has seen no stamp since it started (a new cluster, a one-member cluster
 //! restarted) stamps by its wall clock, never earlier than the latest stamp. A replicated
-//! leader stamps at least every `sweeper::REPLICATED_TICK`, so the latest stamp a member saw is
-//! never much older than the moment it saw it, even on an idle cluster.
+//! leader's appends, its heartbeats included, carry its time on the timeline
+//! (`raft::TABLE_TIME_HEADER`), and a member that accepts them counts that time as seen: every
+//! follower's view of the timeline stays live, even on an idle cluster, without a log entry.
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use chrono::Utc;
 use parking_lot::Mutex;
@@ -112,11 +113,6 @@ impl Clock {
             self.take_office(term, &timeline, self.wall_micros(), Instant::now());
         }
         self.now()
-    }
-
-    /// How long ago the latest live stamp was seen (`None`: none since the process started).
-    pub(crate) fn since_live(&self) -> Option<Duration> {
-        self.timeline.lock().live.map(|(_, seen)| seen.elapsed())
     }
 
     /// Measures `term`'s offset, unless it was measured already: the table's timeline minus

@@ -666,14 +666,7 @@ impl Submit {
             .table
             .lock()
             .next_wakeup()
-            .is_some_and(|at| at <= self.now())
-            // A replicated leader stamps at least every tick, so every member's latest stamp
-            // is recent: the timeline a new leader measures from (`crate::clock`).
-            || (durable.is_replicated()
-                && self
-                    .clock
-                    .since_live()
-                    .is_none_or(|since| since >= crate::sweeper::REPLICATED_TICK / 2));
+            .is_some_and(|at| at <= self.now());
         let transitions = if due {
             let (applied, ()) = durable
                 .propose(None, |now| (Stamped::new(now, Command::Sweep), ()))

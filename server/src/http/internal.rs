@@ -25,6 +25,11 @@ pub(crate) async fn append(
     body: Body,
 ) -> Response {
     let heard = shared.clone();
+    let table_time = headers
+        .get(raft::TABLE_TIME_HEADER)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|text| text.parse::<i64>().ok())
+        .map(worklease::Timestamp::from_unix_micros);
     rpc(
         &shared,
         &headers,
@@ -35,6 +40,14 @@ pub(crate) async fn append(
                 durable.heard_commit(r.leader_commit);
             }
             let answer = node.append_entries(r).await.map_err(|e| e.to_string())?;
+            // A leader this member follows says where the table's time is now: this member's
+            // live view of the timeline, should it lead next (`crate::clock`). A stale
+            // leader's word (refused for a higher vote) is not taken.
+            if !matches!(answer, openraft::raft::AppendEntriesResponse::HigherVote(_)) {
+                if let (Some(durable), Some(at)) = (heard.submit.durable(), table_time) {
+                    durable.heard_table_time(at);
+                }
+            }
             Ok(raft::encode_append_response(&answer))
         },
     )

@@ -180,7 +180,7 @@ async fn open_on_this_thread(options: &Options, clock: Arc<Clock>) -> Result<Dur
     // apart: each RPC carries the sender's fingerprint, and a member refuses RPCs from a
     // different one (`fingerprint`, `crate::http::internal`).
     let config_tag = fingerprint::header(table.lock().config());
-    let links = Arc::new(Links::new(options.token.clone(), config_tag));
+    let links = Arc::new(Links::new(options.token.clone(), config_tag, clock.clone()));
     let node_id = options.node_id;
     let raft = openraft::Raft::new(node_id, config, Network(links.clone()), log, machine)
         .await

@@ -35,7 +35,9 @@ mod wal;
 
 pub(crate) use bootstrap::{open, Options, SOLE_NODE};
 pub(crate) use codec::CodecError;
-pub(crate) use network::{Links, APPEND_ROUTE, CONFIG_HEADER, SNAPSHOT_ROUTE, VOTE_ROUTE};
+pub(crate) use network::{
+    Links, APPEND_ROUTE, CONFIG_HEADER, SNAPSHOT_ROUTE, TABLE_TIME_HEADER, VOTE_ROUTE,
+};
 pub(crate) use rpc::{
     decode_append, decode_install, decode_vote_request, encode_append_response,
     encode_install_response, encode_vote_response,
@@ -465,6 +467,13 @@ impl Durable {
         if let Some(committed) = committed {
             self.writer.heard_commit(committed.index);
         }
+    }
+
+    /// Records the table's time that the leader's append carried: this member's live view of
+    /// the table's timeline (`crate::clock`), kept fresh by the leader's heartbeats without a
+    /// log entry.
+    pub(crate) fn heard_table_time(&self, at: Timestamp) {
+        self.clock.observe(at);
     }
 
     /// Whether this member is ready to answer (`GET /readyz`): it knows a leader and has

@@ -16,7 +16,10 @@ use openraft::raft::{
 };
 use openraft::BasicNode;
 
+use worklease::Timestamp;
+
 use super::{rpc, NodeId, TypeConfig};
+use crate::clock::Clock;
 
 /// The internal routes, under each member's address.
 pub(crate) const APPEND_ROUTE: &str = "/internal/raft/append";
@@ -24,6 +27,10 @@ pub(crate) const VOTE_ROUTE: &str = "/internal/raft/vote";
 pub(crate) const SNAPSHOT_ROUTE: &str = "/internal/raft/snapshot";
 /// Carries the sender's table configuration fingerprint on every RPC.
 pub(crate) const CONFIG_HEADER: &str = "x-worklease-table-config";
+/// Carries the leader's time on the table's timeline (Unix µs) on every append, heartbeats
+/// included, so every member keeps a live view of that timeline without a log entry
+/// (`crate::clock`).
+pub(crate) const TABLE_TIME_HEADER: &str = "x-worklease-table-time";
 
 /// What every connection of this node shares: one HTTP client (its connection pool), the
 /// token, and a switch that cuts this node off from the others (tests isolate a leader with
@@ -42,10 +49,12 @@ pub(crate) struct Links {
     mismatch_logged: AtomicBool,
     /// Tests: how many more forwarded requests reach the leader but lose their answers.
     drop_answers: AtomicU32,
+    /// This node's clock: a leader's appends carry its time on the table's timeline.
+    clock: Arc<Clock>,
 }
 
 impl Links {
-    pub(crate) fn new(token: String, config_tag: String) -> Self {
+    pub(crate) fn new(token: String, config_tag: String, clock: Arc<Clock>) -> Self {
         Self {
             client: reqwest::Client::builder()
                 .connect_timeout(Duration::from_secs(1))
@@ -58,6 +67,7 @@ impl Links {
             config_tag,
             mismatch_logged: AtomicBool::new(false),
             drop_answers: AtomicU32::new(0),
+            clock,
         }
     }
 
@@ -172,6 +182,7 @@ impl Peer {
         route: &str,
         body: Vec<u8>,
         timeout: Duration,
+        table_time: Option<Timestamp>,
     ) -> Result<Vec<u8>, Failure> {
         if !self.links.reaches(self.target) {
             return Err(Failure::Unreachable(std::io::Error::other(format!(
@@ -179,7 +190,7 @@ impl Peer {
                 self.target
             ))));
         }
-        let response = self
+        let mut request = self
             .links
             .client
             .post(format!("http://{}{route}", self.address))
@@ -187,17 +198,18 @@ impl Peer {
             .header("content-type", "application/octet-stream")
             .header(CONFIG_HEADER, &self.links.config_tag)
             .timeout(timeout)
-            .body(body)
-            .send()
-            .await
-            .map_err(|error| {
-                let io = std::io::Error::other(format!("node {}: {error}", self.target));
-                if error.is_connect() {
-                    Failure::Unreachable(io)
-                } else {
-                    Failure::Network(io)
-                }
-            })?;
+            .body(body);
+        if let Some(at) = table_time {
+            request = request.header(TABLE_TIME_HEADER, at.unix_micros().to_string());
+        }
+        let response = request.send().await.map_err(|error| {
+            let io = std::io::Error::other(format!("node {}: {error}", self.target));
+            if error.is_connect() {
+                Failure::Unreachable(io)
+            } else {
+                Failure::Network(io)
+            }
+        })?;
         let status = response.status();
         let bytes = response.bytes().await.map_err(|error| {
             Failure::Network(std::io::Error::other(format!(
@@ -242,7 +254,12 @@ impl RaftNetwork<TypeConfig> for Peer {
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
         let bytes = self
-            .call(APPEND_ROUTE, rpc::encode_append(&rpc), option.hard_ttl())
+            .call(
+                APPEND_ROUTE,
+                rpc::encode_append(&rpc),
+                option.hard_ttl(),
+                Some(self.links.clock.now_in_term(rpc.vote.leader_id.term)),
+            )
             .await
             .map_err(Failure::into_rpc)?;
         rpc::decode_append_response(&bytes).map_err(|e| self.undecodable(&e).into_rpc())
@@ -257,7 +274,12 @@ impl RaftNetwork<TypeConfig> for Peer {
         RPCError<NodeId, BasicNode, RaftError<NodeId, InstallSnapshotError>>,
     > {
         let bytes = self
-            .call(SNAPSHOT_ROUTE, rpc::encode_install(&rpc), option.hard_ttl())
+            .call(
+                SNAPSHOT_ROUTE,
+                rpc::encode_install(&rpc),
+                option.hard_ttl(),
+                None,
+            )
             .await
             .map_err(Failure::into_rpc)?;
         match rpc::decode_install_response(&bytes) {
@@ -280,6 +302,7 @@ impl RaftNetwork<TypeConfig> for Peer {
                 VOTE_ROUTE,
                 rpc::encode_vote_request(&rpc),
                 option.hard_ttl(),
+                None,
             )
             .await
             .map_err(Failure::into_rpc)?;
@@ -297,7 +320,7 @@ mod tests {
         let theirs = super::super::fingerprint::header(&config);
         config.max_attempts = std::num::NonZeroU32::new(7);
         let ours = super::super::fingerprint::header(&config);
-        let links = Links::new("t".to_owned(), ours.clone());
+        let links = Links::new("t".to_owned(), ours.clone(), Arc::new(Clock::new()));
         assert_eq!(links.same_config(Some(&ours)), Ok(()));
         let refusal = links
             .same_config(Some(&theirs))
