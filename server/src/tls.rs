@@ -305,15 +305,14 @@ pub(crate) fn rustls_cause<'a>(
         if let Some(found) = error.downcast_ref::<rustls::Error>() {
             return Some(found);
         }
-        // `io::Error::source` skips the error it wraps: look inside explicitly.
-        if let Some(found) = error
-            .downcast_ref::<std::io::Error>()
-            .and_then(std::io::Error::get_ref)
-            .and_then(|inner| inner.downcast_ref::<rustls::Error>())
-        {
-            return Some(found);
-        }
-        next = error.source();
+        // `io::Error::source` skips the error it wraps (tokio-rustls wraps rustls' error in
+        // one, and hyper's connector that in another): step into it explicitly.
+        next = match error.downcast_ref::<std::io::Error>() {
+            Some(io) => io
+                .get_ref()
+                .map(|inner| inner as &(dyn std::error::Error + 'static)),
+            None => error.source(),
+        };
     }
     None
 }
@@ -470,6 +469,18 @@ mod tests {
         assert!(throttle.allows());
         assert!(!throttle.allows());
         assert!(!throttle.allows());
+    }
+
+    #[test]
+    fn the_rustls_cause_is_found_through_nested_io_errors() {
+        let refused = rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer);
+        let inner = std::io::Error::new(std::io::ErrorKind::InvalidData, refused);
+        let outer = std::io::Error::other(inner);
+        assert!(matches!(
+            rustls_cause(&outer),
+            Some(rustls::Error::InvalidCertificate(_))
+        ));
+        assert!(rustls_cause(&std::io::Error::other("refused")).is_none());
     }
 
     #[test]
