@@ -146,12 +146,13 @@ pub(crate) async fn open(
                 node_id: cli.node_id.unwrap_or(raft::SOLE_NODE),
                 peers: cli.peers.clone().map(|peers| peers.0).unwrap_or_default(),
                 token: token.clone(),
-                tls: match &cli.tls_cert {
-                    Some(_) => Some(
+                // Only members call anyone: a lone server needs no trust roots.
+                tls: match (&cli.tls_cert, &cli.peers) {
+                    (Some(_), Some(_)) => Some(
                         tls::client_config(cli.tls_ca.as_deref())
                             .map_err(|error| error.to_string())?,
                     ),
-                    None => None,
+                    _ => None,
                 },
             };
             let durable = raft::open(&options, clock.clone()).await?;

@@ -165,6 +165,7 @@ fn a_missing_or_mismatched_pair_is_refused_at_startup_naming_the_file() {
     let cert = files.cert.display().to_string();
     let key = files.key.display().to_string();
     let other_key = other.key.display().to_string();
+    let data = dir.data();
     for (args, named) in [
         (vec!["--tls-cert", &missing, "--tls-key", &key], &missing),
         (vec!["--tls-cert", &cert, "--tls-key", &missing], &missing),
@@ -174,22 +175,54 @@ fn a_missing_or_mismatched_pair_is_refused_at_startup_naming_the_file() {
             vec!["--tls-cert", &cert, "--tls-key", &other_key],
             &other_key,
         ),
+        // A member's CA file is read before its data directory is opened.
+        (
+            vec![
+                "--tls-cert",
+                &cert,
+                "--tls-key",
+                &key,
+                "--tls-ca",
+                &missing,
+                "--data-dir",
+                &data,
+                "--node-id",
+                "1",
+                "--peers",
+                "1=127.0.0.1:9",
+            ],
+            &missing,
+        ),
     ] {
-        let output = Command::new(support::binary())
+        // A server that starts anyway would serve forever: give it 20 s, then stop it.
+        let (out, err) = (dir.0.join("stdout"), dir.0.join("stderr"));
+        let mut child = Command::new(support::binary())
             .args(["--listen", "127.0.0.1:0", "--token", support::TOKEN])
             .args(&args)
             .env_remove("RUST_LOG")
             .stdin(Stdio::null())
-            .output()
+            .stdout(std::fs::File::create(&out).expect("a file"))
+            .stderr(std::fs::File::create(&err).expect("a file"))
+            .spawn()
             .expect("runs");
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        assert!(!output.status.success(), "{args:?} started");
-        assert!(
-            output.stdout.is_empty(),
-            "{args:?} printed a listening line"
-        );
+        let started = Instant::now();
+        let status = loop {
+            if let Some(status) = child.try_wait().expect("try_wait") {
+                break status;
+            }
+            if started.elapsed() > Duration::from_secs(20) {
+                let _ = child.kill();
+                break child.wait().expect("waits");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let stdout = std::fs::read(&out).expect("reads stdout");
+        let stderr = std::fs::read_to_string(&err).expect("reads stderr");
+        assert!(!status.success(), "{args:?} started");
+        assert!(stdout.is_empty(), "{args:?} printed a listening line");
         assert!(stderr.contains(named.as_str()), "{args:?}: {stderr}");
     }
+    assert!(!dir.0.join("data").exists(), "a data directory was created");
 }
 
 #[test]

@@ -82,7 +82,8 @@ impl Links {
                 tracing::warn!(
                     node = target,
                     error = %cause,
-                    "cannot reach a member over TLS: does its certificate come from the CA in                      --tls-ca (or the system's roots), name its address, and is it still valid?"
+                    "cannot reach a member over TLS: does its certificate come from the CA in \
+                     --tls-ca (or the system's roots), name its address, and is it still valid?"
                 );
             }
         }
