@@ -50,7 +50,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         table.create_work(ENV, id.parse()?, session, Metadata::new(), t0)?;
         table.ack(ENV, id.as_str(), None, t0)?;
         let beat = table.heartbeat(ENV, id.as_str(), request(Precondition::NoHeartbeat), t0)?;
-        tokens.push(beat.last_heartbeat);
+        tokens.push(beat.last_heartbeat.expect("a renewed lease has a token"));
     }
     let unknown: Vec<String> = (0..4096).map(|i| work_id(1 << 40 | i)).collect();
     let answered = run(&mut table, &ids, &mut tokens, &unknown, heartbeats, &mode);
@@ -81,7 +81,12 @@ fn run(
                     request(Precondition::LastHeartbeat(tokens[k])),
                     now,
                 );
-                reply.map(|beat| tokens[k] = beat.last_heartbeat).is_ok()
+                // Nothing here stops an item, so every accepted heartbeat is a renewal.
+                reply
+                    .ok()
+                    .and_then(|beat| beat.last_heartbeat)
+                    .map(|token| tokens[k] = token)
+                    .is_some()
             }
             "stale" => table
                 .heartbeat(

@@ -46,24 +46,27 @@ fn main() -> Result<(), Box<dyn StdError>> {
 
     let request = HeartbeatRequest::parse(Some("NO_HEARTBEAT"), Some("60"))?;
     let mut beat = table.heartbeat(&env, &work, request, now)?;
+    // A renewal always carries a token; only a stopping item's answer may have none.
+    let mut token = beat.last_heartbeat.expect("a renewed lease has a token");
     println!(
-        "{now}  heartbeat  NO_HEARTBEAT → token {}, {}, ttl {}",
-        beat.last_heartbeat, beat.state, beat.ttl
+        "{now}  heartbeat  NO_HEARTBEAT → token {token}, {}, ttl {}",
+        beat.state, beat.ttl
     );
-    let first_token = beat.last_heartbeat.to_string();
+    let first_token = token.to_string();
 
     for _ in 0..3 {
         now = now.saturating_add_micros(20 * SECOND);
-        let token = beat.last_heartbeat.to_string();
+        let echoed = token.to_string();
         beat = table.heartbeat(
             &env,
             &work,
-            HeartbeatRequest::parse(Some(&token), Some("30"))?,
+            HeartbeatRequest::parse(Some(&echoed), Some("30"))?,
             now,
         )?;
+        token = beat.last_heartbeat.expect("a renewed lease has a token");
         println!(
-            "{now}  heartbeat  echo {token} → {}, lease until {}",
-            beat.last_heartbeat, beat.deadline
+            "{now}  heartbeat  echo {echoed} → {token}, lease until {}",
+            beat.deadline
         );
     }
 
@@ -78,7 +81,14 @@ fn main() -> Result<(), Box<dyn StdError>> {
 
     let stopping = table.stop(&env, &work, StopMode::Graceful, now)?;
     println!("{now}  stop       {} is {}", work, stopping.item.state);
-    now = now.saturating_add_micros(2 * SECOND);
+    now = now.saturating_add_micros(SECOND);
+    let drain = table.heartbeat(&env, &work, HeartbeatRequest::default(), now)?;
+    println!(
+        "{now}  heartbeat  → {}, lease_extended {}: the worker drains, the lease is not renewed",
+        drain.state,
+        drain.lease_extended()
+    );
+    now = now.saturating_add_micros(SECOND);
     let stopped = table.stop(&env, &work, StopMode::Graceful, now)?;
     println!(
         "{now}  stop       confirmed: {} is {}",

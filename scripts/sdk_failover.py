@@ -7,6 +7,11 @@ worklease-server`):
     pip install 'anthropic==2.14.0'
     python3 scripts/sdk_failover.py --spawn PATH/TO/worklease-server
 
+Unlike scripts/sdk_smoke.py, this script drives private names of the SDK's worker module
+(`anthropic.lib.environments._worker`: `_heartbeat_loop`, `_LeaseEndReason`), which the
+2.x releases have up to 2.15.0 (checked: 2.10.0, 2.14.0; 2.16.0 replaced them with
+`_lease.Lease`), hence the pin.
+
 starts a three-node replicated cluster on free loopback ports (data directories in a
 temporary directory, `--default-ttl-seconds 10`, `--log-level info`, each node's stderr kept
 in a file), waits for a leader and points the SDK at a FOLLOWER (`/v1` prefix, `auth_token`,
@@ -31,8 +36,7 @@ the SDK's default retries, which retry a 503). Then:
    is still `active` with the `lease_epoch` it had before the kill (`work.retrieve`), and the
    SDK saw no 5xx but the 503 + `Retry-After` a node answers while no leader is known (a
    heartbeat in flight at the leader as it died is answered once, 200: the follower replays
-   it to the new leader with its origin id, README "A forwarded change is answered exactly
-   once"); that
+   it to the new leader with its origin id, docs/clustering.md, "Forwarding"); that
    the poller claims items created after the failover; and that every item then stops
    normally (`work.stop` -> stopping, the heartbeat loop's stop signal, the worker's
    confirming stop -> stopped);
@@ -203,8 +207,8 @@ def failover(cluster, trace, running):
     # not answer has an ambiguous outcome; the server resolves it: the follower that forwarded
     # it replays it to the new leader under the same origin id, and the new leader answers it
     # from its record of applied origins, so the SDK's loop sees one 200 (it used to see a 503,
-    # retry with its old token and take the 412 that followed for a lost lease; README "A
-    # forwarded change is answered exactly once"). So the kill follows the SDK's sending of
+    # retry with its old token and take the 412 that followed for a lost lease; docs/clustering.md,
+    # "Forwarding"). So the kill follows the SDK's sending of
     # the middle item's beat by a third of the median heartbeat round trip measured so far:
     # that beat has reached the leader, which has stamped it and is committing it (its answer
     # tells: a `last_heartbeat` before the kill is the old leader's), the earlier items' beats

@@ -1,13 +1,19 @@
 #!/usr/bin/env python3
 """Drive a running reference server with the official Anthropic Python SDK.
 
+Supported SDK releases: `anthropic` >= 0.103.0, the first release with the self-hosted
+environments worker (`client.beta.environments.work.worker`, `anthropic.lib.environments`);
+.ci/run runs this script against 0.103.0 and against the newest release (2.17.0 when this
+was written), each in its own virtualenv. Only the SDK's public API is used.
+
 Usage (with the server running, e.g. `cargo run --release -p worklease-server -- --token
-secret`):
+secret --default-ttl-seconds 10`):
 
     pip install anthropic
     WORKLEASE_TOKEN=secret python3 scripts/sdk_smoke.py [http://127.0.0.1:8080]
 
-or, building and starting the server itself on a free port and stopping it at the end:
+or, starting the server itself on a free port (with `--default-ttl-seconds 10`, so the SDK's
+lease loop beats every 5 s) and stopping it at the end:
 
     python3 scripts/sdk_smoke.py --spawn PATH/TO/worklease-server [--server-arg=ARG ...]
 
@@ -17,16 +23,42 @@ where each `--server-arg=ARG` is passed on to the server (e.g.
 Every call goes through `client.beta.environments` on the `/v1` prefix with `auth_token`
 (a bearer token). The one call the SDK has no method for, creating a work item (a real
 deployment's session service does that), goes through the SDK's generic `client.post`.
+
+The last check runs the SDK's own worker (`client.beta.environments.work.worker(...).run()`:
+its poller, its lease loop, its session runner) on one item, and stops the item gracefully
+while the worker serves it: the worker must stop serving within two heartbeat intervals
+(the SDK beats every ttl/2, at most 30 s) and the item must end `stopped`. The worker also
+reads the item's session from the sessions API, which this server does not have: the
+client's HTTP transport answers those few requests itself (a running session with no
+events, whose event stream stays open while the worker serves it) and passes everything
+else to the server.
+
 Exits non-zero on the first unexpected answer.
 """
 
 import asyncio
+import json
 import os
 import sys
+import tempfile
+import time
 
 import anthropic
-from anthropic.lib.environments import _worker, iter_work
+from anthropic.lib.environments import iter_work
 from anthropic.types.beta.environments import BetaSelfHostedWork
+
+
+def http_library():
+    """The HTTP library under the SDK's default client (`httpx`; `httpx2` in the 2.x releases),
+    whose transport interface the fake sessions API below implements."""
+    client = next(c for c in anthropic.DefaultAsyncHttpxClient.__mro__ if c.__name__ == "AsyncClient")
+    return sys.modules[client.__module__.split(".")[0]]
+
+
+httpx = http_library()
+
+# The lowest TTL the server accepts: the SDK's lease loop then beats every 5 s.
+TTL_SECONDS = 10
 
 
 def check(condition, message):
@@ -54,7 +86,13 @@ def spawned(binary, server_args=()):
     token = "sdk-smoke-token"
     env = {k: v for k, v in os.environ.items() if not k.startswith("WORKLEASE_")}
     server = subprocess.Popen(
-        [binary, "--listen", "127.0.0.1:0", "--token", token, *server_args],
+        [
+            binary,
+            "--listen", "127.0.0.1:0",
+            "--token", token,
+            "--default-ttl-seconds", str(TTL_SECONDS),
+            *server_args,
+        ],
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, text=True,
     )
     try:
@@ -106,7 +144,15 @@ def smoke(base_url):
         check(False, "a stale token must be refused")
     except anthropic.APIStatusError as error:
         check(error.status_code == 412, f"a stale token -> {error.status_code} {type(error).__name__}")
-        check(getattr(error, "error_code", None) == "heartbeat_precondition_failed", f"error_code = {getattr(error, 'error_code', None)}")
+        code = error.body["error"]["details"]["error_code"]
+        check(code == "heartbeat_precondition_failed", f"error.details.error_code = {code}")
+        # Releases that model this error (2.x) raise it typed, with the code as an attribute.
+        typed = getattr(anthropic.types.beta.environments, "BetaHeartbeatPreconditionFailedError", None)
+        if typed is not None:
+            check(
+                isinstance(error, typed) and error.error_code == code,
+                f"the SDK raises {type(error).__name__} with error_code {getattr(error, 'error_code', None)}",
+            )
         current = error.body["error"]["details"]["current_state"]
         check(current["last_heartbeat"] == again.last_heartbeat, "details.current_state carries the held token")
 
@@ -146,8 +192,8 @@ def smoke(base_url):
         check(False, "a wrong token must be refused")
     except anthropic.AuthenticationError as error:
         check(error.status_code == 401, "a wrong token -> AuthenticationError")
-    heartbeat_loop_on_a_stopping_item(client, base_url, env.id, create_work)
     environment_lifecycle(client)
+    asyncio.run(worker_drains_on_a_graceful_stop(base_url))
     print("all SDK calls behaved as documented")
 
 
@@ -194,7 +240,12 @@ def environment_lifecycle(client):
         create_work("sess_env2")
         check(False, "creating work in an archived environment must be refused")
     except anthropic.BadRequestError as error:
-        check(type(error).__name__ == "BetaEnvironmentArchivedError", f"creating work there -> {type(error).__name__}")
+        # Releases that model this error (2.x) raise it typed.
+        typed = getattr(anthropic.types.beta, "BetaEnvironmentArchivedError", None)
+        check(
+            typed is None or isinstance(error, typed),
+            f"creating work there -> {error.status_code} {type(error).__name__}",
+        )
     again = work.heartbeat(item.id, environment_id=hosted.id, expected_last_heartbeat=beat.last_heartbeat)
     check(again.state == "active", "an active item's heartbeats still succeed in an archived environment")
 
@@ -213,65 +264,170 @@ def environment_lifecycle(client):
         check(True, "a deleted environment -> NotFoundError")
 
 
-def heartbeat_loop_on_a_stopping_item(client, base_url, env_id, create_work):
-    """Issue 12: the SDK's own heartbeat loop (`EnvironmentWorker`'s `_heartbeat_loop`, a private
-    function of `anthropic.lib.environments._worker`) pointed at a stopping item with a stale
-    precondition must end with its stop signal (HEARTBEAT_STOP), not a lost lease (LEASE_LOST,
-    after which the worker would leave the item without confirming the stop). As a control,
-    the same loop on an active item with a stale token does end with LEASE_LOST."""
-    work = client.beta.environments.work
-    sentinel = _worker._NO_HEARTBEAT_SENTINEL
-
-    def claimed(session):
-        item = create_work(session)
-        work.ack(item.id, environment_id=env_id)
-        first = work.heartbeat(item.id, environment_id=env_id, expected_last_heartbeat="NO_HEARTBEAT")
-        work.heartbeat(item.id, environment_id=env_id, expected_last_heartbeat=first.last_heartbeat)
-        return item.id, first.last_heartbeat  # the first token is stale now
-
-    def run_loop(work_id, start_with):
-        # The loop starts from `_NO_HEARTBEAT_SENTINEL`; pointing it at a stale token makes it
-        # start as a worker whose previous answer was lost would.
-        _worker._NO_HEARTBEAT_SENTINEL = start_with
-        lease = _worker._Lease()
-
-        async def loop():
-            # An async client per event loop: its connections belong to the loop.
-            async with anthropic.AsyncAnthropic(
-                base_url=base_url, auth_token=os.environ["WORKLEASE_TOKEN"], api_key=None, max_retries=0
-            ) as async_client:
-                await asyncio.wait_for(
-                    _worker._heartbeat_loop(
-                        async_client.beta.environments.work, work_id=work_id, environment_id=env_id, lease=lease
-                    ),
-                    20,
-                )
-
-        try:
-            asyncio.run(loop())
-            return lease
-        finally:
-            _worker._NO_HEARTBEAT_SENTINEL = sentinel
-
-    for label, start_with in (("a stale token", None), ("NO_HEARTBEAT", sentinel)):
-        work_id, stale = claimed(f"sess_stopping{len(label)}")
-        stopping = work.stop(work_id, environment_id=env_id)
-        check(stopping.state == "stopping", f"work.stop -> stopping ({label})")
-        lease = run_loop(work_id, start_with or stale)
-        check(
-            lease._end_reason is _worker._LeaseEndReason.HEARTBEAT_STOP and not lease.lost,
-            f"the SDK heartbeat loop with {label} on a stopping item ends with its stop signal "
-            f"({lease._end_reason})",
+async def worker_drains_on_a_graceful_stop(base_url):
+    """Issue 19 (docs/contract.md §3.3): the SDK's own worker holds an item through its lease
+    loop; a graceful stop while it serves must end the serving within two heartbeat intervals,
+    and the item must end `stopped` (the worker confirms with its stop on exit)."""
+    token = os.environ["WORKLEASE_TOKEN"]
+    sessions = FakeSessions()
+    async with anthropic.AsyncAnthropic(
+        base_url=base_url,
+        auth_token=token,
+        api_key=None,
+        max_retries=0,
+        http_client=anthropic.DefaultAsyncHttpxClient(transport=sessions),
+    ) as client:
+        environments = client.beta.environments
+        work = environments.work
+        env = await environments.create(name="sdk-drain", config={"type": "self_hosted"})
+        created = await client.post(
+            f"/v1/environments/{env.id}/work",
+            body={"data": {"type": "session", "id": "sess_drain"}},
+            cast_to=BetaSelfHostedWork,
         )
-        stopped = work.stop(work_id, environment_id=env_id)
-        check(stopped.state == "stopped", f"the worker's confirming stop -> stopped ({label})")
+        with tempfile.TemporaryDirectory(prefix="sdk-smoke-") as workdir:
+            worker = work.worker(
+                environment_id=env.id,
+                environment_key=token,
+                tools=[],
+                workdir=workdir,
+            )
+            running = asyncio.create_task(worker.run())
+            try:
+                await drain(work, env.id, created.id, sessions, running)
+            finally:
+                running.cancel()
+                try:
+                    await running
+                except (asyncio.CancelledError, Exception):
+                    pass
 
-    work_id, stale = claimed("sess_activecontrol")
-    lease = run_loop(work_id, stale)
+
+async def drain(work, env_id, work_id, sessions, running):
+    async def until(what, condition, timeout):
+        deadline = time.monotonic() + timeout
+        while not condition():
+            if running.done():
+                error = running.exception() if not running.cancelled() else "cancelled"
+                sys.exit(f"FAILED: the SDK worker ended while {what}: {error!r}")
+            if time.monotonic() > deadline:
+                sys.exit(f"FAILED: {what} within {timeout:.0f} s; heartbeats: {sessions.beats}")
+            await asyncio.sleep(0.02)
+
+    # Older releases open the session before their first heartbeat is answered.
+    await until("serving the item", lambda: sessions.opened is not None and sessions.beats, 30)
+    first = sessions.beats[0]
+    interval = min(first["ttl_seconds"] / 2, 30)
     check(
-        lease._end_reason is _worker._LeaseEndReason.LEASE_LOST and lease.lost,
-        f"control: the same loop with a stale token on an active item ends with a lost lease ({lease._end_reason})",
+        first["lease_extended"] and first["state"] == "active",
+        f"the SDK worker claimed {work_id} with its lease loop (ttl {first['ttl_seconds']} s: a beat every "
+        f"{interval:g} s) and serves its session",
     )
+    await asyncio.sleep(1)
+    stopping = await work.stop(work_id, environment_id=env_id)
+    stop_asked_at = time.monotonic()
+    check(stopping.state == "stopping", "a graceful work.stop while it serves -> stopping")
+    await until(
+        f"the worker stops serving after the graceful stop (2 heartbeat intervals, {2 * interval:g} s)",
+        lambda: sessions.closed is not None,
+        2 * interval,
+    )
+    after = [b for b in sessions.beats if b["at"] > stop_asked_at]
+    check(
+        after and after[-1]["state"] == "stopping" and not after[-1]["lease_extended"],
+        f"the worker stopped serving {sessions.closed - stop_asked_at:.2f} s after the stop, on a heartbeat "
+        f"answered {json.dumps({k: after[-1][k] for k in ('state', 'lease_extended')}) if after else 'never'}",
+    )
+    deadline = time.monotonic() + 10
+    while (item := await work.retrieve(work_id, environment_id=env_id)).state != "stopped":
+        if time.monotonic() > deadline:
+            sys.exit(f"FAILED: the item is {item.state}, not stopped, 10 s after the worker stopped serving")
+        await asyncio.sleep(0.1)
+    confirmations = [body for at, body in sessions.stops if at > stop_asked_at]
+    check(
+        confirmations,
+        f"the item ends stopped ({item.stopped_at}): the worker confirmed the stop ({confirmations[:1]})",
+    )
+
+
+class FakeSessions(httpx.AsyncBaseTransport):
+    """The client's transport: answers the sessions API (`/v1/sessions/...`) itself, as a
+    running session with no events whose event stream stays open, and passes every other
+    request to the server. It records when the worker opened and closed the event stream
+    (serving the item) and every heartbeat answer the server gave."""
+
+    def __init__(self):
+        self.server = httpx.AsyncHTTPTransport()
+        self.opened = None
+        self.closed = None
+        self.beats = []
+        self.stops = []
+
+    async def handle_async_request(self, request):
+        path = request.url.path
+        if path.startswith("/v1/sessions/"):
+            return self.session(request, path.removeprefix("/v1/sessions/").split("/"))
+        if path.endswith("/stop"):
+            self.stops.append((time.monotonic(), json.loads(request.content or b"{}")))
+        response = await self.server.handle_async_request(request)
+        if path.endswith("/heartbeat"):
+            body = await response.aread()
+            if response.status_code == 200:
+                self.beats.append({"at": time.monotonic(), **json.loads(body)})
+            return httpx.Response(response.status_code, headers=response.headers, content=body)
+        return response
+
+    def session(self, request, parts):
+        session_id = parts[0]
+        if parts[1:] == []:
+            return httpx.Response(200, json=fake_session(session_id))
+        if parts[1:] == ["events"]:
+            return httpx.Response(
+                200, json={"data": [], "has_more": False, "first_id": None, "last_id": None, "next_page": None}
+            )
+        if parts[1:] == ["events", "stream"]:
+            if self.opened is None:
+                self.opened = time.monotonic()
+            return httpx.Response(
+                200, headers={"content-type": "text/event-stream"}, stream=OpenEventStream(self)
+            )
+        return httpx.Response(404, json={"type": "error", "error": {"type": "not_found_error", "message": "fake"}})
+
+    async def aclose(self):
+        await self.server.aclose()
+
+
+class OpenEventStream(httpx.AsyncByteStream):
+    """An event stream that sends nothing but keep-alive comments until the client closes it."""
+
+    def __init__(self, sessions):
+        self.sessions = sessions
+
+    async def __aiter__(self):
+        while True:
+            yield b": keep-alive\n\n"
+            await asyncio.sleep(0.5)
+
+    async def aclose(self):
+        if self.sessions.closed is None:
+            self.sessions.closed = time.monotonic()
+
+
+def fake_session(session_id):
+    return {
+        "type": "session",
+        "id": session_id,
+        "status": "running",
+        "title": None,
+        "metadata": {},
+        "resources": [],
+        "agent": {"type": "agent", "id": "agent_fake", "version": 1, "name": "fake", "skills": [], "tools": [],
+                  "mcp_servers": [], "multiagent": None, "model": {"id": "claude-fake"}, "system": None},
+        "environment_id": None,
+        "created_at": "2026-01-01T00:00:00Z",
+        "updated_at": "2026-01-01T00:00:00Z",
+        "archived_at": None,
+    }
 
 
 if __name__ == "__main__":

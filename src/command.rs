@@ -22,6 +22,8 @@ use crate::request::PollRequest;
 use crate::time::Timestamp;
 
 #[cfg(feature = "snapshot")]
+mod answer;
+#[cfg(feature = "snapshot")]
 mod wire;
 
 /// One changing operation with everything it needs (docs/contract.md §7.3).
@@ -117,7 +119,9 @@ pub enum Command {
         /// The acknowledging worker, if it named itself.
         worker: Option<WorkerId>,
     },
-    /// [`crate::LeaseTable::heartbeat`].
+    /// [`crate::LeaseTable::heartbeat`]. Still a command on a stopping item, where it renews
+    /// nothing (docs/contract.md §3.3): it moves the table's clock and applies the lapses due,
+    /// as every command does, and its answer depends on the state at its place in the log.
     Heartbeat {
         /// The environment, as the request named it.
         environment: Box<str>,

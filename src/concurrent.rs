@@ -69,7 +69,7 @@ const NO_CLOCK: i64 = i64::MIN;
 ///
 /// One bound is looser than [`Self::CHUNK`]: when a chunk reaches a second of the deadline
 /// wheel that was not yet drained, that whole second's leases move into the exact-deadline
-/// set under the same lock hold (see the README's Performance section for measured holds).
+/// set under the same lock hold (see docs/performance.md for measured holds).
 ///
 /// # Examples
 ///
@@ -737,6 +737,7 @@ impl ConcurrentLeaseTable {
     /// # Ok::<(), SnapshotError>(())
     /// ```
     #[cfg(feature = "snapshot")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "snapshot")))]
     pub fn snapshot(&self) -> Vec<u8> {
         let mut guards: Vec<_> = self.shards.iter().map(|s| s.table.lock()).collect();
         let clock = self.clock();
@@ -766,6 +767,7 @@ impl ConcurrentLeaseTable {
     /// # Ok::<(), SnapshotError>(())
     /// ```
     #[cfg(feature = "snapshot")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "snapshot")))]
     pub fn restore(bytes: &[u8]) -> Result<Self, crate::SnapshotError> {
         Self::restore_with_shards(bytes, Self::DEFAULT_SHARDS)
     }
@@ -780,6 +782,7 @@ impl ConcurrentLeaseTable {
     ///
     /// See [`Self::snapshot`].
     #[cfg(feature = "snapshot")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "snapshot")))]
     pub fn restore_with_shards(bytes: &[u8], shards: usize) -> Result<Self, crate::SnapshotError> {
         let count = shards.clamp(1, 1 << 16).next_power_of_two();
         let hasher = RandomState::default();

@@ -108,6 +108,18 @@ impl Excerpt {
         }
     }
 
+    /// An excerpt as [`Self::as_str`] and [`Self::is_truncated`] described it, or why no
+    /// excerpt can be that.
+    #[cfg(feature = "snapshot")]
+    pub(crate) fn restored(text: &str, truncated: bool) -> Result<Self, String> {
+        if text.len() > EXCERPT_CAPACITY {
+            return Err(format!("an excerpt of {} bytes", text.len()));
+        }
+        let mut excerpt = Self::new(text);
+        excerpt.truncated = truncated;
+        Ok(excerpt)
+    }
+
     /// Keeps the start of a value's `Display` text.
     pub fn of(value: &impl fmt::Display) -> Self {
         let mut writer = ExcerptWriter(Self::new(""));

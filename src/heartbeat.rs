@@ -81,26 +81,42 @@ impl HeartbeatRequest {
 
 /// An accepted heartbeat: the documented `work_heartbeat` object, plus what a server may want
 /// to log.
+///
+/// On a starting or active item the heartbeat renewed the lease: a new token, the TTL asked
+/// for, a new deadline. On a stopping item it renewed nothing (docs/contract.md §3.3): every
+/// field is the lease as the table holds it, and [`Heartbeat::lease_extended`] is `false`,
+/// which is what tells a worker to drain.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Heartbeat {
-    /// The new token: echo it as the next `expected_last_heartbeat`.
-    pub last_heartbeat: Timestamp,
+    /// The lease's token: echo it as the next `expected_last_heartbeat`. Always `Some` when
+    /// the lease was renewed; on a stopping item, the stored one (`None` when the item was
+    /// stopped before its first heartbeat).
+    pub last_heartbeat: Option<Timestamp>,
     /// The item's state after the heartbeat (`active` or `stopping`).
     pub state: WorkState,
-    /// The lease length granted.
+    /// The lease length: the one granted, or on a stopping item the one it holds.
     pub ttl: Ttl,
-    /// Whether the requested TTL was outside 10–600 s and was clamped.
+    /// Whether the requested TTL was outside 10–600 s and was clamped (`false` on a stopping
+    /// item: no TTL was granted).
     pub ttl_clamped: bool,
-    /// When the lease lapses unless renewed: `last_heartbeat + ttl`.
+    /// When the lease lapses unless renewed: `last_heartbeat + ttl` after a renewal; on a
+    /// stopping item the deadline it already had.
     pub deadline: Timestamp,
     /// The lease's fencing epoch (docs/contract.md §7.5): the item's ack count.
     pub lease_epoch: u32,
 }
 
 impl Heartbeat {
-    /// Always `true`: every accepted heartbeat extends the lease.
+    /// Whether the heartbeat renewed the lease: `true` on a starting or active item, `false`
+    /// on a stopping one, whose worker should drain and confirm the stop.
     pub const fn lease_extended(&self) -> bool {
-        true
+        // A heartbeat answers only from starting (then active), active or stopping.
+        match self.state {
+            WorkState::Stopping => false,
+            WorkState::Queued | WorkState::Starting | WorkState::Active | WorkState::Stopped => {
+                true
+            }
+        }
     }
 }
 

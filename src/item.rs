@@ -447,7 +447,7 @@ pub struct Transition {
 mod tests {
     use super::*;
 
-    /// The per-lease memory budget (README, Performance) starts here: keep it from growing
+    /// The per-lease memory budget (docs/performance.md) starts here: keep it from growing
     /// unnoticed.
     #[test]
     fn stored_items_stay_small() {

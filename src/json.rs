@@ -136,7 +136,7 @@ impl Serialize for WorkHeartbeat<'_> {
         let beat = self.0;
         let mut object = serializer.serialize_struct("work_heartbeat", 6)?;
         object.serialize_field("type", "work_heartbeat")?;
-        object.serialize_field("last_heartbeat", &Instant(Some(beat.last_heartbeat)))?;
+        object.serialize_field("last_heartbeat", &Instant(beat.last_heartbeat))?;
         object.serialize_field("lease_extended", &beat.lease_extended())?;
         object.serialize_field("state", beat.state.as_str())?;
         object.serialize_field("ttl_seconds", &beat.ttl.seconds())?;
@@ -170,8 +170,9 @@ impl WorkHeartbeat<'_> {
     /// ```
     #[must_use]
     pub fn to_vec(&self) -> Vec<u8> {
-        const HEAD: &[u8] = br#"{"type":"work_heartbeat","last_heartbeat":""#;
-        const STATE: &[u8] = br#"","lease_extended":true,"state":""#;
+        const HEAD: &[u8] = br#"{"type":"work_heartbeat","last_heartbeat":"#;
+        const EXTENDED: &[u8] = br#","lease_extended":true,"state":""#;
+        const NOT_EXTENDED: &[u8] = br#","lease_extended":false,"state":""#;
         const TTL: &[u8] = br#"","ttl_seconds":"#;
         const EPOCH: &[u8] = br#","lease_epoch":"#;
         let beat = self.0;
@@ -181,11 +182,22 @@ impl WorkHeartbeat<'_> {
         // Every piece is ASCII that JSON needs no escape for: fixed keys, an RFC 3339 text,
         // a state name, digits.
         let state = beat.state.as_str().as_bytes();
-        let last_heartbeat = beat.last_heartbeat.to_rfc3339();
-        let pieces: [&[u8]; 9] = [
+        let token = beat.last_heartbeat.map(Timestamp::to_rfc3339);
+        let (open, last_heartbeat, close): (&[u8], &[u8], &[u8]) = match &token {
+            Some(token) => (b"\"", token.as_bytes(), b"\""),
+            None => (b"", b"null", b""),
+        };
+        let extended = if beat.lease_extended() {
+            EXTENDED
+        } else {
+            NOT_EXTENDED
+        };
+        let pieces: [&[u8]; 11] = [
             HEAD,
-            last_heartbeat.as_bytes(),
-            STATE,
+            open,
+            last_heartbeat,
+            close,
+            extended,
             state,
             TTL,
             ttl,
@@ -543,7 +555,7 @@ mod tests {
     use crate::request::{ListRequest, PollRequest};
     use crate::ttl::Ttl;
     use crate::WorkState;
-    use crate::{EnvironmentKind, LeaseTable, Polled};
+    use crate::{EnvironmentKind, LeaseTable, Polled, StopMode};
     use serde_json::{json, Value};
 
     const T0: i64 = 1_782_893_706_120_394;
@@ -619,12 +631,42 @@ mod tests {
     }
 
     #[test]
+    fn a_stopping_items_heartbeat_renders_the_held_lease_not_extended() {
+        let (mut table, item) = table_with_item();
+        let now = Timestamp::from_unix_micros(T0);
+        let (env, id) = (&item.environment_id, &item.id);
+        table.ack(env, id, None, now).unwrap();
+        table.stop(env, id, StopMode::Graceful, now).unwrap();
+        let later = now.saturating_add_micros(1_000_000);
+        let beat = table
+            .heartbeat(env, id, HeartbeatRequest::default(), later)
+            .unwrap();
+        assert_eq!(
+            to_json(WorkHeartbeat(&beat)),
+            json!({
+                "type": "work_heartbeat",
+                "last_heartbeat": null,
+                "lease_extended": false,
+                "state": "stopping",
+                "ttl_seconds": 60,
+                "lease_epoch": 1
+            })
+        );
+        assert_eq!(
+            WorkHeartbeat(&beat).to_vec(),
+            serde_json::to_vec(&WorkHeartbeat(&beat)).unwrap()
+        );
+    }
+
+    #[test]
     fn a_heartbeat_written_directly_is_what_serde_writes() {
         let states = [WorkState::Active, WorkState::Stopping, WorkState::Starting];
         for (i, epoch) in [0, 1, 9, 10, 99, 4_294_967_295].into_iter().enumerate() {
             for ttl in [10, 60, 99, 100, 600] {
+                // A stopping item stopped before its first heartbeat has no token.
+                let token = Timestamp::from_unix_micros(T0 + i64::from(epoch) * 7);
                 let beat = Heartbeat {
-                    last_heartbeat: Timestamp::from_unix_micros(T0 + i64::from(epoch) * 7),
+                    last_heartbeat: (ttl != 99).then_some(token),
                     state: states[i % states.len()],
                     ttl: Ttl::from_seconds(ttl).unwrap(),
                     ttl_clamped: false,

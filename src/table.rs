@@ -6,7 +6,7 @@
 //! transitions misses none. Orders that reach callers (poll, list, sweep) are defined by ids
 //! and deadlines, never by hash-map iteration, so the per-table random hash seed never shows.
 //!
-//! Representation, chosen for the heartbeat (see the README's Performance section): 88-byte
+//! Representation, chosen for the heartbeat (see docs/performance.md): 88-byte
 //! items ([`crate::item`]) in one vector addressed by a `u32` slot, with ids packed and rare
 //! data (metadata, stop requests) in side maps by slot; the work id → slot index stores
 //! 4-byte buckets ([`crate::index`]) and is searched by the id's text, never parsing it;
@@ -370,16 +370,20 @@ impl LeaseTable {
         self.ack_keyed(&environment, self.key(&work), worker, now, now)
     }
 
-    /// Renews the lease of a starting, active or stopping item (docs/contract.md §3.3).
+    /// Renews the lease of a starting or active item; tells a stopping item's worker to drain
+    /// (docs/contract.md §3.3).
     ///
     /// The new token is `now` to the microsecond, or one microsecond past the item's previous
-    /// token when `now` did not advance, so tokens never repeat.
+    /// token when `now` did not advance, so tokens never repeat. On a stopping item the
+    /// precondition is not compared and nothing changes: the answer is the lease as held, with
+    /// [`Heartbeat::lease_extended`] `false`, and the stop lapses to stopped at its deadline
+    /// unless the worker confirms it first.
     ///
     /// # Errors
     ///
     /// In the contract's order (docs/contract.md): 404 (environment), 400 (cloud), 404 (item), [`Error::InvalidState`] for
     /// a queued or stopped item, [`Error::PreconditionFailed`] when the precondition does not
-    /// hold (the error carries the lease as held). Parameter errors (400) come from
+    /// hold on a starting or active item (the error carries the lease as held). Parameter errors (400) come from
     /// [`HeartbeatRequest::parse`], before this call. Never allocates (ids given as text must
     /// then be of the minted, 32-hex-digit shape, or they are parsed into shared text), unless
     /// leases lapse on the way.
@@ -646,10 +650,25 @@ impl LeaseTable {
             });
         };
         let latest = item.latest_heartbeat_at();
-        // docs/contract.md §3.3: a stopping item's precondition is not compared, so a worker retrying with
-        // an older token is told to drain rather than that its lease is lost.
-        let compared = !matches!(item.phase, Phase::Stopping { .. });
-        if compared && !request.precondition.holds(latest) {
+        // docs/contract.md §3.3: a stopping item's heartbeat tells its worker to drain. Its
+        // precondition is not compared, so a worker retrying with an older token (or with
+        // `NO_HEARTBEAT`) hears "stop" rather than "your lease is lost"; and it renews nothing:
+        // the answer is the lease as held, with `lease_extended: false` (the signal the SDKs'
+        // lease loops stop on), and an unconfirmed stop still lapses at its deadline. Like any
+        // refused heartbeat it is still a changing command: the caller ticked the clock and
+        // applied the lapses due at `now` (a stop whose deadline has passed answers 409, as
+        // stopped), so a replayed or sharded table answers it the same way.
+        if let Phase::Stopping { .. } = item.phase {
+            return Ok(Heartbeat {
+                last_heartbeat: latest,
+                state,
+                ttl: lease.ttl,
+                ttl_clamped: false,
+                deadline: lease.deadline,
+                lease_epoch: item.lease_epoch(),
+            });
+        }
+        if !request.precondition.holds(latest) {
             return Err(Error::PreconditionFailed {
                 expected: request.precondition,
                 current: LeaseSnapshot {
@@ -683,19 +702,16 @@ impl LeaseTable {
                 ttl,
                 holder,
             },
-            Phase::Stopping { holder, .. } => Phase::Stopping {
-                deadline,
-                ttl,
-                holder,
-                beaten: true,
-            },
-            phase @ (Phase::Queued { .. } | Phase::Stopped { .. }) => phase,
+            // Answered above: a stopping lease is never renewed.
+            phase @ (Phase::Queued { .. } | Phase::Stopping { .. } | Phase::Stopped { .. }) => {
+                phase
+            }
         };
         let state = item.phase.state();
         let lease_epoch = item.lease_epoch();
         self.deadlines.reschedule(slot, lease.deadline, deadline);
         Ok(Heartbeat {
-            last_heartbeat: token,
+            last_heartbeat: Some(token),
             state,
             ttl,
             ttl_clamped,

@@ -1,6 +1,6 @@
 //! The workers a table's items name, registered once: an item holds a 4-byte [`WorkerRef`]
-//! instead of a 16-byte shared string, which is what lets a work item fit its budget (see the
-//! README's Performance section).
+//! instead of a 16-byte shared string, which is what lets a work item fit its budget (see
+//! docs/performance.md).
 //!
 //! References are counted, so a worker id no item names any more is forgotten: the registry
 //! holds the workers of live deliveries and leases, not every worker ever seen.

@@ -133,11 +133,11 @@ struct Tokens(BTreeMap<String, Vec<Timestamp>>);
 
 impl Tokens {
     fn record(&mut self, work: &str, answer: &Result<Applied, worklease::Error>) {
+        // Only a renewal hands out a new token (a stopping item's answer repeats the held one).
         if let Ok(Applied::Heartbeat(beat)) = answer {
-            self.0
-                .entry(work.to_owned())
-                .or_default()
-                .push(beat.last_heartbeat);
+            if let (true, Some(token)) = (beat.lease_extended(), beat.last_heartbeat) {
+                self.0.entry(work.to_owned()).or_default().push(token);
+            }
         }
     }
 

@@ -10,7 +10,7 @@ use std::cell::Cell;
 
 use worklease::{
     ConcurrentLeaseTable, Config, EnvironmentId, EnvironmentKind, HeartbeatRequest, LeaseTable,
-    Metadata, Precondition, Timestamp, WorkId,
+    Metadata, Precondition, StopMode, Timestamp, WorkId,
 };
 
 struct Counting;
@@ -70,15 +70,21 @@ fn at(micros: i64) -> Timestamp {
 
 /// Checks the four heartbeat outcomes through `beat`, which takes the index of a work id in
 /// `WORK` (leased, queued, unknown), the request and the time.
-fn outcomes(mut beat: impl FnMut(usize, HeartbeatRequest, Timestamp) -> Result<Timestamp, u16>) {
+fn outcomes(
+    mut beat: impl FnMut(usize, HeartbeatRequest, Timestamp) -> Result<Option<Timestamp>, u16>,
+) {
     let unconditional = HeartbeatRequest::default();
     // Warm up: the first renewal may move the lease within the deadline index.
-    let token = beat(LEASED, unconditional, at(1)).expect("leased");
+    let token = beat(LEASED, unconditional, at(1))
+        .expect("leased")
+        .expect("renewed");
     let (n, result) = allocations(|| beat(LEASED, unconditional, at(2)));
     assert!(result.is_ok(), "{result:?}");
     assert_eq!(n, 0, "heartbeat success allocated");
     let echoed = HeartbeatRequest {
-        precondition: Precondition::LastHeartbeat(result.expect("checked")),
+        precondition: Precondition::LastHeartbeat(
+            result.expect("checked").expect("a renewal has a token"),
+        ),
         desired_ttl_seconds: None,
     };
     let (n, result) = allocations(|| beat(LEASED, echoed, at(3)));
@@ -179,6 +185,26 @@ fn heartbeats_never_allocate(environment: &str, work: [&str; 3], others: usize) 
             result.map(|b| b.last_heartbeat).map_err(|e| e.status())
         });
     }
+
+    // docs/contract.md §3.3: on a stopping item a heartbeat with a stale token answers the lease
+    // as held, without allocating either.
+    let stale = HeartbeatRequest {
+        precondition: Precondition::LastHeartbeat(at(-1)),
+        desired_ttl_seconds: None,
+    };
+    let now = at(offset + 1_000);
+    single
+        .stop(environment, work[LEASED], StopMode::Graceful, now)
+        .expect("leased");
+    concurrent
+        .stop(environment, work[LEASED], StopMode::Graceful, now)
+        .expect("leased");
+    let (n, result) = allocations(|| single.heartbeat(&env, &ids[LEASED], stale, now));
+    assert_eq!(n, 0, "a stopping item's heartbeat allocated");
+    assert!(!result.expect("drain").lease_extended());
+    let (n, result) = allocations(|| concurrent.heartbeat(&env, &ids[LEASED], stale, now));
+    assert_eq!(n, 0, "a stopping item's heartbeat allocated (concurrent)");
+    assert!(!result.expect("drain").lease_extended());
 }
 
 #[test]

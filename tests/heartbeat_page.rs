@@ -24,8 +24,9 @@ fn the_documented_example_request_gets_the_documented_response() {
     let request = HeartbeatRequest::parse(Some("NO_HEARTBEAT"), Some("60")).unwrap();
     let beat = f.table.heartbeat(ENV, WORK, request, f.now).unwrap();
     assert_eq!(
-        beat.last_heartbeat.to_rfc3339().as_str(),
-        "2026-07-01T08:15:06.120394Z"
+        beat.last_heartbeat
+            .map(|token| token.to_rfc3339().to_string()),
+        Some("2026-07-01T08:15:06.120394Z".to_owned())
     );
     assert!(beat.lease_extended());
     assert_eq!(beat.state.as_str(), "active");
@@ -189,7 +190,7 @@ fn heartbeat_with_a_stale_token_is_refused_with_412_carrying_the_lease() {
     assert_eq!(
         current,
         LeaseSnapshot {
-            last_heartbeat: Some(second.last_heartbeat),
+            last_heartbeat: second.last_heartbeat,
             state: WorkState::Active,
             ttl: Ttl::from_seconds(30).unwrap(),
             deadline: second.deadline,
@@ -209,12 +210,30 @@ fn a_stale_token_on_a_stopping_item_is_told_to_drain_not_refused() {
     let mut f = Fixture::new();
     let first = active(&mut f);
     f.advance(SECOND);
-    f.heartbeat(WORK, Some(&first.to_string()), None).unwrap();
+    let held = f.renew(WORK, Some(&first.to_string()), Some("30"));
     f.stop(WORK, StopMode::Graceful).unwrap();
-    for precondition in [first.to_string(), "NO_HEARTBEAT".to_owned()] {
-        let beat = f.heartbeat(WORK, Some(&precondition), None).unwrap();
-        assert_eq!(beat.state, WorkState::Stopping, "{precondition}");
-        assert!(beat.lease_extended());
+    let before = f.get(WORK);
+    for precondition in [
+        Some(first.to_string()),
+        Some("NO_HEARTBEAT".to_owned()),
+        None,
+    ] {
+        f.advance(SECOND);
+        // The TTL asked for is not granted: the answer reports the lease as held.
+        let beat = f
+            .heartbeat(WORK, precondition.as_deref(), Some("600"))
+            .unwrap();
+        assert_eq!(
+            (beat.state, beat.lease_extended(), beat.last_heartbeat),
+            (WorkState::Stopping, false, Some(held)),
+            "{precondition:?}"
+        );
+        assert_eq!(
+            (beat.ttl.seconds(), Some(beat.deadline), beat.lease_epoch),
+            (30, before.lease_deadline, before.lease_epoch),
+            "{precondition:?}"
+        );
+        assert_eq!(f.get(WORK), before, "{precondition:?}: nothing changes");
     }
 }
 
@@ -270,17 +289,10 @@ fn tokens_strictly_increase_when_the_clock_repeats_or_goes_backwards() {
     let mut previous = active(&mut f);
     for step in [0, 0, -5 * SECOND, 1, -SECOND, 3 * SECOND] {
         f.advance(step);
-        let beat = f
-            .heartbeat(WORK, Some(&previous.to_string()), None)
-            .unwrap();
-        assert!(
-            beat.last_heartbeat > previous,
-            "{} after {}",
-            beat.last_heartbeat,
-            previous
-        );
-        assert_eq!(beat.last_heartbeat, f.now.max(previous.next_micro()));
-        previous = beat.last_heartbeat;
+        let token = f.renew(WORK, Some(&previous.to_string()), None);
+        assert!(token > previous, "{token} after {previous}");
+        assert_eq!(token, f.now.max(previous.next_micro()));
+        previous = token;
     }
 }
 
@@ -294,8 +306,7 @@ fn tokens_stay_unique_across_a_lapse_and_a_new_attempt() {
     assert_eq!(f.state(WORK), WorkState::Queued);
     f.advance(-60 * SECOND); // a server whose clock jumped back
     f.ack(WORK, None).unwrap();
-    let beat = f.heartbeat(WORK, Some("NO_HEARTBEAT"), None).unwrap();
-    assert!(beat.last_heartbeat > first);
+    assert!(f.renew(WORK, Some("NO_HEARTBEAT"), None) > first);
 }
 
 #[test]
@@ -316,9 +327,9 @@ fn desired_ttl_is_clamped_to_10_through_600_seconds() {
             "{raw}"
         );
         assert_eq!(
-            beat.deadline,
+            Some(beat.deadline),
             beat.last_heartbeat
-                .saturating_add_micros(seconds as i64 * SECOND)
+                .map(|token| token.saturating_add_micros(seconds as i64 * SECOND))
         );
     }
     let beat = f.heartbeat(WORK, None, None).unwrap();
@@ -329,10 +340,10 @@ fn desired_ttl_is_clamped_to_10_through_600_seconds() {
 fn the_lease_is_valid_until_but_not_at_its_deadline() {
     let mut f = Fixture::new();
     active(&mut f);
-    let beat = f.heartbeat(WORK, None, Some("10")).unwrap();
-    f.now = beat.deadline.saturating_sub_micros(1);
+    let token = f.renew(WORK, None, Some("10"));
+    f.now = f.get(WORK).lease_deadline.unwrap().saturating_sub_micros(1);
     assert!(f
-        .heartbeat(WORK, Some(&beat.last_heartbeat.to_string()), Some("10"))
+        .heartbeat(WORK, Some(&token.to_string()), Some("10"))
         .is_ok());
     let last = f.get(WORK);
     f.now = last.lease_deadline.unwrap();

@@ -156,10 +156,7 @@ fn heartbeats_keep_a_lease_alive_indefinitely() {
     let mut token = f.item_in(A, WorkState::Active).latest_heartbeat_at.unwrap();
     for _ in 0..100 {
         f.advance(9 * SECOND);
-        token = f
-            .heartbeat(A, Some(&token.to_string()), Some("10"))
-            .unwrap()
-            .last_heartbeat;
+        token = f.renew(A, Some(&token.to_string()), Some("10"));
     }
     assert_eq!(f.state(A), WorkState::Active);
     assert_eq!(f.table.sweep(f.now), vec![]);

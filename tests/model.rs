@@ -540,9 +540,19 @@ impl Model {
                 state: item.state,
             });
         }
+        // docs/contract.md §3.3: on a stopping item the precondition is not compared and nothing
+        // changes: the answer is the lease as held, not extended.
+        if item.state == WorkState::Stopping {
+            return Ok(Heartbeat {
+                last_heartbeat: item.latest_heartbeat_at.map(ts),
+                state: item.state,
+                ttl: ttl(item.ttl_seconds.expect("leased")),
+                ttl_clamped: false,
+                deadline: ts(item.deadline.expect("leased")),
+                lease_epoch: item.acks,
+            });
+        }
         let holds = match precondition {
-            // docs/contract.md §3.3: not compared on a stopping item.
-            _ if item.state == WorkState::Stopping => true,
             Precondition::Unconditional => true,
             Precondition::NoHeartbeat => item.latest_heartbeat_at.is_none(),
             Precondition::LastHeartbeat(token) => {
@@ -580,7 +590,7 @@ impl Model {
         item.deadline = Some(deadline);
         item.ttl_seconds = Some(seconds);
         Ok(Heartbeat {
-            last_heartbeat: ts(token),
+            last_heartbeat: Some(ts(token)),
             state: item.state,
             ttl: ttl(seconds),
             ttl_clamped: clamped,
@@ -917,10 +927,17 @@ fn run_on<T: Table>(config: ConfigSel, steps: &[Step]) -> Result<(), TestCaseErr
         memory.seen.record(&call, &got)?;
         if let Outcome::Heartbeat(Ok(beat)) = &got {
             prop_assert!((10..=600).contains(&beat.ttl.seconds()));
-            prop_assert_eq!(
-                beat.deadline,
-                beat.last_heartbeat.saturating_add_micros(beat.ttl.micros())
-            );
+            if beat.lease_extended() {
+                let token = beat.last_heartbeat.expect("a renewal has a token");
+                prop_assert_eq!(
+                    beat.deadline,
+                    token.saturating_add_micros(beat.ttl.micros())
+                );
+            } else {
+                // docs/contract.md §3.3: a stopping item's heartbeat changes nothing.
+                prop_assert_eq!(beat.state, WorkState::Stopping);
+                prop_assert!(!beat.ttl_clamped);
+            }
         }
         if let (Op::Create { work, .. }, Outcome::Item(Ok(_))) = (&call, &got) {
             memory.created.insert((*work).to_string());

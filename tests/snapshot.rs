@@ -173,7 +173,7 @@ fn a_lease_past_due_at_restore_lapses_at_its_own_deadline() {
     let mut restored = LeaseTable::restore(&bytes).unwrap();
     let item = restored.get("env_a", "work_1", t0).unwrap();
     assert_eq!(item.lease_deadline, Some(beat.deadline));
-    assert_eq!(item.latest_heartbeat_at, Some(beat.last_heartbeat));
+    assert_eq!(item.latest_heartbeat_at, beat.last_heartbeat);
     let lapses = restored.sweep(hour_later);
     assert_eq!(lapses.len(), 1);
     assert_eq!(lapses[0].at, beat.deadline);

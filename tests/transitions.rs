@@ -118,10 +118,11 @@ fn heartbeat_on_starting_makes_it_active() {
     f.advance(SECOND);
     let beat = f.heartbeat(A, Some("NO_HEARTBEAT"), None).unwrap();
     assert_eq!(beat.state, WorkState::Active);
+    assert!(beat.lease_extended());
     let item = f.get(A);
     assert_eq!(
         (item.started_at, item.latest_heartbeat_at),
-        (Some(beat.last_heartbeat), Some(beat.last_heartbeat))
+        (beat.last_heartbeat, beat.last_heartbeat)
     );
 }
 
@@ -197,8 +198,8 @@ fn heartbeat_on_active_renews_the_lease() {
         .heartbeat(A, Some(&first.to_string()), Some("30"))
         .unwrap();
     assert_eq!(
-        (beat.state, beat.last_heartbeat),
-        (WorkState::Active, f.now)
+        (beat.state, beat.last_heartbeat, beat.lease_extended()),
+        (WorkState::Active, Some(f.now), true)
     );
     assert_eq!(beat.deadline, f.now.saturating_add_micros(30 * SECOND));
     assert_eq!(f.get(A).lease_deadline, Some(beat.deadline));
@@ -262,46 +263,92 @@ fn ack_on_stopping_is_refused_with_409() {
     );
 }
 
+/// docs/contract.md §3.3: a stopping item's heartbeat tells the worker to drain: 200, the lease as
+/// held, `lease_extended: false`, and nothing changes.
 #[test]
-fn heartbeat_on_stopping_renews_the_lease_and_stays_stopping() {
+fn heartbeat_on_stopping_renews_nothing_and_says_drain() {
     let mut f = Fixture::new();
-    f.item_in(A, WorkState::Stopping);
+    let before = f.item_in(A, WorkState::Stopping);
     f.advance(5 * SECOND);
     let beat = f.heartbeat(A, None, Some("10")).unwrap();
-    assert_eq!(beat.state, WorkState::Stopping);
     assert_eq!(
-        f.get(A).lease_deadline,
-        Some(f.now.saturating_add_micros(10 * SECOND))
+        (beat.state, beat.lease_extended(), beat.ttl_clamped),
+        (WorkState::Stopping, false, false)
     );
+    assert_eq!(beat.last_heartbeat, before.latest_heartbeat_at);
+    assert_eq!(
+        (Some(beat.ttl), Some(beat.deadline)),
+        (before.lease_ttl, before.lease_deadline),
+        "the stored lease, not the TTL asked for"
+    );
+    assert_eq!(f.get(A), before, "nothing changes");
+    f.check();
 }
 
 /// docs/contract.md §3.3: on a stopping item the precondition is not compared, whatever it says: the
-/// worker is told to drain, not that its lease is lost.
+/// worker is told to drain, not that its lease is lost, and its lease is not renewed.
 #[test]
-fn heartbeat_on_stopping_ignores_every_precondition_and_renews_the_lease() {
+fn heartbeat_on_stopping_ignores_every_precondition_and_renews_nothing() {
     let mut f = Fixture::new();
     f.item_in(A, WorkState::Active);
-    let first = f.heartbeat(A, None, None).unwrap().last_heartbeat;
+    let first = f.renew(A, None, None);
     f.advance(SECOND);
-    f.heartbeat(A, Some(&first.to_string()), None).unwrap();
+    let held = f.renew(A, Some(&first.to_string()), None);
     f.stop(A, StopMode::Graceful).unwrap();
+    let before = f.get(A);
     let stale = first.to_string();
     for precondition in [Some(stale.as_str()), Some("NO_HEARTBEAT"), None] {
         f.advance(SECOND);
         let beat = f.heartbeat(A, precondition, Some("20")).unwrap();
         assert_eq!(beat.state, WorkState::Stopping, "{precondition:?}");
-        assert!(beat.last_heartbeat > first);
-        assert_eq!(
-            f.get(A).lease_deadline,
-            Some(f.now.saturating_add_micros(20 * SECOND)),
-            "{precondition:?} moves the deadline"
-        );
+        assert!(!beat.lease_extended(), "{precondition:?}");
+        assert_eq!(beat.last_heartbeat, Some(held), "{precondition:?}");
+        assert_eq!(beat.ttl.seconds(), 60, "{precondition:?}: the held TTL");
+        assert_eq!(f.get(A), before, "{precondition:?} changes nothing");
     }
     f.stop(A, StopMode::Graceful).unwrap();
     assert_eq!(
         f.heartbeat(A, Some(&stale), None).unwrap_err(),
         invalid(Operation::Heartbeat, WorkState::Stopped),
         "a stopped item still answers 409"
+    );
+    f.check();
+}
+
+/// An item stopped before its first heartbeat has no token to report: `last_heartbeat` is null.
+#[test]
+fn heartbeat_on_an_item_stopped_while_starting_reports_no_token() {
+    let mut f = Fixture::new();
+    f.item_in(A, WorkState::Starting);
+    f.stop(A, StopMode::Graceful).unwrap();
+    let beat = f.heartbeat(A, Some("NO_HEARTBEAT"), None).unwrap();
+    assert_eq!(
+        (beat.state, beat.last_heartbeat, beat.lease_extended()),
+        (WorkState::Stopping, None, false)
+    );
+    assert_eq!(f.get(A).started_at, None, "a drain does not start it");
+}
+
+/// The heartbeats a worker sends while draining do not keep an unconfirmed stop alive: it
+/// lapses to stopped at the deadline it had when the stop was asked.
+#[test]
+fn heartbeats_on_stopping_do_not_postpone_its_lapse() {
+    let mut f = Fixture::new();
+    let deadline = f.item_in(A, WorkState::Stopping).lease_deadline.unwrap();
+    while f.now.saturating_add_micros(10 * SECOND) < deadline {
+        f.advance(10 * SECOND);
+        assert!(!f.heartbeat(A, None, None).unwrap().lease_extended());
+    }
+    f.now = deadline;
+    assert_eq!(
+        f.heartbeat(A, None, None).unwrap_err(),
+        invalid(Operation::Heartbeat, WorkState::Stopped),
+        "lapsed at its deadline"
+    );
+    let item = f.get(A);
+    assert_eq!(
+        (item.state, item.stopped_at),
+        (WorkState::Stopped, Some(deadline))
     );
     f.check();
 }

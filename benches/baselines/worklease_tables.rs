@@ -84,8 +84,13 @@ macro_rules! common_ops {
             let now = Timestamp::from_unix_micros(now);
             self.0 $($access)*
                 .heartbeat(env, work, request(expected, ttl), now)
-                .map(|beat| beat.last_heartbeat)
                 .map_err(|error| error.status())
+                .and_then(|beat| match beat.last_heartbeat {
+                    Some(token) if beat.lease_extended() => Ok(token),
+                    // Not a renewal: the item is stopping (these benches never stop one
+                    // gracefully).
+                    Some(_) | None => Err(409),
+                })
         }
 
         fn stop(&self, env: &str, work: &str, now: i64) {

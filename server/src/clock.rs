@@ -1,28 +1,36 @@
-//! The server's one source of time (docs/contract.md §7.1, §8): the wall clock, and the stamps the leader
-//! puts on commands.
+//! The server's one source of time (docs/contract.md §7.1, §8 "Time"): the wall clock, and the
+//! stamps the leader puts on commands.
 //!
-//! The table clamps every command to its own clock, so time never runs backwards there. That
-//! alone would make a new leader whose clock is *behind* freeze the table's time until its
-//! clock catches up: leases would lapse late by the skew. So a leader stamps on the table's
-//! timeline instead: when it takes office it compares its wall clock with where the table's
-//! time has got to (the latest stamp it saw applied, plus the time that passed here since) and,
-//! if it is behind, adds the difference to every stamp of its term. Deadlines, which are
-//! absolute, are never recomputed, so a failover neither shortens nor extends a lease.
+//! The table clamps every command to its own clock, so time never runs backwards there; but a
+//! leader whose clock is off would still move every deadline: one behind freezes the table's
+//! time until its clock catches up (leases lapse late by the skew), one ahead jumps it forward
+//! (they lapse early). So a leader stamps on the table's *timeline*: when it takes office it
+//! compares its wall clock with where the table's time has got to (the latest stamp it saw
+//! applied live, plus the monotonic time that passed here since) and, when the two disagree by
+//! more than [`SKEW_TOLERANCE_MICROS`] either way, adds the difference to every stamp and
+//! every read of its term, and logs the skew. Deadlines, which are absolute, are never
+//! recomputed, so a failover neither shortens nor extends a lease.
 //!
-//! A leader whose clock is *ahead* cannot be corrected without trusting another clock: its
-//! stamps jump ahead, leases lapse early by the skew, and the server logs a warning when a
-//! stamp jumps ahead of the table's time by more than the smallest TTL.
+//! What counts as seen: every stamp applied while the node runs, and, in a replicated member,
+//! the latest stamp its data directory held when it started (seen at start: a member restarted
+//! a moment ago can win the next election before it applies anything live, and must not then
+//! stamp by its own clock). In a one-member cluster the stamps read back at start are only a
+//! floor ([`Clock::recover`]): no other clock kept time while it was down, and that time must
+//! count. A node that has seen no stamp since it started (a new cluster, a one-member cluster
+//! restarted) stamps by its wall clock, never earlier than the latest stamp. A replicated
+//! leader stamps at least every `sweeper::REPLICATED_TICK`, so the latest stamp a member saw is
+//! never much older than the moment it saw it, even on an idle cluster.
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use parking_lot::Mutex;
-use worklease::{Timestamp, Ttl};
+use worklease::Timestamp;
 
-/// A stamp further ahead of the table's time than this is worth a warning: the smallest TTL,
-/// so a lease renewed just before could lapse on it.
-const JUMP_WARNING_MICROS: i64 = Ttl::MIN.micros();
+/// How far a new leader's wall clock may be from the table's timeline before it stamps on the
+/// timeline instead (docs/contract.md §8 "Time").
+pub(crate) const SKEW_TOLERANCE_MICROS: i64 = 1_000_000;
 
 /// Wall clock and stamps; one per server (shared by the write path, the state machine and
 /// the sweeper).
@@ -30,30 +38,37 @@ const JUMP_WARNING_MICROS: i64 = Ttl::MIN.micros();
 pub(crate) struct Clock {
     /// Added to the wall clock: tests give each in-process node its own clock with it.
     skew_micros: AtomicI64,
-    /// How far this node's wall clock is behind the table's time, measured when it took
-    /// office; added to its stamps and reads for the rest of the term. An atomic, so reads
-    /// (and in-memory stamps) take no lock.
-    behind_micros: AtomicI64,
+    /// The table's timeline minus this node's wall clock, measured when it took office (0 when
+    /// they agree within the tolerance, or when there was no timeline to measure); added to its
+    /// stamps and reads for the rest of the term. An atomic, so reads (and in-memory stamps)
+    /// take no lock.
+    offset_micros: AtomicI64,
+    /// The term `offset_micros` was measured for, plus one (0: none yet): lets reads check
+    /// without the lock.
+    office: AtomicU64,
     timeline: Mutex<Timeline>,
-    /// How many stamps jumped ahead far enough to be warned about.
-    jumps: AtomicU64,
 }
 
 #[derive(Debug, Default)]
 struct Timeline {
-    /// The latest stamp proposed or applied here, and when (on this machine) it was seen.
-    latest: Option<(i64, Instant)>,
-    /// The term `Clock::behind_micros` was measured for (`None`: none stamped yet).
-    term: Option<u64>,
+    /// The latest stamp known here, from any source: no stamp goes before it.
+    floor: Option<i64>,
+    /// The latest stamp proposed or applied live here, and when (on this machine) it was
+    /// seen: the table's timeline.
+    live: Option<(i64, Instant)>,
 }
 
 impl Timeline {
-    /// Where the table's time has got to, going by the latest stamp and the time since.
+    /// Where the table's time has got to, going by the latest live stamp and the time since.
     fn table_now(&self, seen_now: Instant) -> Option<i64> {
-        self.latest.map(|(at, seen)| {
+        self.live.map(|(at, seen)| {
             let since = seen_now.saturating_duration_since(seen).as_micros();
             at.saturating_add(i64::try_from(since).unwrap_or(i64::MAX))
         })
+    }
+
+    fn raise_floor(&mut self, stamp: i64) {
+        self.floor = Some(self.floor.map_or(stamp, |floor| floor.max(stamp)));
     }
 }
 
@@ -68,10 +83,10 @@ impl Clock {
         self.skew_micros.store(micros, Ordering::Relaxed);
     }
 
-    /// How many stamps jumped ahead of the table's time by more than the smallest TTL.
+    /// What this term adds to the wall clock (tests: whether a skew was corrected).
     #[cfg_attr(not(test), allow(dead_code))]
-    pub(crate) fn jumps(&self) -> u64 {
-        self.jumps.load(Ordering::Relaxed)
+    pub(crate) fn offset_micros(&self) -> i64 {
+        self.offset_micros.load(Ordering::Relaxed)
     }
 
     fn wall_micros(&self) -> i64 {
@@ -84,57 +99,84 @@ impl Clock {
     /// (where the table's clamp is all the ordering needed): the wall clock on this term's
     /// timeline. Changes nothing, takes no lock.
     pub(crate) fn now(&self) -> Timestamp {
-        let behind = self.behind_micros.load(Ordering::Relaxed);
-        Timestamp::from_unix_micros(self.wall_micros().saturating_add(behind))
+        let offset = self.offset_micros.load(Ordering::Relaxed);
+        Timestamp::from_unix_micros(self.wall_micros().saturating_add(offset))
     }
 
-    /// A command was applied with this stamp (the state machine reports every entry's last).
+    /// [`Self::now`] for the leader of `term`: measures the term's offset first if it has not
+    /// been yet, so a new leader's reads and sweeps go by the corrected time before its first
+    /// stamp.
+    pub(crate) fn now_in_term(&self, term: u64) -> Timestamp {
+        if self.office.load(Ordering::Acquire) != term.saturating_add(1) {
+            let timeline = self.timeline.lock();
+            self.take_office(term, &timeline, self.wall_micros(), Instant::now());
+        }
+        self.now()
+    }
+
+    /// How long ago the latest live stamp was seen (`None`: none since the process started).
+    pub(crate) fn since_live(&self) -> Option<Duration> {
+        self.timeline.lock().live.map(|(_, seen)| seen.elapsed())
+    }
+
+    /// Measures `term`'s offset, unless it was measured already: the table's timeline minus
+    /// the wall clock when they disagree by more than the tolerance, else 0. Callers hold the
+    /// timeline's lock, so a term is measured once.
+    fn take_office(&self, term: u64, timeline: &Timeline, wall: i64, seen_now: Instant) {
+        if self.office.load(Ordering::Acquire) == term.saturating_add(1) {
+            return;
+        }
+        let offset = match timeline.table_now(seen_now) {
+            Some(table) => {
+                let skew = wall.saturating_sub(table);
+                if skew.saturating_abs() > SKEW_TOLERANCE_MICROS {
+                    tracing::warn!(
+                        term,
+                        skew_ms = skew / 1000,
+                        "this node's wall clock disagrees with the table's timeline (positive: \
+                         ahead): stamping on the table's timeline this term"
+                    );
+                    -skew
+                } else {
+                    0
+                }
+            }
+            None => 0,
+        };
+        self.offset_micros.store(offset, Ordering::Relaxed);
+        self.office.store(term.saturating_add(1), Ordering::Release);
+    }
+
+    /// A command was applied live with this stamp (the state machine reports every entry's
+    /// last): it measures the table's timeline.
     pub(crate) fn observe(&self, stamp: Timestamp) {
+        let stamp = stamp.unix_micros();
         let mut timeline = self.timeline.lock();
-        if timeline
-            .latest
-            .is_none_or(|(latest, _)| stamp.unix_micros() > latest)
-        {
-            timeline.latest = Some((stamp.unix_micros(), Instant::now()));
+        timeline.raise_floor(stamp);
+        if timeline.live.is_none_or(|(latest, _)| stamp > latest) {
+            timeline.live = Some((stamp, Instant::now()));
         }
     }
 
-    /// The stamp of the next command this node proposes as the leader of `term`: never before
-    /// the latest stamp, on the table's timeline when this node's clock is behind it.
+    /// A stamp read back from storage (a snapshot, the log replayed at start): no stamp goes
+    /// before it, but it says nothing of when it was made.
+    pub(crate) fn recover(&self, stamp: Timestamp) {
+        self.timeline.lock().raise_floor(stamp.unix_micros());
+    }
+
+    /// The stamp of the next command this node proposes as the leader of `term`: on the
+    /// table's timeline (see the module docs), never before the latest stamp.
     pub(crate) fn stamp(&self, term: u64) -> Timestamp {
         let wall = self.wall_micros();
         let seen_now = Instant::now();
         let mut timeline = self.timeline.lock();
-        let table_now = timeline.table_now(seen_now);
-        if timeline.term != Some(term) {
-            timeline.term = Some(term);
-            let behind = table_now.map_or(0, |table| table.saturating_sub(wall).max(0));
-            self.behind_micros.store(behind, Ordering::Relaxed);
-            if behind > 0 {
-                tracing::info!(
-                    term,
-                    behind_ms = behind / 1000,
-                    "this node's clock is behind the table's time: stamping on the table's timeline this term"
-                );
-            }
-        }
-        let latest = timeline.latest.map_or(i64::MIN, |(at, _)| at);
-        let behind = self.behind_micros.load(Ordering::Relaxed);
-        let stamp = wall.saturating_add(behind).max(latest);
-        if let Some(table) = table_now {
-            let ahead = stamp.saturating_sub(table);
-            if ahead > JUMP_WARNING_MICROS {
-                self.jumps.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(
-                    term,
-                    ahead_ms = ahead / 1000,
-                    "a stamp jumps ahead of the table's time by more than the smallest TTL: \
-                     this node's clock is ahead (or the cluster was down that long); leases \
-                     due within the jump lapse early"
-                );
-            }
-        }
-        timeline.latest = Some((stamp, seen_now));
+        self.take_office(term, &timeline, wall, seen_now);
+        let offset = self.offset_micros.load(Ordering::Relaxed);
+        let stamp = wall
+            .saturating_add(offset)
+            .max(timeline.floor.unwrap_or(i64::MIN));
+        timeline.raise_floor(stamp);
+        timeline.live = Some((stamp, seen_now));
         Timestamp::from_unix_micros(stamp)
     }
 }
@@ -168,16 +210,56 @@ mod tests {
     }
 
     #[test]
-    fn a_leader_ahead_stamps_ahead() {
+    fn a_leader_ahead_stamps_on_the_tables_timeline() {
         let old_leader = Clock::new();
         let stamp = old_leader.stamp(1);
         let new_leader = Clock::new();
         new_leader.observe(stamp);
         new_leader.set_skew_micros(60_000_000);
-        assert_eq!(new_leader.jumps(), 0);
         let next = new_leader.stamp(2);
         let gap = next.unix_micros() - stamp.unix_micros();
-        assert!(gap >= 59_000_000, "gap {gap} µs");
-        assert_eq!(new_leader.jumps(), 1);
+        assert!((0..1_000_000).contains(&gap), "gap {gap} µs");
+        assert!(new_leader.offset_micros() < -59_000_000);
+        assert!((new_leader.now().unix_micros() - stamp.unix_micros()) < 1_000_000);
+    }
+
+    #[test]
+    fn a_skew_within_a_second_is_not_corrected() {
+        let old_leader = Clock::new();
+        let stamp = old_leader.stamp(1);
+        let new_leader = Clock::new();
+        new_leader.observe(stamp);
+        new_leader.set_skew_micros(-500_000);
+        let next = new_leader.stamp(2);
+        assert_eq!(new_leader.offset_micros(), 0);
+        assert!(next >= stamp);
+    }
+
+    #[test]
+    fn a_new_leader_reads_by_the_corrected_time_before_it_stamps() {
+        let old_leader = Clock::new();
+        let stamp = old_leader.stamp(1);
+        let new_leader = Clock::new();
+        new_leader.observe(stamp);
+        new_leader.set_skew_micros(-90_000_000);
+        let read = new_leader.now_in_term(2);
+        assert!((read.unix_micros() - stamp.unix_micros()).abs() < 1_000_000);
+    }
+
+    #[test]
+    fn stamps_read_back_from_storage_set_a_floor_not_a_timeline() {
+        // A node restarted after an hour down: its data directory's latest stamp is an hour
+        // old. It stamps by its wall clock (the hour counts), not an hour back.
+        let restarted = Clock::new();
+        let an_hour_ago = Clock::new().stamp(1).unix_micros() - 3_600_000_000;
+        restarted.recover(Timestamp::from_unix_micros(an_hour_ago));
+        let next = restarted.stamp(2);
+        assert_eq!(restarted.offset_micros(), 0);
+        assert!(next.unix_micros() - an_hour_ago >= 3_599_000_000);
+        // Never before the latest stamp, though: one from a clock ahead is the floor.
+        let ahead = Clock::new();
+        let later = next.unix_micros() + 30_000_000;
+        ahead.recover(Timestamp::from_unix_micros(later));
+        assert!(ahead.stamp(1).unix_micros() >= later);
     }
 }

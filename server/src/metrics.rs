@@ -61,7 +61,7 @@ pub(crate) const FORWARD_OUTCOMES: [&str; 3] = ["answered", "replayed", "unavail
 
 /// Every route name the edge counts requests under (`crate::http`'s route names), the
 /// heartbeat first: [`Metrics::request`] looks a route up here, in order.
-const ROUTES: [&str; 16] = [
+const ROUTES: [&str; 17] = [
     "heartbeat",
     "ack",
     "poll",
@@ -73,6 +73,7 @@ const ROUTES: [&str; 16] = [
     "stats",
     "create_environment",
     "healthz",
+    "readyz",
     "cluster",
     "metrics",
     "internal",

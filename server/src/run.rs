@@ -1,5 +1,6 @@
 //! Starting, serving and stopping: logging, the listener, the sweeper, clean shutdown.
 
+use std::future::IntoFuture;
 use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -164,6 +165,13 @@ pub(crate) async fn open(
 
 /// Serves on `listener` (plain TCP, or [`tls::Listener`]) until `shutdown` resolves, then
 /// stops cleanly: the sweeper, the listener (letting requests in flight finish), then the log.
+///
+/// # Errors
+///
+/// Why, when serving failed, or when the Raft core, the log writer or the sweeper stopped
+/// while serving: a node without them cannot answer truthfully (its API would answer 503
+/// forever while `/healthz` said 200), so it stops at once and the process exits non-zero,
+/// for a supervisor to restart it from its data directory.
 pub(crate) async fn serve_on<L>(
     shared: Arc<Shared>,
     listener: L,
@@ -174,10 +182,29 @@ where
     L: axum::serve::Listener,
     L::Addr: std::fmt::Debug,
 {
-    let sweeper = tokio::spawn(sweeper::run(shared.clone(), keep_stopped));
-    let served = axum::serve(listener, http::router(shared.clone()))
+    let mut sweeper = tokio::spawn(sweeper::run(shared.clone(), keep_stopped));
+    let serving = axum::serve(listener, http::router(shared.clone()))
         .with_graceful_shutdown(shutdown)
-        .await;
+        .into_future();
+    let failed = async {
+        tokio::select! {
+            stopped = &mut sweeper => match stopped {
+                Ok(()) => "the sweeper stopped".to_owned(),
+                Err(error) => format!("the sweeper stopped: {error}"),
+            },
+            why = shared.submit.stopped() => why,
+        }
+    };
+    let served = tokio::select! {
+        served = serving => served,
+        why = failed => {
+            let why = format!("{why}; stopping: this node cannot answer without it");
+            tracing::error!("{why}");
+            sweeper.abort();
+            shared.submit.shutdown().await;
+            return Err(why);
+        }
+    };
     sweeper.abort();
     shared.submit.shutdown().await;
     served.map_err(|error| format!("serving failed: {error}"))?;

@@ -211,7 +211,12 @@ impl Submit {
 
     /// The time reads are answered at and waits are scheduled by.
     pub(crate) fn now(&self) -> Timestamp {
-        self.clock.now()
+        match self.durable.as_ref().and_then(Durable::leading_term) {
+            // A new leader's reads and sweeps go by its term's corrected time from the start,
+            // not only once it has stamped something (`crate::clock`).
+            Some(term) => self.clock.now_in_term(term),
+            None => self.clock.now(),
+        }
     }
 
     /// The Raft node, in durable and replicated modes.
@@ -276,6 +281,23 @@ impl Submit {
                 role: "leader",
                 last_applied_index: self.applied.load(Ordering::Relaxed),
             },
+        }
+    }
+
+    /// Whether this node is ready to answer (`GET /readyz`); in memory, always.
+    ///
+    /// # Errors
+    ///
+    /// Why not, for a human (see [`Durable::readiness`]).
+    pub(crate) fn readiness(&self) -> Result<(), String> {
+        self.durable.as_ref().map_or(Ok(()), Durable::readiness)
+    }
+
+    /// Resolves, with why, when the log stops under this node (never in memory).
+    pub(crate) async fn stopped(&self) -> String {
+        match &self.durable {
+            Some(durable) => durable.stopped().await,
+            None => std::future::pending().await,
         }
     }
 
@@ -498,7 +520,7 @@ impl Submit {
         // Only a lease opened or shortened, or a delivery, can bring the next wake-up earlier;
         // a renewal usually moves a deadline later, and then the sweeper sleeps on.
         let earliest_change = match &done {
-            Ok(Done::Heartbeat(beat)) => Some(beat.deadline),
+            Ok(Done::Heartbeat(beat)) if beat.lease_extended() => Some(beat.deadline),
             Ok(Done::Updated(updated)) if updated.changed => table.next_wakeup(),
             Ok(Done::Polled(Polled::Delivered(_))) => table.next_wakeup(),
             Ok(_) | Err(_) => None,
@@ -573,7 +595,7 @@ impl Submit {
         };
         let done = applied.map(done_of);
         let earliest_change = match &done {
-            Ok(Done::Heartbeat(beat)) => Some(beat.deadline),
+            Ok(Done::Heartbeat(beat)) if beat.lease_extended() => Some(beat.deadline),
             Ok(Done::Updated(updated)) if updated.changed => self.table.lock().next_wakeup(),
             Ok(Done::Polled(Polled::Delivered(_))) => self.table.lock().next_wakeup(),
             Ok(_) | Err(_) => None,
@@ -611,7 +633,14 @@ impl Submit {
             .table
             .lock()
             .next_wakeup()
-            .is_some_and(|at| at <= self.clock.now());
+            .is_some_and(|at| at <= self.now())
+            // A replicated leader stamps at least every tick, so every member's latest stamp
+            // is recent: the timeline a new leader measures from (`crate::clock`).
+            || (durable.is_replicated()
+                && self
+                    .clock
+                    .since_live()
+                    .is_none_or(|since| since >= crate::sweeper::REPLICATED_TICK / 2));
         let transitions = if due {
             let (applied, ()) = durable
                 .propose(None, |now| (Stamped::new(now, Command::Sweep), ()))
@@ -737,7 +766,7 @@ impl Submit {
     pub(crate) async fn get(&self, environment: &str, work: &str) -> Result<WorkItem, Refused> {
         self.read_barrier().await?;
         let table = self.table.lock();
-        Ok(table.get(environment, work, self.clock.now())?)
+        Ok(table.get(environment, work, self.now())?)
     }
 
     pub(crate) async fn list(
@@ -747,13 +776,13 @@ impl Submit {
     ) -> Result<Page, Refused> {
         self.read_barrier().await?;
         let table = self.table.lock();
-        Ok(table.list(environment, request, self.clock.now())?)
+        Ok(table.list(environment, request, self.now())?)
     }
 
     pub(crate) async fn stats(&self, environment: &str) -> Result<QueueStats, Refused> {
         self.read_barrier().await?;
         let table = self.table.lock();
-        Ok(table.stats(environment, self.clock.now())?)
+        Ok(table.stats(environment, self.now())?)
     }
 
     pub(crate) async fn retrieve_environment(
@@ -792,7 +821,7 @@ impl Submit {
             loop {
                 let page = {
                     let table = self.table.lock();
-                    table.list(environment, &request, self.clock.now())
+                    table.list(environment, &request, self.now())
                 };
                 let Ok(page) = page else { break };
                 for item in &page.data {

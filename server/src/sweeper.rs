@@ -8,6 +8,11 @@ use std::time::Duration;
 use crate::app::Shared;
 use crate::submit::until;
 
+/// A replicated leader sweeps at least this often, so the latest stamp every member has seen
+/// is never much older than the moment it saw it (`crate::clock`: the timeline a new leader
+/// measures its clock against). Half the one second of skew tolerated.
+pub(crate) const REPLICATED_TICK: Duration = Duration::from_millis(500);
+
 /// Runs until the task is aborted.
 ///
 /// With `keep_stopped`, it also purges the items stopped longer ago than that, every so often
@@ -55,6 +60,11 @@ pub(crate) async fn run(shared: Arc<Shared>, keep_stopped: Option<Duration>) {
             until(at, shared.submit.now())
         });
         let wait = purge_every.map_or(wait, |every| wait.min(every));
+        let wait = if shared.submit.is_replicated() {
+            wait.min(REPLICATED_TICK)
+        } else {
+            wait
+        };
         tokio::select! {
             () = &mut changed => {}
             () = tokio::time::sleep(wait) => {}

@@ -382,8 +382,9 @@ fn a_restart_answers_as_if_the_server_never_stopped() {
 }
 
 /// Starts the server on `data` and expects it to refuse, naming `file`. A server that serves
-/// instead is killed after a while and fails the test (rather than hanging it).
-fn refuses(data: &str, file: &str) {
+/// instead is killed after a while and fails the test (rather than hanging it). Returns what
+/// it printed on stderr.
+fn refuses(data: &str, file: &str) -> String {
     let mut child = Command::new(binary())
         .args([
             "--listen",
@@ -415,6 +416,7 @@ fn refuses(data: &str, file: &str) {
         !String::from_utf8_lossy(&output.stdout).contains("listening"),
         "served from a damaged {file}"
     );
+    stderr.into_owned()
 }
 
 /// A data directory with some history, copied fresh for each kind of damage.
@@ -490,4 +492,36 @@ fn a_damaged_or_foreign_data_directory_is_refused_naming_the_file() {
     // The undamaged directory still serves.
     let server = Server::start(&["--data-dir", &good.display().to_string()]);
     assert_eq!(server.get("/cluster").json["role"], "leader");
+}
+
+#[test]
+fn a_second_server_on_a_held_data_directory_refuses_and_the_first_loses_nothing() {
+    let dir = TempDir::new("locked");
+    let data = dir.data();
+    let first = start(&data);
+    let environment = first.environment("self_hosted");
+    let before: Vec<String> = (0..10).map(|_| first.work(&environment)).collect();
+
+    // Refused, naming the directory (which `refuses` checks) and the holder.
+    let stderr = refuses(&data, &data);
+    assert!(
+        stderr.contains(&format!("process {}", first.pid())),
+        "the holder is not named: {stderr}"
+    );
+
+    // The first serves on, and after a restart everything it acknowledged is there.
+    let after: Vec<String> = (0..10).map(|_| first.work(&environment)).collect();
+    kill_9(first);
+    let server = start(&data);
+    let listed = server.get(&format!("/v1/environments/{environment}/work?limit=100"));
+    assert_eq!(listed.status, 200, "{}", listed.text);
+    let held: Vec<&str> = listed.json["data"]
+        .as_array()
+        .expect("a list")
+        .iter()
+        .filter_map(|item| item["id"].as_str())
+        .collect();
+    for id in before.iter().chain(&after) {
+        assert!(held.contains(&id.as_str()), "{id} was lost");
+    }
 }

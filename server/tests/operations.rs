@@ -1,4 +1,4 @@
-//! docs/contract.md §8's operations endpoints: `/healthz` without credentials, `/cluster` as a one-member
+//! docs/contract.md §8's operations endpoints: `/healthz` and `/readyz` without credentials, `/cluster` as a one-member
 //! cluster, and `/metrics` parsed as Prometheus (OpenMetrics) text.
 
 // This file uses a part of the shared support only.
@@ -15,6 +15,17 @@ fn healthz_answers_without_credentials() {
     let reply = server.request("GET", "/healthz", &[], None);
     assert_eq!(reply.status, 200, "{}", reply.text);
     assert_eq!(reply.json["status"], "ok");
+}
+
+#[test]
+fn readyz_answers_without_credentials_in_memory_and_durable_modes() {
+    let dir = support::TempDir::new("readyz");
+    let data = dir.data();
+    for server in [Server::start(&[]), Server::start(&["--data-dir", &data])] {
+        let reply = server.request("GET", "/readyz", &[], None);
+        assert_eq!(reply.status, 200, "{}", reply.text);
+        assert_eq!(reply.json["status"], "ready");
+    }
 }
 
 #[test]

@@ -584,9 +584,11 @@ fn a_full_drain_goes_poll_ack_heartbeat_stop_and_confirm() {
     );
     assert_eq!(stop.json["state"], "stopping");
     assert!(stop.json["stop_requested_at"].is_string());
-    // The holder keeps its lease while draining.
+    // The holder is told to drain; its lease is not renewed (docs/contract.md §3.3).
     let draining = heartbeat(&token);
     assert_eq!(draining.json["state"], "stopping");
+    assert_eq!(draining.json["lease_extended"], false);
+    assert_eq!(draining.json["last_heartbeat"], token.as_str());
     let confirmed = server.post_with(
         &work_path(&environment, &format!("/{work}/stop")),
         &[],
@@ -1245,63 +1247,113 @@ fn keep_stopped_seconds_forgets_stopped_items_and_keeps_the_rest() {
     );
 }
 
-/// Issue 12 over HTTP (docs/contract.md §3.3): on a stopping item, a heartbeat with a stale token, with
-/// `NO_HEARTBEAT` or with no precondition renews the lease and answers `stopping`, so the
-/// worker drains instead of thinking its lease lost; a stopped item still answers 409.
+/// Issues 12 and 19 over HTTP (docs/contract.md §3.3), on both prefixes: on a stopping item, a
+/// heartbeat with a stale token, with `NO_HEARTBEAT` or with no precondition answers 200
+/// `stopping` with `lease_extended: false` (the signal every SDK lease loop drains on), the
+/// item's last token and its lease's TTL (not the TTL asked for), and changes nothing: the item
+/// reads the same before and after, `latest_heartbeat_at` included. A stopped item answers 409.
 #[test]
-fn a_stopping_item_accepts_any_precondition_and_a_stopped_one_refuses() {
-    let server = Server::start(&[]);
+fn a_stopping_items_heartbeat_says_drain_and_changes_nothing_and_a_stopped_one_refuses() {
+    let server = Server::start(&["--default-ttl-seconds", "40"]);
     for prefix in ["/v1", "/api/v1/cloud"] {
         let environment = server.environment("self_hosted");
         server.work(&environment);
         let (work, stale) = server.claim(&environment, "w1");
         let base = format!("{prefix}/environments/{environment}/work/{work}");
         let beat = |query: &str| server.post_with(&format!("{base}/heartbeat{query}"), &[], None);
-        let current = beat(&format!("?expected_last_heartbeat={stale}"));
+        let current = beat(&format!(
+            "?expected_last_heartbeat={stale}&desired_ttl_seconds=30"
+        ));
         assert_eq!(current.json["state"], "active", "{}", current.text);
+        assert_eq!(current.json["lease_extended"], true, "{}", current.text);
+        let held = current.json["last_heartbeat"]
+            .as_str()
+            .expect("a token")
+            .to_owned();
 
         let stopping = server.post(&format!("{base}/stop"), &json!({}));
         assert_eq!(stopping.json["state"], "stopping", "{}", stopping.text);
-        let mut previous = server.get(&base).json["latest_heartbeat_at"]
-            .as_str()
-            .expect("a heartbeat")
-            .to_owned();
-        for (query, ttl) in [
-            (
-                format!("?expected_last_heartbeat={stale}&desired_ttl_seconds=30"),
-                30,
-            ),
-            (
-                "?expected_last_heartbeat=NO_HEARTBEAT&desired_ttl_seconds=45".to_owned(),
-                45,
-            ),
-            ("?desired_ttl_seconds=50".to_owned(), 50),
+        let before = server.get(&base);
+        assert_eq!(before.json["latest_heartbeat_at"], held.as_str());
+        for query in [
+            format!("?expected_last_heartbeat={stale}&desired_ttl_seconds=60"),
+            "?expected_last_heartbeat=NO_HEARTBEAT&desired_ttl_seconds=45".to_owned(),
+            format!("?expected_last_heartbeat={held}"),
+            "?desired_ttl_seconds=600".to_owned(),
+            String::new(),
         ] {
+            std::thread::sleep(Duration::from_millis(5));
             let reply = beat(&query);
             assert_eq!(reply.status, 200, "{prefix} {query}: {}", reply.text);
-            assert_eq!(reply.json["state"], "stopping", "{}", reply.text);
-            assert_eq!(reply.json["lease_extended"], true, "{}", reply.text);
-            assert_eq!(reply.json["ttl_seconds"], ttl, "{}", reply.text);
-            let token = reply.json["last_heartbeat"].as_str().expect("a token");
-            // The lease moved: the item's last heartbeat is the new token, later than before,
-            // and the deadline (last heartbeat + ttl) with it.
+            assert_eq!(
+                reply.json,
+                json!({
+                    "type": "work_heartbeat",
+                    "last_heartbeat": held,
+                    "lease_extended": false,
+                    "state": "stopping",
+                    "ttl_seconds": 30,
+                    "lease_epoch": 1
+                }),
+                "{prefix} {query}: the lease as held, not extended"
+            );
             let item = server.get(&base);
-            assert_eq!(item.json["state"], "stopping", "{}", item.text);
-            assert_eq!(item.json["latest_heartbeat_at"], token, "{}", item.text);
-            assert!(token > previous.as_str(), "{token} after {previous}");
-            previous = token.to_owned();
+            assert_eq!(item.json, before.json, "{prefix} {query}: nothing changes");
         }
 
         let stopped = server.post(&format!("{base}/stop"), &json!({}));
         assert_eq!(stopped.json["state"], "stopped", "{}", stopped.text);
         for query in [
             format!("?expected_last_heartbeat={stale}"),
+            format!("?expected_last_heartbeat={held}"),
             "?expected_last_heartbeat=NO_HEARTBEAT".to_owned(),
             String::new(),
         ] {
             assert_error(&beat(&query), 409, "invalid_request_error", None);
         }
     }
+}
+
+/// docs/contract.md §3.3 and §5 over HTTP: the heartbeats of a worker that never confirms a
+/// graceful stop do not keep the item: it lapses to stopped at the deadline it had when the
+/// stop was asked, swept by the server with no request to notice it.
+#[test]
+fn an_unconfirmed_stop_lapses_at_its_deadline_however_often_the_worker_beats() {
+    let server = Server::start(&["--default-ttl-seconds", "10"]);
+    let environment = server.environment("self_hosted");
+    server.work(&environment);
+    let (work, token) = server.claim(&environment, "w1");
+    let claimed_at = Instant::now();
+    let base = format!("/v1/environments/{environment}/work/{work}");
+    let stopping = server.post(&format!("{base}/stop"), &json!({}));
+    assert_eq!(stopping.json["state"], "stopping", "{}", stopping.text);
+    let drained = loop {
+        let reply = server.post_with(
+            &format!("{base}/heartbeat?expected_last_heartbeat={token}"),
+            &[],
+            None,
+        );
+        if reply.status != 200 {
+            break reply;
+        }
+        assert_eq!(reply.json["lease_extended"], false, "{}", reply.text);
+        assert!(
+            claimed_at.elapsed() < Duration::from_millis(10_500),
+            "still stopping past its deadline: {}",
+            reply.text
+        );
+        std::thread::sleep(Duration::from_millis(1_000));
+    };
+    assert_error(&drained, 409, "invalid_request_error", None);
+    assert!(claimed_at.elapsed() >= Duration::from_millis(9_000));
+    assert!(
+        server.logged(&format!("work_id={work} from=stopping to=stopped")),
+        "{}",
+        server.stderr.lock()
+    );
+    let item = server.get(&base);
+    assert_eq!(item.json["state"], "stopped", "{}", item.text);
+    assert_eq!(item.json["latest_heartbeat_at"], token.as_str());
 }
 
 /// The sweeper sleeps until the table's next deadline and is woken only when a change brings

@@ -118,6 +118,7 @@ enum WirePrecondition {
     Unmatchable,
 }
 
+#[cfg_attr(docsrs, doc(cfg(feature = "snapshot")))]
 impl Stamped {
     /// The command as bytes: magic `WLCM`, format version, a postcard payload, CRC-32. Equal
     /// commands give equal bytes, and [`Self::decode`] gives the command back.

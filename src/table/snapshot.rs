@@ -20,6 +20,7 @@ mod write;
 pub(crate) use read::decode;
 pub(crate) use write::encode;
 
+#[cfg_attr(docsrs, doc(cfg(feature = "snapshot")))]
 impl LeaseTable {
     /// The table's whole state as canonical bytes (docs/contract.md §7.4): items, queues, leases,
     /// workers, metadata, pollers, the sweep journal, the clock and the configuration, every
@@ -29,7 +30,7 @@ impl LeaseTable {
     /// order, capacities or reads served): two tables fed the same [`crate::Stamped`]
     /// sequence, a [`LeaseTable`] or a [`crate::ConcurrentLeaseTable`] of any shard count,
     /// give the same bytes. The format (magic, version, CRC-32, canonical order) is described
-    /// in the README's "Snapshots and commands" section.
+    /// on the crate's front page, "Replay, snapshots and fencing".
     ///
     /// # Examples
     ///

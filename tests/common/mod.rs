@@ -447,7 +447,15 @@ impl DirectAndApplied {
         now: Timestamp,
         unwrap: impl FnOnce(Applied) -> R,
     ) -> Result<R, Error> {
-        let applied = self.applied.apply(&Stamped::new(now, command)).map(unwrap);
+        let applied = self.applied.apply(&Stamped::new(now, command));
+        // Every answer the model sees also survives its encoding (a server's replay record).
+        #[cfg(feature = "snapshot")]
+        assert_eq!(
+            Applied::decode_answer(&Applied::encode_answer(&applied)).as_ref(),
+            Ok(&applied),
+            "an answer changed through Applied::encode_answer and decode_answer"
+        );
+        let applied = applied.map(unwrap);
         assert_eq!(applied, direct, "apply and the direct method disagree");
         direct
     }
@@ -927,16 +935,30 @@ impl Seen {
         match (call, outcome) {
             (Op::Heartbeat { work, .. }, Outcome::Heartbeat(Ok(beat))) => {
                 let tokens = self.tokens.entry(*work).or_default();
+                // docs/contract.md §3.3: a stopping item's heartbeat issues no token; it
+                // reports the lease's last one, if the lease had a heartbeat.
+                if !beat.lease_extended() {
+                    if let Some(held) = beat.last_heartbeat {
+                        prop_assert_eq!(Some(held), tokens.last().copied(), "{}", work);
+                    }
+                    self.recent = Some(*work);
+                    return Ok(());
+                }
+                let Some(token) = beat.last_heartbeat else {
+                    return Err(TestCaseError::fail(format!(
+                        "a renewal of {work} without a token"
+                    )));
+                };
                 if let Some(&last) = tokens.last() {
                     prop_assert!(
-                        beat.last_heartbeat > last,
+                        token > last,
                         "token {:?} for {} not after {:?}",
-                        beat.last_heartbeat,
+                        token,
                         work,
                         last
                     );
                 }
-                tokens.push(beat.last_heartbeat);
+                tokens.push(token);
                 self.recent = Some(*work);
             }
             (Op::Create { env, work, .. }, Outcome::Item(Ok(_))) => {

@@ -172,7 +172,7 @@ pub(crate) fn json_bytes(status: StatusCode, bytes: Vec<u8>) -> Response {
 
 /// The one service in front of the router: names the route for the request counter, picks
 /// the request id (the client's `x-request-id` when it is sane), checks credentials (every
-/// route but `/healthz`), renders any refusal as the envelope that carries the request id,
+/// route but `/healthz` and `/readyz`), renders any refusal as the envelope that carries the request id,
 /// echoes the id as `request-id`, and counts the answer (`worklease_http_requests_total`).
 ///
 /// One hand-written service rather than three `from_fn` layers: each of those costs a boxed
@@ -232,7 +232,7 @@ where
     fn call(&mut self, request: Request) -> Self::Future {
         let (route, heartbeat) = route_of(request.uri().path(), request.method());
         let request_id = RequestId::of(request.headers(), &self.shared.mint);
-        let answer = if route == "healthz" {
+        let answer = if route == "healthz" || route == "readyz" {
             Answer::Here(self.inner.call(request))
         } else if let Err(refusal) = authenticate(request.headers(), &self.shared.token) {
             Answer::Refused(refusal)
@@ -349,6 +349,7 @@ impl RequestId {
 pub(super) fn route_of(path: &str, method: &Method) -> (&'static str, Option<HeartbeatIds>) {
     match path {
         "/healthz" => return ("healthz", None),
+        "/readyz" => return ("readyz", None),
         "/cluster" => return ("cluster", None),
         "/metrics" => return ("metrics", None),
         "/internal/digest" | APPEND_ROUTE | VOTE_ROUTE | SNAPSHOT_ROUTE => {
@@ -429,7 +430,7 @@ pub(super) fn route_of(path: &str, method: &Method) -> (&'static str, Option<Hea
     (name, ids)
 }
 
-/// Every route but `/healthz` needs `Authorization: Bearer <token>` or `x-api-key: <token>`.
+/// Every route but `/healthz` and `/readyz` needs `Authorization: Bearer <token>` or `x-api-key: <token>`.
 fn authenticate(headers: &HeaderMap, token: &str) -> Result<(), ApiError> {
     let bearer = headers
         .get(AUTHORIZATION)

@@ -40,7 +40,7 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub(crate) fn goes_to_leader(route: &str) -> bool {
     !matches!(
         route,
-        "healthz" | "cluster" | "metrics" | "internal" | "unmatched"
+        "healthz" | "readyz" | "cluster" | "metrics" | "internal" | "unmatched"
     )
 }
 
@@ -277,7 +277,7 @@ async fn proxy(
 }
 
 /// The leader could not be reached, or broke off: for a change, its outcome is unknown
-/// (the README's client rule covers it).
+/// (the client's rule in docs/api.md, "An ambiguous outcome", covers it).
 fn unanswered(address: &str, error: &reqwest::Error) -> ApiError {
     ApiError::Unavailable(format!(
         "the leader at {address} did not answer ({error}); retry"

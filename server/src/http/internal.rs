@@ -24,12 +24,16 @@ pub(crate) async fn append(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
+    let heard = shared.clone();
     rpc(
         &shared,
         &headers,
         body,
         raft::decode_append,
         |node, r| async move {
+            if let Some(durable) = heard.submit.durable() {
+                durable.heard_commit(r.leader_commit);
+            }
             let answer = node.append_entries(r).await.map_err(|e| e.to_string())?;
             Ok(raft::encode_append_response(&answer))
         },
@@ -108,9 +112,10 @@ where
     }
 }
 
-/// `GET /internal/digest`: this node's own table, summarized: its applied index and a CRC-32
-/// of its canonical snapshot (docs/contract.md §7.4). Replicas that applied the same log answer the same
-/// digest, so operators and tests compare replicas with it without moving whole tables.
+/// `GET /internal/digest`: this node's own table, summarized: its applied index and the
+/// [`table_digest`] of its canonical snapshot (docs/contract.md §7.4). Replicas that applied the
+/// same log answer the same digest, so operators and tests compare replicas with it without
+/// moving whole tables; compare digests taken at the same applied index.
 pub(crate) async fn digest(State(shared): State<Arc<Shared>>) -> Response {
     let (bytes, index) = shared.submit.local_snapshot();
     super::edge::json(
@@ -118,10 +123,21 @@ pub(crate) async fn digest(State(shared): State<Arc<Shared>>) -> Response {
         &serde_json::json!({
             "node_id": shared.submit.cluster_status().node_id,
             "last_applied_index": index,
-            "digest": format!("{:08x}", crc32fast::hash(&bytes)),
+            "digest": table_digest(&bytes),
             "bytes": bytes.len(),
         }),
     )
+}
+
+/// The SHA-256 of a table's canonical snapshot bytes, in hex. A checksum that covers its own
+/// trailer cannot serve: the snapshot ends with a CRC-32 of what precedes it, and a CRC-32
+/// over data followed by its own CRC is the same constant for every table.
+pub(crate) fn table_digest(snapshot: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(snapshot)
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
 }
 
 /// The node and the body, when this node takes RPCs at all.
@@ -169,4 +185,59 @@ fn octets(bytes: Vec<u8>) -> Response {
 
 fn plain(status: StatusCode, message: String) -> Response {
     (status, message).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use worklease::{
+        Config, EnvironmentId, EnvironmentKind, HeartbeatRequest, LeaseTable, Metadata,
+        PollRequest, Timestamp, WorkId,
+    };
+
+    use super::table_digest;
+
+    /// A table holding one lease, renewed once at `renewed` (its token).
+    fn one_lease(renewed: Timestamp) -> LeaseTable {
+        let t0 = Timestamp::from_unix_micros(1_700_000_000_000_000);
+        let mut table = LeaseTable::new(Config::default());
+        let environment = EnvironmentId::mint(t0, 0, 1);
+        table
+            .register_environment(environment.clone(), EnvironmentKind::SelfHosted)
+            .expect("registers");
+        let work = WorkId::mint(t0, 1, 7);
+        let session = "sess_1".parse().expect("a session id");
+        table
+            .create_work(&environment, work.clone(), session, Metadata::new(), t0)
+            .expect("creates");
+        table
+            .poll(&environment, &PollRequest::default(), t0)
+            .expect("polls");
+        table.ack(&environment, &work, None, t0).expect("acks");
+        table
+            .heartbeat(&environment, &work, HeartbeatRequest::default(), renewed)
+            .expect("renews");
+        table
+    }
+
+    #[test]
+    fn tables_that_differ_in_one_token_have_different_digests() {
+        let at = Timestamp::from_unix_micros(1_700_000_001_000_000);
+        let one = one_lease(at);
+        let other = one_lease(Timestamp::from_unix_micros(at.unix_micros() + 1));
+        let same = one_lease(at);
+        assert_eq!(
+            table_digest(&one.snapshot()),
+            table_digest(&same.snapshot())
+        );
+        assert_ne!(
+            table_digest(&one.snapshot()),
+            table_digest(&other.snapshot())
+        );
+        // What the digest used to be (a CRC-32 over the snapshot and its own CRC-32 trailer)
+        // is the same for both: the check this replaces could not fail.
+        assert_eq!(
+            crc32fast::hash(&one.snapshot()),
+            crc32fast::hash(&other.snapshot())
+        );
+    }
 }

@@ -20,9 +20,11 @@ mod work;
 
 pub(crate) use edge::ApiError;
 use edge::Edge;
+#[cfg(test)]
+pub(crate) use internal::table_digest;
 
-/// Every route under both prefixes, plus `/healthz`, `/cluster` and `/metrics`, behind the one
-/// edge (request ids, authentication but for `/healthz`, counting), for `axum::serve`.
+/// Every route under both prefixes, plus `/healthz`, `/readyz`, `/cluster` and `/metrics`, behind the one
+/// edge (request ids, authentication but for `/healthz` and `/readyz`, counting), for `axum::serve`.
 pub(crate) fn router(shared: Arc<Shared>) -> IntoMakeService<Edge<Router>> {
     Edge::new(routes(shared.clone()), shared).into_make_service()
 }
@@ -70,6 +72,7 @@ fn routes(shared: Arc<Shared>) -> Router {
         .route("/cluster", get(ops::cluster))
         .route("/metrics", get(ops::metrics))
         .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
         .route(crate::raft::APPEND_ROUTE, post(internal::append))
         .route(crate::raft::VOTE_ROUTE, post(internal::vote))
         .route(crate::raft::SNAPSHOT_ROUTE, post(internal::snapshot))
@@ -159,6 +162,7 @@ mod tests {
             .unwrap_or(template);
         match tail {
             "/healthz" => "healthz",
+            "/readyz" => "readyz",
             "/cluster" => "cluster",
             "/metrics" => "metrics",
             _ if tail.starts_with("/internal/") => "internal",
@@ -244,6 +248,7 @@ mod tests {
             "/environments/work/work/poll",
             "/environments/e%2F1/work/w%20x/ack",
             "/healthz",
+            "/readyz",
             "/metrics",
         ];
         let mut paths: Vec<String> = ["", "/v1", "/api/v1/cloud", "/v2", "/v1/", "/api/v1"]

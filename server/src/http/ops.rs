@@ -1,4 +1,4 @@
-//! Operations endpoints (docs/contract.md §8): `/healthz`, `/cluster`, `/metrics`.
+//! Operations endpoints (docs/contract.md §8): `/healthz`, `/readyz`, `/cluster`, `/metrics`.
 
 use std::sync::Arc;
 
@@ -14,6 +14,19 @@ use crate::app::Shared;
 /// `GET /healthz`, without credentials: 200 while the process serves.
 pub(crate) async fn healthz() -> Response {
     json(StatusCode::OK, &serde_json::json!({"status": "ok"}))
+}
+
+/// `GET /readyz`, without credentials: 200 while this node can answer (in replicated mode:
+/// it knows a leader and has applied up to the commit index it last heard of), else 503 with
+/// the reason. `/healthz` says the process is alive; this says whether to send it requests.
+pub(crate) async fn readyz(State(shared): State<Arc<Shared>>) -> Response {
+    match shared.submit.readiness() {
+        Ok(()) => json(StatusCode::OK, &serde_json::json!({"status": "ready"})),
+        Err(reason) => json(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &serde_json::json!({"status": "not_ready", "reason": reason}),
+        ),
+    }
 }
 
 /// `GET /cluster`'s answer.

@@ -13,6 +13,8 @@ use std::time::{Duration, Instant};
 use openraft::{BasicNode, ServerState, SnapshotPolicy};
 use worklease::Config;
 
+use super::dir_lock::DirLock;
+use super::fingerprint;
 use super::log_store::LogStore;
 use super::network::{Links, Network};
 use super::state_machine::StateMachine;
@@ -63,14 +65,19 @@ pub(crate) struct Options {
 /// # Errors
 ///
 /// A message naming the file at fault when the directory cannot be used: damaged, foreign, or
-/// unreadable. Nothing is served from a partial table.
+/// unreadable, and a message naming the directory when another server holds it (`dir_lock`).
+/// Nothing is served from a partial table.
 pub(crate) async fn open(options: &Options, clock: Arc<Clock>) -> Result<Durable, String> {
+    let dir = &options.dir;
+    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let lock = DirLock::take(dir)?;
     let thread = RaftThread::start()?;
     let options = options.clone();
     let mut durable = thread
         .run(async move { open_on_this_thread(&options, clock).await })
         .await??;
     durable.thread = Some(thread);
+    durable.dir_lock = Some(lock);
     Ok(durable)
 }
 
@@ -79,7 +86,6 @@ pub(crate) async fn open(options: &Options, clock: Arc<Clock>) -> Result<Durable
 async fn open_on_this_thread(options: &Options, clock: Arc<Clock>) -> Result<Durable, String> {
     let started = Instant::now();
     let dir = &options.dir;
-    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let old_log = dir.join("raft.redb");
     if old_log.exists() {
         return Err(format!(
@@ -116,6 +122,24 @@ async fn open_on_this_thread(options: &Options, clock: Arc<Clock>) -> Result<Dur
     let machine = machine.snapshot_every(options.snapshot_every);
     let replicated = !options.peers.is_empty();
     let (log, opened) = LogStore::open(dir, options.segment_bytes, !replicated)?;
+    // What the directory holds says where the table's time had got to when this node stopped
+    // (`crate::clock`). A one-member cluster leads alone, and no other clock kept time while it
+    // was down: its stamps are only a floor, so the time it was down counts. A replicated
+    // member takes them as seen now: the others most likely kept the cluster going meanwhile,
+    // and a member restarted a moment ago may win the next election before it applies a live
+    // entry; it must not then stamp by its own clock.
+    let machine = if replicated {
+        let latest = [machine.table_clock(), log.latest_stamp()]
+            .into_iter()
+            .flatten()
+            .max();
+        if let Some(latest) = latest {
+            clock.observe(latest);
+        }
+        machine
+    } else {
+        machine.replaying_up_to(opened.last_index)
+    };
     if let (Some(snapshot), last) = (restored.index, opened.last_index) {
         if last.is_none_or(|last| last < snapshot) {
             return Err(format!(
@@ -155,12 +179,9 @@ async fn open_on_this_thread(options: &Options, clock: Arc<Clock>) -> Result<Dur
             .map_err(|e| format!("raft configuration: {e}"))?,
     );
     // Members must apply commands under the same table configuration, or their tables drift
-    // apart (a heartbeat without a TTL takes the default): each RPC carries a fingerprint of
-    // the sender's, and a member refuses RPCs from a different one (`crate::http::internal`).
-    let config_tag = format!(
-        "{:08x}",
-        crc32fast::hash(format!("{:?}", table.lock().config()).as_bytes())
-    );
+    // apart: each RPC carries the sender's fingerprint, and a member refuses RPCs from a
+    // different one (`fingerprint`, `crate::http::internal`).
+    let config_tag = fingerprint::header(table.lock().config());
     let links = Links::new(options.token.clone(), config_tag);
     let links = Arc::new(match &options.tls {
         Some(tls) => links.over_tls(tls.clone()),
@@ -257,7 +278,7 @@ mod tests {
 
     /// How long a restart takes with a million leases in the snapshot and the longest log tail
     /// the default `--snapshot-every` leaves (100 000 heartbeats) to replay. A measurement, run
-    /// by hand (README, "Durable mode"):
+    /// by hand (docs/performance.md):
     /// `cargo test --release -p worklease-server -- --ignored --nocapture recovery_of`.
     #[test]
     #[ignore = "a measurement, run by hand in release mode"]

@@ -12,7 +12,7 @@ use openraft::{
 use serde::{Deserialize, Serialize};
 use worklease::Stamped;
 
-use super::{NodeId, Origin, Proposal, TypeConfig};
+use super::{CommandAnswer, NodeId, Origin, Proposal, TypeConfig};
 use std::sync::Arc;
 
 /// Why stored bytes could not be read back.
@@ -82,6 +82,14 @@ struct WireSnapshotMeta {
     last_log_id: Option<WireLogId>,
     membership: WireStoredMembership,
     snapshot_id: String,
+}
+
+/// The replay record in a snapshot: origin ids and their answers (`Applied::encode_answer()`,
+/// which carry their own magic, version and checksum), oldest first.
+#[derive(Debug, Serialize, Deserialize)]
+struct WireRecord<'a> {
+    #[serde(borrow)]
+    answers: Vec<(u128, &'a [u8])>,
 }
 
 fn wire_log_id(id: &LogId<NodeId>) -> WireLogId {
@@ -265,6 +273,32 @@ pub(crate) fn decode_snapshot_meta(
         last_membership: stored(wire.membership),
         snapshot_id: wire.snapshot_id,
     })
+}
+
+/// The replay record, as a snapshot stores it beside the table.
+pub(crate) fn encode_record(answers: &[(u128, CommandAnswer)]) -> Vec<u8> {
+    let encoded: Vec<(u128, Vec<u8>)> = answers
+        .iter()
+        .map(|(id, answer)| (*id, worklease::Applied::encode_answer(answer)))
+        .collect();
+    seal(&WireRecord {
+        answers: encoded
+            .iter()
+            .map(|(id, bytes)| (*id, bytes.as_slice()))
+            .collect(),
+    })
+}
+
+pub(crate) fn decode_record(bytes: &[u8]) -> Result<Vec<(u128, CommandAnswer)>, CodecError> {
+    let wire: WireRecord<'_> = read(bytes)?;
+    wire.answers
+        .into_iter()
+        .map(|(id, bytes)| {
+            worklease::Applied::decode_answer(bytes)
+                .map(|answer| (id, answer))
+                .map_err(|e| CodecError(format!("the answer to origin {id:032x}: {e}")))
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -77,6 +77,12 @@ pub(crate) struct WriterStats {
     /// the proposer of a one-member cluster sends its next entry once the one before is on
     /// disk, rather than once it is applied (see `raft::propose_batches`).
     pub(crate) flushed_proposals: tokio::sync::watch::Sender<u64>,
+    /// The highest commit index this member has heard of, plus one (0: none): from openraft
+    /// committing entries here, and from the leader's appends (`Durable::heard_commit`).
+    pub(crate) committed: AtomicU64,
+    /// Why the writer thread ended (`None` while it runs; always `None` in a one-member
+    /// cluster, whose writes are made on openraft's core, which is watched itself).
+    writer_stopped: tokio::sync::watch::Sender<Option<&'static str>>,
 }
 
 impl WriterStats {
@@ -114,7 +120,46 @@ impl Default for WriterStats {
             entries: AtomicU64::new(0),
             commands: AtomicU64::new(0),
             flushed_proposals: tokio::sync::watch::channel(0).0,
+            committed: AtomicU64::new(0),
+            writer_stopped: tokio::sync::watch::channel(None).0,
         }
+    }
+}
+
+impl WriterStats {
+    /// Records that entries up to `index` are committed.
+    pub(crate) fn heard_commit(&self, index: u64) {
+        self.committed
+            .fetch_max(index.saturating_add(1), Ordering::Relaxed);
+    }
+
+    /// Resolves, with why, when the writer thread ends: then no write can reach the disk.
+    pub(crate) async fn writer_stopped(&self) -> &'static str {
+        let mut stopped = self.writer_stopped.subscribe();
+        loop {
+            if let Some(why) = *stopped.borrow_and_update() {
+                return why;
+            }
+            if stopped.changed().await.is_err() {
+                return std::future::pending().await;
+            }
+        }
+    }
+}
+
+/// Tells [`WriterStats::writer_stopped`] when the writer thread ends, by returning or by a
+/// panic.
+struct WriterExit<'a>(&'a WriterStats);
+
+impl Drop for WriterExit<'_> {
+    fn drop(&mut self) {
+        self.0
+            .writer_stopped
+            .send_replace(Some(if std::thread::panicking() {
+                "the log writer thread panicked"
+            } else {
+                "the log writer thread stopped"
+            }));
     }
 }
 
@@ -202,6 +247,21 @@ impl LogStore {
         Ok((store, opened))
     }
 
+    /// The latest stamp among the commands the log holds.
+    pub(crate) fn latest_stamp(&self) -> Option<worklease::Timestamp> {
+        self.inner
+            .entries
+            .lock()
+            .values()
+            .rev()
+            .find_map(|entry| match &entry.payload {
+                openraft::EntryPayload::Normal(Proposal(batch, _)) => {
+                    batch.iter().map(|stamped| stamped.now).max()
+                }
+                _ => None,
+            })
+    }
+
     /// The writer's counters.
     pub(crate) fn stats(&self) -> Arc<WriterStats> {
         self.inner.stats.clone()
@@ -236,6 +296,7 @@ impl LogStore {
 /// The writer thread: one frame (one `fdatasync`) per batch of queued jobs, until the store
 /// is dropped.
 fn write_loop(mut wal: Wal, jobs: &mpsc::Receiver<Job>, stats: &WriterStats) {
+    let _exit = WriterExit(stats);
     let mut frame = wal::Frame::default();
     while let Ok(first) = jobs.recv() {
         let mut batch = vec![first];
@@ -317,6 +378,14 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn get_log_reader(&mut self) -> Self::LogReader {
         self.clone()
+    }
+
+    /// Not stored, only remembered for readiness (`Durable::readiness`).
+    async fn save_committed(&mut self, committed: Option<LogId<NodeId>>) -> StorageResult<()> {
+        if let Some(committed) = committed {
+            self.inner.stats.heard_commit(committed.index);
+        }
+        Ok(())
     }
 
     async fn save_vote(&mut self, vote: &Vote<NodeId>) -> StorageResult<()> {

@@ -22,8 +22,11 @@ use crate::clock::Clock;
 
 mod bootstrap;
 mod codec;
+mod dir_lock;
+mod fingerprint;
 mod log_store;
 mod network;
+mod replica;
 mod rpc;
 mod state_machine;
 mod thread;
@@ -37,6 +40,8 @@ pub(crate) use rpc::{
     decode_append, decode_install, decode_vote_request, encode_append_response,
     encode_install_response, encode_vote_response,
 };
+#[cfg(test)]
+pub(crate) use {bootstrap::SNAPSHOT_FILE, state_machine::snapshot_file_index};
 
 /// Member ids (`--node-id`; a durable server is node 1).
 pub(crate) type NodeId = u64;
@@ -57,8 +62,8 @@ pub(crate) struct Origin {
 
 /// The answers of the latest applied commands that carried an origin id, so a replayed
 /// forward is answered as the first attempt was (`crate::origin`). Every replica keeps its own
-/// (it applies the same log); a snapshot does not carry it, so a member restored from one only
-/// remembers what it applied since.
+/// (it applies the same log), and snapshots carry it beside the table, so a member restored
+/// from one answers a replay of a change the snapshot covers as it was first answered.
 #[derive(Debug, Default)]
 pub(crate) struct Recorded {
     /// The answers by origin id, and the ids in the order they were recorded.
@@ -66,7 +71,7 @@ pub(crate) struct Recorded {
 }
 
 /// One command's answer.
-type CommandAnswer = Result<Applied, Error>;
+pub(crate) type CommandAnswer = Result<Applied, Error>;
 
 impl Recorded {
     /// How many answers are kept: far more than the requests in flight during an election.
@@ -87,6 +92,24 @@ impl Recorded {
 
     pub(crate) fn get(&self, id: u128) -> Option<Result<Applied, Error>> {
         self.answers.lock().0.get(&id).cloned()
+    }
+
+    /// Every answer kept, oldest first (what a snapshot holds).
+    pub(crate) fn entries(&self) -> Vec<(u128, CommandAnswer)> {
+        let guard = self.answers.lock();
+        let (answers, order) = &*guard;
+        order
+            .iter()
+            .filter_map(|id| Some((*id, answers.get(id)?.clone())))
+            .collect()
+    }
+
+    /// Forgets every answer and keeps `entries` instead, oldest first (a restored snapshot's).
+    pub(crate) fn replace(&self, entries: Vec<(u128, CommandAnswer)>) {
+        *self.answers.lock() = Default::default();
+        for (id, answer) in entries {
+            self.record(id, &answer);
+        }
     }
 }
 
@@ -168,6 +191,9 @@ pub(crate) struct Durable {
     /// Where Raft's tasks and the proposer run (`None` only while [`open`] starts them there);
     /// stopped when this is dropped.
     thread: Option<thread::RaftThread>,
+    /// The data directory's lock (`None` only while [`open`] starts the node), released
+    /// last.
+    dir_lock: Option<dir_lock::DirLock>,
 }
 
 impl Debug for Durable {
@@ -224,6 +250,7 @@ impl Durable {
             replicated,
             recorded,
             thread: None,
+            dir_lock: None,
         }
     }
 
@@ -265,7 +292,7 @@ impl Durable {
     ///
     /// [`Unavailable`] when this node does not lead, loses its leadership before the command
     /// commits, or the command does not commit within [`COMMIT_WAIT`] (then it may still
-    /// commit: the client's rule for an ambiguous outcome is in the README).
+    /// commit: the client's rule for an ambiguous outcome is in docs/api.md).
     ///
     /// A node that cannot write its log any more cannot answer anything truthfully: it logs
     /// why and exits, and a restart recovers from what is on disk.
@@ -313,6 +340,13 @@ impl Durable {
                 COMMIT_WAIT.as_secs()
             ))),
         }
+    }
+
+    /// The term this node leads, if it leads (as far as it knows).
+    pub(crate) fn leading_term(&self) -> Option<u64> {
+        let metrics = self.raft.metrics();
+        let metrics = metrics.borrow();
+        (metrics.state == ServerState::Leader).then_some(metrics.current_term)
     }
 
     /// Whether this node leads now (as far as it knows).
@@ -383,6 +417,71 @@ impl Durable {
                 ServerState::Learner | ServerState::Shutdown => "learner",
             },
             last_applied_index: metrics.last_applied.map_or(0, |id| id.index),
+        }
+    }
+
+    /// Records the commit index a leader's append carried (`GET /readyz` waits until this
+    /// member has applied up to it).
+    pub(crate) fn heard_commit(&self, committed: Option<openraft::LogId<NodeId>>) {
+        if let Some(committed) = committed {
+            self.writer.heard_commit(committed.index);
+        }
+    }
+
+    /// Whether this member is ready to answer (`GET /readyz`): it knows a leader and has
+    /// applied up to the commit index it last heard of. A one-member cluster is ready while
+    /// it runs: it is its own leader and applied its log before serving.
+    ///
+    /// # Errors
+    ///
+    /// Why not, for a human.
+    pub(crate) fn readiness(&self) -> Result<(), String> {
+        let metrics = self.raft.metrics();
+        let metrics = metrics.borrow();
+        if let Err(fatal) = &metrics.running_state {
+            return Err(format!("the raft core stopped: {fatal}"));
+        }
+        if !self.replicated {
+            return Ok(());
+        }
+        if metrics.current_leader.is_none() {
+            return Err("no leader is known (an election is under way)".to_owned());
+        }
+        let applied = metrics.last_applied.map_or(0, |id| id.index + 1);
+        let committed = self.writer.committed.load(Ordering::Relaxed);
+        if applied < committed {
+            return Err(format!(
+                "catching up: applied {} of {} committed entries",
+                applied, committed
+            ));
+        }
+        Ok(())
+    }
+
+    /// Resolves, with why, when the Raft core or the log writer stops: this node cannot
+    /// answer anything truthfully after that.
+    pub(crate) async fn stopped(&self) -> String {
+        let core = async {
+            let mut metrics = self.raft.metrics();
+            loop {
+                if let Err(fatal) = &metrics.borrow_and_update().running_state {
+                    return format!("the raft core stopped: {fatal}");
+                }
+                if metrics.changed().await.is_err() {
+                    return "the raft core stopped".to_owned();
+                }
+            }
+        };
+        tokio::pin!(core);
+        tokio::select! {
+            why = &mut core => why,
+            why = self.writer.writer_stopped() => {
+                // The writer thread also ends when the core stops and drops the log store:
+                // name the core then, the cause.
+                tokio::time::timeout(Duration::from_millis(200), core)
+                    .await
+                    .unwrap_or_else(|_| why.to_owned())
+            }
         }
     }
 

@@ -3,7 +3,7 @@
 //! token. A one-member cluster never sends anything. With TLS on, members call each other over
 //! HTTPS and check each other's certificate ([`Links::over_tls`]).
 
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -34,7 +34,10 @@ pub(crate) struct Links {
     client: reqwest::Client,
     token: String,
     cut: AtomicBool,
-    /// A fingerprint of this member's table configuration.
+    /// Members this node's RPCs do not reach, a bit per id (ids below 64; tests split a
+    /// cluster with it: cutting both directions between two members partitions them).
+    cut_from: AtomicU64,
+    /// This member's table configuration fingerprints (`super::fingerprint`).
     config_tag: String,
     /// A refusal for a different configuration was logged already.
     mismatch_logged: AtomicBool,
@@ -52,6 +55,7 @@ impl Links {
             client: http_client(None),
             token,
             cut: AtomicBool::new(false),
+            cut_from: AtomicU64::new(0),
             config_tag,
             mismatch_logged: AtomicBool::new(false),
             drop_answers: AtomicU32::new(0),
@@ -103,23 +107,29 @@ impl Links {
         self.drop_answers.store(count, Ordering::Relaxed);
     }
 
-    /// Whether an RPC's sender (whose fingerprint is `theirs`) applies commands under this
-    /// member's table configuration. The first mismatch is logged as an error.
+    /// Whether an RPC's sender (whose fingerprints are `theirs`) applies commands under this
+    /// member's table configuration. The first mismatch is logged here, with both
+    /// fingerprints; the refusal the sender gets names neither (this member's configuration
+    /// is its operator's to read, not a caller's).
     pub(crate) fn same_config(&self, theirs: Option<&str>) -> Result<(), String> {
-        if theirs == Some(self.config_tag.as_str()) {
-            return Ok(());
-        }
-        let message = format!(
-            "a member's table configuration ({}) differs from this member's ({}): start every \
-             member with the same --default-ttl-seconds and --max-attempts (a data directory \
-             keeps the configuration it was created with)",
-            theirs.unwrap_or("none"),
-            self.config_tag
-        );
+        let disagreement = match super::fingerprint::agree(&self.config_tag, theirs) {
+            Ok(()) => return Ok(()),
+            Err(disagreement) => disagreement,
+        };
+        let advice = "start every member with the same --default-ttl-seconds and \
+                      --max-attempts (a data directory keeps the configuration it was created \
+                      with)";
         if !self.mismatch_logged.swap(true, Ordering::Relaxed) {
-            tracing::error!("{message}; refusing its Raft messages");
+            tracing::error!(
+                theirs = theirs.unwrap_or("none"),
+                ours = %self.config_tag,
+                "a member's table configuration differs from this member's: {disagreement}; \
+                 refusing its Raft messages: {advice}"
+            );
         }
-        Err(message)
+        Err(format!(
+            "refused by the receiving member: {disagreement}; {advice}; its log names both"
+        ))
     }
 
     /// The client, for forwarding requests to the leader too.
@@ -136,6 +146,25 @@ impl Links {
     #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) fn set_cut(&self, cut: bool) {
         self.cut.store(cut, Ordering::Relaxed);
+    }
+
+    /// Stops this node's RPCs to `peer`, or lets them through again (a fault injector for
+    /// tests; answers travel with their requests, so cutting both directions partitions two
+    /// members).
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub(crate) fn set_cut_from(&self, peer: NodeId, cut: bool) {
+        let bit = 1u64 << (peer % 64);
+        if cut {
+            self.cut_from.fetch_or(bit, Ordering::Relaxed);
+        } else {
+            self.cut_from.fetch_and(!bit, Ordering::Relaxed);
+        }
+    }
+
+    /// Whether this node's RPCs reach `peer` (not cut by [`Self::set_cut`] or
+    /// [`Self::set_cut_from`]).
+    fn reaches(&self, peer: NodeId) -> bool {
+        !self.is_cut() && self.cut_from.load(Ordering::Relaxed) & (1u64 << (peer % 64)) == 0
     }
 }
 
@@ -188,9 +217,9 @@ impl Peer {
         body: Vec<u8>,
         timeout: Duration,
     ) -> Result<Vec<u8>, Failure> {
-        if self.links.is_cut() {
+        if !self.links.reaches(self.target) {
             return Err(Failure::Unreachable(std::io::Error::other(format!(
-                "node {}: this node is cut off",
+                "node {}: this node is cut off from it",
                 self.target
             ))));
         }
@@ -300,5 +329,25 @@ impl RaftNetwork<TypeConfig> for Peer {
             .await
             .map_err(Failure::into_rpc)?;
         rpc::decode_vote_response(&bytes).map_err(|e| self.undecodable(&e).into_rpc())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refusal_does_not_tell_the_sender_this_members_configuration() {
+        let mut config = worklease::Config::default();
+        let theirs = super::super::fingerprint::header(&config);
+        config.max_attempts = std::num::NonZeroU32::new(7);
+        let ours = super::super::fingerprint::header(&config);
+        let links = Links::new("t".to_owned(), ours.clone());
+        assert_eq!(links.same_config(Some(&ours)), Ok(()));
+        let refusal = links
+            .same_config(Some(&theirs))
+            .expect_err("another configuration is refused");
+        assert!(!refusal.contains("max_attempts=7"), "{refusal}");
+        assert!(refusal.contains("differs"), "{refusal}");
     }
 }

@@ -1,10 +1,24 @@
 //! The state machine: the lease table, fed committed `Stamped` commands, and its snapshots.
 //!
-//! A snapshot file (`DIR/snapshot.wls`) is a small header, the Raft metadata around the table
-//! (the last applied log id and membership, checksummed) and then `LeaseTable::snapshot()`'s
-//! canonical bytes, which carry their own magic, version and checksum. It is written to a
-//! temporary file, fsynced and renamed over the previous one, so a crash leaves either the old
-//! or the new snapshot, never a mix; openraft purges the log only once the new one is built.
+//! A snapshot file (`DIR/snapshot.wls`) is a small header (magic `WLRS`, version), the Raft
+//! metadata around the table (the last applied log id and membership, checksummed) and then
+//! the snapshot's payload, which is also what a leader sends a follower:
+//!
+//! ```text
+//! payload = "WLSP" | version (u16 LE, 1) | table length (u64 LE) | table | replay record
+//! ```
+//!
+//! `table` is `LeaseTable::snapshot()`'s canonical bytes (their own magic, version and
+//! checksum); the replay record is the answers of recently applied commands that carried an
+//! origin id (`super::Recorded`), checksummed, each answer `Applied::encode_answer()`'s bytes.
+//! A file of version 1 (written before the replay record was kept) holds the table's bytes
+//! alone as its payload, and so does a snapshot a leader of that version sends: both load, with
+//! an empty replay record, which is all that version kept across a snapshot.
+//!
+//! The file is written to a temporary file, fsynced and renamed over the previous one, so a
+//! crash leaves either the old or the new snapshot, never a mix; openraft purges the log only
+//! once the new one is built. Snapshots are encoded by the snapshot replica (`super::replica`),
+//! not under the table's lock, so applies go on meanwhile.
 
 use std::fs::{self, File};
 use std::io::{Cursor, Write};
@@ -19,17 +33,23 @@ use openraft::{
     StorageError, StorageIOError, StoredMembership,
 };
 use parking_lot::Mutex;
-use tokio::sync::Notify;
+use tokio::sync::{oneshot, Notify};
 use worklease::{Config, LeaseTable};
 
+use super::replica::Replica;
 use super::waiters::Waiters;
-use super::{codec, waiters, Answer, NodeId, Proposal, Recorded, TypeConfig};
+use super::{codec, waiters, Answer, CommandAnswer, NodeId, Proposal, Recorded, TypeConfig};
 use crate::clock::Clock;
 
 /// The snapshot file's first bytes.
 const MAGIC: &[u8; 4] = b"WLRS";
-/// The snapshot file format this build writes and reads.
-const VERSION: u16 = 1;
+/// The snapshot file format this build writes (and the newest it reads): 2, whose payload is
+/// the table and the replay record; 1 held the table alone.
+const VERSION: u16 = 2;
+/// A snapshot payload's first bytes (a version 1 payload starts with the table's own magic).
+const PAYLOAD_MAGIC: &[u8; 4] = b"WLSP";
+/// The payload format this build writes and reads.
+const PAYLOAD_VERSION: u16 = 1;
 
 type StorageResult<T> = Result<T, StorageError<NodeId>>;
 
@@ -53,8 +73,12 @@ pub(crate) struct StateMachine {
     /// Commands applied since the last snapshot, and how many call for the next one.
     since_snapshot: u64,
     snapshot_every: u64,
+    /// The last index the log held at start (`Self::replaying_up_to`).
+    replayed_upto: Option<u64>,
     /// Whether a snapshot is due (`Durable` asks Raft for it).
     snapshot_due: Arc<SnapshotDue>,
+    /// The copy of the table snapshots are encoded from.
+    replica: Replica,
 }
 
 /// The state machine's table (for reads) and recorded answers (for replayed forwards).
@@ -102,8 +126,57 @@ pub(crate) struct Restored {
 /// A snapshot file, read and checked.
 struct SnapshotFile {
     meta: SnapshotMeta<NodeId, BasicNode>,
-    /// The table's bytes.
-    table: Vec<u8>,
+    /// The payload: the table and the replay record (version 1: the table alone).
+    payload: Vec<u8>,
+}
+
+/// A snapshot payload, read and checked: the table's bytes (not yet restored) and the replay
+/// record, oldest first.
+struct Payload<'a> {
+    table: &'a [u8],
+    record: Vec<(u128, CommandAnswer)>,
+}
+
+/// A snapshot's payload: the table's canonical bytes and the replay record beside them. Built
+/// in the table's own buffer (which has room to spare) rather than a copy of it: a second
+/// buffer of the table's size would be one more large allocation and release while applies
+/// go on.
+pub(super) fn encode_payload(table: Vec<u8>, record: &[(u128, CommandAnswer)]) -> Vec<u8> {
+    let mut header = Vec::with_capacity(PAYLOAD_MAGIC.len() + 2 + 8);
+    header.extend_from_slice(PAYLOAD_MAGIC);
+    header.extend_from_slice(&PAYLOAD_VERSION.to_le_bytes());
+    header.extend_from_slice(&(table.len() as u64).to_le_bytes());
+    let mut payload = table;
+    payload.splice(0..0, header);
+    payload.extend_from_slice(&codec::encode_record(record));
+    payload
+}
+
+/// Reads a payload; one that does not start with [`PAYLOAD_MAGIC`] is a version 1 payload, the
+/// table alone (`LeaseTable::restore` then checks it).
+fn parse_payload(payload: &[u8]) -> Result<Payload<'_>, String> {
+    let Some(rest) = payload.strip_prefix(PAYLOAD_MAGIC) else {
+        return Ok(Payload {
+            table: payload,
+            record: Vec::new(),
+        });
+    };
+    let truncated = || format!("snapshot payload truncated: {} bytes", payload.len());
+    let (version, rest) = rest.split_at_checked(2).ok_or_else(truncated)?;
+    let version = u16::from_le_bytes([version[0], version[1]]);
+    if version != PAYLOAD_VERSION {
+        return Err(format!(
+            "unsupported snapshot payload version {version} (this build reads {PAYLOAD_VERSION})"
+        ));
+    }
+    let (length, rest) = rest.split_at_checked(8).ok_or_else(truncated)?;
+    let length = u64::from_le_bytes(length.try_into().expect("invariant: 8 bytes"));
+    let (table, record) = usize::try_from(length)
+        .ok()
+        .and_then(|length| rest.split_at_checked(length))
+        .ok_or_else(truncated)?;
+    let record = codec::decode_record(record).map_err(|e| format!("replay record: {e}"))?;
+    Ok(Payload { table, record })
 }
 
 impl StateMachine {
@@ -122,16 +195,18 @@ impl StateMachine {
         let named = |error: &dyn std::fmt::Display| format!("{}: {error}", path.display());
         let _ = fs::remove_file(temporary(path));
         if !path.exists() {
+            let table = LeaseTable::new(config);
+            let payload = encode_payload(table.snapshot(), &[]);
             let machine = Self::at(
-                LeaseTable::new(config),
+                table,
+                Vec::new(),
                 None,
                 StoredMembership::default(),
                 path,
                 clock,
             );
-            let bytes = machine.table.lock().snapshot();
             let meta = machine.meta();
-            let written = write_snapshot(path, &meta, &bytes).map_err(|e| named(&e))?;
+            let written = write_snapshot(path, &meta, &payload).map_err(|e| named(&e))?;
             return Ok((
                 machine,
                 Restored {
@@ -143,7 +218,8 @@ impl StateMachine {
         let started = Instant::now();
         let raw = fs::read(path).map_err(|e| named(&e))?;
         let file = parse_snapshot(&raw).map_err(|e| named(&e))?;
-        let table = LeaseTable::restore(&file.table).map_err(|e| named(&e))?;
+        let payload = parse_payload(&file.payload).map_err(|e| named(&e))?;
+        let table = LeaseTable::restore(payload.table).map_err(|e| named(&e))?;
         if *table.config() != config {
             tracing::warn!(
                 file = %path.display(),
@@ -155,14 +231,16 @@ impl StateMachine {
             file = %path.display(),
             bytes = raw.len(),
             index = file.meta.last_log_id.map(|id| id.index),
+            replay_record = payload.record.len(),
             took_ms = started.elapsed().as_millis() as u64,
             "snapshot restored"
         );
         if let Some(at) = table.clock() {
-            clock.observe(at);
+            clock.recover(at);
         }
         let machine = Self::at(
             table,
+            payload.record,
             file.meta.last_log_id,
             file.meta.last_membership,
             path,
@@ -175,15 +253,19 @@ impl StateMachine {
         Ok((machine, restored))
     }
 
-    /// A state machine holding `table` as of `last_applied`, with nothing recorded, nobody
-    /// waiting and no snapshot asked for.
+    /// A state machine holding `table` and the answers `record`ed as of `last_applied`, with
+    /// nobody waiting and no snapshot asked for.
     fn at(
         table: LeaseTable,
+        record: Vec<(u128, CommandAnswer)>,
         last_applied: Option<LogId<NodeId>>,
         membership: StoredMembership<NodeId, BasicNode>,
         path: &Path,
         clock: Arc<Clock>,
     ) -> Self {
+        let replica = Replica::start(table.clone(), record.clone());
+        let recorded = Recorded::default();
+        recorded.replace(record);
         Self {
             table: Arc::new(Mutex::new(table)),
             last_applied,
@@ -191,11 +273,13 @@ impl StateMachine {
             path: path.to_owned(),
             built: 0,
             clock,
-            recorded: Arc::default(),
+            recorded: Arc::new(recorded),
             waiters: Arc::default(),
             since_snapshot: 0,
             snapshot_every: u64::MAX,
+            replayed_upto: None,
             snapshot_due: Arc::default(),
+            replica,
         }
     }
 
@@ -215,6 +299,18 @@ impl StateMachine {
     /// and the log's size, grow with the commands.
     pub(crate) fn snapshot_every(mut self, commands: u64) -> Self {
         self.snapshot_every = commands;
+        self
+    }
+
+    /// The table's clock: the latest stamp it applied.
+    pub(crate) fn table_clock(&self) -> Option<worklease::Timestamp> {
+        self.table.lock().clock()
+    }
+
+    /// The log held entries up to `index` when the node started: their stamps are replayed,
+    /// not seen live.
+    pub(crate) fn replaying_up_to(mut self, index: Option<u64>) -> Self {
+        self.replayed_upto = index;
         self
     }
 
@@ -240,7 +336,7 @@ fn temporary(path: &Path) -> PathBuf {
 pub(super) fn write_snapshot(
     path: &Path,
     meta: &SnapshotMeta<NodeId, BasicNode>,
-    table: &[u8],
+    payload: &[u8],
 ) -> std::io::Result<usize> {
     let meta = codec::encode_snapshot_meta(meta);
     let meta_len = u32::try_from(meta.len()).map_err(std::io::Error::other)?;
@@ -250,14 +346,14 @@ pub(super) fn write_snapshot(
     file.write_all(&VERSION.to_le_bytes())?;
     file.write_all(&meta_len.to_le_bytes())?;
     file.write_all(&meta)?;
-    file.write_all(table)?;
+    file.write_all(payload)?;
     file.sync_all()?;
     drop(file);
     fs::rename(&tmp, path)?;
     if let Some(dir) = path.parent() {
         File::open(dir)?.sync_all()?;
     }
-    Ok(MAGIC.len() + 2 + 4 + meta.len() + table.len())
+    Ok(MAGIC.len() + 2 + 4 + meta.len() + payload.len())
 }
 
 fn parse_snapshot(raw: &[u8]) -> Result<SnapshotFile, String> {
@@ -269,9 +365,10 @@ fn parse_snapshot(raw: &[u8]) -> Result<SnapshotFile, String> {
         return Err("not a worklease snapshot (bad magic)".to_owned());
     }
     let version = u16::from_le_bytes([raw[4], raw[5]]);
-    if version != VERSION {
+    // Version 1's payload is told apart by its first bytes (`parse_payload`).
+    if !(1..=VERSION).contains(&version) {
         return Err(format!(
-            "unsupported snapshot version {version} (this build reads {VERSION})"
+            "unsupported snapshot version {version} (this build reads 1 to {VERSION})"
         ));
     }
     let meta_len = u32::from_le_bytes([raw[6], raw[7], raw[8], raw[9]]) as usize;
@@ -283,8 +380,19 @@ fn parse_snapshot(raw: &[u8]) -> Result<SnapshotFile, String> {
         .map_err(|e| format!("snapshot metadata: {e}"))?;
     Ok(SnapshotFile {
         meta,
-        table: raw[meta_end..].to_vec(),
+        payload: raw[meta_end..].to_vec(),
     })
+}
+
+/// The log index a snapshot file covers, if it reads (tests wait for a snapshot with it).
+#[cfg(test)]
+pub(crate) fn snapshot_file_index(path: &Path) -> Option<u64> {
+    let raw = fs::read(path).ok()?;
+    parse_snapshot(&raw)
+        .ok()?
+        .meta
+        .last_log_id
+        .map(|id| id.index)
 }
 
 /// Runs blocking file work (a snapshot's file) on tokio's blocking pool: the state machine runs
@@ -297,38 +405,49 @@ async fn off_the_raft_thread<T: Send + 'static>(
         .map_err(std::io::Error::other)
 }
 
-/// Builds one snapshot from bytes taken between two applies.
+/// Builds one snapshot: waits for the replica to encode the state as of the index the builder
+/// was made at, then writes the file, while the state machine goes on applying.
 #[derive(Debug)]
 pub(crate) struct Builder {
     meta: SnapshotMeta<NodeId, BasicNode>,
-    table: Vec<u8>,
+    /// The payload, once the replica has encoded it.
+    payload: Option<oneshot::Receiver<Vec<u8>>>,
     path: PathBuf,
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for Builder {
     async fn build_snapshot(&mut self) -> StorageResult<Snapshot<TypeConfig>> {
         let started = Instant::now();
-        let (path, meta, table) = (
-            self.path.clone(),
-            self.meta.clone(),
-            std::mem::take(&mut self.table),
-        );
-        let (written, table) =
-            off_the_raft_thread(move || (write_snapshot(&path, &meta, &table), table))
+        let failed = |error: &dyn std::fmt::Display| {
+            StorageIOError::write_snapshot(
+                Some(self.meta.signature()),
+                &std::io::Error::other(error.to_string()),
+            )
+        };
+        let payload = match self.payload.take() {
+            Some(payload) => payload
+                .await
+                .map_err(|_| failed(&"the snapshot replica stopped"))?,
+            None => return Err(failed(&"this builder already built its snapshot").into()),
+        };
+        let encoded_ms = started.elapsed().as_millis() as u64;
+        let (path, meta) = (self.path.clone(), self.meta.clone());
+        let (written, payload) =
+            off_the_raft_thread(move || (write_snapshot(&path, &meta, &payload), payload))
                 .await
                 .map_err(|e| StorageIOError::write_snapshot(Some(self.meta.signature()), &e))?;
-        self.table = table;
         let written =
             written.map_err(|e| StorageIOError::write_snapshot(Some(self.meta.signature()), &e))?;
         tracing::info!(
             index = self.meta.last_log_id.map(|id| id.index),
             bytes = written,
+            encoded_ms,
             took_ms = started.elapsed().as_millis() as u64,
             "snapshot written"
         );
         Ok(Snapshot {
             meta: self.meta.clone(),
-            snapshot: Box::new(Cursor::new(std::mem::take(&mut self.table))),
+            snapshot: Box::new(Cursor::new(payload)),
         })
     }
 }
@@ -358,10 +477,20 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 EntryPayload::Blank => Answer(None),
                 EntryPayload::Normal(Proposal(batch, origins)) => {
                     if let Some(last) = batch.last() {
-                        self.clock.observe(last.now);
+                        // An entry this node's log held when it started is replayed, however
+                        // it is applied now: its stamp is old (`crate::clock`).
+                        if self
+                            .replayed_upto
+                            .is_some_and(|upto| entry.log_id.index <= upto)
+                        {
+                            self.clock.recover(last.now);
+                        } else {
+                            self.clock.observe(last.now);
+                        }
                     }
                     let results: Vec<_> =
                         batch.iter().map(|stamped| table.apply(stamped)).collect();
+                    self.replica.apply(&batch, &origins);
                     self.since_snapshot += batch.len() as u64;
                     for origin in origins.iter() {
                         if let Some(result) = results.get(origin.index as usize) {
@@ -396,11 +525,11 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         self.built += 1;
         self.since_snapshot = 0;
         self.snapshot_due.set(false);
-        // Taken here, between two applies, so the bytes are exactly the state at `last_applied`.
-        let table = self.table.lock().snapshot();
+        // Asked here, between two applies: the replica has been sent every batch up to
+        // `last_applied` and no later one, so it encodes exactly the state at that index.
         Builder {
             meta: self.meta(),
-            table,
+            payload: Some(self.replica.snapshot()),
             path: self.path.clone(),
         }
     }
@@ -415,22 +544,34 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         snapshot: Box<Cursor<Vec<u8>>>,
     ) -> StorageResult<()> {
         let bytes = snapshot.into_inner();
-        let table = LeaseTable::restore(&bytes)
-            .map_err(|e| StorageIOError::read_snapshot(Some(meta.signature()), &e))?;
+        let unreadable = |error: &dyn std::fmt::Display| {
+            StorageIOError::read_snapshot(
+                Some(meta.signature()),
+                &std::io::Error::other(error.to_string()),
+            )
+        };
+        let payload = parse_payload(&bytes).map_err(|e| unreadable(&e))?;
+        let table = LeaseTable::restore(payload.table).map_err(|e| unreadable(&e))?;
+        let record = payload.record;
         let (path, written_meta) = (self.path.clone(), meta.clone());
         let (written, bytes) =
             off_the_raft_thread(move || (write_snapshot(&path, &written_meta, &bytes), bytes))
                 .await
                 .map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), &e))?;
         written.map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), &e))?;
+        // A snapshot's clock may be old (the leader's latest stamp when it built it): a floor,
+        // not the timeline (`crate::clock`).
         if let Some(at) = table.clock() {
-            self.clock.observe(at);
+            self.clock.recover(at);
         }
         tracing::info!(
             index = meta.last_log_id.map(|id| id.index),
             bytes = bytes.len(),
+            replay_record = record.len(),
             "snapshot installed from the leader"
         );
+        self.replica.reset(table.clone(), record.clone());
+        self.recorded.replace(record);
         *self.table.lock() = table;
         self.since_snapshot = 0;
         self.snapshot_due.set(false);
@@ -453,7 +594,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             .map_err(|e| StorageIOError::read_snapshot(None, &std::io::Error::other(e)))?;
         Ok(Some(Snapshot {
             meta: file.meta,
-            snapshot: Box::new(Cursor::new(file.table)),
+            snapshot: Box::new(Cursor::new(file.payload)),
         }))
     }
 }
@@ -507,3 +648,6 @@ mod tests {
         let _ = fs::remove_dir_all(&dir);
     }
 }
+
+#[cfg(test)]
+mod snapshot_tests;
