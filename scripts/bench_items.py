@@ -1,13 +1,17 @@
 #!/usr/bin/env python3
 """Bench setup for scripts/service-bench.sh and scripts/durable-bench.sh.
 
-    python3 scripts/bench_items.py ADDRESS TOKEN ITEMS > ids
+    python3 scripts/bench_items.py ADDRESS TOKEN ITEMS [CA] > ids
 
-One environment and ITEMS acked items; prints the environment id, then the work ids.
+One environment and ITEMS acked items; prints the environment id, then the work ids. With CA
+(a PEM file), over HTTPS trusting that CA.
 """
-import http.client, json, sys
+import http.client, json, ssl, sys
 address, token, items = sys.argv[1], sys.argv[2], int(sys.argv[3])
-connection = http.client.HTTPConnection(address)
+if len(sys.argv) > 4:
+    connection = http.client.HTTPSConnection(address, context=ssl.create_default_context(cafile=sys.argv[4]))
+else:
+    connection = http.client.HTTPConnection(address)
 def call(method, path, body=None, headers=None):
     headers = {"Authorization": f"Bearer {token}", "content-type": "application/json", **(headers or {})}
     connection.request(method, path, body=json.dumps(body) if body is not None else None, headers=headers)

@@ -2,18 +2,21 @@
 # Heartbeats per second over HTTP, in one run on this machine, with wrk and 50 connections:
 #
 #   1. worklease-server in memory: unconditional heartbeats on random acked items
-#      (scripts/heartbeat.lua);
+#      (scripts/heartbeat.lua), over plain HTTP and over HTTPS (--tls-cert, a P-256 certificate
+#      from a CA made with openssl; wrk keeps its connections, so this is TLS's per-request
+#      cost, not the handshake's);
 #   2. the ceiling: a bare axum route answering the same body (server/examples/bare.rs);
 #   3. redis-benchmark EVALSHA compare-and-set, in memory and with appendfsync always;
 #   4. worklease-server durable (--data-dir in a temporary directory): the same heartbeats,
-#      each fsynced (group commit) before its answer; then "idle pollers": IDLE_WORKERS
-#      workers long-polling an empty environment (scripts/idle_pollers.py), counting the log
-#      entries (each part of one fsync) they cause, which should be 0;
+#      each fsynced (group commit) before its answer, over plain HTTP and over HTTPS; then
+#      "idle pollers": IDLE_WORKERS workers long-polling an empty environment
+#      (scripts/idle_pollers.py), counting the log entries (each part of one fsync) they cause,
+#      which should be 0;
 #   5. a three-member replicated cluster on loopback (docs/contract.md §8): the same heartbeats sent to the
 #      leader, then to a follower (which forwards each to the leader), each committed on a
 #      majority before its answer.
 #
-# The server and the bare route run in alternating rounds (ROUNDS of SECONDS each), so load from
+# The server (plain and TLS) and the bare route run in alternating rounds (ROUNDS of SECONDS each), so load from
 # anything else on the machine falls on both alike; each reports its median round. Prints each
 # rate with p50/p99 latency, and the ratios server / bare and server / redis.
 # Needs wrk and redis-server (apt-get install wrk redis-server). Everything listens on
@@ -29,7 +32,7 @@ ROUNDS=${3:-3}
 CONNECTIONS=50
 THREADS=2
 
-for tool in wrk redis-server redis-cli redis-benchmark python3 curl; do
+for tool in wrk redis-server redis-cli redis-benchmark python3 curl openssl; do
   command -v "$tool" >/dev/null || { echo "service-bench: $tool is missing (apt-get install wrk redis-server)" >&2; exit 1; }
 done
 
@@ -56,7 +59,7 @@ start() {
   "$@" >"$WORK/$name.out" 2>"$WORK/$name.err" &
   PIDS+=($!)
   for _ in $(seq 100); do
-    ADDR=$(sed -n 's|^listening on http://||p' "$WORK/$name.out" | head -1)
+    ADDR=$(sed -n 's|^listening on https\{0,1\}://||p' "$WORK/$name.out" | head -1)
     [ -n "$ADDR" ] && return 0
     sleep 0.1
   done
@@ -84,25 +87,41 @@ for unit, scale in (("us", 1e-3), ("ms", 1.0), ("s", 1e3)):
         print(f"{float(v[:-len(unit)]) * scale:.3f}"); break
 '; }
 
+# A private CA and a server certificate for 127.0.0.1 (docs/tls.md), for the TLS runs.
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 \
+  -subj "/CN=service-bench CA" -keyout "$WORK/ca.key" -out "$WORK/ca.pem" 2>/dev/null
+openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=worklease" \
+  -keyout "$WORK/server.key" -out "$WORK/server.csr" 2>/dev/null
+openssl x509 -req -in "$WORK/server.csr" -CA "$WORK/ca.pem" -CAkey "$WORK/ca.key" -CAcreateserial \
+  -days 1 -extfile <(printf 'subjectAltName = IP:127.0.0.1\n') -out "$WORK/server.pem" 2>/dev/null
+TLS_ARGS=(--tls-cert "$WORK/server.pem" --tls-key "$WORK/server.key")
+
 # --- 1. the server, in memory
 TOKEN=bench-token
 start server "$SERVER" --listen 127.0.0.1:0 --token "$TOKEN" --default-ttl-seconds 600 --log-level warn
 SERVER_ADDR=$ADDR
-# populate ADDR: one environment and ITEMS acked items on the server at ADDR; prints the ids.
-populate() { python3 scripts/bench_items.py "$1" "$TOKEN" "$ITEMS"; }
+# populate ADDR [CA]: one environment and ITEMS acked items on the server at ADDR (over HTTPS
+# trusting CA when given); prints the ids.
+populate() { python3 scripts/bench_items.py "$1" "$TOKEN" "$ITEMS" ${2:+"$2"}; }
 populate "$SERVER_ADDR" >"$WORK/ids"
+start server-tls "$SERVER" --listen 127.0.0.1:0 --token "$TOKEN" --default-ttl-seconds 600 \
+  --log-level warn "${TLS_ARGS[@]}"
+TLS_ADDR=$ADDR
+populate "$TLS_ADDR" "$WORK/ca.pem" >"$WORK/tls-ids"
 # --- 2. the bare route, in rounds alternating with the server's
 start bare "$BARE" 127.0.0.1:0
 BARE_ADDR=$ADDR
-: >"$WORK/server.rounds"; : >"$WORK/bare.rounds"
+: >"$WORK/server.rounds"; : >"$WORK/bare.rounds"; : >"$WORK/tls.rounds"
 for round in $(seq "$ROUNDS"); do
   run_wrk server "http://$SERVER_ADDR"; echo "$RATE $P50 $P99" >>"$WORK/server.rounds"
+  run_wrk server-tls "https://$TLS_ADDR" "$WORK/tls-ids"; echo "$RATE $P50 $P99" >>"$WORK/tls.rounds"
   run_wrk bare "http://$BARE_ADDR"; echo "$RATE $P50 $P99" >>"$WORK/bare.rounds"
-  echo "round $round: server $(tail -1 "$WORK/server.rounds" | cut -d' ' -f1)/s, bare $(tail -1 "$WORK/bare.rounds" | cut -d' ' -f1)/s" >&2
+  echo "round $round: server $(tail -1 "$WORK/server.rounds" | cut -d' ' -f1)/s, TLS $(tail -1 "$WORK/tls.rounds" | cut -d' ' -f1)/s, bare $(tail -1 "$WORK/bare.rounds" | cut -d' ' -f1)/s" >&2
 done
 median() { sort -n "$1" | awk '{ line[NR] = $0 } END { print line[int((NR + 1) / 2)] }'; }
 read -r SERVER_RATE SERVER_P50 SERVER_P99 < <(median "$WORK/server.rounds")
 read -r BARE_RATE BARE_P50 BARE_P99 < <(median "$WORK/bare.rounds")
+read -r TLS_RATE TLS_P50 TLS_P99 < <(median "$WORK/tls.rounds")
 for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
 wait 2>/dev/null || true
 PIDS=()
@@ -112,13 +131,20 @@ start durable "$SERVER" --listen 127.0.0.1:0 --token "$TOKEN" --default-ttl-seco
   --log-level warn --data-dir "$WORK/data"
 DURABLE_ADDR=$ADDR
 populate "$DURABLE_ADDR" >"$WORK/durable-ids"
-: >"$WORK/durable.rounds"
+start durable-tls "$SERVER" --listen 127.0.0.1:0 --token "$TOKEN" --default-ttl-seconds 600 \
+  --log-level warn --data-dir "$WORK/data-tls" "${TLS_ARGS[@]}"
+DURABLE_TLS_ADDR=$ADDR
+populate "$DURABLE_TLS_ADDR" "$WORK/ca.pem" >"$WORK/durable-tls-ids"
+: >"$WORK/durable.rounds"; : >"$WORK/durable-tls.rounds"
 for round in $(seq "$ROUNDS"); do
   run_wrk durable "http://$DURABLE_ADDR" "$WORK/durable-ids"
   echo "$RATE $P50 $P99" >>"$WORK/durable.rounds"
-  echo "round $round: durable $RATE/s" >&2
+  run_wrk durable-tls "https://$DURABLE_TLS_ADDR" "$WORK/durable-tls-ids"
+  echo "$RATE $P50 $P99" >>"$WORK/durable-tls.rounds"
+  echo "round $round: durable $(tail -1 "$WORK/durable.rounds" | cut -d' ' -f1)/s, TLS $RATE/s" >&2
 done
 read -r DURABLE_RATE DURABLE_P50 DURABLE_P99 < <(median "$WORK/durable.rounds")
+read -r DURABLE_TLS_RATE DURABLE_TLS_P50 DURABLE_TLS_P99 < <(median "$WORK/durable-tls.rounds")
 IDLE_WORKERS=${IDLE_WORKERS:-50}
 read -r IDLE_POLLS IDLE_ENTRIES IDLE_ENTRIES_RATE < <(python3 scripts/idle_pollers.py \
   "$DURABLE_ADDR" "$TOKEN" "$IDLE_WORKERS" "$SECONDS_PER_RUN")
@@ -205,7 +231,9 @@ echo "heartbeats over HTTP: wrk -t$THREADS -c$CONNECTIONS, ${SECONDS_PER_RUN} s 
 echo "server and bare: median of $ROUNDS alternating rounds; redis-benchmark -c $CONNECTIONS, one run each"
 printf '%-44s %10s %10s %10s\n' "target" "req/s" "p50 ms" "p99 ms"
 printf '%-44s %10s %10s %10s\n' "worklease-server, in memory" "$SERVER_RATE" "$SERVER_P50" "$SERVER_P99"
+printf '%-44s %10s %10s %10s\n' "worklease-server, in memory, HTTPS" "$TLS_RATE" "$TLS_P50" "$TLS_P99"
 printf '%-44s %10s %10s %10s\n' "worklease-server, durable (--data-dir)" "$DURABLE_RATE" "$DURABLE_P50" "$DURABLE_P99"
+printf '%-44s %10s %10s %10s\n' "worklease-server, durable, HTTPS" "$DURABLE_TLS_RATE" "$DURABLE_TLS_P50" "$DURABLE_TLS_P99"
 printf '%-44s %10s %10s %10s\n' "3-member cluster, through the leader" "$LEADER_RATE" "$LEADER_P50" "$LEADER_P99"
 printf '%-44s %10s %10s %10s\n' "3-member cluster, through a follower" "$FOLLOWER_RATE" "$FOLLOWER_P50" "$FOLLOWER_P99"
 printf '%-44s %10s %10s %10s\n' "bare axum route, same body" "$BARE_RATE" "$BARE_P50" "$BARE_P99"
@@ -216,6 +244,11 @@ echo "  $IDLE_POLLS polls/s, $IDLE_ENTRIES log entries ($IDLE_ENTRIES_RATE entri
 echo
 echo "server / bare:                 $(ratio "$SERVER_RATE" "$BARE_RATE") (medians); per round: $(paste -d' ' "$WORK/server.rounds" "$WORK/bare.rounds" \
   | python3 -c 'import sys; r = sorted(float(l.split()[0]) / float(l.split()[3]) for l in sys.stdin); print(" ".join(f"{x:.2f}" for x in r), f"(median {r[len(r) // 2]:.2f})")')"
+# per_round A B: A / B in each round (the first column of both files), sorted, and their median.
+per_round() { paste -d' ' "$1" "$2" \
+  | python3 -c 'import sys; r = sorted(float(l.split()[0]) / float(l.split()[3]) for l in sys.stdin); print(" ".join(f"{x:.2f}" for x in r), f"(median {r[len(r) // 2]:.2f})")'; }
+echo "TLS / plain, in memory:        $(ratio "$TLS_RATE" "$SERVER_RATE") (medians); per round: $(per_round "$WORK/tls.rounds" "$WORK/server.rounds")"
+echo "TLS / plain, durable:          $(ratio "$DURABLE_TLS_RATE" "$DURABLE_RATE") (medians); per round: $(per_round "$WORK/durable-tls.rounds" "$WORK/durable.rounds")"
 echo "server / redis (in memory):    $(ratio "$SERVER_RATE" "$REDIS_RATE")"
 echo "server / redis (fsync always): $(ratio "$SERVER_RATE" "$FSYNC_RATE")"
 echo "durable / redis (fsync always): $(ratio "$DURABLE_RATE" "$FSYNC_RATE")"

@@ -7,9 +7,6 @@ use std::collections::HashSet;
 use std::fs;
 use std::path::{Component, Path, PathBuf};
 
-/// Files that other work in progress adds; a link to one is accepted while it is missing.
-const EXPECTED_ELSEWHERE: &[&str] = &["docs/tls.md"];
-
 #[test]
 fn every_relative_link_in_the_markdown_files_resolves() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -102,12 +99,8 @@ fn broken_links(root: &Path, file: &Path) -> Vec<String> {
         } else {
             normalize(&file.parent().expect("a file has a directory").join(path))
         };
-        let relative = resolved.strip_prefix(root).unwrap_or(&resolved);
         if !resolved.exists() {
-            let pending = EXPECTED_ELSEWHERE.iter().any(|p| relative == Path::new(p));
-            if !pending {
-                broken.push(format!("{shown}:{line}: {target} (no such file)"));
-            }
+            broken.push(format!("{shown}:{line}: {target} (no such file)"));
             continue;
         }
         if let Some(fragment) = fragment {

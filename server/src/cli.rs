@@ -16,7 +16,8 @@ use worklease::{Config, Ttl};
 ///
 /// Every flag can also be given as an environment variable, named after it: `--listen` is
 /// `WORKLEASE_LISTEN`, `--default-ttl-seconds` is `WORKLEASE_DEFAULT_TTL_SECONDS`, and so on.
-/// A flag wins over its variable. The first line on stdout is `listening on http://ADDR`.
+/// A flag wins over its variable. The first line on stdout is `listening on http://ADDR`
+/// (`https://` with --tls-cert).
 #[derive(Debug, Parser)]
 #[command(name = "worklease-server", version, max_term_width = 100)]
 pub(crate) struct Cli {
@@ -79,6 +80,38 @@ pub(crate) struct Cli {
     #[arg(long, env = "WORKLEASE_LOG_SEGMENT_KIB", value_name = "KIB", default_value = "32768",
           value_parser = clap::value_parser!(u64).range(64..=4_194_304))]
     pub(crate) log_segment_kib: u64,
+
+    /// Serve HTTPS only, presenting this certificate chain (PEM: this server's certificate
+    /// first, then any intermediates). Needs --tls-key. Both files are read again when they
+    /// change (checked every second, and on SIGHUP): new connections get the new pair, open
+    /// ones keep theirs, and a pair that cannot be used is logged and the old one kept
+    /// (docs/tls.md). [default: plain HTTP]
+    #[arg(
+        long,
+        env = "WORKLEASE_TLS_CERT",
+        value_name = "FILE",
+        requires = "tls_key"
+    )]
+    pub(crate) tls_cert: Option<PathBuf>,
+
+    /// The private key of --tls-cert (PEM: PKCS#8, PKCS#1 or SEC1).
+    #[arg(
+        long,
+        env = "WORKLEASE_TLS_KEY",
+        value_name = "FILE",
+        requires = "tls_cert"
+    )]
+    pub(crate) tls_key: Option<PathBuf>,
+
+    /// With --tls-cert in replicated mode: the CA (PEM) whose certificates the other members
+    /// must present; members reach each other over HTTPS. [default: the system's roots]
+    #[arg(
+        long,
+        env = "WORKLEASE_TLS_CA",
+        value_name = "FILE",
+        requires = "tls_cert"
+    )]
+    pub(crate) tls_ca: Option<PathBuf>,
 
     /// How log lines on stderr look.
     #[arg(long, env = "WORKLEASE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Human)]
@@ -238,6 +271,10 @@ mod tests {
             "warn,worklease_server=debug",
             "--data-dir=some/dir",
             "--snapshot-every=500",
+            "--tls-cert=c.pem",
+            "--tls-key",
+            "k.pem",
+            "--tls-ca=ca.pem",
         ])
         .unwrap();
         assert_eq!(cli.data_dir, Some(PathBuf::from("some/dir")));
@@ -249,6 +286,9 @@ mod tests {
         assert_eq!(config.ack_ttl.seconds(), 30);
         assert_eq!(config.max_attempts.map(NonZeroU32::get), Some(3));
         assert_eq!(cli.log_format, LogFormat::Json);
+        assert_eq!(cli.tls_cert, Some(PathBuf::from("c.pem")));
+        assert_eq!(cli.tls_key, Some(PathBuf::from("k.pem")));
+        assert_eq!(cli.tls_ca, Some(PathBuf::from("ca.pem")));
     }
 
     #[test]
@@ -277,6 +317,10 @@ mod tests {
             &["--log-format", "xml"],
             &["--verbose"],
             &["--snapshot-every", "0"],
+            &["--tls-cert", "c.pem"],
+            &["--tls-key", "k.pem"],
+            &["--tls-ca", "ca.pem"],
+            &["--tls-ca", "ca.pem", "--tls-key", "k.pem"],
             &["--node-id", "1"],
             &["--peers", "1=127.0.0.1:1"],
             &[

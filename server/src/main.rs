@@ -1,7 +1,7 @@
 //! `worklease-server`: the documented work endpoints (docs/contract.md §3) over HTTP, with the operations
 //! endpoints of docs/contract.md §8. `worklease-server --help` lists the flags.
 //!
-//! The first line on stdout is `listening on http://ADDR`, so scripts (and the tests) can start
+//! The first line on stdout is `listening on http://ADDR` (`https://` with `--tls-cert`), so scripts (and the tests) can start
 //! it on port 0 and read the port back. Logs go to stderr.
 
 use std::process::ExitCode;
@@ -22,6 +22,7 @@ mod raft;
 mod run;
 mod submit;
 mod sweeper;
+mod tls;
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();

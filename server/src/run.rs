@@ -11,7 +11,7 @@ use crate::clock::Clock;
 use crate::metrics::Metrics;
 use crate::mint::Mint;
 use crate::submit::Submit;
-use crate::{http, raft, sweeper};
+use crate::{http, raft, sweeper, tls};
 
 /// Runs the server until Ctrl-C or SIGTERM; the process's exit code.
 pub(crate) fn main(cli: Cli) -> ExitCode {
@@ -47,6 +47,13 @@ fn init_logging(cli: &Cli) {
 
 async fn serve(cli: Cli) -> Result<(), String> {
     let generated = cli.token.is_none();
+    // Before anything else starts: a bad pair is refused, naming the file.
+    let certificate = match (&cli.tls_cert, &cli.tls_key) {
+        (Some(cert), Some(key)) => Some(Arc::new(
+            tls::Certificate::load(cert, key).map_err(|error| error.to_string())?,
+        )),
+        _ => None,
+    };
     let listener = tokio::net::TcpListener::bind(cli.listen)
         .await
         .map_err(|error| format!("cannot listen on {}: {error}", cli.listen))?;
@@ -55,15 +62,24 @@ async fn serve(cli: Cli) -> Result<(), String> {
         .local_addr()
         .map_err(|error| format!("cannot read the bound address: {error}"))?;
 
-    println!("listening on http://{address}");
+    let scheme = if certificate.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    println!("listening on {scheme}://{address}");
     if generated {
         println!(
             "token (generated; set --token or WORKLEASE_TOKEN to choose one): {}",
             shared.token
         );
         println!(
-            "try: curl -s -X POST http://{address}/v1/environments -H 'Authorization: Bearer {}' \
+            "try: curl -s{} -X POST {scheme}://{address}/v1/environments -H 'Authorization: Bearer {}' \
              -H 'content-type: application/json' -d '{{\"name\": \"demo\", \"config\": {{\"type\": \"self_hosted\"}}}}'",
+            cli.tls_ca
+                .as_ref()
+                .map(|ca| format!(" --cacert {}", ca.display()))
+                .unwrap_or_default(),
             shared.token
         );
     }
@@ -82,9 +98,24 @@ async fn serve(cli: Cli) -> Result<(), String> {
         default_ttl_seconds = config.default_ttl.seconds(),
         max_attempts = config.max_attempts.map(|n| n.get()),
         keep_stopped_seconds = cli.keep_stopped_seconds,
+        tls = certificate.is_some(),
         "serving"
     );
-    serve_on(shared, listener, cli.keep_stopped(), shutdown_signal()).await
+    let Some(certificate) = certificate else {
+        if !address.ip().is_loopback() {
+            tracing::warn!(
+                %address,
+                "serving plain HTTP on a non-loopback address: tokens (and, between members, \
+                 Raft messages) travel in clear text; give --tls-cert and --tls-key to serve HTTPS"
+            );
+        }
+        return serve_on(shared, listener, cli.keep_stopped(), shutdown_signal()).await;
+    };
+    let watcher = tokio::spawn(tls::watch(certificate.clone()));
+    let listener = tls::Listener::new(listener, certificate.server_config());
+    let served = serve_on(shared, listener, cli.keep_stopped(), shutdown_signal()).await;
+    watcher.abort();
+    served
 }
 
 /// Everything a node needs before it serves: the token, the metrics and the write path (in
@@ -116,6 +147,14 @@ pub(crate) async fn open(
                 node_id: cli.node_id.unwrap_or(raft::SOLE_NODE),
                 peers: cli.peers.clone().map(|peers| peers.0).unwrap_or_default(),
                 token: token.clone(),
+                // Only members call anyone: a lone server needs no trust roots.
+                tls: match (&cli.tls_cert, &cli.peers) {
+                    (Some(_), Some(_)) => Some(
+                        tls::client_config(cli.tls_ca.as_deref())
+                            .map_err(|error| error.to_string())?,
+                    ),
+                    _ => None,
+                },
             };
             let durable = raft::open(&options, clock.clone()).await?;
             Submit::logged(durable, metrics.clone(), clock)
@@ -124,8 +163,8 @@ pub(crate) async fn open(
     Ok(Arc::new(Shared::new(submit, token, metrics)))
 }
 
-/// Serves on `listener` until `shutdown` resolves, then stops cleanly: the sweeper, the
-/// listener (letting requests in flight finish), then the log.
+/// Serves on `listener` (plain TCP, or [`tls::Listener`]) until `shutdown` resolves, then
+/// stops cleanly: the sweeper, the listener (letting requests in flight finish), then the log.
 ///
 /// # Errors
 ///
@@ -133,12 +172,16 @@ pub(crate) async fn open(
 /// while serving: a node without them cannot answer truthfully (its API would answer 503
 /// forever while `/healthz` said 200), so it stops at once and the process exits non-zero,
 /// for a supervisor to restart it from its data directory.
-pub(crate) async fn serve_on(
+pub(crate) async fn serve_on<L>(
     shared: Arc<Shared>,
-    listener: tokio::net::TcpListener,
+    listener: L,
     keep_stopped: Option<std::time::Duration>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> Result<(), String> {
+) -> Result<(), String>
+where
+    L: axum::serve::Listener,
+    L::Addr: std::fmt::Debug,
+{
     let mut sweeper = tokio::spawn(sweeper::run(shared.clone(), keep_stopped));
     let serving = axum::serve(listener, http::router(shared.clone()))
         .with_graceful_shutdown(shutdown)

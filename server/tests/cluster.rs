@@ -401,6 +401,121 @@ fn a_member_with_another_table_configuration_is_refused() {
     assert!(index < leader_index, "node 3 applied the others' log");
 }
 
+/// Flags for a member that serves `issued` (from `ca`) and trusts `ca`, with its files in `dir`.
+fn tls_flags(
+    dir: &std::path::Path,
+    issued: &support::tls::Issued,
+    ca: &support::tls::Ca,
+) -> Vec<String> {
+    support::tls::Files::write_with_ca(dir, issued, ca).args()
+}
+
+#[test]
+fn a_tls_cluster_elects_fails_over_and_catches_a_wiped_member_up_over_https() {
+    let certificates = TempDir::new("tls-cluster-certificates");
+    let ca = support::tls::test_ca();
+    let flags = tls_flags(&certificates.0, &ca.issue(1), ca);
+    let mut extra: Vec<&str> = flags.iter().map(String::as_str).collect();
+    extra.extend(["--snapshot-every", "8"]);
+    let mut cluster = Cluster::start("tls-cluster", &extra);
+    for n in 1..=3 {
+        assert!(cluster.node(n).base.starts_with("https://"));
+    }
+    let leader = cluster.wait_for_leader(Duration::from_secs(20));
+    let follower = if leader == 1 { 2 } else { 1 };
+
+    // Leases taken through a follower: forwarded to the leader over HTTPS.
+    let via = cluster.node(follower);
+    let environment = via.environment("self_hosted");
+    let mut leases: Vec<(String, String)> = Vec::new();
+    for n in 0..5 {
+        via.work(&environment);
+        leases.push(via.claim(&environment, &format!("worker-{n}")));
+    }
+    cluster.wait_converged(Duration::from_secs(20));
+
+    // kill -9 the leader: another member leads and every lease renews through the survivors.
+    cluster.kill_9(leader);
+    let new_leader = cluster.wait_for_leader(Duration::from_secs(20));
+    let survivors: Vec<usize> = (1..=3).filter(|n| *n != leader).collect();
+    for (n, (work, token)) in leases.iter_mut().enumerate() {
+        let reply = cluster
+            .node(survivors[n % 2])
+            .post(&heartbeat_path(&environment, work, token), &json!({}));
+        assert_eq!(reply.status, 200, "{}", reply.text);
+        *token = reply.json["last_heartbeat"]
+            .as_str()
+            .expect("a token")
+            .to_owned();
+    }
+    cluster.launch(leader);
+    cluster.wait_converged(Duration::from_secs(20));
+
+    // A wiped member (not node 1, not the leader) catches up from a snapshot.
+    let wiped = (2..=3).find(|n| *n != new_leader).expect("a follower");
+    cluster.kill_9(wiped);
+    std::fs::remove_dir_all(cluster.data_dir(wiped)).expect("wipes the directory");
+    for _ in 0..20 {
+        cluster.node(new_leader).work(&environment);
+    }
+    cluster.launch(wiped);
+    let digest = cluster.wait_converged(Duration::from_secs(30));
+    assert!(
+        cluster
+            .node(wiped)
+            .logged("snapshot installed from the leader"),
+        "the wiped node did not install a snapshot:\n{}",
+        cluster.logs()
+    );
+    assert_eq!(cluster.digest(wiped).1, digest.1);
+    let listed = cluster
+        .node(wiped)
+        .get(&format!("/v1/environments/{environment}/work?limit=100"));
+    assert_eq!(listed.status, 200, "{}", listed.text);
+    assert_eq!(listed.json["data"].as_array().map(Vec::len), Some(25));
+}
+
+#[test]
+fn a_member_with_a_certificate_from_another_ca_cannot_join() {
+    let certificates = TempDir::new("tls-foreign-certificates");
+    let ca = support::tls::test_ca();
+    let ours = tls_flags(&certificates.0.join("ours"), &ca.issue(1), ca);
+    let stranger = support::tls::Ca::new("another cluster's CA");
+    let theirs = tls_flags(
+        &certificates.0.join("theirs"),
+        &stranger.issue(1),
+        &stranger,
+    );
+    let ours: Vec<&str> = ours.iter().map(String::as_str).collect();
+    let theirs: Vec<&str> = theirs.iter().map(String::as_str).collect();
+    let cluster = Cluster::start_with("tls-foreign", &[], &[&ours, &ours, &theirs]);
+    let leader = cluster.wait_for_leader(Duration::from_secs(20));
+    assert_ne!(leader, 3, "the foreign member was elected");
+    let environment = cluster.node(leader).environment("self_hosted");
+    cluster.node(leader).work(&environment);
+    // The two members of our CA serve; each side says why the other is refused.
+    assert!(
+        cluster
+            .node(leader)
+            .logged("cannot reach a member over TLS"),
+        "the leader did not log why:\n{}",
+        cluster.logs()
+    );
+    assert!(
+        cluster.node(3).logged("cannot reach a member over TLS")
+            || cluster
+                .node(3)
+                .logged("a client refused this server's TLS certificate"),
+        "the foreign member did not log why:\n{}",
+        cluster.logs()
+    );
+    assert!(
+        !cluster.node(3).stderr.lock().contains("snapshot installed"),
+        "{}",
+        cluster.logs()
+    );
+}
+
 /// libfaketime's preload library, where the Debian package `faketime` puts it.
 fn libfaketime() -> Option<std::path::PathBuf> {
     let lib = std::fs::read_dir("/usr/lib").ok()?;

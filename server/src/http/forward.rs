@@ -217,7 +217,10 @@ async fn proxy(
     let mut outgoing = durable
         .links()
         .client()
-        .request(sent.method.clone(), format!("http://{address}{path}"))
+        .request(
+            sent.method.clone(),
+            format!("{}://{address}{path}", durable.links().scheme()),
+        )
         .timeout(FORWARD_TIMEOUT);
     for (name, value) in &sent.headers {
         if ![

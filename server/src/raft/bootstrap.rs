@@ -55,6 +55,8 @@ pub(crate) struct Options {
     pub(crate) peers: BTreeMap<NodeId, SocketAddr>,
     /// The token, which the members present to each other.
     pub(crate) token: String,
+    /// With TLS on: what a member trusts when it calls another (over HTTPS).
+    pub(crate) tls: Option<rustls::ClientConfig>,
 }
 
 /// Opens (or creates) the data directory and returns once the node leads and has applied
@@ -180,7 +182,11 @@ async fn open_on_this_thread(options: &Options, clock: Arc<Clock>) -> Result<Dur
     // apart: each RPC carries the sender's fingerprint, and a member refuses RPCs from a
     // different one (`fingerprint`, `crate::http::internal`).
     let config_tag = fingerprint::header(table.lock().config());
-    let links = Arc::new(Links::new(options.token.clone(), config_tag, clock.clone()));
+    let links = Links::new(options.token.clone(), config_tag, clock.clone());
+    let links = Arc::new(match &options.tls {
+        Some(tls) => links.over_tls(tls.clone()),
+        None => links,
+    });
     let node_id = options.node_id;
     let raft = openraft::Raft::new(node_id, config, Network(links.clone()), log, machine)
         .await
@@ -360,6 +366,7 @@ mod tests {
             node_id: SOLE_NODE,
             peers: BTreeMap::new(),
             token: "t".to_owned(),
+            tls: None,
         };
         let started = Instant::now();
         let durable = runtime

@@ -1,6 +1,7 @@
 //! Raft RPC between members: HTTP POSTs of `rpc` bytes to the internal routes of each member's
 //! own listener (`/internal/raft/…`, `crate::http::internal`), authenticated with the server's
-//! token. A one-member cluster never sends anything.
+//! token. A one-member cluster never sends anything. With TLS on, members call each other over
+//! HTTPS and check each other's certificate ([`Links::over_tls`]).
 
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -51,16 +52,16 @@ pub(crate) struct Links {
     drop_answers: AtomicU32,
     /// This node's clock: a leader's appends carry its time on the table's timeline.
     clock: Arc<Clock>,
+    /// `http`, or `https` once [`Links::over_tls`].
+    scheme: &'static str,
+    /// Paces the warning about a member whose certificate is not trusted.
+    untrusted: crate::tls::Throttle,
 }
 
 impl Links {
     pub(crate) fn new(token: String, config_tag: String, clock: Arc<Clock>) -> Self {
         Self {
-            client: reqwest::Client::builder()
-                .connect_timeout(Duration::from_secs(1))
-                .tcp_nodelay(true)
-                .build()
-                .expect("invariant: a plain HTTP client builds"),
+            client: http_client(None),
             token,
             cut: AtomicBool::new(false),
             cut_from: AtomicU64::new(0),
@@ -68,6 +69,37 @@ impl Links {
             mismatch_logged: AtomicBool::new(false),
             drop_answers: AtomicU32::new(0),
             clock,
+            scheme: "http",
+            untrusted: crate::tls::Throttle::default(),
+        }
+    }
+
+    /// The same links, calling the members (Raft RPCs and forwarded requests) over HTTPS and
+    /// trusting what `tls` trusts.
+    pub(crate) fn over_tls(self, tls: rustls::ClientConfig) -> Self {
+        Self {
+            client: http_client(Some(tls)),
+            scheme: "https",
+            ..self
+        }
+    }
+
+    /// `http` or `https`: how to call a member.
+    pub(crate) fn scheme(&self) -> &'static str {
+        self.scheme
+    }
+
+    /// Logs (paced) why a member could not be reached when TLS is why.
+    pub(crate) fn log_tls_failure(&self, target: NodeId, error: &reqwest::Error) {
+        if let Some(cause) = crate::tls::rustls_cause(error) {
+            if self.untrusted.allows() {
+                tracing::warn!(
+                    node = target,
+                    error = %cause,
+                    "cannot reach a member over TLS: does its certificate come from the CA in \
+                     --tls-ca (or the system's roots), name its address, and is it still valid?"
+                );
+            }
         }
     }
 
@@ -146,6 +178,18 @@ impl Links {
     }
 }
 
+/// The client members call each other with: plain HTTP, or HTTPS trusting what `tls` trusts.
+fn http_client(tls: Option<rustls::ClientConfig>) -> reqwest::Client {
+    let builder = reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(1))
+        .tcp_nodelay(true);
+    match tls {
+        None => builder.build(),
+        Some(tls) => builder.use_preconfigured_tls(tls).build(),
+    }
+    .expect("invariant: an HTTP client with a rustls configuration builds")
+}
+
 /// Makes a connection per member, each an address and the shared [`Links`].
 #[derive(Debug, Clone)]
 pub(crate) struct Network(pub(crate) Arc<Links>);
@@ -193,7 +237,7 @@ impl Peer {
         let mut request = self
             .links
             .client
-            .post(format!("http://{}{route}", self.address))
+            .post(format!("{}://{}{route}", self.links.scheme, self.address))
             .bearer_auth(&self.links.token)
             .header("content-type", "application/octet-stream")
             .header(CONFIG_HEADER, &self.links.config_tag)
@@ -203,6 +247,7 @@ impl Peer {
             request = request.header(TABLE_TIME_HEADER, at.unix_micros().to_string());
         }
         let response = request.send().await.map_err(|error| {
+            self.links.log_tls_failure(self.target, &error);
             let io = std::io::Error::other(format!("node {}: {error}", self.target));
             if error.is_connect() {
                 Failure::Unreachable(io)

@@ -17,6 +17,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde_json::{json, Value};
 use ureq::http::Request;
 
+pub(crate) mod tls;
+
 /// The token the tests start servers with.
 pub(crate) const TOKEN: &str = "test-token-1";
 
@@ -117,12 +119,15 @@ impl Server {
         // under the client surfaces as a transport error on the next request. Two tests failed
         // once each with a transport error under the whole suite's parallel load (never
         // reproduced); a reused connection the server had closed is the likely cause.
-        let agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_global(Some(Duration::from_secs(10)))
-            .max_idle_connections(0)
-            .build()
-            .into();
+        let agent = trusting(
+            &base,
+            ureq::Agent::config_builder()
+                .http_status_as_error(false)
+                .timeout_global(Some(Duration::from_secs(10)))
+                .max_idle_connections(0),
+        )
+        .build()
+        .into();
         Self {
             child,
             base,
@@ -314,6 +319,18 @@ impl Drop for Server {
     }
 }
 
+/// A client for `base`: over HTTPS, it trusts the test CA (`tls::test_ca`) only.
+fn trusting(
+    base: &str,
+    config: ureq::config::ConfigBuilder<ureq::typestate::AgentScope>,
+) -> ureq::config::ConfigBuilder<ureq::typestate::AgentScope> {
+    if base.starts_with("https://") {
+        config.tls_config(tls::ureq_config())
+    } else {
+        config
+    }
+}
+
 /// `Bearer TOKEN`.
 pub(crate) fn bearer() -> String {
     format!("Bearer {TOKEN}")
@@ -377,11 +394,14 @@ pub(crate) struct Client {
 
 impl Client {
     pub(crate) fn new(base: &str) -> Self {
-        let agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_global(Some(Duration::from_secs(20)))
-            .build()
-            .into();
+        let agent = trusting(
+            base,
+            ureq::Agent::config_builder()
+                .http_status_as_error(false)
+                .timeout_global(Some(Duration::from_secs(20))),
+        )
+        .build()
+        .into();
         Self {
             base: base.to_owned(),
             agent,
