@@ -29,6 +29,8 @@ mod network;
 mod replica;
 mod rpc;
 mod state_machine;
+#[cfg(test)]
+mod suite_tests;
 mod thread;
 mod waiters;
 mod wal;

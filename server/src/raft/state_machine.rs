@@ -580,6 +580,10 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         Ok(())
     }
 
+    /// The snapshot file, unless it covers no log entry: a new data directory's first file
+    /// (`Self::open`) keeps the table's configuration, and is no Raft snapshot. openraft's
+    /// contract (and its storage suite) has a new state machine hold none; it never needs one
+    /// that covers nothing (no log entry is purged before a snapshot covers it).
     async fn get_current_snapshot(&mut self) -> StorageResult<Option<Snapshot<TypeConfig>>> {
         let path = self.path.clone();
         let raw = match off_the_raft_thread(move || fs::read(&path))
@@ -592,6 +596,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         };
         let file = parse_snapshot(&raw)
             .map_err(|e| StorageIOError::read_snapshot(None, &std::io::Error::other(e)))?;
+        if file.meta.last_log_id.is_none() {
+            return Ok(None);
+        }
         Ok(Some(Snapshot {
             meta: file.meta,
             snapshot: Box::new(Cursor::new(file.payload)),
