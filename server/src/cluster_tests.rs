@@ -891,3 +891,242 @@ async fn a_retried_forwarded_change_is_answered_from_a_restored_snapshot_once() 
     );
     cluster.shutdown().await;
 }
+
+/// One request to member `id` tagged with `origin` (a replay when `replay`): its status and
+/// JSON body, `None` when the connection gave no answer.
+async fn tagged(
+    cluster: &Cluster,
+    id: usize,
+    (method, path): (reqwest::Method, &str),
+    body: Option<&[u8]>,
+    origin: u128,
+    replay: bool,
+) -> Option<(u16, Value)> {
+    let mut request = cluster
+        .http
+        .request(method, format!("{}{path}", cluster.node(id).base))
+        .bearer_auth(TOKEN)
+        .header(
+            crate::origin::ORIGIN_HEADER,
+            crate::origin::RequestOrigin::header(origin),
+        )
+        .timeout(Duration::from_secs(10));
+    if replay {
+        request = request.header(crate::origin::REPLAY_HEADER, "1");
+    }
+    if let Some(body) = body {
+        request = request
+            .header("content-type", "application/json")
+            .body(body.to_vec());
+    }
+    let response = request.send().await.ok()?;
+    let status = response.status().as_u16();
+    let bytes = response.bytes().await.ok()?;
+    Some((
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    ))
+}
+
+/// The error type of an error envelope.
+fn error_type(body: &Value) -> Option<&str> {
+    body["error"]["type"].as_str()
+}
+
+/// A replay tagged with an earlier request's origin id but sent on another route, or on the
+/// same route for another item, is refused with 409 and changes nothing; a replay that
+/// repeats the request is answered as its first attempt was. (A poll replayed so used to
+/// reach an `unreachable!` and drop the connection; a stop was answered with the recorded
+/// answer of an ack and stopped nothing.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_replay_tagged_with_an_earlier_origin_on_a_different_route_answers_409() {
+    let cluster = Cluster::start("replay-mismatch", 60).await;
+    let leader = cluster.leader(None).await;
+    let (environment, leases) = cluster.leases(leader, 2).await;
+    let (work, token) = &leases[0];
+    let (other, _) = &leases[1];
+    let origin = 0x0c0f_fee0_0000_0000_0000_0000_0000_0001;
+    let items = format!("/v1/environments/{environment}/work");
+    let beat = heartbeat(&environment, work, token);
+    let post = reqwest::Method::POST;
+    let (status, first) = tagged(&cluster, leader, (post.clone(), &beat), None, origin, false)
+        .await
+        .expect("an answer");
+    assert_eq!(status, 200, "{first}");
+
+    for (route, body) in [
+        (
+            (post.clone(), format!("{items}/{work}/stop")),
+            Some(&b"{}"[..]),
+        ),
+        ((post.clone(), format!("{items}/{work}/ack")), None),
+        ((reqwest::Method::GET, format!("{items}/poll")), None),
+        ((post.clone(), heartbeat(&environment, other, token)), None),
+        (
+            (post.clone(), items.clone()),
+            Some(&br#"{"data": {"type": "session", "id": "sess_x"}}"#[..]),
+        ),
+    ] {
+        let (status, body) = tagged(
+            &cluster,
+            leader,
+            (route.0.clone(), &route.1),
+            body,
+            origin,
+            true,
+        )
+        .await
+        .expect("an answer, not a dropped connection");
+        assert_eq!(status, 409, "{} {}: {body}", route.0, route.1);
+        assert_eq!(error_type(&body), Some("invalid_request_error"), "{body}");
+        let message = body["error"]["message"].as_str().unwrap_or_default();
+        assert!(
+            message.contains("first used for a heartbeat request"),
+            "{message}"
+        );
+    }
+    // The stop stopped nothing.
+    let item = cluster.item(leader, &environment, work).await;
+    assert_eq!(item["state"], "active", "{item}");
+    // The same request replayed is still answered from the record.
+    let (status, replayed) = tagged(&cluster, leader, (post, &beat), None, origin, true)
+        .await
+        .expect("an answer");
+    assert_eq!((status, &replayed), (200, &first));
+    cluster.shutdown().await;
+}
+
+/// A small deterministic generator (xorshift64*), so a failure names its seed.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+}
+
+/// Random (origin, route, body) requests, replays or first attempts, against one leader:
+/// every one is answered with a well-formed HTTP answer (JSON, an error envelope when it is
+/// refused, never a dropped connection or a 500), and a replay whose origin was last recorded
+/// for another request is refused with 409.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn random_replays_against_a_leader_are_answered_and_mismatches_refused() {
+    const SEED: u64 = 0x5eed_cafe_f00d_0001;
+    const ROUNDS: usize = 300;
+    let cluster = Cluster::start("replay-random", 60).await;
+    let leader = cluster.leader(None).await;
+    let (environment, leases) = cluster.leases(leader, 3).await;
+    let items = format!("/v1/environments/{environment}/work");
+    let mut rng = Rng(SEED);
+    // What each origin's record was last known to hold: (route kind, work index).
+    let mut recorded: std::collections::HashMap<u128, Option<(usize, usize)>> =
+        std::collections::HashMap::new();
+    // How many mismatched replays were checked for their 409.
+    let mut checked = 0;
+    let mut history: std::collections::HashMap<u128, Vec<String>> =
+        std::collections::HashMap::new();
+    let bodies: [&[u8]; 4] = [b"{}", b"not json", br#"{"force": true}"#, b"[1,2"];
+    for round in 0..ROUNDS {
+        let origin = 1 + rng.below(4) as u128;
+        let replay = rng.below(3) > 0;
+        let kind = rng.below(6);
+        let item = rng.below(leases.len());
+        let (work, token) = &leases[item];
+        let garbage = rng.below(5) == 0;
+        let (method, path, body): (reqwest::Method, String, Option<&[u8]>) = match kind {
+            0 => (
+                reqwest::Method::POST,
+                heartbeat(&environment, work, token),
+                None,
+            ),
+            1 => (reqwest::Method::POST, format!("{items}/{work}/ack"), None),
+            2 => (
+                reqwest::Method::POST,
+                format!("{items}/{work}/stop"),
+                Some(if garbage {
+                    bodies[1 + rng.below(3)]
+                } else {
+                    b"{}"
+                }),
+            ),
+            3 => (reqwest::Method::GET, format!("{items}/poll"), None),
+            4 => (
+                reqwest::Method::POST,
+                format!("{items}/{work}"),
+                Some(if garbage {
+                    bodies[rng.below(4)]
+                } else {
+                    br#"{"metadata": {"k": "v"}}"#
+                }),
+            ),
+            _ => (
+                reqwest::Method::POST,
+                items.clone(),
+                Some(if garbage {
+                    bodies[rng.below(4)]
+                } else {
+                    br#"{"data": {"type": "session", "id": "sess_r"}}"#
+                }),
+            ),
+        };
+        // Routes without an item ask the same of every item.
+        let asked = (kind, if matches!(kind, 3 | 5) { 0 } else { item });
+        let context = format!("seed {SEED:#x} round {round}: {method} {path} origin {origin} replay {replay} garbage {garbage}");
+        let (status, answer) = tagged(&cluster, leader, (method, &path), body, origin, replay)
+            .await
+            .unwrap_or_else(|| panic!("{context}: no answer (a dropped connection?)"));
+        assert!(status < 500, "{context}: {status} {answer}");
+        // A 2xx body may be JSON `null` (a poll that found nothing); a refusal is an envelope.
+        if status >= 400 {
+            assert!(
+                error_type(&answer).is_some(),
+                "{context}: {status} {answer}"
+            );
+        }
+        let previous = recorded.get(&origin).copied().flatten();
+        let mismatch = status == 409
+            && answer["error"]["message"]
+                .as_str()
+                .is_some_and(|message| message.contains("was first used for"));
+        if replay && !garbage {
+            if let Some(previous) = previous.filter(|previous| *previous != asked) {
+                checked += 1;
+                assert!(
+                    mismatch,
+                    "{context}: recorded {previous:?}: {status} {answer}\nthis origin so far: {:#?}",
+                    history.get(&origin)
+                );
+            }
+        }
+        history.entry(origin).or_default().push(format!(
+            "round {round}: {kind} on {item}, replay {replay}, garbage {garbage}: {status} {}",
+            error_type(&answer).unwrap_or("")
+        ));
+        // What the record holds now: this request's, when it was surely applied and
+        // recorded (a 2xx that went to the log: a first poll may find nothing and write
+        // nothing); unknown after any other answer but a refused replay, which records
+        // nothing.
+        match (status, kind, replay) {
+            _ if mismatch => {}
+            (200..=299, 3, false) => {
+                recorded.insert(origin, None);
+            }
+            (200..=299, ..) if !(replay && previous.is_some()) => {
+                recorded.insert(origin, Some(asked));
+            }
+            (200..=299, ..) => {}
+            _ => {
+                recorded.insert(origin, None);
+            }
+        }
+    }
+    assert!(checked >= 20, "only {checked} mismatched replays were sent");
+    cluster.shutdown().await;
+}

@@ -19,6 +19,7 @@ mod mint;
 mod origin;
 mod pollers;
 mod raft;
+mod request;
 mod run;
 mod submit;
 mod sweeper;

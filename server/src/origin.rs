@@ -9,7 +9,9 @@
 //! sends the same request again as a *replay* with the same tag: the leader first makes sure it
 //! has applied everything committed, then answers a tag it has applied with the answer recorded
 //! at the time (the client sees the first attempt's 200), and proposes the command only when
-//! the tag was never applied.
+//! the tag was never applied. A replay must repeat the request its tag was first used for:
+//! the record keeps what that request asked (`crate::request::Asked`), and a replay that asks
+//! something else is refused with 409 rather than answered with the other request's answer.
 //!
 //! The tag travels in the `x-worklease-origin` header (32 hex digits) and reaches the write
 //! path as a task-local, so the handlers do not carry it.

@@ -1,9 +1,9 @@
-//! The one write path: every changing request becomes an [`Op`] and is applied to the table
-//! here, and nowhere else. Reads go through here too, so a mode that must confirm its
+//! The one write path: every changing request is a typed [`Request`] (`crate::request`) that
+//! is applied to the table here, and nowhere else, and answered with its own answer type. Reads go through here too, so a mode that must confirm its
 //! leadership before answering has one place to do it.
 //!
-//! Every mode turns the [`Op`] into the same `worklease::Stamped` command
-//! ([`Submit::command`]: stamped once, here, with this server's clock, its new ids minted here
+//! Every mode turns the request into the same `worklease::Stamped` command
+//! ([`Request::command`]: stamped once, here, with this server's clock, its new ids minted here
 //! too). In memory it is applied to the table at once, under the lock; in durable mode it is
 //! proposed to the Raft log and answered once it is fsynced and applied by the state machine
 //! (`crate::raft`). Only [`Submit::apply`] knows the difference (and sweeps, which durable
@@ -24,11 +24,10 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 use tokio::sync::Notify;
 use worklease::{
-    Applied, Command, Config, Cursor, EnvironmentId, EnvironmentListRequest, EnvironmentPage,
-    EnvironmentPatch, EnvironmentRecord, Error, Heartbeat, HeartbeatRequest, LeaseTable,
-    ListRequest, Metadata, MetadataPatch, NewEnvironment, Page, PollRequest, Polled, QueueStats,
-    SessionId, Stamped, StopMode, Timestamp, Transition, Updated, WorkId, WorkItem, WorkState,
-    WorkerId,
+    Config, Cursor, EnvironmentId, EnvironmentListRequest, EnvironmentPage, EnvironmentPatch,
+    EnvironmentRecord, Error, Heartbeat, HeartbeatRequest, LeaseTable, ListRequest, Metadata,
+    MetadataPatch, NewEnvironment, Page, PollRequest, Polled, QueueStats, SessionId, Stamped,
+    StopMode, Timestamp, Transition, Updated, WorkItem, WorkState, WorkerId,
 };
 
 use crate::clock::Clock;
@@ -37,6 +36,7 @@ use crate::mint::Mint;
 use crate::origin::RequestOrigin;
 use crate::pollers::Pollers;
 use crate::raft::{Durable, Leader, Status, Unavailable};
+use crate::request::{self, Kind, Mismatch, PurgeStopped, Request, Sweep, Wake};
 
 /// Why a request got no answer from the table.
 #[derive(Debug)]
@@ -45,6 +45,15 @@ pub(crate) enum Refused {
     Table(Error),
     /// It cannot be answered now (no leader, lost leadership, not committed in time): 503.
     Unavailable(Unavailable),
+    /// A replay that does not repeat its origin's request (409), or an answer of another
+    /// kind (500): `crate::request`.
+    Mismatch(Mismatch),
+}
+
+impl From<Mismatch> for Refused {
+    fn from(mismatch: Mismatch) -> Self {
+        Self::Mismatch(mismatch)
+    }
 }
 
 impl From<Error> for Refused {
@@ -57,69 +66,6 @@ impl From<Unavailable> for Refused {
     fn from(unavailable: Unavailable) -> Self {
         Self::Unavailable(unavailable)
     }
-}
-
-/// A changing request, with everything the table needs but the time.
-#[derive(Debug)]
-enum Op<'a> {
-    CreateEnvironment {
-        new: NewEnvironment,
-    },
-    UpdateEnvironment {
-        environment: &'a str,
-        patch: &'a EnvironmentPatch,
-    },
-    ArchiveEnvironment {
-        environment: &'a str,
-    },
-    DeleteEnvironment {
-        environment: &'a str,
-    },
-    CreateWork {
-        environment: &'a str,
-        session: SessionId,
-        metadata: Metadata,
-    },
-    Poll {
-        environment: &'a str,
-        request: &'a PollRequest,
-    },
-    Ack {
-        environment: &'a str,
-        work: &'a str,
-        worker: Option<&'a WorkerId>,
-    },
-    Heartbeat {
-        environment: &'a str,
-        work: &'a str,
-        request: HeartbeatRequest,
-    },
-    Stop {
-        environment: &'a str,
-        work: &'a str,
-        mode: StopMode,
-    },
-    UpdateMetadata {
-        environment: &'a str,
-        work: &'a str,
-        patch: &'a MetadataPatch,
-    },
-    Sweep {
-        /// Also forget the items stopped longer ago than this.
-        purge_older_than: Option<Duration>,
-    },
-}
-
-/// What applying an [`Op`] answered, one variant per kind of outcome.
-#[derive(Debug)]
-enum Done {
-    Environment(EnvironmentRecord),
-    EnvironmentDeleted(EnvironmentId),
-    Created(WorkItem),
-    Polled(Polled),
-    Updated(Updated),
-    Heartbeat(Heartbeat),
-    Swept(Swept),
 }
 
 /// A sweep's result, for the sweeper to log.
@@ -317,7 +263,7 @@ impl Submit {
         &self,
         new: NewEnvironment,
     ) -> Result<EnvironmentRecord, Refused> {
-        self.environment_op(Op::CreateEnvironment { new }).await
+        self.apply(request::CreateEnvironment { new }).await
     }
 
     pub(crate) async fn update_environment(
@@ -325,7 +271,7 @@ impl Submit {
         environment: &str,
         patch: &EnvironmentPatch,
     ) -> Result<EnvironmentRecord, Refused> {
-        self.environment_op(Op::UpdateEnvironment { environment, patch })
+        self.apply(request::UpdateEnvironment { environment, patch })
             .await
     }
 
@@ -333,7 +279,7 @@ impl Submit {
         &self,
         environment: &str,
     ) -> Result<EnvironmentRecord, Refused> {
-        self.environment_op(Op::ArchiveEnvironment { environment })
+        self.apply(request::ArchiveEnvironment { environment })
             .await
     }
 
@@ -341,17 +287,7 @@ impl Submit {
         &self,
         environment: &str,
     ) -> Result<EnvironmentId, Refused> {
-        match self.apply(Op::DeleteEnvironment { environment }).await? {
-            Done::EnvironmentDeleted(id) => Ok(id),
-            other => unreachable!("invariant: a delete answers EnvironmentDeleted, got {other:?}"),
-        }
-    }
-
-    async fn environment_op(&self, op: Op<'_>) -> Result<EnvironmentRecord, Refused> {
-        match self.apply(op).await? {
-            Done::Environment(record) => Ok(record),
-            other => unreachable!("invariant: this operation answers Environment, got {other:?}"),
-        }
+        self.apply(request::DeleteEnvironment { environment }).await
     }
 
     /// Queues a new work item under a fresh id.
@@ -361,15 +297,12 @@ impl Submit {
         session: SessionId,
         metadata: Metadata,
     ) -> Result<WorkItem, Refused> {
-        let op = Op::CreateWork {
+        self.apply(request::CreateWork {
             environment,
             session,
             metadata,
-        };
-        match self.apply(op).await? {
-            Done::Created(item) => Ok(item),
-            other => unreachable!("invariant: a create answers Created, got {other:?}"),
-        }
+        })
+        .await
     }
 
     /// One look for claimable work (the long-poll loop is the caller's).
@@ -403,16 +336,12 @@ impl Submit {
                 return Ok(Polled::Empty { next_claimable_at });
             }
         }
-        let polled = match self
-            .apply(Op::Poll {
+        let polled = self
+            .apply(request::Poll {
                 environment,
                 request,
             })
-            .await?
-        {
-            Done::Polled(polled) => polled,
-            other => unreachable!("invariant: a poll answers Polled, got {other:?}"),
-        };
+            .await?;
         if let (true, Some(worker)) = (replay, &request.worker) {
             self.pollers.record(environment, worker, self.now());
         }
@@ -425,7 +354,7 @@ impl Submit {
         work: &str,
         worker: Option<&WorkerId>,
     ) -> Result<Updated, Refused> {
-        self.updated(Op::Ack {
+        self.apply(request::Ack {
             environment,
             work,
             worker,
@@ -440,7 +369,7 @@ impl Submit {
         request: HeartbeatRequest,
     ) -> Result<Heartbeat, Refused> {
         let result = self
-            .apply(Op::Heartbeat {
+            .apply(request::Beat {
                 environment,
                 work,
                 request,
@@ -449,12 +378,9 @@ impl Submit {
         match &result {
             Ok(_) => self.metrics.heartbeat(None),
             Err(Refused::Table(error)) => self.metrics.heartbeat(Some(error)),
-            Err(Refused::Unavailable(_)) => {}
+            Err(Refused::Unavailable(_) | Refused::Mismatch(_)) => {}
         }
-        match result? {
-            Done::Heartbeat(beat) => Ok(beat),
-            other => unreachable!("invariant: a heartbeat answers Heartbeat, got {other:?}"),
-        }
+        result
     }
 
     pub(crate) async fn stop(
@@ -463,7 +389,7 @@ impl Submit {
         work: &str,
         mode: StopMode,
     ) -> Result<Updated, Refused> {
-        self.updated(Op::Stop {
+        self.apply(request::Stop {
             environment,
             work,
             mode,
@@ -477,7 +403,7 @@ impl Submit {
         work: &str,
         patch: &MetadataPatch,
     ) -> Result<Updated, Refused> {
-        self.updated(Op::UpdateMetadata {
+        self.apply(request::UpdateMetadata {
             environment,
             work,
             patch,
@@ -488,153 +414,157 @@ impl Submit {
     /// Applies every lapse due now (and purges, when asked); the sweeper's one call. `None`
     /// when this node cannot change the table now (a replicated member that does not lead).
     pub(crate) async fn sweep(&self, purge_older_than: Option<Duration>) -> Option<Swept> {
-        match self.apply(Op::Sweep { purge_older_than }).await {
-            Ok(Done::Swept(swept)) => Some(swept),
-            Err(Refused::Unavailable(_)) => None,
-            other => unreachable!("invariant: a sweep answers Swept, got {other:?}"),
+        let started = Instant::now();
+        let swept = match &self.durable {
+            Some(durable) => match self.sweep_durable(durable, purge_older_than).await {
+                Ok(swept) => swept,
+                Err(Refused::Unavailable(_)) => return None,
+                Err(refused) => {
+                    tracing::error!(?refused, "a sweep was refused");
+                    return None;
+                }
+            },
+            None => self.sweep_in_memory(purge_older_than),
+        };
+        // A sweep that found nothing due is not a change: a log would not have recorded it.
+        if !swept.transitions.is_empty() || swept.purged.unwrap_or(0) > 0 {
+            self.applied.fetch_add(1, Ordering::Relaxed);
+        }
+        self.metrics.commit(started.elapsed());
+        if swept.transitions.iter().any(|t| t.to == WorkState::Queued) {
+            self.work_ready.notify_waiters();
+        }
+        Some(swept)
+    }
+
+    /// In memory: the lapses due and the purge, applied at once.
+    fn sweep_in_memory(&self, purge_older_than: Option<Duration>) -> Swept {
+        let mut table = self.table.lock();
+        let now = self.clock.now();
+        let purged = purge_older_than
+            .map(|keep| table.purge_stopped(now.saturating_sub_micros(micros(keep)), now));
+        let transitions = table.sweep(now);
+        let next_wakeup = table.next_wakeup();
+        self.sweeper_sleeps_until.store(
+            next_wakeup.map_or(i64::MAX, Timestamp::unix_micros),
+            Ordering::Relaxed,
+        );
+        Swept {
+            transitions,
+            purged,
+            next_wakeup,
         }
     }
 
-    async fn updated(&self, op: Op<'_>) -> Result<Updated, Refused> {
-        match self.apply(op).await? {
-            Done::Updated(updated) => Ok(updated),
-            other => unreachable!("invariant: this operation answers Updated, got {other:?}"),
-        }
-    }
-
-    /// Applies one command: the only place the table changes (in durable mode, the only
-    /// place a change is proposed).
-    async fn apply(&self, op: Op<'_>) -> Result<Done, Refused> {
+    /// Applies one request: the only place the table changes (in durable mode, the only
+    /// place a change is proposed), answered with the request's own answer type.
+    async fn apply<R: Request>(&self, request: R) -> Result<R::Answer, Refused> {
         if let Some(durable) = &self.durable {
             // Boxed: an async fn's future is as large as its largest branch, and the caller's
             // future holds it whole. Inline, the durable branch made an in-memory heartbeat's
             // future 2 416 bytes (208 boxed), allocated and moved on every request: 16 861 ->
             // 16 246 instructions a heartbeat, the bare route 18 170
             // (`scripts/request-instructions.sh 10 1000`).
-            return Box::pin(self.apply_durable(durable, op)).await;
+            return Box::pin(self.apply_durable(durable, request)).await;
         }
         let started = Instant::now();
         let mut table = self.table.lock();
         // Stamped under the lock, so stamps follow the order commands apply (the table clamps
         // one that steps back). No leader changes here, so no timeline to keep.
         let now = self.clock.now();
-        let done = match op {
-            Op::Sweep { purge_older_than } => {
-                let purged = purge_older_than
-                    .map(|keep| table.purge_stopped(now.saturating_sub_micros(micros(keep)), now));
-                let transitions = table.sweep(now);
-                let next_wakeup = table.next_wakeup();
-                self.sweeper_sleeps_until.store(
-                    next_wakeup.map_or(i64::MAX, Timestamp::unix_micros),
-                    Ordering::Relaxed,
-                );
-                Ok(Done::Swept(Swept {
-                    transitions,
-                    purged,
-                    next_wakeup,
-                }))
-            }
-            // What `table.apply` does with the heartbeat command (its arm is this call), without
-            // copying the ids into the command's two boxed strings: heartbeats are the hot
-            // path, and those copies cost ~450 instructions a request (callgrind,
-            // scripts/request-instructions.sh).
-            Op::Heartbeat {
-                environment,
-                work,
-                request,
-            } => table
-                .heartbeat(environment, work, request, now)
-                .map(Done::Heartbeat),
-            // The same command durable mode logs, applied at once.
-            op => table
-                .apply(&Stamped::new(now, self.command(op, now)))
-                .map(done_of),
+        // The same command durable mode logs, applied at once (a heartbeat skips building it).
+        let answer = request.apply_to(&mut table, now, || self.mint_inputs(now));
+        let wake = match &answer {
+            Ok(Ok(answer)) => R::wakes(answer),
+            Ok(Err(_)) | Err(_) => Wake::Nothing,
         };
         // Only a lease opened or shortened, or a delivery, can bring the next wake-up earlier;
         // a renewal usually moves a deadline later, and then the sweeper sleeps on.
-        let earliest_change = match &done {
-            Ok(Done::Heartbeat(beat)) if beat.lease_extended() => Some(beat.deadline),
-            Ok(Done::Updated(updated)) if updated.changed => table.next_wakeup(),
-            Ok(Done::Polled(Polled::Delivered(_))) => table.next_wakeup(),
-            Ok(_) | Err(_) => None,
+        let earliest_change = match wake {
+            Wake::Deadline(at) => Some(at),
+            Wake::NextWakeup => table.next_wakeup(),
+            Wake::Nothing | Wake::WorkReady => None,
         };
         drop(table);
-        self.settle(started, &done, earliest_change);
-        Ok(done?)
+        self.settle(started, wake, earliest_change);
+        Ok(answer??)
     }
 
     /// What follows an applied command in every mode: counters, metrics, and waking the
     /// sweeper and long polls.
-    fn settle(
-        &self,
-        started: Instant,
-        done: &Result<Done, Error>,
-        earliest_change: Option<Timestamp>,
-    ) {
-        // A sweep that found nothing due is not a change: a log would not have recorded it.
-        let idle_sweep = matches!(&done, Ok(Done::Swept(swept))
-            if swept.transitions.is_empty() && swept.purged.unwrap_or(0) == 0);
-        if !idle_sweep {
-            self.applied.fetch_add(1, Ordering::Relaxed);
-        }
+    fn settle(&self, started: Instant, wake: Wake, earliest_change: Option<Timestamp>) {
+        self.applied.fetch_add(1, Ordering::Relaxed);
         self.metrics.commit(started.elapsed());
         if let Some(at) = earliest_change {
             if at.unix_micros() < self.sweeper_sleeps_until.load(Ordering::Relaxed) {
                 self.sweeper.notify_one();
             }
         }
-        match done {
-            Ok(Done::Created(_)) => self.work_ready.notify_waiters(),
-            Ok(Done::Swept(swept))
-                if swept.transitions.iter().any(|t| t.to == WorkState::Queued) =>
-            {
-                self.work_ready.notify_waiters();
-            }
-            _ => {}
+        if wake == Wake::WorkReady {
+            self.work_ready.notify_waiters();
         }
     }
 
     /// Durable mode: the command is stamped and its ids minted in log order, proposed, and
-    /// answered once fsynced and applied.
-    async fn apply_durable(&self, durable: &Durable, op: Op<'_>) -> Result<Done, Refused> {
+    /// answered once fsynced and applied; a replayed forward whose first attempt was applied
+    /// is answered from the record, if it asks what its first attempt asked.
+    async fn apply_durable<R: Request>(
+        &self,
+        durable: &Durable,
+        request: R,
+    ) -> Result<R::Answer, Refused> {
         let started = Instant::now();
-        if let Op::Sweep { purge_older_than } = op {
-            let done: Result<Done, Error> = Ok(Done::Swept(
-                self.sweep_durable(durable, purge_older_than).await?,
-            ));
-            self.settle(started, &done, None);
-            return Ok(done?);
-        }
         let origin = RequestOrigin::current();
         let recorded = match origin {
             // A second attempt of a forwarded change: once everything committed is applied
             // here, a recorded answer is the first attempt's (`crate::origin`).
             Some(origin) if origin.replay => {
                 durable.read_barrier().await?;
-                durable.recorded(origin.id)
+                durable
+                    .recorded(origin.id)
+                    .map(|record| (origin.id, record))
             }
             _ => None,
         };
-        let applied = match recorded {
-            Some(answer) => answer,
+        let answer = match recorded {
+            Some((origin, record)) => {
+                let asked = request.asked();
+                let refused = |recorded: Option<Kind>| Mismatch::Replay {
+                    origin,
+                    recorded,
+                    asked: asked.kind,
+                };
+                if let Some(recorded) = record.asked.filter(|recorded| *recorded != asked) {
+                    return Err(refused(Some(recorded.kind)).into());
+                }
+                match record.answer {
+                    // A record without what was asked (restored from an older snapshot) still
+                    // answers only a request of the kind its answer belongs to.
+                    Ok(applied) => Ok(R::answer(applied).map_err(|_| refused(None))?),
+                    Err(error) => Err(error),
+                }
+            }
             None => {
-                durable
+                let (applied, ()) = durable
                     .propose(origin.map(|o| o.id), |now| {
-                        (Stamped::new(now, self.command(op, now)), ())
+                        let command = request.command(|| self.mint_inputs(now));
+                        (Stamped::new(now, command), ())
                     })
-                    .await?
-                    .0
+                    .await?;
+                match applied {
+                    Ok(applied) => Ok(R::answer(applied)?),
+                    Err(error) => Err(error),
+                }
             }
         };
-        let done = applied.map(done_of);
-        let earliest_change = match &done {
-            Ok(Done::Heartbeat(beat)) if beat.lease_extended() => Some(beat.deadline),
-            Ok(Done::Updated(updated)) if updated.changed => self.table.lock().next_wakeup(),
-            Ok(Done::Polled(Polled::Delivered(_))) => self.table.lock().next_wakeup(),
-            Ok(_) | Err(_) => None,
+        let wake = answer.as_ref().map_or(Wake::Nothing, R::wakes);
+        let earliest_change = match wake {
+            Wake::Deadline(at) => Some(at),
+            Wake::NextWakeup => self.table.lock().next_wakeup(),
+            Wake::Nothing | Wake::WorkReady => None,
         };
-        self.settle(started, &done, earliest_change);
-        Ok(done?)
+        self.settle(started, wake, earliest_change);
+        Ok(answer?)
     }
 
     /// Durable mode's sweep: a `PurgeStopped` command when asked, a `Sweep` command only when
@@ -643,22 +573,20 @@ impl Submit {
         &self,
         durable: &Durable,
         purge_older_than: Option<Duration>,
-    ) -> Result<Swept, Unavailable> {
+    ) -> Result<Swept, Refused> {
         if !durable.leads() {
-            return Err(Unavailable("only the leader sweeps".to_owned()));
+            return Err(Unavailable("only the leader sweeps".to_owned()).into());
         }
         let purged = match purge_older_than {
             Some(keep) => {
                 let (applied, ()) = durable
                     .propose(None, |now| {
                         let before = now.saturating_sub_micros(micros(keep));
-                        (Stamped::new(now, Command::PurgeStopped { before }), ())
+                        let purge = PurgeStopped { before }.command(|| self.mint_inputs(now));
+                        (Stamped::new(now, purge), ())
                     })
                     .await?;
-                match applied {
-                    Ok(Applied::Purged(purged)) => Some(purged),
-                    other => unreachable!("invariant: a purge answers Purged, got {other:?}"),
-                }
+                Some(PurgeStopped::answer(applied?)?)
             }
             None => None,
         };
@@ -669,12 +597,14 @@ impl Submit {
             .is_some_and(|at| at <= self.now());
         let transitions = if due {
             let (applied, ()) = durable
-                .propose(None, |now| (Stamped::new(now, Command::Sweep), ()))
+                .propose(None, |now| {
+                    (
+                        Stamped::new(now, Sweep.command(|| self.mint_inputs(now))),
+                        (),
+                    )
+                })
                 .await?;
-            match applied {
-                Ok(Applied::Swept(transitions)) => transitions,
-                other => unreachable!("invariant: a sweep answers Swept, got {other:?}"),
-            }
+            Sweep::answer(applied?)?
         } else {
             Vec::new()
         };
@@ -690,86 +620,6 @@ impl Submit {
             purged,
             next_wakeup,
         })
-    }
-
-    /// The command a changing request becomes at `now`, new ids minted: what in-memory mode
-    /// applies and durable mode logs, built in one place. Sweeps are not built here: each
-    /// mode runs its own (durable mode logs only the ones with something due).
-    fn command(&self, op: Op<'_>, now: Timestamp) -> Command {
-        match op {
-            Op::CreateEnvironment { new } => Command::CreateEnvironment {
-                id: EnvironmentId::mint_with(self.mint_inputs(now)),
-                new,
-            },
-            Op::UpdateEnvironment { environment, patch } => Command::UpdateEnvironment {
-                environment: environment.into(),
-                patch: patch.clone(),
-            },
-            Op::ArchiveEnvironment { environment } => Command::ArchiveEnvironment {
-                environment: environment.into(),
-            },
-            Op::DeleteEnvironment { environment } => Command::DeleteEnvironment {
-                environment: environment.into(),
-            },
-            Op::CreateWork {
-                environment,
-                session,
-                metadata,
-            } => Command::CreateWork {
-                environment: environment.into(),
-                id: WorkId::mint_with(self.mint_inputs(now)),
-                session,
-                metadata,
-            },
-            Op::Poll {
-                environment,
-                request,
-            } => Command::Poll {
-                environment: environment.into(),
-                // Waiting is the server's (the handler's long-poll loop), not the log's.
-                request: PollRequest {
-                    block_ms: None,
-                    ..request.clone()
-                },
-            },
-            Op::Ack {
-                environment,
-                work,
-                worker,
-            } => Command::Ack {
-                environment: environment.into(),
-                work: work.into(),
-                worker: worker.cloned(),
-            },
-            Op::Heartbeat {
-                environment,
-                work,
-                request,
-            } => Command::Heartbeat {
-                environment: environment.into(),
-                work: work.into(),
-                request,
-            },
-            Op::Stop {
-                environment,
-                work,
-                mode,
-            } => Command::Stop {
-                environment: environment.into(),
-                work: work.into(),
-                mode,
-            },
-            Op::UpdateMetadata {
-                environment,
-                work,
-                patch,
-            } => Command::UpdateMetadata {
-                environment: environment.into(),
-                work: work.into(),
-                patch: patch.clone(),
-            },
-            Op::Sweep { .. } => unreachable!("invariant: sweeps are applied on their own"),
-        }
     }
 
     /// A new id's time, sequence and entropy. Called under the table lock, so ids sort in the
@@ -873,25 +723,6 @@ impl Submit {
     }
 }
 
-/// The answer of an applied command as the handlers take it.
-fn done_of(applied: Applied) -> Done {
-    match applied {
-        Applied::EnvironmentCreated(record)
-        | Applied::EnvironmentUpdated(record)
-        | Applied::EnvironmentArchived(record) => Done::Environment(record),
-        Applied::EnvironmentDeleted(id) => Done::EnvironmentDeleted(id),
-        Applied::Created(item) => Done::Created(item),
-        Applied::Polled(polled) => Done::Polled(polled),
-        Applied::Acked(updated) | Applied::Stopped(updated) | Applied::MetadataUpdated(updated) => {
-            Done::Updated(updated)
-        }
-        Applied::Heartbeat(beat) => Done::Heartbeat(beat),
-        other => {
-            unreachable!("invariant: a request's command answers its own outcome, got {other:?}")
-        }
-    }
-}
-
 /// Every environment the table holds, archived ones included.
 fn all_environments(table: &LeaseTable) -> Vec<EnvironmentId> {
     let mut all = Vec::new();
@@ -908,22 +739,5 @@ fn all_environments(table: &LeaseTable) -> Vec<EnvironmentId> {
             (true, Some(last)) => request.after = Some(last),
             _ => return all,
         }
-    }
-}
-
-/// Ids minted from `(time, sequence, entropy)`.
-trait MintWith {
-    fn mint_with(inputs: (Timestamp, u64, u64)) -> Self;
-}
-
-impl MintWith for EnvironmentId {
-    fn mint_with((at, sequence, entropy): (Timestamp, u64, u64)) -> Self {
-        Self::mint(at, sequence, entropy)
-    }
-}
-
-impl MintWith for WorkId {
-    fn mint_with((at, sequence, entropy): (Timestamp, u64, u64)) -> Self {
-        Self::mint(at, sequence, entropy)
     }
 }

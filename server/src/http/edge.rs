@@ -124,6 +124,7 @@ impl From<Refused> for ApiError {
         match refused {
             Refused::Table(error) => Self::Table(error),
             Refused::Unavailable(why) => Self::Unavailable(why.0),
+            Refused::Mismatch(mismatch) => mismatch.into(),
         }
     }
 }

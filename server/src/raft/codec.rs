@@ -12,7 +12,8 @@ use openraft::{
 use serde::{Deserialize, Serialize};
 use worklease::Stamped;
 
-use super::{CommandAnswer, NodeId, Origin, Proposal, TypeConfig};
+use super::{NodeId, Origin, Proposal, Record, TypeConfig};
+use crate::request::{Asked, Kind};
 use std::sync::Arc;
 
 /// Why stored bytes could not be read back.
@@ -84,12 +85,21 @@ struct WireSnapshotMeta {
     snapshot_id: String,
 }
 
-/// The replay record in a snapshot: origin ids and their answers (`Applied::encode_answer()`,
-/// which carry their own magic, version and checksum), oldest first.
+/// The replay record in a snapshot payload of version 1: origin ids and their answers
+/// (`Applied::encode_answer()`, which carry their own magic, version and checksum), oldest
+/// first.
+#[derive(Debug, Serialize, Deserialize)]
+struct WireRecordV1<'a> {
+    #[serde(borrow)]
+    answers: Vec<(u128, &'a [u8])>,
+}
+
+/// The replay record in a snapshot payload of version 2: origin ids, what each asked (kind
+/// byte, fingerprint of its ids: `crate::request::Asked`) and its answer, oldest first.
 #[derive(Debug, Serialize, Deserialize)]
 struct WireRecord<'a> {
     #[serde(borrow)]
-    answers: Vec<(u128, &'a [u8])>,
+    records: Vec<(u128, u8, u64, &'a [u8])>,
 }
 
 fn wire_log_id(id: &LogId<NodeId>) -> WireLogId {
@@ -275,13 +285,40 @@ pub(crate) fn decode_snapshot_meta(
     })
 }
 
-/// The replay record, as a snapshot stores it beside the table.
-pub(crate) fn encode_record(answers: &[(u128, CommandAnswer)]) -> Vec<u8> {
+/// The replay record, as a snapshot stores it beside the table (payload version 2). Every
+/// record says what was asked: a record restored from version 1 without it is written as it
+/// was read, with kind byte 0.
+pub(crate) fn encode_record(records: &[(u128, Record)]) -> Vec<u8> {
+    let encoded: Vec<(u128, u8, u64, Vec<u8>)> = records
+        .iter()
+        .map(|(id, record)| {
+            let (kind, targets) = record
+                .asked
+                .map_or((0, 0), |asked| (asked.kind as u8, asked.targets));
+            (
+                *id,
+                kind,
+                targets,
+                worklease::Applied::encode_answer(&record.answer),
+            )
+        })
+        .collect();
+    seal(&WireRecord {
+        records: encoded
+            .iter()
+            .map(|(id, kind, targets, bytes)| (*id, *kind, *targets, bytes.as_slice()))
+            .collect(),
+    })
+}
+
+/// The replay record as payload version 1 wrote it (answers alone), for tests of reading it.
+#[cfg(test)]
+pub(crate) fn encode_record_v1(answers: &[(u128, super::CommandAnswer)]) -> Vec<u8> {
     let encoded: Vec<(u128, Vec<u8>)> = answers
         .iter()
         .map(|(id, answer)| (*id, worklease::Applied::encode_answer(answer)))
         .collect();
-    seal(&WireRecord {
+    seal(&WireRecordV1 {
         answers: encoded
             .iter()
             .map(|(id, bytes)| (*id, bytes.as_slice()))
@@ -289,13 +326,36 @@ pub(crate) fn encode_record(answers: &[(u128, CommandAnswer)]) -> Vec<u8> {
     })
 }
 
-pub(crate) fn decode_record(bytes: &[u8]) -> Result<Vec<(u128, CommandAnswer)>, CodecError> {
-    let wire: WireRecord<'_> = read(bytes)?;
-    wire.answers
-        .into_iter()
-        .map(|(id, bytes)| {
+/// A replay record written in snapshot payload `version` (1 or 2).
+pub(crate) fn decode_record(bytes: &[u8], version: u16) -> Result<Vec<(u128, Record)>, CodecError> {
+    let wire: Vec<(u128, Option<Asked>, &[u8])> = if version == 1 {
+        let wire: WireRecordV1<'_> = read(bytes)?;
+        wire.answers
+            .into_iter()
+            .map(|(id, answer)| (id, None, answer))
+            .collect()
+    } else {
+        let wire: WireRecord<'_> = read(bytes)?;
+        wire.records
+            .into_iter()
+            .map(|(id, kind, targets, answer)| {
+                let asked = match kind {
+                    0 => None,
+                    byte => Some(Asked {
+                        kind: Kind::from_byte(byte).ok_or_else(|| {
+                            CodecError(format!("origin {id:032x}: unknown command kind {byte}"))
+                        })?,
+                        targets,
+                    }),
+                };
+                Ok((id, asked, answer))
+            })
+            .collect::<Result<_, CodecError>>()?
+    };
+    wire.into_iter()
+        .map(|(id, asked, bytes)| {
             worklease::Applied::decode_answer(bytes)
-                .map(|answer| (id, answer))
+                .map(|answer| (id, Record { asked, answer }))
                 .map_err(|e| CodecError(format!("the answer to origin {id:032x}: {e}")))
         })
         .collect()

@@ -19,6 +19,7 @@ use tokio::sync::{mpsc, oneshot};
 use worklease::{Applied, Error, LeaseTable, Stamped, Timestamp};
 
 use crate::clock::Clock;
+use crate::request::Asked;
 
 mod bootstrap;
 mod codec;
@@ -64,55 +65,74 @@ pub(crate) struct Origin {
     pub(crate) id: u128,
 }
 
-/// The answers of the latest applied commands that carried an origin id, so a replayed
-/// forward is answered as the first attempt was (`crate::origin`). Every replica keeps its own
-/// (it applies the same log), and snapshots carry it beside the table, so a member restored
-/// from one answers a replay of a change the snapshot covers as it was first answered.
+/// The answers of the latest applied commands that carried an origin id, and what each
+/// asked, so a replayed forward is answered as the first attempt was (`crate::origin`) when it
+/// repeats that request, and refused when it does not. Every replica keeps its own (it applies
+/// the same log), and snapshots carry it beside the table, so a member restored from one
+/// answers a replay of a change the snapshot covers as it was first answered.
 #[derive(Debug, Default)]
 pub(crate) struct Recorded {
-    /// The answers by origin id, and the ids in the order they were recorded.
-    answers: Mutex<(HashMap<u128, CommandAnswer>, VecDeque<u128>)>,
+    /// The records by origin id, and the ids in the order they were recorded.
+    records: Mutex<(HashMap<u128, Record>, VecDeque<u128>)>,
 }
 
 /// One command's answer.
 pub(crate) type CommandAnswer = Result<Applied, Error>;
 
+/// What a command with an origin id asked, and what it was answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Record {
+    /// `None` for a record restored from a snapshot written before records kept it.
+    pub(crate) asked: Option<Asked>,
+    pub(crate) answer: CommandAnswer,
+}
+
+impl Record {
+    /// `command`'s record, answered `answer`.
+    pub(crate) fn of(command: &Stamped, answer: &CommandAnswer) -> Self {
+        Self {
+            asked: Some(Asked::of(&command.command)),
+            answer: answer.clone(),
+        }
+    }
+}
+
 impl Recorded {
     /// How many answers are kept: far more than the requests in flight during an election.
     const KEEP: usize = 65_536;
 
-    pub(crate) fn record(&self, id: u128, answer: &Result<Applied, Error>) {
-        let mut guard = self.answers.lock();
-        let (answers, order) = &mut *guard;
-        if answers.insert(id, answer.clone()).is_none() {
+    pub(crate) fn record(&self, id: u128, record: Record) {
+        let mut guard = self.records.lock();
+        let (records, order) = &mut *guard;
+        if records.insert(id, record).is_none() {
             order.push_back(id);
         }
         while order.len() > Self::KEEP {
             if let Some(oldest) = order.pop_front() {
-                answers.remove(&oldest);
+                records.remove(&oldest);
             }
         }
     }
 
-    pub(crate) fn get(&self, id: u128) -> Option<Result<Applied, Error>> {
-        self.answers.lock().0.get(&id).cloned()
+    pub(crate) fn get(&self, id: u128) -> Option<Record> {
+        self.records.lock().0.get(&id).cloned()
     }
 
-    /// Every answer kept, oldest first (what a snapshot holds).
-    pub(crate) fn entries(&self) -> Vec<(u128, CommandAnswer)> {
-        let guard = self.answers.lock();
-        let (answers, order) = &*guard;
+    /// Every record kept, oldest first (what a snapshot holds).
+    pub(crate) fn entries(&self) -> Vec<(u128, Record)> {
+        let guard = self.records.lock();
+        let (records, order) = &*guard;
         order
             .iter()
-            .filter_map(|id| Some((*id, answers.get(id)?.clone())))
+            .filter_map(|id| Some((*id, records.get(id)?.clone())))
             .collect()
     }
 
-    /// Forgets every answer and keeps `entries` instead, oldest first (a restored snapshot's).
-    pub(crate) fn replace(&self, entries: Vec<(u128, CommandAnswer)>) {
-        *self.answers.lock() = Default::default();
-        for (id, answer) in entries {
-            self.record(id, &answer);
+    /// Forgets every record and keeps `entries` instead, oldest first (a restored snapshot's).
+    pub(crate) fn replace(&self, entries: Vec<(u128, Record)>) {
+        *self.records.lock() = Default::default();
+        for (id, record) in entries {
+            self.record(id, record);
         }
     }
 }
@@ -301,8 +321,8 @@ impl Durable {
         }
     }
 
-    /// The answer recorded for a command with origin id `id`, if this replica applied one.
-    pub(crate) fn recorded(&self, id: u128) -> Option<Result<Applied, Error>> {
+    /// What a command with origin id `id` asked and was answered, if this replica applied one.
+    pub(crate) fn recorded(&self, id: u128) -> Option<Record> {
         self.recorded.get(id)
     }
 

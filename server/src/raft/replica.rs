@@ -27,7 +27,7 @@ use tokio::sync::oneshot;
 use worklease::{LeaseTable, Stamped};
 
 use super::state_machine::encode_payload;
-use super::{CommandAnswer, Origin, Recorded};
+use super::{Origin, Record, Recorded};
 
 /// The replica's end of the channel; dropping it stops the replica's thread.
 #[derive(Debug)]
@@ -41,7 +41,7 @@ enum Message {
     /// Encode the state as of every batch sent before this message.
     Snapshot(oneshot::Sender<Vec<u8>>),
     /// Start over from an installed snapshot.
-    Reset(Box<LeaseTable>, Vec<(u128, CommandAnswer)>),
+    Reset(Box<LeaseTable>, Vec<(u128, Record)>),
 }
 
 impl Replica {
@@ -51,7 +51,7 @@ impl Replica {
     /// # Panics
     ///
     /// If the operating system cannot start a thread, as `std::thread::spawn` does.
-    pub(crate) fn start(table: LeaseTable, record: Vec<(u128, CommandAnswer)>) -> Self {
+    pub(crate) fn start(table: LeaseTable, record: Vec<(u128, Record)>) -> Self {
         let (sender, received) = mpsc::channel();
         std::thread::Builder::new()
             .name("worklease-snapshot".to_owned())
@@ -78,16 +78,12 @@ impl Replica {
     }
 
     /// Replaces the replica's table and record (a snapshot was installed).
-    pub(crate) fn reset(&self, table: LeaseTable, record: Vec<(u128, CommandAnswer)>) {
+    pub(crate) fn reset(&self, table: LeaseTable, record: Vec<(u128, Record)>) {
         let _ = self.sender.send(Message::Reset(Box::new(table), record));
     }
 }
 
-fn run(
-    mut table: LeaseTable,
-    record: Vec<(u128, CommandAnswer)>,
-    received: &mpsc::Receiver<Message>,
-) {
+fn run(mut table: LeaseTable, record: Vec<(u128, Record)>, received: &mpsc::Receiver<Message>) {
     let recorded = Recorded::default();
     recorded.replace(record);
     while let Ok(message) = received.recv() {
@@ -102,8 +98,11 @@ fn run(
                     let answers: Vec<_> =
                         batch.iter().map(|stamped| table.apply(stamped)).collect();
                     for origin in origins.iter() {
-                        if let Some(answer) = answers.get(origin.index as usize) {
-                            recorded.record(origin.id, answer);
+                        let index = origin.index as usize;
+                        if let (Some(command), Some(answer)) =
+                            (batch.get(index), answers.get(index))
+                        {
+                            recorded.record(origin.id, Record::of(command, answer));
                         }
                     }
                 }

@@ -5,12 +5,15 @@
 //! the snapshot's payload, which is also what a leader sends a follower:
 //!
 //! ```text
-//! payload = "WLSP" | version (u16 LE, 1) | table length (u64 LE) | table | replay record
+//! payload = "WLSP" | version (u16 LE, 2) | table length (u64 LE) | table | replay record
 //! ```
 //!
 //! `table` is `LeaseTable::snapshot()`'s canonical bytes (their own magic, version and
-//! checksum); the replay record is the answers of recently applied commands that carried an
-//! origin id (`super::Recorded`), checksummed, each answer `Applied::encode_answer()`'s bytes.
+//! checksum); the replay record is, for each recently applied command that carried an origin
+//! id (`super::Recorded`), what it asked (`crate::request::Asked`: kind and a fingerprint of its
+//! ids) and its answer (`Applied::encode_answer()`'s bytes), checksummed. A payload of version
+//! 1 recorded answers alone: it loads, its records saying nothing of what was asked (a replay is
+//! then answered from one only when its answer is of the replayed request's kind).
 //! A file of version 1 (written before the replay record was kept) holds the table's bytes
 //! alone as its payload, and so does a snapshot a leader of that version sends: both load, with
 //! an empty replay record, which is all that version kept across a snapshot.
@@ -38,7 +41,7 @@ use worklease::{Config, LeaseTable};
 
 use super::replica::Replica;
 use super::waiters::Waiters;
-use super::{codec, waiters, Answer, CommandAnswer, NodeId, Proposal, Recorded, TypeConfig};
+use super::{codec, waiters, Answer, NodeId, Proposal, Record, Recorded, TypeConfig};
 use crate::clock::Clock;
 
 /// The snapshot file's first bytes.
@@ -48,8 +51,9 @@ const MAGIC: &[u8; 4] = b"WLRS";
 const VERSION: u16 = 2;
 /// A snapshot payload's first bytes (a version 1 payload starts with the table's own magic).
 const PAYLOAD_MAGIC: &[u8; 4] = b"WLSP";
-/// The payload format this build writes and reads.
-const PAYLOAD_VERSION: u16 = 1;
+/// The payload format this build writes (and the newest it reads): 2 records what each
+/// command asked beside its answer, 1 the answers alone.
+const PAYLOAD_VERSION: u16 = 2;
 
 type StorageResult<T> = Result<T, StorageError<NodeId>>;
 
@@ -134,14 +138,14 @@ struct SnapshotFile {
 /// record, oldest first.
 struct Payload<'a> {
     table: &'a [u8],
-    record: Vec<(u128, CommandAnswer)>,
+    record: Vec<(u128, Record)>,
 }
 
 /// A snapshot's payload: the table's canonical bytes and the replay record beside them. Built
 /// in the table's own buffer (which has room to spare) rather than a copy of it: a second
 /// buffer of the table's size would be one more large allocation and release while applies
 /// go on.
-pub(super) fn encode_payload(table: Vec<u8>, record: &[(u128, CommandAnswer)]) -> Vec<u8> {
+pub(super) fn encode_payload(table: Vec<u8>, record: &[(u128, Record)]) -> Vec<u8> {
     let mut header = Vec::with_capacity(PAYLOAD_MAGIC.len() + 2 + 8);
     header.extend_from_slice(PAYLOAD_MAGIC);
     header.extend_from_slice(&PAYLOAD_VERSION.to_le_bytes());
@@ -164,9 +168,9 @@ fn parse_payload(payload: &[u8]) -> Result<Payload<'_>, String> {
     let truncated = || format!("snapshot payload truncated: {} bytes", payload.len());
     let (version, rest) = rest.split_at_checked(2).ok_or_else(truncated)?;
     let version = u16::from_le_bytes([version[0], version[1]]);
-    if version != PAYLOAD_VERSION {
+    if !(1..=PAYLOAD_VERSION).contains(&version) {
         return Err(format!(
-            "unsupported snapshot payload version {version} (this build reads {PAYLOAD_VERSION})"
+            "unsupported snapshot payload version {version} (this build reads 1 to {PAYLOAD_VERSION})"
         ));
     }
     let (length, rest) = rest.split_at_checked(8).ok_or_else(truncated)?;
@@ -175,7 +179,8 @@ fn parse_payload(payload: &[u8]) -> Result<Payload<'_>, String> {
         .ok()
         .and_then(|length| rest.split_at_checked(length))
         .ok_or_else(truncated)?;
-    let record = codec::decode_record(record).map_err(|e| format!("replay record: {e}"))?;
+    let record =
+        codec::decode_record(record, version).map_err(|e| format!("replay record: {e}"))?;
     Ok(Payload { table, record })
 }
 
@@ -257,7 +262,7 @@ impl StateMachine {
     /// nobody waiting and no snapshot asked for.
     fn at(
         table: LeaseTable,
-        record: Vec<(u128, CommandAnswer)>,
+        record: Vec<(u128, Record)>,
         last_applied: Option<LogId<NodeId>>,
         membership: StoredMembership<NodeId, BasicNode>,
         path: &Path,
@@ -493,8 +498,11 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                     self.replica.apply(&batch, &origins);
                     self.since_snapshot += batch.len() as u64;
                     for origin in origins.iter() {
-                        if let Some(result) = results.get(origin.index as usize) {
-                            self.recorded.record(origin.id, result);
+                        let index = origin.index as usize;
+                        if let (Some(command), Some(result)) =
+                            (batch.get(index), results.get(index))
+                        {
+                            self.recorded.record(origin.id, Record::of(command, result));
                         }
                     }
                     match self.waiters.take(&batch) {

@@ -166,8 +166,8 @@ async fn the_replay_record_survives_a_snapshot_restart_and_install() {
         recorded.get(first).expect("recorded"),
         recorded.get(second).expect("recorded"),
     );
-    assert!(matches!(answers.0, Err(Error::AlreadyExists { .. })));
-    assert!(matches!(answers.1, Ok(Applied::Created(_))));
+    assert!(matches!(answers.0.answer, Err(Error::AlreadyExists { .. })));
+    assert!(matches!(answers.1.answer, Ok(Applied::Created(_))));
     let mut builder = machine.get_snapshot_builder().await;
     let payload = build(&mut builder).await;
     let meta = builder.meta.clone();
@@ -216,6 +216,59 @@ async fn the_replay_record_survives_a_snapshot_restart_and_install() {
     );
     let _ = fs::remove_dir_all(&dir);
     let _ = fs::remove_dir_all(&other);
+}
+
+/// A record says what its command asked, and keeps saying it through a snapshot; a payload of
+/// version 1 (answers alone) still loads, its records asking nothing; a newer payload is
+/// refused by name.
+#[tokio::test]
+async fn the_replay_record_keeps_what_was_asked_and_reads_payload_version_1() {
+    let dir = directory("record-asked");
+    let mut machine = open(&dir);
+    let origin = 0x2222_u128;
+    machine
+        .apply([entry(1, vec![register(), create(1)], &[(1, origin)])])
+        .await
+        .expect("applies");
+    let record = machine.handles().recorded.get(origin).expect("recorded");
+    let asked = record.asked.expect("a new record says what was asked");
+    assert_eq!(asked.kind, crate::request::Kind::CreateWork);
+    let payload = build(&mut machine.get_snapshot_builder().await).await;
+    let parsed = parse_payload(&payload).expect("reads");
+    assert_eq!(parsed.record, vec![(origin, record.clone())]);
+
+    let mut v1 = Vec::new();
+    v1.extend_from_slice(PAYLOAD_MAGIC);
+    v1.extend_from_slice(&1u16.to_le_bytes());
+    v1.extend_from_slice(&(parsed.table.len() as u64).to_le_bytes());
+    v1.extend_from_slice(parsed.table);
+    v1.extend_from_slice(&codec::encode_record_v1(&[(origin, record.answer.clone())]));
+    let old = parse_payload(&v1).expect("a version 1 payload reads");
+    assert_eq!(old.table, parsed.table);
+    assert_eq!(
+        old.record,
+        vec![(
+            origin,
+            Record {
+                asked: None,
+                answer: record.answer.clone()
+            }
+        )]
+    );
+    // Written again, it stays a record that asks nothing.
+    assert_eq!(
+        codec::decode_record(&codec::encode_record(&old.record), 2).expect("reads"),
+        old.record
+    );
+
+    let mut v3 = v1.clone();
+    v3[4..6].copy_from_slice(&3u16.to_le_bytes());
+    let refused = parse_payload(&v3).err().expect("refused");
+    assert!(
+        refused.contains("unsupported snapshot payload version 3"),
+        "{refused}"
+    );
+    let _ = fs::remove_dir_all(&dir);
 }
 
 /// Docs/contract.md §12 ("snapshots never stall the table"), measured: a million leases,
