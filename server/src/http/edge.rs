@@ -1,174 +1,30 @@
-//! The HTTP edge around the table: the error envelope, request ids, authentication, query
-//! strings, bodies and headers. Everything a client sends is checked here or by the crate's
-//! parsers, so no input reaches the table unvalidated and none can panic the server.
+//! The outermost service: names the route, picks the request id, authenticates, sends a
+//! change to the leader when this member does not lead, answers a plain heartbeat itself, and
+//! renders refusals and counts answers. What the handlers share lives in `error` and `extract`.
 
-use std::borrow::Cow;
 use std::convert::Infallible;
 use std::future::Future;
 use std::ops::Range;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
 
-use axum::body::{Body, Bytes};
 use axum::extract::Request;
-use axum::http::header::{
-    HeaderMap, HeaderName, HeaderValue, AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER,
-};
+use axum::http::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION};
 use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use serde::de::DeserializeOwned;
-use serde::Serialize;
 use tower_service::Service;
-use worklease::json::ErrorEnvelope;
-use worklease::Error;
 
+use super::error::{with_envelope, ApiError};
+use super::{forward, work};
 use crate::app::Shared;
 use crate::mint::Mint;
 use crate::origin::{RequestOrigin, ORIGIN};
 use crate::raft::{APPEND_ROUTE, SNAPSHOT_ROUTE, VOTE_ROUTE};
-use crate::submit::Refused;
-
-use super::{forward, work};
-
-/// The largest request body read; larger ones get 413.
-pub(crate) const BODY_LIMIT: usize = 64 * 1024;
-
-/// How long a body may take to arrive: a client that announces more than it sends gets 408
-/// instead of holding a task forever.
-const BODY_TIMEOUT: Duration = Duration::from_secs(5);
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 const RESPONSE_REQUEST_ID: HeaderName = HeaderName::from_static("request-id");
 const API_KEY: HeaderName = HeaderName::from_static("x-api-key");
-const WORKER_ID: HeaderName = HeaderName::from_static("worker-id");
-const ANTHROPIC_WORKER_ID: HeaderName = HeaderName::from_static("anthropic-worker-id");
-
-/// A refusal, rendered as the docs/contract.md §6 envelope once the request id is known.
-#[derive(Clone, Debug)]
-pub(crate) enum ApiError {
-    /// A refusal of the table or of the crate's parsers: status, type and param come from it.
-    Table(Error),
-    /// No answer now (no leader, lost leadership, not committed in time): 503 with
-    /// `Retry-After: 1`, which the official SDK retries (docs/contract.md §8).
-    Unavailable(String),
-    /// A refusal of the server's own (auth, routing, bodies).
-    Own {
-        status: StatusCode,
-        error_type: &'static str,
-        message: String,
-        param: Option<&'static str>,
-    },
-}
-
-impl ApiError {
-    pub(crate) fn own(status: StatusCode, error_type: &'static str, message: String) -> Self {
-        Self::Own {
-            status,
-            error_type,
-            message,
-            param: None,
-        }
-    }
-
-    pub(crate) fn bad_request(message: String, param: Option<&'static str>) -> Self {
-        Self::Own {
-            status: StatusCode::BAD_REQUEST,
-            error_type: "invalid_request_error",
-            message,
-            param,
-        }
-    }
-
-    fn status(&self) -> StatusCode {
-        match self {
-            Self::Table(error) => {
-                StatusCode::from_u16(error.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
-            }
-            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-            Self::Own { status, .. } => *status,
-        }
-    }
-
-    fn envelope<'a>(&'a self, request_id: &'a str) -> ErrorEnvelope<'a> {
-        match self {
-            Self::Table(error) => ErrorEnvelope::of(error, request_id),
-            Self::Unavailable(message) => {
-                ErrorEnvelope::new("api_error", message.as_str(), request_id)
-            }
-            Self::Own {
-                error_type,
-                message,
-                param,
-                ..
-            } => {
-                let envelope = ErrorEnvelope::new(error_type, message.as_str(), request_id);
-                match param {
-                    Some(param) => envelope.with_param(param),
-                    None => envelope,
-                }
-            }
-        }
-    }
-}
-
-impl From<Error> for ApiError {
-    fn from(error: Error) -> Self {
-        Self::Table(error)
-    }
-}
-
-impl From<Refused> for ApiError {
-    fn from(refused: Refused) -> Self {
-        match refused {
-            Refused::Table(error) => Self::Table(error),
-            Refused::Unavailable(why) => Self::Unavailable(why.0),
-        }
-    }
-}
-
-/// The refusal travels in the response's extensions until [`Edge`] renders it: only
-/// that outermost layer knows the request id.
-#[derive(Clone, Debug)]
-struct Pending(Arc<ApiError>);
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let mut response = self.status().into_response();
-        if matches!(self, Self::Unavailable(_)) {
-            response
-                .headers_mut()
-                .insert(RETRY_AFTER, HeaderValue::from_static("1"));
-        }
-        response.extensions_mut().insert(Pending(Arc::new(self)));
-        response
-    }
-}
-
-/// A JSON response.
-pub(crate) fn json(status: StatusCode, body: &impl Serialize) -> Response {
-    match serde_json::to_vec(body) {
-        Ok(bytes) => json_bytes(status, bytes),
-        Err(error) => ApiError::own(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "api_error",
-            format!("cannot render the response: {error}"),
-        )
-        .into_response(),
-    }
-}
-
-/// A JSON response from bytes already rendered (for the heartbeat: `WorkHeartbeat::to_vec`).
-/// A vector whose length is its capacity becomes the body without another copy.
-pub(crate) fn json_bytes(status: StatusCode, bytes: Vec<u8>) -> Response {
-    let mut response = Response::new(Body::from(bytes));
-    *response.status_mut() = status;
-    response
-        .headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    response
-}
 
 /// The one service in front of the router: names the route for the request counter, picks
 /// the request id (the client's `x-request-id` when it is sane), checks credentials (every
@@ -265,7 +121,7 @@ where
         };
         let shared = self.shared.clone();
         Box::pin(async move {
-            let mut response = match answer {
+            let response = match answer {
                 Answer::Here(future) => match future.await {
                     Ok(response) => response,
                     Err(never) => match never {},
@@ -284,14 +140,7 @@ where
                 Answer::Refused(refusal) => refusal.into_response(),
                 Answer::AtLeader(future) => future.await,
             };
-            if let Some(Pending(error)) = response.extensions_mut().remove::<Pending>() {
-                let status = response.status();
-                let retry_after = response.headers_mut().remove(RETRY_AFTER);
-                response = json(status, &error.envelope(request_id.as_str()));
-                if let Some(value) = retry_after {
-                    response.headers_mut().insert(RETRY_AFTER, value);
-                }
-            }
+            let mut response = with_envelope(response, request_id.as_str());
             response
                 .headers_mut()
                 .insert(RESPONSE_REQUEST_ID, request_id.into_header());
@@ -461,71 +310,6 @@ fn same_secret(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// A request's query values, first occurrence wins; unknown names are simply never asked for.
-/// Values borrow from the query string unless they had to be decoded.
-#[derive(Debug, Default)]
-pub(crate) struct Query<'a>(Vec<(Cow<'a, str>, Cow<'a, str>)>);
-
-impl<'a> Query<'a> {
-    pub(crate) fn parse(raw: Option<&'a str>) -> Self {
-        Self(form_urlencoded::parse(raw.unwrap_or("").as_bytes()).collect())
-    }
-
-    pub(crate) fn get(&self, name: &str) -> Option<&str> {
-        self.0
-            .iter()
-            .find(|(key, _)| key == name)
-            .map(|(_, value)| value.as_ref())
-    }
-}
-
-/// The raw worker id from `Worker-ID`, else `Anthropic-Worker-ID`, for the crate's parsers.
-pub(crate) fn worker_header(headers: &HeaderMap) -> Option<String> {
-    headers
-        .get(WORKER_ID)
-        .or_else(|| headers.get(ANTHROPIC_WORKER_ID))
-        .map(|value| String::from_utf8_lossy(value.as_bytes()).into_owned())
-}
-
-/// Reads a body of at most [`BODY_LIMIT`] bytes, within [`BODY_TIMEOUT`].
-pub(crate) async fn read_body(body: Body) -> Result<Bytes, ApiError> {
-    let too_large = || {
-        ApiError::own(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "request_too_large",
-            format!("request bodies are limited to {BODY_LIMIT} bytes"),
-        )
-    };
-    // A declared length over the limit is refused before anything is read.
-    if axum::body::HttpBody::size_hint(&body).lower() > BODY_LIMIT as u64 {
-        return Err(too_large());
-    }
-    match tokio::time::timeout(BODY_TIMEOUT, axum::body::to_bytes(body, BODY_LIMIT)).await {
-        Ok(Ok(bytes)) => Ok(bytes),
-        // A length-limit error, or the connection failed mid-body: either way the body is
-        // not one we will read.
-        Ok(Err(_)) => Err(too_large()),
-        Err(_) => Err(ApiError::own(
-            StatusCode::REQUEST_TIMEOUT,
-            "timeout_error",
-            format!(
-                "the request body did not arrive within {} s",
-                BODY_TIMEOUT.as_secs()
-            ),
-        )),
-    }
-}
-
-/// Parses a JSON body; `None` when it is empty (or only whitespace).
-pub(crate) fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<Option<T>, ApiError> {
-    if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Ok(None);
-    }
-    serde_json::from_slice(bytes)
-        .map(Some)
-        .map_err(|error| ApiError::bad_request(format!("invalid JSON body: {error}"), None))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -535,13 +319,5 @@ mod tests {
         assert!(same_secret(b"abc", b"abc"));
         assert!(!same_secret(b"abc", b"abd"));
         assert!(!same_secret(b"abc", b"abcd"));
-    }
-
-    #[test]
-    fn the_first_query_value_wins_and_is_decoded() {
-        let query = Query::parse(Some("a=1&b=x%2By&a=2&beta=true"));
-        assert_eq!(query.get("a"), Some("1"));
-        assert_eq!(query.get("b"), Some("x+y"));
-        assert_eq!(query.get("c"), None);
     }
 }

@@ -20,7 +20,8 @@ use axum::http::{Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use tower_service::Service;
 
-use super::edge::{read_body, ApiError};
+use super::error::ApiError;
+use super::extract::read_body;
 use crate::app::Shared;
 use crate::origin::{RequestOrigin, ORIGIN, ORIGIN_HEADER, REPLAY_HEADER};
 use crate::raft::{Leader, NodeId};

@@ -3,8 +3,6 @@
 
 use std::sync::Arc;
 
-use axum::extract::rejection::RawPathParamsRejection;
-use axum::extract::RawPathParams;
 use axum::http::StatusCode;
 use axum::routing::{get, post, IntoMakeService};
 use axum::{Router, ServiceExt};
@@ -13,13 +11,15 @@ use crate::app::Shared;
 
 mod edge;
 mod environments;
+mod error;
+mod extract;
 mod forward;
 mod internal;
 mod ops;
 mod work;
 
-pub(crate) use edge::ApiError;
 use edge::Edge;
+pub(crate) use error::ApiError;
 #[cfg(test)]
 pub(crate) use internal::table_digest;
 
@@ -96,47 +96,6 @@ async fn wrong_method() -> ApiError {
         "invalid_request_error",
         "this route does not take that method".to_owned(),
     )
-}
-
-/// A request's path ids, as sent (percent-decoded), without copying them.
-pub(crate) struct Ids(RawPathParams);
-
-impl Ids {
-    /// Path segments that do not even decode are malformed ids: 404, like any unknown id.
-    fn of(params: Result<RawPathParams, RawPathParamsRejection>) -> Result<Self, ApiError> {
-        params.map(Self).map_err(|rejection| {
-            ApiError::own(
-                StatusCode::NOT_FOUND,
-                "not_found_error",
-                format!("not found: {rejection}"),
-            )
-        })
-    }
-
-    /// A named segment; a missing one is empty, which no id is (so: not found).
-    fn named(&self, name: &str) -> &str {
-        self.0
-            .iter()
-            .find(|(key, _)| *key == name)
-            .map_or("", |(_, value)| value)
-    }
-
-    fn environment(&self) -> &str {
-        self.named("environment_id")
-    }
-
-    fn work(&self) -> &str {
-        self.named("work_id")
-    }
-}
-
-/// The start of a caller's text, for messages.
-fn excerpt(text: &str) -> &str {
-    let mut end = text.len().min(64);
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    &text[..end]
 }
 
 #[cfg(test)]
