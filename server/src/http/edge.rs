@@ -16,6 +16,7 @@ use axum::response::{IntoResponse, Response};
 use tower_service::Service;
 
 use super::error::{with_envelope, ApiError};
+use super::route::{Route, UNMATCHED};
 use super::{forward, work};
 use crate::app::Shared;
 use crate::mint::Mint;
@@ -88,11 +89,11 @@ where
     fn call(&mut self, request: Request) -> Self::Future {
         let (route, heartbeat) = route_of(request.uri().path(), request.method());
         let request_id = RequestId::of(request.headers(), &self.shared.mint);
-        let answer = if route == "healthz" || route == "readyz" {
+        let answer = if route.is_some_and(Route::is_open) {
             Answer::Here(self.inner.call(request))
         } else if let Err(refusal) = authenticate(request.headers(), &self.shared.token) {
             Answer::Refused(refusal)
-        } else if forward::goes_to_leader(route) && !self.shared.submit.leads() {
+        } else if route.is_some_and(Route::goes_to_leader) && !self.shared.submit.leads() {
             Answer::AtLeader(Box::pin(forward::route(
                 self.shared.clone(),
                 self.inner.clone(),
@@ -144,7 +145,8 @@ where
             response
                 .headers_mut()
                 .insert(RESPONSE_REQUEST_ID, request_id.into_header());
-            shared.metrics.request(route, response.status().as_u16());
+            let label = route.map_or(UNMATCHED, Route::label);
+            shared.metrics.request(label, response.status().as_u16());
             Ok(response)
         })
     }
@@ -190,35 +192,41 @@ impl RequestId {
     }
 }
 
-/// The operation a request's path names, the same under both prefixes: the route
-/// `super::router` matches it to, or `unmatched` when it matches none. Mirrors the router's
+/// The route a request's path and method name, the same under both prefixes: the route
+/// `super::router` matches it to, or `None` when it matches none. Mirrors the router's
 /// templates (a `{param}` is one segment, which may be empty unless it ends the path; static
-/// segments win); a test in `super` checks it against the router itself. For a heartbeat
-/// whose ids hold no `%`, also where the ids are ([`HeartbeatIds`]).
-pub(super) fn route_of(path: &str, method: &Method) -> (&'static str, Option<HeartbeatIds>) {
+/// segments win; `HEAD` is served as `GET`); a test in `super` checks it against the router
+/// itself. For a heartbeat whose ids hold no `%`, also where the ids are ([`HeartbeatIds`]).
+pub(super) fn route_of(path: &str, method: &Method) -> (Option<Route>, Option<HeartbeatIds>) {
     match path {
-        "/healthz" => return ("healthz", None),
-        "/readyz" => return ("readyz", None),
-        "/cluster" => return ("cluster", None),
-        "/metrics" => return ("metrics", None),
-        "/internal/digest" | APPEND_ROUTE | VOTE_ROUTE | SNAPSHOT_ROUTE => {
-            return ("internal", None)
-        }
+        "/healthz" => return (Some(Route::Healthz), None),
+        "/readyz" => return (Some(Route::Readyz), None),
+        "/cluster" => return (Some(Route::Cluster), None),
+        "/metrics" => return (Some(Route::Metrics), None),
+        "/internal/digest" => return (Some(Route::Digest), None),
+        APPEND_ROUTE => return (Some(Route::RaftAppend), None),
+        VOTE_ROUTE => return (Some(Route::RaftVote), None),
+        SNAPSHOT_ROUTE => return (Some(Route::RaftSnapshot), None),
         _ => {}
     }
-    let get = method == Method::GET;
+    let read = method == Method::GET || method == Method::HEAD;
     let Some(rest) = path
         .strip_prefix("/api/v1/cloud")
         .or_else(|| path.strip_prefix("/v1"))
         .and_then(|tail| tail.strip_prefix("/environments"))
     else {
-        return ("unmatched", None);
+        return (None, None);
     };
     if rest.is_empty() {
-        return ("create_environment", None);
+        let route = if read {
+            Route::ListEnvironments
+        } else {
+            Route::CreateEnvironment
+        };
+        return (Some(route), None);
     }
     let Some(rest) = rest.strip_prefix('/') else {
-        return ("unmatched", None);
+        return (None, None);
     };
     // The slashes (and any `%`) found by one plain loop: `split('/')` runs a memchr per
     // segment, whose set-up costs more than these short segments (~670 instructions a
@@ -229,7 +237,7 @@ pub(super) fn route_of(path: &str, method: &Method) -> (&'static str, Option<Hea
     for (at, byte) in rest.bytes().enumerate() {
         if byte == b'/' {
             if found == slashes.len() {
-                return ("unmatched", None);
+                return (None, None);
             }
             slashes[found] = at;
             found += 1;
@@ -247,36 +255,34 @@ pub(super) fn route_of(path: &str, method: &Method) -> (&'static str, Option<Hea
         rest.get(start..end)
     };
     let environment = segment(0).unwrap_or("");
-    let name = match (segment(1), segment(2), segment(3)) {
+    let route = match (segment(1), segment(2), segment(3)) {
         // A parameter ending the path must have text; one followed by more path need not.
-        (None, None, None) if environment.is_empty() => "unmatched",
-        (None | Some("archive"), None, None) => "other",
-        (Some("work"), None | Some(""), None) => {
-            if get {
-                "list"
-            } else {
-                "create_work"
-            }
-        }
-        (Some("work"), Some("poll"), None) => "poll",
-        (Some("work"), Some("stats"), None) => "stats",
+        (None, None, None) if environment.is_empty() => None,
+        (None, None, None) if read => Some(Route::RetrieveEnvironment),
+        (None, None, None) if method == Method::DELETE => Some(Route::DeleteEnvironment),
+        (None, None, None) => Some(Route::UpdateEnvironment),
+        (Some("archive"), None, None) => Some(Route::ArchiveEnvironment),
+        (Some("work"), None | Some(""), None) if !read => Some(Route::CreateWork),
+        (Some("work"), None | Some(""), None) => Some(Route::ListWork),
+        (Some("work"), Some("poll"), None) => Some(Route::Poll),
+        (Some("work"), Some("stats"), None) => Some(Route::Stats),
         (Some("work"), Some(_), tail) => match tail {
-            None if get => "retrieve",
-            None => "update_metadata",
-            Some("heartbeat") => "heartbeat",
-            Some("ack") => "ack",
-            Some("stop") => "stop",
-            Some(_) => "unmatched",
+            None if read => Some(Route::RetrieveWork),
+            None => Some(Route::UpdateWork),
+            Some("heartbeat") => Some(Route::Heartbeat),
+            Some("ack") => Some(Route::Ack),
+            Some("stop") => Some(Route::Stop),
+            Some(_) => None,
         },
-        _ => "unmatched",
+        _ => None,
     };
     // `rest` ends `path`, so its offsets shift by what precedes it.
     let offset = path.len() - rest.len();
-    let ids = (name == "heartbeat" && !encoded).then(|| HeartbeatIds {
+    let ids = (route == Some(Route::Heartbeat) && !encoded).then(|| HeartbeatIds {
         environment: offset..offset + slashes[0],
         work: offset + slashes[1] + 1..offset + slashes[2],
     });
-    (name, ids)
+    (route, ids)
 }
 
 /// Every route but `/healthz` and `/readyz` needs `Authorization: Bearer <token>` or `x-api-key: <token>`.

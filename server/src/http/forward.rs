@@ -36,15 +36,6 @@ const FORWARD_TIMEOUT: Duration = Duration::from_secs(120);
 const FORWARDED_BY: HeaderName = HeaderName::from_static("x-worklease-forwarded-by");
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-/// Whether requests to `route` (an edge route name) go to the leader: every API route, but
-/// not the node's own operations endpoints or Raft's internal routes.
-pub(crate) fn goes_to_leader(route: &str) -> bool {
-    !matches!(
-        route,
-        "healthz" | "readyz" | "cluster" | "metrics" | "internal" | "unmatched"
-    )
-}
-
 /// Serves `request` where it belongs: here once this node leads, else at the leader.
 pub(crate) async fn route<S>(
     shared: Arc<Shared>,
