@@ -15,7 +15,7 @@ use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use tower_service::Service;
 
-use super::error::{with_envelope, ApiError};
+use super::error::{render_refusal, ApiError};
 use super::route::{Route, UNMATCHED};
 use super::{forward, work};
 use crate::app::Shared;
@@ -122,7 +122,7 @@ where
         };
         let shared = self.shared.clone();
         Box::pin(async move {
-            let response = match answer {
+            let mut response = match answer {
                 Answer::Here(future) => match future.await {
                     Ok(response) => response,
                     Err(never) => match never {},
@@ -141,7 +141,7 @@ where
                 Answer::Refused(refusal) => refusal.into_response(),
                 Answer::AtLeader(future) => future.await,
             };
-            let mut response = with_envelope(response, request_id.as_str());
+            render_refusal(&mut response, request_id.as_str());
             response
                 .headers_mut()
                 .insert(RESPONSE_REQUEST_ID, request_id.into_header());

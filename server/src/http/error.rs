@@ -1,5 +1,5 @@
 //! Refusals as every handler returns them ([`ApiError`]) and JSON answers: a refusal becomes
-//! the docs/contract.md §6 envelope once the edge knows the request id ([`with_envelope`]).
+//! the docs/contract.md §6 envelope once the edge knows the request id ([`render_refusal`]).
 
 use std::sync::Arc;
 
@@ -98,7 +98,7 @@ impl From<Refused> for ApiError {
 }
 
 /// The refusal travels in the response's extensions until the edge renders it
-/// ([`with_envelope`]): only that outermost layer knows the request id.
+/// ([`render_refusal`]): only that outermost layer knows the request id.
 #[derive(Clone, Debug)]
 struct Pending(Arc<ApiError>);
 
@@ -139,17 +139,16 @@ pub(crate) fn json_bytes(status: StatusCode, bytes: Vec<u8>) -> Response {
     response
 }
 
-/// `response`, or when it carries a refusal, that refusal's envelope with `request_id` (same
-/// status, and `Retry-After` kept).
-pub(super) fn with_envelope(mut response: Response, request_id: &str) -> Response {
+/// When `response` carries a refusal, replaces it with that refusal's envelope with
+/// `request_id` (same status, and `Retry-After` kept).
+pub(super) fn render_refusal(response: &mut Response, request_id: &str) {
     let Some(Pending(error)) = response.extensions_mut().remove::<Pending>() else {
-        return response;
+        return;
     };
     let status = response.status();
     let retry_after = response.headers_mut().remove(RETRY_AFTER);
-    let mut response = json(status, &error.envelope(request_id));
+    *response = json(status, &error.envelope(request_id));
     if let Some(value) = retry_after {
         response.headers_mut().insert(RETRY_AFTER, value);
     }
-    response
 }
