@@ -140,7 +140,9 @@ pub(crate) fn json_bytes(status: StatusCode, bytes: Vec<u8>) -> Response {
 }
 
 /// When `response` carries a refusal, replaces it with that refusal's envelope with
-/// `request_id` (same status, and `Retry-After` kept).
+/// `request_id` (same status, and `Retry-After` kept). Inline: the edge calls it on every
+/// request.
+#[inline]
 pub(super) fn render_refusal(response: &mut Response, request_id: &str) {
     let Some(Pending(error)) = response.extensions_mut().remove::<Pending>() else {
         return;

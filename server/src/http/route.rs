@@ -2,6 +2,9 @@
 //! router is built), its metric label, and whether a member that does not lead hands it to
 //! the leader. Each of those is an exhaustive `match`, so a new route is counted, forwarded
 //! (or not) and authenticated on purpose, never by a default.
+//!
+//! What the edge asks of a route on every request is `#[inline]`: the edge is another module,
+//! and without it these small matches are calls across codegen units.
 
 use axum::http::Method;
 
@@ -181,6 +184,7 @@ impl Route {
 
     /// The route's `route` label in `worklease_http_requests_total`. Several routes share a
     /// label, as they did before routes were typed, so existing dashboards keep working.
+    #[inline]
     pub(crate) const fn label(self) -> &'static str {
         match self {
             Self::CreateEnvironment | Self::ListEnvironments => "create_environment",
@@ -208,6 +212,7 @@ impl Route {
     /// Whether a member that does not lead hands the request to the leader: every API route
     /// (reads too, so a client reads what it wrote), but not the node's own operations
     /// endpoints or Raft's routes, which are about this node.
+    #[inline]
     pub(crate) const fn goes_to_leader(self) -> bool {
         match self {
             Self::CreateEnvironment
@@ -238,6 +243,7 @@ impl Route {
 
     /// Whether the route answers without credentials: only the probes, which a load balancer
     /// or orchestrator calls without the token.
+    #[inline]
     pub(crate) const fn is_open(self) -> bool {
         match self {
             Self::Healthz | Self::Readyz => true,
