@@ -11,7 +11,7 @@
 //! first: a malformed one is answered exactly as the direct call answers it (404 in docs/contract.md
 //! §3.3's order). Ids a command *creates* are typed: the caller mints and checks them.
 
-use crate::environment::EnvironmentKind;
+use crate::environment_record::EnvironmentKind;
 use crate::environment_record::{EnvironmentPatch, EnvironmentRecord, NewEnvironment};
 use crate::heartbeat::{Heartbeat, HeartbeatRequest};
 use crate::ids::{EnvironmentId, SessionId, WorkId, WorkerId};

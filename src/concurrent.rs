@@ -6,11 +6,12 @@ use parking_lot::Mutex;
 
 use foldhash::fast::RandomState;
 
-use crate::environment::EnvironmentKind;
+use crate::environment_record::EnvironmentKind;
 use crate::environment_record::{
     EnvironmentListRequest, EnvironmentPage, EnvironmentPatch, EnvironmentRecord, NewEnvironment,
 };
-use crate::error::{Error, Excerpt};
+use crate::error::Error;
+use crate::excerpt::Excerpt;
 use crate::heartbeat::{Heartbeat, HeartbeatRequest};
 use crate::ids::WorkKey;
 use crate::ids::{AsId, EnvironmentId, SessionId, WorkId, WorkerId};

@@ -3,7 +3,9 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use crate::environment_record::{default_config, EnvironmentRecord, EnvironmentScope};
+use crate::environment_record::{
+    default_config, EnvironmentKind, EnvironmentRecord, EnvironmentScope,
+};
 use crate::ids::{BodyRef, EnvironmentId, WorkId, WorkerId};
 use crate::item::{Item, Texts};
 use crate::metadata::Metadata;
@@ -11,25 +13,6 @@ use crate::time::Timestamp;
 
 /// How long a worker counts as polling after its last poll (docs/contract.md §3.5 `workers_polling`).
 const POLLING_WINDOW_MICROS: i64 = 30_000_000;
-
-/// Whether an environment runs its own workers.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum EnvironmentKind {
-    /// `self_hosted`: workers poll this table.
-    SelfHosted,
-    /// `cloud`: every work operation is refused with 400.
-    Cloud,
-}
-
-impl EnvironmentKind {
-    /// The kind as the API writes it.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Self::SelfHosted => "self_hosted",
-            Self::Cloud => "cloud",
-        }
-    }
-}
 
 /// What docs/contract.md §9 shows of an environment beyond its id and kind; the work operations never
 /// read it.

@@ -8,12 +8,30 @@
 
 use std::collections::BTreeMap;
 
-use crate::environment::EnvironmentKind;
 use crate::error::{Error, Param};
 use crate::ids::EnvironmentId;
 use crate::metadata::{Metadata, MetadataPatch};
 use crate::request::decimal;
 use crate::time::Timestamp;
+
+/// Whether an environment runs its own workers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum EnvironmentKind {
+    /// `self_hosted`: workers poll this table.
+    SelfHosted,
+    /// `cloud`: every work operation is refused with 400.
+    Cloud,
+}
+
+impl EnvironmentKind {
+    /// The kind as the API writes it.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::SelfHosted => "self_hosted",
+            Self::Cloud => "cloud",
+        }
+    }
+}
 
 /// Longest environment name, in characters.
 pub const MAX_NAME_CHARS: usize = 256;

@@ -14,7 +14,7 @@ use std::hash::{Hash, Hasher};
 use std::str::FromStr;
 use std::sync::Arc;
 
-use crate::error::Excerpt;
+use crate::excerpt::Excerpt;
 use crate::time::Timestamp;
 
 /// The longest id body docs/contract.md §1 allows.

@@ -321,6 +321,7 @@ mod deadline;
 mod environment;
 mod environment_record;
 mod error;
+mod excerpt;
 mod heartbeat;
 mod ids;
 mod index;
@@ -341,12 +342,12 @@ mod workers;
 
 pub use command::{Applied, Command, Stamped};
 pub use concurrent::ConcurrentLeaseTable;
-pub use environment::EnvironmentKind;
 pub use environment_record::{
-    EnvironmentListRequest, EnvironmentPage, EnvironmentPatch, EnvironmentRecord, EnvironmentScope,
-    NewEnvironment, MAX_CONFIG_BYTES, MAX_DESCRIPTION_CHARS, MAX_NAME_CHARS,
+    EnvironmentKind, EnvironmentListRequest, EnvironmentPage, EnvironmentPatch, EnvironmentRecord,
+    EnvironmentScope, NewEnvironment, MAX_CONFIG_BYTES, MAX_DESCRIPTION_CHARS, MAX_NAME_CHARS,
 };
-pub use error::{Error, Excerpt, Param};
+pub use error::{Error, Param};
+pub use excerpt::Excerpt;
 pub use heartbeat::{Heartbeat, HeartbeatRequest, LeaseSnapshot, Precondition};
 pub use ids::{mint_uuid_v7, AsId, EnvironmentId, MalformedId, SessionId, WorkId, WorkerId};
 pub use item::{Transition, WorkItem};

@@ -42,7 +42,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::environment::EnvironmentKind;
+use crate::environment_record::EnvironmentKind;
 use crate::environment_record::EnvironmentScope;
 use crate::state::WorkState;
 use crate::time::Timestamp;

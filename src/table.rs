@@ -22,8 +22,10 @@ use std::collections::HashMap;
 use foldhash::fast::RandomState;
 
 use crate::deadline::Deadlines;
-use crate::environment::{Environment, EnvironmentKind, Profile};
-use crate::error::{Error, Excerpt};
+use crate::environment::{Environment, Profile};
+use crate::environment_record::EnvironmentKind;
+use crate::error::Error;
+use crate::excerpt::Excerpt;
 use crate::heartbeat::{Heartbeat, HeartbeatRequest, LeaseSnapshot};
 use crate::ids::{AsId, EnvironmentId, SessionId, WorkId, WorkKey, WorkerId};
 use crate::index::SlotIndex;

@@ -59,9 +59,9 @@ pub(crate) const STATES: [WorkState; 5] = [
 /// How a forwarded request can end (`worklease_forwarded_total`'s `outcome`).
 pub(crate) const FORWARD_OUTCOMES: [&str; 3] = ["answered", "replayed", "unavailable"];
 
-/// Every route name the edge counts requests under (`crate::http`'s route names), the
-/// heartbeat first: [`Metrics::request`] looks a route up here, in order.
-const ROUTES: [&str; 17] = [
+/// Every route label the edge counts requests under (`crate::http::route::Route::label`, and
+/// `unmatched`), the heartbeat first: [`Metrics::request`] looks a route up here, in order.
+pub(crate) const ROUTES: [&str; 17] = [
     "heartbeat",
     "ack",
     "poll",

@@ -15,15 +15,11 @@
 
 use std::fmt;
 
-use axum::http::StatusCode;
-
 use worklease::{
     Applied, Command, EnvironmentId, EnvironmentPatch, EnvironmentRecord, Error, Heartbeat,
     HeartbeatRequest, LeaseTable, Metadata, MetadataPatch, NewEnvironment, PollRequest, Polled,
     SessionId, Stamped, StopMode, Timestamp, Transition, Updated, WorkId, WorkerId,
 };
-
-use crate::http::ApiError;
 
 /// A new id's inputs: time, sequence, entropy (`Submit::mint_inputs`).
 pub(crate) type MintInputs = (Timestamp, u64, u64);
@@ -248,16 +244,6 @@ pub(crate) enum Mismatch {
     /// answered 500.
     #[error("a {asked} request was answered with another kind of outcome ({answered})")]
     Answer { asked: Kind, answered: &'static str },
-}
-
-impl From<Mismatch> for ApiError {
-    fn from(mismatch: Mismatch) -> Self {
-        let (status, error_type) = match mismatch {
-            Mismatch::Replay { .. } => (StatusCode::CONFLICT, "invalid_request_error"),
-            Mismatch::Answer { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "api_error"),
-        };
-        Self::own(status, error_type, mismatch.to_string())
-    }
 }
 
 impl Mismatch {

@@ -14,7 +14,8 @@ use serde::{Deserialize, Serialize};
 
 use super::Applied;
 use crate::environment_record::EnvironmentRecord;
-use crate::error::{Error, Excerpt, Param};
+use crate::error::{Error, Param};
+use crate::excerpt::Excerpt;
 use crate::heartbeat::{Heartbeat, LeaseSnapshot, Precondition};
 use crate::ids::{EnvironmentId, SessionId, WorkId, WorkerId};
 use crate::item::{Transition, WorkItem};

@@ -13,7 +13,7 @@ use std::num::NonZeroU64;
 use serde::{Deserialize, Serialize};
 
 use super::{Command, Stamped};
-use crate::environment::EnvironmentKind;
+use crate::environment_record::EnvironmentKind;
 use crate::environment_record::{EnvironmentPatch, EnvironmentScope, NewEnvironment};
 use crate::heartbeat::{HeartbeatRequest, Precondition};
 use crate::ids::{EnvironmentId, SessionId, WorkId, WorkerId};

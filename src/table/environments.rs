@@ -10,7 +10,8 @@ use crate::environment_record::{
     default_config, EnvironmentListRequest, EnvironmentPage, EnvironmentPatch, EnvironmentRecord,
     NewEnvironment,
 };
-use crate::error::{Error, Excerpt, Param};
+use crate::error::{Error, Param};
+use crate::excerpt::Excerpt;
 use crate::ids::{AsId, EnvironmentId};
 use crate::time::Timestamp;
 

@@ -2,8 +2,9 @@
 //! [`crate::ConcurrentLeaseTable`] merges across shards (and [`LeaseTable`] composes directly).
 
 use super::{deadline_of, millis_to_micros, LeaseTable, StatsPart};
-use crate::environment::EnvironmentKind;
-use crate::error::{Error, Excerpt};
+use crate::environment_record::EnvironmentKind;
+use crate::error::Error;
+use crate::excerpt::Excerpt;
 use crate::ids::{AsId, EnvironmentId, WorkId, WorkerId};
 use crate::item::{Phase, Transition, WorkItem};
 use crate::outcome::Page;

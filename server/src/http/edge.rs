@@ -1,175 +1,31 @@
-//! The HTTP edge around the table: the error envelope, request ids, authentication, query
-//! strings, bodies and headers. Everything a client sends is checked here or by the crate's
-//! parsers, so no input reaches the table unvalidated and none can panic the server.
+//! The outermost service: names the route, picks the request id, authenticates, sends a
+//! change to the leader when this member does not lead, answers a plain heartbeat itself, and
+//! renders refusals and counts answers. What the handlers share lives in `error` and `extract`.
 
-use std::borrow::Cow;
 use std::convert::Infallible;
 use std::future::Future;
 use std::ops::Range;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
 
-use axum::body::{Body, Bytes};
 use axum::extract::Request;
-use axum::http::header::{
-    HeaderMap, HeaderName, HeaderValue, AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER,
-};
+use axum::http::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION};
 use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use serde::de::DeserializeOwned;
-use serde::Serialize;
 use tower_service::Service;
-use worklease::json::ErrorEnvelope;
-use worklease::Error;
 
+use super::error::{render_refusal, ApiError};
+use super::route::{Route, UNMATCHED};
+use super::{forward, work};
 use crate::app::Shared;
 use crate::mint::Mint;
 use crate::origin::{RequestOrigin, ORIGIN};
 use crate::raft::{APPEND_ROUTE, SNAPSHOT_ROUTE, VOTE_ROUTE};
-use crate::submit::Refused;
-
-use super::{forward, work};
-
-/// The largest request body read; larger ones get 413.
-pub(crate) const BODY_LIMIT: usize = 64 * 1024;
-
-/// How long a body may take to arrive: a client that announces more than it sends gets 408
-/// instead of holding a task forever.
-const BODY_TIMEOUT: Duration = Duration::from_secs(5);
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 const RESPONSE_REQUEST_ID: HeaderName = HeaderName::from_static("request-id");
 const API_KEY: HeaderName = HeaderName::from_static("x-api-key");
-const WORKER_ID: HeaderName = HeaderName::from_static("worker-id");
-const ANTHROPIC_WORKER_ID: HeaderName = HeaderName::from_static("anthropic-worker-id");
-
-/// A refusal, rendered as the docs/contract.md §6 envelope once the request id is known.
-#[derive(Clone, Debug)]
-pub(crate) enum ApiError {
-    /// A refusal of the table or of the crate's parsers: status, type and param come from it.
-    Table(Error),
-    /// No answer now (no leader, lost leadership, not committed in time): 503 with
-    /// `Retry-After: 1`, which the official SDK retries (docs/contract.md §8).
-    Unavailable(String),
-    /// A refusal of the server's own (auth, routing, bodies).
-    Own {
-        status: StatusCode,
-        error_type: &'static str,
-        message: String,
-        param: Option<&'static str>,
-    },
-}
-
-impl ApiError {
-    pub(crate) fn own(status: StatusCode, error_type: &'static str, message: String) -> Self {
-        Self::Own {
-            status,
-            error_type,
-            message,
-            param: None,
-        }
-    }
-
-    pub(crate) fn bad_request(message: String, param: Option<&'static str>) -> Self {
-        Self::Own {
-            status: StatusCode::BAD_REQUEST,
-            error_type: "invalid_request_error",
-            message,
-            param,
-        }
-    }
-
-    fn status(&self) -> StatusCode {
-        match self {
-            Self::Table(error) => {
-                StatusCode::from_u16(error.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
-            }
-            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-            Self::Own { status, .. } => *status,
-        }
-    }
-
-    fn envelope<'a>(&'a self, request_id: &'a str) -> ErrorEnvelope<'a> {
-        match self {
-            Self::Table(error) => ErrorEnvelope::of(error, request_id),
-            Self::Unavailable(message) => {
-                ErrorEnvelope::new("api_error", message.as_str(), request_id)
-            }
-            Self::Own {
-                error_type,
-                message,
-                param,
-                ..
-            } => {
-                let envelope = ErrorEnvelope::new(error_type, message.as_str(), request_id);
-                match param {
-                    Some(param) => envelope.with_param(param),
-                    None => envelope,
-                }
-            }
-        }
-    }
-}
-
-impl From<Error> for ApiError {
-    fn from(error: Error) -> Self {
-        Self::Table(error)
-    }
-}
-
-impl From<Refused> for ApiError {
-    fn from(refused: Refused) -> Self {
-        match refused {
-            Refused::Table(error) => Self::Table(error),
-            Refused::Unavailable(why) => Self::Unavailable(why.0),
-            Refused::Mismatch(mismatch) => mismatch.into(),
-        }
-    }
-}
-
-/// The refusal travels in the response's extensions until [`Edge`] renders it: only
-/// that outermost layer knows the request id.
-#[derive(Clone, Debug)]
-struct Pending(Arc<ApiError>);
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let mut response = self.status().into_response();
-        if matches!(self, Self::Unavailable(_)) {
-            response
-                .headers_mut()
-                .insert(RETRY_AFTER, HeaderValue::from_static("1"));
-        }
-        response.extensions_mut().insert(Pending(Arc::new(self)));
-        response
-    }
-}
-
-/// A JSON response.
-pub(crate) fn json(status: StatusCode, body: &impl Serialize) -> Response {
-    match serde_json::to_vec(body) {
-        Ok(bytes) => json_bytes(status, bytes),
-        Err(error) => ApiError::own(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "api_error",
-            format!("cannot render the response: {error}"),
-        )
-        .into_response(),
-    }
-}
-
-/// A JSON response from bytes already rendered (for the heartbeat: `WorkHeartbeat::to_vec`).
-/// A vector whose length is its capacity becomes the body without another copy.
-pub(crate) fn json_bytes(status: StatusCode, bytes: Vec<u8>) -> Response {
-    let mut response = Response::new(Body::from(bytes));
-    *response.status_mut() = status;
-    response
-        .headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    response
-}
 
 /// The one service in front of the router: names the route for the request counter, picks
 /// the request id (the client's `x-request-id` when it is sane), checks credentials (every
@@ -233,11 +89,11 @@ where
     fn call(&mut self, request: Request) -> Self::Future {
         let (route, heartbeat) = route_of(request.uri().path(), request.method());
         let request_id = RequestId::of(request.headers(), &self.shared.mint);
-        let answer = if route == "healthz" || route == "readyz" {
+        let answer = if route.is_some_and(Route::is_open) {
             Answer::Here(self.inner.call(request))
         } else if let Err(refusal) = authenticate(request.headers(), &self.shared.token) {
             Answer::Refused(refusal)
-        } else if forward::goes_to_leader(route) && !self.shared.submit.leads() {
+        } else if route.is_some_and(Route::goes_to_leader) && !self.shared.submit.leads() {
             Answer::AtLeader(Box::pin(forward::route(
                 self.shared.clone(),
                 self.inner.clone(),
@@ -285,18 +141,12 @@ where
                 Answer::Refused(refusal) => refusal.into_response(),
                 Answer::AtLeader(future) => future.await,
             };
-            if let Some(Pending(error)) = response.extensions_mut().remove::<Pending>() {
-                let status = response.status();
-                let retry_after = response.headers_mut().remove(RETRY_AFTER);
-                response = json(status, &error.envelope(request_id.as_str()));
-                if let Some(value) = retry_after {
-                    response.headers_mut().insert(RETRY_AFTER, value);
-                }
-            }
+            render_refusal(&mut response, request_id.as_str());
             response
                 .headers_mut()
                 .insert(RESPONSE_REQUEST_ID, request_id.into_header());
-            shared.metrics.request(route, response.status().as_u16());
+            let label = route.map_or(UNMATCHED, Route::label);
+            shared.metrics.request(label, response.status().as_u16());
             Ok(response)
         })
     }
@@ -342,35 +192,41 @@ impl RequestId {
     }
 }
 
-/// The operation a request's path names, the same under both prefixes: the route
-/// `super::router` matches it to, or `unmatched` when it matches none. Mirrors the router's
+/// The route a request's path and method name, the same under both prefixes: the route
+/// `super::router` matches it to, or `None` when it matches none. Mirrors the router's
 /// templates (a `{param}` is one segment, which may be empty unless it ends the path; static
-/// segments win); a test in `super` checks it against the router itself. For a heartbeat
-/// whose ids hold no `%`, also where the ids are ([`HeartbeatIds`]).
-pub(super) fn route_of(path: &str, method: &Method) -> (&'static str, Option<HeartbeatIds>) {
+/// segments win; `HEAD` is served as `GET`); a test in `super` checks it against the router
+/// itself. For a heartbeat whose ids hold no `%`, also where the ids are ([`HeartbeatIds`]).
+pub(super) fn route_of(path: &str, method: &Method) -> (Option<Route>, Option<HeartbeatIds>) {
     match path {
-        "/healthz" => return ("healthz", None),
-        "/readyz" => return ("readyz", None),
-        "/cluster" => return ("cluster", None),
-        "/metrics" => return ("metrics", None),
-        "/internal/digest" | APPEND_ROUTE | VOTE_ROUTE | SNAPSHOT_ROUTE => {
-            return ("internal", None)
-        }
+        "/healthz" => return (Some(Route::Healthz), None),
+        "/readyz" => return (Some(Route::Readyz), None),
+        "/cluster" => return (Some(Route::Cluster), None),
+        "/metrics" => return (Some(Route::Metrics), None),
+        "/internal/digest" => return (Some(Route::Digest), None),
+        APPEND_ROUTE => return (Some(Route::RaftAppend), None),
+        VOTE_ROUTE => return (Some(Route::RaftVote), None),
+        SNAPSHOT_ROUTE => return (Some(Route::RaftSnapshot), None),
         _ => {}
     }
-    let get = method == Method::GET;
+    let read = method == Method::GET || method == Method::HEAD;
     let Some(rest) = path
         .strip_prefix("/api/v1/cloud")
         .or_else(|| path.strip_prefix("/v1"))
         .and_then(|tail| tail.strip_prefix("/environments"))
     else {
-        return ("unmatched", None);
+        return (None, None);
     };
     if rest.is_empty() {
-        return ("create_environment", None);
+        let route = if read {
+            Route::ListEnvironments
+        } else {
+            Route::CreateEnvironment
+        };
+        return (Some(route), None);
     }
     let Some(rest) = rest.strip_prefix('/') else {
-        return ("unmatched", None);
+        return (None, None);
     };
     // The slashes (and any `%`) found by one plain loop: `split('/')` runs a memchr per
     // segment, whose set-up costs more than these short segments (~670 instructions a
@@ -381,7 +237,7 @@ pub(super) fn route_of(path: &str, method: &Method) -> (&'static str, Option<Hea
     for (at, byte) in rest.bytes().enumerate() {
         if byte == b'/' {
             if found == slashes.len() {
-                return ("unmatched", None);
+                return (None, None);
             }
             slashes[found] = at;
             found += 1;
@@ -399,36 +255,34 @@ pub(super) fn route_of(path: &str, method: &Method) -> (&'static str, Option<Hea
         rest.get(start..end)
     };
     let environment = segment(0).unwrap_or("");
-    let name = match (segment(1), segment(2), segment(3)) {
+    let route = match (segment(1), segment(2), segment(3)) {
         // A parameter ending the path must have text; one followed by more path need not.
-        (None, None, None) if environment.is_empty() => "unmatched",
-        (None | Some("archive"), None, None) => "other",
-        (Some("work"), None | Some(""), None) => {
-            if get {
-                "list"
-            } else {
-                "create_work"
-            }
-        }
-        (Some("work"), Some("poll"), None) => "poll",
-        (Some("work"), Some("stats"), None) => "stats",
+        (None, None, None) if environment.is_empty() => None,
+        (None, None, None) if read => Some(Route::RetrieveEnvironment),
+        (None, None, None) if method == Method::DELETE => Some(Route::DeleteEnvironment),
+        (None, None, None) => Some(Route::UpdateEnvironment),
+        (Some("archive"), None, None) => Some(Route::ArchiveEnvironment),
+        (Some("work"), None | Some(""), None) if !read => Some(Route::CreateWork),
+        (Some("work"), None | Some(""), None) => Some(Route::ListWork),
+        (Some("work"), Some("poll"), None) => Some(Route::Poll),
+        (Some("work"), Some("stats"), None) => Some(Route::Stats),
         (Some("work"), Some(_), tail) => match tail {
-            None if get => "retrieve",
-            None => "update_metadata",
-            Some("heartbeat") => "heartbeat",
-            Some("ack") => "ack",
-            Some("stop") => "stop",
-            Some(_) => "unmatched",
+            None if read => Some(Route::RetrieveWork),
+            None => Some(Route::UpdateWork),
+            Some("heartbeat") => Some(Route::Heartbeat),
+            Some("ack") => Some(Route::Ack),
+            Some("stop") => Some(Route::Stop),
+            Some(_) => None,
         },
-        _ => "unmatched",
+        _ => None,
     };
     // `rest` ends `path`, so its offsets shift by what precedes it.
     let offset = path.len() - rest.len();
-    let ids = (name == "heartbeat" && !encoded).then(|| HeartbeatIds {
+    let ids = (route == Some(Route::Heartbeat) && !encoded).then(|| HeartbeatIds {
         environment: offset..offset + slashes[0],
         work: offset + slashes[1] + 1..offset + slashes[2],
     });
-    (name, ids)
+    (route, ids)
 }
 
 /// Every route but `/healthz` and `/readyz` needs `Authorization: Bearer <token>` or `x-api-key: <token>`.
@@ -462,71 +316,6 @@ fn same_secret(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// A request's query values, first occurrence wins; unknown names are simply never asked for.
-/// Values borrow from the query string unless they had to be decoded.
-#[derive(Debug, Default)]
-pub(crate) struct Query<'a>(Vec<(Cow<'a, str>, Cow<'a, str>)>);
-
-impl<'a> Query<'a> {
-    pub(crate) fn parse(raw: Option<&'a str>) -> Self {
-        Self(form_urlencoded::parse(raw.unwrap_or("").as_bytes()).collect())
-    }
-
-    pub(crate) fn get(&self, name: &str) -> Option<&str> {
-        self.0
-            .iter()
-            .find(|(key, _)| key == name)
-            .map(|(_, value)| value.as_ref())
-    }
-}
-
-/// The raw worker id from `Worker-ID`, else `Anthropic-Worker-ID`, for the crate's parsers.
-pub(crate) fn worker_header(headers: &HeaderMap) -> Option<String> {
-    headers
-        .get(WORKER_ID)
-        .or_else(|| headers.get(ANTHROPIC_WORKER_ID))
-        .map(|value| String::from_utf8_lossy(value.as_bytes()).into_owned())
-}
-
-/// Reads a body of at most [`BODY_LIMIT`] bytes, within [`BODY_TIMEOUT`].
-pub(crate) async fn read_body(body: Body) -> Result<Bytes, ApiError> {
-    let too_large = || {
-        ApiError::own(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "request_too_large",
-            format!("request bodies are limited to {BODY_LIMIT} bytes"),
-        )
-    };
-    // A declared length over the limit is refused before anything is read.
-    if axum::body::HttpBody::size_hint(&body).lower() > BODY_LIMIT as u64 {
-        return Err(too_large());
-    }
-    match tokio::time::timeout(BODY_TIMEOUT, axum::body::to_bytes(body, BODY_LIMIT)).await {
-        Ok(Ok(bytes)) => Ok(bytes),
-        // A length-limit error, or the connection failed mid-body: either way the body is
-        // not one we will read.
-        Ok(Err(_)) => Err(too_large()),
-        Err(_) => Err(ApiError::own(
-            StatusCode::REQUEST_TIMEOUT,
-            "timeout_error",
-            format!(
-                "the request body did not arrive within {} s",
-                BODY_TIMEOUT.as_secs()
-            ),
-        )),
-    }
-}
-
-/// Parses a JSON body; `None` when it is empty (or only whitespace).
-pub(crate) fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<Option<T>, ApiError> {
-    if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Ok(None);
-    }
-    serde_json::from_slice(bytes)
-        .map(Some)
-        .map_err(|error| ApiError::bad_request(format!("invalid JSON body: {error}"), None))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -536,13 +325,5 @@ mod tests {
         assert!(same_secret(b"abc", b"abc"));
         assert!(!same_secret(b"abc", b"abd"));
         assert!(!same_secret(b"abc", b"abcd"));
-    }
-
-    #[test]
-    fn the_first_query_value_wins_and_is_decoded() {
-        let query = Query::parse(Some("a=1&b=x%2By&a=2&beta=true"));
-        assert_eq!(query.get("a"), Some("1"));
-        assert_eq!(query.get("b"), Some("x+y"));
-        assert_eq!(query.get("c"), None);
     }
 }

@@ -20,8 +20,8 @@ use worklease::{
     Metadata, MetadataPatch, NewEnvironment,
 };
 
-use super::edge::{json, parse_json, read_body, ApiError, Query};
-use super::Ids;
+use super::error::{json, ApiError};
+use super::extract::{parse_json, read_body, Ids, Query};
 use crate::app::Shared;
 
 type Handled = Result<Response, ApiError>;

@@ -20,7 +20,8 @@ use axum::http::{Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use tower_service::Service;
 
-use super::edge::{read_body, ApiError};
+use super::error::ApiError;
+use super::extract::read_body;
 use crate::app::Shared;
 use crate::origin::{RequestOrigin, ORIGIN, ORIGIN_HEADER, REPLAY_HEADER};
 use crate::raft::{Leader, NodeId};
@@ -34,15 +35,6 @@ const FORWARD_TIMEOUT: Duration = Duration::from_secs(120);
 /// Marks a request a member forwarded (its value: that member's id).
 const FORWARDED_BY: HeaderName = HeaderName::from_static("x-worklease-forwarded-by");
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
-
-/// Whether requests to `route` (an edge route name) go to the leader: every API route, but
-/// not the node's own operations endpoints or Raft's internal routes.
-pub(crate) fn goes_to_leader(route: &str) -> bool {
-    !matches!(
-        route,
-        "healthz" | "readyz" | "cluster" | "metrics" | "internal" | "unmatched"
-    )
-}
 
 /// Serves `request` where it belongs: here once this node leads, else at the leader.
 pub(crate) async fn route<S>(

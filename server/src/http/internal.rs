@@ -131,7 +131,7 @@ where
 /// moving whole tables; compare digests taken at the same applied index.
 pub(crate) async fn digest(State(shared): State<Arc<Shared>>) -> Response {
     let (bytes, index) = shared.submit.local_snapshot();
-    super::edge::json(
+    super::error::json(
         StatusCode::OK,
         &serde_json::json!({
             "node_id": shared.submit.cluster_status().node_id,

@@ -3,25 +3,27 @@
 
 use std::sync::Arc;
 
-use axum::extract::rejection::RawPathParamsRejection;
-use axum::extract::RawPathParams;
 use axum::http::StatusCode;
-use axum::routing::{get, post, IntoMakeService};
+use axum::routing::{on, IntoMakeService, MethodFilter, MethodRouter};
 use axum::{Router, ServiceExt};
 
 use crate::app::Shared;
 
 mod edge;
 mod environments;
+mod error;
+mod extract;
 mod forward;
 mod internal;
 mod ops;
+mod route;
 mod work;
 
-pub(crate) use edge::ApiError;
 use edge::Edge;
+pub(crate) use error::ApiError;
 #[cfg(test)]
 pub(crate) use internal::table_digest;
+use route::Route;
 
 /// Every route under both prefixes, plus `/healthz`, `/readyz`, `/cluster` and `/metrics`, behind the one
 /// edge (request ids, authentication but for `/healthz` and `/readyz`, counting), for `axum::serve`.
@@ -29,57 +31,52 @@ pub(crate) fn router(shared: Arc<Shared>) -> IntoMakeService<Edge<Router>> {
     Edge::new(routes(shared.clone()), shared).into_make_service()
 }
 
-/// The router alone, without the edge.
+/// The router alone, without the edge: every [`Route`], each under its every path.
 fn routes(shared: Arc<Shared>) -> Router {
     let mut router = Router::new();
-    // Each route under both prefixes, registered whole rather than nested: a nested router
-    // rebuilds the request's URI and matched path on every request.
-    for prefix in ["/api/v1/cloud", "/v1"] {
-        let environments = format!("{prefix}/environments");
-        let work = format!("{environments}/{{environment_id}}/work");
-        let environment = format!("{environments}/{{environment_id}}");
-        router = router
-            .route(
-                &environments,
-                post(environments::create).get(environments::list),
-            )
-            .route(
-                &environment,
-                get(environments::retrieve)
-                    .post(environments::update)
-                    .delete(environments::delete),
-            )
-            .route(
-                &format!("{environment}/archive"),
-                post(environments::archive),
-            )
-            .route(&work, get(work::list).post(work::create))
-            .route(&format!("{work}/"), get(work::list))
-            .route(&format!("{work}/poll"), get(work::poll))
-            .route(&format!("{work}/stats"), get(work::stats))
-            .route(
-                &format!("{work}/{{work_id}}"),
-                get(work::retrieve).post(work::update),
-            )
-            .route(&format!("{work}/{{work_id}}/ack"), post(work::ack))
-            .route(
-                &format!("{work}/{{work_id}}/heartbeat"),
-                post(work::heartbeat),
-            )
-            .route(&format!("{work}/{{work_id}}/stop"), post(work::stop));
+    // Each route registered whole under each prefix rather than nested: a nested router
+    // rebuilds the request's URI and matched path on every request. Routes sharing a path
+    // (`GET` and `POST` …/work) are merged by the router.
+    for route in Route::ALL {
+        for path in route.paths() {
+            router = router.route(&path, handler(route));
+        }
     }
     router
-        .route("/cluster", get(ops::cluster))
-        .route("/metrics", get(ops::metrics))
-        .route("/healthz", get(ops::healthz))
-        .route("/readyz", get(ops::readyz))
-        .route(crate::raft::APPEND_ROUTE, post(internal::append))
-        .route(crate::raft::VOTE_ROUTE, post(internal::vote))
-        .route(crate::raft::SNAPSHOT_ROUTE, post(internal::snapshot))
-        .route("/internal/digest", get(internal::digest))
         .fallback(unknown_route)
         .method_not_allowed_fallback(wrong_method)
         .with_state(shared)
+}
+
+/// The code that answers `route`, on the route's method.
+fn handler(route: Route) -> MethodRouter<Arc<Shared>> {
+    let method = MethodFilter::try_from(route.method())
+        .expect("invariant: a route's method is GET, POST or DELETE, each a method filter");
+    match route {
+        Route::CreateEnvironment => on(method, environments::create),
+        Route::ListEnvironments => on(method, environments::list),
+        Route::RetrieveEnvironment => on(method, environments::retrieve),
+        Route::UpdateEnvironment => on(method, environments::update),
+        Route::DeleteEnvironment => on(method, environments::delete),
+        Route::ArchiveEnvironment => on(method, environments::archive),
+        Route::ListWork => on(method, work::list),
+        Route::CreateWork => on(method, work::create),
+        Route::Poll => on(method, work::poll),
+        Route::Stats => on(method, work::stats),
+        Route::RetrieveWork => on(method, work::retrieve),
+        Route::UpdateWork => on(method, work::update),
+        Route::Ack => on(method, work::ack),
+        Route::Heartbeat => on(method, work::heartbeat),
+        Route::Stop => on(method, work::stop),
+        Route::Healthz => on(method, ops::healthz),
+        Route::Readyz => on(method, ops::readyz),
+        Route::Cluster => on(method, ops::cluster),
+        Route::Metrics => on(method, ops::metrics),
+        Route::Digest => on(method, internal::digest),
+        Route::RaftAppend => on(method, internal::append),
+        Route::RaftVote => on(method, internal::vote),
+        Route::RaftSnapshot => on(method, internal::snapshot),
+    }
 }
 
 async fn unknown_route() -> ApiError {
@@ -98,47 +95,6 @@ async fn wrong_method() -> ApiError {
     )
 }
 
-/// A request's path ids, as sent (percent-decoded), without copying them.
-pub(crate) struct Ids(RawPathParams);
-
-impl Ids {
-    /// Path segments that do not even decode are malformed ids: 404, like any unknown id.
-    fn of(params: Result<RawPathParams, RawPathParamsRejection>) -> Result<Self, ApiError> {
-        params.map(Self).map_err(|rejection| {
-            ApiError::own(
-                StatusCode::NOT_FOUND,
-                "not_found_error",
-                format!("not found: {rejection}"),
-            )
-        })
-    }
-
-    /// A named segment; a missing one is empty, which no id is (so: not found).
-    fn named(&self, name: &str) -> &str {
-        self.0
-            .iter()
-            .find(|(key, _)| *key == name)
-            .map_or("", |(_, value)| value)
-    }
-
-    fn environment(&self) -> &str {
-        self.named("environment_id")
-    }
-
-    fn work(&self) -> &str {
-        self.named("work_id")
-    }
-}
-
-/// The start of a caller's text, for messages.
-fn excerpt(text: &str) -> &str {
-    let mut end = text.len().min(64);
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    &text[..end]
-}
-
 #[cfg(test)]
 mod tests {
     use axum::extract::{MatchedPath, Request};
@@ -152,41 +108,29 @@ mod tests {
     use crate::metrics::Metrics;
     use crate::submit::Submit;
 
-    /// The route a matched template serves, as the edge named it when it ran inside the
-    /// router (from `MatchedPath`): what [`edge::route_of`] must say from the path alone.
-    fn named_by_template(template: &str, method: &Method) -> &'static str {
-        let get = method == Method::GET;
-        let tail = template
-            .strip_prefix("/api/v1/cloud")
-            .or_else(|| template.strip_prefix("/v1"))
-            .unwrap_or(template);
-        match tail {
-            "/healthz" => "healthz",
-            "/readyz" => "readyz",
-            "/cluster" => "cluster",
-            "/metrics" => "metrics",
-            _ if tail.starts_with("/internal/") => "internal",
-            "/environments" => "create_environment",
-            _ if tail.ends_with("/work/{work_id}/heartbeat") => "heartbeat",
-            _ if tail.ends_with("/work/{work_id}/ack") => "ack",
-            _ if tail.ends_with("/work/{work_id}/stop") => "stop",
-            _ if tail.ends_with("/work/poll") => "poll",
-            _ if tail.ends_with("/work/stats") => "stats",
-            _ if tail.ends_with("/work/{work_id}") => {
-                if get {
-                    "retrieve"
-                } else {
-                    "update_metadata"
-                }
-            }
-            _ if tail.ends_with("/work") || tail.ends_with("/work/") => {
-                if get {
-                    "list"
-                } else {
-                    "create_work"
-                }
-            }
-            _ => "other",
+    /// The routes registered at `template` (a path the router matched), from the table the
+    /// router is built from.
+    fn registered_at(template: &str) -> Vec<Route> {
+        Route::ALL
+            .into_iter()
+            .filter(|route| route.paths().iter().any(|path| path == template))
+            .collect()
+    }
+
+    /// What [`edge::route_of`] must name for a request the router matched to `template`:
+    /// the route registered there for the method (`HEAD` is served as `GET`), or when none
+    /// takes the method (a 405), any route at all.
+    fn assert_named(template: &str, method: &Method, named: Option<Route>, request: &str) {
+        let served_as = if method == Method::HEAD {
+            Method::GET
+        } else {
+            method.clone()
+        };
+        let here = registered_at(template);
+        assert!(!here.is_empty(), "{template} is not in Route::ALL");
+        match here.iter().find(|route| route.method() == served_as) {
+            Some(route) => assert_eq!(named, Some(*route), "{request} (matched {template})"),
+            None => assert!(named.is_some(), "{request} (matched {template}, a 405)"),
         }
     }
 
@@ -279,17 +223,51 @@ mod tests {
                     .unwrap();
                 let response = router.call(request).await.unwrap();
                 let template = response.headers()[TEMPLATE].to_str().unwrap();
-                let expected = if template.is_empty() {
-                    "unmatched"
+                let named = edge::route_of(path, &method).0;
+                if template.is_empty() {
+                    assert_eq!(named, None, "{method} {path} (the router matched nothing)");
                 } else {
-                    named_by_template(template, &method)
-                };
-                assert_eq!(
-                    edge::route_of(path, &method).0,
-                    expected,
-                    "{method} {path} (the router matched {template:?})"
-                );
+                    assert_named(template, &method, named, &format!("{method} {path}"));
+                }
             }
+        }
+    }
+
+    /// Every route in the table, driven on its method under each of its paths: the router
+    /// matches the route's own template, and the edge names that route.
+    #[tokio::test]
+    async fn every_route_is_matched_and_named() {
+        let mut router = routes(shared()).layer(from_fn(matched));
+        for route in Route::ALL {
+            for template in route.paths() {
+                let path = template
+                    .replace("{environment_id}", "env_1")
+                    .replace("{work_id}", "work_1");
+                let request = Request::builder()
+                    .method(route.method())
+                    .uri(path.as_str())
+                    .body(axum::body::Body::empty())
+                    .unwrap();
+                let response = router.call(request).await.unwrap();
+                assert_eq!(response.headers()[TEMPLATE], template.as_str(), "{route:?}");
+                let named = edge::route_of(&path, &route.method()).0;
+                assert_eq!(named, Some(route), "{} {path}", route.method());
+            }
+        }
+    }
+
+    /// Every label a request can be counted under is one the metrics pre-register.
+    #[test]
+    fn every_route_label_is_a_known_metric_label() {
+        let labels = Route::ALL.map(Route::label);
+        for label in labels.iter().chain([&route::UNMATCHED]) {
+            assert!(crate::metrics::ROUTES.contains(label), "{label}");
+        }
+        for known in crate::metrics::ROUTES {
+            assert!(
+                known == route::UNMATCHED || labels.contains(&known),
+                "{known} labels no route"
+            );
         }
     }
 

@@ -8,7 +8,7 @@ use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
-use super::edge::json;
+use super::error::json;
 use crate::app::Shared;
 
 /// `GET /healthz`, without credentials: 200 while the process serves.

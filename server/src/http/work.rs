@@ -15,8 +15,8 @@ use worklease::json::{
 };
 use worklease::{parse_worker_id, HeartbeatRequest, ListRequest, PollRequest, Polled, StopMode};
 
-use super::edge::{json, json_bytes, parse_json, read_body, worker_header, ApiError, Query};
-use super::{excerpt, Ids};
+use super::error::{json, json_bytes, ApiError};
+use super::extract::{excerpt, parse_json, read_body, worker_header, Ids, Query};
 use crate::app::Shared;
 use crate::submit::until;
 
