@@ -347,6 +347,18 @@ impl Cluster {
     }
 }
 
+/// Sends `request`: its status and JSON body (`Null` when the body is not JSON; `None`: no
+/// answer).
+async fn answer(request: reqwest::RequestBuilder) -> Option<(u16, Value)> {
+    let response = request.send().await.ok()?;
+    let status = response.status().as_u16();
+    let bytes = response.bytes().await.ok()?;
+    Some((
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    ))
+}
+
 /// One request: status and JSON body (`None`: no answer in `limit`).
 async fn send(
     http: reqwest::Client,
@@ -365,13 +377,7 @@ async fn send(
             .header("content-type", "application/json")
             .body(serde_json::to_vec(&body).expect("json"));
     }
-    let response = request.send().await.ok()?;
-    let status = response.status().as_u16();
-    let bytes = response.bytes().await.ok()?;
-    Some((
-        status,
-        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-    ))
+    answer(request).await
 }
 
 fn heartbeat(environment: &str, work: &str, token: &str) -> String {
@@ -919,13 +925,7 @@ async fn tagged(
             .header("content-type", "application/json")
             .body(body.to_vec());
     }
-    let response = request.send().await.ok()?;
-    let status = response.status().as_u16();
-    let bytes = response.bytes().await.ok()?;
-    Some((
-        status,
-        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-    ))
+    answer(request).await
 }
 
 /// The error type of an error envelope.

@@ -171,6 +171,32 @@ impl Cluster {
         }
     }
 
+    /// Wipes member `wiped` (kill -9, its data directory removed), creates `works` items in
+    /// `environment` through `leader` while it is down, starts it again, and waits until it
+    /// caught up from the leader's snapshot; the converged index and digest.
+    fn wipe_and_catch_up(
+        &mut self,
+        wiped: usize,
+        leader: usize,
+        environment: &str,
+        works: usize,
+    ) -> (u64, String) {
+        self.kill_9(wiped);
+        std::fs::remove_dir_all(self.data_dir(wiped)).expect("wipes the directory");
+        for _ in 0..works {
+            self.node(leader).work(environment);
+        }
+        self.launch(wiped);
+        let converged = self.wait_converged(Duration::from_secs(30));
+        assert!(
+            self.node(wiped)
+                .logged("snapshot installed from the leader"),
+            "the wiped node did not install a snapshot:\n{}",
+            self.logs()
+        );
+        converged
+    }
+
     fn logs(&self) -> String {
         (1..=3)
             .filter_map(|n| {
@@ -357,20 +383,7 @@ fn a_wiped_follower_catches_up_from_a_snapshot() {
         cluster.node(leader).work(&environment);
     }
     cluster.wait_converged(Duration::from_secs(20));
-    cluster.kill_9(wiped);
-    std::fs::remove_dir_all(cluster.data_dir(wiped)).expect("wipes the directory");
-    for _ in 0..40 {
-        cluster.node(leader).work(&environment);
-    }
-    cluster.launch(wiped);
-    let converged = cluster.wait_converged(Duration::from_secs(30));
-    assert!(
-        cluster
-            .node(wiped)
-            .logged("snapshot installed from the leader"),
-        "the wiped node did not install a snapshot:\n{}",
-        cluster.logs()
-    );
+    let converged = cluster.wipe_and_catch_up(wiped, leader, &environment, 40);
     // Reads through it still answer (forwarded to the leader), and it holds the same table.
     let listed = cluster
         .node(wiped)
@@ -453,20 +466,7 @@ fn a_tls_cluster_elects_fails_over_and_catches_a_wiped_member_up_over_https() {
 
     // A wiped member (not node 1, not the leader) catches up from a snapshot.
     let wiped = (2..=3).find(|n| *n != new_leader).expect("a follower");
-    cluster.kill_9(wiped);
-    std::fs::remove_dir_all(cluster.data_dir(wiped)).expect("wipes the directory");
-    for _ in 0..20 {
-        cluster.node(new_leader).work(&environment);
-    }
-    cluster.launch(wiped);
-    let digest = cluster.wait_converged(Duration::from_secs(30));
-    assert!(
-        cluster
-            .node(wiped)
-            .logged("snapshot installed from the leader"),
-        "the wiped node did not install a snapshot:\n{}",
-        cluster.logs()
-    );
+    let digest = cluster.wipe_and_catch_up(wiped, new_leader, &environment, 20);
     assert_eq!(cluster.digest(wiped).1, digest.1);
     let listed = cluster
         .node(wiped)
