@@ -21,6 +21,7 @@ use worklease::{Applied, Error, LeaseTable, Stamped, Timestamp};
 use crate::clock::Clock;
 use crate::request::Asked;
 
+mod background;
 mod bootstrap;
 mod codec;
 mod dir_lock;

@@ -19,13 +19,16 @@
 //! Costs: the table's memory twice, and every command applied twice (the second time here,
 //! off the apply path). While the replica encodes, later commands queue up in its channel
 //! (memory for as many commands as arrive meanwhile); it catches up once the snapshot is
-//! encoded. The file is written on tokio's blocking pool, not here.
+//! encoded. The encoding itself runs at the lowest CPU priority (`super::background`), so on a
+//! busy machine it takes the CPU time the apply path leaves over. The file is written on tokio's
+//! blocking pool, not here.
 
 use std::sync::{mpsc, Arc};
 
 use tokio::sync::oneshot;
 use worklease::{LeaseTable, Stamped};
 
+use super::background::at_lowest_priority;
 use super::state_machine::encode_payload;
 use super::{Origin, Record, Recorded};
 
@@ -108,7 +111,8 @@ fn run(mut table: LeaseTable, record: Vec<(u128, Record)>, received: &mpsc::Rece
                 }
             }
             Message::Snapshot(answer) => {
-                let payload = encode_payload(table.snapshot(), &recorded.entries());
+                let entries = recorded.entries();
+                let payload = at_lowest_priority(|| encode_payload(table.snapshot(), &entries));
                 let _ = answer.send(payload);
             }
             Message::Reset(installed, record) => {
