@@ -77,8 +77,34 @@ pub(crate) enum TlsError {
 /// compiler alone (aws-lc-rs, which rustls now recommends for its post-quantum key exchange,
 /// needs CMake on some targets and builds several times slower).
 #[allow(deprecated)]
+/// ring's provider with the AES-128-GCM suites first.
+///
+/// Why not ring's own order (AES-256-GCM first): every request and answer is its own small
+/// record, so the cipher's per-record cost is a visible part of each request (callgrind, 10 s of
+/// wrk heartbeats over HTTPS: about 2 200 of the 7 450 instructions TLS adds to a request are
+/// AES-GCM), and AES-128 runs 10 rounds where AES-256 runs 14. AES-128-GCM is TLS 1.3's
+/// mandatory suite and a recommended one of TLS 1.2; nothing weaker is offered. The server's
+/// order decides (`ignore_client_order` in [`Certificate::server_config`]), since clients such
+/// as OpenSSL's ask for AES-256 first.
 fn provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
+    let mut provider = rustls::crypto::ring::default_provider();
+    provider
+        .cipher_suites
+        .sort_by_key(|suite| !is_aes_128_gcm(suite.suite()));
+    Arc::new(provider)
+}
+
+fn is_aes_128_gcm(suite: rustls::CipherSuite) -> bool {
+    use rustls::CipherSuite::{
+        TLS13_AES_128_GCM_SHA256, TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+        TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+    };
+    matches!(
+        suite,
+        TLS13_AES_128_GCM_SHA256
+            | TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256
+            | TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256
+    )
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
@@ -200,6 +226,7 @@ impl Certificate {
             .with_no_client_auth()
             .with_cert_resolver(self.clone());
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        config.ignore_client_order = true;
         config
     }
 }

@@ -50,6 +50,13 @@ fn a_tls_server_answers_https_with_its_certificate_and_nothing_over_plain_http()
     assert_eq!(reply.status, 200, "{}", reply.text);
     assert_eq!(server.get("/healthz").status, 200);
     assert_eq!(served(&server), issued.der);
+    // The server's cipher order decides: the test client (ring's default order) asks for
+    // AES-256-GCM first and gets AES-128-GCM.
+    let connection = Connection::open(&server.base, &[test_ca().der()]).expect("a handshake");
+    assert_eq!(
+        connection.cipher_suite(),
+        rustls::CipherSuite::TLS13_AES_128_GCM_SHA256
+    );
 
     // Plain HTTP on the same port gets no HTTP answer.
     let address = server.base.trim_start_matches("https://");

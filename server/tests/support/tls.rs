@@ -171,6 +171,15 @@ impl Connection {
             .into_owned()
     }
 
+    /// The cipher suite the handshake settled on.
+    pub(crate) fn cipher_suite(&self) -> rustls::CipherSuite {
+        self.stream
+            .conn
+            .negotiated_cipher_suite()
+            .expect("a completed handshake")
+            .suite()
+    }
+
     /// `GET path` on this connection (kept alive); the status code.
     pub(crate) fn get(&mut self, path: &str) -> std::io::Result<u16> {
         write!(
