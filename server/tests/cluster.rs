@@ -17,11 +17,13 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use support::{Client, Server, TempDir, TOKEN};
 
-/// Three members on loopback; a member is `None` while it is down.
+/// Three members on loopback (more once added); a member is `None` while it is down.
 struct Cluster {
     dir: TempDir,
     ports: Vec<u16>,
     nodes: Vec<Option<Server>>,
+    /// The host members are named by in `--peers` and `--listen`.
+    host: String,
     /// Flags every member gets, then flags per member.
     extra: Vec<String>,
     own: Vec<Vec<String>>,
@@ -44,18 +46,23 @@ impl Cluster {
         own: &[&[&str]; 3],
         env: Vec<Vec<(String, String)>>,
     ) -> Self {
-        let ports = (0..3)
-            .map(|_| {
-                TcpListener::bind("127.0.0.1:0")
-                    .and_then(|l| l.local_addr())
-                    .expect("a free port")
-                    .port()
-            })
-            .collect();
+        Self::start_on("127.0.0.1", name, extra, own, env)
+    }
+
+    /// Three members named `host:PORT` (a host name or an IP address).
+    fn start_on(
+        host: &str,
+        name: &str,
+        extra: &[&str],
+        own: &[&[&str]; 3],
+        env: Vec<Vec<(String, String)>>,
+    ) -> Self {
+        let ports = (0..3).map(|_| free_port()).collect();
         let mut cluster = Self {
             dir: TempDir::new(name),
             ports,
             nodes: vec![None, None, None],
+            host: host.to_owned(),
             extra: extra.iter().map(|s| (*s).to_owned()).collect(),
             own: own
                 .iter()
@@ -73,12 +80,25 @@ impl Cluster {
         self.dir.0.join(format!("node{n}"))
     }
 
+    /// `host:PORT` of member `n`.
+    fn address(&self, n: usize) -> String {
+        format!("{}:{}", self.host, self.ports[n - 1])
+    }
+
+    /// Starts member `n`: the three seed members list each other in `--peers`; a member
+    /// added later lists itself and node 1 (docs/clustering.md, "Growing the cluster").
     fn launch(&mut self, n: usize) {
-        let peers = (1..=3)
-            .map(|m| format!("{m}=127.0.0.1:{}", self.ports[m - 1]))
+        let listed: Vec<usize> = if n <= 3 {
+            (1..=3).collect()
+        } else {
+            vec![1, n]
+        };
+        let peers = listed
+            .iter()
+            .map(|m| format!("{m}={}", self.address(*m)))
             .collect::<Vec<_>>()
             .join(",");
-        let listen = format!("127.0.0.1:{}", self.ports[n - 1]);
+        let listen = self.address(n);
         let dir = self.data_dir(n).display().to_string();
         let id = n.to_string();
         let mut args = vec![
@@ -99,7 +119,61 @@ impl Cluster {
             .iter()
             .map(|(name, value)| (name.as_str(), value.as_str()))
             .collect();
-        self.nodes[n - 1] = Some(Server::start_raw(&args, &env));
+        let server = Server::start_raw(&args, &env);
+        self.nodes[n - 1] = Some(server);
+    }
+
+    /// A port for a new member `n` (the next id), which is not started yet.
+    fn new_member(&mut self) -> usize {
+        self.ports.push(free_port());
+        self.nodes.push(None);
+        self.own.push(Vec::new());
+        self.env.push(Vec::new());
+        self.ports.len()
+    }
+
+    /// An admin request to member `via`.
+    fn admin(&self, via: usize, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
+        Client::new(&self.node(via).base)
+            .call(method, path, body)
+            .unwrap_or_else(|| panic!("{method} {path} at node {via}: no answer\n{}", self.logs()))
+    }
+
+    /// `POST /cluster/members` for member `n` through `via`, sent again while it answers 503
+    /// (not caught up yet); the membership it answers.
+    fn add_member(&self, via: usize, n: usize) -> Value {
+        let body = json!({"node_id": n, "address": self.address(n)});
+        let started = Instant::now();
+        loop {
+            let (status, answer) = self.admin(via, "POST", "/cluster/members", Some(&body));
+            if status == 200 {
+                return answer;
+            }
+            assert!(
+                status == 503 && started.elapsed() < Duration::from_secs(90),
+                "adding node {n}: {status} {answer}\n{}",
+                self.logs()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// `DELETE /cluster/members/{n}` through `via`; the membership it answers.
+    fn remove_member(&self, via: usize, n: usize) -> Value {
+        let started = Instant::now();
+        loop {
+            let (status, answer) =
+                self.admin(via, "DELETE", &format!("/cluster/members/{n}"), None);
+            if status == 200 {
+                return answer;
+            }
+            assert!(
+                status == 503 && started.elapsed() < Duration::from_secs(30),
+                "removing node {n}: {status} {answer}\n{}",
+                self.logs()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
     }
 
     fn node(&self, n: usize) -> &Server {
@@ -107,7 +181,9 @@ impl Cluster {
     }
 
     fn alive(&self) -> Vec<usize> {
-        (1..=3).filter(|n| self.nodes[n - 1].is_some()).collect()
+        (1..=self.nodes.len())
+            .filter(|n| self.nodes[n - 1].is_some())
+            .collect()
     }
 
     /// `GET /cluster` of node `n`.
@@ -172,8 +248,11 @@ impl Cluster {
     }
 
     /// Wipes member `wiped` (kill -9, its data directory removed), creates `works` items in
-    /// `environment` through `leader` while it is down, starts it again, and waits until it
-    /// caught up from the leader's snapshot; the converged index and digest.
+    /// `environment` through `leader` while it is down, and starts it again: it is refused
+    /// (it forgot its votes) and takes no part while the others go on. Then it is removed and
+    /// added again through `leader` (docs/clustering.md, "Replacing a dead member"), and
+    /// waited for until it caught up from the leader's snapshot; the converged index and
+    /// digest.
     fn wipe_and_catch_up(
         &mut self,
         wiped: usize,
@@ -186,7 +265,40 @@ impl Cluster {
         for _ in 0..works {
             self.node(leader).work(environment);
         }
+        let term = self.status(leader).expect("the leader answers")["term"].clone();
         self.launch(wiped);
+        let refusal = format!("refused: node {wiped} is a voter of the cluster");
+        let started = Instant::now();
+        while !self.node(wiped).logged(&refusal) {
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "the wiped member was not refused:\n{}",
+                self.logs()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert!(
+            self.node(wiped).logged("DELETE /cluster/members/"),
+            "{}",
+            self.logs()
+        );
+        // It disturbed nothing: the same leader in the same term, and it applied nothing.
+        let status = self.status(leader).expect("the leader answers");
+        assert_eq!(
+            (status["role"].clone(), status["term"].clone()),
+            (json!("leader"), term)
+        );
+        assert_eq!(self.digest(wiped).0, 0, "a refused member applies nothing");
+        self.remove_member(leader, wiped);
+        let members = self.add_member(leader, wiped);
+        assert!(
+            members["data"]
+                .as_array()
+                .expect("members")
+                .iter()
+                .any(|m| m["node_id"] == wiped && m["role"] == "voter"),
+            "{members}"
+        );
         let converged = self.wait_converged(Duration::from_secs(30));
         assert!(
             self.node(wiped)
@@ -198,7 +310,7 @@ impl Cluster {
     }
 
     fn logs(&self) -> String {
-        (1..=3)
+        (1..=self.nodes.len())
             .filter_map(|n| {
                 self.nodes[n - 1]
                     .as_ref()
@@ -206,6 +318,13 @@ impl Cluster {
             })
             .collect()
     }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
 }
 
 fn heartbeat_path(environment: &str, work: &str, token: &str) -> String {
@@ -375,9 +494,8 @@ fn failover_keeps_every_lease_and_an_ambiguous_heartbeat_resolves() {
 fn a_wiped_follower_catches_up_from_a_snapshot() {
     let mut cluster = Cluster::start("catch-up", &["--snapshot-every", "8"]);
     let leader = cluster.wait_for_leader(Duration::from_secs(20));
-    // A follower that is not node 1 (which would initialize a new cluster on an empty
-    // directory: docs/clustering.md says to wipe only other members).
-    let wiped = (2..=3).find(|n| *n != leader).expect("a follower");
+    // Node 1 too: with a new directory it asks the others before it seeds anything.
+    let wiped = (1..=3).find(|n| *n != leader).expect("a follower");
     let environment = cluster.node(leader).environment("self_hosted");
     for _ in 0..40 {
         cluster.node(leader).work(&environment);
@@ -464,8 +582,8 @@ fn a_tls_cluster_elects_fails_over_and_catches_a_wiped_member_up_over_https() {
     cluster.launch(leader);
     cluster.wait_converged(Duration::from_secs(20));
 
-    // A wiped member (not node 1, not the leader) catches up from a snapshot.
-    let wiped = (2..=3).find(|n| *n != new_leader).expect("a follower");
+    // A wiped member (not the leader) is removed, added again and catches up from a snapshot.
+    let wiped = (1..=3).find(|n| *n != new_leader).expect("a follower");
     let digest = cluster.wipe_and_catch_up(wiped, new_leader, &environment, 20);
     assert_eq!(cluster.digest(wiped).1, digest.1);
     let listed = cluster

@@ -21,11 +21,13 @@ use worklease::{Applied, Error, LeaseTable, Stamped, Timestamp};
 use crate::clock::Clock;
 use crate::request::Asked;
 
+mod admission;
 mod bootstrap;
 mod codec;
 mod dir_lock;
 mod fingerprint;
 mod log_store;
+mod membership;
 mod network;
 mod replica;
 mod rpc;
@@ -36,8 +38,10 @@ mod thread;
 mod waiters;
 mod wal;
 
+pub(crate) use admission::{ADMISSION_ROUTE, SEED_ROUTE};
 pub(crate) use bootstrap::{open, Options, SOLE_NODE};
 pub(crate) use codec::CodecError;
+pub(crate) use membership::{Members, Refusal};
 pub(crate) use network::{
     Links, APPEND_ROUTE, CONFIG_HEADER, SNAPSHOT_ROUTE, TABLE_TIME_HEADER, VOTE_ROUTE,
 };
@@ -258,6 +262,13 @@ pub(crate) struct Durable {
     /// Where Raft's tasks and the proposer run (`None` only while [`open`] starts them there);
     /// stopped when this is dropped.
     thread: Option<thread::RaftThread>,
+    /// Shut while this member's data directory is new and it was not let in yet
+    /// (`admission`): Raft's messages to it are refused meanwhile.
+    gate: Arc<admission::Gate>,
+    /// `--peers`, as given (a new cluster's seed).
+    peers: std::collections::BTreeMap<NodeId, String>,
+    /// Held through a membership change: one at a time (`membership`).
+    changing: tokio::sync::Mutex<()>,
     /// The data directory's lock (`None` only while [`open`] starts the node), released
     /// last.
     dir_lock: Option<dir_lock::DirLock>,
@@ -317,6 +328,9 @@ impl Durable {
             replicated,
             recorded,
             thread: None,
+            gate: Arc::new(admission::Gate::new(true)),
+            peers: std::collections::BTreeMap::new(),
+            changing: tokio::sync::Mutex::new(()),
             dir_lock: None,
         }
     }

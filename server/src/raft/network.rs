@@ -142,6 +142,22 @@ impl Links {
         ))
     }
 
+    /// A request from this member to another's `route`, at `address` (`HOST:PORT`, a host
+    /// name resolved when a connection is made): every member-to-member call (Raft's RPCs,
+    /// admission and liveness questions) is built here, so each carries the same credentials
+    /// and this member's table configuration.
+    pub(crate) fn to_member(
+        &self,
+        method: reqwest::Method,
+        address: &str,
+        route: &str,
+    ) -> reqwest::RequestBuilder {
+        self.client
+            .request(method, format!("{}://{address}{route}", self.scheme))
+            .bearer_auth(&self.token)
+            .header(CONFIG_HEADER, &self.config_tag)
+    }
+
     /// The client, for forwarding requests to the leader too.
     pub(crate) fn client(&self) -> &reqwest::Client {
         &self.client
@@ -236,11 +252,8 @@ impl Peer {
         }
         let mut request = self
             .links
-            .client
-            .post(format!("{}://{}{route}", self.links.scheme, self.address))
-            .bearer_auth(&self.links.token)
+            .to_member(reqwest::Method::POST, &self.address, route)
             .header("content-type", "application/octet-stream")
-            .header(CONFIG_HEADER, &self.links.config_tag)
             .timeout(timeout)
             .body(body);
         if let Some(at) = table_time {
@@ -264,10 +277,15 @@ impl Peer {
         })?;
         if !status.is_success() {
             let text = String::from_utf8_lossy(&bytes[..bytes.len().min(200)]).into_owned();
-            return Err(Failure::Network(std::io::Error::other(format!(
-                "node {} answered {status}: {text}",
-                self.target
-            ))));
+            let error =
+                std::io::Error::other(format!("node {} answered {status}: {text}", self.target));
+            // A member that takes no messages now (new and not let in yet, cut off, stopping):
+            // openraft backs off instead of asking again at once.
+            return Err(if status == reqwest::StatusCode::SERVICE_UNAVAILABLE {
+                Failure::Unreachable(error)
+            } else {
+                Failure::Network(error)
+            });
         }
         Ok(bytes.to_vec())
     }
