@@ -8,9 +8,10 @@
 //!
 //! - **Seeding**: the member with the lowest id in `--peers`, itself new, asks every other
 //!   member listed whether it belongs to an initialized cluster ([`ADMISSION_ROUTE`]). When
-//!   none does, it tells each to open its gate ([`SEED_ROUTE`]) and then initializes the
-//!   cluster with them as voters. When one does, it initializes nothing and waits like any
-//!   other new member.
+//!   none does and every one answered (or a majority did within [`SEED_GRACE`]), it tells
+//!   each that answered to open its gate ([`SEED_ROUTE`]) and then initializes the cluster
+//!   with every member listed as a voter. When one does, it initializes nothing and waits
+//!   like any other new member.
 //! - **Being added**: every other new member asks the members it knows whether its id is in
 //!   the cluster's membership. It opens its gate once the leader answers that the id is a
 //!   learner that has acknowledged nothing yet: `POST /cluster/members` added it. An id the
@@ -38,6 +39,9 @@ pub(crate) const SEED_ROUTE: &str = "/internal/raft/seed";
 const ASK_TIMEOUT: Duration = Duration::from_secs(1);
 /// How often a new member asks again.
 const ASK_EVERY: Duration = Duration::from_millis(300);
+/// How long the seeding member waits for every member listed to answer before a majority of
+/// them is enough.
+const SEED_GRACE: Duration = Duration::from_secs(5);
 /// How often the same reason for waiting is logged again.
 const LOG_EVERY: Duration = Duration::from_secs(10);
 
@@ -198,6 +202,7 @@ pub(crate) async fn seed(
         .map(|(id, address)| (*id, address))
         .collect();
     let mut paced = Paced(None);
+    let started = Instant::now();
     loop {
         let mut silent = Vec::new();
         let mut initialized = None;
@@ -216,9 +221,23 @@ pub(crate) async fn seed(
             );
             return join(gate, links, me, peers).await;
         }
-        if silent.is_empty() {
+        // Every member listed, or after a grace period a majority of them (this one
+        // included): a member that never answered is refused when it starts later, like any
+        // member the cluster holds as a voter whose directory is new, and is removed and
+        // added again.
+        let waited = started.elapsed() >= SEED_GRACE;
+        let answered = peers.len() - silent.len();
+        if silent.is_empty() || (waited && answered > peers.len() / 2) {
+            if !silent.is_empty() {
+                tracing::warn!(
+                    silent = ?silent,
+                    "initializing a new cluster without the members that did not answer within \
+                     {} s: each is refused when it starts; remove it and add it again",
+                    SEED_GRACE.as_secs()
+                );
+            }
             let mut told = true;
-            for (id, address) in &others {
+            for (id, address) in others.iter().filter(|(id, _)| !silent.contains(id)) {
                 let route = format!("{SEED_ROUTE}?from={me}");
                 let sent = links
                     .to_member(reqwest::Method::POST, address, &route)
