@@ -11,7 +11,7 @@ mod support;
 use std::net::TcpListener;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
@@ -804,5 +804,210 @@ fn empty_and_idle_long_polls_write_nothing_to_the_log() {
         applied(),
         before + 4,
         "create, poll, ack and heartbeat are logged"
+    );
+}
+
+/// Heartbeats every lease in turn through the members in `bases` (the member changing with
+/// each lease and round) until `stop` is set; each 200 advances the lease's token. A call
+/// that gets no answer or 503 is tried again next round; any other answer is a lost lease,
+/// returned with the leases' last two tokens `(previous, latest)`.
+fn keep_heartbeating(
+    bases: &Mutex<Vec<String>>,
+    environment: &str,
+    leases: Vec<(String, String)>,
+    stop: &AtomicBool,
+) -> (Vec<(String, String, String)>, Vec<String>) {
+    let mut leases: Vec<(String, String, String)> = leases
+        .into_iter()
+        .map(|(work, token)| (work, String::new(), token))
+        .collect();
+    let mut lost = Vec::new();
+    let mut round = 0;
+    while !stop.load(Ordering::Relaxed) {
+        for (n, (work, previous, token)) in leases.iter_mut().enumerate() {
+            let base = {
+                let bases = bases.lock().expect("bases");
+                bases[(n + round) % bases.len()].clone()
+            };
+            match Client::new(&base).call("POST", &heartbeat_path(environment, work, token), None) {
+                Some((200, body)) => {
+                    *previous = std::mem::take(token);
+                    *token = body["last_heartbeat"].as_str().expect("a token").to_owned();
+                }
+                None | Some((503, _)) => {}
+                Some((status, body)) => lost.push(format!("{work} via {base}: {status} {body}")),
+            }
+        }
+        round += 1;
+    }
+    (leases, lost)
+}
+
+#[test]
+fn members_are_replaced_added_and_removed_while_30_leases_keep_renewing() {
+    let mut cluster = Cluster::start("membership", &["--snapshot-every", "20"]);
+    let leader = cluster.wait_for_leader(Duration::from_secs(20));
+    let environment = cluster.node(leader).environment("self_hosted");
+    let mut leases = Vec::new();
+    for n in 0..30 {
+        cluster.node(leader).work(&environment);
+        leases.push(
+            cluster
+                .node(leader)
+                .claim(&environment, &format!("worker-{n}")),
+        );
+    }
+    let bases = Arc::new(Mutex::new(
+        (1..=3)
+            .map(|n| cluster.node(n).base.clone())
+            .collect::<Vec<_>>(),
+    ));
+    let stop = Arc::new(AtomicBool::new(false));
+    let client = {
+        let (bases, stop, environment) = (bases.clone(), stop.clone(), environment.clone());
+        std::thread::spawn(move || keep_heartbeating(&bases, &environment, leases, &stop))
+    };
+    let serve_through = |cluster: &Cluster, n: usize, serves: bool| {
+        let base = cluster.node(n).base.clone();
+        let mut bases = bases.lock().expect("bases");
+        bases.retain(|b| *b != base);
+        if serves {
+            bases.push(base);
+        }
+    };
+    let voters = |members: &Value| -> Vec<u64> {
+        members["data"]
+            .as_array()
+            .expect("members")
+            .iter()
+            .filter(|m| m["role"] == "voter")
+            .map(|m| m["node_id"].as_u64().expect("an id"))
+            .collect()
+    };
+
+    // Replace a dead member: kill -9 a follower, remove it, add a new member under a new id;
+    // it catches up from a snapshot (the log behind it is purged).
+    let dead = (1..=3).find(|n| *n != leader).expect("a follower");
+    serve_through(&cluster, dead, false);
+    std::thread::sleep(Duration::from_millis(500));
+    cluster.kill_9(dead);
+    let survivor = (1..=3)
+        .find(|n| *n != leader && *n != dead)
+        .expect("a survivor");
+    // With one of three down, removing a live member would leave one of two reachable: no
+    // majority, refused.
+    let (status, refusal) = cluster.admin(
+        leader,
+        "DELETE",
+        &format!("/cluster/members/{survivor}"),
+        None,
+    );
+    assert_eq!(status, 409, "{refusal}");
+    assert!(
+        refusal["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("majority")),
+        "{refusal}"
+    );
+    // Through a follower: forwarded to the leader like any change.
+    let members = cluster.remove_member(survivor, dead);
+    assert_eq!(voters(&members).len(), 2, "{members}");
+    let replacement = cluster.new_member();
+    cluster.launch(replacement);
+    let members = cluster.add_member(survivor, replacement);
+    assert_eq!(voters(&members).len(), 3, "{members}");
+    serve_through(&cluster, replacement, true);
+
+    // Grow to five, then shrink back to three.
+    let (fourth, fifth) = (cluster.new_member(), cluster.new_member());
+    for n in [fourth, fifth] {
+        cluster.launch(n);
+        cluster.add_member(leader, n);
+        serve_through(&cluster, n, true);
+    }
+    let (status, members) = cluster.admin(fourth, "GET", "/cluster/members", None);
+    assert_eq!(status, 200, "{members}");
+    assert_eq!(voters(&members).len(), 5, "{members}");
+    assert_eq!(members["leader_id"], leader, "{members}");
+    for n in [fourth, fifth] {
+        serve_through(&cluster, n, false);
+        std::thread::sleep(Duration::from_millis(500));
+        let removed = cluster.remove_member(leader, n);
+        assert!(!voters(&removed).contains(&(n as u64)), "{removed}");
+        cluster.kill_9(n);
+    }
+    let members = cluster.admin(leader, "GET", "/cluster/members", None).1;
+    let mut ids = voters(&members);
+    ids.sort_unstable();
+    let mut expected: Vec<u64> = vec![leader as u64, survivor as u64, replacement as u64];
+    expected.sort_unstable();
+    assert_eq!(ids, expected, "{members}");
+
+    stop.store(true, Ordering::Relaxed);
+    let (leases, lost) = client.join().expect("the client");
+    assert!(lost.is_empty(), "leases lost: {lost:?}\n{}", cluster.logs());
+    cluster.wait_converged(Duration::from_secs(30));
+    assert!(
+        cluster
+            .node(replacement)
+            .logged("snapshot installed from the leader"),
+        "the replacement did not catch up from a snapshot:\n{}",
+        cluster.logs()
+    );
+    // Every lease is held with its latest token, and its previous token is refused.
+    for (work, previous, token) in &leases {
+        assert!(!previous.is_empty(), "{work} was never renewed");
+        let via = cluster.node(replacement);
+        let stale = via.post(&heartbeat_path(&environment, work, previous), &json!({}));
+        assert_eq!(
+            stale.status, 412,
+            "a stale token was accepted: {}",
+            stale.text
+        );
+        let fresh = via.post(&heartbeat_path(&environment, work, token), &json!({}));
+        assert_eq!(fresh.status, 200, "{work} was lost: {}", fresh.text);
+    }
+    cluster.wait_converged(Duration::from_secs(30));
+}
+
+#[test]
+fn a_cluster_named_by_host_names_elects_fails_over_and_rejoins() {
+    let mut cluster = Cluster::start_on(
+        "localhost",
+        "hostnames",
+        &[],
+        &[&[], &[], &[]],
+        vec![Vec::new(); 3],
+    );
+    let leader = cluster.wait_for_leader(Duration::from_secs(20));
+    let (status, members) = cluster.admin(leader, "GET", "/cluster/members", None);
+    assert_eq!(status, 200, "{members}");
+    assert!(
+        members["data"]
+            .as_array()
+            .expect("members")
+            .iter()
+            .all(|m| m["address"]
+                .as_str()
+                .is_some_and(|a| a.starts_with("localhost:"))),
+        "{members}"
+    );
+    let follower = (1..=3).find(|n| *n != leader).expect("a follower");
+    let environment = cluster.node(follower).environment("self_hosted");
+    cluster.node(follower).work(&environment);
+    cluster.kill_9(leader);
+    let new_leader = cluster.wait_for_leader(Duration::from_secs(20));
+    assert_ne!(new_leader, leader);
+    cluster.node(follower).work(&environment);
+    cluster.launch(leader);
+    cluster.wait_converged(Duration::from_secs(30));
+    let listed = cluster
+        .node(leader)
+        .get(&format!("/v1/environments/{environment}/work?limit=10"));
+    assert_eq!(
+        listed.json["data"].as_array().map(Vec::len),
+        Some(2),
+        "{}",
+        listed.text
     );
 }
