@@ -7,7 +7,7 @@ use std::num::NonZeroU32;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Parser, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use tracing_subscriber::EnvFilter;
 use worklease::{Config, Ttl};
 
@@ -19,8 +19,17 @@ use worklease::{Config, Ttl};
 /// A flag wins over its variable. The first line on stdout is `listening on http://ADDR`
 /// (`https://` with --tls-cert).
 #[derive(Debug, Parser)]
-#[command(name = "worklease-server", version, max_term_width = 100)]
+#[command(
+    name = "worklease-server",
+    version,
+    max_term_width = 100,
+    args_conflicts_with_subcommands = true
+)]
 pub(crate) struct Cli {
+    /// Run a command instead of serving.
+    #[command(subcommand)]
+    pub(crate) command: Option<Command>,
+
     /// Address to listen on, `HOST:PORT` (an IP address or a host name, resolved at start);
     /// port 0 picks a free one.
     #[arg(long, env = "WORKLEASE_LISTEN", value_name = "ADDR", default_value = "127.0.0.1:8080",
@@ -124,6 +133,26 @@ pub(crate) struct Cli {
     /// `warn,worklease_server=debug`, …) [default: $RUST_LOG, else `info,openraft=warn`].
     #[arg(long, env = "WORKLEASE_LOG_LEVEL", value_name = "FILTER", value_parser = parse_filter)]
     pub(crate) log_level: Option<String>,
+}
+
+/// What `worklease-server` can do besides serving.
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Makes a data directory from a backup (`GET /cluster/snapshot`): start a server on it,
+    /// as a one-member cluster, to serve exactly the backed-up table (docs/clustering.md,
+    /// "Backing up and restoring").
+    Restore(RestoreArgs),
+}
+
+/// `worklease-server restore`'s flags.
+#[derive(Debug, Args)]
+pub(crate) struct RestoreArgs {
+    /// The backup file.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) from: PathBuf,
+    /// The data directory to make: new, or empty.
+    #[arg(long, value_name = "DIR")]
+    pub(crate) data_dir: PathBuf,
 }
 
 /// `--peers`: member ids and their addresses (`HOST:PORT`).
@@ -313,6 +342,27 @@ mod tests {
         assert_eq!(cli.tls_cert, Some(PathBuf::from("c.pem")));
         assert_eq!(cli.tls_key, Some(PathBuf::from("k.pem")));
         assert_eq!(cli.tls_ca, Some(PathBuf::from("ca.pem")));
+    }
+
+    #[test]
+    fn restore_is_a_command_of_its_own() {
+        let cli = parse(&["restore", "--from", "backup.wlbk", "--data-dir", "d"]).unwrap();
+        let Some(Command::Restore(args)) = cli.command else {
+            panic!("no restore command: {cli:?}");
+        };
+        assert_eq!(args.from, PathBuf::from("backup.wlbk"));
+        assert_eq!(args.data_dir, PathBuf::from("d"));
+        assert!(parse(&["restore", "--from", "b"]).is_err());
+        assert!(parse(&[
+            "--listen",
+            "127.0.0.1:1",
+            "restore",
+            "--from",
+            "b",
+            "--data-dir",
+            "d"
+        ])
+        .is_err());
     }
 
     #[test]

@@ -809,30 +809,30 @@ fn empty_and_idle_long_polls_write_nothing_to_the_log() {
 
 /// Heartbeats every lease in turn through the members in `bases` (the member changing with
 /// each lease and round) until `stop` is set; each 200 advances the lease's token. A call
-/// that gets no answer or 503 is tried again next round; any other answer is a lost lease,
-/// returned with the leases' last two tokens `(previous, latest)`.
+/// that gets no answer or 503 is tried again next round; any other answer is a lost lease.
+/// Returns every token each lease was answered, oldest first, and the lost leases.
 fn keep_heartbeating(
     bases: &Mutex<Vec<String>>,
     environment: &str,
     leases: Vec<(String, String)>,
     stop: &AtomicBool,
-) -> (Vec<(String, String, String)>, Vec<String>) {
-    let mut leases: Vec<(String, String, String)> = leases
+) -> (Vec<(String, Vec<String>)>, Vec<String>) {
+    let mut leases: Vec<(String, Vec<String>)> = leases
         .into_iter()
-        .map(|(work, token)| (work, String::new(), token))
+        .map(|(work, token)| (work, vec![token]))
         .collect();
     let mut lost = Vec::new();
     let mut round = 0;
     while !stop.load(Ordering::Relaxed) {
-        for (n, (work, previous, token)) in leases.iter_mut().enumerate() {
+        for (n, (work, tokens)) in leases.iter_mut().enumerate() {
             let base = {
                 let bases = bases.lock().expect("bases");
                 bases[(n + round) % bases.len()].clone()
             };
+            let token = tokens.last().expect("a token");
             match Client::new(&base).call("POST", &heartbeat_path(environment, work, token), None) {
                 Some((200, body)) => {
-                    *previous = std::mem::take(token);
-                    *token = body["last_heartbeat"].as_str().expect("a token").to_owned();
+                    tokens.push(body["last_heartbeat"].as_str().expect("a token").to_owned());
                 }
                 None | Some((503, _)) => {}
                 Some((status, body)) => lost.push(format!("{work} via {base}: {status} {body}")),
@@ -955,8 +955,9 @@ fn members_are_replaced_added_and_removed_while_30_leases_keep_renewing() {
         cluster.logs()
     );
     // Every lease is held with its latest token, and its previous token is refused.
-    for (work, previous, token) in &leases {
-        assert!(!previous.is_empty(), "{work} was never renewed");
+    for (work, tokens) in &leases {
+        assert!(tokens.len() > 1, "{work} was never renewed");
+        let (previous, token) = (&tokens[tokens.len() - 2], &tokens[tokens.len() - 1]);
         let via = cluster.node(replacement);
         let stale = via.post(&heartbeat_path(&environment, work, previous), &json!({}));
         assert_eq!(
@@ -1010,4 +1011,211 @@ fn a_cluster_named_by_host_names_elects_fails_over_and_rejoins() {
         "{}",
         listed.text
     );
+}
+
+#[test]
+fn a_backup_under_load_restores_a_server_that_answers_as_the_cluster_did() {
+    let cluster = Cluster::start("backup", &["--snapshot-every", "50"]);
+    let leader = cluster.wait_for_leader(Duration::from_secs(20));
+    let followers: Vec<usize> = (1..=3).filter(|n| *n != leader).collect();
+    let environment = cluster.node(leader).environment("self_hosted");
+    let mut leases = Vec::new();
+    for n in 0..20 {
+        cluster.node(leader).work(&environment);
+        leases.push(
+            cluster
+                .node(leader)
+                .claim(&environment, &format!("worker-{n}")),
+        );
+    }
+    let (alone, busy) = leases.split_at(10);
+    let before: Vec<Value> = alone
+        .iter()
+        .map(|(work, _)| {
+            let item = cluster
+                .node(leader)
+                .get(&format!("/v1/environments/{environment}/work/{work}"));
+            item.json
+        })
+        .collect();
+
+    // Ten leases renew through a follower while the other follower takes the backup.
+    let bases = Arc::new(Mutex::new(vec![cluster.node(followers[0]).base.clone()]));
+    let stop = Arc::new(AtomicBool::new(false));
+    let client = {
+        let (bases, stop, environment, busy) = (
+            bases.clone(),
+            stop.clone(),
+            environment.clone(),
+            busy.to_vec(),
+        );
+        std::thread::spawn(move || keep_heartbeating(&bases, &environment, busy, &stop))
+    };
+    std::thread::sleep(Duration::from_millis(500));
+    let (status, bytes) = cluster.node(followers[1]).get_bytes("/cluster/snapshot");
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&bytes));
+    std::thread::sleep(Duration::from_millis(300));
+    stop.store(true, Ordering::Relaxed);
+    let (renewed, lost) = client.join().expect("the client");
+    assert!(lost.is_empty(), "{lost:?}");
+    // The file: magic, version, index, term, the table's length and bytes, a SHA-256.
+    assert_eq!(&bytes[..4], b"WLBK");
+    let word = |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().expect("8 bytes"));
+    let (index, length) = (word(6), word(22) as usize);
+    assert!(index > 0);
+    let table = &bytes[30..30 + length];
+
+    let dir = TempDir::new("restored");
+    let restored_dir = dir.0.join("data");
+    let file = dir.0.join("backup.wlbk");
+    std::fs::create_dir_all(&dir.0).expect("a directory");
+    std::fs::write(&file, &bytes).expect("writes the backup");
+    let restore = Command::new(support::binary())
+        .args(["restore", "--from"])
+        .arg(&file)
+        .arg("--data-dir")
+        .arg(&restored_dir)
+        .output()
+        .expect("restore runs");
+    assert!(
+        restore.status.success(),
+        "{}",
+        String::from_utf8_lossy(&restore.stderr)
+    );
+    // Twice is refused: the directory is not empty any more.
+    let again = Command::new(support::binary())
+        .args(["restore", "--from"])
+        .arg(&file)
+        .arg("--data-dir")
+        .arg(&restored_dir)
+        .output()
+        .expect("restore runs");
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("not empty"));
+
+    // The restored directory starts a one-member cluster.
+    let data = restored_dir.display().to_string();
+    let (one, two) = (free_port(), free_port());
+    let seed = format!("1=127.0.0.1:{one}");
+    let listen = format!("127.0.0.1:{one}");
+    let refused = Command::new(support::binary())
+        .args([
+            "--listen",
+            &listen,
+            "--token",
+            TOKEN,
+            "--data-dir",
+            &data,
+            "--node-id",
+            "1",
+        ])
+        .args(["--peers", &format!("{seed},2=127.0.0.1:{two}")])
+        .output()
+        .expect("the server runs");
+    assert!(
+        !refused.status.success(),
+        "a restored directory seeded two members"
+    );
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("one-member cluster"));
+    let server = Server::start_raw(
+        &[
+            "--listen",
+            &listen,
+            "--token",
+            TOKEN,
+            "--data-dir",
+            &data,
+            "--node-id",
+            "1",
+            "--peers",
+            &seed,
+        ],
+        &[],
+    );
+    // The restored table is the backup's, byte for byte.
+    let digest = server.get("/internal/digest");
+    assert_eq!(digest.json["digest"], sha256_hex(table), "{}", digest.text);
+    // The leases no one renewed answer exactly as the cluster did; each renewed one holds a
+    // token the cluster answered, renews with it, and refuses the one before it.
+    for ((work, _), before) in alone.iter().zip(&before) {
+        let item = server.get(&format!("/v1/environments/{environment}/work/{work}"));
+        assert_eq!(&item.json, before, "{work}");
+    }
+    for (work, tokens) in &renewed {
+        let item = server.get(&format!("/v1/environments/{environment}/work/{work}"));
+        let held = item.json["latest_heartbeat_at"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{}", item.text));
+        let at = tokens
+            .iter()
+            .position(|token| token == held)
+            .unwrap_or_else(|| panic!("{work} holds {held}, which the cluster never answered"));
+        if at > 0 {
+            let stale = server.post(
+                &heartbeat_path(&environment, work, &tokens[at - 1]),
+                &json!({}),
+            );
+            assert_eq!(stale.status, 412, "{}", stale.text);
+        }
+        let beat = server.post(&heartbeat_path(&environment, work, held), &json!({}));
+        assert_eq!(beat.status, 200, "{}", beat.text);
+    }
+
+    // Then it grows: a member added to it gets the restored table from a snapshot.
+    let second_dir = dir.0.join("second").display().to_string();
+    let second = Server::start_raw(
+        &[
+            "--listen",
+            &format!("127.0.0.1:{two}"),
+            "--token",
+            TOKEN,
+            "--data-dir",
+            &second_dir,
+            "--node-id",
+            "2",
+            "--peers",
+            &format!("{seed},2=127.0.0.1:{two}"),
+        ],
+        &[],
+    );
+    let added = Client::new(&server.base).call(
+        "POST",
+        "/cluster/members",
+        Some(&json!({"node_id": 2, "address": format!("127.0.0.1:{two}")})),
+    );
+    assert_eq!(
+        added.as_ref().map(|(status, _)| *status),
+        Some(200),
+        "{added:?}"
+    );
+    let started = Instant::now();
+    loop {
+        let (ours, theirs) = (
+            server.get("/internal/digest"),
+            second.get("/internal/digest"),
+        );
+        if ours.json["digest"] == theirs.json["digest"]
+            && ours.json["last_applied_index"] == theirs.json["last_applied_index"]
+        {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "{} {}\n{}",
+            ours.text,
+            theirs.text,
+            second.stderr.lock()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(second.logged("snapshot installed from the leader"));
+}
+
+/// The hex SHA-256 of `bytes`, as `/internal/digest` reports a table's.
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
 }

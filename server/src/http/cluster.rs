@@ -1,12 +1,14 @@
-//! The membership routes (docs/contract.md §12), admin-only: `GET /cluster/members`,
-//! `POST /cluster/members` and `DELETE /cluster/members/{node_id}`, answered by the leader
-//! (a follower forwards them, `super::forward`); and the two internal routes a new member's
-//! admission uses (`crate::raft::admission`).
+//! The membership and backup routes (docs/contract.md §12), admin-only:
+//! `GET /cluster/members`, `POST /cluster/members`, `DELETE /cluster/members/{node_id}` and
+//! `GET /cluster/snapshot`, answered by the leader (a follower forwards them,
+//! `super::forward`); and the two internal routes a new member's admission uses
+//! (`crate::raft::admission`).
 
 use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
+use axum::http::header::{HeaderName, HeaderValue, CONTENT_TYPE};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
@@ -14,7 +16,7 @@ use serde::Deserialize;
 use super::error::{json, ApiError};
 use super::extract::{parse_json, Query};
 use crate::app::Shared;
-use crate::raft::{Durable, NodeId, Refusal};
+use crate::raft::{Durable, NodeId, Refusal, Unavailable};
 
 /// `POST /cluster/members`' body.
 #[derive(Debug, Deserialize)]
@@ -117,6 +119,38 @@ fn answer(changed: Result<crate::raft::Members, Refusal>) -> Response {
         Err(Refusal::Unavailable(why)) => ApiError::Unavailable(why).into_response(),
     }
 }
+
+/// `GET /cluster/snapshot`: a backup of the table as of a committed index
+/// (`crate::backup` describes the bytes); the index is also in `x-worklease-index`.
+pub(crate) async fn backup(State(shared): State<Arc<Shared>>) -> Response {
+    let Some(durable) = shared.submit.durable() else {
+        return ApiError::own(
+            StatusCode::CONFLICT,
+            "invalid_request_error",
+            "an in-memory server keeps no snapshot: back up a server started with --data-dir"
+                .to_owned(),
+        )
+        .into_response();
+    };
+    match durable.backup().await {
+        Ok(backup) => (
+            StatusCode::OK,
+            [
+                (
+                    CONTENT_TYPE,
+                    HeaderValue::from_static("application/octet-stream"),
+                ),
+                (INDEX, HeaderValue::from(backup.index)),
+            ],
+            crate::backup::encode(&backup),
+        )
+            .into_response(),
+        Err(Unavailable(why)) => ApiError::Unavailable(why).into_response(),
+    }
+}
+
+/// The log index a backup is as of.
+const INDEX: HeaderName = HeaderName::from_static("x-worklease-index");
 
 /// `GET /internal/raft/admission?node_id=N`: what this member knows of node N (a new member
 /// asks before it takes part, and a leader asks whether a member answers at all).

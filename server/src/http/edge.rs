@@ -211,6 +211,7 @@ pub(super) fn route_of(path: &str, method: &Method) -> (Option<Route>, Option<He
         SEED_ROUTE => return (Some(Route::RaftSeed), None),
         "/cluster/members" if method == Method::POST => return (Some(Route::AddMember), None),
         "/cluster/members" => return (Some(Route::ListMembers), None),
+        "/cluster/snapshot" => return (Some(Route::Backup), None),
         _ => {}
     }
     if let Some(id) = path.strip_prefix("/cluster/members/") {

@@ -69,6 +69,8 @@ pub(crate) enum Route {
     AddMember,
     /// `DELETE /cluster/members/{node_id}` (admin only).
     RemoveMember,
+    /// `GET /cluster/snapshot` (admin only): a backup.
+    Backup,
     /// `GET /internal/digest`.
     Digest,
     /// Raft's append entries.
@@ -85,7 +87,7 @@ pub(crate) enum Route {
 
 impl Route {
     /// Every route, once: the router registers exactly these.
-    pub(crate) const ALL: [Self; 28] = [
+    pub(crate) const ALL: [Self; 29] = [
         Self::CreateEnvironment,
         Self::ListEnvironments,
         Self::RetrieveEnvironment,
@@ -108,6 +110,7 @@ impl Route {
         Self::ListMembers,
         Self::AddMember,
         Self::RemoveMember,
+        Self::Backup,
         Self::Digest,
         Self::RaftAppend,
         Self::RaftVote,
@@ -130,6 +133,7 @@ impl Route {
             | Self::Cluster
             | Self::Metrics
             | Self::ListMembers
+            | Self::Backup
             | Self::Digest
             | Self::RaftAdmission => Method::GET,
             Self::CreateEnvironment
@@ -182,6 +186,7 @@ impl Route {
             Self::Metrics => &[Pattern::Node("/metrics")],
             Self::ListMembers | Self::AddMember => &[Pattern::Node("/cluster/members")],
             Self::RemoveMember => &[Pattern::Node("/cluster/members/{node_id}")],
+            Self::Backup => &[Pattern::Node("/cluster/snapshot")],
             Self::Digest => &[Pattern::Node("/internal/digest")],
             Self::RaftAppend => &[Pattern::Node(APPEND_ROUTE)],
             Self::RaftVote => &[Pattern::Node(VOTE_ROUTE)],
@@ -226,7 +231,11 @@ impl Route {
             Self::Stop => "stop",
             Self::Healthz => "healthz",
             Self::Readyz => "readyz",
-            Self::Cluster | Self::ListMembers | Self::AddMember | Self::RemoveMember => "cluster",
+            Self::Cluster
+            | Self::ListMembers
+            | Self::AddMember
+            | Self::RemoveMember
+            | Self::Backup => "cluster",
             Self::Metrics => "metrics",
             Self::Digest
             | Self::RaftAppend
@@ -261,7 +270,8 @@ impl Route {
             | Self::Stop
             | Self::ListMembers
             | Self::AddMember
-            | Self::RemoveMember => true,
+            | Self::RemoveMember
+            | Self::Backup => true,
             Self::Healthz
             | Self::Readyz
             | Self::Cluster
@@ -276,7 +286,8 @@ impl Route {
     }
 
     /// Whether the route is for the cluster's administrators only (docs/contract.md §12):
-    /// the membership routes change or reveal who the members are. Until credentials come in
+    /// the membership routes change or reveal who the members are, and a backup holds the
+    /// whole table. Until credentials come in
     /// kinds, the server's one token opens them, as it opens every route but the probes.
     #[inline]
     // The access checks that tell admin credentials from others read it; until they come,
@@ -284,7 +295,7 @@ impl Route {
     #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) const fn is_admin_only(self) -> bool {
         match self {
-            Self::ListMembers | Self::AddMember | Self::RemoveMember => true,
+            Self::ListMembers | Self::AddMember | Self::RemoveMember | Self::Backup => true,
             Self::CreateEnvironment
             | Self::ListEnvironments
             | Self::RetrieveEnvironment
@@ -339,6 +350,7 @@ impl Route {
             | Self::ListMembers
             | Self::AddMember
             | Self::RemoveMember
+            | Self::Backup
             | Self::Digest
             | Self::RaftAppend
             | Self::RaftVote

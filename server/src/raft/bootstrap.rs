@@ -124,6 +124,17 @@ async fn open_on_this_thread(options: &Options, clock: Arc<Clock>) -> Result<Dur
     let (machine, restored) = StateMachine::open(&snapshot_path, options.config, clock.clone())?;
     let machine = machine.snapshot_every(options.snapshot_every);
     let replicated = !options.peers.is_empty();
+    // A restored table is in no log: members seeded beside it would start from empty tables
+    // and replay a log that does not hold it.
+    let from_backup = machine.holds_a_restored_table();
+    if from_backup && options.peers.len() > 1 {
+        return Err(format!(
+            "{}: holds a restored backup, which starts a one-member cluster: give --peers \
+             only this member ({}=HOST:PORT), then add the others with POST /cluster/members",
+            snapshot_path.display(),
+            options.node_id
+        ));
+    }
     let (log, opened) = LogStore::open(dir, options.segment_bytes, !replicated)?;
     // What the directory holds says where the table's time had got to when this node stopped
     // (`crate::clock`). A one-member cluster leads alone, and no other clock kept time while it
@@ -235,6 +246,7 @@ async fn open_on_this_thread(options: &Options, clock: Arc<Clock>) -> Result<Dur
         let mut durable = Durable::start(raft, node_id, handles, writer, links, clock, true);
         durable.gate = gate;
         durable.peers = options.peers.clone();
+        durable.restored = from_backup;
         return Ok(durable);
     }
     let target = opened.last_index;

@@ -117,6 +117,7 @@ impl Durable {
                 let voters: BTreeSet<NodeId> = voters(&members).collect();
                 // The new member counts once it has caught up, which is waited for.
                 self.check_majority(&voters, 1).await?;
+                self.snapshot_a_restored_table(deadline).await?;
                 self.raft
                     .add_learner(node, BasicNode::new(address), false)
                     .await
@@ -178,6 +179,37 @@ impl Durable {
             .map_err(refused)?;
         tracing::info!(node, "removed from the membership");
         Ok(self.members())
+    }
+
+    /// A table restored from a backup is in no log entry: before the first member is added,
+    /// a snapshot holds it and the log behind it is purged, so the new member starts from
+    /// that snapshot rather than replaying a log onto an empty table.
+    async fn snapshot_a_restored_table(
+        &self,
+        deadline: tokio::time::Instant,
+    ) -> Result<(), Refusal> {
+        if !self.restored {
+            return Ok(());
+        }
+        let mut metrics = self.raft.metrics();
+        while metrics.borrow_and_update().purged.is_none() {
+            self.raft
+                .trigger()
+                .snapshot()
+                .await
+                .map_err(|e| Refusal::Unavailable(format!("the raft core stopped: {e}")))?;
+            let pace = tokio::time::sleep(Duration::from_millis(200));
+            tokio::select! {
+                _ = pace => {}
+                _ = metrics.changed() => {}
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(Refusal::Unavailable(
+                    "the restored table's first snapshot is not written yet; retry".to_owned(),
+                ));
+            }
+        }
+        Ok(())
     }
 
     fn check_leads(&self) -> Result<(), Refusal> {

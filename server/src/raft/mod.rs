@@ -22,6 +22,7 @@ use crate::clock::Clock;
 use crate::request::Asked;
 
 mod admission;
+mod backup;
 mod bootstrap;
 mod codec;
 mod dir_lock;
@@ -39,6 +40,7 @@ mod waiters;
 mod wal;
 
 pub(crate) use admission::{ADMISSION_ROUTE, SEED_ROUTE};
+pub(crate) use backup::{restore_into, Backup};
 pub(crate) use bootstrap::{open, Options, SOLE_NODE};
 pub(crate) use codec::CodecError;
 pub(crate) use membership::{Members, Refusal};
@@ -269,6 +271,9 @@ pub(crate) struct Durable {
     peers: std::collections::BTreeMap<NodeId, String>,
     /// Held through a membership change: one at a time (`membership`).
     changing: tokio::sync::Mutex<()>,
+    /// The table was restored from a backup (`backup`) and no snapshot holds it yet: a new
+    /// member must get it from a snapshot, not from the log.
+    restored: bool,
     /// The data directory's lock (`None` only while [`open`] starts the node), released
     /// last.
     dir_lock: Option<dir_lock::DirLock>,
@@ -331,6 +336,7 @@ impl Durable {
             gate: Arc::new(admission::Gate::new(true)),
             peers: std::collections::BTreeMap::new(),
             changing: tokio::sync::Mutex::new(()),
+            restored: false,
             dir_lock: None,
         }
     }
