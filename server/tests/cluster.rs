@@ -936,6 +936,18 @@ fn members_are_replaced_added_and_removed_while_30_leases_keep_renewing() {
         assert!(!voters(&removed).contains(&(n as u64)), "{removed}");
         cluster.kill_9(n);
     }
+    // Move a member to another address: a member added there under a new id, then the old
+    // one removed (docs/clustering.md, "Moving a member to a new address").
+    let moved = cluster.new_member();
+    cluster.launch(moved);
+    cluster.add_member(survivor, moved);
+    serve_through(&cluster, moved, true);
+    serve_through(&cluster, replacement, false);
+    std::thread::sleep(Duration::from_millis(500));
+    cluster.remove_member(survivor, replacement);
+    cluster.kill_9(replacement);
+    let replacement = moved;
+
     let members = cluster.admin(leader, "GET", "/cluster/members", None).1;
     let mut ids = voters(&members);
     ids.sort_unstable();
@@ -951,7 +963,7 @@ fn members_are_replaced_added_and_removed_while_30_leases_keep_renewing() {
         cluster
             .node(replacement)
             .logged("snapshot installed from the leader"),
-        "the replacement did not catch up from a snapshot:\n{}",
+        "the moved member did not catch up from a snapshot:\n{}",
         cluster.logs()
     );
     // Every lease is held with its latest token, and its previous token is refused.
