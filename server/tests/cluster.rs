@@ -1055,12 +1055,7 @@ fn a_backup_under_load_restores_a_server_that_answers_as_the_cluster_did() {
     let bases = Arc::new(Mutex::new(vec![cluster.node(followers[0]).base.clone()]));
     let stop = Arc::new(AtomicBool::new(false));
     let client = {
-        let (bases, stop, environment, busy) = (
-            bases.clone(),
-            stop.clone(),
-            environment.clone(),
-            busy.to_vec(),
-        );
+        let (stop, environment, busy) = (stop.clone(), environment.clone(), busy.to_vec());
         std::thread::spawn(move || keep_heartbeating(&bases, &environment, busy, &stop))
     };
     std::thread::sleep(Duration::from_millis(500));
