@@ -1023,6 +1023,24 @@ fn a_cluster_named_by_host_names_elects_fails_over_and_rejoins() {
         "{}",
         listed.text
     );
+
+    // The leader removes itself (asked through a follower): it steps down once the change is
+    // committed, and the two others elect a leader between them.
+    let via = (1..=3).find(|n| *n != new_leader).expect("a follower");
+    let members = cluster.remove_member(via, new_leader);
+    assert!(
+        members["data"]
+            .as_array()
+            .expect("members")
+            .iter()
+            .all(|m| m["node_id"] != new_leader),
+        "{members}"
+    );
+    cluster.kill_9(new_leader);
+    let last = cluster.wait_for_leader(Duration::from_secs(20));
+    assert_ne!(last, new_leader);
+    cluster.node(via).work(&environment);
+    cluster.wait_converged(Duration::from_secs(30));
 }
 
 #[test]
