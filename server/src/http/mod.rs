@@ -270,14 +270,14 @@ mod tests {
         }
     }
 
-    /// The membership routes, and only they, are for administrators.
+    /// The membership and backup routes, and only they, are for administrators.
     #[test]
-    fn the_membership_routes_are_admin_only() {
+    fn the_membership_and_backup_routes_are_admin_only() {
         for route in Route::ALL {
             let membership = route
                 .paths()
                 .iter()
-                .any(|path| path.starts_with("/cluster/members"));
+                .any(|path| path.starts_with("/cluster/members") || path == "/cluster/snapshot");
             assert_eq!(route.is_admin_only(), membership, "{route:?}");
             if membership {
                 assert!(!route.is_open() && route.goes_to_leader(), "{route:?}");
