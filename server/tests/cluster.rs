@@ -78,6 +78,23 @@ impl Cluster {
         cluster
     }
 
+    /// Three members of which `late` is not started (the others seed the cluster without it).
+    fn start_without(name: &str, late: usize) -> Self {
+        let mut cluster = Self {
+            dir: TempDir::new(name),
+            ports: (0..3).map(|_| free_port()).collect(),
+            nodes: vec![None, None, None],
+            host: "127.0.0.1".to_owned(),
+            extra: Vec::new(),
+            own: vec![Vec::new(); 3],
+            env: vec![Vec::new(); 3],
+        };
+        for n in (1..=3).filter(|n| *n != late) {
+            cluster.launch(n);
+        }
+        cluster
+    }
+
     fn data_dir(&self, n: usize) -> std::path::PathBuf {
         self.dir.0.join(format!("node{n}"))
     }
@@ -1251,4 +1268,53 @@ fn sha256_hex(bytes: &[u8]) -> String {
         .iter()
         .map(|byte| format!("{byte:02x}"))
         .collect()
+}
+
+#[test]
+fn a_seed_member_that_starts_late_joins_as_a_learner_and_then_votes() {
+    let mut cluster = Cluster::start_without("late-seed", 3);
+    // Nodes 1 and 2 wait for node 3, then (after 5 s) seed the cluster without it.
+    let leader = cluster.wait_for_leader(Duration::from_secs(30));
+    assert!(
+        cluster.node(1).logged("did not answer within"),
+        "{}",
+        cluster.logs()
+    );
+    let environment = cluster.node(leader).environment("self_hosted");
+    cluster.node(leader).work(&environment);
+    let role_of_3 = |cluster: &Cluster| {
+        let (_, members) = cluster.admin(leader, "GET", "/cluster/members", None);
+        let role = members["data"]
+            .as_array()
+            .expect("members")
+            .iter()
+            .find(|m| m["node_id"] == 3)
+            .map(|m| m["role"].clone());
+        (role, members)
+    };
+    let wait_for = |cluster: &Cluster, role: Value| {
+        let started = Instant::now();
+        loop {
+            let (now, members) = role_of_3(cluster);
+            if now.as_ref() == Some(&role) {
+                return;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "node 3 is not a {role}: {members}\n{}",
+                cluster.logs()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    wait_for(&cluster, json!("learner"));
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(
+        role_of_3(&cluster).0,
+        Some(json!("learner")),
+        "not started, it cannot vote"
+    );
+    cluster.launch(3);
+    wait_for(&cluster, json!("voter"));
+    cluster.wait_converged(Duration::from_secs(20));
 }

@@ -10,8 +10,9 @@
 //!   member listed whether it belongs to an initialized cluster ([`ADMISSION_ROUTE`]). When
 //!   none does and every one answered (or a majority did within [`SEED_GRACE`]), it tells
 //!   each that answered to open its gate ([`SEED_ROUTE`]) and then initializes the cluster
-//!   with every member listed as a voter. When one does, it initializes nothing and waits
-//!   like any other new member.
+//!   with them as voters; those that did not answer are added as learners once it leads
+//!   (they are let in as added members when they start, and vote once caught up). When one
+//!   does, it initializes nothing and waits like any other new member.
 //! - **Being added**: every other new member asks the members it knows whether its id is in
 //!   the cluster's membership. It opens its gate once the leader answers that the id is a
 //!   learner that has acknowledged nothing yet: `POST /cluster/members` added it. An id the
@@ -42,6 +43,8 @@ const ASK_EVERY: Duration = Duration::from_millis(300);
 /// How long the seeding member waits for every member listed to answer before a majority of
 /// them is enough.
 const SEED_GRACE: Duration = Duration::from_secs(5);
+/// How long the seeding member waits to lead before it adds the members that did not answer.
+const SEED_LEARNERS_WAIT: Duration = Duration::from_secs(30);
 /// How often the same reason for waiting is logged again.
 const LOG_EVERY: Duration = Duration::from_secs(10);
 
@@ -157,6 +160,7 @@ async fn ask(links: &Links, address: &str, node: NodeId) -> Option<Standing> {
         .timeout(ASK_TIMEOUT)
         .send()
         .await
+        .map_err(|error| links.log_tls_failure_at(address, &error))
         .ok()?;
     if !response.status().is_success() {
         return None;
@@ -203,7 +207,7 @@ pub(crate) async fn seed(
         .collect();
     let mut paced = Paced(None);
     let started = Instant::now();
-    loop {
+    let silent = loop {
         let mut silent = Vec::new();
         let mut initialized = None;
         for (id, address) in &others {
@@ -232,7 +236,7 @@ pub(crate) async fn seed(
                 tracing::warn!(
                     silent = ?silent,
                     "initializing a new cluster without the members that did not answer within \
-                     {} s: each is refused when it starts; remove it and add it again",
+                     {} s: each is added as a learner, and votes once it has started and caught up",
                     SEED_GRACE.as_secs()
                 );
             }
@@ -250,7 +254,7 @@ pub(crate) async fn seed(
                 }
             }
             if told {
-                break;
+                break silent;
             }
         } else if paced.due(&format!("{silent:?}")) {
             tracing::info!(
@@ -259,15 +263,63 @@ pub(crate) async fn seed(
             );
         }
         tokio::time::sleep(ASK_EVERY).await;
-    }
-    let members: BTreeMap<NodeId, BasicNode> = peers
+    };
+    let voters: BTreeMap<NodeId, BasicNode> = peers
         .iter()
+        .filter(|(id, _)| !silent.contains(id))
         .map(|(id, address)| (*id, BasicNode::new(address)))
         .collect();
     gate.open();
-    tracing::info!(node_id = me, members = ?members.keys().collect::<Vec<_>>(), "initializing a new cluster");
-    if let Err(error) = raft.initialize(members).await {
+    tracing::info!(node_id = me, members = ?voters.keys().collect::<Vec<_>>(), "initializing a new cluster");
+    if let Err(error) = raft.initialize(voters).await {
         tracing::error!(%error, "cannot initialize the cluster");
+        return;
+    }
+    if silent.is_empty() {
+        return;
+    }
+    // The members that did not answer join as learners, once this member leads: a learner
+    // takes no part in elections, and `super::membership::promote_learners` makes each a
+    // voter once it has caught up.
+    let mut metrics = raft.metrics();
+    let deadline = tokio::time::Instant::now() + SEED_LEARNERS_WAIT;
+    while metrics.borrow_and_update().state != openraft::ServerState::Leader {
+        if tokio::time::timeout_at(deadline, metrics.changed())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                silent = ?silent,
+                "this member did not lead in time to add the members that did not answer: \
+                 add each with POST /cluster/members"
+            );
+            return;
+        }
+    }
+    for id in silent {
+        let Some(address) = peers.get(&id) else {
+            continue;
+        };
+        // Refused while the initial membership is not committed yet: tried again.
+        loop {
+            match raft.add_learner(id, BasicNode::new(address), false).await {
+                Ok(_) => {
+                    tracing::info!(
+                        node = id,
+                        "added a seed member that did not answer, as a learner"
+                    );
+                    break;
+                }
+                Err(error) if tokio::time::Instant::now() < deadline => {
+                    tracing::debug!(node = id, %error, "not added yet");
+                    tokio::time::sleep(ASK_EVERY).await;
+                }
+                Err(error) => {
+                    tracing::warn!(node = id, %error, "cannot add a seed member as a learner: add it with POST /cluster/members");
+                    break;
+                }
+            }
+        }
     }
 }
 

@@ -243,8 +243,15 @@ async fn open_on_this_thread(options: &Options, clock: Arc<Clock>) -> Result<Dur
             took_ms = started.elapsed().as_millis() as u64,
             "member started; requests wait for a leader"
         );
+        let changing: Arc<tokio::sync::Mutex<()>> = Arc::default();
+        let promoter = tokio::spawn(super::membership::promote_learners(
+            raft.clone(),
+            changing.clone(),
+        ));
         let mut durable = Durable::start(raft, node_id, handles, writer, links, clock, true);
         durable.gate = gate;
+        durable.changing = changing;
+        durable.promoter = Some(promoter);
         durable.peers = options.peers.clone();
         durable.restored = from_backup;
         return Ok(durable);

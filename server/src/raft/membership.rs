@@ -304,6 +304,61 @@ impl Durable {
     }
 }
 
+/// How often the leader looks for learners that caught up.
+const PROMOTE_EVERY: Duration = Duration::from_millis(500);
+/// How far behind the leader's log a learner may be and still be promoted (entries in
+/// flight).
+const PROMOTE_SLACK: u64 = 8;
+
+/// While this member leads, makes a voter of every learner that has caught up, one at a
+/// time: a seed member that started late, or one whose `POST /cluster/members` answered 503
+/// (the change stays in progress and completes here). A learner qualifies only once it
+/// acknowledged an entry since the previous look, so a learner that stopped answering (a
+/// member whose directory was wiped, refusing Raft's messages) is never promoted.
+pub(crate) async fn promote_learners(
+    raft: openraft::Raft<super::TypeConfig>,
+    changing: std::sync::Arc<tokio::sync::Mutex<()>>,
+) {
+    let mut seen: BTreeMap<NodeId, u64> = BTreeMap::new();
+    loop {
+        tokio::time::sleep(PROMOTE_EVERY).await;
+        let ready = {
+            let metrics = raft.metrics();
+            let metrics = metrics.borrow();
+            let Some(progress) = metrics.replication.as_ref() else {
+                seen.clear();
+                continue;
+            };
+            let last = metrics.last_log_index.unwrap_or(0);
+            let mut ready = None;
+            for learner in metrics.membership_config.membership().learner_ids() {
+                let Some(matched) = progress.get(&learner).copied().flatten() else {
+                    continue;
+                };
+                let advanced = seen.insert(learner, matched.index) != Some(matched.index);
+                if advanced && matched.index + PROMOTE_SLACK >= last {
+                    ready = Some(learner);
+                }
+            }
+            ready
+        };
+        let Some(learner) = ready else { continue };
+        let Ok(_one_at_a_time) = changing.try_lock() else {
+            continue;
+        };
+        let promoted = tokio::time::timeout(
+            ADD_WAIT,
+            raft.change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([learner])), false),
+        )
+        .await;
+        match promoted {
+            Ok(Ok(_)) => tracing::info!(node = learner, "promoted a learner that caught up"),
+            Ok(Err(error)) => tracing::debug!(node = learner, %error, "not promoted"),
+            Err(_) => tracing::warn!(node = learner, "promoting a learner did not commit in time"),
+        }
+    }
+}
+
 fn voters(members: &Members) -> impl Iterator<Item = NodeId> + '_ {
     members
         .data

@@ -270,7 +270,9 @@ pub(crate) struct Durable {
     /// `--peers`, as given (a new cluster's seed).
     peers: std::collections::BTreeMap<NodeId, String>,
     /// Held through a membership change: one at a time (`membership`).
-    changing: tokio::sync::Mutex<()>,
+    changing: Arc<tokio::sync::Mutex<()>>,
+    /// A replicated member's task that promotes learners once they caught up (`membership`).
+    promoter: Option<tokio::task::JoinHandle<()>>,
     /// The table was restored from a backup (`backup`) and no snapshot holds it yet: a new
     /// member must get it from a snapshot, not from the log.
     restored: bool,
@@ -335,7 +337,8 @@ impl Durable {
             thread: None,
             gate: Arc::new(admission::Gate::new(true)),
             peers: std::collections::BTreeMap::new(),
-            changing: tokio::sync::Mutex::new(()),
+            changing: Arc::default(),
+            promoter: None,
             restored: false,
             dir_lock: None,
         }
@@ -579,6 +582,9 @@ impl Durable {
     pub(crate) async fn shutdown(&self) {
         self.proposer.abort();
         self.snapshots.abort();
+        if let Some(promoter) = &self.promoter {
+            promoter.abort();
+        }
         if let Err(error) = self.raft.shutdown().await {
             tracing::warn!(%error, "raft did not stop cleanly");
         }

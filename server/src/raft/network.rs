@@ -103,6 +103,21 @@ impl Links {
         }
     }
 
+    /// [`Self::log_tls_failure`] for a member known by its address only (a new member asking
+    /// the ones in its `--peers`).
+    pub(crate) fn log_tls_failure_at(&self, address: &str, error: &reqwest::Error) {
+        if let Some(cause) = crate::tls::rustls_cause(error) {
+            if self.untrusted.allows() {
+                tracing::warn!(
+                    %address,
+                    error = %cause,
+                    "cannot reach a member over TLS: does its certificate come from the CA in \
+                     --tls-ca (or the system's roots), name its address, and is it still valid?"
+                );
+            }
+        }
+    }
+
     /// Whether the answer of this forwarded request is thrown away (a fault injector: the
     /// leader applied the change, the follower never hears back).
     pub(crate) fn drops_answers(&self) -> bool {
