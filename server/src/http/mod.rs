@@ -1,5 +1,6 @@
-//! The HTTP edge: the routes under both prefixes, the operations endpoints, and the layers
-//! every request passes (counting, request ids, authentication).
+//! The HTTP edge: the routes under both prefixes, the operations endpoints, the cluster's
+//! admin routes (`cluster`), and the layers every request passes (counting, request ids,
+//! authentication).
 
 use std::sync::Arc;
 

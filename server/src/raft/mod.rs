@@ -1,7 +1,8 @@
 //! openraft glue, and nothing else: the type configuration, the log store (over its own
 //! write-ahead log, `wal`), the state machine (the table and its snapshots), the network (HTTP
 //! to the other members' internal routes; a durable server is a one-member cluster and sends
-//! nothing) and bootstrap. The write
+//! nothing), bootstrap, the admission of members whose directory is new (`admission`),
+//! membership changes (`membership`) and backups (`backup`). The write
 //! path in `submit.rs` proposes through [`Durable::propose`] and reads through
 //! [`Durable::read_barrier`]; everything about Raft stays behind them.
 
