@@ -7,7 +7,7 @@ use std::num::NonZeroU32;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Parser, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use tracing_subscriber::EnvFilter;
 use worklease::{Config, Ttl};
 
@@ -19,12 +19,22 @@ use worklease::{Config, Ttl};
 /// A flag wins over its variable. The first line on stdout is `listening on http://ADDR`
 /// (`https://` with --tls-cert).
 #[derive(Debug, Parser)]
-#[command(name = "worklease-server", version, max_term_width = 100)]
+#[command(
+    name = "worklease-server",
+    version,
+    max_term_width = 100,
+    args_conflicts_with_subcommands = true
+)]
 pub(crate) struct Cli {
-    /// Address to listen on; port 0 picks a free one.
+    /// Run a command instead of serving.
+    #[command(subcommand)]
+    pub(crate) command: Option<Command>,
+
+    /// Address to listen on, `HOST:PORT` (an IP address or a host name, resolved at start);
+    /// port 0 picks a free one.
     #[arg(long, env = "WORKLEASE_LISTEN", value_name = "ADDR", default_value = "127.0.0.1:8080",
           value_parser = parse_listen)]
-    pub(crate) listen: SocketAddr,
+    pub(crate) listen: String,
 
     /// The token clients must send (`Authorization: Bearer T` or `x-api-key: T`); when none
     /// is given, one is generated and printed.
@@ -58,10 +68,12 @@ pub(crate) struct Cli {
           value_parser = clap::value_parser!(u64).range(1..))]
     pub(crate) node_id: Option<u64>,
 
-    /// Replicated mode: every member's id and `--listen` address, as `1=ADDR,2=ADDR,3=ADDR`
-    /// (ids 1 to N). Raft traffic and forwarding use internal routes on those listeners,
-    /// authenticated with the token, which every member must share. The member with the
-    /// lowest id initializes a new cluster.
+    /// Replicated mode: members' ids and `--listen` addresses, as `1=ADDR,2=ADDR,3=ADDR`
+    /// (`HOST:PORT`, host names resolved at each connection). Seeds a new cluster only: the
+    /// member with the lowest id initializes it with every one listed as a voter; a member
+    /// started later lists itself and at least one current member, and waits until the
+    /// cluster adds it (`POST /cluster/members`). Raft traffic and forwarding use internal
+    /// routes on those listeners, authenticated with the token, which every member must share.
     #[arg(long, env = "WORKLEASE_PEERS", value_name = "ID=ADDR,…",
           requires_all = ["node_id", "data_dir"], value_parser = parse_peers)]
     pub(crate) peers: Option<Peers>,
@@ -123,9 +135,29 @@ pub(crate) struct Cli {
     pub(crate) log_level: Option<String>,
 }
 
-/// `--peers`: member ids and their addresses.
+/// What `worklease-server` can do besides serving.
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Makes a data directory from a backup (`GET /cluster/snapshot`): start a server on it,
+    /// as a one-member cluster, to serve exactly the backed-up table (docs/clustering.md,
+    /// "Backing up and restoring").
+    Restore(RestoreArgs),
+}
+
+/// `worklease-server restore`'s flags.
+#[derive(Debug, Args)]
+pub(crate) struct RestoreArgs {
+    /// The backup file.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) from: PathBuf,
+    /// The data directory to make: new, or empty.
+    #[arg(long, value_name = "DIR")]
+    pub(crate) data_dir: PathBuf,
+}
+
+/// `--peers`: member ids and their addresses (`HOST:PORT`).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct Peers(pub(crate) BTreeMap<u64, SocketAddr>);
+pub(crate) struct Peers(pub(crate) BTreeMap<u64, String>);
 
 /// The log line format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -188,9 +220,31 @@ impl Cli {
     }
 }
 
-fn parse_listen(raw: &str) -> Result<SocketAddr, String> {
-    raw.parse()
-        .map_err(|_| format!("{raw:?} is not an address like 127.0.0.1:8080"))
+/// `HOST:PORT`: an IP address (`[::1]:8080` for IPv6) or a host name, and a port. Host names
+/// are resolved when the address is used, not here.
+pub(crate) fn parse_listen(raw: &str) -> Result<String, String> {
+    let refused = || format!("{raw:?} is not an address like 127.0.0.1:8080 or localhost:8080");
+    if raw.parse::<SocketAddr>().is_ok() {
+        return Ok(raw.to_owned());
+    }
+    let (host, port) = raw.rsplit_once(':').ok_or_else(refused)?;
+    port.parse::<u16>().map_err(|_| refused())?;
+    let label = |part: &str| {
+        !part.is_empty()
+            && part.len() <= 63
+            && part.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && !part.starts_with('-')
+            && !part.ends_with('-')
+    };
+    if host.is_empty() || host.len() > 253 || !host.split('.').all(label) {
+        return Err(refused());
+    }
+    Ok(raw.to_owned())
+}
+
+/// The port of a `HOST:PORT` that [`parse_listen`] accepted.
+fn port_of(address: &str) -> Option<u16> {
+    address.rsplit_once(':')?.1.parse().ok()
 }
 
 /// A token must fit in a header and be typed without quoting.
@@ -201,7 +255,7 @@ pub(crate) fn parse_token(token: &str) -> Result<String, String> {
     Ok(token.to_owned())
 }
 
-/// `1=127.0.0.1:7001,2=127.0.0.1:7002,…`: ids 1 to N, each once, each with an address.
+/// `1=127.0.0.1:7001,2=node2.internal:7002,…`: ids from 1, each once, each with an address.
 fn parse_peers(raw: &str) -> Result<Peers, String> {
     let mut peers = BTreeMap::new();
     for member in raw.split(',').map(str::trim).filter(|m| !m.is_empty()) {
@@ -213,19 +267,18 @@ fn parse_peers(raw: &str) -> Result<Peers, String> {
             .parse()
             .map_err(|_| format!("{id:?} is not a member id (1, 2, …)"))?;
         let address = parse_listen(address.trim())?;
-        if address.port() == 0 {
+        if port_of(&address) == Some(0) {
             return Err(format!("member {id}: a peer address needs a port"));
         }
         if peers.insert(id, address).is_some() {
             return Err(format!("member {id} is named twice"));
         }
     }
-    let expected: Vec<u64> = (1..=peers.len() as u64).collect();
-    if peers.keys().copied().collect::<Vec<_>>() != expected {
-        return Err(format!(
-            "member ids must be 1 to N, each once; got {:?}",
-            peers.keys().collect::<Vec<_>>()
-        ));
+    if peers.contains_key(&0) {
+        return Err("member ids start at 1".to_owned());
+    }
+    if peers.is_empty() {
+        return Err("no member named".to_owned());
     }
     Ok(Peers(peers))
 }
@@ -280,7 +333,7 @@ mod tests {
         assert_eq!(cli.data_dir, Some(PathBuf::from("some/dir")));
         assert_eq!(cli.snapshot_every, 500);
         assert_eq!(cli.keep_stopped(), Some(Duration::from_secs(86_400)));
-        assert_eq!(cli.listen.port(), 0);
+        assert_eq!(cli.listen, "127.0.0.1:0");
         let config = cli.config();
         assert_eq!(config.default_ttl.seconds(), 30);
         assert_eq!(config.ack_ttl.seconds(), 30);
@@ -292,12 +345,48 @@ mod tests {
     }
 
     #[test]
+    fn restore_is_a_command_of_its_own() {
+        let cli = parse(&["restore", "--from", "backup.wlbk", "--data-dir", "d"]).unwrap();
+        let Some(Command::Restore(args)) = cli.command else {
+            panic!("no restore command: {cli:?}");
+        };
+        assert_eq!(args.from, PathBuf::from("backup.wlbk"));
+        assert_eq!(args.data_dir, PathBuf::from("d"));
+        assert!(parse(&["restore", "--from", "b"]).is_err());
+        assert!(parse(&[
+            "--listen",
+            "127.0.0.1:1",
+            "restore",
+            "--from",
+            "b",
+            "--data-dir",
+            "d"
+        ])
+        .is_err());
+    }
+
+    #[test]
     fn replicated_flags_must_agree() {
         let peers = "1=127.0.0.1:7001,2=127.0.0.1:7002,3=127.0.0.1:7003";
         let base = ["--data-dir", "d", "--peers", peers, "--token", "t"];
         let cli = parse(&[&base[..], &["--node-id", "2"]].concat()).unwrap();
         assert_eq!(cli.check(), Ok(()));
         assert_eq!(cli.peers.as_ref().map(|p| p.0.len()), Some(3));
+        let named = parse(&[
+            "--data-dir",
+            "d",
+            "--peers",
+            "1=localhost:7001,4=node-4.example:7004",
+            "--token",
+            "t",
+            "--node-id",
+            "4",
+            "--listen",
+            "node-4.example:7004",
+        ])
+        .unwrap();
+        assert_eq!(named.check(), Ok(()));
+        assert_eq!(named.listen, "node-4.example:7004");
         let outsider = parse(&[&base[..], &["--node-id", "4"]].concat()).unwrap();
         assert!(outsider.check().unwrap_err().contains("--node-id 4"));
         let no_token = parse(&["--data-dir", "d", "--peers", peers, "--node-id", "1"]).unwrap();
@@ -337,9 +426,19 @@ mod tests {
                 "--node-id",
                 "1",
                 "--peers",
-                "1=127.0.0.1:1,3=127.0.0.1:2",
+                "0=127.0.0.1:1,1=127.0.0.1:2",
             ],
             &["--data-dir", "d", "--node-id", "1", "--peers", "1=nowhere"],
+            &[
+                "--data-dir",
+                "d",
+                "--node-id",
+                "1",
+                "--peers",
+                "1=bad_host:1",
+            ],
+            &["--listen", "localhost"],
+            &["--listen", "localhost:http"],
             &[
                 "--data-dir",
                 "d",

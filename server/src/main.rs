@@ -9,6 +9,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 mod app;
+mod backup;
 mod cli;
 mod clock;
 #[cfg(test)]
@@ -27,6 +28,9 @@ mod tls;
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
+    if let Some(cli::Command::Restore(args)) = &cli.command {
+        return backup::restore(args);
+    }
     if let Err(message) = cli.check() {
         use clap::CommandFactory;
         cli::Cli::command()

@@ -54,7 +54,7 @@ async fn serve(cli: Cli) -> Result<(), String> {
         )),
         _ => None,
     };
-    let listener = tokio::net::TcpListener::bind(cli.listen)
+    let listener = tokio::net::TcpListener::bind(cli.listen.as_str())
         .await
         .map_err(|error| format!("cannot listen on {}: {error}", cli.listen))?;
     let shared = open(&cli, &listener, Arc::new(Clock::new())).await?;

@@ -1,6 +1,8 @@
-//! Replicated mode (docs/contract.md §8) with three real processes on loopback: `kill -9` the leader and
-//! lose no lease; an in-flight heartbeat's ambiguous outcome; a wiped follower catching up
-//! from a snapshot; members whose wall clocks are 90 s off (libfaketime) leading in turn.
+//! Replicated mode (docs/contract.md §8, §12) with real processes on loopback: `kill -9` the
+//! leader and lose no lease; an in-flight heartbeat's ambiguous outcome; a wiped member
+//! refused, then removed, added again and caught up from a snapshot; members replaced, added,
+//! removed and moved while leases keep renewing; a backup under load restored; members named
+//! by host name; members whose wall clocks are 90 s off (libfaketime) leading in turn.
 //!
 //! `WORKLEASE_FAILOVERS=N` sets the number of leader kills in the failover test (default 3);
 //! docs/performance.md's failover time is the median of
@@ -11,17 +13,19 @@ mod support;
 use std::net::TcpListener;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use support::{Client, Server, TempDir, TOKEN};
 
-/// Three members on loopback; a member is `None` while it is down.
+/// Three members on loopback (more once added); a member is `None` while it is down.
 struct Cluster {
     dir: TempDir,
     ports: Vec<u16>,
     nodes: Vec<Option<Server>>,
+    /// The host members are named by in `--peers` and `--listen`.
+    host: String,
     /// Flags every member gets, then flags per member.
     extra: Vec<String>,
     own: Vec<Vec<String>>,
@@ -44,18 +48,23 @@ impl Cluster {
         own: &[&[&str]; 3],
         env: Vec<Vec<(String, String)>>,
     ) -> Self {
-        let ports = (0..3)
-            .map(|_| {
-                TcpListener::bind("127.0.0.1:0")
-                    .and_then(|l| l.local_addr())
-                    .expect("a free port")
-                    .port()
-            })
-            .collect();
+        Self::start_on("127.0.0.1", name, extra, own, env)
+    }
+
+    /// Three members named `host:PORT` (a host name or an IP address).
+    fn start_on(
+        host: &str,
+        name: &str,
+        extra: &[&str],
+        own: &[&[&str]; 3],
+        env: Vec<Vec<(String, String)>>,
+    ) -> Self {
+        let ports = (0..3).map(|_| free_port()).collect();
         let mut cluster = Self {
             dir: TempDir::new(name),
             ports,
             nodes: vec![None, None, None],
+            host: host.to_owned(),
             extra: extra.iter().map(|s| (*s).to_owned()).collect(),
             own: own
                 .iter()
@@ -69,16 +78,46 @@ impl Cluster {
         cluster
     }
 
+    /// Three members of which `late` is not started (the others seed the cluster without it).
+    fn start_without(name: &str, late: usize) -> Self {
+        let mut cluster = Self {
+            dir: TempDir::new(name),
+            ports: (0..3).map(|_| free_port()).collect(),
+            nodes: vec![None, None, None],
+            host: "127.0.0.1".to_owned(),
+            extra: Vec::new(),
+            own: vec![Vec::new(); 3],
+            env: vec![Vec::new(); 3],
+        };
+        for n in (1..=3).filter(|n| *n != late) {
+            cluster.launch(n);
+        }
+        cluster
+    }
+
     fn data_dir(&self, n: usize) -> std::path::PathBuf {
         self.dir.0.join(format!("node{n}"))
     }
 
+    /// `host:PORT` of member `n`.
+    fn address(&self, n: usize) -> String {
+        format!("{}:{}", self.host, self.ports[n - 1])
+    }
+
+    /// Starts member `n`: the three seed members list each other in `--peers`; a member
+    /// added later lists itself and node 1 (docs/clustering.md, "Growing the cluster").
     fn launch(&mut self, n: usize) {
-        let peers = (1..=3)
-            .map(|m| format!("{m}=127.0.0.1:{}", self.ports[m - 1]))
+        let listed: Vec<usize> = if n <= 3 {
+            (1..=3).collect()
+        } else {
+            vec![1, n]
+        };
+        let peers = listed
+            .iter()
+            .map(|m| format!("{m}={}", self.address(*m)))
             .collect::<Vec<_>>()
             .join(",");
-        let listen = format!("127.0.0.1:{}", self.ports[n - 1]);
+        let listen = self.address(n);
         let dir = self.data_dir(n).display().to_string();
         let id = n.to_string();
         let mut args = vec![
@@ -99,7 +138,61 @@ impl Cluster {
             .iter()
             .map(|(name, value)| (name.as_str(), value.as_str()))
             .collect();
-        self.nodes[n - 1] = Some(Server::start_raw(&args, &env));
+        let server = Server::start_raw(&args, &env);
+        self.nodes[n - 1] = Some(server);
+    }
+
+    /// A port for a new member `n` (the next id), which is not started yet.
+    fn new_member(&mut self) -> usize {
+        self.ports.push(free_port());
+        self.nodes.push(None);
+        self.own.push(Vec::new());
+        self.env.push(Vec::new());
+        self.ports.len()
+    }
+
+    /// An admin request to member `via`.
+    fn admin(&self, via: usize, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
+        Client::new(&self.node(via).base)
+            .call(method, path, body)
+            .unwrap_or_else(|| panic!("{method} {path} at node {via}: no answer\n{}", self.logs()))
+    }
+
+    /// `POST /cluster/members` for member `n` through `via`, sent again while it answers 503
+    /// (not caught up yet); the membership it answers.
+    fn add_member(&self, via: usize, n: usize) -> Value {
+        let body = json!({"node_id": n, "address": self.address(n)});
+        let started = Instant::now();
+        loop {
+            let (status, answer) = self.admin(via, "POST", "/cluster/members", Some(&body));
+            if status == 200 {
+                return answer;
+            }
+            assert!(
+                status == 503 && started.elapsed() < Duration::from_secs(90),
+                "adding node {n}: {status} {answer}\n{}",
+                self.logs()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// `DELETE /cluster/members/{n}` through `via`; the membership it answers.
+    fn remove_member(&self, via: usize, n: usize) -> Value {
+        let started = Instant::now();
+        loop {
+            let (status, answer) =
+                self.admin(via, "DELETE", &format!("/cluster/members/{n}"), None);
+            if status == 200 {
+                return answer;
+            }
+            assert!(
+                status == 503 && started.elapsed() < Duration::from_secs(30),
+                "removing node {n}: {status} {answer}\n{}",
+                self.logs()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
     }
 
     fn node(&self, n: usize) -> &Server {
@@ -107,7 +200,9 @@ impl Cluster {
     }
 
     fn alive(&self) -> Vec<usize> {
-        (1..=3).filter(|n| self.nodes[n - 1].is_some()).collect()
+        (1..=self.nodes.len())
+            .filter(|n| self.nodes[n - 1].is_some())
+            .collect()
     }
 
     /// `GET /cluster` of node `n`.
@@ -172,8 +267,11 @@ impl Cluster {
     }
 
     /// Wipes member `wiped` (kill -9, its data directory removed), creates `works` items in
-    /// `environment` through `leader` while it is down, starts it again, and waits until it
-    /// caught up from the leader's snapshot; the converged index and digest.
+    /// `environment` through `leader` while it is down, and starts it again: it is refused
+    /// (it forgot its votes) and takes no part while the others go on. Then it is removed and
+    /// added again through `leader` (docs/clustering.md, "Replacing a dead member"), and
+    /// waited for until it caught up from the leader's snapshot; the converged index and
+    /// digest.
     fn wipe_and_catch_up(
         &mut self,
         wiped: usize,
@@ -186,7 +284,40 @@ impl Cluster {
         for _ in 0..works {
             self.node(leader).work(environment);
         }
+        let term = self.status(leader).expect("the leader answers")["term"].clone();
         self.launch(wiped);
+        let refusal = format!("refused: node {wiped} is a voter of the cluster");
+        let started = Instant::now();
+        while !self.node(wiped).logged(&refusal) {
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "the wiped member was not refused:\n{}",
+                self.logs()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert!(
+            self.node(wiped).logged("DELETE /cluster/members/"),
+            "{}",
+            self.logs()
+        );
+        // It disturbed nothing: the same leader in the same term, and it applied nothing.
+        let status = self.status(leader).expect("the leader answers");
+        assert_eq!(
+            (status["role"].clone(), status["term"].clone()),
+            (json!("leader"), term)
+        );
+        assert_eq!(self.digest(wiped).0, 0, "a refused member applies nothing");
+        self.remove_member(leader, wiped);
+        let members = self.add_member(leader, wiped);
+        assert!(
+            members["data"]
+                .as_array()
+                .expect("members")
+                .iter()
+                .any(|m| m["node_id"] == wiped && m["role"] == "voter"),
+            "{members}"
+        );
         let converged = self.wait_converged(Duration::from_secs(30));
         assert!(
             self.node(wiped)
@@ -198,7 +329,7 @@ impl Cluster {
     }
 
     fn logs(&self) -> String {
-        (1..=3)
+        (1..=self.nodes.len())
             .filter_map(|n| {
                 self.nodes[n - 1]
                     .as_ref()
@@ -206,6 +337,13 @@ impl Cluster {
             })
             .collect()
     }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
 }
 
 fn heartbeat_path(environment: &str, work: &str, token: &str) -> String {
@@ -375,9 +513,8 @@ fn failover_keeps_every_lease_and_an_ambiguous_heartbeat_resolves() {
 fn a_wiped_follower_catches_up_from_a_snapshot() {
     let mut cluster = Cluster::start("catch-up", &["--snapshot-every", "8"]);
     let leader = cluster.wait_for_leader(Duration::from_secs(20));
-    // A follower that is not node 1 (which would initialize a new cluster on an empty
-    // directory: docs/clustering.md says to wipe only other members).
-    let wiped = (2..=3).find(|n| *n != leader).expect("a follower");
+    // Node 1 too: with a new directory it asks the others before it seeds anything.
+    let wiped = (1..=3).find(|n| *n != leader).expect("a follower");
     let environment = cluster.node(leader).environment("self_hosted");
     for _ in 0..40 {
         cluster.node(leader).work(&environment);
@@ -464,8 +601,8 @@ fn a_tls_cluster_elects_fails_over_and_catches_a_wiped_member_up_over_https() {
     cluster.launch(leader);
     cluster.wait_converged(Duration::from_secs(20));
 
-    // A wiped member (not node 1, not the leader) catches up from a snapshot.
-    let wiped = (2..=3).find(|n| *n != new_leader).expect("a follower");
+    // A wiped member (not the leader) is removed, added again and catches up from a snapshot.
+    let wiped = (1..=3).find(|n| *n != new_leader).expect("a follower");
     let digest = cluster.wipe_and_catch_up(wiped, new_leader, &environment, 20);
     assert_eq!(cluster.digest(wiped).1, digest.1);
     let listed = cluster
@@ -682,9 +819,502 @@ fn empty_and_idle_long_polls_write_nothing_to_the_log() {
     assert_eq!(stats.json["workers_polling"], workers, "{}", stats.text);
     cluster.node(leader).work(&environment);
     cluster.node(follower).claim(&environment, "w1");
+    // A command is answered as it is applied, a moment before openraft's metrics (which
+    // `GET /cluster` reads) count it: wait for them.
+    let started = Instant::now();
+    while applied() < before + 4 && started.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(10));
+    }
     assert_eq!(
         applied(),
         before + 4,
         "create, poll, ack and heartbeat are logged"
     );
+}
+
+/// Heartbeats every lease in turn through the members in `bases` (the member changing with
+/// each lease and round) until `stop` is set; each 200 advances the lease's token. A call
+/// that gets no answer or 503 is tried again next round; any other answer is a lost lease.
+/// Returns every token each lease was answered, oldest first, and the lost leases.
+fn keep_heartbeating(
+    bases: &Mutex<Vec<String>>,
+    environment: &str,
+    leases: Vec<(String, String)>,
+    stop: &AtomicBool,
+) -> (Vec<(String, Vec<String>)>, Vec<String>) {
+    let mut leases: Vec<(String, Vec<String>)> = leases
+        .into_iter()
+        .map(|(work, token)| (work, vec![token]))
+        .collect();
+    let mut lost = Vec::new();
+    let mut round = 0;
+    while !stop.load(Ordering::Relaxed) {
+        for (n, (work, tokens)) in leases.iter_mut().enumerate() {
+            let base = {
+                let bases = bases.lock().expect("bases");
+                bases[(n + round) % bases.len()].clone()
+            };
+            let token = tokens.last().expect("a token");
+            match Client::new(&base).call("POST", &heartbeat_path(environment, work, token), None) {
+                Some((200, body)) => {
+                    tokens.push(body["last_heartbeat"].as_str().expect("a token").to_owned());
+                }
+                None | Some((503, _)) => {}
+                Some((status, body)) => lost.push(format!("{work} via {base}: {status} {body}")),
+            }
+        }
+        round += 1;
+    }
+    (leases, lost)
+}
+
+#[test]
+fn members_are_replaced_added_and_removed_while_30_leases_keep_renewing() {
+    let mut cluster = Cluster::start("membership", &["--snapshot-every", "20"]);
+    let leader = cluster.wait_for_leader(Duration::from_secs(20));
+    let environment = cluster.node(leader).environment("self_hosted");
+    let mut leases = Vec::new();
+    for n in 0..30 {
+        cluster.node(leader).work(&environment);
+        leases.push(
+            cluster
+                .node(leader)
+                .claim(&environment, &format!("worker-{n}")),
+        );
+    }
+    let bases = Arc::new(Mutex::new(
+        (1..=3)
+            .map(|n| cluster.node(n).base.clone())
+            .collect::<Vec<_>>(),
+    ));
+    let stop = Arc::new(AtomicBool::new(false));
+    let client = {
+        let (bases, stop, environment) = (bases.clone(), stop.clone(), environment.clone());
+        std::thread::spawn(move || keep_heartbeating(&bases, &environment, leases, &stop))
+    };
+    let serve_through = |cluster: &Cluster, n: usize, serves: bool| {
+        let base = cluster.node(n).base.clone();
+        let mut bases = bases.lock().expect("bases");
+        bases.retain(|b| *b != base);
+        if serves {
+            bases.push(base);
+        }
+    };
+    let voters = |members: &Value| -> Vec<u64> {
+        members["data"]
+            .as_array()
+            .expect("members")
+            .iter()
+            .filter(|m| m["role"] == "voter")
+            .map(|m| m["node_id"].as_u64().expect("an id"))
+            .collect()
+    };
+
+    // Replace a dead member: kill -9 a follower, remove it, add a new member under a new id;
+    // it catches up from a snapshot (the log behind it is purged).
+    let dead = (1..=3).find(|n| *n != leader).expect("a follower");
+    serve_through(&cluster, dead, false);
+    std::thread::sleep(Duration::from_millis(500));
+    cluster.kill_9(dead);
+    let survivor = (1..=3)
+        .find(|n| *n != leader && *n != dead)
+        .expect("a survivor");
+    // With one of three down, removing a live member would leave one of two reachable: no
+    // majority, refused.
+    let (status, refusal) = cluster.admin(
+        leader,
+        "DELETE",
+        &format!("/cluster/members/{survivor}"),
+        None,
+    );
+    assert_eq!(status, 409, "{refusal}");
+    assert!(
+        refusal["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("majority")),
+        "{refusal}"
+    );
+    // Through a follower: forwarded to the leader like any change.
+    let members = cluster.remove_member(survivor, dead);
+    assert_eq!(voters(&members).len(), 2, "{members}");
+    let replacement = cluster.new_member();
+    cluster.launch(replacement);
+    let members = cluster.add_member(survivor, replacement);
+    assert_eq!(voters(&members).len(), 3, "{members}");
+    serve_through(&cluster, replacement, true);
+
+    // Grow to five, then shrink back to three.
+    let (fourth, fifth) = (cluster.new_member(), cluster.new_member());
+    for n in [fourth, fifth] {
+        cluster.launch(n);
+        cluster.add_member(leader, n);
+        serve_through(&cluster, n, true);
+    }
+    let (status, members) = cluster.admin(fourth, "GET", "/cluster/members", None);
+    assert_eq!(status, 200, "{members}");
+    assert_eq!(voters(&members).len(), 5, "{members}");
+    assert_eq!(members["leader_id"], leader, "{members}");
+    for n in [fourth, fifth] {
+        serve_through(&cluster, n, false);
+        std::thread::sleep(Duration::from_millis(500));
+        let removed = cluster.remove_member(leader, n);
+        assert!(!voters(&removed).contains(&(n as u64)), "{removed}");
+        cluster.kill_9(n);
+    }
+    // Move a member to another address: a member added there under a new id, then the old
+    // one removed (docs/clustering.md, "Moving a member to a new address").
+    let moved = cluster.new_member();
+    cluster.launch(moved);
+    cluster.add_member(survivor, moved);
+    serve_through(&cluster, moved, true);
+    serve_through(&cluster, replacement, false);
+    std::thread::sleep(Duration::from_millis(500));
+    cluster.remove_member(survivor, replacement);
+    cluster.kill_9(replacement);
+    let replacement = moved;
+
+    let members = cluster.admin(leader, "GET", "/cluster/members", None).1;
+    let mut ids = voters(&members);
+    ids.sort_unstable();
+    let mut expected: Vec<u64> = vec![leader as u64, survivor as u64, replacement as u64];
+    expected.sort_unstable();
+    assert_eq!(ids, expected, "{members}");
+
+    stop.store(true, Ordering::Relaxed);
+    let (leases, lost) = client.join().expect("the client");
+    assert!(lost.is_empty(), "leases lost: {lost:?}\n{}", cluster.logs());
+    cluster.wait_converged(Duration::from_secs(30));
+    assert!(
+        cluster
+            .node(replacement)
+            .logged("snapshot installed from the leader"),
+        "the moved member did not catch up from a snapshot:\n{}",
+        cluster.logs()
+    );
+    // Every lease is held with its latest token, and its previous token is refused.
+    for (work, tokens) in &leases {
+        assert!(tokens.len() > 1, "{work} was never renewed");
+        let (previous, token) = (&tokens[tokens.len() - 2], &tokens[tokens.len() - 1]);
+        let via = cluster.node(replacement);
+        let stale = via.post(&heartbeat_path(&environment, work, previous), &json!({}));
+        assert_eq!(
+            stale.status, 412,
+            "a stale token was accepted: {}",
+            stale.text
+        );
+        let fresh = via.post(&heartbeat_path(&environment, work, token), &json!({}));
+        assert_eq!(fresh.status, 200, "{work} was lost: {}", fresh.text);
+    }
+    cluster.wait_converged(Duration::from_secs(30));
+}
+
+#[test]
+fn a_cluster_named_by_host_names_elects_fails_over_and_rejoins() {
+    let mut cluster = Cluster::start_on(
+        "localhost",
+        "hostnames",
+        &[],
+        &[&[], &[], &[]],
+        vec![Vec::new(); 3],
+    );
+    let leader = cluster.wait_for_leader(Duration::from_secs(20));
+    let (status, members) = cluster.admin(leader, "GET", "/cluster/members", None);
+    assert_eq!(status, 200, "{members}");
+    assert!(
+        members["data"]
+            .as_array()
+            .expect("members")
+            .iter()
+            .all(|m| m["address"]
+                .as_str()
+                .is_some_and(|a| a.starts_with("localhost:"))),
+        "{members}"
+    );
+    let follower = (1..=3).find(|n| *n != leader).expect("a follower");
+    let environment = cluster.node(follower).environment("self_hosted");
+    cluster.node(follower).work(&environment);
+    cluster.kill_9(leader);
+    let new_leader = cluster.wait_for_leader(Duration::from_secs(20));
+    assert_ne!(new_leader, leader);
+    cluster.node(follower).work(&environment);
+    cluster.launch(leader);
+    cluster.wait_converged(Duration::from_secs(30));
+    let listed = cluster
+        .node(leader)
+        .get(&format!("/v1/environments/{environment}/work?limit=10"));
+    assert_eq!(
+        listed.json["data"].as_array().map(Vec::len),
+        Some(2),
+        "{}",
+        listed.text
+    );
+
+    // The leader removes itself (asked through a follower): it steps down once the change is
+    // committed, and the two others elect a leader between them.
+    let via = (1..=3).find(|n| *n != new_leader).expect("a follower");
+    let members = cluster.remove_member(via, new_leader);
+    assert!(
+        members["data"]
+            .as_array()
+            .expect("members")
+            .iter()
+            .all(|m| m["node_id"] != new_leader),
+        "{members}"
+    );
+    cluster.kill_9(new_leader);
+    let last = cluster.wait_for_leader(Duration::from_secs(20));
+    assert_ne!(last, new_leader);
+    cluster.node(via).work(&environment);
+    cluster.wait_converged(Duration::from_secs(30));
+}
+
+#[test]
+fn a_backup_under_load_restores_a_server_that_answers_as_the_cluster_did() {
+    let cluster = Cluster::start("backup", &["--snapshot-every", "50"]);
+    let leader = cluster.wait_for_leader(Duration::from_secs(20));
+    let followers: Vec<usize> = (1..=3).filter(|n| *n != leader).collect();
+    let environment = cluster.node(leader).environment("self_hosted");
+    let mut leases = Vec::new();
+    for n in 0..20 {
+        cluster.node(leader).work(&environment);
+        leases.push(
+            cluster
+                .node(leader)
+                .claim(&environment, &format!("worker-{n}")),
+        );
+    }
+    let (alone, busy) = leases.split_at(10);
+    let before: Vec<Value> = alone
+        .iter()
+        .map(|(work, _)| {
+            let item = cluster
+                .node(leader)
+                .get(&format!("/v1/environments/{environment}/work/{work}"));
+            item.json
+        })
+        .collect();
+
+    // Ten leases renew through a follower while the other follower takes the backup.
+    let bases = Arc::new(Mutex::new(vec![cluster.node(followers[0]).base.clone()]));
+    let stop = Arc::new(AtomicBool::new(false));
+    let client = {
+        let (stop, environment, busy) = (stop.clone(), environment.clone(), busy.to_vec());
+        std::thread::spawn(move || keep_heartbeating(&bases, &environment, busy, &stop))
+    };
+    std::thread::sleep(Duration::from_millis(500));
+    let (status, bytes) = cluster.node(followers[1]).get_bytes("/cluster/snapshot");
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&bytes));
+    std::thread::sleep(Duration::from_millis(300));
+    stop.store(true, Ordering::Relaxed);
+    let (renewed, lost) = client.join().expect("the client");
+    assert!(lost.is_empty(), "{lost:?}");
+    // The file: magic, version, index, term, the table's length and bytes, a SHA-256.
+    assert_eq!(&bytes[..4], b"WLBK");
+    let word = |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().expect("8 bytes"));
+    let (index, length) = (word(6), word(22) as usize);
+    assert!(index > 0);
+    let table = &bytes[30..30 + length];
+
+    let dir = TempDir::new("restored");
+    let restored_dir = dir.0.join("data");
+    let file = dir.0.join("backup.wlbk");
+    std::fs::create_dir_all(&dir.0).expect("a directory");
+    std::fs::write(&file, &bytes).expect("writes the backup");
+    let restore = Command::new(support::binary())
+        .args(["restore", "--from"])
+        .arg(&file)
+        .arg("--data-dir")
+        .arg(&restored_dir)
+        .output()
+        .expect("restore runs");
+    assert!(
+        restore.status.success(),
+        "{}",
+        String::from_utf8_lossy(&restore.stderr)
+    );
+    // Twice is refused: the directory is not empty any more.
+    let again = Command::new(support::binary())
+        .args(["restore", "--from"])
+        .arg(&file)
+        .arg("--data-dir")
+        .arg(&restored_dir)
+        .output()
+        .expect("restore runs");
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("not empty"));
+
+    // The restored directory starts a one-member cluster.
+    let data = restored_dir.display().to_string();
+    let (one, two) = (free_port(), free_port());
+    let seed = format!("1=127.0.0.1:{one}");
+    let listen = format!("127.0.0.1:{one}");
+    let refused = Command::new(support::binary())
+        .args([
+            "--listen",
+            &listen,
+            "--token",
+            TOKEN,
+            "--data-dir",
+            &data,
+            "--node-id",
+            "1",
+        ])
+        .args(["--peers", &format!("{seed},2=127.0.0.1:{two}")])
+        .output()
+        .expect("the server runs");
+    assert!(
+        !refused.status.success(),
+        "a restored directory seeded two members"
+    );
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("one-member cluster"));
+    let server = Server::start_raw(
+        &[
+            "--listen",
+            &listen,
+            "--token",
+            TOKEN,
+            "--data-dir",
+            &data,
+            "--node-id",
+            "1",
+            "--peers",
+            &seed,
+        ],
+        &[],
+    );
+    // The restored table is the backup's, byte for byte.
+    let digest = server.get("/internal/digest");
+    assert_eq!(digest.json["digest"], sha256_hex(table), "{}", digest.text);
+    // The leases no one renewed answer exactly as the cluster did; each renewed one holds a
+    // token the cluster answered, renews with it, and refuses the one before it.
+    for ((work, _), before) in alone.iter().zip(&before) {
+        let item = server.get(&format!("/v1/environments/{environment}/work/{work}"));
+        assert_eq!(&item.json, before, "{work}");
+    }
+    for (work, tokens) in &renewed {
+        let item = server.get(&format!("/v1/environments/{environment}/work/{work}"));
+        let held = item.json["latest_heartbeat_at"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{}", item.text));
+        let at = tokens
+            .iter()
+            .position(|token| token == held)
+            .unwrap_or_else(|| panic!("{work} holds {held}, which the cluster never answered"));
+        if at > 0 {
+            let stale = server.post(
+                &heartbeat_path(&environment, work, &tokens[at - 1]),
+                &json!({}),
+            );
+            assert_eq!(stale.status, 412, "{}", stale.text);
+        }
+        let beat = server.post(&heartbeat_path(&environment, work, held), &json!({}));
+        assert_eq!(beat.status, 200, "{}", beat.text);
+    }
+
+    // Then it grows: a member added to it gets the restored table from a snapshot.
+    let second_dir = dir.0.join("second").display().to_string();
+    let second = Server::start_raw(
+        &[
+            "--listen",
+            &format!("127.0.0.1:{two}"),
+            "--token",
+            TOKEN,
+            "--data-dir",
+            &second_dir,
+            "--node-id",
+            "2",
+            "--peers",
+            &format!("{seed},2=127.0.0.1:{two}"),
+        ],
+        &[],
+    );
+    let added = Client::new(&server.base).call(
+        "POST",
+        "/cluster/members",
+        Some(&json!({"node_id": 2, "address": format!("127.0.0.1:{two}")})),
+    );
+    assert_eq!(
+        added.as_ref().map(|(status, _)| *status),
+        Some(200),
+        "{added:?}"
+    );
+    let started = Instant::now();
+    loop {
+        let (ours, theirs) = (
+            server.get("/internal/digest"),
+            second.get("/internal/digest"),
+        );
+        if ours.json["digest"] == theirs.json["digest"]
+            && ours.json["last_applied_index"] == theirs.json["last_applied_index"]
+        {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "{} {}\n{}",
+            ours.text,
+            theirs.text,
+            second.stderr.lock()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(second.logged("snapshot installed from the leader"));
+}
+
+/// The hex SHA-256 of `bytes`, as `/internal/digest` reports a table's.
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
+}
+
+#[test]
+fn a_seed_member_that_starts_late_joins_as_a_learner_and_then_votes() {
+    let mut cluster = Cluster::start_without("late-seed", 3);
+    // Nodes 1 and 2 wait for node 3, then (after 5 s) seed the cluster without it.
+    let leader = cluster.wait_for_leader(Duration::from_secs(30));
+    assert!(
+        cluster.node(1).logged("did not answer within"),
+        "{}",
+        cluster.logs()
+    );
+    let environment = cluster.node(leader).environment("self_hosted");
+    cluster.node(leader).work(&environment);
+    let role_of_3 = |cluster: &Cluster| {
+        let (_, members) = cluster.admin(leader, "GET", "/cluster/members", None);
+        let role = members["data"]
+            .as_array()
+            .expect("members")
+            .iter()
+            .find(|m| m["node_id"] == 3)
+            .map(|m| m["role"].clone());
+        (role, members)
+    };
+    let wait_for = |cluster: &Cluster, role: Value| {
+        let started = Instant::now();
+        loop {
+            let (now, members) = role_of_3(cluster);
+            if now.as_ref() == Some(&role) {
+                return;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "node 3 is not a {role}: {members}\n{}",
+                cluster.logs()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    wait_for(&cluster, json!("learner"));
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(
+        role_of_3(&cluster).0,
+        Some(json!("learner")),
+        "not started, it cannot vote"
+    );
+    cluster.launch(3);
+    wait_for(&cluster, json!("voter"));
+    cluster.wait_converged(Duration::from_secs(20));
 }

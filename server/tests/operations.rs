@@ -1,5 +1,6 @@
 //! docs/contract.md §8's operations endpoints: `/healthz` and `/readyz` without credentials, `/cluster` as a one-member
-//! cluster, and `/metrics` parsed as Prometheus (OpenMetrics) text.
+//! cluster, and `/metrics` parsed as Prometheus (OpenMetrics) text; §12's admin routes outside
+//! a cluster.
 
 // This file uses a part of the shared support only.
 mod support;
@@ -380,4 +381,37 @@ fn labels(text: &str) -> Result<BTreeMap<String, String>, String> {
             .unwrap_or(&after[end + 1..]);
     }
     Ok(labels)
+}
+
+#[test]
+fn cluster_admin_routes_need_the_token_and_a_cluster() {
+    let memory = Server::start(&[]);
+    for (method, path) in [
+        ("GET", "/cluster/members"),
+        ("POST", "/cluster/members"),
+        ("DELETE", "/cluster/members/2"),
+        ("GET", "/cluster/snapshot"),
+    ] {
+        let anonymous = memory.request(method, path, &[], None);
+        assert_error(&anonymous, 401, "authentication_error", None);
+        let reply = memory.request(
+            method,
+            path,
+            &[("authorization", &support::bearer())],
+            Some(br#"{"node_id": 2, "address": "localhost:7002"}"#),
+        );
+        assert_error(&reply, 409, "invalid_request_error", None);
+    }
+    // A durable server is no cluster member, but it is backed up like one.
+    let dir = support::TempDir::new("durable-admin");
+    let data = dir.data();
+    let durable = Server::start(&["--data-dir", &data]);
+    let members = durable.post(
+        "/cluster/members",
+        &json!({"node_id": 2, "address": "localhost:7002"}),
+    );
+    assert_error(&members, 409, "invalid_request_error", None);
+    let (status, backup) = durable.get_bytes("/cluster/snapshot");
+    assert_eq!(status, 200);
+    assert_eq!(&backup[..4], b"WLBK");
 }

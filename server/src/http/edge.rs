@@ -21,7 +21,7 @@ use super::{forward, work};
 use crate::app::Shared;
 use crate::mint::Mint;
 use crate::origin::{RequestOrigin, ORIGIN};
-use crate::raft::{APPEND_ROUTE, SNAPSHOT_ROUTE, VOTE_ROUTE};
+use crate::raft::{ADMISSION_ROUTE, APPEND_ROUTE, SEED_ROUTE, SNAPSHOT_ROUTE, VOTE_ROUTE};
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 const RESPONSE_REQUEST_ID: HeaderName = HeaderName::from_static("request-id");
@@ -207,7 +207,16 @@ pub(super) fn route_of(path: &str, method: &Method) -> (Option<Route>, Option<He
         APPEND_ROUTE => return (Some(Route::RaftAppend), None),
         VOTE_ROUTE => return (Some(Route::RaftVote), None),
         SNAPSHOT_ROUTE => return (Some(Route::RaftSnapshot), None),
+        ADMISSION_ROUTE => return (Some(Route::RaftAdmission), None),
+        SEED_ROUTE => return (Some(Route::RaftSeed), None),
+        "/cluster/members" if method == Method::POST => return (Some(Route::AddMember), None),
+        "/cluster/members" => return (Some(Route::ListMembers), None),
+        "/cluster/snapshot" => return (Some(Route::Backup), None),
         _ => {}
+    }
+    if let Some(id) = path.strip_prefix("/cluster/members/") {
+        let route = (!id.is_empty() && !id.contains('/')).then_some(Route::RemoveMember);
+        return (route, None);
     }
     let read = method == Method::GET || method == Method::HEAD;
     let Some(rest) = path

@@ -65,9 +65,13 @@ where
                 extensions: parts.extensions,
                 body,
             };
-            // A change gets an origin id, so a broken forward can be replayed exactly once.
-            let origin = (sent.method != Method::GET && sent.method != Method::HEAD)
-                .then(|| shared.mint.value128());
+            // A change to the table gets an origin id, so a broken forward can be replayed
+            // exactly once. A membership change is not a table command (nothing records its
+            // answer) and is safe to send again by itself: it is not replayed.
+            let origin = (sent.method != Method::GET
+                && sent.method != Method::HEAD
+                && !sent.uri.path().starts_with("/cluster/"))
+            .then(|| shared.mint.value128());
             let first = proxy(&shared, &address, &sent, &request_id, origin, false).await;
             let (response, outcome) = match (first, origin) {
                 (Ok(response), _) if response.status() != StatusCode::SERVICE_UNAVAILABLE => {

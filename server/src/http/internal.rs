@@ -165,6 +165,14 @@ async fn accept<'a>(
             "this node is not a member of a replicated cluster".to_owned(),
         ));
     };
+    if !durable.admitted() {
+        return Err(plain(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "this member's data directory is new and the cluster has not let it in yet \
+             (its log says why)"
+                .to_owned(),
+        ));
+    }
     if durable.links().is_cut() {
         return Err(plain(
             StatusCode::SERVICE_UNAVAILABLE,

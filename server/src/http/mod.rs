@@ -1,5 +1,6 @@
-//! The HTTP edge: the routes under both prefixes, the operations endpoints, and the layers
-//! every request passes (counting, request ids, authentication).
+//! The HTTP edge: the routes under both prefixes, the operations endpoints, the cluster's
+//! admin routes (`cluster`), and the layers every request passes (counting, request ids,
+//! authentication).
 
 use std::sync::Arc;
 
@@ -9,6 +10,7 @@ use axum::{Router, ServiceExt};
 
 use crate::app::Shared;
 
+mod cluster;
 mod edge;
 mod environments;
 mod error;
@@ -72,10 +74,16 @@ fn handler(route: Route) -> MethodRouter<Arc<Shared>> {
         Route::Readyz => on(method, ops::readyz),
         Route::Cluster => on(method, ops::cluster),
         Route::Metrics => on(method, ops::metrics),
+        Route::ListMembers => on(method, cluster::list),
+        Route::AddMember => on(method, cluster::add),
+        Route::RemoveMember => on(method, cluster::remove),
+        Route::Backup => on(method, cluster::backup),
         Route::Digest => on(method, internal::digest),
         Route::RaftAppend => on(method, internal::append),
         Route::RaftVote => on(method, internal::vote),
         Route::RaftSnapshot => on(method, internal::snapshot),
+        Route::RaftAdmission => on(method, cluster::admission),
+        Route::RaftSeed => on(method, cluster::seed),
     }
 }
 
@@ -205,6 +213,13 @@ mod tests {
                 "/healthz/",
                 "/cluster",
                 "/cluster/x",
+                "/cluster/members",
+                "/cluster/members/",
+                "/cluster/members/4",
+                "/cluster/members/4/x",
+                "/cluster/snapshot",
+                crate::raft::ADMISSION_ROUTE,
+                crate::raft::SEED_ROUTE,
                 "/internal/digest",
                 crate::raft::APPEND_ROUTE,
                 crate::raft::VOTE_ROUTE,
@@ -252,6 +267,21 @@ mod tests {
                 assert_eq!(response.headers()[TEMPLATE], template.as_str(), "{route:?}");
                 let named = edge::route_of(&path, &route.method()).0;
                 assert_eq!(named, Some(route), "{} {path}", route.method());
+            }
+        }
+    }
+
+    /// The membership and backup routes, and only they, are for administrators.
+    #[test]
+    fn the_membership_and_backup_routes_are_admin_only() {
+        for route in Route::ALL {
+            let membership = route
+                .paths()
+                .iter()
+                .any(|path| path.starts_with("/cluster/members") || path == "/cluster/snapshot");
+            assert_eq!(route.is_admin_only(), membership, "{route:?}");
+            if membership {
+                assert!(!route.is_open() && route.goes_to_leader(), "{route:?}");
             }
         }
     }

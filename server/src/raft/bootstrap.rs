@@ -1,6 +1,7 @@
 //! Opening a data directory: check and load what it holds, start Raft, initialize a new
-//! cluster (a one-member one in durable mode; in replicated mode the member with the lowest
-//! id does it, with every `--peers` member as a voter), and, in a one-member cluster, wait
+//! cluster (a one-member one in durable mode; in replicated mode a new member waits to be let
+//! in, `super::admission`, and the lowest id in `--peers` seeds the cluster), and, in a
+//! one-member cluster, wait
 //! until every logged command is applied before the server answers anything. A replicated
 //! member serves at once: until a leader is known its requests wait (docs/contract.md §8).
 
@@ -13,6 +14,7 @@ use std::time::{Duration, Instant};
 use openraft::{BasicNode, ServerState, SnapshotPolicy};
 use worklease::Config;
 
+use super::admission::{self, Gate};
 use super::dir_lock::DirLock;
 use super::fingerprint;
 use super::log_store::LogStore;
@@ -51,8 +53,9 @@ pub(crate) struct Options {
     pub(crate) address: SocketAddr,
     /// This member's id.
     pub(crate) node_id: NodeId,
-    /// Every member of a replicated cluster and its address (empty: a one-member cluster).
-    pub(crate) peers: BTreeMap<NodeId, SocketAddr>,
+    /// `--peers`: the members of a new replicated cluster and their addresses (`HOST:PORT`),
+    /// or a new member and some of the current ones (empty: a durable server).
+    pub(crate) peers: BTreeMap<NodeId, String>,
     /// The token, which the members present to each other.
     pub(crate) token: String,
     /// With TLS on: what a member trusts when it calls another (over HTTPS).
@@ -121,6 +124,17 @@ async fn open_on_this_thread(options: &Options, clock: Arc<Clock>) -> Result<Dur
     let (machine, restored) = StateMachine::open(&snapshot_path, options.config, clock.clone())?;
     let machine = machine.snapshot_every(options.snapshot_every);
     let replicated = !options.peers.is_empty();
+    // A restored table is in no log: members seeded beside it would start from empty tables
+    // and replay a log that does not hold it.
+    let from_backup = machine.holds_a_restored_table();
+    if from_backup && options.peers.len() > 1 {
+        return Err(format!(
+            "{}: holds a restored backup, which starts a one-member cluster: give --peers \
+             only this member ({}=HOST:PORT), then add the others with POST /cluster/members",
+            snapshot_path.display(),
+            options.node_id
+        ));
+    }
     let (log, opened) = LogStore::open(dir, options.segment_bytes, !replicated)?;
     // What the directory holds says where the table's time had got to when this node stopped
     // (`crate::clock`). A one-member cluster leads alone, and no other clock kept time while it
@@ -195,32 +209,52 @@ async fn open_on_this_thread(options: &Options, clock: Arc<Clock>) -> Result<Dur
         .is_initialized()
         .await
         .map_err(|e| format!("raft did not start: {e}"))?;
-    let members: BTreeMap<NodeId, BasicNode> = if replicated {
-        options
-            .peers
-            .iter()
-            .map(|(id, address)| (*id, BasicNode::new(address)))
-            .collect()
+    if !replicated {
+        if !initialized {
+            let members = BTreeMap::from([(node_id, BasicNode::new(options.address))]);
+            raft.initialize(members)
+                .await
+                .map_err(|e| format!("cannot initialize the cluster: {e}"))?;
+        }
     } else {
-        BTreeMap::from([(node_id, BasicNode::new(options.address))])
-    };
-    let initializes = members.keys().next() == Some(&node_id);
-    if !initialized && initializes {
-        tracing::info!(node_id, members = ?members.keys().collect::<Vec<_>>(), "initializing a new cluster");
-        raft.initialize(members)
-            .await
-            .map_err(|e| format!("cannot initialize the cluster: {e}"))?;
-    }
-    if replicated {
+        // A member whose directory is new takes no part until it is let in (`admission`):
+        // the lowest id in `--peers` seeds a new cluster once every other member listed says
+        // it belongs to none; any other waits until the cluster adds it.
+        let gate = Arc::new(Gate::new(initialized));
+        let seeds = options.peers.keys().next() == Some(&node_id);
+        if !initialized {
+            let (raft, gate, links, peers) = (
+                raft.clone(),
+                gate.clone(),
+                links.clone(),
+                options.peers.clone(),
+            );
+            tokio::spawn(async move {
+                if seeds {
+                    admission::seed(raft, gate, links, node_id, peers).await;
+                } else {
+                    admission::join(gate, links, node_id, peers).await;
+                }
+            });
+        }
         tracing::info!(
             node_id,
             initialized,
             took_ms = started.elapsed().as_millis() as u64,
             "member started; requests wait for a leader"
         );
-        return Ok(Durable::start(
-            raft, node_id, handles, writer, links, clock, true,
+        let changing: Arc<tokio::sync::Mutex<()>> = Arc::default();
+        let promoter = tokio::spawn(super::membership::promote_learners(
+            raft.clone(),
+            changing.clone(),
         ));
+        let mut durable = Durable::start(raft, node_id, handles, writer, links, clock, true);
+        durable.gate = gate;
+        durable.changing = changing;
+        durable.promoter = Some(promoter);
+        durable.peers = options.peers.clone();
+        durable.restored = from_backup;
+        return Ok(durable);
     }
     let target = opened.last_index;
     let mut metrics = raft.metrics();

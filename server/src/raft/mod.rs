@@ -1,7 +1,8 @@
 //! openraft glue, and nothing else: the type configuration, the log store (over its own
 //! write-ahead log, `wal`), the state machine (the table and its snapshots), the network (HTTP
 //! to the other members' internal routes; a durable server is a one-member cluster and sends
-//! nothing) and bootstrap. The write
+//! nothing), bootstrap, the admission of members whose directory is new (`admission`),
+//! membership changes (`membership`) and backups (`backup`). The write
 //! path in `submit.rs` proposes through [`Durable::propose`] and reads through
 //! [`Durable::read_barrier`]; everything about Raft stays behind them.
 
@@ -21,12 +22,15 @@ use worklease::{Applied, Error, LeaseTable, Stamped, Timestamp};
 use crate::clock::Clock;
 use crate::request::Asked;
 
+mod admission;
 mod background;
+mod backup;
 mod bootstrap;
 mod codec;
 mod dir_lock;
 mod fingerprint;
 mod log_store;
+mod membership;
 mod network;
 mod replica;
 mod rpc;
@@ -37,8 +41,11 @@ mod thread;
 mod waiters;
 mod wal;
 
+pub(crate) use admission::{ADMISSION_ROUTE, SEED_ROUTE};
+pub(crate) use backup::{restore_into, Backup};
 pub(crate) use bootstrap::{open, Options, SOLE_NODE};
 pub(crate) use codec::CodecError;
+pub(crate) use membership::{Members, Refusal};
 pub(crate) use network::{
     Links, APPEND_ROUTE, CONFIG_HEADER, SNAPSHOT_ROUTE, TABLE_TIME_HEADER, VOTE_ROUTE,
 };
@@ -259,6 +266,18 @@ pub(crate) struct Durable {
     /// Where Raft's tasks and the proposer run (`None` only while [`open`] starts them there);
     /// stopped when this is dropped.
     thread: Option<thread::RaftThread>,
+    /// Shut while this member's data directory is new and it was not let in yet
+    /// (`admission`): Raft's messages to it are refused meanwhile.
+    gate: Arc<admission::Gate>,
+    /// `--peers`, as given (a new cluster's seed).
+    peers: std::collections::BTreeMap<NodeId, String>,
+    /// Held through a membership change: one at a time (`membership`).
+    changing: Arc<tokio::sync::Mutex<()>>,
+    /// A replicated member's task that promotes learners once they caught up (`membership`).
+    promoter: Option<tokio::task::JoinHandle<()>>,
+    /// The table was restored from a backup (`backup`) and no snapshot holds it yet: a new
+    /// member must get it from a snapshot, not from the log.
+    restored: bool,
     /// The data directory's lock (`None` only while [`open`] starts the node), released
     /// last.
     dir_lock: Option<dir_lock::DirLock>,
@@ -318,6 +337,11 @@ impl Durable {
             replicated,
             recorded,
             thread: None,
+            gate: Arc::new(admission::Gate::new(true)),
+            peers: std::collections::BTreeMap::new(),
+            changing: Arc::default(),
+            promoter: None,
+            restored: false,
             dir_lock: None,
         }
     }
@@ -560,6 +584,9 @@ impl Durable {
     pub(crate) async fn shutdown(&self) {
         self.proposer.abort();
         self.snapshots.abort();
+        if let Some(promoter) = &self.promoter {
+            promoter.abort();
+        }
         if let Err(error) = self.raft.shutdown().await {
             tracing::warn!(%error, "raft did not stop cleanly");
         }

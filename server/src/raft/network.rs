@@ -103,6 +103,21 @@ impl Links {
         }
     }
 
+    /// [`Self::log_tls_failure`] for a member known by its address only (a new member asking
+    /// the ones in its `--peers`).
+    pub(crate) fn log_tls_failure_at(&self, address: &str, error: &reqwest::Error) {
+        if let Some(cause) = crate::tls::rustls_cause(error) {
+            if self.untrusted.allows() {
+                tracing::warn!(
+                    %address,
+                    error = %cause,
+                    "cannot reach a member over TLS: does its certificate come from the CA in \
+                     --tls-ca (or the system's roots), name its address, and is it still valid?"
+                );
+            }
+        }
+    }
+
     /// Whether the answer of this forwarded request is thrown away (a fault injector: the
     /// leader applied the change, the follower never hears back).
     pub(crate) fn drops_answers(&self) -> bool {
@@ -140,6 +155,22 @@ impl Links {
         Err(format!(
             "refused by the receiving member: {disagreement}; {advice}; its log names both"
         ))
+    }
+
+    /// A request from this member to another's `route`, at `address` (`HOST:PORT`, a host
+    /// name resolved when a connection is made): every member-to-member call (Raft's RPCs,
+    /// admission and liveness questions) is built here, so each carries the same credentials
+    /// and this member's table configuration.
+    pub(crate) fn to_member(
+        &self,
+        method: reqwest::Method,
+        address: &str,
+        route: &str,
+    ) -> reqwest::RequestBuilder {
+        self.client
+            .request(method, format!("{}://{address}{route}", self.scheme))
+            .bearer_auth(&self.token)
+            .header(CONFIG_HEADER, &self.config_tag)
     }
 
     /// The client, for forwarding requests to the leader too.
@@ -236,11 +267,8 @@ impl Peer {
         }
         let mut request = self
             .links
-            .client
-            .post(format!("{}://{}{route}", self.links.scheme, self.address))
-            .bearer_auth(&self.links.token)
+            .to_member(reqwest::Method::POST, &self.address, route)
             .header("content-type", "application/octet-stream")
-            .header(CONFIG_HEADER, &self.links.config_tag)
             .timeout(timeout)
             .body(body);
         if let Some(at) = table_time {
@@ -264,10 +292,15 @@ impl Peer {
         })?;
         if !status.is_success() {
             let text = String::from_utf8_lossy(&bytes[..bytes.len().min(200)]).into_owned();
-            return Err(Failure::Network(std::io::Error::other(format!(
-                "node {} answered {status}: {text}",
-                self.target
-            ))));
+            let error =
+                std::io::Error::other(format!("node {} answered {status}: {text}", self.target));
+            // A member that takes no messages now (new and not let in yet, cut off, stopping):
+            // openraft backs off instead of asking again at once.
+            return Err(if status == reqwest::StatusCode::SERVICE_UNAVAILABLE {
+                Failure::Unreachable(error)
+            } else {
+                Failure::Network(error)
+            });
         }
         Ok(bytes.to_vec())
     }

@@ -184,7 +184,19 @@ fn parse_payload(payload: &[u8]) -> Result<Payload<'_>, String> {
     Ok(Payload { table, record })
 }
 
+/// The table's canonical bytes in a snapshot payload (a backup's table).
+pub(super) fn table_of_payload(payload: &[u8]) -> Result<Vec<u8>, String> {
+    parse_payload(payload).map(|parsed| parsed.table.to_vec())
+}
+
 impl StateMachine {
+    /// Whether this state machine holds a table no log entry made: a restored backup in a
+    /// new data directory (`super::backup`), which must start a one-member cluster.
+    pub(crate) fn holds_a_restored_table(&self) -> bool {
+        let table = self.table.lock();
+        self.last_applied.is_none() && table.clock().is_some()
+    }
+
     /// The state machine of the data directory whose snapshot file is `path`: restored from
     /// it when it exists, else a new table with `config` (and that empty table is written as
     /// the first snapshot, so the directory keeps the configuration it was created with).

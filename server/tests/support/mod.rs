@@ -227,6 +227,29 @@ impl Server {
             .unwrap_or_else(|| panic!("no status line in {head:?}"))
     }
 
+    /// GET with the bearer token: the status and the body's bytes (for bodies that are not
+    /// text).
+    pub(crate) fn get_bytes(&self, path: &str) -> (u16, Vec<u8>) {
+        let request = Request::builder()
+            .method("GET")
+            .uri(format!("{}{path}", self.base))
+            .header("authorization", bearer())
+            .body(())
+            .expect("request");
+        let mut response = self
+            .agent
+            .run(request)
+            .unwrap_or_else(|error| panic!("GET {path}: {error}"));
+        let status = response.status().as_u16();
+        let bytes = response
+            .body_mut()
+            .with_config()
+            .limit(1 << 30)
+            .read_to_vec()
+            .expect("a readable body");
+        (status, bytes)
+    }
+
     /// GET with the bearer token.
     pub(crate) fn get(&self, path: &str) -> Reply {
         self.request("GET", path, &[("authorization", &bearer())], None)
