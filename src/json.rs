@@ -615,6 +615,20 @@ mod tests {
     }
 
     #[test]
+    fn a_delivered_item_carries_its_secret_and_every_other_rendering_null() {
+        let (_, item) = table_with_item();
+        let delivered = to_json(DeliveredWork {
+            item: &item,
+            secret: "c2VjcmV0",
+        });
+        assert_eq!(delivered["secret"], "c2VjcmV0");
+        assert_eq!(to_json(Work(&item))["secret"], Value::Null);
+        let mut without = delivered.clone();
+        without["secret"] = Value::Null;
+        assert_eq!(without, to_json(Work(&item)));
+    }
+
+    #[test]
     fn a_work_item_renders_every_documented_field_in_order() {
         let (_, item) = table_with_item();
         let text = serde_json::to_string(&Work(&item)).unwrap();
@@ -626,7 +640,8 @@ mod tests {
                 r#""data":{"type":"session","id":"sess_01"},"state":"queued","#,
                 r#""created_at":"2026-07-01T08:15:06.120394Z","acknowledged_at":null,"#,
                 r#""started_at":null,"latest_heartbeat_at":null,"stop_requested_at":null,"#,
-                r#""stopped_at":null,"metadata":{"repo":"worklease"},"lease_epoch":0}"#
+                r#""stopped_at":null,"metadata":{"repo":"worklease"},"lease_epoch":0,"#,
+                r#""secret":null}"#
             )
         );
     }
