@@ -67,8 +67,13 @@ pub(crate) const FORWARD_OUTCOMES: [&str; 3] = ["answered", "replayed", "unavail
 
 /// Why a credential was refused (`worklease_credentials_refused_total`'s `reason`,
 /// `crate::access::Refusal::reason`).
-pub(crate) const REFUSAL_REASONS: [&str; 5] =
-    ["missing", "malformed", "unknown", "out_of_scope", "stale_delivery"];
+pub(crate) const REFUSAL_REASONS: [&str; 5] = [
+    "missing",
+    "malformed",
+    "unknown",
+    "out_of_scope",
+    "stale_delivery",
+];
 
 /// Every route label the edge counts requests under (`crate::http::route::Route::label`, and
 /// `unmatched`), the heartbeat first: [`Metrics::request`] looks a route up here, in order.

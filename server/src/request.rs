@@ -17,9 +17,9 @@ use std::fmt;
 
 use worklease::{
     Applied, Command, EnvironmentId, EnvironmentKey, EnvironmentKeyId, EnvironmentPatch,
-    EnvironmentRecord, Error, Heartbeat, ItemSecretKey, KeyDigest,
-    HeartbeatRequest, LeaseTable, Metadata, MetadataPatch, NewEnvironment, PollRequest, Polled,
-    SessionId, Stamped, StopMode, Timestamp, Transition, Updated, WorkId, WorkerId,
+    EnvironmentRecord, Error, Heartbeat, HeartbeatRequest, ItemSecretKey, KeyDigest, LeaseTable,
+    Metadata, MetadataPatch, NewEnvironment, PollRequest, Polled, SessionId, Stamped, StopMode,
+    Timestamp, Transition, Updated, WorkId, WorkerId,
 };
 
 /// A new id's inputs: time, sequence, entropy (`Submit::mint_inputs`).

@@ -25,9 +25,10 @@ use parking_lot::Mutex;
 use tokio::sync::Notify;
 use worklease::{
     Config, Cursor, EnvironmentId, EnvironmentKey, EnvironmentKeyId, EnvironmentListRequest,
-    EnvironmentPage, EnvironmentPatch, EnvironmentRecord, Error, ItemSecretKey, KeyDigest, Heartbeat, HeartbeatRequest, LeaseTable, ListRequest, Metadata,
-    MetadataPatch, NewEnvironment, Page, PollRequest, Polled, QueueStats, SessionId, Stamped,
-    StopMode, Timestamp, Transition, Updated, WorkItem, WorkState, WorkerId,
+    EnvironmentPage, EnvironmentPatch, EnvironmentRecord, Error, Heartbeat, HeartbeatRequest,
+    ItemSecretKey, KeyDigest, LeaseTable, ListRequest, Metadata, MetadataPatch, NewEnvironment,
+    Page, PollRequest, Polled, QueueStats, SessionId, Stamped, StopMode, Timestamp, Transition,
+    Updated, WorkItem, WorkState, WorkerId,
 };
 
 use crate::clock::Clock;
@@ -329,15 +330,11 @@ impl Submit {
             key: ItemSecretKey::from_bytes(bytes),
         })
         .await?;
-        self.table
-            .lock()
-            .item_secret_key()
-            .copied()
-            .ok_or_else(|| {
-                Refused::Unavailable(Unavailable(
-                    "the item-secret key is not applied on this member yet; retry".to_owned(),
-                ))
-            })
+        self.table.lock().item_secret_key().copied().ok_or_else(|| {
+            Refused::Unavailable(Unavailable(
+                "the item-secret key is not applied on this member yet; retry".to_owned(),
+            ))
+        })
     }
 
     /// Runs `read` on this member's table as it holds it now, without a read barrier: for

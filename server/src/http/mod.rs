@@ -10,6 +10,7 @@ use axum::{Router, ServiceExt};
 use crate::app::Shared;
 
 mod edge;
+mod environment_keys;
 mod environments;
 mod error;
 mod extract;
@@ -23,7 +24,7 @@ use edge::Edge;
 pub(crate) use error::ApiError;
 #[cfg(test)]
 pub(crate) use internal::table_digest;
-use route::Route;
+pub(crate) use route::Route;
 
 /// Every route under both prefixes, plus `/healthz`, `/readyz`, `/cluster` and `/metrics`, behind the one
 /// edge (request ids, authentication but for `/healthz` and `/readyz`, counting), for `axum::serve`.
@@ -59,6 +60,9 @@ fn handler(route: Route) -> MethodRouter<Arc<Shared>> {
         Route::UpdateEnvironment => on(method, environments::update),
         Route::DeleteEnvironment => on(method, environments::delete),
         Route::ArchiveEnvironment => on(method, environments::archive),
+        Route::CreateEnvironmentKey => on(method, environment_keys::create),
+        Route::ListEnvironmentKeys => on(method, environment_keys::list),
+        Route::RevokeEnvironmentKey => on(method, environment_keys::revoke),
         Route::ListWork => on(method, work::list),
         Route::CreateWork => on(method, work::create),
         Route::Poll => on(method, work::poll),
@@ -168,6 +172,11 @@ mod tests {
             "/environments/archive",
             "/environments/e1/archive",
             "/environments/e1/archive/",
+            "/environments/e1/keys",
+            "/environments/e1/keys/",
+            "/environments/e1/keys/k1",
+            "/environments/e1/keys/k1/",
+            "/environments/e1/keys/k1/x",
             "/environments/e1/works",
             "/environments/e1/work",
             "/environments/e1/work/",
@@ -242,7 +251,8 @@ mod tests {
             for template in route.paths() {
                 let path = template
                     .replace("{environment_id}", "env_1")
-                    .replace("{work_id}", "work_1");
+                    .replace("{work_id}", "work_1")
+                    .replace("{key_id}", "ekey_1");
                 let request = Request::builder()
                     .method(route.method())
                     .uri(path.as_str())

@@ -37,6 +37,12 @@ pub(crate) enum Route {
     DeleteEnvironment,
     /// `POST /environments/{environment_id}/archive`.
     ArchiveEnvironment,
+    /// `POST /environments/{environment_id}/keys`.
+    CreateEnvironmentKey,
+    /// `GET /environments/{environment_id}/keys`.
+    ListEnvironmentKeys,
+    /// `DELETE /environments/{environment_id}/keys/{key_id}`.
+    RevokeEnvironmentKey,
     /// `GET /environments/{environment_id}/work` (or `…/work/`).
     ListWork,
     /// `POST /environments/{environment_id}/work`.
@@ -75,13 +81,16 @@ pub(crate) enum Route {
 
 impl Route {
     /// Every route, once: the router registers exactly these.
-    pub(crate) const ALL: [Self; 23] = [
+    pub(crate) const ALL: [Self; 26] = [
         Self::CreateEnvironment,
         Self::ListEnvironments,
         Self::RetrieveEnvironment,
         Self::UpdateEnvironment,
         Self::DeleteEnvironment,
         Self::ArchiveEnvironment,
+        Self::CreateEnvironmentKey,
+        Self::ListEnvironmentKeys,
+        Self::RevokeEnvironmentKey,
         Self::ListWork,
         Self::CreateWork,
         Self::Poll,
@@ -106,6 +115,7 @@ impl Route {
         match self {
             Self::ListEnvironments
             | Self::RetrieveEnvironment
+            | Self::ListEnvironmentKeys
             | Self::ListWork
             | Self::Poll
             | Self::Stats
@@ -118,6 +128,7 @@ impl Route {
             Self::CreateEnvironment
             | Self::UpdateEnvironment
             | Self::ArchiveEnvironment
+            | Self::CreateEnvironmentKey
             | Self::CreateWork
             | Self::UpdateWork
             | Self::Ack
@@ -126,7 +137,7 @@ impl Route {
             | Self::RaftAppend
             | Self::RaftVote
             | Self::RaftSnapshot => Method::POST,
-            Self::DeleteEnvironment => Method::DELETE,
+            Self::DeleteEnvironment | Self::RevokeEnvironmentKey => Method::DELETE,
         }
     }
 
@@ -138,6 +149,12 @@ impl Route {
                 &[Pattern::Api("/environments/{environment_id}")]
             }
             Self::ArchiveEnvironment => &[Pattern::Api("/environments/{environment_id}/archive")],
+            Self::CreateEnvironmentKey | Self::ListEnvironmentKeys => {
+                &[Pattern::Api("/environments/{environment_id}/keys")]
+            }
+            Self::RevokeEnvironmentKey => {
+                &[Pattern::Api("/environments/{environment_id}/keys/{key_id}")]
+            }
             Self::ListWork => &[
                 Pattern::Api("/environments/{environment_id}/work"),
                 Pattern::Api("/environments/{environment_id}/work/"),
@@ -191,7 +208,10 @@ impl Route {
             Self::RetrieveEnvironment
             | Self::UpdateEnvironment
             | Self::DeleteEnvironment
-            | Self::ArchiveEnvironment => "other",
+            | Self::ArchiveEnvironment
+            | Self::CreateEnvironmentKey
+            | Self::ListEnvironmentKeys
+            | Self::RevokeEnvironmentKey => "other",
             Self::ListWork => "list",
             Self::CreateWork => "create_work",
             Self::Poll => "poll",
@@ -221,6 +241,9 @@ impl Route {
             | Self::UpdateEnvironment
             | Self::DeleteEnvironment
             | Self::ArchiveEnvironment
+            | Self::CreateEnvironmentKey
+            | Self::ListEnvironmentKeys
+            | Self::RevokeEnvironmentKey
             | Self::ListWork
             | Self::CreateWork
             | Self::Poll
@@ -253,6 +276,9 @@ impl Route {
             | Self::UpdateEnvironment
             | Self::DeleteEnvironment
             | Self::ArchiveEnvironment
+            | Self::CreateEnvironmentKey
+            | Self::ListEnvironmentKeys
+            | Self::RevokeEnvironmentKey
             | Self::ListWork
             | Self::CreateWork
             | Self::Poll
@@ -262,6 +288,75 @@ impl Route {
             | Self::Ack
             | Self::Heartbeat
             | Self::Stop
+            | Self::Cluster
+            | Self::Metrics
+            | Self::Digest
+            | Self::RaftAppend
+            | Self::RaftVote
+            | Self::RaftSnapshot => false,
+        }
+    }
+}
+
+impl Route {
+    /// Whether an environment key opens the route in its own environment (docs/contract.md
+    /// §10): what a runner does. Retrieving and updating work, creating it, environments and
+    /// their keys, and the node's routes are the admin's.
+    #[inline]
+    pub(crate) const fn opens_to_environment_keys(self) -> bool {
+        match self {
+            Self::Poll
+            | Self::Ack
+            | Self::Heartbeat
+            | Self::Stop
+            | Self::ListWork
+            | Self::Stats => true,
+            Self::CreateEnvironment
+            | Self::ListEnvironments
+            | Self::RetrieveEnvironment
+            | Self::UpdateEnvironment
+            | Self::DeleteEnvironment
+            | Self::ArchiveEnvironment
+            | Self::CreateEnvironmentKey
+            | Self::ListEnvironmentKeys
+            | Self::RevokeEnvironmentKey
+            | Self::CreateWork
+            | Self::RetrieveWork
+            | Self::UpdateWork
+            | Self::Healthz
+            | Self::Readyz
+            | Self::Cluster
+            | Self::Metrics
+            | Self::Digest
+            | Self::RaftAppend
+            | Self::RaftVote
+            | Self::RaftSnapshot => false,
+        }
+    }
+
+    /// Whether an item secret opens the route for its own item: heartbeat and stop only.
+    #[inline]
+    pub(crate) const fn opens_to_item_secrets(self) -> bool {
+        match self {
+            Self::Heartbeat | Self::Stop => true,
+            Self::CreateEnvironment
+            | Self::ListEnvironments
+            | Self::RetrieveEnvironment
+            | Self::UpdateEnvironment
+            | Self::DeleteEnvironment
+            | Self::ArchiveEnvironment
+            | Self::CreateEnvironmentKey
+            | Self::ListEnvironmentKeys
+            | Self::RevokeEnvironmentKey
+            | Self::ListWork
+            | Self::CreateWork
+            | Self::Poll
+            | Self::Stats
+            | Self::RetrieveWork
+            | Self::UpdateWork
+            | Self::Ack
+            | Self::Healthz
+            | Self::Readyz
             | Self::Cluster
             | Self::Metrics
             | Self::Digest

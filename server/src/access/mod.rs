@@ -1,0 +1,230 @@
+//! Who may do what (docs/contract.md §10): the credentials a request can present, and the one
+//! check the edge makes before a route runs.
+//!
+//! | credential | file | may |
+//! |---|---|---|
+//! | admin token | [`admin_tokens`] | everything on the API |
+//! | environment key `wlk_…` | [`environment_key`] | in its environment: poll, ack, heartbeat, stop, list work, stats |
+//! | item secret `wls_…` | [`item_secret`] | heartbeat and stop of its item, while its delivery is current |
+//!
+//! A check costs microseconds: comparisons with the admin tokens, then at most one SHA-256
+//! (a key) or one HMAC-SHA256 (a secret), and reads of this member's table under its lock.
+//! Keys and secrets carry 256 bits of randomness or a 256-bit tag, so no slow password hash
+//! is needed. The check reads the table of the member that serves the request: in replicated
+//! mode that is the leader (a follower forwards the client's credential unchecked), so a key
+//! revoked there is refused at once, whichever member the request reached.
+
+mod admin_tokens;
+pub(crate) mod environment_key;
+pub(crate) mod item_secret;
+mod presented;
+mod refusal;
+
+use std::borrow::Cow;
+
+use axum::http::HeaderMap;
+use subtle::ConstantTimeEq;
+use worklease::EnvironmentId;
+
+pub(crate) use admin_tokens::AdminTokens;
+use presented::Presented;
+pub(crate) use refusal::Refusal;
+
+use crate::http::Route;
+use crate::submit::Submit;
+
+/// What a request's credential is, once checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Grant {
+    /// An admin token: everything.
+    Admin,
+    /// An environment key or an item secret, checked against this member's table for this
+    /// route and path.
+    Scoped,
+    /// Not an admin token, and this member does not lead: the leader checks it.
+    AtLeader,
+}
+
+/// The admin tokens and the check.
+#[derive(Debug)]
+pub(crate) struct Access {
+    admin: AdminTokens,
+}
+
+impl Access {
+    pub(crate) fn new(admin: AdminTokens) -> Self {
+        Self { admin }
+    }
+
+    /// Whether `headers`' credential opens `route` at `path` on this member.
+    ///
+    /// # Errors
+    ///
+    /// The [`Refusal`]: 401 for no, malformed or unknown credentials, 403 for a valid one
+    /// out of its scope (another environment or item, a stale delivery, an admin route).
+    pub(crate) fn check(
+        &self,
+        route: Route,
+        path: &str,
+        headers: &HeaderMap,
+        submit: &Submit,
+    ) -> Result<Grant, Refusal> {
+        let presented = match presented::of(headers) {
+            Presented::Nothing => return Err(Refusal::Missing),
+            Presented::Unreadable => return Err(Refusal::Malformed),
+            Presented::Text(text) => text,
+        };
+        if self.admin.admit(presented) {
+            return Ok(Grant::Admin);
+        }
+        if route.goes_to_leader() && submit.is_replicated() && !submit.leads() {
+            return Ok(Grant::AtLeader);
+        }
+        scoped(route, path, presented, submit).map(|()| Grant::Scoped)
+    }
+
+    /// The check of a request that reached the leader unchecked (`Grant::AtLeader` where it
+    /// arrived, and this member leads now): the same, without leaving it to anyone else.
+    pub(crate) fn check_here(
+        &self,
+        route: Route,
+        path: &str,
+        headers: &HeaderMap,
+        submit: &Submit,
+    ) -> Result<(), Refusal> {
+        let presented = match presented::of(headers) {
+            Presented::Nothing => return Err(Refusal::Missing),
+            Presented::Unreadable => return Err(Refusal::Malformed),
+            Presented::Text(text) => text,
+        };
+        if self.admin.admit(presented) {
+            return Ok(());
+        }
+        scoped(route, path, presented, submit)
+    }
+}
+
+/// What an environment key or an item secret may do here.
+fn scoped(route: Route, path: &str, presented: &str, submit: &Submit) -> Result<(), Refusal> {
+    if let Some(key) = environment_key::parse(presented) {
+        let held = submit.peek(|table| {
+            table.environment_keys(&key.environment).is_ok_and(|keys| {
+                keys.iter()
+                    .fold(subtle::Choice::from(0), |found, held| {
+                        found | held.digest.as_bytes().ct_eq(key.digest.as_bytes())
+                    })
+                    .into()
+            })
+        });
+        if !held {
+            return Err(Refusal::Unknown);
+        }
+        let ids = PathIds::of(path);
+        let own = ids
+            .environment
+            .as_deref()
+            .and_then(|text| EnvironmentId::parse(text).ok())
+            .is_some_and(|environment| environment == key.environment);
+        return if route.opens_to_environment_keys() && own {
+            Ok(())
+        } else {
+            Err(Refusal::OutOfScope)
+        };
+    }
+    if let Some(signed) = item_secret::parse(presented) {
+        let verified = submit.peek(|table| {
+            table
+                .item_secret_key()
+                .is_some_and(|secret_key| signed.verify(secret_key))
+        });
+        if !verified {
+            return Err(Refusal::Unknown);
+        }
+        let ids = PathIds::of(path);
+        let delivery = &signed.delivery;
+        let own = route.opens_to_item_secrets()
+            && ids.environment.as_deref() == Some(delivery.environment.as_str())
+            && ids.work.as_deref() == Some(delivery.work.as_str());
+        if !own {
+            return Err(Refusal::OutOfScope);
+        }
+        let now = submit.now();
+        let current = submit.peek(|table| {
+            table
+                .get(delivery.environment.as_str(), delivery.work.as_str(), now)
+                .is_ok_and(|item| delivery.is_current(&item))
+        });
+        return if current {
+            Ok(())
+        } else {
+            Err(Refusal::StaleDelivery)
+        };
+    }
+    if presented.starts_with(environment_key::PREFIX) || presented.starts_with(item_secret::PREFIX)
+    {
+        Err(Refusal::Malformed)
+    } else {
+        Err(Refusal::Unknown)
+    }
+}
+
+/// The environment and work ids a path names (percent-decoded), for scope checks.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct PathIds<'a> {
+    environment: Option<Cow<'a, str>>,
+    work: Option<Cow<'a, str>>,
+}
+
+impl<'a> PathIds<'a> {
+    fn of(path: &'a str) -> Self {
+        let Some(rest) = path
+            .strip_prefix("/api/v1/cloud")
+            .or_else(|| path.strip_prefix("/v1"))
+            .and_then(|tail| tail.strip_prefix("/environments/"))
+        else {
+            return Self::default();
+        };
+        let mut segments = rest.split('/');
+        let decode = |segment: &'a str| {
+            percent_encoding::percent_decode_str(segment)
+                .decode_utf8()
+                .ok()
+        };
+        let environment = segments.next().and_then(decode);
+        let work = match (segments.next(), segments.next()) {
+            (Some("work"), Some(work)) => decode(work),
+            _ => None,
+        };
+        Self { environment, work }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn path_ids_are_read_under_both_prefixes_and_decoded() {
+        for prefix in ["/v1", "/api/v1/cloud"] {
+            let ids = PathIds::of_owned(&format!("{prefix}/environments/env_a/work/work_%31/stop"));
+            assert_eq!(ids, (Some("env_a".to_owned()), Some("work_1".to_owned())));
+            let ids = PathIds::of_owned(&format!("{prefix}/environments/env_a/work/poll"));
+            assert_eq!(ids.0.as_deref(), Some("env_a"));
+        }
+        assert_eq!(PathIds::of_owned("/metrics"), (None, None));
+        assert_eq!(
+            PathIds::of_owned("/v1/environments/%ff/work/w"),
+            (None, Some("w".to_owned()))
+        );
+    }
+
+    impl PathIds<'_> {
+        fn of_owned(path: &str) -> (Option<String>, Option<String>) {
+            let ids = PathIds::of(path);
+            (
+                ids.environment.map(Cow::into_owned),
+                ids.work.map(Cow::into_owned),
+            )
+        }
+    }
+}
