@@ -8,6 +8,7 @@ use axum::extract::rejection::RawPathParamsRejection;
 use axum::extract::{RawPathParams, State};
 use axum::http::StatusCode;
 use axum::response::Response;
+use serde::Serialize;
 use serde_json::{json as value, Value};
 use worklease::{EnvironmentId, EnvironmentKey};
 
@@ -63,9 +64,13 @@ pub(crate) async fn create(
         ));
     }
     tracing::info!(environment_id = %environment, key_id = %created.id, "environment key created");
-    let mut object = render(&environment, &created);
-    object["key"] = Value::String(key);
-    Ok(json(StatusCode::OK, &object))
+    Ok(json(
+        StatusCode::OK,
+        &KeyObject {
+            key: Some(&key),
+            ..KeyObject::of(&environment, &created)
+        },
+    ))
 }
 
 /// `GET /environments/{id}/keys`: every key, ascending id, without the keys themselves.
@@ -78,23 +83,34 @@ pub(crate) async fn list(
         .submit
         .retrieve_environment(ids.environment())
         .await?;
-    let data: Vec<Value> = record
+    let data: Vec<KeyObject<'_>> = record
         .keys
         .iter()
-        .map(|key| render(&record.id, key))
+        .map(|key| KeyObject::of(&record.id, key))
         .collect();
-    let first_id = data.first().map(|key| key["id"].clone());
-    let last_id = data.last().map(|key| key["id"].clone());
+    let first_id = data.first().map(|key| key.id.clone());
+    let last_id = data.last().map(|key| key.id.clone());
     Ok(json(
         StatusCode::OK,
-        &value!({
-            "data": data,
-            "first_id": first_id,
-            "last_id": last_id,
-            "has_more": false,
-            "next_page": null,
-        }),
+        &KeyList {
+            data,
+            first_id,
+            last_id,
+            // An environment holds at most 64 keys: one page holds them all.
+            has_more: false,
+            next_page: None,
+        },
     ))
+}
+
+/// A list page of keys, in the shape of every list page.
+#[derive(Serialize)]
+struct KeyList<'a> {
+    data: Vec<KeyObject<'a>>,
+    first_id: Option<String>,
+    last_id: Option<String>,
+    has_more: bool,
+    next_page: Option<String>,
 }
 
 /// `DELETE /environments/{id}/keys/{key_id}`.
@@ -114,12 +130,28 @@ pub(crate) async fn revoke(
     ))
 }
 
-fn render(environment: &EnvironmentId, key: &EnvironmentKey) -> Value {
-    value!({
-        "id": key.id.to_string(),
-        "type": "environment_key",
-        "environment_id": environment.to_string(),
-        "name": key.name,
-        "created_at": key.created_at.to_rfc3339().to_string(),
-    })
+/// An `environment_key` object, fields in the documented order; `key` only on creation.
+#[derive(Serialize)]
+struct KeyObject<'a> {
+    id: String,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    environment_id: String,
+    name: Option<&'a str>,
+    created_at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    key: Option<&'a str>,
+}
+
+impl<'a> KeyObject<'a> {
+    fn of(environment: &EnvironmentId, key: &'a EnvironmentKey) -> Self {
+        Self {
+            id: key.id.to_string(),
+            kind: "environment_key",
+            environment_id: environment.to_string(),
+            name: key.name.as_deref(),
+            created_at: key.created_at.to_rfc3339().to_string(),
+            key: None,
+        }
+    }
 }
