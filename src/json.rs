@@ -623,7 +623,7 @@ mod tests {
         });
         assert_eq!(delivered["secret"], "c2VjcmV0");
         assert_eq!(to_json(Work(&item))["secret"], Value::Null);
-        let mut without = delivered.clone();
+        let mut without = delivered;
         without["secret"] = Value::Null;
         assert_eq!(without, to_json(Work(&item)));
     }

@@ -24,19 +24,19 @@ impl Shared {
     /// With `token` the one admin token.
     #[cfg(test)]
     pub(crate) fn new(submit: Submit, token: String, metrics: Arc<Metrics>) -> Self {
-        Self::with_admin_tokens(submit, vec![token], metrics)
+        Self::with_admin_tokens(submit, &[token], metrics)
     }
 
     /// With every token of `tokens` (at least one) an admin token.
     pub(crate) fn with_admin_tokens(
         submit: Submit,
-        tokens: Vec<String>,
+        tokens: &[String],
         metrics: Arc<Metrics>,
     ) -> Self {
         let token = tokens.first().cloned().unwrap_or_default();
         Self {
             submit,
-            access: Access::new(AdminTokens::new(&tokens)),
+            access: Access::new(AdminTokens::new(tokens)),
             token,
             mint: Mint::new(),
             metrics,

@@ -163,7 +163,9 @@ pub(crate) async fn open(
             Submit::logged(durable, metrics.clone(), clock)
         }
     };
-    Ok(Arc::new(Shared::with_admin_tokens(submit, tokens, metrics)))
+    Ok(Arc::new(Shared::with_admin_tokens(
+        submit, &tokens, metrics,
+    )))
 }
 
 /// Serves on `listener` (plain TCP, or [`tls::Listener`]) until `shutdown` resolves, then

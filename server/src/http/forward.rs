@@ -54,7 +54,7 @@ where
     match shared.submit.leader(LEADER_WAIT).await {
         Some(Leader::Me) => {
             if let Err(refused) = check_here(&shared, unchecked, request.uri(), request.headers()) {
-                return refused;
+                return refused.into_response();
             }
             let origin = RequestOrigin::of(request.headers());
             serve_here(inner, request, origin).await
@@ -160,7 +160,7 @@ where
         match shared.submit.leader(LEADER_WAIT).await {
             Some(Leader::Me) => {
                 if let Err(refused) = check_here(shared, unchecked, &sent.uri, &sent.headers) {
-                    return Some(refused);
+                    return Some(refused.into_response());
                 }
                 let mut request = Request::new(Body::from(sent.body.clone()));
                 *request.method_mut() = sent.method.clone();
@@ -191,13 +191,14 @@ where
     None
 }
 
-/// The credential check a request left for the leader, made here now that this node leads.
+/// The credential check a request left for the leader, made here now that this node leads:
+/// the refusal's answer, if it is refused.
 fn check_here(
     shared: &Shared,
     unchecked: Option<Route>,
     uri: &Uri,
     headers: &HeaderMap,
-) -> Result<(), Response> {
+) -> Result<(), ApiError> {
     let Some(route) = unchecked else {
         return Ok(());
     };
@@ -206,7 +207,7 @@ fn check_here(
         .check_here(route, uri.path(), headers, &shared.submit)
         .map_err(|refusal| {
             shared.metrics.credential_refused(refusal.reason());
-            refusal.answer().into_response()
+            refusal.answer()
         })
 }
 
