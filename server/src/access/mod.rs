@@ -132,33 +132,30 @@ fn scoped(route: Route, path: &str, presented: &str, submit: &Submit) -> Result<
         };
     }
     if let Some(signed) = item_secret::parse(presented) {
-        let verified = submit.peek(|table| {
-            table
-                .item_secret_key()
-                .is_some_and(|secret_key| signed.verify(secret_key))
-        });
-        if !verified {
-            return Err(Refusal::Unknown);
-        }
         let ids = PathIds::of(path);
         let delivery = &signed.delivery;
         let own = route.opens_to_item_secrets()
             && ids.environment.as_deref() == Some(delivery.environment.as_str())
             && ids.work.as_deref() == Some(delivery.work.as_str());
-        if !own {
-            return Err(Refusal::OutOfScope);
-        }
         let now = submit.now();
-        let current = submit.peek(|table| {
-            table
+        // One look at the table: the signing key, then (for its own item only) the item.
+        return submit.peek(|table| {
+            let verified = table
+                .item_secret_key()
+                .is_some_and(|secret_key| signed.verify(secret_key));
+            if !verified {
+                Err(Refusal::Unknown)
+            } else if !own {
+                Err(Refusal::OutOfScope)
+            } else if table
                 .get(delivery.environment.as_str(), delivery.work.as_str(), now)
                 .is_ok_and(|item| delivery.is_current(&item))
+            {
+                Ok(())
+            } else {
+                Err(Refusal::StaleDelivery)
+            }
         });
-        return if current {
-            Ok(())
-        } else {
-            Err(Refusal::StaleDelivery)
-        };
     }
     if presented.starts_with(environment_key::PREFIX) || presented.starts_with(item_secret::PREFIX)
     {
