@@ -152,9 +152,39 @@ pub(crate) struct Signed {
 impl Signed {
     /// Whether the tag is `key`'s for these bytes (compared in constant time by `hmac`).
     pub(crate) fn verify(&self, key: &ItemSecretKey) -> bool {
-        let mut mac = mac(key);
+        self.verify_with(mac(key))
+    }
+
+    fn verify_with(&self, mut mac: Hmac<Sha256>) -> bool {
         mac.update(&self.signed);
         mac.verify_slice(&self.tag).is_ok()
+    }
+}
+
+/// An item-secret key with its HMAC state prepared (the key's inner and outer blocks hashed
+/// once), so a check hashes only the token's own bytes: a third of the work.
+#[derive(Clone)]
+pub(crate) struct Verifier {
+    key: ItemSecretKey,
+    mac: Hmac<Sha256>,
+}
+
+impl Verifier {
+    pub(crate) fn new(key: ItemSecretKey) -> Self {
+        Self {
+            mac: mac(&key),
+            key,
+        }
+    }
+
+    /// Whether this verifier is for `key`.
+    pub(crate) fn is_for(&self, key: &ItemSecretKey) -> bool {
+        self.key == *key
+    }
+
+    /// [`Signed::verify`] with the prepared state.
+    pub(crate) fn verify(&self, signed: &Signed) -> bool {
+        signed.verify_with(self.mac.clone())
     }
 }
 

@@ -21,10 +21,11 @@ mod presented;
 mod refusal;
 
 use std::borrow::Cow;
+use std::sync::OnceLock;
 
 use axum::http::HeaderMap;
 use subtle::ConstantTimeEq;
-use worklease::EnvironmentId;
+use worklease::{EnvironmentId, ItemSecretKey};
 
 pub(crate) use admin_tokens::AdminTokens;
 use presented::Presented;
@@ -46,14 +47,24 @@ pub(crate) enum Grant {
 }
 
 /// The admin tokens and the check.
-#[derive(Debug)]
 pub(crate) struct Access {
     admin: AdminTokens,
+    /// The table's item-secret key, prepared for HMAC, once a secret was checked.
+    verifier: OnceLock<item_secret::Verifier>,
+}
+
+impl std::fmt::Debug for Access {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Access").finish_non_exhaustive()
+    }
 }
 
 impl Access {
     pub(crate) fn new(admin: AdminTokens) -> Self {
-        Self { admin }
+        Self {
+            admin,
+            verifier: OnceLock::new(),
+        }
     }
 
     /// Whether `headers`' credential opens `route` at `path` on this member.
@@ -80,7 +91,8 @@ impl Access {
         if route.goes_to_leader() && submit.is_replicated() && !submit.leads() {
             return Ok(Grant::AtLeader);
         }
-        scoped(route, path, presented, submit).map(|()| Grant::Scoped)
+        self.scoped(route, path, presented, submit)
+            .map(|()| Grant::Scoped)
     }
 
     /// The check of a request that reached the leader unchecked (`Grant::AtLeader` where it
@@ -100,68 +112,89 @@ impl Access {
         if self.admin.admit(presented) {
             return Ok(());
         }
-        scoped(route, path, presented, submit)
+        self.scoped(route, path, presented, submit)
     }
-}
 
-/// What an environment key or an item secret may do here.
-fn scoped(route: Route, path: &str, presented: &str, submit: &Submit) -> Result<(), Refusal> {
-    if let Some(key) = environment_key::parse(presented) {
-        let held = submit.peek(|table| {
-            table.environment_keys(&key.environment).is_ok_and(|keys| {
-                keys.iter()
-                    .fold(subtle::Choice::from(0), |found, held| {
-                        found | held.digest.as_bytes().ct_eq(key.digest.as_bytes())
-                    })
-                    .into()
-            })
-        });
-        if !held {
-            return Err(Refusal::Unknown);
-        }
-        let ids = PathIds::of(path);
-        let own = ids
-            .environment
-            .as_deref()
-            .and_then(|text| EnvironmentId::parse(text).ok())
-            .is_some_and(|environment| environment == key.environment);
-        return if route.opens_to_environment_keys() && own {
-            Ok(())
-        } else {
-            Err(Refusal::OutOfScope)
+    /// Whether `signed`'s tag is the table's key's (`None`: the table has no key yet).
+    fn verify(&self, key: Option<&ItemSecretKey>, signed: &item_secret::Signed) -> bool {
+        let Some(key) = key else {
+            return false;
         };
+        let verifier = self
+            .verifier
+            .get_or_init(|| item_secret::Verifier::new(*key));
+        if verifier.is_for(key) {
+            verifier.verify(signed)
+        } else {
+            // The table's key is set once, so this is a table restored from elsewhere.
+            signed.verify(key)
+        }
     }
-    if let Some(signed) = item_secret::parse(presented) {
-        let ids = PathIds::of(path);
-        let delivery = &signed.delivery;
-        let own = route.opens_to_item_secrets()
-            && ids.environment.as_deref() == Some(delivery.environment.as_str())
-            && ids.work.as_deref() == Some(delivery.work.as_str());
-        let now = submit.now();
-        // One look at the table: the signing key, then (for its own item only) the item.
-        return submit.peek(|table| {
-            let verified = table
-                .item_secret_key()
-                .is_some_and(|secret_key| signed.verify(secret_key));
-            if !verified {
-                Err(Refusal::Unknown)
-            } else if !own {
-                Err(Refusal::OutOfScope)
-            } else if table
-                .get(delivery.environment.as_str(), delivery.work.as_str(), now)
-                .is_ok_and(|item| delivery.is_current(&item))
-            {
+
+    /// What an environment key or an item secret may do here.
+    fn scoped(
+        &self,
+        route: Route,
+        path: &str,
+        presented: &str,
+        submit: &Submit,
+    ) -> Result<(), Refusal> {
+        if let Some(key) = environment_key::parse(presented) {
+            let held = submit.peek(|table| {
+                table.environment_keys(&key.environment).is_ok_and(|keys| {
+                    keys.iter()
+                        .fold(subtle::Choice::from(0), |found, held| {
+                            found | held.digest.as_bytes().ct_eq(key.digest.as_bytes())
+                        })
+                        .into()
+                })
+            });
+            if !held {
+                return Err(Refusal::Unknown);
+            }
+            let ids = PathIds::of(path);
+            let own = ids
+                .environment
+                .as_deref()
+                .and_then(|text| EnvironmentId::parse(text).ok())
+                .is_some_and(|environment| environment == key.environment);
+            return if route.opens_to_environment_keys() && own {
                 Ok(())
             } else {
-                Err(Refusal::StaleDelivery)
-            }
-        });
-    }
-    if presented.starts_with(environment_key::PREFIX) || presented.starts_with(item_secret::PREFIX)
-    {
-        Err(Refusal::Malformed)
-    } else {
-        Err(Refusal::Unknown)
+                Err(Refusal::OutOfScope)
+            };
+        }
+        if let Some(signed) = item_secret::parse(presented) {
+            let ids = PathIds::of(path);
+            let delivery = &signed.delivery;
+            let own = route.opens_to_item_secrets()
+                && ids.environment.as_deref() == Some(delivery.environment.as_str())
+                && ids.work.as_deref() == Some(delivery.work.as_str());
+            let now = submit.now();
+            // One look at the table: the signing key, then (for its own item only) the item.
+            return submit.peek(|table| {
+                let verified = self.verify(table.item_secret_key(), &signed);
+                if !verified {
+                    Err(Refusal::Unknown)
+                } else if !own {
+                    Err(Refusal::OutOfScope)
+                } else if table
+                    .get(delivery.environment.as_str(), delivery.work.as_str(), now)
+                    .is_ok_and(|item| delivery.is_current(&item))
+                {
+                    Ok(())
+                } else {
+                    Err(Refusal::StaleDelivery)
+                }
+            });
+        }
+        if presented.starts_with(environment_key::PREFIX)
+            || presented.starts_with(item_secret::PREFIX)
+        {
+            Err(Refusal::Malformed)
+        } else {
+            Err(Refusal::Unknown)
+        }
     }
 }
 
