@@ -72,6 +72,9 @@ impl EnvironmentKey {
     }
 }
 
+/// The longest key name, in characters (as an environment's).
+const MAX_KEY_NAME_CHARS: usize = 256;
+
 /// The most keys one environment holds: enough for a fleet's rotation, and it bounds the
 /// digests a request is compared with.
 pub const MAX_KEYS_PER_ENVIRONMENT: usize = 64;
@@ -100,7 +103,7 @@ impl EnvironmentKeys {
     pub(crate) fn insert(&mut self, key: EnvironmentKey) -> Result<(), Error> {
         if let Some(name) = &key.name {
             let chars = name.chars().count();
-            if chars == 0 || chars > crate::environment_record::MAX_NAME_CHARS {
+            if chars == 0 || chars > MAX_KEY_NAME_CHARS {
                 return Err(Error::invalid(Param::Name, "1 to 256 characters", name));
             }
         }

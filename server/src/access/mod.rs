@@ -31,8 +31,19 @@ pub(crate) use admin_tokens::AdminTokens;
 use presented::Presented;
 pub(crate) use refusal::Refusal;
 
-use crate::http::Route;
 use crate::submit::Submit;
+
+/// What a route opens to credentials other than an admin token, and whether a member that
+/// does not lead passes it to the leader (the edge reads it off its route).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Opens {
+    /// The route is served by the leader.
+    pub(crate) at_leader: bool,
+    /// An environment key may use it in its own environment.
+    pub(crate) to_environment_keys: bool,
+    /// An item secret may use it on its own item.
+    pub(crate) to_item_secrets: bool,
+}
 
 /// What a request's credential is, once checked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,7 +86,7 @@ impl Access {
     /// out of its scope (another environment or item, a stale delivery, an admin route).
     pub(crate) fn check(
         &self,
-        route: Route,
+        route: Opens,
         path: &str,
         headers: &HeaderMap,
         submit: &Submit,
@@ -88,7 +99,7 @@ impl Access {
         if self.admin.admit(presented) {
             return Ok(Grant::Admin);
         }
-        if route.goes_to_leader() && submit.is_replicated() && !submit.leads() {
+        if route.at_leader && submit.is_replicated() && !submit.leads() {
             return Ok(Grant::AtLeader);
         }
         self.scoped(route, path, presented, submit)
@@ -99,7 +110,7 @@ impl Access {
     /// arrived, and this member leads now): the same, without leaving it to anyone else.
     pub(crate) fn check_here(
         &self,
-        route: Route,
+        route: Opens,
         path: &str,
         headers: &HeaderMap,
         submit: &Submit,
@@ -134,7 +145,7 @@ impl Access {
     /// What an environment key or an item secret may do here.
     fn scoped(
         &self,
-        route: Route,
+        route: Opens,
         path: &str,
         presented: &str,
         submit: &Submit,
@@ -158,7 +169,7 @@ impl Access {
                 .as_deref()
                 .and_then(|text| EnvironmentId::parse(text).ok())
                 .is_some_and(|environment| environment == key.environment);
-            return if route.opens_to_environment_keys() && own {
+            return if route.to_environment_keys && own {
                 Ok(())
             } else {
                 Err(Refusal::OutOfScope)
@@ -167,7 +178,7 @@ impl Access {
         if let Some(signed) = item_secret::parse(presented) {
             let ids = PathIds::of(path);
             let delivery = &signed.delivery;
-            let own = route.opens_to_item_secrets()
+            let own = route.to_item_secrets
                 && ids.environment.as_deref() == Some(delivery.environment.as_str())
                 && ids.work.as_deref() == Some(delivery.work.as_str());
             let now = submit.now();

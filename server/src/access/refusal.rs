@@ -4,8 +4,6 @@
 
 use axum::http::StatusCode;
 
-use crate::http::ApiError;
-
 /// Why a request's credential does not open the route.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Refusal {
@@ -34,9 +32,9 @@ impl Refusal {
         }
     }
 
-    /// The answer.
-    pub(crate) fn answer(self) -> ApiError {
-        let (status, error_type, message) = match self {
+    /// The answer's status, error type and message.
+    pub(crate) const fn answer(self) -> (StatusCode, &'static str, &'static str) {
+        match self {
             Self::Missing => (
                 StatusCode::UNAUTHORIZED,
                 "authentication_error",
@@ -57,7 +55,6 @@ impl Refusal {
                 "permission_error",
                 "this item secret belongs to an earlier delivery of the item",
             ),
-        };
-        ApiError::own(status, error_type, message.to_owned())
+        }
     }
 }

@@ -95,7 +95,7 @@ where
                 .shared
                 .access
                 .check(
-                    route,
+                    route.opens(),
                     request.uri().path(),
                     request.headers(),
                     &self.shared.submit,
@@ -106,7 +106,7 @@ where
                 .shared
                 .access
                 .check(
-                    Route::Healthz,
+                    Route::Healthz.opens(),
                     request.uri().path(),
                     request.headers(),
                     &self.shared.submit,
@@ -117,14 +117,16 @@ where
             Answer::Here(self.inner.call(request))
         } else if let Err(refusal) = grant {
             self.shared.metrics.credential_refused(refusal.reason());
-            Answer::Refused(refusal.answer())
+            Answer::Refused(refusal.into())
         } else if route.is_some_and(Route::goes_to_leader) && !self.shared.submit.leads() {
             Answer::AtLeader(Box::pin(forward::route(
                 self.shared.clone(),
                 self.inner.clone(),
                 request,
                 request_id.as_str().to_owned(),
-                route.filter(|_| grant == Ok(Some(Grant::AtLeader))),
+                route
+                    .filter(|_| grant == Ok(Some(Grant::AtLeader)))
+                    .map(Route::opens),
             )))
         } else if let Some(origin) = self
             .shared

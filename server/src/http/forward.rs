@@ -22,7 +22,7 @@ use tower_service::Service;
 
 use super::error::ApiError;
 use super::extract::read_body;
-use super::route::Route;
+use crate::access::Opens;
 use crate::app::Shared;
 use crate::origin::{RequestOrigin, ORIGIN, ORIGIN_HEADER, REPLAY_HEADER};
 use crate::raft::{Leader, NodeId};
@@ -45,7 +45,7 @@ pub(crate) async fn route<S>(
     inner: S,
     request: Request,
     request_id: String,
-    unchecked: Option<Route>,
+    unchecked: Option<Opens>,
 ) -> Response
 where
     S: Service<Request, Response = Response, Error = Infallible>,
@@ -148,7 +148,7 @@ async fn replay<S>(
     sent: &Sent,
     request_id: &str,
     origin: u128,
-    unchecked: Option<Route>,
+    unchecked: Option<Opens>,
 ) -> Option<Response>
 where
     S: Service<Request, Response = Response, Error = Infallible>,
@@ -195,7 +195,7 @@ where
 /// the refusal's answer, if it is refused.
 fn check_here(
     shared: &Shared,
-    unchecked: Option<Route>,
+    unchecked: Option<Opens>,
     uri: &Uri,
     headers: &HeaderMap,
 ) -> Result<(), ApiError> {
@@ -207,7 +207,7 @@ fn check_here(
         .check_here(route, uri.path(), headers, &shared.submit)
         .map_err(|refusal| {
             shared.metrics.credential_refused(refusal.reason());
-            refusal.answer()
+            ApiError::from(refusal)
         })
 }
 

@@ -8,6 +8,7 @@
 
 use axum::http::Method;
 
+use crate::access::Opens;
 use crate::raft::{APPEND_ROUTE, SNAPSHOT_ROUTE, VOTE_ROUTE};
 
 /// The API's two prefixes; every [`Pattern::Api`] route is served under both.
@@ -299,6 +300,16 @@ impl Route {
 }
 
 impl Route {
+    /// What the route opens to environment keys and item secrets, for the credential check.
+    #[inline]
+    pub(crate) const fn opens(self) -> Opens {
+        Opens {
+            at_leader: self.goes_to_leader(),
+            to_environment_keys: self.opens_to_environment_keys(),
+            to_item_secrets: self.opens_to_item_secrets(),
+        }
+    }
+
     /// Whether an environment key opens the route in its own environment (docs/contract.md
     /// §10): what a runner does. Retrieving and updating work, creating it, environments and
     /// their keys, and the node's routes are the admin's.
