@@ -16,9 +16,9 @@ for tool in valgrind callgrind_control wrk python3; do
 done
 cargo build --release --quiet -p worklease-server
 TARGET=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
-OUT=$(mktemp -d)
+OUT=${KEEP_DIR:-$(mktemp -d)}; mkdir -p "$OUT"
 PID=
-cleanup() { [ -n "$PID" ] && kill "$PID" 2>/dev/null || true; rm -rf "$OUT"; }
+cleanup() { [ -n "$PID" ] && kill "$PID" 2>/dev/null || true; [ -n "${KEEP_DIR:-}" ] || rm -rf "$OUT"; }
 trap cleanup EXIT
 declare -A PER
 for mode in admin key secret; do

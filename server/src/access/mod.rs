@@ -226,10 +226,15 @@ impl<'a> PathIds<'a> {
             return Self::default();
         };
         let mut segments = rest.split('/');
+        // Ids are plain ASCII: a segment without `%` is its own decoding.
         let decode = |segment: &'a str| {
-            percent_encoding::percent_decode_str(segment)
-                .decode_utf8()
-                .ok()
+            if segment.contains('%') {
+                percent_encoding::percent_decode_str(segment)
+                    .decode_utf8()
+                    .ok()
+            } else {
+                Some(Cow::Borrowed(segment))
+            }
         };
         let environment = segments.next().and_then(decode);
         let work = match (segments.next(), segments.next()) {
