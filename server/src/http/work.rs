@@ -83,8 +83,13 @@ pub(crate) async fn poll(
 
 /// A delivered item with its `secret` (docs/contract.md §10), signed with the table's
 /// item-secret key (set the first time one is needed).
-async fn delivered(shared: &Shared, item: &WorkItem) -> Handled {
-    let key = shared.submit.item_secret_key().await?;
+async fn delivered(shared: &Arc<Shared>, item: &WorkItem) -> Handled {
+    // On a task of its own: setting the key is a change of its own, which must not carry this
+    // request's origin id (`crate::origin`, a task-local) as if it were this request.
+    let setter = shared.clone();
+    let key = tokio::spawn(async move { setter.submit.item_secret_key().await })
+        .await
+        .map_err(|error| ApiError::Unavailable(format!("the item-secret key: {error}")))??;
     let Some(delivery) = item_secret::Delivery::of(item) else {
         // A poll's answer always records its delivery; without one there is nothing to bind.
         return Ok(json(StatusCode::OK, &Work(item)));
