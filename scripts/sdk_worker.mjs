@@ -26,6 +26,8 @@
 // with no events, whose event stream stays open while the worker serves it) and passes every
 // other request to the server.
 //
+// A second check drains a queue with the SDK's `WorkPoller` holding an environment key only.
+//
 // Prints `ok: ...` per check; exits non-zero with `FAILED: ...` on the first unexpected answer.
 
 import { spawn } from 'node:child_process';
@@ -262,6 +264,53 @@ async function workerDrainsOnAGracefulStop(Anthropic, baseURL, token) {
   }
 }
 
+/**
+ * The SDK's `WorkPoller` with an environment key (docs/security.md): it drains a queue of
+ * three items, claiming each with the key, and force-stops each after the loop body with the
+ * `sessions_token` of the item's poll `secret` (the SDK's `autoStop`).
+ */
+async function workPollerDrainsWithAnEnvironmentKey(Anthropic, version, baseURL, token) {
+  const admin = new Anthropic({ baseURL, authToken: token, apiKey: null, maxRetries: 0 });
+  const env = await admin.beta.environments.create({ name: 'sdk-key', config: { type: 'self_hosted' } });
+  const key = await admin.post(`/v1/environments/${env.id}/keys`, { body: { name: 'runner' } });
+  check(key.key.startsWith('wlk_'), `an environment key ${key.id}, created with the admin token`);
+  const ids = [];
+  for (let n = 0; n < 3; n++) {
+    const created = await admin.post(`/v1/environments/${env.id}/work`, {
+      body: { data: { type: 'session', id: `sess_key${n}` } },
+    });
+    ids.push(created.id);
+  }
+  // The runner holds the environment key only.
+  const runner = new Anthropic({ baseURL, authToken: 'not-a-credential', apiKey: null, maxRetries: 0 });
+  const claimed = [];
+  const poller = runner.beta.environments.work.poller({
+    environmentId: env.id,
+    environmentKey: key.key,
+    drain: true,
+    blockMs: null,
+  });
+  for await (const item of poller) {
+    check(typeof item.secret === 'string' && item.secret.length > 0, `${item.id} came with a secret`);
+    claimed.push(item.id);
+  }
+  check(
+    JSON.stringify([...claimed].sort()) === JSON.stringify([...ids].sort()),
+    `WorkPoller with environmentKey drained the queue (${claimed.length} items)`,
+  );
+  // The 1.x releases force-stop with the item's sessions_token (falling back to a graceful
+  // stop with the key when it is refused); the 0.x ones stop gracefully with the key.
+  const forced = Number(version.split('.')[0]) >= 1;
+  for (const id of ids) {
+    const item = await admin.beta.environments.work.retrieve(id, { environment_id: env.id });
+    if (forced) {
+      check(item.state === 'stopped', `${id} acked by the poller, then force-stopped with its sessions_token`);
+    } else {
+      check(item.state === 'stopping', `${id} acked by the poller, then stopped gracefully with the key`);
+    }
+  }
+}
+
 async function main() {
   const args = parseArgs(process.argv.slice(2));
   const { Anthropic, version } = loadSdk(args.sdk);
@@ -276,6 +325,7 @@ async function main() {
     }
     await workerDrainsOnAGracefulStop(Anthropic, url, token);
     console.log("the SDK's worker drained on a graceful stop");
+    await workPollerDrainsWithAnEnvironmentKey(Anthropic, version, url, token);
   } catch (error) {
     console.error(`FAILED: ${error instanceof Failed ? error.message : error?.stack ?? error}`);
     process.exitCode = 1;

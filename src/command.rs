@@ -11,10 +11,11 @@
 //! first: a malformed one is answered exactly as the direct call answers it (404 in docs/contract.md
 //! §3.3's order). Ids a command *creates* are typed: the caller mints and checks them.
 
+use crate::environment_keys::{EnvironmentKey, ItemSecretKey, KeyDigest};
 use crate::environment_record::EnvironmentKind;
 use crate::environment_record::{EnvironmentPatch, EnvironmentRecord, NewEnvironment};
 use crate::heartbeat::{Heartbeat, HeartbeatRequest};
-use crate::ids::{EnvironmentId, SessionId, WorkId, WorkerId};
+use crate::ids::{EnvironmentId, EnvironmentKeyId, SessionId, WorkId, WorkerId};
 use crate::item::{Transition, WorkItem};
 use crate::metadata::{Metadata, MetadataPatch};
 use crate::outcome::{Polled, StopMode, Updated};
@@ -155,6 +156,29 @@ pub enum Command {
         /// Items stopped before this instant are removed.
         before: Timestamp,
     },
+    /// [`crate::LeaseTable::create_environment_key`].
+    CreateEnvironmentKey {
+        /// The environment, as the request named it.
+        environment: Box<str>,
+        /// The new key's id, minted by the caller.
+        id: EnvironmentKeyId,
+        /// Its name, if given.
+        name: Option<String>,
+        /// The SHA-256 digest of the key the caller minted (never the key).
+        digest: KeyDigest,
+    },
+    /// [`crate::LeaseTable::revoke_environment_key`].
+    RevokeEnvironmentKey {
+        /// The environment, as the request named it.
+        environment: Box<str>,
+        /// The key's id, as the request named it.
+        key: Box<str>,
+    },
+    /// [`crate::LeaseTable::set_item_secret_key`].
+    SetItemSecretKey {
+        /// The key, minted by the caller from the OS random source.
+        key: ItemSecretKey,
+    },
 }
 
 /// A [`Command`] with the time it runs at: the unit of a replayable log.
@@ -207,6 +231,12 @@ pub enum Applied {
     Swept(Vec<Transition>),
     /// How many stopped items a purge removed.
     Purged(usize),
+    /// An environment key was created.
+    EnvironmentKeyCreated(EnvironmentKey),
+    /// An environment key was revoked.
+    EnvironmentKeyRevoked(EnvironmentKeyId),
+    /// The item-secret key is set (the first one set stays).
+    ItemSecretKeySet,
 }
 
 /// The body of both tables' `apply`: one match from a command to the direct method, so the two
@@ -283,6 +313,21 @@ macro_rules! apply_command {
             Command::Sweep => Ok(Applied::Swept($table.sweep(now))),
             Command::PurgeStopped { before } => {
                 Ok(Applied::Purged($table.purge_stopped(*before, now)))
+            }
+            Command::CreateEnvironmentKey {
+                environment,
+                id,
+                name,
+                digest,
+            } => $table
+                .create_environment_key(&**environment, id.clone(), name.clone(), *digest, now)
+                .map(Applied::EnvironmentKeyCreated),
+            Command::RevokeEnvironmentKey { environment, key } => $table
+                .revoke_environment_key(&**environment, key, now)
+                .map(Applied::EnvironmentKeyRevoked),
+            Command::SetItemSecretKey { key } => {
+                $table.set_item_secret_key(*key, now);
+                Ok(Applied::ItemSecretKeySet)
             }
         }
     }};

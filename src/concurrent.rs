@@ -6,6 +6,7 @@ use parking_lot::Mutex;
 
 use foldhash::fast::RandomState;
 
+use crate::environment_keys::{EnvironmentKey, ItemSecretKey, KeyDigest};
 use crate::environment_record::EnvironmentKind;
 use crate::environment_record::{
     EnvironmentListRequest, EnvironmentPage, EnvironmentPatch, EnvironmentRecord, NewEnvironment,
@@ -14,7 +15,7 @@ use crate::error::Error;
 use crate::excerpt::Excerpt;
 use crate::heartbeat::{Heartbeat, HeartbeatRequest};
 use crate::ids::WorkKey;
-use crate::ids::{AsId, EnvironmentId, SessionId, WorkId, WorkerId};
+use crate::ids::{AsId, EnvironmentId, EnvironmentKeyId, SessionId, WorkId, WorkerId};
 use crate::item::{Transition, WorkItem};
 use crate::metadata::{Metadata, MetadataPatch};
 use crate::outcome::{Config, Page, Polled, QueueStats, StopMode, Updated};
@@ -348,6 +349,74 @@ impl ConcurrentLeaseTable {
             }
             shards[0].retrieve_environment(&environment)
         })
+    }
+
+    /// Adds a key to an environment in every shard at once (see
+    /// [`LeaseTable::create_environment_key`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`LeaseTable::create_environment_key`].
+    pub fn create_environment_key(
+        &self,
+        environment: impl AsId<EnvironmentId>,
+        id: EnvironmentKeyId,
+        name: Option<String>,
+        digest: KeyDigest,
+        now: impl Into<Timestamp>,
+    ) -> Result<EnvironmentKey, Error> {
+        let now = self.tick(now.into());
+        self.with_every_shard(now, |shards| {
+            let index = shards[0].environment_slot(&environment)?;
+            let key = EnvironmentKey::new(id, name, digest, now);
+            for shard in shards.iter_mut() {
+                shard.add_key_in_shard(index, key.clone())?;
+            }
+            Ok(key)
+        })
+    }
+
+    /// Revokes an environment's key in every shard at once (see
+    /// [`LeaseTable::revoke_environment_key`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`LeaseTable::revoke_environment_key`].
+    pub fn revoke_environment_key(
+        &self,
+        environment: impl AsId<EnvironmentId>,
+        key: &str,
+        now: impl Into<Timestamp>,
+    ) -> Result<EnvironmentKeyId, Error> {
+        let now = self.tick(now.into());
+        self.with_every_shard(now, |shards| {
+            let index = shards[0].environment_slot(&environment)?;
+            let mut revoked = Err(Error::EnvironmentKeyNotFound {
+                id: crate::excerpt::Excerpt::new(key),
+            });
+            for shard in shards.iter_mut() {
+                revoked = shard.remove_key_in_shard(index, key);
+            }
+            revoked
+        })
+    }
+
+    /// Sets the item-secret key in every shard, unless one is set (see
+    /// [`LeaseTable::set_item_secret_key`]).
+    pub fn set_item_secret_key(&self, key: ItemSecretKey, now: impl Into<Timestamp>) {
+        let now = self.tick(now.into());
+        let set: Result<(), Error> = self.with_every_shard(now, |shards| {
+            for shard in shards.iter_mut() {
+                shard.set_item_secret_key_in_shard(key);
+            }
+            Ok(())
+        });
+        set.expect("invariant: setting the item-secret key cannot fail");
+    }
+
+    /// The item-secret key, once one was set (see [`LeaseTable::item_secret_key`]).
+    pub fn item_secret_key(&self) -> Option<ItemSecretKey> {
+        self.shards[0].table.lock().item_secret_key().copied()
     }
 
     /// Deletes an environment and its items from every shard at once (see

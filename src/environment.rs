@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 
+use crate::environment_keys::EnvironmentKeys;
 use crate::environment_record::{
     default_config, EnvironmentKind, EnvironmentRecord, EnvironmentScope,
 };
@@ -26,6 +27,7 @@ pub(crate) struct Profile {
     pub(crate) created_at: Timestamp,
     pub(crate) updated_at: Timestamp,
     pub(crate) archived_at: Option<Timestamp>,
+    pub(crate) keys: EnvironmentKeys,
 }
 
 impl Profile {
@@ -41,6 +43,7 @@ impl Profile {
             created_at: at,
             updated_at: at,
             archived_at: None,
+            keys: EnvironmentKeys::default(),
         }
     }
 }
@@ -98,6 +101,7 @@ impl Environment {
             created_at: profile.created_at,
             updated_at: profile.updated_at,
             archived_at: profile.archived_at,
+            keys: profile.keys,
         }
     }
 

@@ -8,6 +8,7 @@
 
 use std::collections::BTreeMap;
 
+use crate::environment_keys::EnvironmentKeys;
 use crate::error::{Error, Param};
 use crate::ids::EnvironmentId;
 use crate::metadata::{Metadata, MetadataPatch};
@@ -100,6 +101,9 @@ pub struct EnvironmentRecord {
     pub updated_at: Timestamp,
     /// `archived_at`.
     pub archived_at: Option<Timestamp>,
+    /// Its environment keys (docs/contract.md §10), as digests; the API renders them only
+    /// through the keys routes.
+    pub keys: EnvironmentKeys,
 }
 
 /// What creating an environment takes (docs/contract.md §9 create), checked by [`NewEnvironment::check`]

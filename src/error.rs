@@ -122,6 +122,12 @@ pub enum Error {
         /// The id as given.
         id: Excerpt,
     },
+    /// No such key in this environment, or the id is malformed (404, docs/contract.md §10).
+    #[error("environment key {id} not found")]
+    EnvironmentKeyNotFound {
+        /// The id as given.
+        id: Excerpt,
+    },
     /// An environment or work item with this id already exists (409).
     #[error("{id} already exists")]
     AlreadyExists {
@@ -177,7 +183,9 @@ impl Error {
             | Self::ConflictingParameters { .. }
             | Self::NotSelfHosted { .. }
             | Self::EnvironmentArchived { .. } => 400,
-            Self::EnvironmentNotFound { .. } | Self::WorkNotFound { .. } => 404,
+            Self::EnvironmentNotFound { .. }
+            | Self::WorkNotFound { .. }
+            | Self::EnvironmentKeyNotFound { .. } => 404,
             Self::AlreadyExists { .. }
             | Self::InvalidState { .. }
             | Self::WorkerMismatch { .. }
@@ -203,6 +211,7 @@ impl Error {
             Self::NotSelfHosted { .. }
             | Self::EnvironmentNotFound { .. }
             | Self::WorkNotFound { .. }
+            | Self::EnvironmentKeyNotFound { .. }
             | Self::AlreadyExists { .. }
             | Self::InvalidState { .. }
             | Self::WorkerMismatch { .. }
@@ -222,6 +231,7 @@ impl Error {
             | Self::NotSelfHosted { .. }
             | Self::EnvironmentNotFound { .. }
             | Self::WorkNotFound { .. }
+            | Self::EnvironmentKeyNotFound { .. }
             | Self::AlreadyExists { .. }
             | Self::InvalidState { .. }
             | Self::WorkerMismatch { .. }

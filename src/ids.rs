@@ -561,6 +561,14 @@ prefixed_id!(
     "session"
 );
 
+prefixed_id!(
+    /// An environment key's id (docs/contract.md §10): `ekey_` followed by 1–64 characters of
+    /// `[0-9A-Za-z]`. The id names a key; it opens nothing.
+    EnvironmentKeyId,
+    "ekey_",
+    "environment key"
+);
+
 /// An id as an operation accepts it: a parsed id, or the raw text a server received.
 ///
 /// Raw text that is not a well-formed id is answered exactly like an unknown id (404), so a

@@ -107,24 +107,49 @@ pub struct Work<'a>(pub &'a WorkItem);
 
 impl Serialize for Work<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let item = self.0;
-        let mut work = serializer.serialize_struct("work", 13)?;
-        work.serialize_field("id", &Text(&item.id))?;
-        work.serialize_field("type", "work")?;
-        work.serialize_field("environment_id", &Text(&item.environment_id))?;
-        work.serialize_field("data", &SessionData(&item.session_id))?;
-        work.serialize_field("state", item.state.as_str())?;
-        work.serialize_field("created_at", &Instant(Some(item.created_at)))?;
-        work.serialize_field("acknowledged_at", &Instant(item.acknowledged_at))?;
-        work.serialize_field("started_at", &Instant(item.started_at))?;
-        work.serialize_field("latest_heartbeat_at", &Instant(item.latest_heartbeat_at))?;
-        work.serialize_field("stop_requested_at", &Instant(item.stop_requested_at))?;
-        work.serialize_field("stopped_at", &Instant(item.stopped_at))?;
-        work.serialize_field("metadata", &MetadataMap(&item.metadata))?;
-        // docs/contract.md §7.5: an added field; the documented ones above are unchanged.
-        work.serialize_field("lease_epoch", &item.lease_epoch)?;
-        work.end()
+        work_object(self.0, None, serializer)
     }
+}
+
+/// A work item as a poll hands it out: [`Work`] with its `secret` (docs/contract.md §10), the
+/// credential its worker uses for this delivery's heartbeats and stop. Every other read
+/// renders `"secret": null`.
+#[derive(Clone, Copy, Debug)]
+pub struct DeliveredWork<'a> {
+    /// The item.
+    pub item: &'a WorkItem,
+    /// The URL-safe base64 `secret` the server made for this delivery.
+    pub secret: &'a str,
+}
+
+impl Serialize for DeliveredWork<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        work_object(self.item, Some(self.secret), serializer)
+    }
+}
+
+fn work_object<S: Serializer>(
+    item: &WorkItem,
+    secret: Option<&str>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    let mut work = serializer.serialize_struct("work", 15)?;
+    work.serialize_field("id", &Text(&item.id))?;
+    work.serialize_field("type", "work")?;
+    work.serialize_field("environment_id", &Text(&item.environment_id))?;
+    work.serialize_field("data", &SessionData(&item.session_id))?;
+    work.serialize_field("state", item.state.as_str())?;
+    work.serialize_field("created_at", &Instant(Some(item.created_at)))?;
+    work.serialize_field("acknowledged_at", &Instant(item.acknowledged_at))?;
+    work.serialize_field("started_at", &Instant(item.started_at))?;
+    work.serialize_field("latest_heartbeat_at", &Instant(item.latest_heartbeat_at))?;
+    work.serialize_field("stop_requested_at", &Instant(item.stop_requested_at))?;
+    work.serialize_field("stopped_at", &Instant(item.stopped_at))?;
+    work.serialize_field("metadata", &MetadataMap(&item.metadata))?;
+    // docs/contract.md §7.5: an added field; the documented ones above are unchanged.
+    work.serialize_field("lease_epoch", &item.lease_epoch)?;
+    work.serialize_field("secret", &secret)?;
+    work.end()
 }
 
 /// An accepted heartbeat: the documented `work_heartbeat` object (docs/contract.md §3.3).
@@ -590,6 +615,20 @@ mod tests {
     }
 
     #[test]
+    fn a_delivered_item_carries_its_secret_and_every_other_rendering_null() {
+        let (_, item) = table_with_item();
+        let delivered = to_json(DeliveredWork {
+            item: &item,
+            secret: "c2VjcmV0",
+        });
+        assert_eq!(delivered["secret"], "c2VjcmV0");
+        assert_eq!(to_json(Work(&item))["secret"], Value::Null);
+        let mut without = delivered;
+        without["secret"] = Value::Null;
+        assert_eq!(without, to_json(Work(&item)));
+    }
+
+    #[test]
     fn a_work_item_renders_every_documented_field_in_order() {
         let (_, item) = table_with_item();
         let text = serde_json::to_string(&Work(&item)).unwrap();
@@ -601,7 +640,8 @@ mod tests {
                 r#""data":{"type":"session","id":"sess_01"},"state":"queued","#,
                 r#""created_at":"2026-07-01T08:15:06.120394Z","acknowledged_at":null,"#,
                 r#""started_at":null,"latest_heartbeat_at":null,"stop_requested_at":null,"#,
-                r#""stopped_at":null,"metadata":{"repo":"worklease"},"lease_epoch":0}"#
+                r#""stopped_at":null,"metadata":{"repo":"worklease"},"lease_epoch":0,"#,
+                r#""secret":null}"#
             )
         );
     }

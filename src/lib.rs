@@ -319,6 +319,7 @@ mod command;
 mod concurrent;
 mod deadline;
 mod environment;
+mod environment_keys;
 mod environment_record;
 mod error;
 mod excerpt;
@@ -342,6 +343,9 @@ mod workers;
 
 pub use command::{Applied, Command, Stamped};
 pub use concurrent::ConcurrentLeaseTable;
+pub use environment_keys::{
+    EnvironmentKey, EnvironmentKeys, ItemSecretKey, KeyDigest, MAX_KEYS_PER_ENVIRONMENT,
+};
 pub use environment_record::{
     EnvironmentKind, EnvironmentListRequest, EnvironmentPage, EnvironmentPatch, EnvironmentRecord,
     EnvironmentScope, NewEnvironment, MAX_CONFIG_BYTES, MAX_DESCRIPTION_CHARS, MAX_NAME_CHARS,
@@ -349,7 +353,9 @@ pub use environment_record::{
 pub use error::{Error, Param};
 pub use excerpt::Excerpt;
 pub use heartbeat::{Heartbeat, HeartbeatRequest, LeaseSnapshot, Precondition};
-pub use ids::{mint_uuid_v7, AsId, EnvironmentId, MalformedId, SessionId, WorkId, WorkerId};
+pub use ids::{
+    mint_uuid_v7, AsId, EnvironmentId, EnvironmentKeyId, MalformedId, SessionId, WorkId, WorkerId,
+};
 pub use item::{Transition, WorkItem};
 pub use metadata::{Metadata, MetadataPatch};
 pub use outcome::{Config, Page, Polled, QueueStats, StopMode, Updated};

@@ -15,7 +15,7 @@
 //! cannot read it or bytes are left over, `Invalid` when it reads but describes nothing the
 //! crate could have written).
 //!
-//! # Snapshot payload, version 1
+//! # Snapshot payload, version 2
 //!
 //! Postcard: integers are varints (signed ones zigzag), a sequence is its length then its
 //! elements, an enum its variant index then its fields, a struct or tuple its fields in order.
@@ -25,10 +25,14 @@
 //!
 //! ```text
 //! snapshot    = (WireConfig, clock: Option<i64>, workers: [str], environments: [environment],
-//!                journal: [WireTransition])
+//!                journal: [WireTransition], item_secret_key: Option<[u8; 32]>)
 //! environment = (id: str, kind: WireKind, profile: WireProfile, pollers: [(worker: str, last_poll: i64)],
-//!                items: [WireItem])
+//!                items: [WireItem], keys: [WireKey])
 //! ```
+//!
+//! Version 1, which this build still reads, is the same without `item_secret_key` and `keys`
+//! (a table restored from it has no keys and no item-secret key). Keys are written ascending
+//! by id, each as the digest the table holds (never a key).
 //!
 //! Canonical order, so the bytes depend only on the operations applied: `workers` (every
 //! worker id an item names, once) ascending by text; environments ascending by id text; each
@@ -52,7 +56,9 @@ pub(crate) const SNAPSHOT_MAGIC: [u8; 4] = *b"WLSN";
 /// The magic of an encoded [`crate::Stamped`].
 pub(crate) const COMMAND_MAGIC: [u8; 4] = *b"WLCM";
 /// The snapshot format this build writes, and the newest it reads.
-pub(crate) const SNAPSHOT_VERSION: u16 = 1;
+pub(crate) const SNAPSHOT_VERSION: u16 = 2;
+/// The snapshot format before environment keys: read, never written.
+pub(crate) const SNAPSHOT_VERSION_WITHOUT_KEYS: u16 = 1;
 /// The command format this build writes, and the newest it reads.
 pub(crate) const COMMAND_VERSION: u16 = 1;
 
@@ -293,6 +299,15 @@ pub(crate) struct WireProfile<'a> {
     pub(crate) created_at: i64,
     pub(crate) updated_at: i64,
     pub(crate) archived_at: Option<i64>,
+}
+
+/// An environment key, as a snapshot holds it (version 2 on).
+#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
+pub(crate) struct WireKey<'a> {
+    pub(crate) id: &'a str,
+    pub(crate) name: Option<&'a str>,
+    pub(crate) digest: [u8; 32],
+    pub(crate) created_at: i64,
 }
 
 /// The body of a work or session id (the text after its prefix): the minted shape (32

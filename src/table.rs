@@ -23,6 +23,7 @@ use foldhash::fast::RandomState;
 
 use crate::deadline::Deadlines;
 use crate::environment::{Environment, Profile};
+use crate::environment_keys::ItemSecretKey;
 use crate::environment_record::EnvironmentKind;
 use crate::error::Error;
 use crate::excerpt::Excerpt;
@@ -37,6 +38,7 @@ use crate::state::Operation;
 use crate::time::Timestamp;
 use crate::workers::Workers;
 
+mod environment_keys;
 mod environments;
 mod parts;
 mod purge;
@@ -137,6 +139,8 @@ pub struct LeaseTable {
     journal: Vec<Transition>,
     /// The latest `now` a changing operation ran at (docs/contract.md §7.1).
     clock: Option<Timestamp>,
+    /// What item secrets are signed with, once a caller set it ([`crate::ItemSecretKey`]).
+    item_secret_key: Option<ItemSecretKey>,
 }
 
 impl Default for LeaseTable {
@@ -168,6 +172,7 @@ impl LeaseTable {
             deadlines: Deadlines::new(),
             journal: Vec::new(),
             clock: None,
+            item_secret_key: None,
         }
     }
 

@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use crate::access::{Access, AdminTokens};
 use crate::metrics::Metrics;
 use crate::mint::Mint;
 use crate::submit::Submit;
@@ -10,17 +11,32 @@ use crate::submit::Submit;
 pub(crate) struct Shared {
     /// The table, behind the one write path.
     pub(crate) submit: Submit,
-    /// The token clients must present.
+    /// The first admin token (the one a server without `--token` generated and printed).
     pub(crate) token: String,
+    /// Who may do what: every admin token, and the check of environment keys and item secrets.
+    pub(crate) access: Access,
     /// Request ids.
     pub(crate) mint: Mint,
     pub(crate) metrics: Arc<Metrics>,
 }
 
 impl Shared {
+    /// With `token` the one admin token.
+    #[cfg(test)]
     pub(crate) fn new(submit: Submit, token: String, metrics: Arc<Metrics>) -> Self {
+        Self::with_admin_tokens(submit, &[token], metrics)
+    }
+
+    /// With every token of `tokens` (at least one) an admin token.
+    pub(crate) fn with_admin_tokens(
+        submit: Submit,
+        tokens: &[String],
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        let token = tokens.first().cloned().unwrap_or_default();
         Self {
             submit,
+            access: Access::new(AdminTokens::new(tokens)),
             token,
             mint: Mint::new(),
             metrics,

@@ -36,11 +36,12 @@ pub(crate) struct Cli {
           value_parser = parse_listen)]
     pub(crate) listen: String,
 
-    /// The token clients must send (`Authorization: Bearer T` or `x-api-key: T`); when none
-    /// is given, one is generated and printed.
+    /// An admin token clients send (`Authorization: Bearer T` or `x-api-key: T`): it opens
+    /// everything on the API. Give it more than once (or a comma-separated list) to rotate
+    /// tokens without downtime; when none is given, one is generated and printed.
     #[arg(long, env = "WORKLEASE_TOKEN", value_name = "T", hide_env_values = true,
-          value_parser = parse_token)]
-    pub(crate) token: Option<String>,
+          value_parser = parse_token, value_delimiter = ',', action = clap::ArgAction::Append)]
+    pub(crate) token: Vec<String>,
 
     /// Lease TTL of a heartbeat that names none and of the lease an ack opens: 10 to 600.
     #[arg(long, env = "WORKLEASE_DEFAULT_TTL_SECONDS", value_name = "N", default_value = "60",
@@ -182,7 +183,7 @@ impl Cli {
                         .join(", ")
                 ));
             }
-            if self.token.is_none() {
+            if self.token.is_empty() {
                 return Err(
                     "replicated mode needs --token (or WORKLEASE_TOKEN): every member must \
                      share it"

@@ -8,6 +8,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+mod access;
 mod app;
 mod backup;
 mod cli;

@@ -8,6 +8,7 @@
 //! | `worklease_items` | gauge (at scrape) | `state` |
 //! | `worklease_lapses_total` | counter | `to` |
 //! | `worklease_forwarded_total` | counter | `outcome` |
+//! | `worklease_credentials_refused_total` | counter | `reason` |
 //! | `worklease_commit_latency_seconds` | histogram | — |
 //! | `worklease_last_applied_index` | gauge | — |
 //! | `worklease_raft_term`, `worklease_raft_leader_id` | gauge | — |
@@ -38,6 +39,11 @@ struct OutcomeLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StateLabels {
     state: &'static str,
 }
@@ -58,6 +64,16 @@ pub(crate) const STATES: [WorkState; 5] = [
 
 /// How a forwarded request can end (`worklease_forwarded_total`'s `outcome`).
 pub(crate) const FORWARD_OUTCOMES: [&str; 3] = ["answered", "replayed", "unavailable"];
+
+/// Why a credential was refused (`worklease_credentials_refused_total`'s `reason`,
+/// `crate::access::Refusal::reason`).
+pub(crate) const REFUSAL_REASONS: [&str; 5] = [
+    "missing",
+    "malformed",
+    "unknown",
+    "out_of_scope",
+    "stale_delivery",
+];
 
 /// Every route label the edge counts requests under (`crate::http::route::Route::label`, and
 /// `unmatched`), the heartbeat first: [`Metrics::request`] looks a route up here, in order.
@@ -105,6 +121,7 @@ pub(crate) struct Metrics {
     items: Family<StateLabels, Gauge>,
     lapses: Family<LapseLabels, Counter>,
     forwarded: Family<OutcomeLabels, Counter>,
+    refused: Family<ReasonLabels, Counter>,
     commit_latency: Histogram,
     last_applied: Gauge,
     term: Gauge,
@@ -166,6 +183,16 @@ impl Metrics {
         for outcome in FORWARD_OUTCOMES {
             drop(forwarded.get_or_create(&OutcomeLabels { outcome }));
         }
+        let refused = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "worklease_credentials_refused",
+            "Requests refused for their credential, by reason: missing, malformed, unknown \
+             (401), out_of_scope, stale_delivery (403); the credential itself is never recorded",
+            refused.clone(),
+        );
+        for reason in REFUSAL_REASONS {
+            drop(refused.get_or_create(&ReasonLabels { reason }));
+        }
         // 1 µs to ~4 s: an in-memory apply takes microseconds; a durable commit milliseconds.
         let commit_latency = Histogram::new(exponential_buckets(1e-6, 4.0, 12));
         registry.register(
@@ -199,6 +226,7 @@ impl Metrics {
             items,
             lapses,
             forwarded,
+            refused,
             commit_latency,
             last_applied,
             term,
@@ -223,6 +251,11 @@ impl Metrics {
         self.requests
             .get_or_create(&RequestLabels { route, status })
             .inc();
+    }
+
+    /// One request refused for its credential, for `reason` (one of [`REFUSAL_REASONS`]).
+    pub(crate) fn credential_refused(&self, reason: &'static str) {
+        self.refused.get_or_create(&ReasonLabels { reason }).inc();
     }
 
     /// One request forwarded to the leader, answered as `outcome` (one of

@@ -16,9 +16,10 @@
 use std::fmt;
 
 use worklease::{
-    Applied, Command, EnvironmentId, EnvironmentPatch, EnvironmentRecord, Error, Heartbeat,
-    HeartbeatRequest, LeaseTable, Metadata, MetadataPatch, NewEnvironment, PollRequest, Polled,
-    SessionId, Stamped, StopMode, Timestamp, Transition, Updated, WorkId, WorkerId,
+    Applied, Command, EnvironmentId, EnvironmentKey, EnvironmentKeyId, EnvironmentPatch,
+    EnvironmentRecord, Error, Heartbeat, HeartbeatRequest, ItemSecretKey, KeyDigest, LeaseTable,
+    Metadata, MetadataPatch, NewEnvironment, PollRequest, Polled, SessionId, Stamped, StopMode,
+    Timestamp, Transition, Updated, WorkId, WorkerId,
 };
 
 /// A new id's inputs: time, sequence, entropy (`Submit::mint_inputs`).
@@ -97,10 +98,13 @@ pub(crate) enum Kind {
     PurgeStopped = 13,
     /// A command added to the library after this build (`Command` is non-exhaustive).
     Unknown = 14,
+    CreateEnvironmentKey = 15,
+    RevokeEnvironmentKey = 16,
+    SetItemSecretKey = 17,
 }
 
 impl Kind {
-    const ALL: [Self; 14] = [
+    const ALL: [Self; 17] = [
         Self::RegisterEnvironment,
         Self::CreateEnvironment,
         Self::UpdateEnvironment,
@@ -115,6 +119,9 @@ impl Kind {
         Self::Sweep,
         Self::PurgeStopped,
         Self::Unknown,
+        Self::CreateEnvironmentKey,
+        Self::RevokeEnvironmentKey,
+        Self::SetItemSecretKey,
     ];
 
     /// The kind a stored byte names.
@@ -138,6 +145,9 @@ impl Kind {
             Self::Sweep => "sweep",
             Self::PurgeStopped => "purge",
             Self::Unknown => "unknown",
+            Self::CreateEnvironmentKey => "environment key creation",
+            Self::RevokeEnvironmentKey => "environment key revocation",
+            Self::SetItemSecretKey => "item-secret key",
         }
     }
 }
@@ -220,6 +230,13 @@ impl Asked {
             } => Self::new(Kind::UpdateMetadata, Some(environment), Some(work)),
             Command::Sweep => Self::new(Kind::Sweep, None, None),
             Command::PurgeStopped { .. } => Self::new(Kind::PurgeStopped, None, None),
+            Command::CreateEnvironmentKey { environment, .. } => {
+                Self::new(Kind::CreateEnvironmentKey, Some(environment), None)
+            }
+            Command::RevokeEnvironmentKey { environment, key } => {
+                Self::new(Kind::RevokeEnvironmentKey, Some(environment), Some(key))
+            }
+            Command::SetItemSecretKey { .. } => Self::new(Kind::SetItemSecretKey, None, None),
             _ => Self::new(Kind::Unknown, None, None),
         }
     }
@@ -271,6 +288,9 @@ fn outcome(applied: &Applied) -> &'static str {
         Applied::MetadataUpdated(_) => "metadata updated",
         Applied::Swept(_) => "swept",
         Applied::Purged(_) => "purged",
+        Applied::EnvironmentKeyCreated(_) => "environment key created",
+        Applied::EnvironmentKeyRevoked(_) => "environment key revoked",
+        Applied::ItemSecretKeySet => "item-secret key set",
         // `Applied` is non-exhaustive: an outcome added to the library after this build.
         _ => "an outcome this server does not know",
     }
@@ -307,6 +327,79 @@ impl Request for CreateEnvironment {
         }
     }
     answers!(Kind::CreateEnvironment, EnvironmentCreated);
+}
+
+/// `POST /v1/environments/{id}/keys`: the key was minted and hashed by the handler; the
+/// command carries its digest only.
+#[derive(Debug)]
+pub(crate) struct CreateEnvironmentKey<'a> {
+    pub(crate) environment: &'a str,
+    pub(crate) name: Option<String>,
+    pub(crate) digest: KeyDigest,
+}
+
+impl Request for CreateEnvironmentKey<'_> {
+    type Answer = EnvironmentKey;
+    fn asked(&self) -> Asked {
+        Asked::new(Kind::CreateEnvironmentKey, Some(self.environment), None)
+    }
+    fn command(self, mint: impl FnOnce() -> MintInputs) -> Command {
+        let (at, sequence, entropy) = mint();
+        Command::CreateEnvironmentKey {
+            environment: self.environment.into(),
+            id: EnvironmentKeyId::mint(at, sequence, entropy),
+            name: self.name,
+            digest: self.digest,
+        }
+    }
+    answers!(Kind::CreateEnvironmentKey, EnvironmentKeyCreated);
+}
+
+/// `DELETE /v1/environments/{id}/keys/{key_id}`.
+#[derive(Debug)]
+pub(crate) struct RevokeEnvironmentKey<'a> {
+    pub(crate) environment: &'a str,
+    pub(crate) key: &'a str,
+}
+
+impl Request for RevokeEnvironmentKey<'_> {
+    type Answer = EnvironmentKeyId;
+    fn asked(&self) -> Asked {
+        Asked::new(
+            Kind::RevokeEnvironmentKey,
+            Some(self.environment),
+            Some(self.key),
+        )
+    }
+    fn command(self, _: impl FnOnce() -> MintInputs) -> Command {
+        Command::RevokeEnvironmentKey {
+            environment: self.environment.into(),
+            key: self.key.into(),
+        }
+    }
+    answers!(Kind::RevokeEnvironmentKey, EnvironmentKeyRevoked);
+}
+
+/// The key item secrets are signed with, set once (the first set stays).
+#[derive(Debug)]
+pub(crate) struct SetItemSecretKey {
+    pub(crate) key: ItemSecretKey,
+}
+
+impl Request for SetItemSecretKey {
+    type Answer = ();
+    fn asked(&self) -> Asked {
+        Asked::new(Kind::SetItemSecretKey, None, None)
+    }
+    fn command(self, _: impl FnOnce() -> MintInputs) -> Command {
+        Command::SetItemSecretKey { key: self.key }
+    }
+    fn answer(applied: Applied) -> Result<(), Mismatch> {
+        match applied {
+            Applied::ItemSecretKeySet => Ok(()),
+            other => Err(Mismatch::answer(Kind::SetItemSecretKey, &other)),
+        }
+    }
 }
 
 /// An environment's update.

@@ -46,7 +46,7 @@ fn init_logging(cli: &Cli) {
 }
 
 async fn serve(cli: Cli) -> Result<(), String> {
-    let generated = cli.token.is_none();
+    let generated = cli.token.is_empty();
     // Before anything else starts: a bad pair is refused, naming the file.
     let certificate = match (&cli.tls_cert, &cli.tls_key) {
         (Some(cert), Some(key)) => Some(Arc::new(
@@ -125,11 +125,14 @@ pub(crate) async fn open(
     listener: &tokio::net::TcpListener,
     clock: Arc<Clock>,
 ) -> Result<Arc<Shared>, String> {
-    let token = cli
-        .token
-        .clone()
-        .unwrap_or_else(|| format!("wl_{}", Mint::new().hex128()));
-    debug_assert!(cli::parse_token(&token).is_ok());
+    let tokens = if cli.token.is_empty() {
+        vec![format!("wl_{}", Mint::new().hex128())]
+    } else {
+        cli.token.clone()
+    };
+    // Members authenticate each other's Raft traffic with the first.
+    let token = tokens[0].clone();
+    debug_assert!(tokens.iter().all(|token| cli::parse_token(token).is_ok()));
     let address = listener
         .local_addr()
         .map_err(|error| format!("cannot read the bound address: {error}"))?;
@@ -160,7 +163,9 @@ pub(crate) async fn open(
             Submit::logged(durable, metrics.clone(), clock)
         }
     };
-    Ok(Arc::new(Shared::new(submit, token, metrics)))
+    Ok(Arc::new(Shared::with_admin_tokens(
+        submit, &tokens, metrics,
+    )))
 }
 
 /// Serves on `listener` (plain TCP, or [`tls::Listener`]) until `shutdown` resolves, then

@@ -24,10 +24,11 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 use tokio::sync::Notify;
 use worklease::{
-    Config, Cursor, EnvironmentId, EnvironmentListRequest, EnvironmentPage, EnvironmentPatch,
-    EnvironmentRecord, Error, Heartbeat, HeartbeatRequest, LeaseTable, ListRequest, Metadata,
-    MetadataPatch, NewEnvironment, Page, PollRequest, Polled, QueueStats, SessionId, Stamped,
-    StopMode, Timestamp, Transition, Updated, WorkItem, WorkState, WorkerId,
+    Config, Cursor, EnvironmentId, EnvironmentKey, EnvironmentKeyId, EnvironmentListRequest,
+    EnvironmentPage, EnvironmentPatch, EnvironmentRecord, Error, Heartbeat, HeartbeatRequest,
+    ItemSecretKey, KeyDigest, LeaseTable, ListRequest, Metadata, MetadataPatch, NewEnvironment,
+    Page, PollRequest, Polled, QueueStats, SessionId, Stamped, StopMode, Timestamp, Transition,
+    Updated, WorkItem, WorkState, WorkerId,
 };
 
 use crate::clock::Clock;
@@ -288,6 +289,59 @@ impl Submit {
         environment: &str,
     ) -> Result<EnvironmentId, Refused> {
         self.apply(request::DeleteEnvironment { environment }).await
+    }
+
+    /// Adds a key (already minted and hashed) to an environment under a fresh key id.
+    pub(crate) async fn create_environment_key(
+        &self,
+        environment: &str,
+        name: Option<String>,
+        digest: KeyDigest,
+    ) -> Result<EnvironmentKey, Refused> {
+        self.apply(request::CreateEnvironmentKey {
+            environment,
+            name,
+            digest,
+        })
+        .await
+    }
+
+    pub(crate) async fn revoke_environment_key(
+        &self,
+        environment: &str,
+        key: &str,
+    ) -> Result<EnvironmentKeyId, Refused> {
+        self.apply(request::RevokeEnvironmentKey { environment, key })
+            .await
+    }
+
+    /// The key item secrets are signed with, setting one (32 bytes from the OS random source,
+    /// through the write path, so every member holds the same) the first time one is needed.
+    /// In replicated mode only the leader needs one (it answers polls); two leaders' racing
+    /// proposals end with the first one applied, on every member.
+    pub(crate) async fn item_secret_key(&self) -> Result<ItemSecretKey, Refused> {
+        if let Some(key) = self.table.lock().item_secret_key() {
+            return Ok(*key);
+        }
+        let mut bytes = [0u8; 32];
+        getrandom::getrandom(&mut bytes)
+            .map_err(|error| Unavailable(format!("the OS random source failed: {error}")))?;
+        self.apply(request::SetItemSecretKey {
+            key: ItemSecretKey::from_bytes(bytes),
+        })
+        .await?;
+        self.table.lock().item_secret_key().copied().ok_or_else(|| {
+            Refused::Unavailable(Unavailable(
+                "the item-secret key is not applied on this member yet; retry".to_owned(),
+            ))
+        })
+    }
+
+    /// Runs `read` on this member's table as it holds it now, without a read barrier: for
+    /// checks that must cost microseconds (credentials), made where the request is served
+    /// (the leader, in replicated mode).
+    pub(crate) fn peek<T>(&self, read: impl FnOnce(&LeaseTable) -> T) -> T {
+        read(&self.table.lock())
     }
 
     /// Queues a new work item under a fresh id.

@@ -542,10 +542,11 @@ fn empty_and_idle_long_polls_write_nothing_to_the_log() {
     // Which workers poll is still counted (by the server, not the log).
     let stats = server.get(&format!("/v1/environments/{environment}/work/stats"));
     assert_eq!(stats.json["workers_polling"], workers, "{}", stats.text);
-    // A poll that delivers is still a command: create, poll, ack, heartbeat.
+    // A poll that delivers is still a command: create, poll, ack, heartbeat; and the first
+    // delivery also logs the key item secrets are signed with (once).
     server.work(&environment);
     server.claim(&environment, "w1");
-    assert_eq!(applied(), before + 4);
+    assert_eq!(applied(), before + 5);
 }
 
 /// How long idle workers long-poll in the tests that count log entries.

@@ -49,7 +49,8 @@ fn cluster_reports_one_member_and_counts_applied_changes() {
         .expect("an index");
 
     // Seven changing requests: create environment, create work, poll, ack, heartbeat, two
-    // stops. Reads change nothing.
+    // stops; and the first delivery sets the key item secrets are signed with (one command,
+    // once). Reads change nothing.
     let environment = server.environment("self_hosted");
     server.work(&environment);
     let (work, _) = server.claim(&environment, "w1");
@@ -62,7 +63,7 @@ fn cluster_reports_one_member_and_counts_applied_changes() {
     let after = server.get("/cluster");
     assert_eq!(
         after.json["last_applied_index"].as_u64(),
-        Some(start + 7),
+        Some(start + 8),
         "{}",
         after.text
     );

@@ -3,8 +3,11 @@
 //! that record in its own snapshots.
 //!
 //! The wire types below are the format, version 1 (framing: magic `WLAN`, version, CRC-32, as
-//! [`crate::snapshot`] describes). A field or variant is never reordered or removed; a new one
-//! means a new version. Ids are written as their text and must parse back; instants are
+//! [`crate::snapshot`] describes). A field or variant is never reordered or removed; a new
+//! field means a new version, a new answer or refusal is a variant appended at the end (every
+//! earlier encoding unchanged; an older reader refuses it as malformed). An environment
+//! record is written without its key digests: no answer renders them, and a record of
+//! answers is one place fewer that holds them. Ids are written as their text and must parse back; instants are
 //! absolute microseconds.
 
 use std::borrow::Cow;
@@ -13,6 +16,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::Applied;
+use crate::environment_keys::{EnvironmentKey, EnvironmentKeys, KeyDigest};
 use crate::environment_record::EnvironmentRecord;
 use crate::error::{Error, Param};
 use crate::excerpt::Excerpt;
@@ -50,6 +54,7 @@ const EXPECTATIONS: &[&str] = &[
     "an integer from 1 to 999",
     "at most 16 keys",
     "at most 2048 characters",
+    "at most 64 keys per environment",
     "data.id `sess_…`",
     "data.type \"session\"",
     "keys of 1 to 64 bytes",
@@ -104,6 +109,20 @@ enum WireApplied<'a> {
     #[serde(borrow)]
     Swept(Vec<WireTransition<'a>>),
     Purged(u64),
+    #[serde(borrow)]
+    EnvironmentKeyCreated(WireKey<'a>),
+    #[serde(borrow)]
+    EnvironmentKeyRevoked(Cow<'a, str>),
+    ItemSecretKeySet,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct WireKey<'a> {
+    #[serde(borrow)]
+    id: Cow<'a, str>,
+    name: Option<&'a str>,
+    digest: [u8; 32],
+    created_at: i64,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -203,6 +222,8 @@ enum WireError<'a> {
         expected: WirePrecondition,
         current: WireLeaseSnapshot,
     },
+    #[serde(borrow)]
+    EnvironmentKeyNotFound(WireExcerpt<'a>),
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -357,6 +378,14 @@ fn wire_applied(applied: &Applied) -> WireApplied<'_> {
                 .collect(),
         ),
         Applied::Purged(count) => WireApplied::Purged(*count as u64),
+        Applied::EnvironmentKeyCreated(key) => WireApplied::EnvironmentKeyCreated(WireKey {
+            id: text(&key.id),
+            name: key.name.as_deref(),
+            digest: *key.digest.as_bytes(),
+            created_at: key.created_at.unix_micros(),
+        }),
+        Applied::EnvironmentKeyRevoked(id) => WireApplied::EnvironmentKeyRevoked(text(id)),
+        Applied::ItemSecretKeySet => WireApplied::ItemSecretKeySet,
     }
 }
 
@@ -418,6 +447,7 @@ fn wire_error(error: &Error) -> WireError<'_> {
         Error::NotSelfHosted { environment } => WireError::NotSelfHosted(text(environment)),
         Error::EnvironmentNotFound { id } => WireError::EnvironmentNotFound(excerpt(id)),
         Error::WorkNotFound { id } => WireError::WorkNotFound(excerpt(id)),
+        Error::EnvironmentKeyNotFound { id } => WireError::EnvironmentKeyNotFound(excerpt(id)),
         Error::AlreadyExists { id } => WireError::AlreadyExists(excerpt(id)),
         Error::InvalidState { operation, state } => WireError::InvalidState {
             operation: (*operation).into(),
@@ -515,6 +545,22 @@ fn read_applied(wire: WireApplied<'_>) -> Result<Applied, String> {
         WireApplied::Purged(count) => Applied::Purged(
             usize::try_from(count).map_err(|_| format!("a purge of {count} items"))?,
         ),
+        WireApplied::EnvironmentKeyCreated(key) => {
+            if key
+                .name
+                .is_some_and(|name| name.is_empty() || name.chars().count() > crate::MAX_NAME_CHARS)
+            {
+                return Err("an environment key's name over its limit".to_owned());
+            }
+            Applied::EnvironmentKeyCreated(EnvironmentKey::new(
+                id_of(&key.id)?,
+                key.name.map(str::to_owned),
+                KeyDigest::from_bytes(key.digest),
+                instant(key.created_at)?,
+            ))
+        }
+        WireApplied::EnvironmentKeyRevoked(id) => Applied::EnvironmentKeyRevoked(id_of(&id)?),
+        WireApplied::ItemSecretKeySet => Applied::ItemSecretKeySet,
     })
 }
 
@@ -551,6 +597,7 @@ fn read_record(wire: WireRecord<'_>) -> Result<EnvironmentRecord, String> {
         created_at: instant(profile.created_at)?,
         updated_at: instant(profile.updated_at)?,
         archived_at: profile.archived_at.map(instant).transpose()?,
+        keys: EnvironmentKeys::default(),
     })
 }
 
@@ -616,6 +663,9 @@ fn read_error(wire: WireError<'_>) -> Result<Error, String> {
         },
         WireError::EnvironmentNotFound(id) => Error::EnvironmentNotFound { id: restored(id)? },
         WireError::WorkNotFound(id) => Error::WorkNotFound { id: restored(id)? },
+        WireError::EnvironmentKeyNotFound(id) => {
+            Error::EnvironmentKeyNotFound { id: restored(id)? }
+        }
         WireError::AlreadyExists(id) => Error::AlreadyExists { id: restored(id)? },
         WireError::InvalidState { operation, state } => Error::InvalidState {
             operation: operation.into(),

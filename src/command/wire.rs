@@ -2,7 +2,9 @@
 //!
 //! The wire types below are the format, version 1, separate from the public types so that
 //! those can grow without changing it: a field or variant is never reordered or removed, a
-//! new one means a new version. Framing (magic `WLCM`, version, CRC-32) is
+//! new field means a new version. A new command is a variant appended at the end: every
+//! earlier encoding stays byte for byte what it was, and a reader that predates the variant
+//! refuses it as malformed instead of misreading it. Framing (magic `WLCM`, version, CRC-32) is
 //! [`crate::snapshot`]'s. Ids a command refers to are the request's text, kept byte for byte
 //! (a malformed one included); ids it creates and worker ids are written as their text and
 //! must parse back.
@@ -13,10 +15,11 @@ use std::num::NonZeroU64;
 use serde::{Deserialize, Serialize};
 
 use super::{Command, Stamped};
+use crate::environment_keys::{ItemSecretKey, KeyDigest};
 use crate::environment_record::EnvironmentKind;
 use crate::environment_record::{EnvironmentPatch, EnvironmentScope, NewEnvironment};
 use crate::heartbeat::{HeartbeatRequest, Precondition};
-use crate::ids::{EnvironmentId, SessionId, WorkId, WorkerId};
+use crate::ids::{EnvironmentId, EnvironmentKeyId, SessionId, WorkId, WorkerId};
 use crate::metadata::{Metadata, MetadataPatch};
 use crate::outcome::StopMode;
 use crate::request::PollRequest;
@@ -107,6 +110,19 @@ enum WireCommand<'a> {
     },
     DeleteEnvironment {
         environment: &'a str,
+    },
+    CreateEnvironmentKey {
+        environment: &'a str,
+        id: &'a str,
+        name: Option<&'a str>,
+        digest: [u8; 32],
+    },
+    RevokeEnvironmentKey {
+        environment: &'a str,
+        key: &'a str,
+    },
+    SetItemSecretKey {
+        key: [u8; 32],
     },
 }
 
@@ -262,6 +278,26 @@ impl Stamped {
             Command::DeleteEnvironment { environment } => {
                 WireCommand::DeleteEnvironment { environment }
             }
+            Command::CreateEnvironmentKey {
+                environment,
+                id,
+                name,
+                digest,
+            } => {
+                id_text = id.to_string();
+                WireCommand::CreateEnvironmentKey {
+                    environment,
+                    id: &id_text,
+                    name: name.as_deref(),
+                    digest: *digest.as_bytes(),
+                }
+            }
+            Command::RevokeEnvironmentKey { environment, key } => {
+                WireCommand::RevokeEnvironmentKey { environment, key }
+            }
+            Command::SetItemSecretKey { key } => WireCommand::SetItemSecretKey {
+                key: *key.as_bytes(),
+            },
         };
         let wire = WireStamped {
             now: self.now.unix_micros(),
@@ -438,6 +474,26 @@ impl Stamped {
             },
             WireCommand::DeleteEnvironment { environment } => Command::DeleteEnvironment {
                 environment: environment.into(),
+            },
+            WireCommand::CreateEnvironmentKey {
+                environment,
+                id,
+                name,
+                digest,
+            } => Command::CreateEnvironmentKey {
+                environment: environment.into(),
+                id: EnvironmentKeyId::parse(id).map_err(|e| invalid(e.to_string()))?,
+                name: name.map(str::to_owned),
+                digest: KeyDigest::from_bytes(digest),
+            },
+            WireCommand::RevokeEnvironmentKey { environment, key } => {
+                Command::RevokeEnvironmentKey {
+                    environment: environment.into(),
+                    key: key.into(),
+                }
+            }
+            WireCommand::SetItemSecretKey { key } => Command::SetItemSecretKey {
+                key: ItemSecretKey::from_bytes(key),
             },
         };
         Ok(Self { now, command })

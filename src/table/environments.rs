@@ -6,6 +6,7 @@
 
 use super::LeaseTable;
 use crate::environment::{Environment, Profile};
+use crate::environment_keys::EnvironmentKeys;
 use crate::environment_record::{
     default_config, EnvironmentListRequest, EnvironmentPage, EnvironmentPatch, EnvironmentRecord,
     NewEnvironment,
@@ -169,6 +170,7 @@ impl LeaseTable {
             created_at: now,
             updated_at: now,
             archived_at: None,
+            keys: EnvironmentKeys::default(),
         };
         let index = self.insert_environment(id, new.kind, profile)?;
         Ok(self.environments[index as usize].record())

@@ -212,6 +212,21 @@ pub(crate) fn stamped_of_every_kind() -> Vec<Stamped> {
             });
         }
     }
+    commands.extend([
+        Command::CreateEnvironmentKey {
+            environment: "env_01".into(),
+            id: "ekey_01".parse().unwrap(),
+            name: Some("ci".into()),
+            digest: worklease::KeyDigest::from_bytes([9; 32]),
+        },
+        Command::RevokeEnvironmentKey {
+            environment: "env_01".into(),
+            key: "ekey not an id".into(),
+        },
+        Command::SetItemSecretKey {
+            key: worklease::ItemSecretKey::from_bytes([3; 32]),
+        },
+    ]);
     commands
         .into_iter()
         .enumerate()

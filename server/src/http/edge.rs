@@ -10,14 +10,15 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use axum::extract::Request;
-use axum::http::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION};
-use axum::http::{Method, StatusCode};
+use axum::http::header::{HeaderMap, HeaderName, HeaderValue};
+use axum::http::Method;
 use axum::response::{IntoResponse, Response};
 use tower_service::Service;
 
 use super::error::{render_refusal, ApiError};
 use super::route::{Route, UNMATCHED};
 use super::{forward, work};
+use crate::access::Grant;
 use crate::app::Shared;
 use crate::mint::Mint;
 use crate::origin::{RequestOrigin, ORIGIN};
@@ -25,7 +26,6 @@ use crate::raft::{ADMISSION_ROUTE, APPEND_ROUTE, SEED_ROUTE, SNAPSHOT_ROUTE, VOT
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 const RESPONSE_REQUEST_ID: HeaderName = HeaderName::from_static("request-id");
-const API_KEY: HeaderName = HeaderName::from_static("x-api-key");
 
 /// The one service in front of the router: names the route for the request counter, picks
 /// the request id (the client's `x-request-id` when it is sane), checks credentials (every
@@ -89,16 +89,44 @@ where
     fn call(&mut self, request: Request) -> Self::Future {
         let (route, heartbeat) = route_of(request.uri().path(), request.method());
         let request_id = RequestId::of(request.headers(), &self.shared.mint);
+        let grant = match route {
+            Some(route) if route.is_open() => Ok(None),
+            Some(route) => self
+                .shared
+                .access
+                .check(
+                    route.opens(),
+                    request.uri().path(),
+                    request.headers(),
+                    &self.shared.submit,
+                )
+                .map(Some),
+            // No route: answered 404 by the router, but only to a caller with credentials.
+            None => self
+                .shared
+                .access
+                .check(
+                    Route::Healthz.opens(),
+                    request.uri().path(),
+                    request.headers(),
+                    &self.shared.submit,
+                )
+                .map(|_| None),
+        };
         let answer = if route.is_some_and(Route::is_open) {
             Answer::Here(self.inner.call(request))
-        } else if let Err(refusal) = authenticate(request.headers(), &self.shared.token) {
-            Answer::Refused(refusal)
+        } else if let Err(refusal) = grant {
+            self.shared.metrics.credential_refused(refusal.reason());
+            Answer::Refused(refusal.into())
         } else if route.is_some_and(Route::goes_to_leader) && !self.shared.submit.leads() {
             Answer::AtLeader(Box::pin(forward::route(
                 self.shared.clone(),
                 self.inner.clone(),
                 request,
                 request_id.as_str().to_owned(),
+                route
+                    .filter(|_| grant == Ok(Some(Grant::AtLeader)))
+                    .map(Route::opens),
             )))
         } else if let Some(origin) = self
             .shared
@@ -271,6 +299,9 @@ pub(super) fn route_of(path: &str, method: &Method) -> (Option<Route>, Option<He
         (None, None, None) if method == Method::DELETE => Some(Route::DeleteEnvironment),
         (None, None, None) => Some(Route::UpdateEnvironment),
         (Some("archive"), None, None) => Some(Route::ArchiveEnvironment),
+        (Some("keys"), None, None) if read => Some(Route::ListEnvironmentKeys),
+        (Some("keys"), None, None) => Some(Route::CreateEnvironmentKey),
+        (Some("keys"), Some(key), None) if !key.is_empty() => Some(Route::RevokeEnvironmentKey),
         (Some("work"), None | Some(""), None) if !read => Some(Route::CreateWork),
         (Some("work"), None | Some(""), None) => Some(Route::ListWork),
         (Some("work"), Some("poll"), None) => Some(Route::Poll),
@@ -292,47 +323,4 @@ pub(super) fn route_of(path: &str, method: &Method) -> (Option<Route>, Option<He
         work: offset + slashes[1] + 1..offset + slashes[2],
     });
     (route, ids)
-}
-
-/// Every route but `/healthz` and `/readyz` needs `Authorization: Bearer <token>` or `x-api-key: <token>`.
-fn authenticate(headers: &HeaderMap, token: &str) -> Result<(), ApiError> {
-    let bearer = headers
-        .get(AUTHORIZATION)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.split_once(' '))
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, token)| token);
-    // Looked up only without a bearer token: a header outside the standard set is hashed.
-    let api_key = || headers.get(API_KEY).and_then(|value| value.to_str().ok());
-    match bearer.or_else(api_key) {
-        Some(presented) if same_secret(presented.trim().as_bytes(), token.as_bytes()) => Ok(()),
-        Some(_) => Err(ApiError::own(
-            StatusCode::UNAUTHORIZED,
-            "authentication_error",
-            "invalid bearer token".to_owned(),
-        )),
-        None => Err(ApiError::own(
-            StatusCode::UNAUTHORIZED,
-            "authentication_error",
-            "missing credentials: send `Authorization: Bearer <token>` or `x-api-key: <token>`"
-                .to_owned(),
-        )),
-    }
-}
-
-/// Compares without stopping at the first differing byte, so timing does not leak a prefix.
-fn same_secret(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn secrets_compare_whole() {
-        assert!(same_secret(b"abc", b"abc"));
-        assert!(!same_secret(b"abc", b"abd"));
-        assert!(!same_secret(b"abc", b"abcd"));
-    }
 }

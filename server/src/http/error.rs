@@ -166,3 +166,10 @@ pub(super) fn render_refusal(response: &mut Response, request_id: &str) {
         response.headers_mut().insert(RETRY_AFTER, value);
     }
 }
+
+impl From<crate::access::Refusal> for ApiError {
+    fn from(refusal: crate::access::Refusal) -> Self {
+        let (status, error_type, message) = refusal.answer();
+        Self::own(status, error_type, message.to_owned())
+    }
+}

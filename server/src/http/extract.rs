@@ -121,6 +121,10 @@ impl Ids {
     pub(super) fn work(&self) -> &str {
         self.named("work_id")
     }
+
+    pub(super) fn key(&self) -> &str {
+        self.named("key_id")
+    }
 }
 
 /// The start of a caller's text, for messages.

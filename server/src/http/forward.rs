@@ -22,6 +22,7 @@ use tower_service::Service;
 
 use super::error::ApiError;
 use super::extract::read_body;
+use crate::access::Opens;
 use crate::app::Shared;
 use crate::origin::{RequestOrigin, ORIGIN, ORIGIN_HEADER, REPLAY_HEADER};
 use crate::raft::{Leader, NodeId};
@@ -37,11 +38,14 @@ const FORWARDED_BY: HeaderName = HeaderName::from_static("x-worklease-forwarded-
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// Serves `request` where it belongs: here once this node leads, else at the leader.
+/// `unchecked`: the route, when the request's credential was left for the leader to check
+/// (`crate::access::Grant::AtLeader`); checked here should this node lead by now.
 pub(crate) async fn route<S>(
     shared: Arc<Shared>,
     inner: S,
     request: Request,
     request_id: String,
+    unchecked: Option<Opens>,
 ) -> Response
 where
     S: Service<Request, Response = Response, Error = Infallible>,
@@ -49,6 +53,9 @@ where
     let forwarded = request.headers().contains_key(FORWARDED_BY);
     match shared.submit.leader(LEADER_WAIT).await {
         Some(Leader::Me) => {
+            if let Err(refused) = check_here(&shared, unchecked, request.uri(), request.headers()) {
+                return refused.into_response();
+            }
             let origin = RequestOrigin::of(request.headers());
             serve_here(inner, request, origin).await
         }
@@ -81,7 +88,17 @@ where
                     if let Err(error) = &first {
                         tracing::warn!(leader, %address, ?error, "the leader did not answer a forwarded change; replaying it");
                     }
-                    match replay(&shared, inner, leader, &sent, &request_id, origin).await {
+                    match replay(
+                        &shared,
+                        inner,
+                        leader,
+                        &sent,
+                        &request_id,
+                        origin,
+                        unchecked,
+                    )
+                    .await
+                    {
                         Some(response) => (response, "replayed"),
                         None => (
                             first.unwrap_or_else(IntoResponse::into_response),
@@ -135,6 +152,7 @@ async fn replay<S>(
     sent: &Sent,
     request_id: &str,
     origin: u128,
+    unchecked: Option<Opens>,
 ) -> Option<Response>
 where
     S: Service<Request, Response = Response, Error = Infallible>,
@@ -145,6 +163,9 @@ where
         tries += 1;
         match shared.submit.leader(LEADER_WAIT).await {
             Some(Leader::Me) => {
+                if let Err(refused) = check_here(shared, unchecked, &sent.uri, &sent.headers) {
+                    return Some(refused.into_response());
+                }
                 let mut request = Request::new(Body::from(sent.body.clone()));
                 *request.method_mut() = sent.method.clone();
                 *request.uri_mut() = sent.uri.clone();
@@ -172,6 +193,26 @@ where
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     None
+}
+
+/// The credential check a request left for the leader, made here now that this node leads:
+/// the refusal's answer, if it is refused.
+fn check_here(
+    shared: &Shared,
+    unchecked: Option<Opens>,
+    uri: &Uri,
+    headers: &HeaderMap,
+) -> Result<(), ApiError> {
+    let Some(route) = unchecked else {
+        return Ok(());
+    };
+    shared
+        .access
+        .check_here(route, uri.path(), headers, &shared.submit)
+        .map_err(|refusal| {
+            shared.metrics.credential_refused(refusal.reason());
+            ApiError::from(refusal)
+        })
 }
 
 /// Runs this node's own route for `request`, with its origin (if any) visible to the write

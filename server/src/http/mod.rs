@@ -12,6 +12,7 @@ use crate::app::Shared;
 
 mod cluster;
 mod edge;
+mod environment_keys;
 mod environments;
 mod error;
 mod extract;
@@ -25,7 +26,7 @@ use edge::Edge;
 pub(crate) use error::ApiError;
 #[cfg(test)]
 pub(crate) use internal::table_digest;
-use route::Route;
+pub(crate) use route::Route;
 
 /// Every route under both prefixes, plus `/healthz`, `/readyz`, `/cluster` and `/metrics`, behind the one
 /// edge (request ids, authentication but for `/healthz` and `/readyz`, counting), for `axum::serve`.
@@ -61,6 +62,9 @@ fn handler(route: Route) -> MethodRouter<Arc<Shared>> {
         Route::UpdateEnvironment => on(method, environments::update),
         Route::DeleteEnvironment => on(method, environments::delete),
         Route::ArchiveEnvironment => on(method, environments::archive),
+        Route::CreateEnvironmentKey => on(method, environment_keys::create),
+        Route::ListEnvironmentKeys => on(method, environment_keys::list),
+        Route::RevokeEnvironmentKey => on(method, environment_keys::revoke),
         Route::ListWork => on(method, work::list),
         Route::CreateWork => on(method, work::create),
         Route::Poll => on(method, work::poll),
@@ -176,6 +180,11 @@ mod tests {
             "/environments/archive",
             "/environments/e1/archive",
             "/environments/e1/archive/",
+            "/environments/e1/keys",
+            "/environments/e1/keys/",
+            "/environments/e1/keys/k1",
+            "/environments/e1/keys/k1/",
+            "/environments/e1/keys/k1/x",
             "/environments/e1/works",
             "/environments/e1/work",
             "/environments/e1/work/",
@@ -257,7 +266,8 @@ mod tests {
             for template in route.paths() {
                 let path = template
                     .replace("{environment_id}", "env_1")
-                    .replace("{work_id}", "work_1");
+                    .replace("{work_id}", "work_1")
+                    .replace("{key_id}", "ekey_1");
                 let request = Request::builder()
                     .method(route.method())
                     .uri(path.as_str())
@@ -271,19 +281,29 @@ mod tests {
         }
     }
 
-    /// The membership and backup routes, and only they, are for administrators.
+    /// The membership and backup routes are for administrators: no environment key or item
+    /// secret opens them, and they are never open.
     #[test]
     fn the_membership_and_backup_routes_are_admin_only() {
+        let mut seen = 0;
         for route in Route::ALL {
             let membership = route
                 .paths()
                 .iter()
                 .any(|path| path.starts_with("/cluster/members") || path == "/cluster/snapshot");
-            assert_eq!(route.is_admin_only(), membership, "{route:?}");
             if membership {
-                assert!(!route.is_open() && route.goes_to_leader(), "{route:?}");
+                seen += 1;
+                let opens = route.opens();
+                assert!(
+                    !route.is_open()
+                        && route.goes_to_leader()
+                        && !opens.to_environment_keys
+                        && !opens.to_item_secrets,
+                    "{route:?}"
+                );
             }
         }
+        assert_eq!(seen, 4, "list, add and remove members, and the backup");
     }
 
     /// Every label a request can be counted under is one the metrics pre-register.

@@ -8,6 +8,7 @@
 
 use axum::http::Method;
 
+use crate::access::Opens;
 use crate::raft::{ADMISSION_ROUTE, APPEND_ROUTE, SEED_ROUTE, SNAPSHOT_ROUTE, VOTE_ROUTE};
 
 /// The API's two prefixes; every [`Pattern::Api`] route is served under both.
@@ -37,6 +38,12 @@ pub(crate) enum Route {
     DeleteEnvironment,
     /// `POST /environments/{environment_id}/archive`.
     ArchiveEnvironment,
+    /// `POST /environments/{environment_id}/keys`.
+    CreateEnvironmentKey,
+    /// `GET /environments/{environment_id}/keys`.
+    ListEnvironmentKeys,
+    /// `DELETE /environments/{environment_id}/keys/{key_id}`.
+    RevokeEnvironmentKey,
     /// `GET /environments/{environment_id}/work` (or `…/work/`).
     ListWork,
     /// `POST /environments/{environment_id}/work`.
@@ -87,13 +94,16 @@ pub(crate) enum Route {
 
 impl Route {
     /// Every route, once: the router registers exactly these.
-    pub(crate) const ALL: [Self; 29] = [
+    pub(crate) const ALL: [Self; 32] = [
         Self::CreateEnvironment,
         Self::ListEnvironments,
         Self::RetrieveEnvironment,
         Self::UpdateEnvironment,
         Self::DeleteEnvironment,
         Self::ArchiveEnvironment,
+        Self::CreateEnvironmentKey,
+        Self::ListEnvironmentKeys,
+        Self::RevokeEnvironmentKey,
         Self::ListWork,
         Self::CreateWork,
         Self::Poll,
@@ -124,6 +134,7 @@ impl Route {
         match self {
             Self::ListEnvironments
             | Self::RetrieveEnvironment
+            | Self::ListEnvironmentKeys
             | Self::ListWork
             | Self::Poll
             | Self::Stats
@@ -139,6 +150,7 @@ impl Route {
             Self::CreateEnvironment
             | Self::UpdateEnvironment
             | Self::ArchiveEnvironment
+            | Self::CreateEnvironmentKey
             | Self::CreateWork
             | Self::UpdateWork
             | Self::Ack
@@ -149,7 +161,9 @@ impl Route {
             | Self::RaftSnapshot
             | Self::AddMember
             | Self::RaftSeed => Method::POST,
-            Self::DeleteEnvironment | Self::RemoveMember => Method::DELETE,
+            Self::DeleteEnvironment | Self::RevokeEnvironmentKey | Self::RemoveMember => {
+                Method::DELETE
+            }
         }
     }
 
@@ -161,6 +175,12 @@ impl Route {
                 &[Pattern::Api("/environments/{environment_id}")]
             }
             Self::ArchiveEnvironment => &[Pattern::Api("/environments/{environment_id}/archive")],
+            Self::CreateEnvironmentKey | Self::ListEnvironmentKeys => {
+                &[Pattern::Api("/environments/{environment_id}/keys")]
+            }
+            Self::RevokeEnvironmentKey => {
+                &[Pattern::Api("/environments/{environment_id}/keys/{key_id}")]
+            }
             Self::ListWork => &[
                 Pattern::Api("/environments/{environment_id}/work"),
                 Pattern::Api("/environments/{environment_id}/work/"),
@@ -219,7 +239,10 @@ impl Route {
             Self::RetrieveEnvironment
             | Self::UpdateEnvironment
             | Self::DeleteEnvironment
-            | Self::ArchiveEnvironment => "other",
+            | Self::ArchiveEnvironment
+            | Self::CreateEnvironmentKey
+            | Self::ListEnvironmentKeys
+            | Self::RevokeEnvironmentKey => "other",
             Self::ListWork => "list",
             Self::CreateWork => "create_work",
             Self::Poll => "poll",
@@ -259,6 +282,9 @@ impl Route {
             | Self::UpdateEnvironment
             | Self::DeleteEnvironment
             | Self::ArchiveEnvironment
+            | Self::CreateEnvironmentKey
+            | Self::ListEnvironmentKeys
+            | Self::RevokeEnvironmentKey
             | Self::ListWork
             | Self::CreateWork
             | Self::Poll
@@ -285,45 +311,6 @@ impl Route {
         }
     }
 
-    /// Whether the route is for the cluster's administrators only (docs/contract.md §12):
-    /// the membership routes change or reveal who the members are, and a backup holds the
-    /// whole table. Until credentials come in
-    /// kinds, the server's one token opens them, as it opens every route but the probes.
-    #[inline]
-    // The access checks that tell admin credentials from others read it; until they come,
-    // the tests do.
-    #[cfg_attr(not(test), allow(dead_code))]
-    pub(crate) const fn is_admin_only(self) -> bool {
-        match self {
-            Self::ListMembers | Self::AddMember | Self::RemoveMember | Self::Backup => true,
-            Self::CreateEnvironment
-            | Self::ListEnvironments
-            | Self::RetrieveEnvironment
-            | Self::UpdateEnvironment
-            | Self::DeleteEnvironment
-            | Self::ArchiveEnvironment
-            | Self::ListWork
-            | Self::CreateWork
-            | Self::Poll
-            | Self::Stats
-            | Self::RetrieveWork
-            | Self::UpdateWork
-            | Self::Ack
-            | Self::Heartbeat
-            | Self::Stop
-            | Self::Healthz
-            | Self::Readyz
-            | Self::Cluster
-            | Self::Metrics
-            | Self::Digest
-            | Self::RaftAppend
-            | Self::RaftVote
-            | Self::RaftSnapshot
-            | Self::RaftAdmission
-            | Self::RaftSeed => false,
-        }
-    }
-
     /// Whether the route answers without credentials: only the probes, which a load balancer
     /// or orchestrator calls without the token.
     #[inline]
@@ -336,6 +323,9 @@ impl Route {
             | Self::UpdateEnvironment
             | Self::DeleteEnvironment
             | Self::ArchiveEnvironment
+            | Self::CreateEnvironmentKey
+            | Self::ListEnvironmentKeys
+            | Self::RevokeEnvironmentKey
             | Self::ListWork
             | Self::CreateWork
             | Self::Poll
@@ -355,6 +345,97 @@ impl Route {
             | Self::RaftAppend
             | Self::RaftVote
             | Self::RaftSnapshot
+            | Self::RaftAdmission
+            | Self::RaftSeed => false,
+        }
+    }
+}
+
+impl Route {
+    /// What the route opens to environment keys and item secrets, for the credential check.
+    #[inline]
+    pub(crate) const fn opens(self) -> Opens {
+        Opens {
+            at_leader: self.goes_to_leader(),
+            to_environment_keys: self.opens_to_environment_keys(),
+            to_item_secrets: self.opens_to_item_secrets(),
+        }
+    }
+
+    /// Whether an environment key opens the route in its own environment (docs/contract.md
+    /// §10): what a runner does. Retrieving and updating work, creating it, environments and
+    /// their keys, and the node's routes are the admin's.
+    #[inline]
+    pub(crate) const fn opens_to_environment_keys(self) -> bool {
+        match self {
+            Self::Poll
+            | Self::Ack
+            | Self::Heartbeat
+            | Self::Stop
+            | Self::ListWork
+            | Self::Stats => true,
+            Self::CreateEnvironment
+            | Self::ListEnvironments
+            | Self::RetrieveEnvironment
+            | Self::UpdateEnvironment
+            | Self::DeleteEnvironment
+            | Self::ArchiveEnvironment
+            | Self::CreateEnvironmentKey
+            | Self::ListEnvironmentKeys
+            | Self::RevokeEnvironmentKey
+            | Self::CreateWork
+            | Self::RetrieveWork
+            | Self::UpdateWork
+            | Self::Healthz
+            | Self::Readyz
+            | Self::Cluster
+            | Self::Metrics
+            | Self::Digest
+            | Self::RaftAppend
+            | Self::RaftVote
+            | Self::RaftSnapshot
+            | Self::ListMembers
+            | Self::AddMember
+            | Self::RemoveMember
+            | Self::Backup
+            | Self::RaftAdmission
+            | Self::RaftSeed => false,
+        }
+    }
+
+    /// Whether an item secret opens the route for its own item: heartbeat and stop only.
+    #[inline]
+    pub(crate) const fn opens_to_item_secrets(self) -> bool {
+        match self {
+            Self::Heartbeat | Self::Stop => true,
+            Self::CreateEnvironment
+            | Self::ListEnvironments
+            | Self::RetrieveEnvironment
+            | Self::UpdateEnvironment
+            | Self::DeleteEnvironment
+            | Self::ArchiveEnvironment
+            | Self::CreateEnvironmentKey
+            | Self::ListEnvironmentKeys
+            | Self::RevokeEnvironmentKey
+            | Self::ListWork
+            | Self::CreateWork
+            | Self::Poll
+            | Self::Stats
+            | Self::RetrieveWork
+            | Self::UpdateWork
+            | Self::Ack
+            | Self::Healthz
+            | Self::Readyz
+            | Self::Cluster
+            | Self::Metrics
+            | Self::Digest
+            | Self::RaftAppend
+            | Self::RaftVote
+            | Self::RaftSnapshot
+            | Self::ListMembers
+            | Self::AddMember
+            | Self::RemoveMember
+            | Self::Backup
             | Self::RaftAdmission
             | Self::RaftSeed => false,
         }

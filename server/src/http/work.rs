@@ -11,12 +11,15 @@ use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::Response;
 use serde_json::Value;
 use worklease::json::{
-    CreateWork, ListPage, StopWork, UpdateWork, Work, WorkHeartbeat, WorkQueueStats,
+    CreateWork, DeliveredWork, ListPage, StopWork, UpdateWork, Work, WorkHeartbeat, WorkQueueStats,
 };
-use worklease::{parse_worker_id, HeartbeatRequest, ListRequest, PollRequest, Polled, StopMode};
+use worklease::{
+    parse_worker_id, HeartbeatRequest, ListRequest, PollRequest, Polled, StopMode, WorkItem,
+};
 
 use super::error::{json, json_bytes, ApiError};
 use super::extract::{excerpt, parse_json, read_body, worker_header, Ids, Query};
+use crate::access::item_secret;
 use crate::app::Shared;
 use crate::submit::until;
 
@@ -63,9 +66,7 @@ pub(crate) async fn poll(
         ready.as_mut().enable();
         let polled = shared.submit.poll(ids.environment(), &request).await?;
         let next_claimable_at = match polled {
-            Polled::Delivered(item) => {
-                return Ok(json(StatusCode::OK, &Work(&item)));
-            }
+            Polled::Delivered(item) => return delivered(&shared, &item).await,
             Polled::Empty { next_claimable_at } => next_claimable_at,
         };
         let left = give_up.saturating_duration_since(tokio::time::Instant::now());
@@ -78,6 +79,29 @@ pub(crate) async fn poll(
             () = tokio::time::sleep(wait) => {}
         }
     }
+}
+
+/// A delivered item with its `secret` (docs/contract.md §10), signed with the table's
+/// item-secret key (set the first time one is needed).
+async fn delivered(shared: &Arc<Shared>, item: &WorkItem) -> Handled {
+    // On a task of its own: setting the key is a change of its own, which must not carry this
+    // request's origin id (`crate::origin`, a task-local) as if it were this request.
+    let setter = shared.clone();
+    let key = tokio::spawn(async move { setter.submit.item_secret_key().await })
+        .await
+        .map_err(|error| ApiError::Unavailable(format!("the item-secret key: {error}")))??;
+    let Some(delivery) = item_secret::Delivery::of(item) else {
+        // A poll's answer always records its delivery; without one there is nothing to bind.
+        return Ok(json(StatusCode::OK, &Work(item)));
+    };
+    let secret = item_secret::secret(&item_secret::sessions_token(&key, &delivery));
+    Ok(json(
+        StatusCode::OK,
+        &DeliveredWork {
+            item,
+            secret: &secret,
+        },
+    ))
 }
 
 /// `POST …/work/{work_id}/ack`.

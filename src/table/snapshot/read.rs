@@ -11,14 +11,16 @@ use serde::Deserializer;
 
 use super::{shard_of, Restored};
 use crate::environment::Profile;
+use crate::environment_keys::{EnvironmentKey, EnvironmentKeys, ItemSecretKey, KeyDigest};
 use crate::environment_record::{EnvironmentScope, NewEnvironment};
-use crate::ids::{EnvironmentId, SessionId, WorkId, WorkerId};
+use crate::ids::{EnvironmentId, EnvironmentKeyId, SessionId, WorkId, WorkerId};
 use crate::item::{Item, Phase, Transition};
 use crate::metadata::Metadata;
 use crate::outcome::Config;
 use crate::snapshot::{
-    after, instant, unframe, DecodeError, SnapshotError, WireConfig, WireId, WireItem, WireKind,
-    WireLease, WirePhase, WireProfile, WireTransition, SNAPSHOT_MAGIC, SNAPSHOT_VERSION,
+    after, instant, unframe, DecodeError, SnapshotError, WireConfig, WireId, WireItem, WireKey,
+    WireKind, WireLease, WirePhase, WireProfile, WireTransition, SNAPSHOT_MAGIC, SNAPSHOT_VERSION,
+    SNAPSHOT_VERSION_WITHOUT_KEYS,
 };
 use crate::state::WorkState;
 use crate::table::{hash_of, LeaseTable};
@@ -36,8 +38,16 @@ pub(crate) fn decode(
     shards: usize,
 ) -> Result<Restored, SnapshotError> {
     debug_assert!(shards.is_power_of_two());
-    let payload = unframe(bytes, SNAPSHOT_MAGIC, SNAPSHOT_VERSION)?;
+    let (payload, version) = match unframe(bytes, SNAPSHOT_MAGIC, SNAPSHOT_VERSION) {
+        Err(DecodeError::UnsupportedVersion { found, .. })
+            if found == SNAPSHOT_VERSION_WITHOUT_KEYS =>
+        {
+            (unframe(bytes, SNAPSHOT_MAGIC, found)?, found)
+        }
+        framed => (framed?, SNAPSHOT_VERSION),
+    };
     let mut builder = Builder {
+        with_keys: version >= SNAPSHOT_VERSION,
         hasher,
         shards,
         shift: 64 - shards.trailing_zeros(),
@@ -84,6 +94,8 @@ struct Queues {
 
 /// The tables being built, and what reading needs to check the next value.
 struct Builder {
+    /// Whether the snapshot's format has environment keys and the item-secret key.
+    with_keys: bool,
     hasher: RandomState,
     shards: usize,
     shift: u32,
@@ -130,7 +142,8 @@ impl<'de> DeserializeSeed<'de> for TopSeed<'_> {
     type Value = ();
 
     fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
-        deserializer.deserialize_tuple(5, self)
+        let fields = if self.0.with_keys { 6 } else { 5 };
+        deserializer.deserialize_tuple(fields, self)
     }
 }
 
@@ -154,6 +167,16 @@ impl<'de> Visitor<'de> for TopSeed<'_> {
         let journal: Vec<WireTransition<'de>> =
             seq.next_element()?.ok_or_else(|| missing("journal"))?;
         check!(builder, builder.set_journal(&journal));
+        if builder.with_keys {
+            let key: Option<[u8; 32]> = seq
+                .next_element()?
+                .ok_or_else(|| missing("item secret key"))?;
+            if let Some(key) = key {
+                for table in &mut builder.tables {
+                    table.set_item_secret_key_in_shard(ItemSecretKey::from_bytes(key));
+                }
+            }
+        }
         Ok(())
     }
 }
@@ -190,7 +213,8 @@ impl<'de> DeserializeSeed<'de> for EnvironmentSeed<'_> {
     type Value = ();
 
     fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
-        deserializer.deserialize_tuple(5, self)
+        let fields = if self.0.with_keys { 6 } else { 5 };
+        deserializer.deserialize_tuple(fields, self)
     }
 }
 
@@ -214,6 +238,10 @@ impl<'de> Visitor<'de> for EnvironmentSeed<'_> {
         check!(builder, builder.set_pollers(env, &pollers));
         seq.next_element_seed(ItemsSeed(&mut *builder, env))?
             .ok_or_else(|| missing("items"))?;
+        if builder.with_keys {
+            let keys: Vec<WireKey<'de>> = seq.next_element()?.ok_or_else(|| missing("keys"))?;
+            check!(builder, builder.set_keys(env, &keys));
+        }
         builder.finish_environment(env);
         Ok(())
     }
@@ -382,9 +410,31 @@ impl Builder {
             created_at,
             updated_at,
             archived_at,
+            keys: EnvironmentKeys::default(),
         };
         for table in &mut self.tables {
             table.set_profile(env, profile.clone());
+        }
+        Ok(())
+    }
+
+    fn set_keys(&mut self, env: u32, wire: &[WireKey<'_>]) -> Result<(), String> {
+        let mut keys = Vec::with_capacity(wire.len().min(crate::MAX_KEYS_PER_ENVIRONMENT));
+        for key in wire {
+            if keys.len() == crate::MAX_KEYS_PER_ENVIRONMENT {
+                return Err("more environment keys than an environment holds".to_owned());
+            }
+            let id = EnvironmentKeyId::parse(key.id).map_err(|e| e.to_string())?;
+            keys.push(EnvironmentKey::new(
+                id,
+                key.name.map(str::to_owned),
+                KeyDigest::from_bytes(key.digest),
+                instant(key.created_at)?,
+            ));
+        }
+        let keys = EnvironmentKeys::restored(keys)?;
+        for table in &mut self.tables {
+            table.environments[env as usize].profile.keys = keys.clone();
         }
         Ok(())
     }

@@ -3,7 +3,7 @@
 
 use crate::snapshot::{
     frame, SnapshotError, WireConfig, WireId, WireItem, WireKind, WireLease, WirePhase,
-    WireProfile, WireState, WireTransition, SNAPSHOT_MAGIC, SNAPSHOT_VERSION,
+    WireProfile, WireState, WireTransition, SNAPSHOT_MAGIC, SNAPSHOT_VERSION_WITHOUT_KEYS,
 };
 use crate::table::LeaseTable;
 use crate::time::Timestamp;
@@ -124,7 +124,14 @@ fn restore(parts: &Parts<'_>) -> Result<LeaseTable, SnapshotError> {
         &parts.environments,
         &parts.journal,
     );
-    LeaseTable::restore(&frame(SNAPSHOT_MAGIC, SNAPSHOT_VERSION, &value, 64))
+    // Written in the format before keys, which restoring still reads: these payloads are
+    // about everything else a snapshot holds.
+    LeaseTable::restore(&frame(
+        SNAPSHOT_MAGIC,
+        SNAPSHOT_VERSION_WITHOUT_KEYS,
+        &value,
+        64,
+    ))
 }
 
 fn refused(change: impl FnOnce(&mut Parts<'static>)) -> String {

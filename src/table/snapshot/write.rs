@@ -11,8 +11,8 @@ use crate::ids::{BodyRef, WorkerId};
 use crate::item::{Item, Phase, Transition};
 use crate::outcome::Config;
 use crate::snapshot::{
-    delta, frame, WireConfig, WireId, WireItem, WireKind, WireLease, WirePhase, WireProfile,
-    WireScope, WireTransition, SNAPSHOT_MAGIC, SNAPSHOT_VERSION,
+    delta, frame, WireConfig, WireId, WireItem, WireKey, WireKind, WireLease, WirePhase,
+    WireProfile, WireScope, WireTransition, SNAPSHOT_MAGIC, SNAPSHOT_VERSION,
 };
 use crate::table::LeaseTable;
 use crate::time::Timestamp;
@@ -112,7 +112,7 @@ impl Serialize for SnapshotOut<'_> {
             reclaim_older_than_ms: self.config.reclaim_older_than_ms,
         };
         let workers: Vec<&str> = self.workers.iter().map(|w| w.as_str()).collect();
-        let mut top = serializer.serialize_tuple(5)?;
+        let mut top = serializer.serialize_tuple(6)?;
         top.serialize_element(&config)?;
         top.serialize_element(&self.clock.map(Timestamp::unix_micros))?;
         top.serialize_element(&workers)?;
@@ -136,6 +136,8 @@ impl Serialize for SnapshotOut<'_> {
             })
             .collect();
         top.serialize_element(&journal)?;
+        let item_secret_key = self.tables[0].item_secret_key.map(|key| *key.as_bytes());
+        top.serialize_element(&item_secret_key)?;
         top.end()
     }
 }
@@ -178,7 +180,19 @@ impl Serialize for EnvironmentOut<'_, '_> {
             updated_at: profile.updated_at.unix_micros(),
             archived_at: profile.archived_at.map(Timestamp::unix_micros),
         };
-        let mut tuple = serializer.serialize_tuple(5)?;
+        let key_ids: Vec<String> = profile.keys.iter().map(|key| key.id.to_string()).collect();
+        let keys: Vec<WireKey<'_>> = profile
+            .keys
+            .iter()
+            .zip(&key_ids)
+            .map(|(key, id)| WireKey {
+                id,
+                name: key.name.as_deref(),
+                digest: *key.digest.as_bytes(),
+                created_at: key.created_at.unix_micros(),
+            })
+            .collect();
+        let mut tuple = serializer.serialize_tuple(6)?;
         tuple.serialize_element(&*environment.text)?;
         tuple.serialize_element(&WireKind::from(environment.kind))?;
         tuple.serialize_element(&wire_profile)?;
@@ -187,6 +201,7 @@ impl Serialize for EnvironmentOut<'_, '_> {
             out: self.out,
             env: self.env,
         })?;
+        tuple.serialize_element(&keys)?;
         tuple.end()
     }
 }

@@ -1,0 +1,353 @@
+//! Item secrets (docs/contract.md §10): the credential a poll hands out with an item, good for
+//! that item's heartbeat and stop while the delivery it came with is current.
+//!
+//! A poll's `secret` is the URL-safe base64 (no padding) of `{"sessions_token": "wls_…"}`,
+//! the payload the official SDK's worker decodes. The `sessions_token` is `wls_` and the
+//! URL-safe base64 of:
+//!
+//! ```text
+//! version (1) | environment id (u8 length, text) | work id (u8 length, text)
+//! | delivered_at (i64 µs, LE) | lapses (u32, LE) | lease_epoch at delivery (u32, LE)
+//! | worker id (u8 length, 0 for none, text) | HMAC-SHA256 of everything before (32 bytes)
+//! ```
+//!
+//! under the table's item-secret key ([`worklease::ItemSecretKey`]), which every member
+//! holds. So checking a secret costs one HMAC and the item read the request makes anyway:
+//! no per-item secret is stored. A delivery is current while the item is in the lease that
+//! delivery leads to ([`Delivery::is_current`]): a reclaim records a new delivery time, a
+//! lapse counts in `lapses`, an ack moves `lease_epoch` by one; any of those that belongs to
+//! another delivery ends the secret.
+//!
+//! Self-contained (`worklease`, `hmac`, `sha2`, `base64` only), so the fuzz target includes
+//! this file as it is.
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+use worklease::{ItemSecretKey, WorkItem, WorkState};
+
+/// What every `sessions_token` starts with.
+pub(crate) const PREFIX: &str = "wls_";
+
+/// The token layout's version (its first byte).
+const VERSION: u8 = 1;
+
+/// Bytes of the HMAC-SHA256 tag.
+const TAG_BYTES: usize = 32;
+
+/// The longest token a well-formed delivery makes, with room: longer presented text is not
+/// decoded at all.
+const MAX_TOKEN_CHARS: usize = 512;
+
+/// One delivery of one item: what a secret is bound to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Delivery {
+    /// The environment's id, canonical text.
+    pub(crate) environment: String,
+    /// The item's id, canonical text.
+    pub(crate) work: String,
+    /// When the poll handed it out (µs since the Unix epoch).
+    delivered_at: i64,
+    /// The item's lapse count then.
+    lapses: u32,
+    /// Its `lease_epoch` then (the ack that follows makes it one more).
+    epoch: u32,
+    /// The worker it was delivered to, if the poll named one.
+    worker: Option<String>,
+}
+
+impl Delivery {
+    /// The delivery a poll just made: `None` for an item no poll handed out.
+    pub(crate) fn of(item: &WorkItem) -> Option<Self> {
+        Some(Self {
+            environment: item.environment_id.to_string(),
+            work: item.id.to_string(),
+            delivered_at: item.delivered_at?.unix_micros(),
+            lapses: item.lapses,
+            epoch: item.lease_epoch,
+            worker: item
+                .worker
+                .as_ref()
+                .map(|worker| worker.as_str().to_owned()),
+        })
+    }
+
+    /// Whether `item`, as the table holds it now, is still this delivery's: the same queued
+    /// delivery, the lease its ack opened (no lapse since, no other ack, the same named
+    /// worker), or stopped from either.
+    pub(crate) fn is_current(&self, item: &WorkItem) -> bool {
+        let same_worker = || {
+            self.worker
+                .as_deref()
+                .is_none_or(|worker| item.worker.as_ref().map(|held| held.as_str()) == Some(worker))
+        };
+        if item.lapses != self.lapses {
+            return false;
+        }
+        match item.state {
+            WorkState::Queued => {
+                item.delivered_at.map(|at| at.unix_micros()) == Some(self.delivered_at)
+                    && item.lease_epoch == self.epoch
+                    && same_worker()
+            }
+            WorkState::Starting | WorkState::Active | WorkState::Stopping => {
+                item.lease_epoch == self.epoch.wrapping_add(1) && same_worker()
+            }
+            WorkState::Stopped => {
+                item.lease_epoch == self.epoch || item.lease_epoch == self.epoch.wrapping_add(1)
+            }
+        }
+    }
+
+    fn body(&self) -> Vec<u8> {
+        let mut body = Vec::with_capacity(96 + self.worker.as_ref().map_or(0, String::len));
+        body.push(VERSION);
+        for text in [&self.environment, &self.work] {
+            push_text(&mut body, text);
+        }
+        body.extend_from_slice(&self.delivered_at.to_le_bytes());
+        body.extend_from_slice(&self.lapses.to_le_bytes());
+        body.extend_from_slice(&self.epoch.to_le_bytes());
+        push_text(&mut body, self.worker.as_deref().unwrap_or(""));
+        body
+    }
+}
+
+/// A length byte and the text (ids and worker ids are at most 128 bytes).
+fn push_text(body: &mut Vec<u8>, text: &str) {
+    let len = u8::try_from(text.len()).expect("invariant: ids and worker ids fit a length byte");
+    body.push(len);
+    body.extend_from_slice(text.as_bytes());
+}
+
+fn mac(key: &ItemSecretKey) -> Hmac<Sha256> {
+    <Hmac<Sha256> as Mac>::new_from_slice(key.as_bytes())
+        .expect("invariant: HMAC takes a key of any length")
+}
+
+/// The `sessions_token` for `delivery`, signed with `key`.
+pub(crate) fn sessions_token(key: &ItemSecretKey, delivery: &Delivery) -> String {
+    let mut bytes = delivery.body();
+    let mut mac = mac(key);
+    mac.update(&bytes);
+    bytes.extend_from_slice(&mac.finalize().into_bytes());
+    format!("{PREFIX}{}", URL_SAFE_NO_PAD.encode(bytes))
+}
+
+/// A poll's `secret`: the URL-safe base64 (no padding) of `{"sessions_token": "…"}`.
+pub(crate) fn secret(sessions_token: &str) -> String {
+    let payload = serde_json::json!({ "sessions_token": sessions_token });
+    URL_SAFE_NO_PAD.encode(payload.to_string())
+}
+
+/// A presented token of the right shape, not yet verified.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Signed {
+    pub(crate) delivery: Delivery,
+    signed: Vec<u8>,
+    tag: [u8; TAG_BYTES],
+}
+
+impl Signed {
+    /// Whether the tag is `key`'s for these bytes (compared in constant time by `hmac`).
+    pub(crate) fn verify(&self, key: &ItemSecretKey) -> bool {
+        self.verify_with(mac(key))
+    }
+
+    fn verify_with(&self, mut mac: Hmac<Sha256>) -> bool {
+        mac.update(&self.signed);
+        mac.verify_slice(&self.tag).is_ok()
+    }
+}
+
+/// An item-secret key with its HMAC state prepared (the key's inner and outer blocks hashed
+/// once), so a check hashes only the token's own bytes: a third of the work.
+#[derive(Clone)]
+pub(crate) struct Verifier {
+    key: ItemSecretKey,
+    mac: Hmac<Sha256>,
+}
+
+impl Verifier {
+    pub(crate) fn new(key: ItemSecretKey) -> Self {
+        Self {
+            mac: mac(&key),
+            key,
+        }
+    }
+
+    /// Whether this verifier is for `key`.
+    pub(crate) fn is_for(&self, key: &ItemSecretKey) -> bool {
+        self.key == *key
+    }
+
+    /// [`Signed::verify`] with the prepared state.
+    pub(crate) fn verify(&self, signed: &Signed) -> bool {
+        signed.verify_with(self.mac.clone())
+    }
+}
+
+/// Reads a presented credential as a `sessions_token`: `None` unless it has the shape of one
+/// (whatever its tag).
+pub(crate) fn parse(presented: &str) -> Option<Signed> {
+    let encoded = presented.strip_prefix(PREFIX)?;
+    if encoded.len() > MAX_TOKEN_CHARS {
+        return None;
+    }
+    let bytes = URL_SAFE_NO_PAD.decode(encoded).ok()?;
+    let (signed, tag) = bytes.split_at_checked(bytes.len().checked_sub(TAG_BYTES)?)?;
+    let mut reader = Reader(signed);
+    if reader.take(1)? != [VERSION] {
+        return None;
+    }
+    let environment = reader.text()?;
+    let work = reader.text()?;
+    let delivered_at = i64::from_le_bytes(reader.take(8)?.try_into().ok()?);
+    let lapses = u32::from_le_bytes(reader.take(4)?.try_into().ok()?);
+    let epoch = u32::from_le_bytes(reader.take(4)?.try_into().ok()?);
+    let worker = reader.text()?;
+    if !reader.0.is_empty() {
+        return None;
+    }
+    Some(Signed {
+        delivery: Delivery {
+            environment: environment.to_owned(),
+            work: work.to_owned(),
+            delivered_at,
+            lapses,
+            epoch,
+            worker: (!worker.is_empty()).then(|| worker.to_owned()),
+        },
+        signed: signed.to_vec(),
+        tag: tag.try_into().ok()?,
+    })
+}
+
+/// Reads a poll's `secret` back to its `sessions_token` (what the SDK does).
+#[cfg(test)]
+pub(crate) fn token_of_secret(secret: &str) -> Option<String> {
+    let json = URL_SAFE_NO_PAD.decode(secret).ok()?;
+    let value: serde_json::Value = serde_json::from_slice(&json).ok()?;
+    value["sessions_token"].as_str().map(str::to_owned)
+}
+
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        let (taken, rest) = self.0.split_at_checked(n)?;
+        self.0 = rest;
+        Some(taken)
+    }
+
+    fn text(&mut self) -> Option<&'a str> {
+        let len = usize::from(*self.take(1)?.first()?);
+        std::str::from_utf8(self.take(len)?).ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use worklease::{LeaseTable, Metadata, PollRequest, Polled, Timestamp};
+
+    fn delivered(table: &mut LeaseTable, at: i64, worker: Option<&str>) -> WorkItem {
+        let request = PollRequest {
+            worker: worker.map(|w| worklease::WorkerId::parse(w).unwrap()),
+            reclaim_older_than_ms: 0,
+            block_ms: None,
+        };
+        match table
+            .poll("env_a", &request, Timestamp::from_unix_micros(at))
+            .unwrap()
+        {
+            Polled::Delivered(item) => *item,
+            Polled::Empty { .. } => panic!("nothing delivered"),
+        }
+    }
+
+    fn table() -> LeaseTable {
+        let mut table = LeaseTable::default();
+        table
+            .register_environment(
+                "env_a".parse().unwrap(),
+                worklease::EnvironmentKind::SelfHosted,
+            )
+            .unwrap();
+        table
+            .create_work(
+                "env_a",
+                "work_1".parse().unwrap(),
+                "sess_1".parse().unwrap(),
+                Metadata::new(),
+                Timestamp::from_unix_micros(1),
+            )
+            .unwrap();
+        table
+    }
+
+    #[test]
+    fn a_token_round_trips_and_only_its_key_verifies_it() {
+        let mut table = table();
+        let item = delivered(&mut table, 10, Some("w1"));
+        let delivery = Delivery::of(&item).unwrap();
+        let key = ItemSecretKey::from_bytes([1; 32]);
+        let token = sessions_token(&key, &delivery);
+        let signed = parse(&token).unwrap();
+        assert_eq!(signed.delivery, delivery);
+        assert!(signed.verify(&key));
+        assert!(!signed.verify(&ItemSecretKey::from_bytes([2; 32])));
+        assert_eq!(
+            token_of_secret(&secret(&token)).as_deref(),
+            Some(token.as_str())
+        );
+        // Every truncation and every changed character is refused, by shape or by tag.
+        for len in 0..token.len() {
+            assert!(
+                parse(&token[..len]).is_none_or(|s| !s.verify(&key)),
+                "{len}"
+            );
+        }
+        let mut chars: Vec<char> = token.chars().collect();
+        for at in PREFIX.len()..chars.len() {
+            let was = chars[at];
+            chars[at] = if was == 'A' { 'B' } else { 'A' };
+            let changed: String = chars.iter().collect();
+            assert!(parse(&changed).is_none_or(|s| !s.verify(&key)), "{changed}");
+            chars[at] = was;
+        }
+    }
+
+    #[test]
+    fn a_redelivery_or_a_lapse_ends_the_delivery() {
+        let mut table = table();
+        let first = Delivery::of(&delivered(&mut table, 10, None)).unwrap();
+        let now = Timestamp::from_unix_micros(20);
+        assert!(first.is_current(&table.get("env_a", "work_1", now).unwrap()));
+        // Reclaimed (the window is 0 ms here): a new delivery.
+        let second = Delivery::of(&delivered(&mut table, 20, None)).unwrap();
+        let item = table.get("env_a", "work_1", now).unwrap();
+        assert!(!first.is_current(&item));
+        assert!(second.is_current(&item));
+        table.ack("env_a", "work_1", None, now).unwrap();
+        let leased = table.get("env_a", "work_1", now).unwrap();
+        assert!(second.is_current(&leased));
+        // The lease lapses (60 s by default) and the item is queued again.
+        let later = Timestamp::from_unix_micros(20 + 61_000_000);
+        let lapsed = table.get("env_a", "work_1", later).unwrap();
+        assert_eq!(lapsed.state, WorkState::Queued);
+        assert!(!second.is_current(&lapsed));
+    }
+
+    #[test]
+    fn a_named_worker_binds_the_delivery_to_the_lease() {
+        let mut table = table();
+        let first = Delivery::of(&delivered(&mut table, 10, Some("w1"))).unwrap();
+        let _second = delivered(&mut table, 20, Some("w2"));
+        let now = Timestamp::from_unix_micros(30);
+        let w2 = worklease::WorkerId::parse("w2").unwrap();
+        table.ack("env_a", "work_1", Some(&w2), now).unwrap();
+        assert!(!first.is_current(&table.get("env_a", "work_1", now).unwrap()));
+    }
+}
