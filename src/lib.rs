@@ -315,6 +315,7 @@
 // Library code states the invariant behind every unwrap (`expect`); tests and examples may not.
 #![warn(clippy::unwrap_used)]
 
+mod clock;
 mod command;
 mod concurrent;
 mod deadline;
@@ -329,8 +330,10 @@ mod item;
 #[cfg(feature = "serde")]
 #[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
 pub mod json;
+mod lease_core;
 mod metadata;
 mod outcome;
+mod registry;
 mod request;
 #[cfg(feature = "snapshot")]
 mod snapshot;
@@ -351,6 +354,7 @@ pub use excerpt::Excerpt;
 pub use heartbeat::{Heartbeat, HeartbeatRequest, LeaseSnapshot, Precondition};
 pub use ids::{mint_uuid_v7, AsId, EnvironmentId, MalformedId, SessionId, WorkId, WorkerId};
 pub use item::{Transition, WorkItem};
+pub use lease_core::InvariantViolation;
 pub use metadata::{Metadata, MetadataPatch};
 pub use outcome::{Config, Page, Polled, QueueStats, StopMode, Updated};
 pub use request::{parse_worker_id, Cursor, ListRequest, PollRequest};

@@ -429,7 +429,7 @@ macro_rules! forward_table {
                 <$table>::next_wakeup(self)
             }
             fn validate(&self) -> Result<(), String> {
-                <$table>::validate(self)
+                <$table>::validate(self).map_err(|violation| violation.to_string())
             }
         }
     };
@@ -689,8 +689,12 @@ impl Table for DirectAndApplied {
     }
     fn validate(&self) -> Result<(), String> {
         assert_eq!(self.applied.clock(), self.direct.clock(), "clock");
-        self.direct.validate()?;
-        self.applied.validate()
+        self.direct
+            .validate()
+            .map_err(|violation| violation.to_string())?;
+        self.applied
+            .validate()
+            .map_err(|violation| violation.to_string())
     }
 }
 

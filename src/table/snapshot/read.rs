@@ -4,24 +4,26 @@
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
+use std::sync::Arc;
 
 use foldhash::fast::RandomState;
 use serde::de::{self, DeserializeSeed, SeqAccess, Visitor};
 use serde::Deserializer;
 
 use super::{shard_of, Restored};
-use crate::environment::Profile;
+use crate::environment::Environment;
 use crate::environment_record::{EnvironmentScope, NewEnvironment};
 use crate::ids::{EnvironmentId, SessionId, WorkId, WorkerId};
 use crate::item::{Item, Phase, Transition};
+use crate::lease_core::{hash_of, LeaseCore};
 use crate::metadata::Metadata;
 use crate::outcome::Config;
+use crate::registry::{self, Registry};
 use crate::snapshot::{
     after, instant, unframe, DecodeError, SnapshotError, WireConfig, WireId, WireItem, WireKind,
     WireLease, WirePhase, WireProfile, WireTransition, SNAPSHOT_MAGIC, SNAPSHOT_VERSION,
 };
 use crate::state::WorkState;
-use crate::table::{hash_of, LeaseTable};
 use crate::time::Timestamp;
 use crate::ttl::Ttl;
 use crate::workers::WorkerRef;
@@ -42,6 +44,7 @@ pub(crate) fn decode(
         shards,
         shift: 64 - shards.trailing_zeros(),
         tables: Vec::new(),
+        registry: Registry::default(),
         config: Config::default(),
         clock: None,
         workers: Vec::new(),
@@ -87,7 +90,9 @@ struct Builder {
     hasher: RandomState,
     shards: usize,
     shift: u32,
-    tables: Vec<LeaseTable>,
+    tables: Vec<LeaseCore>,
+    /// The environments read so far; every core shares it once reading is done.
+    registry: Registry,
     config: Config,
     clock: Option<Timestamp>,
     workers: Vec<WorkerId>,
@@ -295,7 +300,7 @@ impl Builder {
         };
         self.config = config;
         self.tables = (0..self.shards)
-            .map(|_| LeaseTable::with_hasher(config, self.hasher.clone()))
+            .map(|_| LeaseCore::new(config, self.hasher.clone(), Arc::default()))
             .collect();
         self.queues = (0..self.shards).map(|_| Queues::default()).collect();
         self.leases = vec![Vec::new(); self.shards];
@@ -327,11 +332,14 @@ impl Builder {
                 return Err(format!("environment {text:?} out of order"));
             }
         }
-        let env = self.environments.len() as u32;
+        let epoch = Timestamp::from_unix_micros(0);
+        let env = self
+            .registry
+            .insert(registry::registered(id.clone(), kind.into(), epoch))
+            .map_err(|e| e.to_string())?;
+        debug_assert_eq!(env as usize, self.environments.len());
         for table in &mut self.tables {
-            table
-                .register_environment(id.clone(), kind.into())
-                .map_err(|e| e.to_string())?;
+            table.environments.push(Environment::default());
         }
         self.environments.push(id);
         self.previous_id = None;
@@ -351,7 +359,7 @@ impl Builder {
         for &(key, value) in &wire.metadata {
             metadata.push((key.to_owned(), value.to_owned()));
         }
-        let kind = self.tables[0].environments[env as usize].kind;
+        let kind = self.registry.record(env).kind;
         let new = NewEnvironment {
             name: wire.name.to_owned(),
             kind,
@@ -373,19 +381,11 @@ impl Builder {
                 self.environments[env as usize]
             ));
         }
-        let profile = Profile {
-            name: new.name,
-            config: wire.config.to_owned(),
-            description: new.description,
-            metadata: new.metadata,
-            scope: new.scope,
-            created_at,
-            updated_at,
-            archived_at,
-        };
-        for table in &mut self.tables {
-            table.set_profile(env, profile.clone());
-        }
+        let mut record =
+            registry::created(self.environments[env as usize].clone(), new, created_at);
+        record.updated_at = updated_at;
+        record.archived_at = archived_at;
+        self.registry.replace(env, record);
         Ok(())
     }
 
@@ -708,11 +708,17 @@ impl Builder {
                 table.deadlines.schedule(slot, deadline);
             }
         }
+        let registry = Arc::new(self.registry);
+        for table in &mut self.tables {
+            table.share_registry(Arc::clone(&registry));
+        }
         for table in &self.tables {
-            table.validate().map_err(SnapshotError::Invalid)?;
+            table
+                .validate()
+                .map_err(|violation| SnapshotError::Invalid(violation.to_string()))?;
         }
         Ok(Restored {
-            tables: self.tables,
+            cores: self.tables,
             clock: self.clock,
             config: self.config,
         })
