@@ -360,7 +360,7 @@ pub use outcome::{Config, Page, Polled, QueueStats, StopMode, Updated};
 pub use request::{parse_worker_id, Cursor, ListRequest, PollRequest};
 #[cfg(feature = "snapshot")]
 #[cfg_attr(docsrs, doc(cfg(feature = "snapshot")))]
-pub use snapshot::{DecodeError, SnapshotError};
+pub use snapshot::{DecodeError, InvalidValue, MalformedPayload, SnapshotError};
 pub use state::{Operation, WorkState};
 pub use table::LeaseTable;
 pub use time::{ParsedInstant, Rfc3339, Timestamp, TimestampError};

@@ -20,8 +20,9 @@ use crate::metadata::Metadata;
 use crate::outcome::Config;
 use crate::registry::{self, Registry};
 use crate::snapshot::{
-    after, instant, unframe, DecodeError, SnapshotError, WireConfig, WireId, WireItem, WireKind,
-    WireLease, WirePhase, WireProfile, WireTransition, SNAPSHOT_MAGIC, SNAPSHOT_VERSION,
+    after, instant, unframe, DecodeError, MalformedPayload, SnapshotError, WireConfig, WireId,
+    WireItem, WireKind, WireLease, WirePhase, WireProfile, WireTransition, SNAPSHOT_MAGIC,
+    SNAPSHOT_VERSION,
 };
 use crate::state::WorkState;
 use crate::time::Timestamp;
@@ -64,16 +65,15 @@ pub(crate) fn decode(
     }
     match read {
         Ok(()) => {}
-        Err(error) => return Err(DecodeError::Malformed(error.to_string()).into()),
+        Err(error) => return Err(DecodeError::Malformed(error.into()).into()),
     }
     match deserializer.finalize() {
         Ok([]) => {}
         Ok(rest) => {
-            return Err(
-                DecodeError::Malformed(format!("{} bytes after the payload", rest.len())).into(),
-            )
+            let trailing = MalformedPayload::TrailingBytes { count: rest.len() };
+            return Err(DecodeError::Malformed(trailing).into());
         }
-        Err(error) => return Err(DecodeError::Malformed(error.to_string()).into()),
+        Err(error) => return Err(DecodeError::Malformed(error.into()).into()),
     }
     builder.finish()
 }
@@ -118,7 +118,7 @@ macro_rules! check {
         match $result {
             Ok(value) => value,
             Err(message) => {
-                $builder.error = Some(message);
+                $builder.error = Some(message.into());
                 return Err(de::Error::custom("invalid snapshot"));
             }
         }
