@@ -80,6 +80,7 @@ impl Registry {
     }
 
     /// The id text of live environment `index`.
+    #[cfg(feature = "snapshot")]
     pub(crate) fn text(&self, index: u32) -> &str {
         &self.entry(index).text
     }
