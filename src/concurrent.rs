@@ -1,68 +1,75 @@
 //! [`ConcurrentLeaseTable`]: the lease table for multi-threaded servers.
 
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
 
-use parking_lot::Mutex;
+use parking_lot::{Mutex, MutexGuard};
 
 use foldhash::fast::RandomState;
 
+use crate::clock::Clock;
 use crate::environment_keys::{EnvironmentKey, ItemSecretKey, KeyDigest};
 use crate::environment_record::EnvironmentKind;
 use crate::environment_record::{
     EnvironmentListRequest, EnvironmentPage, EnvironmentPatch, EnvironmentRecord, NewEnvironment,
 };
 use crate::error::Error;
-use crate::excerpt::Excerpt;
 use crate::heartbeat::{Heartbeat, HeartbeatRequest};
 use crate::ids::WorkKey;
 use crate::ids::{AsId, EnvironmentId, EnvironmentKeyId, SessionId, WorkId, WorkerId};
 use crate::item::{Transition, WorkItem};
+use crate::lease_core::{
+    earliest, environments, hash_of, merge_pages, millis_to_micros, sort_transitions,
+    InvariantViolation, Key, LeaseCore, StatsPart, WorkArg,
+};
 use crate::metadata::{Metadata, MetadataPatch};
 use crate::outcome::{Config, Page, Polled, QueueStats, StopMode, Updated};
-use crate::request::{Cursor, ListRequest, PollRequest};
-use crate::table::{
-    earliest, hash_of, millis_to_micros, sort_transitions, Key, LeaseTable, WorkArg,
-};
+use crate::registry::Registry;
+use crate::request::{ListRequest, PollRequest};
 use crate::time::Timestamp;
 
 /// One shard, alone on its cache lines so two threads on two shards never share one.
 #[derive(Debug)]
 #[repr(align(128))]
 struct Shard {
-    table: Mutex<LeaseTable>,
+    core: Mutex<LeaseCore>,
 }
 
-/// [`ConcurrentLeaseTable::clock`] before the first changing operation.
-const NO_CLOCK: i64 = i64::MIN;
-
-/// A [`LeaseTable`] for many threads: the same operations on `&self`, sharded by work id.
+/// A [`crate::LeaseTable`] for many threads: the same operations on `&self`, sharded by work id.
 ///
 /// Every method locks one shard at a time and returns owned values.
 ///
 /// # Design
 ///
-/// - **Shards.** The table is a fixed number of [`LeaseTable`] shards, each behind its own
+/// - **Shards.** The table is a fixed number of shards, each the same per-item core a
+///   [`crate::LeaseTable`] is built on (items, queues, deadlines), behind its own
 ///   `parking_lot` mutex on its own cache lines. A work id is hashed once per call; the top
 ///   bits of that hash pick the shard and the same hash finds the item inside it. Every
 ///   operation on one item (create, ack, heartbeat, stop, get, metadata) locks exactly that
 ///   shard, once, and returns owned values: no guard escapes.
-/// - **Environments** are registered in every shard (under all shard locks, taken in index
-///   order, so registration is atomic and cannot deadlock with anything else, which never holds
-///   two locks). Each shard checks the environment itself, so docs/contract.md §3.3's check order holds.
-///   Named pollers are recorded in shard 0 only, which answers `workers_polling`.
+/// - **Environments** live in one registry all shards share (one `Arc`: each record is held
+///   once, whatever the shard count). An environment operation takes all shard locks, in
+///   index order (so it is atomic and cannot deadlock with anything else, which never holds
+///   two locks), and hands every shard the changed registry; it is the same code a
+///   [`crate::LeaseTable`] runs on its one core. Each shard checks the environment itself, so
+///   docs/contract.md §3.3's check order holds. Named pollers are recorded in shard 0 only,
+///   which answers `workers_polling`.
 /// - **Lazy expiry, bounded.** A single-item operation applies only the touched item's own
 ///   lapse (its deadline against the table clock): the answer about one item depends on no
 ///   other item, so this is exactly what the single table would answer, in O(1). Polls,
 ///   purges and sweeps first catch every shard up, at most [`Self::CHUNK`] lapses per lock
 ///   hold, releasing the lock between chunks so heartbeats interleave. Lapses applied either
 ///   way are journaled in their shard and returned once by [`Self::sweep`], in the canonical
-///   `(at, work_id)` order, identical to [`LeaseTable::sweep`]. Reads (get, list, stats)
+///   `(at, work_id)` order, identical to [`crate::LeaseTable::sweep`]. Reads (get, list, stats)
 ///   apply none: they show a past-due lease as its lapse would leave the item (docs/contract.md §7.2).
 /// - **Poll** asks each shard for its lowest claimable id of the environment, then locks the
 ///   shard of the lowest one and delivers it if it is still claimable (another poller may have
 ///   taken it meanwhile: then it asks again). `next_claimable_at` is the minimum over shards.
-/// - **List and stats** merge per-shard answers, each as of the same instant: list pages are merged by id and cut to the
-///   limit; stats add depths and take the lowest-id queued item.
+/// - **List and stats** merge per-shard answers, each as of the same instant, with the
+///   functions a [`crate::LeaseTable`] merges its one answer with: list pages are merged by
+///   id and cut to the limit; stats add depths and take the lowest-id queued item.
+/// - Operations that visit several shards (poll, list, stats) start again when an
+///   environment operation changed the registry between two of their lock holds, so they
+///   never mix two registries' environment indexes.
 ///
 /// The table has one clock (docs/contract.md §7.1), an atomic maximum every changing operation moves
 /// before it locks a shard, so every operation runs at the same `max(clock, now)` the single
@@ -72,6 +79,11 @@ const NO_CLOCK: i64 = i64::MIN;
 /// One bound is looser than [`Self::CHUNK`]: when a chunk reaches a second of the deadline
 /// wheel that was not yet drained, that whole second's leases move into the exact-deadline
 /// set under the same lock hold (see docs/performance.md for measured holds).
+///
+/// # Threads
+///
+/// `ConcurrentLeaseTable` is `Send` and `Sync` (checked at compile time): share it between
+/// threads behind an `Arc` or by reference; every method takes `&self`.
 ///
 /// # Examples
 ///
@@ -99,8 +111,8 @@ pub struct ConcurrentLeaseTable {
     shards: Box<[Shard]>,
     /// `hash >> shift` is the shard index.
     shift: u32,
-    /// The table's clock in microseconds, [`NO_CLOCK`] before the first changing operation.
-    clock: AtomicI64,
+    /// The table's clock.
+    clock: Clock,
 }
 
 const _: () = {
@@ -112,11 +124,11 @@ const _: () = {
 /// registration does), before any shard is copied.
 impl Clone for ConcurrentLeaseTable {
     fn clone(&self) -> Self {
-        let guards: Vec<_> = self.shards.iter().map(|shard| shard.table.lock()).collect();
+        let guards = self.lock_all();
         let shards = guards
             .iter()
-            .map(|table| Shard {
-                table: Mutex::new((*table).clone()),
+            .map(|core| Shard {
+                core: Mutex::new((*core).clone()),
             })
             .collect();
         Self {
@@ -124,7 +136,7 @@ impl Clone for ConcurrentLeaseTable {
             hasher: self.hasher.clone(),
             shards,
             shift: self.shift,
-            clock: AtomicI64::new(self.clock.load(Ordering::Acquire)),
+            clock: self.clock.clone(),
         }
     }
 }
@@ -158,9 +170,14 @@ impl ConcurrentLeaseTable {
     pub fn with_shards(config: Config, shards: usize) -> Self {
         let count = shards.clamp(1, 1 << 16).next_power_of_two();
         let hasher = RandomState::default();
+        let registry = Arc::new(Registry::default());
         let shards = (0..count)
             .map(|_| Shard {
-                table: Mutex::new(LeaseTable::with_hasher(config, hasher.clone())),
+                core: Mutex::new(LeaseCore::new(
+                    config,
+                    hasher.clone(),
+                    Arc::clone(&registry),
+                )),
             })
             .collect();
         Self {
@@ -169,19 +186,16 @@ impl ConcurrentLeaseTable {
             shards,
             // count is a power of two ≤ 2^16, so this is 64 - log2(count) ∈ 48..=64.
             shift: 64 - count.trailing_zeros(),
-            clock: AtomicI64::new(NO_CLOCK),
+            clock: Clock::new(None),
         }
     }
 
-    /// The table's clock (see [`LeaseTable::clock`]).
+    /// The table's clock (see [`crate::LeaseTable::clock`]).
     pub fn clock(&self) -> Option<Timestamp> {
-        match self.clock.load(Ordering::Acquire) {
-            NO_CLOCK => None,
-            micros => Some(Timestamp::from_unix_micros(micros)),
-        }
+        self.clock.read()
     }
 
-    /// Applies a command (see [`LeaseTable::apply`]).
+    /// Applies a command (see [`crate::LeaseTable::apply`]).
     ///
     /// # Errors
     ///
@@ -194,19 +208,12 @@ impl ConcurrentLeaseTable {
     /// runs at.
     #[inline]
     fn tick(&self, now: Timestamp) -> Timestamp {
-        let micros = now.unix_micros();
-        // A load first: a clock already ahead (or equal) needs no write to a shared line.
-        let clock = self.clock.load(Ordering::Acquire);
-        if clock >= micros {
-            return Timestamp::from_unix_micros(clock);
-        }
-        let previous = self.clock.fetch_max(micros, Ordering::AcqRel);
-        Timestamp::from_unix_micros(previous.max(micros))
+        self.clock.tick(now)
     }
 
     /// `max(clock, now)`: the instant a read answers as of.
     fn at(&self, now: Timestamp) -> Timestamp {
-        Timestamp::from_unix_micros(self.clock.load(Ordering::Acquire).max(now.unix_micros()))
+        self.clock.at(now)
     }
 
     /// The number of shards.
@@ -221,7 +228,7 @@ impl ConcurrentLeaseTable {
 
     /// How many work items the table holds, in every state.
     pub fn len(&self) -> usize {
-        self.shards.iter().map(|s| s.table.lock().len()).sum()
+        self.shards.iter().map(|s| s.core.lock().len()).sum()
     }
 
     /// Whether the table holds no work item.
@@ -229,7 +236,7 @@ impl ConcurrentLeaseTable {
         self.len() == 0
     }
 
-    /// Adds an environment, to every shard at once.
+    /// Adds an environment (see [`crate::LeaseTable::register_environment`]).
     ///
     /// # Errors
     ///
@@ -239,29 +246,15 @@ impl ConcurrentLeaseTable {
         id: EnvironmentId,
         kind: EnvironmentKind,
     ) -> Result<(), Error> {
-        let mut guards: Vec<_> = self.shards.iter().map(|s| s.table.lock()).collect();
-        let (first, rest) = guards
-            .split_first_mut()
-            .expect("invariant: at least one shard");
-        if first.environment_kind(&id).is_some() {
-            return Err(Error::AlreadyExists {
-                id: Excerpt::of(&id),
-            });
-        }
-        let at = self.clock().unwrap_or(Timestamp::from_unix_micros(0));
-        for guard in rest {
-            guard
-                .register_environment_at(id.clone(), kind, at)
-                .expect("invariant: shards register the same environments");
-        }
-        first.register_environment_at(id, kind, at)
+        let at = self.clock.or_epoch();
+        environments::register(&mut self.lock_all_cores(None).cores(), id, kind, at)
     }
 
-    /// Creates an environment in every shard at once (see [`LeaseTable::create_environment`]).
+    /// Creates an environment (see [`crate::LeaseTable::create_environment`]).
     ///
     /// # Errors
     ///
-    /// As [`LeaseTable::create_environment`].
+    /// As [`crate::LeaseTable::create_environment`].
     pub fn create_environment(
         &self,
         id: EnvironmentId,
@@ -269,50 +262,33 @@ impl ConcurrentLeaseTable {
         now: impl Into<Timestamp>,
     ) -> Result<EnvironmentRecord, Error> {
         let now = self.tick(now.into());
-        new.check()?;
-        self.with_every_shard(now, |shards| {
-            let (first, rest) = shards
-                .split_first_mut()
-                .expect("invariant: at least one shard");
-            if first.environment_kind(&id).is_some() {
-                return Err(Error::AlreadyExists {
-                    id: Excerpt::of(&id),
-                });
-            }
-            for shard in rest {
-                shard
-                    .create_environment_in_shard(id.clone(), new.clone(), now)
-                    .expect("invariant: shards hold the same environments");
-            }
-            first.create_environment_in_shard(id, new, now)
-        })
+        environments::create(&mut self.lock_all_cores(Some(now)).cores(), id, new, now)
     }
 
-    /// One environment (see [`LeaseTable::retrieve_environment`]).
+    /// One environment (see [`crate::LeaseTable::retrieve_environment`]).
     ///
     /// # Errors
     ///
-    /// As [`LeaseTable::retrieve_environment`].
+    /// As [`crate::LeaseTable::retrieve_environment`].
     pub fn retrieve_environment(
         &self,
         environment: impl AsId<EnvironmentId>,
     ) -> Result<EnvironmentRecord, Error> {
-        self.shards[0]
-            .table
-            .lock()
-            .retrieve_environment(environment)
+        let registry = self.registry();
+        let index = registry.find(&environment)?;
+        Ok(registry.record(index).clone())
     }
 
-    /// A page of environments (see [`LeaseTable::list_environments`]).
+    /// A page of environments (see [`crate::LeaseTable::list_environments`]).
     pub fn list_environments(&self, request: &EnvironmentListRequest) -> EnvironmentPage {
-        self.shards[0].table.lock().list_environments(request)
+        self.registry().list(request)
     }
 
-    /// Updates an environment in every shard at once (see [`LeaseTable::update_environment`]).
+    /// Updates an environment (see [`crate::LeaseTable::update_environment`]).
     ///
     /// # Errors
     ///
-    /// As [`LeaseTable::update_environment`].
+    /// As [`crate::LeaseTable::update_environment`].
     pub fn update_environment(
         &self,
         environment: impl AsId<EnvironmentId>,
@@ -320,43 +296,33 @@ impl ConcurrentLeaseTable {
         now: impl Into<Timestamp>,
     ) -> Result<EnvironmentRecord, Error> {
         let now = self.tick(now.into());
-        patch.check()?;
-        self.with_every_shard(now, |shards| {
-            let index = shards[0].environment_slot(&environment)?;
-            let profile = shards[0].updated_profile(index, patch, now)?;
-            for shard in shards.iter_mut() {
-                shard.set_profile(index, profile.clone());
-            }
-            shards[0].retrieve_environment(&environment)
-        })
+        let mut cores = self.lock_all_cores(Some(now));
+        environments::update(&mut cores.cores(), &environment, patch, now)
     }
 
-    /// Archives an environment in every shard at once (see [`LeaseTable::archive_environment`]).
+    /// Archives an environment (see [`crate::LeaseTable::archive_environment`]).
     ///
     /// # Errors
     ///
-    /// As [`LeaseTable::archive_environment`].
+    /// As [`crate::LeaseTable::archive_environment`].
     pub fn archive_environment(
         &self,
         environment: impl AsId<EnvironmentId>,
         now: impl Into<Timestamp>,
     ) -> Result<EnvironmentRecord, Error> {
         let now = self.tick(now.into());
-        self.with_every_shard(now, |shards| {
-            let index = shards[0].environment_slot(&environment)?;
-            for shard in shards.iter_mut() {
-                shard.archive_in_shard(index, now);
-            }
-            shards[0].retrieve_environment(&environment)
-        })
+        environments::archive(
+            &mut self.lock_all_cores(Some(now)).cores(),
+            &environment,
+            now,
+        )
     }
 
-    /// Adds a key to an environment in every shard at once (see
-    /// [`LeaseTable::create_environment_key`]).
+    /// Adds a key to an environment (see [`crate::LeaseTable::create_environment_key`]).
     ///
     /// # Errors
     ///
-    /// As [`LeaseTable::create_environment_key`].
+    /// As [`crate::LeaseTable::create_environment_key`].
     pub fn create_environment_key(
         &self,
         environment: impl AsId<EnvironmentId>,
@@ -366,22 +332,19 @@ impl ConcurrentLeaseTable {
         now: impl Into<Timestamp>,
     ) -> Result<EnvironmentKey, Error> {
         let now = self.tick(now.into());
-        self.with_every_shard(now, |shards| {
-            let index = shards[0].environment_slot(&environment)?;
-            let key = EnvironmentKey::new(id, name, digest, now);
-            for shard in shards.iter_mut() {
-                shard.add_key_in_shard(index, key.clone())?;
-            }
-            Ok(key)
-        })
+        let key = EnvironmentKey::new(id, name, digest, now);
+        environments::create_key(
+            &mut self.lock_all_cores(Some(now)).cores(),
+            &environment,
+            key,
+        )
     }
 
-    /// Revokes an environment's key in every shard at once (see
-    /// [`LeaseTable::revoke_environment_key`]).
+    /// Revokes an environment's key (see [`crate::LeaseTable::revoke_environment_key`]).
     ///
     /// # Errors
     ///
-    /// As [`LeaseTable::revoke_environment_key`].
+    /// As [`crate::LeaseTable::revoke_environment_key`].
     pub fn revoke_environment_key(
         &self,
         environment: impl AsId<EnvironmentId>,
@@ -389,77 +352,63 @@ impl ConcurrentLeaseTable {
         now: impl Into<Timestamp>,
     ) -> Result<EnvironmentKeyId, Error> {
         let now = self.tick(now.into());
-        self.with_every_shard(now, |shards| {
-            let index = shards[0].environment_slot(&environment)?;
-            let mut revoked = Err(Error::EnvironmentKeyNotFound {
-                id: crate::excerpt::Excerpt::new(key),
-            });
-            for shard in shards.iter_mut() {
-                revoked = shard.remove_key_in_shard(index, key);
-            }
-            revoked
-        })
+        environments::revoke_key(
+            &mut self.lock_all_cores(Some(now)).cores(),
+            &environment,
+            key,
+        )
     }
 
     /// Sets the item-secret key in every shard, unless one is set (see
-    /// [`LeaseTable::set_item_secret_key`]).
+    /// [`crate::LeaseTable::set_item_secret_key`]).
     pub fn set_item_secret_key(&self, key: ItemSecretKey, now: impl Into<Timestamp>) {
         let now = self.tick(now.into());
-        let set: Result<(), Error> = self.with_every_shard(now, |shards| {
-            for shard in shards.iter_mut() {
-                shard.set_item_secret_key_in_shard(key);
-            }
-            Ok(())
-        });
-        set.expect("invariant: setting the item-secret key cannot fail");
+        for mut core in self.lock_all_cores(Some(now)).0 {
+            core.item_secret_key.get_or_insert(key);
+        }
     }
 
-    /// The item-secret key, once one was set (see [`LeaseTable::item_secret_key`]).
+    /// The item-secret key, once one was set (see [`crate::LeaseTable::item_secret_key`]).
     pub fn item_secret_key(&self) -> Option<ItemSecretKey> {
-        self.shards[0].table.lock().item_secret_key().copied()
+        self.shards[0].core.lock().item_secret_key
     }
 
     /// Deletes an environment and its items from every shard at once (see
-    /// [`LeaseTable::delete_environment`]).
+    /// [`crate::LeaseTable::delete_environment`]).
     ///
     /// # Errors
     ///
-    /// As [`LeaseTable::delete_environment`].
+    /// As [`crate::LeaseTable::delete_environment`].
     pub fn delete_environment(
         &self,
         environment: impl AsId<EnvironmentId>,
         now: impl Into<Timestamp>,
     ) -> Result<EnvironmentId, Error> {
         let now = self.tick(now.into());
-        self.with_every_shard(now, |shards| {
-            let index = shards[0].environment_slot(&environment)?;
-            let leased = shards.iter().map(|shard| shard.leased_in(index)).sum();
-            if leased > 0 {
-                return Err(Error::EnvironmentInUse {
-                    environment: shards[0].retrieve_environment(&environment)?.id,
-                    leased,
-                });
-            }
-            let mut deleted = None;
-            for shard in shards.iter_mut() {
-                deleted = Some(shard.delete_in_shard(index));
-            }
-            Ok(deleted.expect("invariant: at least one shard"))
-        })
+        environments::delete(&mut self.lock_all_cores(Some(now)).cores(), &environment)
     }
 
-    /// Runs `f` with every shard locked (in index order, as registration does) and caught up
-    /// to `now`: an environment operation sees and changes all shards at one instant.
-    fn with_every_shard<R>(
-        &self,
-        now: Timestamp,
-        f: impl FnOnce(&mut [parking_lot::MutexGuard<'_, LeaseTable>]) -> Result<R, Error>,
-    ) -> Result<R, Error> {
-        let mut guards: Vec<_> = self.shards.iter().map(|s| s.table.lock()).collect();
-        for guard in &mut guards {
-            guard.expire_some(now, usize::MAX);
+    /// Every shard's lock, taken in index order (as every operation that takes more than one
+    /// does, so none can deadlock).
+    fn lock_all(&self) -> Vec<MutexGuard<'_, LeaseCore>> {
+        self.shards.iter().map(|s| s.core.lock()).collect()
+    }
+
+    /// [`Self::lock_all`], each shard caught up to `now` when given: an environment operation
+    /// sees and changes all shards at one instant.
+    fn lock_all_cores(&self, now: Option<Timestamp>) -> AllCores<'_> {
+        let mut guards = self.lock_all();
+        if let Some(now) = now {
+            for guard in &mut guards {
+                guard.expire_some(now, usize::MAX);
+            }
         }
-        f(&mut guards)
+        AllCores(guards)
+    }
+
+    /// The table's environment registry (shard 0's, which every shard shares).
+    fn registry(&self) -> Arc<Registry> {
+        Arc::clone(&self.shards[0].core.lock().registry)
     }
 
     /// The kind of an environment, if it exists.
@@ -467,14 +416,16 @@ impl ConcurrentLeaseTable {
         &self,
         environment: impl AsId<EnvironmentId>,
     ) -> Option<EnvironmentKind> {
-        self.shards[0].table.lock().environment_kind(environment)
+        let registry = self.registry();
+        let index = registry.find(&environment).ok()?;
+        Some(registry.record(index).kind)
     }
 
-    /// Creates a queued work item (see [`LeaseTable::create_work`]).
+    /// Creates a queued work item (see [`crate::LeaseTable::create_work`]).
     ///
     /// # Errors
     ///
-    /// As [`LeaseTable::create_work`].
+    /// As [`crate::LeaseTable::create_work`].
     pub fn create_work(
         &self,
         environment: impl AsId<EnvironmentId>,
@@ -485,16 +436,16 @@ impl ConcurrentLeaseTable {
     ) -> Result<WorkItem, Error> {
         let now = self.tick(now.into());
         let hash = self.hash(id.key());
-        let mut shard = self.shard(hash).table.lock();
-        shard.create_keyed(&environment, id, hash, session, metadata, now)
+        let mut core = self.shard(hash).core.lock();
+        core.create(&environment, id, hash, session, metadata, now)
     }
 
     /// Hands out the oldest claimable queued item of the environment, across all shards
-    /// (see [`LeaseTable::poll`]).
+    /// (see [`crate::LeaseTable::poll`]).
     ///
     /// # Errors
     ///
-    /// As [`LeaseTable::poll`].
+    /// As [`crate::LeaseTable::poll`].
     pub fn poll(
         &self,
         environment: impl AsId<EnvironmentId>,
@@ -502,61 +453,96 @@ impl ConcurrentLeaseTable {
         now: impl Into<Timestamp>,
     ) -> Result<Polled, Error> {
         let now = self.tick(now.into());
-        let env = {
-            let mut home = self.shards[0].table.lock();
-            let env = home.environment(&environment)?;
-            if let Some(worker) = &request.worker {
-                home.record_poll(env, worker, now);
-            }
-            env
-        };
         let reclaim = millis_to_micros(request.reclaim_older_than_ms);
         let mut caught_up = false;
-        loop {
-            let mut best: Option<WorkId> = None;
-            let mut consider = |table: &mut LeaseTable| {
-                if let Some(id) = table.claimable(env, reclaim, now) {
-                    if best.as_ref().map_or(true, |b| id < *b) {
-                        best = Some(id);
-                    }
+        // Each pass resolves the environment; a pass that meets a changed registry starts
+        // again (environment operations are rare, so this almost never loops).
+        'resolve: loop {
+            let (env, registry) = {
+                let mut home = self.shards[0].core.lock();
+                let env = home.environment(&environment)?;
+                if let Some(worker) = &request.worker {
+                    home.record_poll(env, worker, now);
                 }
+                (env, Arc::clone(&home.registry))
             };
-            if caught_up {
-                self.shards
-                    .iter()
-                    .for_each(|s| consider(&mut s.table.lock()));
-            } else {
-                self.for_each_caught_up(now, consider);
-                caught_up = true;
+            loop {
+                let mut best: Option<WorkId> = None;
+                let mut moved = false;
+                let mut consider = |core: &mut LeaseCore| {
+                    if !Arc::ptr_eq(&core.registry, &registry) {
+                        moved = true;
+                    } else if let Some(id) = core.claimable(env, reclaim, now) {
+                        if best.as_ref().map_or(true, |b| id < *b) {
+                            best = Some(id);
+                        }
+                    }
+                };
+                if caught_up {
+                    self.shards
+                        .iter()
+                        .for_each(|s| consider(&mut s.core.lock()));
+                } else {
+                    self.for_each_caught_up(now, consider);
+                    caught_up = true;
+                }
+                if moved {
+                    continue 'resolve;
+                }
+                let Some(id) = best else { break };
+                let hash = self.hash(id.key());
+                let delivered = {
+                    let mut core = self.shard(hash).core.lock();
+                    if !Arc::ptr_eq(&core.registry, &registry) {
+                        continue 'resolve;
+                    }
+                    core.deliver(env, &id, hash, request, now)
+                };
+                if let Some(item) = delivered {
+                    return Ok(Polled::Delivered(Box::new(item)));
+                }
+                // Another poller took it between the two looks: look again.
             }
-            let Some(id) = best else { break };
-            let hash = self.hash(id.key());
-            let delivered = self
-                .shard(hash)
-                .table
-                .lock()
-                .deliver(&id, hash, request, now);
-            if let Some(item) = delivered {
-                return Ok(Polled::Delivered(Box::new(item)));
+            let mut next_claimable_at = None;
+            for shard in self.shards.iter() {
+                let mut core = shard.core.lock();
+                if !Arc::ptr_eq(&core.registry, &registry) {
+                    continue 'resolve;
+                }
+                let (reclaim_at, lapse_at) = core.next_claimable_parts(env, reclaim);
+                next_claimable_at = earliest(next_claimable_at, earliest(reclaim_at, lapse_at));
             }
-            // Another poller took it between the two looks: look again.
+            return Ok(Polled::Empty { next_claimable_at });
         }
-        let next_claimable_at = self
-            .shards
-            .iter()
-            .map(|s| {
-                let (reclaim_at, lapse_at) = s.table.lock().next_claimable_parts(env, reclaim);
-                earliest(reclaim_at, lapse_at)
-            })
-            .fold(None, earliest);
-        Ok(Polled::Empty { next_claimable_at })
     }
 
-    /// Acknowledges an item (see [`LeaseTable::ack`]).
+    /// When a poll of `environment` could next hand out an item, the earliest over shards,
+    /// changing nothing (see [`crate::LeaseTable::next_claimable_at`]).
     ///
     /// # Errors
     ///
-    /// As [`LeaseTable::ack`].
+    /// As [`crate::LeaseTable::next_claimable_at`].
+    pub fn next_claimable_at(
+        &self,
+        environment: impl AsId<EnvironmentId>,
+        reclaim_older_than_ms: u64,
+        now: impl Into<Timestamp>,
+    ) -> Result<Option<Timestamp>, Error> {
+        let now = self.at(now.into());
+        let reclaim = millis_to_micros(reclaim_older_than_ms);
+        let parts = self.each_shard_of(
+            &environment,
+            |_, _| {},
+            |core, env| core.next_claimable_at(env, reclaim, now),
+        )?;
+        Ok(parts.into_iter().fold(None, earliest))
+    }
+
+    /// Acknowledges an item (see [`crate::LeaseTable::ack`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`crate::LeaseTable::ack`].
     pub fn ack(
         &self,
         environment: impl AsId<EnvironmentId>,
@@ -565,16 +551,14 @@ impl ConcurrentLeaseTable {
         now: impl Into<Timestamp>,
     ) -> Result<Updated, Error> {
         let now = self.tick(now.into());
-        self.with_item(&work, |table, key| {
-            table.ack_keyed(&environment, key, worker, now, now)
-        })
+        self.with_item(&work, |core, key| core.ack(&environment, key, worker, now))
     }
 
-    /// Renews a lease (see [`LeaseTable::heartbeat`]): one shard lock, no allocation.
+    /// Renews a lease (see [`crate::LeaseTable::heartbeat`]): one shard lock, no allocation.
     ///
     /// # Errors
     ///
-    /// As [`LeaseTable::heartbeat`].
+    /// As [`crate::LeaseTable::heartbeat`].
     pub fn heartbeat(
         &self,
         environment: impl AsId<EnvironmentId>,
@@ -583,16 +567,16 @@ impl ConcurrentLeaseTable {
         now: impl Into<Timestamp>,
     ) -> Result<Heartbeat, Error> {
         let now = self.tick(now.into());
-        self.with_item(&work, |table, key| {
-            table.heartbeat_keyed(&environment, key, request, now, now)
+        self.with_item(&work, |core, key| {
+            core.heartbeat(&environment, key, request, now)
         })
     }
 
-    /// Stops an item (see [`LeaseTable::stop`]).
+    /// Stops an item (see [`crate::LeaseTable::stop`]).
     ///
     /// # Errors
     ///
-    /// As [`LeaseTable::stop`].
+    /// As [`crate::LeaseTable::stop`].
     pub fn stop(
         &self,
         environment: impl AsId<EnvironmentId>,
@@ -601,16 +585,14 @@ impl ConcurrentLeaseTable {
         now: impl Into<Timestamp>,
     ) -> Result<Updated, Error> {
         let now = self.tick(now.into());
-        self.with_item(&work, |table, key| {
-            table.stop_keyed(&environment, key, mode, now, now)
-        })
+        self.with_item(&work, |core, key| core.stop(&environment, key, mode, now))
     }
 
-    /// One item (see [`LeaseTable::get`]).
+    /// One item (see [`crate::LeaseTable::get`]).
     ///
     /// # Errors
     ///
-    /// As [`LeaseTable::get`].
+    /// As [`crate::LeaseTable::get`].
     pub fn get(
         &self,
         environment: impl AsId<EnvironmentId>,
@@ -618,15 +600,15 @@ impl ConcurrentLeaseTable {
         now: impl Into<Timestamp>,
     ) -> Result<WorkItem, Error> {
         let at = self.at(now.into());
-        self.with_item(&work, |table, key| table.get_keyed(&environment, key, at))
+        self.with_item(&work, |core, key| core.get(&environment, key, at))
     }
 
     /// A page of an environment's items in ascending id order, merged across shards (see
-    /// [`LeaseTable::list`]).
+    /// [`crate::LeaseTable::list`]).
     ///
     /// # Errors
     ///
-    /// As [`LeaseTable::list`].
+    /// As [`crate::LeaseTable::list`].
     pub fn list(
         &self,
         environment: impl AsId<EnvironmentId>,
@@ -634,31 +616,19 @@ impl ConcurrentLeaseTable {
         now: impl Into<Timestamp>,
     ) -> Result<Page, Error> {
         let at = self.at(now.into());
-        let env = self.shards[0].table.lock().environment(&environment)?;
-        let limit = request.limit.clamp(1, ListRequest::MAX_LIMIT);
-        let mut data = Vec::new();
-        let mut has_more = false;
-        for shard in self.shards.iter() {
-            let (items, more) = shard.table.lock().list_in(env, request, at);
-            data.extend(items);
-            has_more |= more;
-        }
-        data.sort_unstable_by(|a, b| a.id.cmp(&b.id));
-        has_more |= data.len() > limit;
-        let forward = !matches!(request.cursor, Cursor::Before(_));
-        if forward {
-            data.truncate(limit);
-        } else {
-            data.drain(..data.len().saturating_sub(limit));
-        }
-        Ok(Page::of(data, has_more, forward))
+        let parts = self.each_shard_of(
+            &environment,
+            |_, _| {},
+            |core, env| core.list_in(env, request, at),
+        )?;
+        Ok(merge_pages(parts, request))
     }
 
-    /// Merges a metadata patch into an item (see [`LeaseTable::update_metadata`]).
+    /// Merges a metadata patch into an item (see [`crate::LeaseTable::update_metadata`]).
     ///
     /// # Errors
     ///
-    /// As [`LeaseTable::update_metadata`].
+    /// As [`crate::LeaseTable::update_metadata`].
     pub fn update_metadata(
         &self,
         environment: impl AsId<EnvironmentId>,
@@ -667,61 +637,48 @@ impl ConcurrentLeaseTable {
         now: impl Into<Timestamp>,
     ) -> Result<Updated, Error> {
         let now = self.tick(now.into());
-        self.with_item(&work, |table, key| {
-            table.update_metadata_keyed(&environment, key, patch, now)
+        self.with_item(&work, |core, key| {
+            core.update_metadata(&environment, key, patch, now)
         })
     }
 
-    /// An environment's queue statistics, merged across shards (see [`LeaseTable::stats`]).
+    /// An environment's queue statistics, merged across shards (see
+    /// [`crate::LeaseTable::stats`]).
     ///
     /// # Errors
     ///
-    /// As [`LeaseTable::stats`].
+    /// As [`crate::LeaseTable::stats`].
     pub fn stats(
         &self,
         environment: impl AsId<EnvironmentId>,
         now: impl Into<Timestamp>,
     ) -> Result<QueueStats, Error> {
         let now = self.at(now.into());
-        let (env, workers_polling) = {
-            let home = self.shards[0].table.lock();
-            let env = home.environment(&environment)?;
-            (env, home.pollers(env, now))
-        };
-        let mut stats = QueueStats {
-            depth: 0,
-            pending: 0,
-            oldest_queued_at: None,
-            workers_polling,
-        };
-        let mut oldest: Option<(WorkId, Timestamp)> = None;
-        for shard in self.shards.iter() {
-            let part = shard.table.lock().stats_part(env, now);
-            stats.depth += part.depth;
-            stats.pending += part.pending;
-            if let Some(candidate) = part.oldest {
-                if oldest.as_ref().map_or(true, |(id, _)| candidate.0 < *id) {
-                    oldest = Some(candidate);
-                }
-            }
-        }
-        stats.oldest_queued_at = oldest.map(|(_, at)| at);
-        Ok(stats)
+        let mut workers_polling = 0;
+        let parts = self.each_shard_of(
+            &environment,
+            |home, env| workers_polling = home.pollers(env, now),
+            |core, env| core.stats_part(env, now),
+        )?;
+        let merged = parts
+            .into_iter()
+            .fold(StatsPart::default(), StatsPart::merge);
+        Ok(merged.into_stats(workers_polling))
     }
 
     /// Removes every stopped item whose `stopped_at` is before `before` (see
-    /// [`LeaseTable::purge_stopped`]); returns how many. Shard by shard: each shard is caught
-    /// up to `now` in bounded chunks, then purged under one lock hold.
+    /// [`crate::LeaseTable::purge_stopped`]); returns how many. Shard by shard: each shard is
+    /// caught up to `now` in bounded chunks, then purged under one lock hold.
     pub fn purge_stopped(&self, before: impl Into<Timestamp>, now: impl Into<Timestamp>) -> usize {
         let before = before.into();
         let mut purged = 0;
         let now = self.tick(now.into());
-        self.for_each_caught_up(now, |table| purged += table.purge_stopped_in(before));
+        self.for_each_caught_up(now, |core| purged += core.purge_stopped(before));
         purged
     }
 
     /// Applies every lapse due at `now` and returns all lapses since the previous sweep, in
-    /// ascending `(at, work_id)` order (as [`LeaseTable::sweep`]). Works shard by shard, at
+    /// ascending `(at, work_id)` order (as [`crate::LeaseTable::sweep`]). Works shard by shard, at
     /// most [`Self::CHUNK`] lapses per lock hold.
     pub fn sweep(&self, now: impl Into<Timestamp>) -> Vec<Transition> {
         let now = self.tick(now.into());
@@ -762,17 +719,17 @@ impl ConcurrentLeaseTable {
     ) -> bool {
         let (done, journal) = {
             let now = self.tick(now.into());
-            let mut table = self.shards[shard].table.lock();
-            let done = table.expire_some(now, budget);
-            (done, table.take_journal())
+            let mut core = self.shards[shard].core.lock();
+            let done = core.expire_some(now, budget);
+            (done, core.take_journal())
         };
         // Outside the lock: growing a large `lapses` may copy it.
         lapses.extend(journal);
         done
     }
 
-    /// When the table next needs attention without any request: the minimum of every shard's
-    /// [`LeaseTable::next_wakeup`].
+    /// When the table next needs attention without any request: the minimum over shards of
+    /// what [`crate::LeaseTable::next_wakeup`] answers for one.
     ///
     /// Shards apply lapses lazily and separately, so this may be an instant already past: a
     /// lapse is due that no call has applied yet, and the sweeper should run at once. It is
@@ -781,12 +738,13 @@ impl ConcurrentLeaseTable {
     pub fn next_wakeup(&self) -> Option<Timestamp> {
         self.shards
             .iter()
-            .map(|s| s.table.lock().next_wakeup())
+            .map(|s| s.core.lock().next_wakeup())
             .fold(None, earliest)
     }
 
-    /// The table's whole state as canonical bytes: exactly the bytes a [`LeaseTable`] fed the
-    /// same commands gives (see [`LeaseTable::snapshot`]), whatever the shard count.
+    /// The table's whole state as canonical bytes: exactly the bytes a [`crate::LeaseTable`]
+    /// fed the same commands gives (see [`crate::LeaseTable::snapshot`]), whatever the shard
+    /// count.
     ///
     /// Takes every shard lock, in index order (as registration does), applies in each shard
     /// the lapses due at the table's clock that no call has applied yet (what the single
@@ -809,23 +767,18 @@ impl ConcurrentLeaseTable {
     #[cfg(feature = "snapshot")]
     #[cfg_attr(docsrs, doc(cfg(feature = "snapshot")))]
     pub fn snapshot(&self) -> Vec<u8> {
-        let mut guards: Vec<_> = self.shards.iter().map(|s| s.table.lock()).collect();
         let clock = self.clock();
-        if let Some(clock) = clock {
-            for table in &mut guards {
-                table.expire_some(clock, usize::MAX);
-            }
-        }
-        let tables: Vec<&LeaseTable> = guards.iter().map(|table| &**table).collect();
-        crate::table::snapshot::encode(&tables, self.config, clock)
+        let guards = self.lock_all_cores(clock).0;
+        let cores: Vec<&LeaseCore> = guards.iter().map(|core| &**core).collect();
+        crate::table::snapshot::encode(&cores, self.config, clock)
     }
 
     /// The table a snapshot holds (of either table kind), with [`Self::DEFAULT_SHARDS`]
-    /// shards and a fresh hash seed (see [`LeaseTable::restore`]).
+    /// shards and a fresh hash seed (see [`crate::LeaseTable::restore`]).
     ///
     /// # Errors
     ///
-    /// As [`LeaseTable::restore`].
+    /// As [`crate::LeaseTable::restore`].
     ///
     /// # Examples
     ///
@@ -846,7 +799,7 @@ impl ConcurrentLeaseTable {
     ///
     /// # Errors
     ///
-    /// As [`LeaseTable::restore`].
+    /// As [`crate::LeaseTable::restore`].
     ///
     /// # Examples
     ///
@@ -861,30 +814,38 @@ impl ConcurrentLeaseTable {
             config: restored.config,
             hasher,
             shards: restored
-                .tables
+                .cores
                 .into_iter()
-                .map(|table| Shard {
-                    table: Mutex::new(table),
+                .map(|core| Shard {
+                    core: Mutex::new(core),
                 })
                 .collect(),
             // count is a power of two ≤ 2^16, so this is 64 - log2(count) ∈ 48..=64.
             shift: 64 - count.trailing_zeros(),
-            clock: AtomicI64::new(restored.clock.map_or(NO_CLOCK, Timestamp::unix_micros)),
+            clock: Clock::new(restored.clock),
         })
     }
 
-    /// Checks every shard's invariants; for tests and debugging.
+    /// Checks every shard's invariants, and that all share one registry: a testing aid (see
+    /// [`crate::LeaseTable::validate`]).
     ///
     /// # Errors
     ///
-    /// A description of the first broken invariant.
-    pub fn validate(&self) -> Result<(), String> {
-        for (index, shard) in self.shards.iter().enumerate() {
-            shard
-                .table
-                .lock()
-                .validate()
-                .map_err(|e| format!("shard {index}: {e}"))?;
+    /// The first broken invariant found: a bug in this crate.
+    #[doc(hidden)]
+    pub fn validate(&self) -> Result<(), InvariantViolation> {
+        let guards = self.lock_all();
+        for (shard, core) in guards.iter().enumerate() {
+            let shared = Arc::ptr_eq(&core.registry, &guards[0].registry);
+            let checked = if shared {
+                core.validate()
+            } else {
+                Err(InvariantViolation::RegistryNotShared)
+            };
+            checked.map_err(|violation| InvariantViolation::Shard {
+                shard,
+                violation: Box::new(violation),
+            })?;
         }
         Ok(())
     }
@@ -904,7 +865,7 @@ impl ConcurrentLeaseTable {
     fn with_item<R>(
         &self,
         work: &impl AsId<WorkId>,
-        f: impl FnOnce(&mut LeaseTable, Key<'_>) -> Result<R, Error>,
+        f: impl FnOnce(&mut LeaseCore, Key<'_>) -> Result<R, Error>,
     ) -> Result<R, Error> {
         let work = WorkArg::of(work);
         let (shard, key) = match work.key() {
@@ -914,20 +875,60 @@ impl ConcurrentLeaseTable {
             }
             Err(excerpt) => (&self.shards[0], Key::Malformed(excerpt)),
         };
-        f(&mut shard.table.lock(), key)
+        f(&mut shard.core.lock(), key)
+    }
+
+    /// Runs `f` on every shard (in index order, one lock hold each) with the index of
+    /// `environment`, checked in shard 0 (404, 400), where `home` runs first under the same
+    /// hold. Starts again when an environment operation changes the registry in between, so
+    /// every answer is about the same environment.
+    fn each_shard_of<R>(
+        &self,
+        environment: &impl AsId<EnvironmentId>,
+        mut home: impl FnMut(&mut LeaseCore, u32),
+        mut f: impl FnMut(&mut LeaseCore, u32) -> R,
+    ) -> Result<Vec<R>, Error> {
+        'resolve: loop {
+            let mut parts = Vec::with_capacity(self.shards.len());
+            let (env, registry) = {
+                let mut core = self.shards[0].core.lock();
+                let env = core.environment(environment)?;
+                home(&mut core, env);
+                parts.push(f(&mut core, env));
+                (env, Arc::clone(&core.registry))
+            };
+            for shard in &self.shards[1..] {
+                let mut core = shard.core.lock();
+                if !Arc::ptr_eq(&core.registry, &registry) {
+                    continue 'resolve;
+                }
+                parts.push(f(&mut core, env));
+            }
+            return Ok(parts);
+        }
     }
 
     /// Visits every shard once it has no lapse due at `now`, applying due lapses at most
     /// [`Self::CHUNK`] per lock hold first; `f` runs under the same hold as the last chunk.
-    fn for_each_caught_up(&self, now: Timestamp, mut f: impl FnMut(&mut LeaseTable)) {
+    fn for_each_caught_up(&self, now: Timestamp, mut f: impl FnMut(&mut LeaseCore)) {
         for shard in self.shards.iter() {
             loop {
-                let mut table = shard.table.lock();
-                if table.expire_some(now, Self::CHUNK) {
-                    f(&mut table);
+                let mut core = shard.core.lock();
+                if core.expire_some(now, Self::CHUNK) {
+                    f(&mut core);
                     break;
                 }
             }
         }
+    }
+}
+
+/// Every shard's core, locked: what an environment operation runs on.
+struct AllCores<'t>(Vec<MutexGuard<'t, LeaseCore>>);
+
+impl AllCores<'_> {
+    /// The cores, as the environment operations take them.
+    fn cores(&mut self) -> Vec<&mut LeaseCore> {
+        self.0.iter_mut().map(|guard| &mut **guard).collect()
     }
 }

@@ -1,63 +1,20 @@
-//! An environment as a table holds it: its kind, its items in id order, its queue of claimable
+//! An environment's work as one core holds it: its items in id order, its queue of claimable
 //! items and the workers polling it.
 
 use std::collections::{BTreeSet, HashMap};
 
-use crate::environment_keys::EnvironmentKeys;
-use crate::environment_record::{
-    default_config, EnvironmentKind, EnvironmentRecord, EnvironmentScope,
-};
-use crate::ids::{BodyRef, EnvironmentId, WorkId, WorkerId};
+use crate::ids::{BodyRef, WorkId, WorkerId};
 use crate::item::{Item, Texts};
-use crate::metadata::Metadata;
 use crate::time::Timestamp;
 
 /// How long a worker counts as polling after its last poll (docs/contract.md §3.5 `workers_polling`).
 const POLLING_WINDOW_MICROS: i64 = 30_000_000;
 
-/// What docs/contract.md §9 shows of an environment beyond its id and kind; the work operations never
-/// read it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct Profile {
-    pub(crate) name: String,
-    pub(crate) config: String,
-    pub(crate) description: Option<String>,
-    pub(crate) metadata: Metadata,
-    pub(crate) scope: Option<EnvironmentScope>,
-    pub(crate) created_at: Timestamp,
-    pub(crate) updated_at: Timestamp,
-    pub(crate) archived_at: Option<Timestamp>,
-    pub(crate) keys: EnvironmentKeys,
-}
-
-impl Profile {
-    /// What [`crate::LeaseTable::register_environment`] gives an environment: its id as name,
-    /// the default config.
-    pub(crate) fn registered(id: &EnvironmentId, kind: EnvironmentKind, at: Timestamp) -> Self {
-        Self {
-            name: id.to_string(),
-            config: default_config(kind),
-            description: None,
-            metadata: Metadata::new(),
-            scope: None,
-            created_at: at,
-            updated_at: at,
-            archived_at: None,
-            keys: EnvironmentKeys::default(),
-        }
-    }
-}
-
-#[derive(Clone, Debug)]
+/// One environment's work as one core holds it: its items in id order, its queue of claimable
+/// items and the workers polling it. Its record lives in the [`crate::registry::Registry`];
+/// a deleted environment's work is replaced by an empty one, which holds no memory.
+#[derive(Clone, Debug, Default)]
 pub(crate) struct Environment {
-    pub(crate) id: EnvironmentId,
-    /// The id's canonical text, so an id given as text is matched without parsing it; empty
-    /// once the environment is deleted, so it matches nothing.
-    pub(crate) text: Box<str>,
-    pub(crate) kind: EnvironmentKind,
-    pub(crate) profile: Profile,
-    /// Deleted environments stay as tombstones: items hold their environment's index.
-    pub(crate) deleted: bool,
     /// Every item's slot, ascending id: list order. A sorted vector (4 bytes an item) rather
     /// than a tree (about 60): ids minted in creation order append at the end; an id out of
     /// order costs a move of the larger slots.
@@ -72,50 +29,6 @@ pub(crate) struct Environment {
 }
 
 impl Environment {
-    pub(crate) fn new(id: EnvironmentId, kind: EnvironmentKind, profile: Profile) -> Self {
-        Self {
-            text: id.to_string().into_boxed_str(),
-            id,
-            kind,
-            profile,
-            deleted: false,
-            items: Vec::new(),
-            undelivered: BTreeSet::new(),
-            delivered: BTreeSet::new(),
-            pollers: HashMap::default(),
-            polls: BTreeSet::new(),
-        }
-    }
-
-    /// The environment as the API shows it.
-    pub(crate) fn record(&self) -> EnvironmentRecord {
-        let profile = self.profile.clone();
-        EnvironmentRecord {
-            id: self.id.clone(),
-            name: profile.name,
-            kind: self.kind,
-            config: profile.config,
-            description: profile.description,
-            metadata: profile.metadata,
-            scope: profile.scope,
-            created_at: profile.created_at,
-            updated_at: profile.updated_at,
-            archived_at: profile.archived_at,
-            keys: profile.keys,
-        }
-    }
-
-    /// Turns the environment into a tombstone: found by no id, holding nothing.
-    pub(crate) fn delete(&mut self) {
-        debug_assert!(self.items.is_empty(), "items are removed first");
-        self.deleted = true;
-        self.text = "".into();
-        self.undelivered.clear();
-        self.delivered.clear();
-        self.pollers.clear();
-        self.polls.clear();
-    }
-
     /// Adds `slot` (whose id is `items[slot]`'s) in id order.
     pub(crate) fn insert_item(&mut self, slot: u32, items: &[Item], texts: &Texts) {
         let id = items[slot as usize].body(texts);

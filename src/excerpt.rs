@@ -33,16 +33,16 @@ impl Excerpt {
         }
     }
 
-    /// An excerpt as [`Self::as_str`] and [`Self::is_truncated`] described it, or why no
-    /// excerpt can be that.
+    /// An excerpt as [`Self::as_str`] and [`Self::is_truncated`] described it; `None` when
+    /// the text is longer than an excerpt keeps.
     #[cfg(feature = "snapshot")]
-    pub(crate) fn restored(text: &str, truncated: bool) -> Result<Self, String> {
+    pub(crate) fn restored(text: &str, truncated: bool) -> Option<Self> {
         if text.len() > EXCERPT_CAPACITY {
-            return Err(format!("an excerpt of {} bytes", text.len()));
+            return None;
         }
         let mut excerpt = Self::new(text);
         excerpt.truncated = truncated;
-        Ok(excerpt)
+        Some(excerpt)
     }
 
     /// Keeps the start of a value's `Display` text.

@@ -510,6 +510,8 @@ macro_rules! prefixed_id {
             }
         }
 
+        impl sealed::Sealed for $name {}
+
         impl AsId<$name> for $name {
             fn as_id(&self) -> Result<Cow<'_, $name>, Excerpt> {
                 Ok(Cow::Borrowed(self))
@@ -568,12 +570,26 @@ prefixed_id!(
     "ekey_",
     "environment key"
 );
+/// Keeps [`AsId`] implemented by this crate's types only (the ids, `str`, `String` and
+/// references to them), so the crate can change how tables read ids without breaking anyone.
+mod sealed {
+    // Public inside a private module: nameable by no one outside the crate.
+    #[allow(unreachable_pub)]
+    pub trait Sealed {}
+
+    impl Sealed for str {}
+    impl Sealed for String {}
+    impl<A: Sealed + ?Sized> Sealed for &A {}
+}
 
 /// An id as an operation accepts it: a parsed id, or the raw text a server received.
 ///
 /// Raw text that is not a well-formed id is answered exactly like an unknown id (404), so a
 /// server can pass path segments straight through and still get docs/contract.md §3.3's check order.
-pub trait AsId<T: Clone> {
+///
+/// The trait is sealed: it is implemented for [`EnvironmentId`], [`WorkId`], [`SessionId`],
+/// `str`, `String` and references to them, and cannot be implemented outside this crate.
+pub trait AsId<T: Clone>: sealed::Sealed {
     /// The parsed id, borrowed when it already is one.
     ///
     /// # Errors

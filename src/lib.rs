@@ -19,6 +19,13 @@
 //!   shards. No lock guard reaches the caller and no lock is held for long (sweeps and
 //!   catch-up go 1024 lapses per lock hold). Both tables answer every call identically.
 //!
+//! Both are built the same way, as quinn-proto's connection is: one sans-I/O core per table or
+//! per shard (items, their leases, each environment's queues, the deadline index), one
+//! environment registry holding each environment's record once (shared by every shard
+//! through one `Arc`), and one clock. The single table is one core and a clock; the sharded
+//! table adds only the locks and the merging of shards' answers, which it shares with the
+//! single table. Both tables are `Send` and `Sync` (asserted at compile time).
+//!
 //! # States
 //!
 //! `queued → starting → active → stopping → stopped`; every state but `stopped` is *live*.
@@ -152,7 +159,18 @@
 //! # The error contract
 //!
 //! One [`Error`] type (`#[non_exhaustive]`); every variant maps to a status, an error type and,
-//! where a parameter is at fault, its name. Building an error never allocates.
+//! where a parameter is at fault, its name. Building an error never allocates. Every error type
+//! is typed to its cause, none is a string: decoding refuses bytes with a [`DecodeError`]
+//! (its [`MalformedPayload`] or [`InvalidValue`] says what is wrong), restoring with a
+//! [`SnapshotError`].
+//!
+//! Error enums and the records that grow with the contract ([`WorkItem`], [`Transition`],
+//! [`EnvironmentRecord`], [`EnvironmentPage`], [`Command`], [`Applied`]) are
+//! `#[non_exhaustive]`: a new variant or field is not a breaking change. Answers whose fields
+//! the contract fixes ([`Heartbeat`], [`LeaseSnapshot`], [`Updated`], [`Page`],
+//! [`QueueStats`], [`Polled`]) are not, so a reference model or a test double can build them.
+//! Requests ([`PollRequest`], [`ListRequest`], [`HeartbeatRequest`], [`EnvironmentPatch`], ...)
+//! keep public fields and a `Default`: `PollRequest { worker, ..Default::default() }`.
 //!
 //! | status | error type | variants |
 //! |---|---|---|
@@ -299,10 +317,20 @@
 //! - **Environments.** The table keeps `config` as JSON text and checks only its size;
 //!   checking its shape is the server's. [`LeaseTable::register_environment`] (no `now`)
 //!   names the environment after its id and dates it at the table's clock. Deleting an
-//!   environment removes its items and their lapses not yet swept.
+//!   environment removes its record, its items and their lapses not yet swept: nothing of it
+//!   remains, and the next environment created reuses its slot, so a table's memory follows
+//!   the environments it holds, not those it ever held.
 //! - **Empty polls** return `next_claimable_at`: no later than the moment something may become
 //!   claimable (the end of a delivery's reclaim window in the environment, or the earliest
 //!   lease deadline in the table).
+//!
+//! # Testing
+//!
+//! `LeaseTable::validate` and `ConcurrentLeaseTable::validate` check every internal invariant
+//! from scratch and return the first broken one as an [`InvariantViolation`]. They are a
+//! testing aid, hidden from these docs: call them after every step of a property test or a
+//! fuzzer driving a table. A table the public API built always passes; a violation is a bug
+//! in this crate.
 //!
 //! # Further reading
 //!
@@ -315,6 +343,7 @@
 // Library code states the invariant behind every unwrap (`expect`); tests and examples may not.
 #![warn(clippy::unwrap_used)]
 
+mod clock;
 mod command;
 mod concurrent;
 mod deadline;
@@ -330,8 +359,10 @@ mod item;
 #[cfg(feature = "serde")]
 #[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
 pub mod json;
+mod lease_core;
 mod metadata;
 mod outcome;
+mod registry;
 mod request;
 #[cfg(feature = "snapshot")]
 mod snapshot;
@@ -357,12 +388,13 @@ pub use ids::{
     mint_uuid_v7, AsId, EnvironmentId, EnvironmentKeyId, MalformedId, SessionId, WorkId, WorkerId,
 };
 pub use item::{Transition, WorkItem};
+pub use lease_core::InvariantViolation;
 pub use metadata::{Metadata, MetadataPatch};
 pub use outcome::{Config, Page, Polled, QueueStats, StopMode, Updated};
 pub use request::{parse_worker_id, Cursor, ListRequest, PollRequest};
 #[cfg(feature = "snapshot")]
 #[cfg_attr(docsrs, doc(cfg(feature = "snapshot")))]
-pub use snapshot::{DecodeError, SnapshotError};
+pub use snapshot::{DecodeError, InvalidValue, MalformedPayload, SnapshotError};
 pub use state::{Operation, WorkState};
 pub use table::LeaseTable;
 pub use time::{ParsedInstant, Rfc3339, Timestamp, TimestampError};

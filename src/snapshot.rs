@@ -48,8 +48,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::environment_record::EnvironmentKind;
 use crate::environment_record::EnvironmentScope;
+use crate::error::Error;
+use crate::excerpt::Excerpt;
+use crate::ids::MalformedId;
 use crate::state::WorkState;
 use crate::time::Timestamp;
+use crate::ttl::TtlOutOfRange;
 
 /// The magic of a snapshot.
 pub(crate) const SNAPSHOT_MAGIC: [u8; 4] = *b"WLSN";
@@ -97,13 +101,111 @@ pub enum DecodeError {
     /// The checksum does not match: the bytes were truncated or changed.
     #[error("checksum mismatch")]
     Checksum,
-    /// The payload cannot be read (it passed the checksum, so it was written that way).
+    /// The payload cannot be read as the format's values (it passed the checksum, so it was
+    /// written that way).
     #[error("malformed payload: {0}")]
-    Malformed(String),
-    /// The payload reads but describes no valid value (an id that cannot exist, an instant
+    Malformed(#[from] MalformedPayload),
+    /// The payload reads but a value in it is not valid (an id that cannot exist, an instant
     /// out of range, metadata over its limits, ...).
     #[error("invalid content: {0}")]
-    Invalid(String),
+    Invalid(#[from] InvalidValue),
+}
+
+/// Why a payload that passed its checksum cannot be read as the format's values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum MalformedPayload {
+    /// The payload ends inside a value.
+    #[error("the payload ends inside a value")]
+    EndsEarly,
+    /// Bytes follow the last value.
+    #[error("{count} bytes after the payload")]
+    TrailingBytes {
+        /// How many.
+        count: usize,
+    },
+    /// A value has another shape than the format's at its place (a bad varint, tag, text,
+    /// or a missing field).
+    #[error("a value of another shape than the format's")]
+    WrongShape,
+}
+
+impl From<postcard::Error> for MalformedPayload {
+    fn from(error: postcard::Error) -> Self {
+        match error {
+            postcard::Error::DeserializeUnexpectedEnd => Self::EndsEarly,
+            _ => Self::WrongShape,
+        }
+    }
+}
+
+/// What is wrong with a value inside a payload that reads.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum InvalidValue {
+    /// An instant outside [`Timestamp::MIN`]..=[`Timestamp::MAX`].
+    #[error("instant {micros} out of range")]
+    InstantOutOfRange {
+        /// The instant, in microseconds since the Unix epoch.
+        micros: i64,
+    },
+    /// An instant written relative to another overflows.
+    #[error("instant {base} + {delta} overflows")]
+    InstantOverflow {
+        /// The base instant, in microseconds since the Unix epoch.
+        base: i64,
+        /// The microseconds added.
+        delta: i64,
+    },
+    /// An id that does not parse.
+    #[error(transparent)]
+    Id(#[from] MalformedId),
+    /// A TTL out of range.
+    #[error(transparent)]
+    Ttl(#[from] TtlOutOfRange),
+    /// A desired TTL of zero seconds (a request that names no TTL writes none).
+    #[error("desired_ttl_seconds of 0")]
+    ZeroTtl,
+    /// Map keys (metadata, a patch) not strictly ascending: a map writes each once, in order.
+    #[error("key {key} repeated or out of order")]
+    KeysOutOfOrder {
+        /// The first key not greater than the one before it (its start).
+        key: Excerpt,
+    },
+    /// A value the table's own checks refuse (metadata or an environment over its limits).
+    #[error(transparent)]
+    Refused(Box<Error>),
+    /// An answer's refusal names an expectation this build does not know.
+    #[error("unknown expectation {found}")]
+    UnknownExpectation {
+        /// The expectation (its start).
+        found: Excerpt,
+    },
+    /// An error's quoted value longer than an excerpt keeps.
+    #[error("an excerpt of {len} bytes")]
+    ExcerptTooLong {
+        /// Its length in bytes.
+        len: usize,
+    },
+    /// A count too large for this platform.
+    #[error("count {count} too large")]
+    Count {
+        /// The count.
+        count: u64,
+    },
+}
+
+impl From<Error> for InvalidValue {
+    fn from(error: Error) -> Self {
+        Self::Refused(Box::new(error))
+    }
+}
+
+/// The snapshot reader reports semantic errors as text (see [`SnapshotError::Invalid`]).
+impl From<InvalidValue> for String {
+    fn from(invalid: InvalidValue) -> Self {
+        invalid.to_string()
+    }
 }
 
 /// Why bytes are not a snapshot [`crate::LeaseTable::restore`] can restore.
@@ -193,30 +295,27 @@ pub(crate) fn unframe(bytes: &[u8], magic: [u8; 4], supported: u16) -> Result<&[
 pub(crate) fn read_payload<'de, T: Deserialize<'de>>(payload: &'de [u8]) -> Result<T, DecodeError> {
     match postcard::take_from_bytes::<T>(payload) {
         Ok((value, [])) => Ok(value),
-        Ok((_, rest)) => Err(DecodeError::Malformed(format!(
-            "{} bytes after the payload",
-            rest.len()
-        ))),
-        Err(error) => Err(DecodeError::Malformed(error.to_string())),
+        Ok((_, rest)) => Err(MalformedPayload::TrailingBytes { count: rest.len() }.into()),
+        Err(error) => Err(MalformedPayload::from(error).into()),
     }
 }
 
 /// An instant written as microseconds, refused when outside [`Timestamp::MIN`]..=
 /// [`Timestamp::MAX`] (a table never holds one, and clamping would change the bytes).
-pub(crate) fn instant(micros: i64) -> Result<Timestamp, String> {
+pub(crate) fn instant(micros: i64) -> Result<Timestamp, InvalidValue> {
     let at = Timestamp::from_unix_micros(micros);
     if at.unix_micros() == micros {
         Ok(at)
     } else {
-        Err(format!("instant {micros} out of range"))
+        Err(InvalidValue::InstantOutOfRange { micros })
     }
 }
 
 /// `base + delta`, refused when it overflows or leaves the timestamp range.
-pub(crate) fn after(base: Timestamp, delta: i64) -> Result<Timestamp, String> {
-    base.unix_micros()
-        .checked_add(delta)
-        .ok_or_else(|| format!("instant {base:?} + {delta} overflows"))
+pub(crate) fn after(base: Timestamp, delta: i64) -> Result<Timestamp, InvalidValue> {
+    let base = base.unix_micros();
+    base.checked_add(delta)
+        .ok_or(InvalidValue::InstantOverflow { base, delta })
         .and_then(instant)
 }
 

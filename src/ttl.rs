@@ -12,6 +12,7 @@ pub struct Ttl(u16);
 /// Why a configured TTL was refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("ttl must be between 10 and 600 seconds, found {found}")]
+#[non_exhaustive]
 pub struct TtlOutOfRange {
     /// The refused value, in seconds.
     pub found: u64,

@@ -30,8 +30,8 @@ proptest! {
             let b = call_table(&mut sharded, &call, ts(now));
             prop_assert_eq!(&a, &b, "step {}: {:?} at {}", index, call, now);
             seen.record(&call, &a)?;
-            single.validate().map_err(TestCaseError::fail)?;
-            sharded.validate().map_err(TestCaseError::fail)?;
+            single.validate().map_err(|violation| TestCaseError::fail(violation.to_string()))?;
+            sharded.validate().map_err(|violation| TestCaseError::fail(violation.to_string()))?;
         }
         prop_assert_eq!(single.sweep(ts(now)), sharded.sweep(ts(now)));
         prop_assert_eq!(single.next_wakeup(), sharded.next_wakeup());

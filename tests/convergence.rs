@@ -13,9 +13,9 @@ use std::num::NonZeroU64;
 use proptest::prelude::*;
 use worklease::{
     Applied, Command, ConcurrentLeaseTable, Config, EnvironmentId, EnvironmentKind,
-    EnvironmentListRequest, EnvironmentPatch, HeartbeatRequest, LeaseTable, ListRequest, Metadata,
-    MetadataPatch, NewEnvironment, PollRequest, Precondition, SessionId, Stamped, StopMode,
-    Timestamp, Ttl, WorkId, WorkerId,
+    EnvironmentListRequest, EnvironmentPatch, HeartbeatRequest, InvariantViolation, LeaseTable,
+    ListRequest, Metadata, MetadataPatch, NewEnvironment, PollRequest, Precondition, SessionId,
+    Stamped, StopMode, Timestamp, Ttl, WorkId, WorkerId,
 };
 
 /// 2026-07-01T08:15:06.120394Z.
@@ -359,10 +359,11 @@ impl Tables {
                 return Err(format!("{name}'s snapshot differs from the single table's"));
             }
         }
-        self.single.validate()?;
-        self.reseeded.validate()?;
-        self.four_shards.validate()?;
-        self.one_shard.validate()
+        let broken = |violation: InvariantViolation| violation.to_string();
+        self.single.validate().map_err(broken)?;
+        self.reseeded.validate().map_err(broken)?;
+        self.four_shards.validate().map_err(broken)?;
+        self.one_shard.validate().map_err(broken)
     }
 }
 

@@ -184,7 +184,7 @@ proptest! {
         let expected = observe(&original, recorder.now)?;
         prop_assert_eq!(&observe(&fresh, recorder.now)?, &expected);
         prop_assert_eq!(&observe(&halfway, recorder.now)?, &expected);
-        fresh.validate().map_err(TestCaseError::fail)?;
-        halfway.validate().map_err(TestCaseError::fail)?;
+        fresh.validate().map_err(|violation| TestCaseError::fail(violation.to_string()))?;
+        halfway.validate().map_err(|violation| TestCaseError::fail(violation.to_string()))?;
     }
 }

@@ -237,7 +237,7 @@ proptest! {
         let mut now = drive(&mut original, &steps[..split], &mut seen, T0);
         let bytes = original.snapshot();
         let mut restored = LeaseTable::restore(&bytes).expect("a snapshot restores");
-        restored.validate().map_err(TestCaseError::fail)?;
+        restored.validate().map_err(|violation| TestCaseError::fail(violation.to_string()))?;
         prop_assert_eq!(&restored.snapshot(), &bytes);
         for step in &steps[split..] {
             now += step.advance;
@@ -246,7 +246,7 @@ proptest! {
             let got = call_table(&mut restored, &call, ts(now));
             prop_assert_eq!(&got, &expected, "{:?}", call);
             seen.record(&call, &expected)?;
-            restored.validate().map_err(TestCaseError::fail)?;
+            restored.validate().map_err(|violation| TestCaseError::fail(violation.to_string()))?;
         }
         prop_assert_eq!(restored.snapshot(), original.snapshot());
     }

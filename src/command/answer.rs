@@ -21,12 +21,13 @@ use crate::environment_record::EnvironmentRecord;
 use crate::error::{Error, Param};
 use crate::excerpt::Excerpt;
 use crate::heartbeat::{Heartbeat, LeaseSnapshot, Precondition};
-use crate::ids::{EnvironmentId, SessionId, WorkId, WorkerId};
+use crate::ids::{EnvironmentId, MalformedId, SessionId, WorkId, WorkerId};
 use crate::item::{Transition, WorkItem};
 use crate::metadata::Metadata;
 use crate::outcome::{Polled, Updated};
 use crate::snapshot::{
-    frame, instant, read_payload, unframe, DecodeError, WireKind, WireProfile, WireState,
+    frame, instant, read_payload, unframe, DecodeError, InvalidValue, WireKind, WireProfile,
+    WireState,
 };
 use crate::state::Operation;
 use crate::time::Timestamp;
@@ -494,7 +495,7 @@ fn excerpt(excerpt: &Excerpt) -> WireExcerpt<'_> {
     }
 }
 
-fn read_applied(wire: WireApplied<'_>) -> Result<Applied, String> {
+fn read_applied(wire: WireApplied<'_>) -> Result<Applied, InvalidValue> {
     Ok(match wire {
         WireApplied::EnvironmentRegistered => Applied::EnvironmentRegistered,
         WireApplied::EnvironmentCreated(record) => {
@@ -540,17 +541,15 @@ fn read_applied(wire: WireApplied<'_>) -> Result<Applied, String> {
                         lapses: wire.lapses,
                     })
                 })
-                .collect::<Result<_, String>>()?,
-        ),
-        WireApplied::Purged(count) => Applied::Purged(
-            usize::try_from(count).map_err(|_| format!("a purge of {count} items"))?,
+                .collect::<Result<_, InvalidValue>>()?,
         ),
         WireApplied::EnvironmentKeyCreated(key) => {
             if key
                 .name
                 .is_some_and(|name| name.is_empty() || name.chars().count() > crate::MAX_NAME_CHARS)
             {
-                return Err("an environment key's name over its limit".to_owned());
+                let name = key.name.unwrap_or_default();
+                return Err(Error::invalid(Param::Name, "1 to 256 characters", name).into());
             }
             Applied::EnvironmentKeyCreated(EnvironmentKey::new(
                 id_of(&key.id)?,
@@ -561,30 +560,40 @@ fn read_applied(wire: WireApplied<'_>) -> Result<Applied, String> {
         }
         WireApplied::EnvironmentKeyRevoked(id) => Applied::EnvironmentKeyRevoked(id_of(&id)?),
         WireApplied::ItemSecretKeySet => Applied::ItemSecretKeySet,
+        WireApplied::Purged(count) => {
+            Applied::Purged(usize::try_from(count).map_err(|_| InvalidValue::Count { count })?)
+        }
     })
 }
 
-fn id_of<T: std::str::FromStr>(text: &str) -> Result<T, String> {
-    text.parse()
-        .map_err(|_| format!("id {text:?} does not parse"))
+fn id_of<T: std::str::FromStr<Err = MalformedId>>(text: &str) -> Result<T, InvalidValue> {
+    Ok(text.parse()?)
 }
 
-fn ttl(seconds: u16) -> Result<Ttl, String> {
-    Ttl::from_seconds(u64::from(seconds)).map_err(|e| e.to_string())
+fn ttl(seconds: u16) -> Result<Ttl, InvalidValue> {
+    Ok(Ttl::from_seconds(u64::from(seconds))?)
 }
 
-fn metadata(pairs: &[(&str, &str)]) -> Result<Metadata, String> {
+fn metadata(pairs: &[(&str, &str)]) -> Result<Metadata, InvalidValue> {
     let map: BTreeMap<String, String> = pairs
         .iter()
         .map(|&(key, value)| (key.to_owned(), value.to_owned()))
         .collect();
     if map.len() != pairs.len() {
-        return Err("metadata keys repeat".to_owned());
+        let mut keys: Vec<&str> = pairs.iter().map(|&(key, _)| key).collect();
+        keys.sort_unstable();
+        let repeated = keys
+            .windows(2)
+            .find(|pair| pair[0] == pair[1])
+            .map_or("", |pair| pair[0]);
+        return Err(InvalidValue::KeysOutOfOrder {
+            key: Excerpt::new(repeated),
+        });
     }
-    Metadata::from_map(map).map_err(|e| e.to_string())
+    Ok(Metadata::from_map(map)?)
 }
 
-fn read_record(wire: WireRecord<'_>) -> Result<EnvironmentRecord, String> {
+fn read_record(wire: WireRecord<'_>) -> Result<EnvironmentRecord, InvalidValue> {
     let profile = wire.profile;
     Ok(EnvironmentRecord {
         id: id_of(&wire.id)?,
@@ -601,14 +610,14 @@ fn read_record(wire: WireRecord<'_>) -> Result<EnvironmentRecord, String> {
     })
 }
 
-fn read_updated(item: &WireWorkItem<'_>, changed: bool) -> Result<Updated, String> {
+fn read_updated(item: &WireWorkItem<'_>, changed: bool) -> Result<Updated, InvalidValue> {
     Ok(Updated {
         item: read_item(item)?,
         changed,
     })
 }
 
-fn read_item(wire: &WireWorkItem<'_>) -> Result<WorkItem, String> {
+fn read_item(wire: &WireWorkItem<'_>) -> Result<WorkItem, InvalidValue> {
     let at = |micros: Option<i64>| micros.map(instant).transpose();
     Ok(WorkItem {
         id: id_of::<WorkId>(&wire.id)?,
@@ -629,17 +638,18 @@ fn read_item(wire: &WireWorkItem<'_>) -> Result<WorkItem, String> {
         delivered_at: at(wire.delivered_at)?,
         worker: wire
             .worker
-            .map(|text| {
-                WorkerId::parse(text).map_err(|_| format!("worker {text:?} does not parse"))
-            })
+            .map(|text| WorkerId::parse(text).map_err(InvalidValue::from))
             .transpose()?,
     })
 }
 
-fn read_error(wire: WireError<'_>) -> Result<Error, String> {
-    let restored = |wire: WireExcerpt<'_>| Excerpt::restored(wire.text, wire.truncated);
-    let worker =
-        |text: &str| WorkerId::parse(text).map_err(|_| format!("worker {text:?} does not parse"));
+fn read_error(wire: WireError<'_>) -> Result<Error, InvalidValue> {
+    let restored = |wire: WireExcerpt<'_>| {
+        Excerpt::restored(wire.text, wire.truncated).ok_or(InvalidValue::ExcerptTooLong {
+            len: wire.text.len(),
+        })
+    };
+    let worker = |text: &str| WorkerId::parse(text).map_err(InvalidValue::from);
     Ok(match wire {
         WireError::InvalidParameter {
             param,
@@ -651,7 +661,9 @@ fn read_error(wire: WireError<'_>) -> Result<Error, String> {
                 .iter()
                 .find(|known| **known == expected)
                 .copied()
-                .ok_or_else(|| format!("unknown expectation {expected:?}"))?,
+                .ok_or_else(|| InvalidValue::UnknownExpectation {
+                    found: Excerpt::new(expected),
+                })?,
             found: restored(found)?,
         },
         WireError::ConflictingParameters { first, second } => Error::ConflictingParameters {
@@ -686,7 +698,7 @@ fn read_error(wire: WireError<'_>) -> Result<Error, String> {
             leased,
         } => Error::EnvironmentInUse {
             environment: id_of(&environment)?,
-            leased: usize::try_from(leased).map_err(|_| format!("{leased} leases"))?,
+            leased: usize::try_from(leased).map_err(|_| InvalidValue::Count { count: leased })?,
         },
         WireError::PreconditionFailed { expected, current } => Error::PreconditionFailed {
             expected: match expected {
@@ -853,7 +865,8 @@ mod tests {
         );
         assert!(matches!(
             Applied::decode_answer(&unknown),
-            Err(DecodeError::Invalid(why)) if why.contains("unknown expectation")
+            Err(DecodeError::Invalid(InvalidValue::UnknownExpectation { found }))
+                if found.as_str() == "something no build writes"
         ));
     }
 }

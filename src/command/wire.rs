@@ -18,14 +18,15 @@ use super::{Command, Stamped};
 use crate::environment_keys::{ItemSecretKey, KeyDigest};
 use crate::environment_record::EnvironmentKind;
 use crate::environment_record::{EnvironmentPatch, EnvironmentScope, NewEnvironment};
+use crate::excerpt::Excerpt;
 use crate::heartbeat::{HeartbeatRequest, Precondition};
 use crate::ids::{EnvironmentId, EnvironmentKeyId, SessionId, WorkId, WorkerId};
 use crate::metadata::{Metadata, MetadataPatch};
 use crate::outcome::StopMode;
 use crate::request::PollRequest;
 use crate::snapshot::{
-    frame, instant, read_payload, unframe, DecodeError, WireKind, WireScope, COMMAND_MAGIC,
-    COMMAND_VERSION,
+    frame, instant, read_payload, unframe, DecodeError, InvalidValue, WireKind, WireScope,
+    COMMAND_MAGIC, COMMAND_VERSION,
 };
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -327,11 +328,10 @@ impl Stamped {
     pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
         let payload = unframe(bytes, COMMAND_MAGIC, COMMAND_VERSION)?;
         let wire: WireStamped<'_> = read_payload(payload)?;
-        let invalid = DecodeError::Invalid;
         let now = instant(wire.now).map_err(invalid)?;
         let command = match wire.command {
             WireCommand::RegisterEnvironment { id, kind } => Command::RegisterEnvironment {
-                id: EnvironmentId::parse(id).map_err(|e| invalid(e.to_string()))?,
+                id: EnvironmentId::parse(id).map_err(invalid)?,
                 kind: EnvironmentKind::from(kind),
             },
             WireCommand::CreateWork {
@@ -341,8 +341,8 @@ impl Stamped {
                 metadata,
             } => Command::CreateWork {
                 environment: environment.into(),
-                id: WorkId::parse(id).map_err(|e| invalid(e.to_string()))?,
-                session: SessionId::parse(session).map_err(|e| invalid(e.to_string()))?,
+                id: WorkId::parse(id).map_err(invalid)?,
+                session: SessionId::parse(session).map_err(invalid)?,
                 metadata: metadata_of(&metadata)?,
             },
             WireCommand::Poll {
@@ -388,7 +388,7 @@ impl Stamped {
                         None => None,
                         Some(seconds) => Some(
                             NonZeroU64::new(seconds)
-                                .ok_or_else(|| invalid("desired_ttl_seconds of 0".to_owned()))?,
+                                .ok_or(DecodeError::Invalid(InvalidValue::ZeroTtl))?,
                         ),
                     },
                 },
@@ -440,9 +440,9 @@ impl Stamped {
                     scope: scope.map(EnvironmentScope::from),
                 };
                 // A command holds what the table would accept: limits are part of the format.
-                new.check().map_err(|e| invalid(e.to_string()))?;
+                new.check().map_err(invalid)?;
                 Command::CreateEnvironment {
-                    id: EnvironmentId::parse(id).map_err(|e| invalid(e.to_string()))?,
+                    id: EnvironmentId::parse(id).map_err(invalid)?,
                     new,
                 }
             }
@@ -463,7 +463,7 @@ impl Stamped {
                         .map(|(kind, text)| (EnvironmentKind::from(kind), text.to_owned())),
                     scope: scope.map(EnvironmentScope::from),
                 };
-                patch.check().map_err(|e| invalid(e.to_string()))?;
+                patch.check().map_err(invalid)?;
                 Command::UpdateEnvironment {
                     environment: environment.into(),
                     patch,
@@ -482,7 +482,7 @@ impl Stamped {
                 digest,
             } => Command::CreateEnvironmentKey {
                 environment: environment.into(),
-                id: EnvironmentKeyId::parse(id).map_err(|e| invalid(e.to_string()))?,
+                id: EnvironmentKeyId::parse(id).map_err(invalid)?,
                 name: name.map(str::to_owned),
                 digest: KeyDigest::from_bytes(digest),
             },
@@ -500,6 +500,11 @@ impl Stamped {
     }
 }
 
+/// A value that reads but is not valid.
+fn invalid(value: impl Into<InvalidValue>) -> DecodeError {
+    DecodeError::Invalid(value.into())
+}
+
 /// Metadata as written: keys ascending, within the limits.
 fn metadata_of(pairs: &[(&str, &str)]) -> Result<Metadata, DecodeError> {
     ascending(pairs.iter().map(|(key, _)| key))?;
@@ -507,7 +512,7 @@ fn metadata_of(pairs: &[(&str, &str)]) -> Result<Metadata, DecodeError> {
         .iter()
         .map(|&(key, value)| (key.to_owned(), value.to_owned()))
         .collect();
-    Metadata::from_map(map).map_err(|e| DecodeError::Invalid(e.to_string()))
+    Metadata::from_map(map).map_err(|e| DecodeError::Invalid(e.into()))
 }
 
 /// A metadata patch as written: keys ascending; `None` deletes.
@@ -521,7 +526,7 @@ fn patch_of(pairs: &[(&str, Option<&str>)]) -> Result<MetadataPatch, DecodeError
 
 fn worker_id(worker: Option<&str>) -> Result<Option<WorkerId>, DecodeError> {
     worker
-        .map(|text| WorkerId::parse(text).map_err(|e| DecodeError::Invalid(e.to_string())))
+        .map(|text| WorkerId::parse(text).map_err(|e| DecodeError::Invalid(e.into())))
         .transpose()
 }
 
@@ -532,9 +537,9 @@ fn ascending<'k>(mut keys: impl Iterator<Item = &'k &'k str>) -> Result<(), Deco
     };
     for key in keys {
         if key <= previous {
-            return Err(DecodeError::Invalid(format!(
-                "keys {previous:?} and {key:?} out of order"
-            )));
+            return Err(invalid(InvalidValue::KeysOutOfOrder {
+                key: Excerpt::new(key),
+            }));
         }
         previous = key;
     }

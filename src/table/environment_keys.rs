@@ -7,8 +7,8 @@
 use super::LeaseTable;
 use crate::environment_keys::{EnvironmentKey, EnvironmentKeys, ItemSecretKey, KeyDigest};
 use crate::error::Error;
-use crate::excerpt::Excerpt;
 use crate::ids::{AsId, EnvironmentId, EnvironmentKeyId};
+use crate::lease_core::environments;
 use crate::time::Timestamp;
 
 impl LeaseTable {
@@ -45,9 +45,8 @@ impl LeaseTable {
         now: impl Into<Timestamp>,
     ) -> Result<EnvironmentKey, Error> {
         let now = self.tick(now.into());
-        self.expire_due(now);
-        let index = self.environment_slot(&environment)?;
-        self.add_key_in_shard(index, EnvironmentKey::new(id, name, digest, now))
+        let key = EnvironmentKey::new(id, name, digest, now);
+        environments::create_key(&mut [&mut self.core], &environment, key)
     }
 
     /// Revokes one of an environment's keys (docs/contract.md §10); returns its id.
@@ -62,10 +61,8 @@ impl LeaseTable {
         key: &str,
         now: impl Into<Timestamp>,
     ) -> Result<EnvironmentKeyId, Error> {
-        let now = self.tick(now.into());
-        self.expire_due(now);
-        let index = self.environment_slot(&environment)?;
-        self.remove_key_in_shard(index, key)
+        self.tick(now.into());
+        environments::revoke_key(&mut [&mut self.core], &environment, key)
     }
 
     /// An environment's keys, ascending id.
@@ -77,53 +74,20 @@ impl LeaseTable {
         &self,
         environment: impl AsId<EnvironmentId>,
     ) -> Result<&EnvironmentKeys, Error> {
-        let index = self.environment_slot(&environment)?;
-        Ok(&self.environments[index as usize].profile.keys)
+        let registry = &self.core.registry;
+        let index = registry.find(&environment)?;
+        Ok(&registry.record(index).keys)
     }
 
     /// Sets the key item secrets are signed with, unless one is set: the first key a log
     /// sets stays, so two members that both proposed one end up with the same.
     pub fn set_item_secret_key(&mut self, key: ItemSecretKey, now: impl Into<Timestamp>) {
-        let now = self.tick(now.into());
-        self.expire_due(now);
-        self.item_secret_key.get_or_insert(key);
+        self.tick(now.into());
+        self.core.item_secret_key.get_or_insert(key);
     }
 
     /// The key item secrets are signed with, once one was set.
     pub fn item_secret_key(&self) -> Option<&ItemSecretKey> {
-        self.item_secret_key.as_ref()
-    }
-
-    // ---- the halves the concurrent table runs on every shard ----
-
-    pub(crate) fn add_key_in_shard(
-        &mut self,
-        index: u32,
-        key: EnvironmentKey,
-    ) -> Result<EnvironmentKey, Error> {
-        self.environments[index as usize]
-            .profile
-            .keys
-            .insert(key.clone())?;
-        Ok(key)
-    }
-
-    pub(crate) fn remove_key_in_shard(
-        &mut self,
-        index: u32,
-        key: &str,
-    ) -> Result<EnvironmentKeyId, Error> {
-        self.environments[index as usize]
-            .profile
-            .keys
-            .remove(key)
-            .map(|removed| removed.id)
-            .ok_or_else(|| Error::EnvironmentKeyNotFound {
-                id: Excerpt::new(key),
-            })
-    }
-
-    pub(crate) fn set_item_secret_key_in_shard(&mut self, key: ItemSecretKey) {
-        self.item_secret_key.get_or_insert(key);
+        self.core.item_secret_key.as_ref()
     }
 }

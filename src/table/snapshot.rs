@@ -51,7 +51,7 @@ impl LeaseTable {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn snapshot(&self) -> Vec<u8> {
-        encode(&[self], self.config, self.clock)
+        encode(&[self.core()], *self.config(), self.clock())
     }
 
     /// The table a [`Self::snapshot`] holds, hashing with a fresh seed. It answers every later
@@ -82,18 +82,17 @@ impl LeaseTable {
     /// ```
     pub fn restore(bytes: &[u8]) -> Result<Self, SnapshotError> {
         let restored = decode(bytes, RandomState::default(), 1)?;
-        let mut tables = restored.tables;
-        let mut table = tables
+        let mut cores = restored.cores;
+        let core = cores
             .pop()
             .expect("invariant: decode builds the shard count asked for");
-        table.clock = restored.clock;
-        Ok(table)
+        Ok(Self::of_core(core, restored.clock))
     }
 }
 
-/// What [`decode`] built: the shards, the clock and the configuration.
+/// What [`decode`] built: the cores (one per shard), the clock and the configuration.
 pub(crate) struct Restored {
-    pub(crate) tables: Vec<LeaseTable>,
+    pub(crate) cores: Vec<crate::lease_core::LeaseCore>,
     pub(crate) clock: Option<Timestamp>,
     pub(crate) config: Config,
 }

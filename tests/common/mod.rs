@@ -429,7 +429,7 @@ macro_rules! forward_table {
                 <$table>::next_wakeup(self)
             }
             fn validate(&self) -> Result<(), String> {
-                <$table>::validate(self)
+                <$table>::validate(self).map_err(|violation| violation.to_string())
             }
         }
     };
@@ -452,9 +452,23 @@ forward_table!(
 );
 // Four shards: enough for one environment's items to span shards, cheap enough to copy at
 // every step of the model test.
-forward_table!(worklease::ConcurrentLeaseTable, |config| {
-    worklease::ConcurrentLeaseTable::with_shards(config, 4)
-});
+forward_table!(
+    worklease::ConcurrentLeaseTable,
+    |config| { worklease::ConcurrentLeaseTable::with_shards(config, 4) },
+    fn next_claimable_at(
+        &self,
+        env: &str,
+        reclaim_ms: u64,
+        now: Timestamp,
+    ) -> Option<Result<Option<Timestamp>, Error>> {
+        Some(worklease::ConcurrentLeaseTable::next_claimable_at(
+            self, env, reclaim_ms, now,
+        ))
+    },
+    fn clock(&self) -> Option<Timestamp> {
+        worklease::ConcurrentLeaseTable::clock(self)
+    }
+);
 
 /// Two tables fed the same calls, one through the direct methods and one through
 /// [`LeaseTable::apply`] (docs/contract.md §7.3): every answer must be equal, else the call panics (a
@@ -689,8 +703,12 @@ impl Table for DirectAndApplied {
     }
     fn validate(&self) -> Result<(), String> {
         assert_eq!(self.applied.clock(), self.direct.clock(), "clock");
-        self.direct.validate()?;
-        self.applied.validate()
+        self.direct
+            .validate()
+            .map_err(|violation| violation.to_string())?;
+        self.applied
+            .validate()
+            .map_err(|violation| violation.to_string())
     }
 }
 

@@ -4,26 +4,28 @@
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
+use std::sync::Arc;
 
 use foldhash::fast::RandomState;
 use serde::de::{self, DeserializeSeed, SeqAccess, Visitor};
 use serde::Deserializer;
 
 use super::{shard_of, Restored};
-use crate::environment::Profile;
+use crate::environment::Environment;
 use crate::environment_keys::{EnvironmentKey, EnvironmentKeys, ItemSecretKey, KeyDigest};
 use crate::environment_record::{EnvironmentScope, NewEnvironment};
 use crate::ids::{EnvironmentId, EnvironmentKeyId, SessionId, WorkId, WorkerId};
 use crate::item::{Item, Phase, Transition};
+use crate::lease_core::{hash_of, LeaseCore};
 use crate::metadata::Metadata;
 use crate::outcome::Config;
+use crate::registry::{self, Registry};
 use crate::snapshot::{
-    after, instant, unframe, DecodeError, SnapshotError, WireConfig, WireId, WireItem, WireKey,
-    WireKind, WireLease, WirePhase, WireProfile, WireTransition, SNAPSHOT_MAGIC, SNAPSHOT_VERSION,
-    SNAPSHOT_VERSION_WITHOUT_KEYS,
+    after, instant, unframe, DecodeError, MalformedPayload, SnapshotError, WireConfig, WireId,
+    WireItem, WireKey, WireKind, WireLease, WirePhase, WireProfile, WireTransition, SNAPSHOT_MAGIC,
+    SNAPSHOT_VERSION, SNAPSHOT_VERSION_WITHOUT_KEYS,
 };
 use crate::state::WorkState;
-use crate::table::{hash_of, LeaseTable};
 use crate::time::Timestamp;
 use crate::ttl::Ttl;
 use crate::workers::WorkerRef;
@@ -47,11 +49,11 @@ pub(crate) fn decode(
         framed => (framed?, SNAPSHOT_VERSION),
     };
     let mut builder = Builder {
-        with_keys: version >= SNAPSHOT_VERSION,
         hasher,
         shards,
         shift: 64 - shards.trailing_zeros(),
         tables: Vec::new(),
+        registry: Registry::default(),
         config: Config::default(),
         clock: None,
         workers: Vec::new(),
@@ -63,6 +65,7 @@ pub(crate) fn decode(
         environments: Vec::new(),
         previous_id: None,
         error: None,
+        with_keys: version >= SNAPSHOT_VERSION,
     };
     let mut deserializer = postcard::Deserializer::from_bytes(payload);
     let read = TopSeed(&mut builder).deserialize(&mut deserializer);
@@ -71,16 +74,15 @@ pub(crate) fn decode(
     }
     match read {
         Ok(()) => {}
-        Err(error) => return Err(DecodeError::Malformed(error.to_string()).into()),
+        Err(error) => return Err(DecodeError::Malformed(error.into()).into()),
     }
     match deserializer.finalize() {
         Ok([]) => {}
         Ok(rest) => {
-            return Err(
-                DecodeError::Malformed(format!("{} bytes after the payload", rest.len())).into(),
-            )
+            let trailing = MalformedPayload::TrailingBytes { count: rest.len() };
+            return Err(DecodeError::Malformed(trailing).into());
         }
-        Err(error) => return Err(DecodeError::Malformed(error.to_string()).into()),
+        Err(error) => return Err(DecodeError::Malformed(error.into()).into()),
     }
     builder.finish()
 }
@@ -94,12 +96,12 @@ struct Queues {
 
 /// The tables being built, and what reading needs to check the next value.
 struct Builder {
-    /// Whether the snapshot's format has environment keys and the item-secret key.
-    with_keys: bool,
     hasher: RandomState,
     shards: usize,
     shift: u32,
-    tables: Vec<LeaseTable>,
+    tables: Vec<LeaseCore>,
+    /// The environments read so far; every core shares it once reading is done.
+    registry: Registry,
     config: Config,
     clock: Option<Timestamp>,
     workers: Vec<WorkerId>,
@@ -117,6 +119,8 @@ struct Builder {
     previous_id: Option<WorkId>,
     /// The first semantic error; reading stops at it.
     error: Option<String>,
+    /// Whether the snapshot's format has environment keys and the item-secret key.
+    with_keys: bool,
 }
 
 /// Records a semantic error and stops reading: `$builder.error` says why.
@@ -125,7 +129,7 @@ macro_rules! check {
         match $result {
             Ok(value) => value,
             Err(message) => {
-                $builder.error = Some(message);
+                $builder.error = Some(message.into());
                 return Err(de::Error::custom("invalid snapshot"));
             }
         }
@@ -173,7 +177,7 @@ impl<'de> Visitor<'de> for TopSeed<'_> {
                 .ok_or_else(|| missing("item secret key"))?;
             if let Some(key) = key {
                 for table in &mut builder.tables {
-                    table.set_item_secret_key_in_shard(ItemSecretKey::from_bytes(key));
+                    table.item_secret_key = Some(ItemSecretKey::from_bytes(key));
                 }
             }
         }
@@ -323,7 +327,7 @@ impl Builder {
         };
         self.config = config;
         self.tables = (0..self.shards)
-            .map(|_| LeaseTable::with_hasher(config, self.hasher.clone()))
+            .map(|_| LeaseCore::new(config, self.hasher.clone(), Arc::default()))
             .collect();
         self.queues = (0..self.shards).map(|_| Queues::default()).collect();
         self.leases = vec![Vec::new(); self.shards];
@@ -355,11 +359,14 @@ impl Builder {
                 return Err(format!("environment {text:?} out of order"));
             }
         }
-        let env = self.environments.len() as u32;
+        let epoch = Timestamp::from_unix_micros(0);
+        let env = self
+            .registry
+            .insert(registry::registered(id.clone(), kind.into(), epoch))
+            .map_err(|e| e.to_string())?;
+        debug_assert_eq!(env as usize, self.environments.len());
         for table in &mut self.tables {
-            table
-                .register_environment(id.clone(), kind.into())
-                .map_err(|e| e.to_string())?;
+            table.environments.push(Environment::default());
         }
         self.environments.push(id);
         self.previous_id = None;
@@ -379,7 +386,7 @@ impl Builder {
         for &(key, value) in &wire.metadata {
             metadata.push((key.to_owned(), value.to_owned()));
         }
-        let kind = self.tables[0].environments[env as usize].kind;
+        let kind = self.registry.record(env).kind;
         let new = NewEnvironment {
             name: wire.name.to_owned(),
             kind,
@@ -401,20 +408,11 @@ impl Builder {
                 self.environments[env as usize]
             ));
         }
-        let profile = Profile {
-            name: new.name,
-            config: wire.config.to_owned(),
-            description: new.description,
-            metadata: new.metadata,
-            scope: new.scope,
-            created_at,
-            updated_at,
-            archived_at,
-            keys: EnvironmentKeys::default(),
-        };
-        for table in &mut self.tables {
-            table.set_profile(env, profile.clone());
-        }
+        let mut record =
+            registry::created(self.environments[env as usize].clone(), new, created_at);
+        record.updated_at = updated_at;
+        record.archived_at = archived_at;
+        self.registry.replace(env, record);
         Ok(())
     }
 
@@ -432,10 +430,9 @@ impl Builder {
                 instant(key.created_at)?,
             ));
         }
-        let keys = EnvironmentKeys::restored(keys)?;
-        for table in &mut self.tables {
-            table.environments[env as usize].profile.keys = keys.clone();
-        }
+        let mut record = self.registry.record(env).clone();
+        record.keys = EnvironmentKeys::restored(keys)?;
+        self.registry.replace(env, record);
         Ok(())
     }
 
@@ -758,11 +755,17 @@ impl Builder {
                 table.deadlines.schedule(slot, deadline);
             }
         }
+        let registry = Arc::new(self.registry);
+        for table in &mut self.tables {
+            table.share_registry(Arc::clone(&registry));
+        }
         for table in &self.tables {
-            table.validate().map_err(SnapshotError::Invalid)?;
+            table
+                .validate()
+                .map_err(|violation| SnapshotError::Invalid(violation.to_string()))?;
         }
         Ok(Restored {
-            tables: self.tables,
+            cores: self.tables,
             clock: self.clock,
             config: self.config,
         })

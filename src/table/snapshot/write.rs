@@ -9,21 +9,21 @@ use serde::{Serialize, Serializer};
 
 use crate::ids::{BodyRef, WorkerId};
 use crate::item::{Item, Phase, Transition};
+use crate::lease_core::LeaseCore;
 use crate::outcome::Config;
 use crate::snapshot::{
     delta, frame, WireConfig, WireId, WireItem, WireKey, WireKind, WireLease, WirePhase,
     WireProfile, WireScope, WireTransition, SNAPSHOT_MAGIC, SNAPSHOT_VERSION,
 };
-use crate::table::LeaseTable;
 use crate::time::Timestamp;
 use crate::ttl::Ttl;
 use crate::workers::WorkerRef;
 
 /// Bytes a leased item takes, roughly: the first guess of a snapshot's length.
 const BYTES_PER_ITEM: usize = 64;
-/// The canonical snapshot of `tables`, the shards of one table (one for a [`LeaseTable`]),
+/// The canonical snapshot of `tables`, the cores of one table (one for a [`crate::LeaseTable`]),
 /// each with no lapse due at `clock` left unapplied. Pollers are read from the first.
-pub(crate) fn encode(tables: &[&LeaseTable], config: Config, clock: Option<Timestamp>) -> Vec<u8> {
+pub(crate) fn encode(tables: &[&LeaseCore], config: Config, clock: Option<Timestamp>) -> Vec<u8> {
     let first = tables.first().expect("invariant: a table has a shard");
     // Every worker an item names, once, ascending; each shard's references mapped to it.
     let mut workers: Vec<&WorkerId> = tables
@@ -48,24 +48,18 @@ pub(crate) fn encode(tables: &[&LeaseTable], config: Config, clock: Option<Times
             map
         })
         .collect();
-    // Deleted environments (tombstones) are not state: they are left out.
-    let mut environments: Vec<u32> = (0..first.environments.len() as u32)
-        .filter(|&env| !first.environments[env as usize].deleted)
-        .collect();
-    environments.sort_unstable_by(|&a, &b| {
-        first.environments[a as usize]
-            .text
-            .cmp(&first.environments[b as usize].text)
-    });
-    let mut positions = vec![0u32; first.environments.len()];
+    let registry = &first.registry;
+    let mut environments: Vec<u32> = registry.iter().map(|(env, _)| env).collect();
+    environments.sort_unstable_by(|&a, &b| registry.text(a).cmp(registry.text(b)));
+    let mut positions = vec![0u32; registry.slots()];
     for (position, &env) in environments.iter().enumerate() {
         positions[env as usize] = position as u32;
     }
     let mut journal: Vec<&Transition> = tables.iter().flat_map(|t| &t.journal).collect();
     journal.sort_unstable_by(|a, b| (a.at, &a.work_id).cmp(&(b.at, &b.work_id)));
     let index_of_env = |transition: &Transition| {
-        let env = first
-            .environment_slot(&transition.environment_id)
+        let env = registry
+            .find(&transition.environment_id)
             .expect("invariant: journaled environments are registered");
         positions[env as usize]
     };
@@ -90,7 +84,7 @@ pub(crate) fn encode(tables: &[&LeaseTable], config: Config, clock: Option<Times
 }
 
 struct SnapshotOut<'t> {
-    tables: &'t [&'t LeaseTable],
+    tables: &'t [&'t LeaseCore],
     /// Per shard: `WorkerRef::index` → index in `workers`.
     worker_maps: Vec<Vec<u32>>,
     config: Config,
@@ -164,12 +158,13 @@ impl Serialize for EnvironmentOut<'_, '_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let first = self.out.tables[0];
         let environment = &first.environments[self.env as usize];
+        let record = first.registry.record(self.env);
         let mut pollers: Vec<(&str, i64)> = environment
             .pollers()
             .map(|(worker, at)| (worker.as_str(), at.unix_micros()))
             .collect();
         pollers.sort_unstable();
-        let profile = &environment.profile;
+        let profile = record;
         let wire_profile = WireProfile {
             name: &profile.name,
             config: &profile.config,
@@ -193,8 +188,8 @@ impl Serialize for EnvironmentOut<'_, '_> {
             })
             .collect();
         let mut tuple = serializer.serialize_tuple(6)?;
-        tuple.serialize_element(&*environment.text)?;
-        tuple.serialize_element(&WireKind::from(environment.kind))?;
+        tuple.serialize_element(first.registry.text(self.env))?;
+        tuple.serialize_element(&WireKind::from(record.kind))?;
         tuple.serialize_element(&wire_profile)?;
         tuple.serialize_element(&pollers)?;
         tuple.serialize_element(&ItemsOut {
@@ -264,7 +259,7 @@ fn wire_id(body: BodyRef<'_>) -> WireId<'_> {
 
 /// Item `slot` of `table` as written, `previous` the `created_at` of the item before it.
 fn wire_item<'a>(
-    table: &'a LeaseTable,
+    table: &'a LeaseCore,
     slot: u32,
     workers: &[u32],
     previous: Timestamp,

@@ -1,55 +1,18 @@
-//! [`LeaseTable::purge_stopped`]: removing stopped items, so that a long-running table holds
+//! [`crate::LeaseTable::purge_stopped`]: removing stopped items, so that a long-running table holds
 //! its live work and the history its owner chooses to keep, not everything it ever saw.
 //!
 //! Items live in one vector addressed by slot; a purge closes each gap by moving the last
 //! item into it (`swap_remove`), and renames that item's slot wherever one is held: the id
 //! index, the deadline wheel, the environment's id order and the side maps.
 
-use super::{hash_of, LeaseTable};
+use super::{hash_of, LeaseCore};
 use crate::item::{Item, Phase};
 use crate::time::Timestamp;
 
-impl LeaseTable {
-    /// Removes every stopped item whose `stopped_at` is before `before`, after applying the
-    /// lapses due at `now`; returns how many it removed.
-    ///
-    /// A purged item is gone: `get` answers 404 and its id may be created again. Lapses
-    /// already journaled for it are still returned by the next [`LeaseTable::sweep`]. Costs
-    /// one pass over the table's items plus, per purged item, a few index updates; a server
-    /// runs it now and then (say, hourly, keeping a day of history).
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use chrono::{Duration, TimeZone, Utc};
-    /// use worklease::*;
-    ///
-    /// let mut table = LeaseTable::new(Config::default());
-    /// let t0 = Utc.with_ymd_and_hms(2026, 7, 1, 8, 15, 0).unwrap();
-    /// table.register_environment("env_01".parse()?, EnvironmentKind::SelfHosted)?;
-    /// table.create_work("env_01", "work_01".parse()?, "sess_01".parse()?, Metadata::new(), t0)?;
-    /// table.stop("env_01", "work_01", StopMode::Force, t0)?;
-    ///
-    /// let day_later = t0 + Duration::days(1);
-    /// assert_eq!(table.purge_stopped(day_later - Duration::hours(1), day_later), 1);
-    /// assert_eq!(table.get("env_01", "work_01", day_later).unwrap_err().status(), 404);
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    pub fn purge_stopped(
-        &mut self,
-        before: impl Into<Timestamp>,
-        now: impl Into<Timestamp>,
-    ) -> usize {
-        // A changing operation: it runs at `max(clock, now)` and moves the clock (docs/contract.md §7.1),
-        // as the sharded table's does, so both snapshot the same clock.
-        let now = self.tick(now.into());
-        self.expire_due(now);
-        self.purge_stopped_in(before.into())
-    }
-
-    /// [`Self::purge_stopped`] without applying lapses first (the sharded table catches its
-    /// shards up itself).
-    pub(crate) fn purge_stopped_in(&mut self, before: Timestamp) -> usize {
+impl LeaseCore {
+    /// Removes every stopped item whose `stopped_at` is before `before`, applying no lapse;
+    /// returns how many (see [`crate::LeaseTable::purge_stopped`]).
+    pub(crate) fn purge_stopped(&mut self, before: Timestamp) -> usize {
         self.remove_items(|item| matches!(item.phase, Phase::Stopped { at, .. } if at < before))
     }
 

@@ -1,65 +1,79 @@
-//! The environment-wide pieces of poll, stats and sweep, which
-//! [`crate::ConcurrentLeaseTable`] merges across shards (and [`LeaseTable`] composes directly).
+//! The environment-wide pieces of poll, list, stats and sweep, one core's share of each, and
+//! how shares merge: a [`crate::LeaseTable`] merges its one core's, a
+//! [`crate::ConcurrentLeaseTable`] every shard's, through the same functions.
 
-use super::{deadline_of, millis_to_micros, LeaseTable, StatsPart};
-use crate::environment_record::EnvironmentKind;
-use crate::error::Error;
-use crate::excerpt::Excerpt;
-use crate::ids::{AsId, EnvironmentId, WorkId, WorkerId};
+use super::{deadline_of, millis_to_micros, LeaseCore};
+use crate::ids::{WorkId, WorkerId};
 use crate::item::{Phase, Transition, WorkItem};
-use crate::outcome::Page;
+use crate::outcome::{Page, QueueStats};
 use crate::request::{Cursor, ListRequest, PollRequest};
 use crate::time::Timestamp;
 
-impl LeaseTable {
-    /// The environment's index, checked as docs/contract.md §3.3 orders: exists (404), self_hosted (400).
-    pub(crate) fn environment(&self, environment: &impl AsId<EnvironmentId>) -> Result<u32, Error> {
-        let index = self.environment_slot(environment)?;
-        self.self_hosted(index)
-    }
+/// One core's share of an environment's [`QueueStats`], for merging across shards.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct StatsPart {
+    pub(crate) depth: usize,
+    pub(crate) pending: usize,
+    pub(crate) oldest: Option<(WorkId, Timestamp)>,
+}
 
-    /// The environment's index, or 404 (unknown or malformed). Ids are canonical text, so
-    /// equal text is the same id: nothing is parsed and nothing allocated.
-    pub(crate) fn environment_slot(
-        &self,
-        environment: &impl AsId<EnvironmentId>,
-    ) -> Result<u32, Error> {
-        let typed;
-        let text = match environment.as_text() {
-            Some(text) => text,
-            None => {
-                typed = environment
-                    .as_id()
-                    .map_err(|id| Error::EnvironmentNotFound { id })?
-                    .excerpt();
-                typed.as_str()
+impl StatsPart {
+    /// Adds `other`'s counts and keeps the lower-id oldest item.
+    pub(crate) fn merge(mut self, other: Self) -> Self {
+        self.depth += other.depth;
+        self.pending += other.pending;
+        if let Some(candidate) = other.oldest {
+            if self
+                .oldest
+                .as_ref()
+                .map_or(true, |(id, _)| candidate.0 < *id)
+            {
+                self.oldest = Some(candidate);
             }
-        };
-        // A handful of environments is the common case: comparing texts beats hashing.
-        let found = if self.environments.len() <= 8 {
-            (0u32..)
-                .zip(&self.environments)
-                .find(|(_, env)| *env.text == *text)
-                .map(|(index, _)| index)
-        } else {
-            self.environment_index.get(text).copied()
-        };
-        found.ok_or_else(|| Error::EnvironmentNotFound {
-            id: Excerpt::new(text),
-        })
+        }
+        self
     }
 
-    /// docs/contract.md §3.3: an existing environment must be self-hosted (else 400).
-    fn self_hosted(&self, index: u32) -> Result<u32, Error> {
-        let environment = &self.environments[index as usize];
-        match environment.kind {
-            EnvironmentKind::SelfHosted => Ok(index),
-            EnvironmentKind::Cloud => Err(Error::NotSelfHosted {
-                environment: environment.id.clone(),
-            }),
+    /// The statistics these merged shares make, with `workers_polling`.
+    pub(crate) fn into_stats(self, workers_polling: usize) -> QueueStats {
+        QueueStats {
+            depth: self.depth,
+            pending: self.pending,
+            oldest_queued_at: self.oldest.map(|(_, at)| at),
+            workers_polling,
         }
     }
+}
 
+/// The page that per-core pages of one listing make (each in id order, each with whether more
+/// lie beyond it): merged by id and cut to the request's limit.
+pub(crate) fn merge_pages(
+    parts: impl IntoIterator<Item = (Vec<WorkItem>, bool)>,
+    request: &ListRequest,
+) -> Page {
+    let limit = request.limit.clamp(1, ListRequest::MAX_LIMIT);
+    let mut data = Vec::new();
+    let mut has_more = false;
+    let mut pieces = 0;
+    for (items, more) in parts {
+        data.extend(items);
+        has_more |= more;
+        pieces += 1;
+    }
+    if pieces > 1 {
+        data.sort_unstable_by(|a, b| a.id.cmp(&b.id));
+    }
+    has_more |= data.len() > limit;
+    let forward = !matches!(request.cursor, Cursor::Before(_));
+    if forward {
+        data.truncate(limit);
+    } else {
+        data.drain(..data.len().saturating_sub(limit));
+    }
+    Page::of(data, has_more, forward)
+}
+
+impl LeaseCore {
     /// Records a named worker's poll of environment `env`.
     pub(crate) fn record_poll(&mut self, env: u32, worker: &WorkerId, now: Timestamp) {
         self.environments[env as usize].record_poll(worker, now);
@@ -78,15 +92,19 @@ impl LeaseTable {
             .cloned()
     }
 
-    /// Delivers item `id` if it is still claimable.
+    /// Delivers item `id` if it is still a claimable item of environment `env`.
     pub(crate) fn deliver(
         &mut self,
+        env: u32,
         id: &WorkId,
         hash: u64,
         request: &PollRequest,
         now: Timestamp,
     ) -> Option<WorkItem> {
         let slot = self.find(id.key(), hash)?;
+        if self.items[slot as usize].env() != env {
+            return None;
+        }
         let cutoff = now
             .unix_micros()
             .saturating_sub(millis_to_micros(request.reclaim_older_than_ms));
