@@ -16,6 +16,8 @@ use crate::clock::Clock;
 use crate::run;
 
 const TOKEN: &str = "in-process-token";
+/// What the members present to each other (`--cluster-secret`).
+const CLUSTER_SECRET: &str = "in-process-cluster-secret-0123456789";
 
 struct Node {
     id: usize,
@@ -96,6 +98,7 @@ impl Cluster {
                 "worklease-server".to_owned(),
                 format!("--listen={}", listener.local_addr().expect("an address")),
                 format!("--token={TOKEN}"),
+                format!("--cluster-secret={CLUSTER_SECRET}"),
                 format!("--data-dir={}", data.display()),
                 format!("--node-id={id}"),
                 format!("--peers={peers}"),

@@ -11,6 +11,7 @@ use clap::Parser;
 mod app;
 mod cli;
 mod clock;
+mod cluster_secret;
 #[cfg(test)]
 mod cluster_tests;
 mod http;

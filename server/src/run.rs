@@ -146,7 +146,7 @@ pub(crate) async fn open(
                 address,
                 node_id: cli.node_id.unwrap_or(raft::SOLE_NODE),
                 peers: cli.peers.clone().map(|peers| peers.0).unwrap_or_default(),
-                token: token.clone(),
+                cluster_secret: cli.cluster_secret.clone(),
                 // Only members call anyone: a lone server needs no trust roots.
                 tls: match (&cli.tls_cert, &cli.peers) {
                     (Some(_), Some(_)) => Some(
@@ -160,7 +160,9 @@ pub(crate) async fn open(
             Submit::logged(durable, metrics.clone(), clock)
         }
     };
-    Ok(Arc::new(Shared::new(submit, token, metrics)))
+    Ok(Arc::new(
+        Shared::new(submit, token, metrics).with_cluster_secret(cli.cluster_secret.clone()),
+    ))
 }
 
 /// Serves on `listener` (plain TCP, or [`tls::Listener`]) until `shutdown` resolves, then

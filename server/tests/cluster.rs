@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use support::{Client, Server, TempDir, TOKEN};
+use support::{Client, Server, TempDir, CLUSTER_SECRET, CLUSTER_SECRET_HEADER, TOKEN};
 
 /// Three members on loopback; a member is `None` while it is down.
 struct Cluster {
@@ -95,6 +95,10 @@ impl Cluster {
         ];
         args.extend(self.extra.iter().map(String::as_str));
         args.extend(self.own[n - 1].iter().map(String::as_str));
+        // Every member shares the test's cluster secret unless its own flags name another.
+        if !args.contains(&"--cluster-secret") {
+            args.extend(["--cluster-secret", CLUSTER_SECRET]);
+        }
         let env: Vec<(&str, &str)> = self.env[n - 1]
             .iter()
             .map(|(name, value)| (name.as_str(), value.as_str()))
@@ -143,7 +147,12 @@ impl Cluster {
 
     /// `GET /internal/digest` of node `n`: its applied index and its table's digest.
     fn digest(&self, n: usize) -> (u64, String) {
-        let reply = self.node(n).get("/internal/digest");
+        let reply = self.node(n).request(
+            "GET",
+            "/internal/digest",
+            &[(CLUSTER_SECRET_HEADER, CLUSTER_SECRET)],
+            None,
+        );
         assert_eq!(reply.status, 200, "{}", reply.text);
         (
             reply.json["last_applied_index"].as_u64().expect("an index"),

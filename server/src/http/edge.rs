@@ -19,6 +19,7 @@ use super::error::{render_refusal, ApiError};
 use super::route::{Route, UNMATCHED};
 use super::{forward, work};
 use crate::app::Shared;
+use crate::cluster_secret;
 use crate::mint::Mint;
 use crate::origin::{RequestOrigin, ORIGIN};
 use crate::raft::{APPEND_ROUTE, SNAPSHOT_ROUTE, VOTE_ROUTE};
@@ -86,11 +87,25 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, request: Request) -> Self::Future {
+    fn call(&mut self, mut request: Request) -> Self::Future {
         let (route, heartbeat) = route_of(request.uri().path(), request.method());
         let request_id = RequestId::of(request.headers(), &self.shared.mint);
+        let internal = cluster_secret::is_internal(request.uri().path());
+        if self.shared.submit.is_replicated() && !internal {
+            // What only a member may say (origin and replay tags) is ignored from anyone else.
+            cluster_secret::ignore_unless_member(
+                self.shared.cluster_secret.as_ref(),
+                request.headers_mut(),
+            );
+        }
         let answer = if route.is_some_and(Route::is_open) {
             Answer::Here(self.inner.call(request))
+        } else if internal {
+            // The members' own routes: the cluster secret alone opens them.
+            match cluster_secret::admit(self.shared.cluster_secret.as_ref(), request.headers()) {
+                Ok(()) => Answer::Here(self.inner.call(request)),
+                Err(refusal) => Answer::Refused(refusal),
+            }
         } else if let Err(refusal) = authenticate(request.headers(), &self.shared.token) {
             Answer::Refused(refusal)
         } else if route.is_some_and(Route::goes_to_leader) && !self.shared.submit.leads() {

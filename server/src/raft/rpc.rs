@@ -184,9 +184,15 @@ pub(crate) fn decode_install(
     bytes: &[u8],
 ) -> Result<InstallSnapshotRequest<TypeConfig>, CodecError> {
     let wire: WireInstall<'_> = from_bytes(bytes)?;
+    let meta = codec::decode_snapshot_meta(&wire.meta)?;
+    // A leader sends a snapshot in place of entries it no longer holds: one that covers none
+    // (a new directory's, without a membership) is nothing a member could install.
+    if meta.last_log_id.is_none() {
+        return Err(CodecError("a snapshot that covers no entry".to_owned()));
+    }
     Ok(InstallSnapshotRequest {
         vote: codec::decode_vote(&wire.vote)?,
-        meta: codec::decode_snapshot_meta(&wire.meta)?,
+        meta,
         offset: wire.offset,
         data: wire.data.to_vec(),
         done: wire.done,
@@ -325,5 +331,15 @@ mod tests {
         );
         assert!(decode_vote_request(b"\xff\xff").is_err());
         assert!(decode_install(&[]).is_err());
+        // Found by the `rpc_decode` fuzz target: a snapshot covering no entry, whose membership
+        // is empty, decoded and would have reached openraft.
+        let empty = InstallSnapshotRequest::<TypeConfig> {
+            vote,
+            meta: SnapshotMeta::default(),
+            offset: 0,
+            data: Vec::new(),
+            done: true,
+        };
+        assert!(decode_install(&encode_install(&empty)).is_err());
     }
 }
