@@ -830,6 +830,7 @@ async fn a_retried_forwarded_change_is_answered_from_a_restored_snapshot_once() 
         let mut request = http
             .post(format!("{base}{}", heartbeat(&environment, work, token)))
             .bearer_auth(TOKEN)
+            .header(crate::cluster_secret::HEADER, CLUSTER_SECRET)
             .header(crate::origin::ORIGIN_HEADER, &origin)
             .timeout(Duration::from_secs(10));
         if replay {
@@ -915,6 +916,8 @@ async fn tagged(
         .http
         .request(method, format!("{}{path}", cluster.node(id).base))
         .bearer_auth(TOKEN)
+        // As a member sends it: only a member's origin tags are honoured.
+        .header(crate::cluster_secret::HEADER, CLUSTER_SECRET)
         .header(
             crate::origin::ORIGIN_HEADER,
             crate::origin::RequestOrigin::header(origin),
