@@ -124,7 +124,10 @@ fn fits(request: &AppendEntriesRequest<TypeConfig>) -> Result<(), CodecError> {
             return Err(CodecError(format!(
                 "entry {} does not follow {}",
                 id.index,
-                previous.map_or_else(|| "the start of the log".to_owned(), |p| p.index.to_string())
+                previous.map_or_else(
+                    || "the start of the log".to_owned(),
+                    |p| p.index.to_string()
+                )
             )));
         }
         if previous.is_some_and(|p| id.leader_id.term < p.leader_id.term)
