@@ -912,12 +912,24 @@ async fn tagged(
     origin: u128,
     replay: bool,
 ) -> Option<(u16, Value)> {
+    // As a member sends it: only a member's origin tags are honoured.
+    let secret = Some(CLUSTER_SECRET);
+    tagged_by(cluster, id, (method, path), body, (origin, replay), secret).await
+}
+
+/// [`tagged`], sending `secret` in the cluster secret's header (`None`: no header).
+async fn tagged_by(
+    cluster: &Cluster,
+    id: usize,
+    (method, path): (reqwest::Method, &str),
+    body: Option<&[u8]>,
+    (origin, replay): (u128, bool),
+    secret: Option<&str>,
+) -> Option<(u16, Value)> {
     let mut request = cluster
         .http
         .request(method, format!("{}{path}", cluster.node(id).base))
         .bearer_auth(TOKEN)
-        // As a member sends it: only a member's origin tags are honoured.
-        .header(crate::cluster_secret::HEADER, CLUSTER_SECRET)
         .header(
             crate::origin::ORIGIN_HEADER,
             crate::origin::RequestOrigin::header(origin),
@@ -926,12 +938,48 @@ async fn tagged(
     if replay {
         request = request.header(crate::origin::REPLAY_HEADER, "1");
     }
+    if let Some(secret) = secret {
+        request = request.header(crate::cluster_secret::HEADER, secret);
+    }
     if let Some(body) = body {
         request = request
             .header("content-type", "application/json")
             .body(body.to_vec());
     }
     answer(request).await
+}
+
+/// The origin and replay tags are a member's to send (docs/contract.md §10): from a client
+/// without the cluster secret they are ignored, so a "replay" of a heartbeat the leader has a
+/// record of is served as a new heartbeat (412: its token moved), where a member's replay is
+/// answered from the record (200).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn origin_tags_are_honoured_only_with_the_cluster_secret() {
+    let cluster = Cluster::start("origin-tags", 60).await;
+    let leader = cluster.leader(None).await;
+    let (environment, leases) = cluster.leases(leader, 1).await;
+    let (work, token) = &leases[0];
+    let origin = 0x0a11_0000_0000_0000_0000_0000_0000_0001;
+    let beat = heartbeat(&environment, work, token);
+    let post = reqwest::Method::POST;
+    let first = tagged(&cluster, leader, (post.clone(), &beat), None, origin, false).await;
+    assert_eq!(first.as_ref().map(|a| a.0), Some(200), "{first:?}");
+    for secret in [None, Some("not-the-cluster-secret-0123456789abcdef")] {
+        let (status, body) = tagged_by(
+            &cluster,
+            leader,
+            (post.clone(), &beat),
+            None,
+            (origin, true),
+            secret,
+        )
+        .await
+        .expect("an answer");
+        assert_eq!(status, 412, "{secret:?}: {body}");
+    }
+    let member = tagged(&cluster, leader, (post.clone(), &beat), None, origin, true).await;
+    assert_eq!(member.map(|a| a.0), Some(200));
+    let _ = std::fs::remove_dir_all(&cluster.dir);
 }
 
 /// The error type of an error envelope.
