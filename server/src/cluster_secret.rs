@@ -32,7 +32,13 @@ const MAX_LEN: usize = 256;
 
 /// The cluster secret. Its `Debug` does not print it.
 #[derive(Clone)]
-pub(crate) struct ClusterSecret(Arc<str>);
+pub(crate) struct ClusterSecret(Arc<Inner>);
+
+struct Inner {
+    secret: Box<str>,
+    /// Paces the error about calls that present another cluster secret.
+    refused: crate::tls::Throttle,
+}
 
 impl fmt::Debug for ClusterSecret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -54,18 +60,21 @@ impl ClusterSecret {
                  (`openssl rand -hex 32` makes one)"
             ));
         }
-        Ok(Self(Arc::from(raw)))
+        Ok(Self(Arc::new(Inner {
+            secret: raw.into(),
+            refused: crate::tls::Throttle::default(),
+        })))
     }
 
     /// The header value a member sends.
     pub(crate) fn as_str(&self) -> &str {
-        &self.0
+        &self.0.secret
     }
 
     /// Whether `presented` is this secret, compared in time that does not depend on where
     /// they differ.
     pub(crate) fn is(&self, presented: &[u8]) -> bool {
-        self.0.as_bytes().ct_eq(presented).into()
+        self.0.secret.as_bytes().ct_eq(presented).into()
     }
 
     /// Whether `headers` carry this secret in [`HEADER`].
@@ -111,9 +120,24 @@ pub(crate) fn is_internal(path: &str) -> bool {
 ///
 /// 401 `authentication_error` with the same words whatever was wrong, so a caller learns
 /// nothing of this member's configuration.
-pub(crate) fn admit(secret: Option<&ClusterSecret>, headers: &HeaderMap) -> Result<(), ApiError> {
-    if secret.is_some_and(|secret| secret.is_presented_in(headers)) {
-        return Ok(());
+pub(crate) fn admit(
+    secret: Option<&ClusterSecret>,
+    headers: &HeaderMap,
+    path: &str,
+) -> Result<(), ApiError> {
+    if let Some(secret) = secret {
+        if secret.is_presented_in(headers) {
+            return Ok(());
+        }
+        // Someone sent a cluster secret, just not this one: most likely a member started with
+        // another. Said here (paced, never the value), as the caller is told nothing.
+        if headers.contains_key(HEADER) && secret.0.refused.allows() {
+            tracing::error!(
+                path,
+                "refused an internal call that presented another cluster secret: every member \
+                 must be started with the same --cluster-secret (WORKLEASE_CLUSTER_SECRET)"
+            );
+        }
     }
     Err(ApiError::own(
         StatusCode::UNAUTHORIZED,
@@ -175,18 +199,21 @@ mod tests {
     fn only_the_secret_itself_is_admitted() {
         let secret = secret();
         let mut headers = HeaderMap::new();
-        assert!(admit(Some(&secret), &headers).is_err());
+        assert!(admit(Some(&secret), &headers, "/internal/raft/vote").is_err());
         headers.insert("authorization", HeaderValue::from_static("Bearer admin"));
-        assert!(admit(Some(&secret), &headers).is_err());
+        assert!(admit(Some(&secret), &headers, "/internal/raft/vote").is_err());
         for wrong in [&SECRET[..31], "0123456789abcdef0123456789abcdeF", "x"] {
             headers.insert(HEADER, HeaderValue::from_str(wrong).unwrap());
-            assert!(admit(Some(&secret), &headers).is_err(), "{wrong}");
+            assert!(
+                admit(Some(&secret), &headers, "/internal/raft/vote").is_err(),
+                "{wrong}"
+            );
         }
         headers.insert(HEADER, HeaderValue::from_static(SECRET));
-        assert!(admit(Some(&secret), &headers).is_ok());
+        assert!(admit(Some(&secret), &headers, "/internal/raft/vote").is_ok());
         assert!(from_member(Some(&secret), &headers));
         // A server without a secret opens its internal routes to nobody.
-        assert!(admit(None, &headers).is_err());
+        assert!(admit(None, &headers, "/internal/raft/vote").is_err());
         assert!(!from_member(None, &headers));
     }
 

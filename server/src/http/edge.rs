@@ -102,7 +102,8 @@ where
             Answer::Here(self.inner.call(request))
         } else if internal {
             // The members' own routes: the cluster secret alone opens them.
-            match cluster_secret::admit(self.shared.cluster_secret.as_ref(), request.headers()) {
+            let secret = self.shared.cluster_secret.as_ref();
+            match cluster_secret::admit(secret, request.headers(), request.uri().path()) {
                 Ok(()) => Answer::Here(self.inner.call(request)),
                 Err(refusal) => Answer::Refused(refusal),
             }

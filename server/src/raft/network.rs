@@ -44,8 +44,8 @@ pub(crate) struct Links {
     /// Sent on every call to another member (`None` only in a one-member cluster, which calls
     /// nobody).
     cluster_secret: Option<ClusterSecret>,
-    /// Paces the error about members refusing this member's cluster secret.
-    refused: crate::tls::Throttle,
+    /// Paces the error about a member refusing this member's cluster secret, per member.
+    refused: parking_lot::Mutex<std::collections::BTreeMap<NodeId, crate::tls::Throttle>>,
     cut: AtomicBool,
     /// Members this node's RPCs do not reach, a bit per id (ids below 64; tests split a
     /// cluster with it: cutting both directions between two members partitions them).
@@ -73,7 +73,7 @@ impl Links {
         Self {
             client: http_client(None),
             cluster_secret,
-            refused: crate::tls::Throttle::default(),
+            refused: parking_lot::Mutex::default(),
             cut: AtomicBool::new(false),
             cut_from: AtomicU64::new(0),
             config_tag,
@@ -169,7 +169,7 @@ impl Links {
     /// Logs (paced) that member `peer` refused an internal call's credentials: its cluster
     /// secret is not this member's.
     pub(crate) fn log_refused_secret(&self, peer: NodeId, status: reqwest::StatusCode) {
-        if self.refused.allows() {
+        if self.refused.lock().entry(peer).or_default().allows() {
             tracing::error!(
                 peer,
                 %status,
