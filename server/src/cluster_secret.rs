@@ -14,10 +14,8 @@
 use std::fmt;
 use std::sync::Arc;
 
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::HeaderMap;
 use subtle::ConstantTimeEq;
-
-use crate::http::ApiError;
 
 /// The header a member sends the cluster secret in.
 pub(crate) const HEADER: &str = "x-worklease-cluster-secret";
@@ -118,13 +116,13 @@ pub(crate) fn is_internal(path: &str) -> bool {
 ///
 /// # Errors
 ///
-/// 401 `authentication_error` with the same words whatever was wrong, so a caller learns
-/// nothing of this member's configuration.
+/// [`NotAMember`], whatever was wrong, so a caller learns nothing of this member's
+/// configuration.
 pub(crate) fn admit(
     secret: Option<&ClusterSecret>,
     headers: &HeaderMap,
     path: &str,
-) -> Result<(), ApiError> {
+) -> Result<(), NotAMember> {
     if let Some(secret) = secret {
         if secret.is_presented_in(headers) {
             return Ok(());
@@ -139,11 +137,17 @@ pub(crate) fn admit(
             );
         }
     }
-    Err(ApiError::own(
-        StatusCode::UNAUTHORIZED,
-        "authentication_error",
-        "authentication failed".to_owned(),
-    ))
+    Err(NotAMember)
+}
+
+/// A call on an internal route without this member's cluster secret: answered 401
+/// `authentication_error` with [`NotAMember::MESSAGE`], the same whatever was wrong.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct NotAMember;
+
+impl NotAMember {
+    /// The refusal's only words.
+    pub(crate) const MESSAGE: &'static str = "authentication failed";
 }
 
 /// Whether a request on an API route comes from a member: it carries the cluster secret.

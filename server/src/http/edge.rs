@@ -105,7 +105,11 @@ where
             let secret = self.shared.cluster_secret.as_ref();
             match cluster_secret::admit(secret, request.headers(), request.uri().path()) {
                 Ok(()) => Answer::Here(self.inner.call(request)),
-                Err(refusal) => Answer::Refused(refusal),
+                Err(cluster_secret::NotAMember) => Answer::Refused(ApiError::own(
+                    StatusCode::UNAUTHORIZED,
+                    "authentication_error",
+                    cluster_secret::NotAMember::MESSAGE.to_owned(),
+                )),
             }
         } else if let Err(refusal) = authenticate(request.headers(), &self.shared.token) {
             Answer::Refused(refusal)
