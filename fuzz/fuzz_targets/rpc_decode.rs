@@ -5,7 +5,7 @@
 //! value sealed with a valid checksum, so the fuzzer reaches the entry, vote, log id,
 //! membership and snapshot-metadata decoders behind the envelope. What decodes must encode
 //! back to bytes that decode to the same message, and a membership that decodes must be one
-//! openraft can use (no empty configuration, every voter with an address).
+//! openraft can use (one or two configurations, none empty).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -33,10 +33,7 @@ fn usable(membership: &Membership<NodeId, openraft::BasicNode>) {
     for config in configs {
         assert!(!config.is_empty(), "{membership:?}");
         for voter in config {
-            assert!(
-                membership.get_node(voter).is_some_and(|n| !n.addr.is_empty()),
-                "{membership:?}"
-            );
+            assert!(membership.get_node(voter).is_some(), "{membership:?}");
         }
     }
 }

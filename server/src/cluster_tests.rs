@@ -1300,7 +1300,14 @@ async fn forged_raft_messages_are_refused_and_no_member_stops() {
         Vec::<BTreeSet<u64>>::new(),
         BTreeMap::<u64, BasicNode>::new(),
     );
-    let unknown_voter = Membership::new(vec![BTreeSet::from([1, 2, 9])], BTreeMap::new());
+    let joint_of_three = Membership::new(
+        vec![
+            BTreeSet::from([1]),
+            BTreeSet::from([2]),
+            BTreeSet::from([3]),
+        ],
+        BTreeMap::<u64, BasicNode>::new(),
+    );
     for (what, body) in [
         ("truncated", truncated),
         (
@@ -1322,12 +1329,12 @@ async fn forged_raft_messages_are_refused_and_no_member_stops() {
             ),
         ),
         (
-            "a voter without an address",
+            "three configurations at once",
             forged_append(
                 term,
                 leader as u64,
                 Some(applied),
-                vec![(applied + 1, EntryPayload::Membership(unknown_voter))],
+                vec![(applied + 1, EntryPayload::Membership(joint_of_three))],
             ),
         ),
     ] {

@@ -218,10 +218,18 @@ pub(crate) fn decode_install(
 ) -> Result<InstallSnapshotRequest<TypeConfig>, CodecError> {
     let wire: WireInstall<'_> = from_bytes(bytes)?;
     let meta = codec::decode_snapshot_meta(&wire.meta)?;
-    // A leader sends a snapshot in place of entries it no longer holds: one that covers none
-    // (a new directory's, without a membership) is nothing a member could install.
+    // A leader sends a snapshot in place of entries it no longer holds, and its membership
+    // with it: one that covers none, or names no voters, is nothing a member could install.
     if meta.last_log_id.is_none() {
         return Err(CodecError("a snapshot that covers no entry".to_owned()));
+    }
+    if meta
+        .last_membership
+        .membership()
+        .get_joint_config()
+        .is_empty()
+    {
+        return Err(CodecError("a snapshot without a membership".to_owned()));
     }
     Ok(InstallSnapshotRequest {
         vote: codec::decode_vote(&wire.vote)?,
@@ -399,5 +407,13 @@ mod tests {
             done: true,
         };
         assert!(decode_install(&encode_install(&empty)).is_err());
+        let covering = InstallSnapshotRequest::<TypeConfig> {
+            meta: SnapshotMeta {
+                last_log_id: Some(id),
+                ..SnapshotMeta::default()
+            },
+            ..empty
+        };
+        assert!(decode_install(&encode_install(&covering)).is_err());
     }
 }
