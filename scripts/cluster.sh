@@ -10,7 +10,8 @@
 #                                   # and the token so you can curl any node)
 #
 # Environment: WORKLEASE_SERVER (a built binary; default: cargo build --release),
-# CLUSTER_TOKEN (default cluster-token), CLUSTER_PORTS (default: three free ports).
+# CLUSTER_TOKEN (default cluster-token), CLUSTER_SECRET (default: a fresh `openssl rand -hex 32`),
+# CLUSTER_PORTS (default: three free ports).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -23,6 +24,8 @@ if [ -z "${WORKLEASE_SERVER:-}" ]; then
   WORKLEASE_SERVER="$TARGET/release/worklease-server"
 fi
 TOKEN=${CLUSTER_TOKEN:-cluster-token}
+# What the members present to each other: a fresh one each run, unless given.
+SECRET=${CLUSTER_SECRET:-$(openssl rand -hex 32)}
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 read -r -a PORTS <<<"${CLUSTER_PORTS:-$(free_port) $(free_port) $(free_port)}"
 PEERS="1=127.0.0.1:${PORTS[0]},2=127.0.0.1:${PORTS[1]},3=127.0.0.1:${PORTS[2]}"
@@ -33,6 +36,7 @@ start_node() {
   local n=$1
   "$WORKLEASE_SERVER" --listen "127.0.0.1:${PORTS[$((n - 1))]}" --token "$TOKEN" \
     --data-dir "$WORK/node$n" --node-id "$n" --peers "$PEERS" --log-level info \
+    --cluster-secret "$SECRET" \
     >>"$WORK/node$n.out" 2>>"$WORK/node$n.log" &
   PID[$n]=$!
 }

@@ -68,6 +68,8 @@ from anthropic.lib.environments import _worker, iter_work
 from anthropic.types.beta.environments import BetaSelfHostedWork
 
 TOKEN = "sdk-failover-token"
+# What the members present to each other (--cluster-secret); never the token.
+CLUSTER_SECRET = "sdk-failover-cluster-secret-0123456789abcdef"
 TTL_SECONDS = 10  # the lowest default TTL the server accepts: the SDK's loop beats every 5 s
 HELD_BEFORE = 12  # items claimed and heartbeated before the kill
 CREATED_AFTER = 2  # items created after the new leader is elected
@@ -592,6 +594,7 @@ class Cluster:
                         "--data-dir", os.path.join(self.work_dir, f"node{n}"),
                         "--node-id", str(n),
                         "--peers", self.peers,
+                        "--cluster-secret", CLUSTER_SECRET,
                         "--default-ttl-seconds", str(TTL_SECONDS),
                         "--log-level", "info",
                     ],

@@ -163,7 +163,8 @@ read -r -a CPORTS <<<"$(free_ports)"
 PEERS="1=127.0.0.1:${CPORTS[0]},2=127.0.0.1:${CPORTS[1]},3=127.0.0.1:${CPORTS[2]}"
 for n in 1 2 3; do
   start "node$n" "$SERVER" --listen "127.0.0.1:${CPORTS[$((n - 1))]}" --token "$TOKEN" \
-    --default-ttl-seconds 600 --log-level warn --data-dir "$WORK/node$n" --node-id "$n" --peers "$PEERS"
+    --default-ttl-seconds 600 --log-level warn --data-dir "$WORK/node$n" --node-id "$n" --peers "$PEERS" \
+    --cluster-secret "bench-cluster-secret-0123456789abcdef"
 done
 LEADER_PORT=
 for _ in $(seq 200); do

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use crate::access::{Access, AdminTokens};
+use crate::cluster_secret::ClusterSecret;
 use crate::metrics::Metrics;
 use crate::mint::Mint;
 use crate::submit::Submit;
@@ -18,6 +19,9 @@ pub(crate) struct Shared {
     /// Request ids.
     pub(crate) mint: Mint,
     pub(crate) metrics: Arc<Metrics>,
+    /// The only credential the internal routes accept (`crate::cluster_secret`); `None`: they
+    /// accept none.
+    pub(crate) cluster_secret: Option<ClusterSecret>,
 }
 
 impl Shared {
@@ -40,6 +44,15 @@ impl Shared {
             token,
             mint: Mint::new(),
             metrics,
+            cluster_secret: None,
+        }
+    }
+
+    /// The same, with the cluster secret that opens the internal routes.
+    pub(crate) fn with_cluster_secret(self, cluster_secret: Option<ClusterSecret>) -> Self {
+        Self {
+            cluster_secret,
+            ..self
         }
     }
 }

@@ -11,6 +11,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use tracing_subscriber::EnvFilter;
 use worklease::{Config, Ttl};
 
+use crate::cluster_secret::ClusterSecret;
+
 /// Serves the documented work endpoints (docs/contract.md §3) over HTTP, under both
 /// `/api/v1/cloud/environments` and `/v1/environments`.
 ///
@@ -74,10 +76,18 @@ pub(crate) struct Cli {
     /// member with the lowest id initializes it with every one listed as a voter; a member
     /// started later lists itself and at least one current member, and waits until the
     /// cluster adds it (`POST /cluster/members`). Raft traffic and forwarding use internal
-    /// routes on those listeners, authenticated with the token, which every member must share.
+    /// routes on those listeners, which only --cluster-secret opens.
     #[arg(long, env = "WORKLEASE_PEERS", value_name = "ID=ADDR,…",
           requires_all = ["node_id", "data_dir"], value_parser = parse_peers)]
     pub(crate) peers: Option<Peers>,
+
+    /// Replicated mode (required there): the secret every member presents to the others, and
+    /// the only credential the internal routes (`/internal/…`: Raft traffic, forwarding)
+    /// accept. The same on every member, different from every --token; 32 to 256 visible
+    /// ASCII characters (`openssl rand -hex 32` makes one). docs/security.md.
+    #[arg(long, env = "WORKLEASE_CLUSTER_SECRET", value_name = "SECRET", hide_env_values = true,
+          value_parser = ClusterSecret::parse)]
+    pub(crate) cluster_secret: Option<ClusterSecret>,
 
     /// Durable and replicated modes: write a snapshot of the table, and drop the log behind
     /// it, every N commands applied (a restart then replays at most about N commands; fewer
@@ -190,6 +200,16 @@ impl Cli {
                         .to_owned(),
                 );
             }
+            if self.cluster_secret.is_none() {
+                return Err(
+                    "replicated mode needs --cluster-secret (or WORKLEASE_CLUSTER_SECRET): the \
+                     same on every member, e.g. from `openssl rand -hex 32`"
+                        .to_owned(),
+                );
+            }
+        }
+        if let Some(secret) = &self.cluster_secret {
+            secret.differs_from_tokens(self.token.iter().map(String::as_str))?;
         }
         Ok(())
     }
@@ -369,7 +389,17 @@ mod tests {
     #[test]
     fn replicated_flags_must_agree() {
         let peers = "1=127.0.0.1:7001,2=127.0.0.1:7002,3=127.0.0.1:7003";
-        let base = ["--data-dir", "d", "--peers", peers, "--token", "t"];
+        let secret = "0123456789abcdef0123456789abcdef";
+        let base = [
+            "--data-dir",
+            "d",
+            "--peers",
+            peers,
+            "--token",
+            "t",
+            "--cluster-secret",
+            secret,
+        ];
         let cli = parse(&[&base[..], &["--node-id", "2"]].concat()).unwrap();
         assert_eq!(cli.check(), Ok(()));
         assert_eq!(cli.peers.as_ref().map(|p| p.0.len()), Some(3));
@@ -392,6 +422,26 @@ mod tests {
         assert!(outsider.check().unwrap_err().contains("--node-id 4"));
         let no_token = parse(&["--data-dir", "d", "--peers", peers, "--node-id", "1"]).unwrap();
         assert!(no_token.check().unwrap_err().contains("--token"));
+        let no_secret = parse(&[&base[..6], &["--node-id", "1"]].concat()).unwrap();
+        assert!(no_secret.check().unwrap_err().contains("--cluster-secret"));
+        let same = parse(
+            &[
+                &base[..4],
+                &[
+                    "--node-id",
+                    "1",
+                    "--token",
+                    secret,
+                    "--cluster-secret",
+                    secret,
+                ],
+            ]
+            .concat(),
+        )
+        .unwrap();
+        let refusal = same.check().unwrap_err();
+        assert!(refusal.contains("differ from every --token"), "{refusal}");
+        assert!(!refusal.contains(secret), "{refusal}");
     }
 
     #[test]
@@ -404,6 +454,7 @@ mod tests {
             &["--listen", "nowhere"],
             &["--listen"],
             &["--token", "has space"],
+            &["--cluster-secret", "short"],
             &["--log-format", "xml"],
             &["--verbose"],
             &["--snapshot-every", "0"],

@@ -16,6 +16,8 @@ use crate::clock::Clock;
 use crate::run;
 
 const TOKEN: &str = "in-process-token";
+/// What the members present to each other (`--cluster-secret`).
+const CLUSTER_SECRET: &str = "in-process-cluster-secret-0123456789";
 
 struct Node {
     id: usize,
@@ -96,6 +98,7 @@ impl Cluster {
                 "worklease-server".to_owned(),
                 format!("--listen={}", listener.local_addr().expect("an address")),
                 format!("--token={TOKEN}"),
+                format!("--cluster-secret={CLUSTER_SECRET}"),
                 format!("--data-dir={}", data.display()),
                 format!("--node-id={id}"),
                 format!("--peers={peers}"),
@@ -827,6 +830,7 @@ async fn a_retried_forwarded_change_is_answered_from_a_restored_snapshot_once() 
         let mut request = http
             .post(format!("{base}{}", heartbeat(&environment, work, token)))
             .bearer_auth(TOKEN)
+            .header(crate::cluster_secret::HEADER, CLUSTER_SECRET)
             .header(crate::origin::ORIGIN_HEADER, &origin)
             .timeout(Duration::from_secs(10));
         if replay {
@@ -908,6 +912,20 @@ async fn tagged(
     origin: u128,
     replay: bool,
 ) -> Option<(u16, Value)> {
+    // As a member sends it: only a member's origin tags are honoured.
+    let secret = Some(CLUSTER_SECRET);
+    tagged_by(cluster, id, (method, path), body, (origin, replay), secret).await
+}
+
+/// [`tagged`], sending `secret` in the cluster secret's header (`None`: no header).
+async fn tagged_by(
+    cluster: &Cluster,
+    id: usize,
+    (method, path): (reqwest::Method, &str),
+    body: Option<&[u8]>,
+    (origin, replay): (u128, bool),
+    secret: Option<&str>,
+) -> Option<(u16, Value)> {
     let mut request = cluster
         .http
         .request(method, format!("{}{path}", cluster.node(id).base))
@@ -920,12 +938,48 @@ async fn tagged(
     if replay {
         request = request.header(crate::origin::REPLAY_HEADER, "1");
     }
+    if let Some(secret) = secret {
+        request = request.header(crate::cluster_secret::HEADER, secret);
+    }
     if let Some(body) = body {
         request = request
             .header("content-type", "application/json")
             .body(body.to_vec());
     }
     answer(request).await
+}
+
+/// The origin and replay tags are a member's to send (docs/contract.md §10): from a client
+/// without the cluster secret they are ignored, so a "replay" of a heartbeat the leader has a
+/// record of is served as a new heartbeat (412: its token moved), where a member's replay is
+/// answered from the record (200).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn origin_tags_are_honoured_only_with_the_cluster_secret() {
+    let cluster = Cluster::start("origin-tags", 60).await;
+    let leader = cluster.leader(None).await;
+    let (environment, leases) = cluster.leases(leader, 1).await;
+    let (work, token) = &leases[0];
+    let origin = 0x0a11_0000_0000_0000_0000_0000_0000_0001;
+    let beat = heartbeat(&environment, work, token);
+    let post = reqwest::Method::POST;
+    let first = tagged(&cluster, leader, (post.clone(), &beat), None, origin, false).await;
+    assert_eq!(first.as_ref().map(|a| a.0), Some(200), "{first:?}");
+    for secret in [None, Some("not-the-cluster-secret-0123456789abcdef")] {
+        let (status, body) = tagged_by(
+            &cluster,
+            leader,
+            (post.clone(), &beat),
+            None,
+            (origin, true),
+            secret,
+        )
+        .await
+        .expect("an answer");
+        assert_eq!(status, 412, "{secret:?}: {body}");
+    }
+    let member = tagged(&cluster, leader, (post.clone(), &beat), None, origin, true).await;
+    assert_eq!(member.map(|a| a.0), Some(200));
+    let _ = std::fs::remove_dir_all(&cluster.dir);
 }
 
 /// The error type of an error envelope.
@@ -1129,4 +1183,259 @@ async fn random_replays_against_a_leader_are_answered_and_mismatches_refused() {
     }
     assert!(checked >= 20, "only {checked} mismatched replays were sent");
     cluster.shutdown().await;
+}
+
+/// A Raft message as a member would send it to member `id`'s `route`: with `secret` in the
+/// cluster secret's header (none: no header), the members' configuration fingerprint, and
+/// `auth` as further headers; the status and the body's text.
+async fn raft_call(
+    cluster: &Cluster,
+    id: usize,
+    route: &str,
+    secret: Option<&str>,
+    auth: &[(&str, &str)],
+    body: Vec<u8>,
+) -> (u16, String) {
+    let node = cluster.node(id);
+    let config = Cli::try_parse_from(&node.args)
+        .expect("flags parse")
+        .config();
+    let mut request = cluster
+        .http
+        .post(format!("{}{route}", node.base))
+        .header(
+            crate::raft::CONFIG_HEADER,
+            crate::raft::config_fingerprint(&config),
+        )
+        .header("content-type", "application/octet-stream")
+        .timeout(Duration::from_secs(10))
+        .body(body);
+    if let Some(secret) = secret {
+        request = request.header(crate::cluster_secret::HEADER, secret);
+    }
+    for (name, value) in auth {
+        request = request.header(*name, *value);
+    }
+    let response = request.send().await.expect("an answer");
+    let status = response.status().as_u16();
+    (status, response.text().await.unwrap_or_default())
+}
+
+/// An append from `leader` in `term` after `prev` (an index in the same term), carrying
+/// `entries` (index, payload).
+fn forged_append(
+    term: u64,
+    leader: u64,
+    prev: Option<u64>,
+    entries: Vec<(u64, openraft::EntryPayload<crate::raft::TypeConfig>)>,
+) -> Vec<u8> {
+    use openraft::{CommittedLeaderId, Entry, LogId, Vote};
+    let id = |index| LogId::new(CommittedLeaderId::new(term, leader), index);
+    crate::raft::encode_append(&openraft::raft::AppendEntriesRequest {
+        vote: Vote::new_committed(term, leader),
+        prev_log_id: prev.map(id),
+        entries: entries
+            .into_iter()
+            .map(|(index, payload)| Entry {
+                log_id: id(index),
+                payload,
+            })
+            .collect(),
+        leader_commit: None,
+    })
+}
+
+/// Forged Raft messages (docs/contract.md §10): without the cluster secret (nothing, an admin
+/// token, a wrong secret) every internal route answers the same 401, which names nothing of the
+/// member's configuration, and nothing changes. With the secret but a body that does not fit
+/// (truncated, entries that do not follow the log, a membership without voters, a snapshot
+/// chunk out of order) the member refuses it and its Raft core keeps running. A higher term
+/// with the secret is a member's word: the leader steps down, and the cluster elects again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn forged_raft_messages_are_refused_and_no_member_stops() {
+    use openraft::{BasicNode, EntryPayload, Membership};
+    use std::collections::{BTreeMap, BTreeSet};
+
+    let cluster = Cluster::start("forged", 60).await;
+    let leader = cluster.leader(None).await;
+    let follower = if leader == 1 { 2 } else { 1 };
+    let before = cluster.node(follower).shared.submit.cluster_status();
+    let term = before.term;
+    let higher = forged_append(term + 100, leader as u64, None, Vec::new());
+
+    let bearer = format!("Bearer {TOKEN}");
+    let wrong = "not-the-cluster-secret-0123456789abcdef";
+    for route in [
+        crate::raft::APPEND_ROUTE,
+        crate::raft::VOTE_ROUTE,
+        crate::raft::SNAPSHOT_ROUTE,
+        "/internal/digest",
+        "/internal/other",
+    ] {
+        for (secret, auth) in [
+            (None, vec![]),
+            (None, vec![("authorization", bearer.as_str())]),
+            (None, vec![("x-api-key", TOKEN)]),
+            (Some(wrong), vec![("authorization", bearer.as_str())]),
+            (Some(TOKEN), vec![]),
+        ] {
+            let (status, body) =
+                raft_call(&cluster, follower, route, secret, &auth, higher.clone()).await;
+            assert_eq!(status, 401, "{route} {secret:?} {auth:?}: {body}");
+            let answer: Value = serde_json::from_str(&body).expect("an error envelope");
+            assert_eq!(
+                answer["error"]["message"], "authentication failed",
+                "{route}: {body}"
+            );
+        }
+    }
+    let after = cluster.node(follower).shared.submit.cluster_status();
+    assert_eq!((after.term, after.leader_id), (term, Some(leader as u64)));
+
+    // With the secret: bodies that do not fit are refused, with 400, and change nothing.
+    let applied = before.last_applied_index;
+    let mut truncated = forged_append(term, leader as u64, None, Vec::new());
+    truncated.truncate(truncated.len() / 2);
+    let no_voters = Membership::new(
+        Vec::<BTreeSet<u64>>::new(),
+        BTreeMap::<u64, BasicNode>::new(),
+    );
+    let joint_of_three = Membership::new(
+        vec![
+            BTreeSet::from([1]),
+            BTreeSet::from([2]),
+            BTreeSet::from([3]),
+        ],
+        BTreeMap::<u64, BasicNode>::new(),
+    );
+    for (what, body) in [
+        ("truncated", truncated),
+        (
+            "a gap",
+            forged_append(
+                term,
+                leader as u64,
+                Some(applied),
+                vec![(applied + 2, EntryPayload::Blank)],
+            ),
+        ),
+        (
+            "a membership without voters",
+            forged_append(
+                term,
+                leader as u64,
+                Some(applied),
+                vec![(applied + 1, EntryPayload::Membership(no_voters))],
+            ),
+        ),
+        (
+            "three configurations at once",
+            forged_append(
+                term,
+                leader as u64,
+                Some(applied),
+                vec![(applied + 1, EntryPayload::Membership(joint_of_three))],
+            ),
+        ),
+    ] {
+        let (status, body) = raft_call(
+            &cluster,
+            follower,
+            crate::raft::APPEND_ROUTE,
+            Some(CLUSTER_SECRET),
+            &[],
+            body,
+        )
+        .await;
+        assert_eq!(status, 400, "{what}: {body}");
+    }
+    // A snapshot chunk out of order: openraft's own refusal, answered; nothing installed.
+    let members = Membership::new(
+        vec![BTreeSet::from([1, 2, 3])],
+        (1..=3)
+            .map(|n| {
+                (
+                    n,
+                    BasicNode::new(cluster.node(n as usize).base.trim_start_matches("http://")),
+                )
+            })
+            .collect::<BTreeMap<_, _>>(),
+    );
+    let at = openraft::LogId::new(
+        openraft::CommittedLeaderId::new(term, leader as u64),
+        applied + 1000,
+    );
+    let chunk = crate::raft::encode_install(&openraft::raft::InstallSnapshotRequest {
+        vote: openraft::Vote::new_committed(term, leader as u64),
+        meta: openraft::SnapshotMeta {
+            last_log_id: Some(at),
+            last_membership: openraft::StoredMembership::new(Some(at), members),
+            snapshot_id: "forged".to_owned(),
+        },
+        offset: 4096,
+        data: vec![0; 16],
+        done: false,
+    });
+    let (status, body) = raft_call(
+        &cluster,
+        follower,
+        crate::raft::SNAPSHOT_ROUTE,
+        Some(CLUSTER_SECRET),
+        &[],
+        chunk,
+    )
+    .await;
+    assert!(
+        status == 200 || status == 503,
+        "a chunk out of order: {status} {body}"
+    );
+    let after = cluster.node(follower).shared.submit.cluster_status();
+    assert_eq!(after.term, term, "{after:?}");
+    assert!(after.last_applied_index < applied + 1000, "{after:?}");
+
+    // A higher term with the secret is a member's word: the follower takes it, the leader
+    // hears of it on its next append, and the cluster leads in that term or a later one, and
+    // serves.
+    let (status, body) = raft_call(
+        &cluster,
+        follower,
+        crate::raft::APPEND_ROUTE,
+        Some(CLUSTER_SECRET),
+        &[],
+        higher,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let started = Instant::now();
+    loop {
+        let statuses: Vec<_> = cluster
+            .running()
+            .map(|node| node.shared.submit.cluster_status())
+            .collect();
+        if statuses
+            .iter()
+            .any(|status| status.role == "leader" && status.term >= term + 100)
+        {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "no leader after the forged term: {statuses:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let leader = cluster.leader(None).await;
+    cluster
+        .ok(
+            leader,
+            reqwest::Method::POST,
+            "/v1/environments",
+            Some(json!({"name": "after-forgeries"})),
+        )
+        .await;
+    cluster.converged().await;
+    for node in cluster.running() {
+        assert!(!node.served.is_finished(), "member {} stopped", node.id);
+    }
+    let _ = std::fs::remove_dir_all(&cluster.dir);
 }

@@ -13,6 +13,7 @@ mod app;
 mod backup;
 mod cli;
 mod clock;
+mod cluster_secret;
 #[cfg(test)]
 mod cluster_tests;
 mod http;

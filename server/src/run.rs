@@ -130,8 +130,6 @@ pub(crate) async fn open(
     } else {
         cli.token.clone()
     };
-    // Members authenticate each other's Raft traffic with the first.
-    let token = tokens[0].clone();
     debug_assert!(tokens.iter().all(|token| cli::parse_token(token).is_ok()));
     let address = listener
         .local_addr()
@@ -149,7 +147,7 @@ pub(crate) async fn open(
                 address,
                 node_id: cli.node_id.unwrap_or(raft::SOLE_NODE),
                 peers: cli.peers.clone().map(|peers| peers.0).unwrap_or_default(),
-                token: token.clone(),
+                cluster_secret: cli.cluster_secret.clone(),
                 // Only members call anyone: a lone server needs no trust roots.
                 tls: match (&cli.tls_cert, &cli.peers) {
                     (Some(_), Some(_)) => Some(
@@ -163,9 +161,10 @@ pub(crate) async fn open(
             Submit::logged(durable, metrics.clone(), clock)
         }
     };
-    Ok(Arc::new(Shared::with_admin_tokens(
-        submit, &tokens, metrics,
-    )))
+    Ok(Arc::new(
+        Shared::with_admin_tokens(submit, &tokens, metrics)
+            .with_cluster_secret(cli.cluster_secret.clone()),
+    ))
 }
 
 /// Serves on `listener` (plain TCP, or [`tls::Listener`]) until `shutdown` resolves, then

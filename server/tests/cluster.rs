@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use support::{Client, Server, TempDir, TOKEN};
+use support::{Client, Server, TempDir, CLUSTER_SECRET, CLUSTER_SECRET_HEADER, TOKEN};
 
 /// Three members on loopback (more once added); a member is `None` while it is down.
 struct Cluster {
@@ -134,6 +134,10 @@ impl Cluster {
         ];
         args.extend(self.extra.iter().map(String::as_str));
         args.extend(self.own[n - 1].iter().map(String::as_str));
+        // Every member shares the test's cluster secret unless its own flags name another.
+        if !args.contains(&"--cluster-secret") {
+            args.extend(["--cluster-secret", CLUSTER_SECRET]);
+        }
         let env: Vec<(&str, &str)> = self.env[n - 1]
             .iter()
             .map(|(name, value)| (name.as_str(), value.as_str()))
@@ -238,7 +242,12 @@ impl Cluster {
 
     /// `GET /internal/digest` of node `n`: its applied index and its table's digest.
     fn digest(&self, n: usize) -> (u64, String) {
-        let reply = self.node(n).get("/internal/digest");
+        let reply = self.node(n).request(
+            "GET",
+            "/internal/digest",
+            &[(CLUSTER_SECRET_HEADER, CLUSTER_SECRET)],
+            None,
+        );
         assert_eq!(reply.status, 200, "{}", reply.text);
         (
             reply.json["last_applied_index"].as_u64().expect("an index"),
@@ -529,6 +538,123 @@ fn a_wiped_follower_catches_up_from_a_snapshot() {
     assert_eq!(listed.json["data"].as_array().map(Vec::len), Some(80));
     assert_eq!(cluster.digest(wiped), converged);
     assert_eq!(cluster.digest(leader), converged);
+}
+
+/// Every internal route (docs/contract.md §10) of every member refuses an admin token, however
+/// it is sent, with the same 401; and a member started with another cluster secret cannot
+/// join: every peer refuses it, and both it and the others say so in their logs.
+#[test]
+fn internal_routes_take_only_the_cluster_secret_and_a_member_with_another_cannot_join() {
+    let other = "another-cluster-secret-0123456789abcdef";
+    let cluster = Cluster::start_with("secret", &[], &[&[], &[], &["--cluster-secret", other]]);
+    let leader = cluster.wait_for_leader(Duration::from_secs(20));
+    assert_ne!(leader, 3, "the member with another secret was elected");
+    let environment = cluster.node(leader).environment("self_hosted");
+    cluster.node(leader).work(&environment);
+
+    let bearer = support::bearer();
+    for n in 1..=3 {
+        for path in [
+            "/internal/raft/append",
+            "/internal/raft/vote",
+            "/internal/raft/snapshot",
+            "/internal/digest",
+            "/internal/other",
+        ] {
+            for headers in [
+                vec![("authorization", bearer.as_str())],
+                vec![("x-api-key", TOKEN)],
+                vec![(CLUSTER_SECRET_HEADER, TOKEN)],
+                vec![],
+            ] {
+                for method in ["GET", "POST"] {
+                    let reply = cluster
+                        .node(n)
+                        .request(method, path, &headers, Some(b"\x00"));
+                    assert_eq!(
+                        reply.status, 401,
+                        "node {n} {method} {path} {headers:?}: {}",
+                        reply.text
+                    );
+                    assert_eq!(
+                        reply.json["error"]["message"], "authentication failed",
+                        "{}",
+                        reply.text
+                    );
+                }
+            }
+        }
+    }
+
+    // Node 3 joins nobody: it refuses the leader's appends and says why, and the leader logs
+    // that node 3 refused its secret. (A new member that is not the lowest id never calls
+    // anyone before it joins; node 1 with another secret would log every peer's refusal.)
+    let started = Instant::now();
+    while !(cluster
+        .node(3)
+        .logged("refused an internal call that presented another cluster secret")
+        && cluster
+            .node(leader)
+            .logged("peer 3 refused our cluster secret"))
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the refusals were not logged:\n{}",
+            cluster.logs()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let status = cluster.status(3).expect("node 3 answers /cluster");
+    assert_eq!(status["leader_id"], Value::Null, "{status}");
+    assert_eq!(status["last_applied_index"], 0, "{status}");
+    let reply = cluster.node(3).request(
+        "GET",
+        "/internal/digest",
+        &[(CLUSTER_SECRET_HEADER, other)],
+        None,
+    );
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    assert_eq!(reply.json["last_applied_index"], 0, "{}", reply.text);
+    // The two members that share the secret replicate.
+    let (index, digest) = cluster.digest(leader);
+    let follower = if leader == 1 { 2 } else { 1 };
+    let started = Instant::now();
+    while cluster.digest(follower) != (index, digest.clone()) {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "{}",
+            cluster.logs()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The member that initializes a new cluster (the lowest id), started with another cluster
+/// secret, asks every peer for its vote; every peer refuses its secret, it logs each refusal,
+/// and nobody leads.
+#[test]
+fn a_first_member_with_another_secret_logs_every_peers_refusal() {
+    let other = "another-cluster-secret-0123456789abcdef";
+    let cluster = Cluster::start_with(
+        "secret-first",
+        &[],
+        &[&["--cluster-secret", other], &[], &[]],
+    );
+    let started = Instant::now();
+    while !(cluster.node(1).logged("peer 2 refused our cluster secret")
+        && cluster.node(1).logged("peer 3 refused our cluster secret"))
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the refusals were not logged:\n{}",
+            cluster.logs()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    for n in 1..=3 {
+        let status = cluster.status(n).expect("answers /cluster");
+        assert_eq!(status["leader_id"], Value::Null, "node {n}: {status}");
+    }
 }
 
 #[test]

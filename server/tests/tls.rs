@@ -197,6 +197,8 @@ fn a_missing_or_mismatched_pair_is_refused_at_startup_naming_the_file() {
                 "1",
                 "--peers",
                 "1=127.0.0.1:9",
+                "--cluster-secret",
+                support::CLUSTER_SECRET,
             ],
             &missing,
         ),

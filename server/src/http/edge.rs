@@ -11,7 +11,7 @@ use std::task::{Context, Poll};
 
 use axum::extract::Request;
 use axum::http::header::{HeaderMap, HeaderName, HeaderValue};
-use axum::http::Method;
+use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use tower_service::Service;
 
@@ -20,6 +20,7 @@ use super::route::{Route, UNMATCHED};
 use super::{forward, work};
 use crate::access::Grant;
 use crate::app::Shared;
+use crate::cluster_secret;
 use crate::mint::Mint;
 use crate::origin::{RequestOrigin, ORIGIN};
 use crate::raft::{ADMISSION_ROUTE, APPEND_ROUTE, SEED_ROUTE, SNAPSHOT_ROUTE, VOTE_ROUTE};
@@ -86,10 +87,20 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, request: Request) -> Self::Future {
+    fn call(&mut self, mut request: Request) -> Self::Future {
         let (route, heartbeat) = route_of(request.uri().path(), request.method());
         let request_id = RequestId::of(request.headers(), &self.shared.mint);
+        let internal = cluster_secret::is_internal(request.uri().path());
+        if self.shared.submit.is_replicated() && !internal {
+            // What only a member may say (origin and replay tags) is ignored from anyone else.
+            cluster_secret::ignore_unless_member(
+                self.shared.cluster_secret.as_ref(),
+                request.headers_mut(),
+            );
+        }
         let grant = match route {
+            // The members' own routes take the cluster secret, checked below, and nothing else.
+            _ if internal => Ok(None),
             Some(route) if route.is_open() => Ok(None),
             Some(route) => self
                 .shared
@@ -115,6 +126,17 @@ where
         };
         let answer = if route.is_some_and(Route::is_open) {
             Answer::Here(self.inner.call(request))
+        } else if internal {
+            // The members' own routes: the cluster secret alone opens them.
+            let secret = self.shared.cluster_secret.as_ref();
+            match cluster_secret::admit(secret, request.headers(), request.uri().path()) {
+                Ok(()) => Answer::Here(self.inner.call(request)),
+                Err(cluster_secret::NotAMember) => Answer::Refused(ApiError::own(
+                    StatusCode::UNAUTHORIZED,
+                    "authentication_error",
+                    cluster_secret::NotAMember::MESSAGE.to_owned(),
+                )),
+            }
         } else if let Err(refusal) = grant {
             self.shared.metrics.credential_refused(refusal.reason());
             Answer::Refused(refusal.into())

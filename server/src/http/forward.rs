@@ -24,6 +24,7 @@ use super::error::ApiError;
 use super::extract::read_body;
 use crate::access::Opens;
 use crate::app::Shared;
+use crate::cluster_secret;
 use crate::origin::{RequestOrigin, ORIGIN, ORIGIN_HEADER, REPLAY_HEADER};
 use crate::raft::{Leader, NodeId};
 
@@ -251,13 +252,12 @@ async fn proxy(
         .uri
         .path_and_query()
         .map_or_else(|| sent.uri.path(), |p| p.as_str());
+    // The cluster secret in its own header (`member_call`), and the client's headers as they
+    // came, its credential included: the leader checks that credential as if the client had
+    // called it. Internal headers are this member's to set, never passed on.
     let mut outgoing = durable
         .links()
-        .client()
-        .request(
-            sent.method.clone(),
-            format!("{}://{address}{path}", durable.links().scheme()),
-        )
+        .member_call(sent.method.clone(), address, path)
         .timeout(FORWARD_TIMEOUT);
     for (name, value) in &sent.headers {
         if ![
@@ -268,8 +268,7 @@ async fn proxy(
             REQUEST_ID,
         ]
         .contains(name)
-            && name.as_str() != ORIGIN_HEADER
-            && name.as_str() != REPLAY_HEADER
+            && !name.as_str().starts_with(cluster_secret::INTERNAL_PREFIX)
         {
             outgoing = outgoing.header(name, value);
         }

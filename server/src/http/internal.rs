@@ -1,5 +1,6 @@
 //! Raft's internal routes (docs/contract.md §8 "Addresses"): the other members' RPCs arrive here, on the
-//! same listener as the API and behind the same token. Bodies are `crate::raft`'s RPC bytes;
+//! same listener as the API, opened only by the cluster secret (the edge checks it:
+//! `crate::cluster_secret`). Bodies are `crate::raft`'s RPC bytes;
 //! a body that does not decode gets 400, a node that is stopping or cut off 503, a sender whose
 //! table configuration differs from this member's 409.
 

@@ -156,7 +156,7 @@ pub(crate) fn seeded(
 async fn ask(links: &Links, address: &str, node: NodeId) -> Option<Standing> {
     let route = format!("{ADMISSION_ROUTE}?node_id={node}");
     let response = links
-        .to_member(reqwest::Method::GET, address, &route)
+        .member_call(reqwest::Method::GET, address, &route)
         .timeout(ASK_TIMEOUT)
         .send()
         .await
@@ -244,7 +244,7 @@ pub(crate) async fn seed(
             for (id, address) in others.iter().filter(|(id, _)| !silent.contains(id)) {
                 let route = format!("{SEED_ROUTE}?from={me}");
                 let sent = links
-                    .to_member(reqwest::Method::POST, address, &route)
+                    .member_call(reqwest::Method::POST, address, &route)
                     .timeout(ASK_TIMEOUT)
                     .send()
                     .await;

@@ -24,6 +24,7 @@ use super::thread::RaftThread;
 use super::wal;
 use super::{Durable, NodeId};
 use crate::clock::Clock;
+use crate::cluster_secret::ClusterSecret;
 
 /// The snapshot's file in the data directory.
 pub(crate) const SNAPSHOT_FILE: &str = "snapshot.wls";
@@ -56,8 +57,9 @@ pub(crate) struct Options {
     /// `--peers`: the members of a new replicated cluster and their addresses (`HOST:PORT`),
     /// or a new member and some of the current ones (empty: a durable server).
     pub(crate) peers: BTreeMap<NodeId, String>,
-    /// The token, which the members present to each other.
-    pub(crate) token: String,
+    /// What the members present to each other (`crate::cluster_secret`); `None` for a
+    /// one-member cluster, which calls nobody.
+    pub(crate) cluster_secret: Option<ClusterSecret>,
     /// With TLS on: what a member trusts when it calls another (over HTTPS).
     pub(crate) tls: Option<rustls::ClientConfig>,
 }
@@ -196,7 +198,7 @@ async fn open_on_this_thread(options: &Options, clock: Arc<Clock>) -> Result<Dur
     // apart: each RPC carries the sender's fingerprint, and a member refuses RPCs from a
     // different one (`fingerprint`, `crate::http::internal`).
     let config_tag = fingerprint::header(table.lock().config());
-    let links = Links::new(options.token.clone(), config_tag, clock.clone());
+    let links = Links::new(options.cluster_secret.clone(), config_tag, clock.clone());
     let links = Arc::new(match &options.tls {
         Some(tls) => links.over_tls(tls.clone()),
         None => links,
@@ -399,7 +401,7 @@ mod tests {
             address: "127.0.0.1:0".parse().expect("an address"),
             node_id: SOLE_NODE,
             peers: BTreeMap::new(),
-            token: "t".to_owned(),
+            cluster_secret: None,
             tls: None,
         };
         let started = Instant::now();

@@ -128,7 +128,11 @@ fn wire_membership(membership: &Membership<NodeId, BasicNode>) -> WireMembership
     }
 }
 
-fn membership(wire: WireMembership) -> Membership<NodeId, BasicNode> {
+/// A membership openraft can use: one configuration, or two during a change (joint), none
+/// empty (a voter named without a node gets one without an address, as `Membership::new`
+/// does). openraft assumes it (a membership without voters stops a member's Raft core on every
+/// start), so bytes that say otherwise are refused here, whether a log or a member sent them.
+fn membership(wire: WireMembership) -> Result<Membership<NodeId, BasicNode>, CodecError> {
     let configs: Vec<BTreeSet<NodeId>> = wire
         .configs
         .into_iter()
@@ -139,7 +143,18 @@ fn membership(wire: WireMembership) -> Membership<NodeId, BasicNode> {
         .into_iter()
         .map(|(id, addr)| (id, BasicNode { addr }))
         .collect();
-    Membership::new(configs, nodes)
+    if configs.is_empty() || configs.len() > 2 {
+        return Err(CodecError(format!(
+            "a membership of {} configurations (1, or 2 during a change)",
+            configs.len()
+        )));
+    }
+    if configs.iter().any(BTreeSet::is_empty) {
+        return Err(CodecError(
+            "a membership configuration without voters".to_owned(),
+        ));
+    }
+    Ok(Membership::new(configs, nodes))
 }
 
 fn wire_stored(stored: &StoredMembership<NodeId, BasicNode>) -> WireStoredMembership {
@@ -149,8 +164,11 @@ fn wire_stored(stored: &StoredMembership<NodeId, BasicNode>) -> WireStoredMember
     }
 }
 
-fn stored(wire: WireStoredMembership) -> StoredMembership<NodeId, BasicNode> {
-    StoredMembership::new(wire.log_id.map(log_id), membership(wire.membership))
+fn stored(wire: WireStoredMembership) -> Result<StoredMembership<NodeId, BasicNode>, CodecError> {
+    Ok(StoredMembership::new(
+        wire.log_id.map(log_id),
+        membership(wire.membership)?,
+    ))
 }
 
 /// `value` in postcard with a CRC-32 trailer.
@@ -223,7 +241,7 @@ pub(crate) fn decode_entry(bytes: &[u8]) -> Result<Entry<TypeConfig>, CodecError
             }
             EntryPayload::Normal(Proposal(commands, origins))
         }
-        WirePayload::Membership(m) => EntryPayload::Membership(membership(m)),
+        WirePayload::Membership(m) => EntryPayload::Membership(membership(m)?),
     };
     Ok(Entry {
         log_id: log_id(wire.log_id),
@@ -278,9 +296,19 @@ pub(crate) fn decode_snapshot_meta(
     bytes: &[u8],
 ) -> Result<openraft::SnapshotMeta<NodeId, BasicNode>, CodecError> {
     let wire: WireSnapshotMeta = read(bytes)?;
+    // A state machine that has applied no membership entry yet (a new data directory's first
+    // snapshot) stores none. Whether such a snapshot may be installed from another member is
+    // `super::rpc`'s question.
+    let nothing_yet = wire.membership.log_id.is_none()
+        && wire.membership.membership.configs.is_empty()
+        && wire.membership.membership.nodes.is_empty();
     Ok(openraft::SnapshotMeta {
         last_log_id: wire.last_log_id.map(log_id),
-        last_membership: stored(wire.membership),
+        last_membership: if nothing_yet {
+            StoredMembership::default()
+        } else {
+            stored(wire.membership)?
+        },
         snapshot_id: wire.snapshot_id,
     })
 }
@@ -428,5 +456,56 @@ mod tests {
             decode_snapshot_meta(&encode_snapshot_meta(&meta)).unwrap(),
             meta
         );
+    }
+
+    #[test]
+    fn memberships_openraft_cannot_use_are_refused() {
+        let id = LogId::new(CommittedLeaderId::new(3, 1), 7);
+        let at = |id: u64| (id, "127.0.0.1:1".to_owned());
+        let entry = |configs: Vec<Vec<u64>>, nodes: Vec<(u64, String)>| {
+            seal(&WireEntry {
+                log_id: wire_log_id(&id),
+                payload: WirePayload::Membership(WireMembership { configs, nodes }),
+            })
+        };
+        assert!(decode_entry(&entry(vec![vec![1, 2]], vec![at(1), at(2)])).is_ok());
+        assert!(decode_entry(&entry(vec![vec![1], vec![1, 2]], vec![at(1), at(2), at(3)])).is_ok());
+        for (configs, nodes) in [
+            (vec![], vec![]),
+            (vec![], vec![at(1)]),
+            (vec![vec![]], vec![at(1)]),
+            (vec![vec![1], vec![]], vec![at(1)]),
+            (vec![vec![1], vec![1], vec![1]], vec![at(1)]),
+        ] {
+            let refused = decode_entry(&entry(configs.clone(), nodes.clone()));
+            assert!(refused.is_err(), "{configs:?} {nodes:?}");
+        }
+        // The snapshot a new data directory starts with knows no membership, and reads back.
+        let first = openraft::SnapshotMeta {
+            last_log_id: None,
+            last_membership: StoredMembership::default(),
+            snapshot_id: String::new(),
+        };
+        assert_eq!(
+            decode_snapshot_meta(&encode_snapshot_meta(&first)).unwrap(),
+            first
+        );
+        // A membership with a configuration must be one openraft can use.
+        let joint_of_three = openraft::SnapshotMeta {
+            last_log_id: Some(id),
+            last_membership: StoredMembership::new(
+                Some(id),
+                Membership::new(
+                    vec![
+                        BTreeSet::from([1]),
+                        BTreeSet::from([1]),
+                        BTreeSet::from([1]),
+                    ],
+                    BTreeMap::new(),
+                ),
+            ),
+            ..first
+        };
+        assert!(decode_snapshot_meta(&encode_snapshot_meta(&joint_of_three)).is_err());
     }
 }

@@ -54,7 +54,12 @@ pub(crate) use rpc::{
     encode_install_response, encode_vote_response,
 };
 #[cfg(test)]
-pub(crate) use {bootstrap::SNAPSHOT_FILE, state_machine::snapshot_file_index};
+pub(crate) use {
+    bootstrap::SNAPSHOT_FILE,
+    fingerprint::header as config_fingerprint,
+    rpc::{encode_append, encode_install},
+    state_machine::snapshot_file_index,
+};
 
 /// Member ids (`--node-id`; a durable server is node 1).
 pub(crate) type NodeId = u64;

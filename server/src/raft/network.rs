@@ -1,6 +1,7 @@
 //! Raft RPC between members: HTTP POSTs of `rpc` bytes to the internal routes of each member's
-//! own listener (`/internal/raft/…`, `crate::http::internal`), authenticated with the server's
-//! token. A one-member cluster never sends anything. With TLS on, members call each other over
+//! own listener (`/internal/raft/…`, `crate::http::internal`), authenticated with the cluster
+//! secret ([`Links::member_call`], which forwarded requests go through too). A one-member
+//! cluster never sends anything. With TLS on, members call each other over
 //! HTTPS and check each other's certificate ([`Links::over_tls`]).
 
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
@@ -21,6 +22,7 @@ use worklease::Timestamp;
 
 use super::{rpc, NodeId, TypeConfig};
 use crate::clock::Clock;
+use crate::cluster_secret::{self, ClusterSecret};
 
 /// The internal routes, under each member's address.
 pub(crate) const APPEND_ROUTE: &str = "/internal/raft/append";
@@ -34,12 +36,16 @@ pub(crate) const CONFIG_HEADER: &str = "x-worklease-table-config";
 pub(crate) const TABLE_TIME_HEADER: &str = "x-worklease-table-time";
 
 /// What every connection of this node shares: one HTTP client (its connection pool), the
-/// token, and a switch that cuts this node off from the others (tests isolate a leader with
+/// cluster secret, and a switch that cuts this node off from the others (tests isolate a leader with
 /// it without stopping the process).
 #[derive(Debug)]
 pub(crate) struct Links {
     client: reqwest::Client,
-    token: String,
+    /// Sent on every call to another member (`None` only in a one-member cluster, which calls
+    /// nobody).
+    cluster_secret: Option<ClusterSecret>,
+    /// Paces the error about a member refusing this member's cluster secret, per member.
+    refused: parking_lot::Mutex<std::collections::BTreeMap<NodeId, crate::tls::Throttle>>,
     cut: AtomicBool,
     /// Members this node's RPCs do not reach, a bit per id (ids below 64; tests split a
     /// cluster with it: cutting both directions between two members partitions them).
@@ -59,10 +65,15 @@ pub(crate) struct Links {
 }
 
 impl Links {
-    pub(crate) fn new(token: String, config_tag: String, clock: Arc<Clock>) -> Self {
+    pub(crate) fn new(
+        cluster_secret: Option<ClusterSecret>,
+        config_tag: String,
+        clock: Arc<Clock>,
+    ) -> Self {
         Self {
             client: http_client(None),
-            token,
+            cluster_secret,
+            refused: parking_lot::Mutex::default(),
             cut: AtomicBool::new(false),
             cut_from: AtomicU64::new(0),
             config_tag,
@@ -82,11 +93,6 @@ impl Links {
             scheme: "https",
             ..self
         }
-    }
-
-    /// `http` or `https`: how to call a member.
-    pub(crate) fn scheme(&self) -> &'static str {
-        self.scheme
     }
 
     /// Logs (paced) why a member could not be reached when TLS is why.
@@ -157,25 +163,38 @@ impl Links {
         ))
     }
 
-    /// A request from this member to another's `route`, at `address` (`HOST:PORT`, a host
-    /// name resolved when a connection is made): every member-to-member call (Raft's RPCs,
-    /// admission and liveness questions) is built here, so each carries the same credentials
-    /// and this member's table configuration.
-    pub(crate) fn to_member(
+    /// A call to the member at `address` (`HOST:PORT`, a host name resolved when a connection
+    /// is made): `path` on its listener, over this member's scheme, carrying the cluster secret
+    /// and this member's table configuration. Every call one member makes to another (Raft's
+    /// RPCs, forwarded requests, admission and liveness questions) is built here, so none goes
+    /// without the secret.
+    pub(crate) fn member_call(
         &self,
         method: reqwest::Method,
         address: &str,
-        route: &str,
+        path: &str,
     ) -> reqwest::RequestBuilder {
-        self.client
-            .request(method, format!("{}://{address}{route}", self.scheme))
-            .bearer_auth(&self.token)
-            .header(CONFIG_HEADER, &self.config_tag)
+        let call = self
+            .client
+            .request(method, format!("{}://{address}{path}", self.scheme))
+            .header(CONFIG_HEADER, &self.config_tag);
+        match &self.cluster_secret {
+            Some(secret) => call.header(cluster_secret::HEADER, secret.as_str()),
+            None => call,
+        }
     }
 
-    /// The client, for forwarding requests to the leader too.
-    pub(crate) fn client(&self) -> &reqwest::Client {
-        &self.client
+    /// Logs (paced) that member `peer` refused an internal call's credentials: its cluster
+    /// secret is not this member's.
+    pub(crate) fn log_refused_secret(&self, peer: NodeId, status: reqwest::StatusCode) {
+        if self.refused.lock().entry(peer).or_default().allows() {
+            tracing::error!(
+                peer,
+                %status,
+                "peer {peer} refused our cluster secret: every member must be started with the \
+                 same --cluster-secret (WORKLEASE_CLUSTER_SECRET)"
+            );
+        }
     }
 
     /// Cut off: nothing leaves, and RPCs arriving are refused.
@@ -267,7 +286,7 @@ impl Peer {
         }
         let mut request = self
             .links
-            .to_member(reqwest::Method::POST, &self.address, route)
+            .member_call(reqwest::Method::POST, &self.address, route)
             .header("content-type", "application/octet-stream")
             .timeout(timeout)
             .body(body);
@@ -284,6 +303,9 @@ impl Peer {
             }
         })?;
         let status = response.status();
+        if status == reqwest::StatusCode::UNAUTHORIZED || status == reqwest::StatusCode::FORBIDDEN {
+            self.links.log_refused_secret(self.target, status);
+        }
         let bytes = response.bytes().await.map_err(|error| {
             Failure::Network(std::io::Error::other(format!(
                 "node {}: {error}",
@@ -398,7 +420,7 @@ mod tests {
         let theirs = super::super::fingerprint::header(&config);
         config.max_attempts = std::num::NonZeroU32::new(7);
         let ours = super::super::fingerprint::header(&config);
-        let links = Links::new("t".to_owned(), ours.clone(), Arc::new(Clock::new()));
+        let links = Links::new(None, ours.clone(), Arc::new(Clock::new()));
         assert_eq!(links.same_config(Some(&ours)), Ok(()));
         let refusal = links
             .same_config(Some(&theirs))

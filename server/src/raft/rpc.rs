@@ -98,7 +98,7 @@ pub(crate) fn encode_append(request: &AppendEntriesRequest<TypeConfig>) -> Vec<u
 
 pub(crate) fn decode_append(bytes: &[u8]) -> Result<AppendEntriesRequest<TypeConfig>, CodecError> {
     let wire: WireAppend = from_bytes(bytes)?;
-    Ok(AppendEntriesRequest {
+    let request = AppendEntriesRequest {
         vote: codec::decode_vote(&wire.vote)?,
         prev_log_id: log_id_of(wire.prev_log_id.as_ref())?,
         entries: wire
@@ -107,7 +107,40 @@ pub(crate) fn decode_append(bytes: &[u8]) -> Result<AppendEntriesRequest<TypeCon
             .map(|entry| codec::decode_entry(entry))
             .collect::<Result<_, _>>()?,
         leader_commit: log_id_of(wire.leader_commit.as_ref())?,
-    })
+    };
+    fits(&request)?;
+    Ok(request)
+}
+
+/// What every leader's append is, and openraft assumes of one: entries that follow
+/// `prev_log_id` one index after another, none from a term before the previous one's or after
+/// the sender's vote. An append that says otherwise is refused before it reaches the log.
+fn fits(request: &AppendEntriesRequest<TypeConfig>) -> Result<(), CodecError> {
+    let mut previous = request.prev_log_id;
+    for entry in &request.entries {
+        let id = entry.log_id;
+        let expected = previous.map_or(Some(0), |p| p.index.checked_add(1));
+        if Some(id.index) != expected {
+            return Err(CodecError(format!(
+                "entry {} does not follow {}",
+                id.index,
+                previous.map_or_else(
+                    || "the start of the log".to_owned(),
+                    |p| p.index.to_string()
+                )
+            )));
+        }
+        if previous.is_some_and(|p| id.leader_id.term < p.leader_id.term)
+            || id.leader_id.term > request.vote.leader_id.term
+        {
+            return Err(CodecError(format!(
+                "entry {} of term {} does not fit between its predecessor and the vote of term {}",
+                id.index, id.leader_id.term, request.vote.leader_id.term
+            )));
+        }
+        previous = Some(id);
+    }
+    Ok(())
 }
 
 pub(crate) fn encode_append_response(response: &AppendEntriesResponse<NodeId>) -> Vec<u8> {
@@ -184,9 +217,23 @@ pub(crate) fn decode_install(
     bytes: &[u8],
 ) -> Result<InstallSnapshotRequest<TypeConfig>, CodecError> {
     let wire: WireInstall<'_> = from_bytes(bytes)?;
+    let meta = codec::decode_snapshot_meta(&wire.meta)?;
+    // A leader sends a snapshot in place of entries it no longer holds, and its membership
+    // with it: one that covers none, or names no voters, is nothing a member could install.
+    if meta.last_log_id.is_none() {
+        return Err(CodecError("a snapshot that covers no entry".to_owned()));
+    }
+    if meta
+        .last_membership
+        .membership()
+        .get_joint_config()
+        .is_empty()
+    {
+        return Err(CodecError("a snapshot without a membership".to_owned()));
+    }
     Ok(InstallSnapshotRequest {
         vote: codec::decode_vote(&wire.vote)?,
-        meta: codec::decode_snapshot_meta(&wire.meta)?,
+        meta,
         offset: wire.offset,
         data: wire.data.to_vec(),
         done: wire.done,
@@ -325,5 +372,48 @@ mod tests {
         );
         assert!(decode_vote_request(b"\xff\xff").is_err());
         assert!(decode_install(&[]).is_err());
+        // Entries that do not fit the log are refused: a gap, a step back, a term after the
+        // vote's, a term before the previous entry's.
+        for (prev, indexes, terms) in [
+            (Some(4), vec![6, 7], vec![2, 2]),
+            (Some(4), vec![5, 5], vec![2, 2]),
+            (None, vec![1], vec![2]),
+            (Some(4), vec![5], vec![3]),
+            (Some(4), vec![5, 6], vec![2, 1]),
+        ] {
+            let forged = AppendEntriesRequest::<TypeConfig> {
+                vote,
+                prev_log_id: prev.map(|index| LogId::new(CommittedLeaderId::new(2, 1), index)),
+                entries: indexes
+                    .iter()
+                    .zip(&terms)
+                    .map(|(index, term)| Entry {
+                        log_id: LogId::new(CommittedLeaderId::new(*term, 1), *index),
+                        payload: EntryPayload::Blank,
+                    })
+                    .collect(),
+                leader_commit: None,
+            };
+            let refused = decode_append(&encode_append(&forged));
+            assert!(refused.is_err(), "{prev:?} {indexes:?} {terms:?}");
+        }
+        // Found by the `rpc_decode` fuzz target: a snapshot covering no entry, whose membership
+        // is empty, decoded and would have reached openraft.
+        let empty = InstallSnapshotRequest::<TypeConfig> {
+            vote,
+            meta: SnapshotMeta::default(),
+            offset: 0,
+            data: Vec::new(),
+            done: true,
+        };
+        assert!(decode_install(&encode_install(&empty)).is_err());
+        let covering = InstallSnapshotRequest::<TypeConfig> {
+            meta: SnapshotMeta {
+                last_log_id: Some(id),
+                ..SnapshotMeta::default()
+            },
+            ..empty
+        };
+        assert!(decode_install(&encode_install(&covering)).is_err());
     }
 }

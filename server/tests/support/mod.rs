@@ -22,6 +22,12 @@ pub(crate) mod tls;
 /// The token the tests start servers with.
 pub(crate) const TOKEN: &str = "test-token-1";
 
+/// The cluster secret the tests start replicated members with (`--cluster-secret`).
+pub(crate) const CLUSTER_SECRET: &str = "test-cluster-secret-0123456789abcdef";
+
+/// The header members send the cluster secret in.
+pub(crate) const CLUSTER_SECRET_HEADER: &str = "x-worklease-cluster-secret";
+
 /// The server binary, which cargo builds before the integration tests.
 pub(crate) fn binary() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_worklease-server"))
