@@ -414,6 +414,8 @@ mod tests {
             "4",
             "--listen",
             "node-4.example:7004",
+            "--cluster-secret",
+            secret,
         ])
         .unwrap();
         assert_eq!(named.check(), Ok(()));

@@ -1287,6 +1287,7 @@ fn a_backup_under_load_restores_a_server_that_answers_as_the_cluster_did() {
             "1",
         ])
         .args(["--peers", &format!("{seed},2=127.0.0.1:{two}")])
+        .args(["--cluster-secret", CLUSTER_SECRET])
         .output()
         .expect("the server runs");
     assert!(
@@ -1306,11 +1307,16 @@ fn a_backup_under_load_restores_a_server_that_answers_as_the_cluster_did() {
             "1",
             "--peers",
             &seed,
+            "--cluster-secret",
+            CLUSTER_SECRET,
         ],
         &[],
     );
     // The restored table is the backup's, byte for byte.
-    let digest = server.get("/internal/digest");
+    let digest = server.get_with(
+        "/internal/digest",
+        &[(CLUSTER_SECRET_HEADER, CLUSTER_SECRET)],
+    );
     assert_eq!(digest.json["digest"], sha256_hex(table), "{}", digest.text);
     // The leases no one renewed answer exactly as the cluster did; each renewed one holds a
     // token the cluster answered, renews with it, and refuses the one before it.
@@ -1352,6 +1358,8 @@ fn a_backup_under_load_restores_a_server_that_answers_as_the_cluster_did() {
             "2",
             "--peers",
             &format!("{seed},2=127.0.0.1:{two}"),
+            "--cluster-secret",
+            CLUSTER_SECRET,
         ],
         &[],
     );
@@ -1367,10 +1375,12 @@ fn a_backup_under_load_restores_a_server_that_answers_as_the_cluster_did() {
     );
     let started = Instant::now();
     loop {
+        let member = [(CLUSTER_SECRET_HEADER, CLUSTER_SECRET)];
         let (ours, theirs) = (
-            server.get("/internal/digest"),
-            second.get("/internal/digest"),
+            server.get_with("/internal/digest", &member),
+            second.get_with("/internal/digest", &member),
         );
+        assert_eq!((ours.status, theirs.status), (200, 200), "{}", ours.text);
         if ours.json["digest"] == theirs.json["digest"]
             && ours.json["last_applied_index"] == theirs.json["last_applied_index"]
         {

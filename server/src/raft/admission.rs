@@ -152,8 +152,9 @@ pub(crate) fn seeded(
     Ok(())
 }
 
-/// Asks the member at `address` what it knows of `node`.
-async fn ask(links: &Links, address: &str, node: NodeId) -> Option<Standing> {
+/// Asks the member at `address` (member `peer`, when known) what it knows of `node`; a
+/// refusal of our cluster secret is logged, naming the peer.
+async fn ask(links: &Links, address: &str, peer: Option<NodeId>, node: NodeId) -> Option<Standing> {
     let route = format!("{ADMISSION_ROUTE}?node_id={node}");
     let response = links
         .member_call(reqwest::Method::GET, address, &route)
@@ -162,7 +163,11 @@ async fn ask(links: &Links, address: &str, node: NodeId) -> Option<Standing> {
         .await
         .map_err(|error| links.log_tls_failure_at(address, &error))
         .ok()?;
-    if !response.status().is_success() {
+    let status = response.status();
+    if !status.is_success() {
+        if let (Some(peer), reqwest::StatusCode::UNAUTHORIZED) = (peer, status) {
+            links.log_refused_secret(peer, status);
+        }
         return None;
     }
     serde_json::from_slice(&response.bytes().await.ok()?).ok()
@@ -171,7 +176,7 @@ async fn ask(links: &Links, address: &str, node: NodeId) -> Option<Standing> {
 /// Whether the member at `address` answers at all (the leader counts the members it can
 /// reach before a membership change).
 pub(crate) async fn answers(links: &Links, address: &str, node: NodeId) -> bool {
-    ask(links, address, node).await.is_some()
+    ask(links, address, Some(node), node).await.is_some()
 }
 
 /// Paces a repeated log line.
@@ -211,7 +216,7 @@ pub(crate) async fn seed(
         let mut silent = Vec::new();
         let mut initialized = None;
         for (id, address) in &others {
-            match ask(&links, address, me).await {
+            match ask(&links, address, Some(*id), me).await {
                 Some(standing) if standing.initialized => initialized = Some(*id),
                 Some(_) => {}
                 None => silent.push(*id),
@@ -334,15 +339,15 @@ pub(crate) async fn join(
     let mut paced = Paced(None);
     let mut leader: Option<String> = None;
     while !gate.is_open() {
-        let mut addresses: Vec<String> = peers
+        let mut addresses: Vec<(Option<NodeId>, String)> = peers
             .iter()
             .filter(|(id, _)| **id != me)
-            .map(|(_, address)| address.clone())
+            .map(|(id, address)| (Some(*id), address.clone()))
             .collect();
-        addresses.extend(leader.clone());
+        addresses.extend(leader.clone().map(|address| (None, address)));
         let mut verdict = None;
-        for address in &addresses {
-            let Some(standing) = ask(&links, address, me).await else {
+        for (peer, address) in &addresses {
+            let Some(standing) = ask(&links, address, *peer, me).await else {
                 continue;
             };
             if let Some((_, address)) = &standing.leader {
