@@ -3,12 +3,14 @@
 //! token. A one-member cluster never sends anything. With TLS on, members call each other over
 //! HTTPS and check each other's certificate ([`Links::over_tls`]).
 
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
+#[cfg(feature = "testing")]
+use std::sync::atomic::{AtomicU32, AtomicU64};
 use std::sync::Arc;
 use std::time::Duration;
 
 use openraft::error::{
-    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
+    Fatal, InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
 };
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
@@ -34,21 +36,24 @@ pub(crate) const CONFIG_HEADER: &str = "x-worklease-table-config";
 pub(crate) const TABLE_TIME_HEADER: &str = "x-worklease-table-time";
 
 /// What every connection of this node shares: one HTTP client (its connection pool), the
-/// token, and a switch that cuts this node off from the others (tests isolate a leader with
-/// it without stopping the process).
+/// token, and (feature `testing`) switches that cut this node off from the others (tests
+/// isolate a leader with them without stopping the process).
 #[derive(Debug)]
 pub(crate) struct Links {
     client: reqwest::Client,
     token: String,
+    #[cfg(feature = "testing")]
     cut: AtomicBool,
     /// Members this node's RPCs do not reach, a bit per id (ids below 64; tests split a
     /// cluster with it: cutting both directions between two members partitions them).
+    #[cfg(feature = "testing")]
     cut_from: AtomicU64,
     /// This member's table configuration fingerprints (`super::fingerprint`).
     config_tag: String,
     /// A refusal for a different configuration was logged already.
     mismatch_logged: AtomicBool,
     /// Tests: how many more forwarded requests reach the leader but lose their answers.
+    #[cfg(feature = "testing")]
     drop_answers: AtomicU32,
     /// This node's clock: a leader's appends carry its time on the table's timeline.
     clock: Arc<Clock>,
@@ -63,10 +68,13 @@ impl Links {
         Self {
             client: http_client(None),
             token,
+            #[cfg(feature = "testing")]
             cut: AtomicBool::new(false),
+            #[cfg(feature = "testing")]
             cut_from: AtomicU64::new(0),
             config_tag,
             mismatch_logged: AtomicBool::new(false),
+            #[cfg(feature = "testing")]
             drop_answers: AtomicU32::new(0),
             clock,
             scheme: "http",
@@ -105,13 +113,21 @@ impl Links {
 
     /// Whether the answer of this forwarded request is thrown away (a fault injector: the
     /// leader applied the change, the follower never hears back).
+    #[cfg(feature = "testing")]
     pub(crate) fn drops_answers(&self) -> bool {
         self.drop_answers
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
             .is_ok()
     }
 
+    /// Without feature `testing`, no answer is thrown away.
+    #[cfg(not(feature = "testing"))]
+    pub(crate) fn drops_answers(&self) -> bool {
+        false
+    }
+
     /// Throws away the answers of the next `count` forwarded requests.
+    #[cfg(feature = "testing")]
     #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) fn drop_answers(&self, count: u32) {
         self.drop_answers.store(count, Ordering::Relaxed);
@@ -148,11 +164,19 @@ impl Links {
     }
 
     /// Cut off: nothing leaves, and RPCs arriving are refused.
+    #[cfg(feature = "testing")]
     pub(crate) fn is_cut(&self) -> bool {
         self.cut.load(Ordering::Relaxed)
     }
 
+    /// Without feature `testing`, never cut off.
+    #[cfg(not(feature = "testing"))]
+    pub(crate) fn is_cut(&self) -> bool {
+        false
+    }
+
     /// Cuts this node off from the others, or joins it back (a fault injector for tests).
+    #[cfg(feature = "testing")]
     #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) fn set_cut(&self, cut: bool) {
         self.cut.store(cut, Ordering::Relaxed);
@@ -161,6 +185,7 @@ impl Links {
     /// Stops this node's RPCs to `peer`, or lets them through again (a fault injector for
     /// tests; answers travel with their requests, so cutting both directions partitions two
     /// members).
+    #[cfg(feature = "testing")]
     #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) fn set_cut_from(&self, peer: NodeId, cut: bool) {
         let bit = 1u64 << (peer % 64);
@@ -173,8 +198,15 @@ impl Links {
 
     /// Whether this node's RPCs reach `peer` (not cut by [`Self::set_cut`] or
     /// [`Self::set_cut_from`]).
+    #[cfg(feature = "testing")]
     fn reaches(&self, peer: NodeId) -> bool {
         !self.is_cut() && self.cut_from.load(Ordering::Relaxed) & (1u64 << (peer % 64)) == 0
+    }
+
+    /// Without feature `testing`, every member is reached.
+    #[cfg(not(feature = "testing"))]
+    fn reaches(&self, _peer: NodeId) -> bool {
+        true
     }
 }
 
@@ -208,13 +240,18 @@ enum Failure {
     Unreachable(std::io::Error),
     /// Reached, but no usable answer.
     Network(std::io::Error),
+    /// The member's Raft answered with an error of its own.
+    Remote(NodeId, Box<Fatal<NodeId>>),
 }
 
 impl Failure {
-    fn into_rpc<E: std::error::Error>(self) -> RPCError<NodeId, BasicNode, E> {
+    fn into_rpc<E: std::error::Error>(self) -> RPCError<NodeId, BasicNode, RaftError<NodeId, E>> {
         match self {
             Self::Unreachable(error) => RPCError::Unreachable(Unreachable::new(&error)),
             Self::Network(error) => RPCError::Network(NetworkError::new(&error)),
+            Self::Remote(target, fatal) => {
+                RPCError::RemoteError(RemoteError::new(target, RaftError::Fatal(*fatal)))
+            }
         }
     }
 }
@@ -256,12 +293,19 @@ impl Peer {
             }
         })?;
         let status = response.status();
+        let response_is_raft_error = response.headers().contains_key(rpc::RAFT_ERROR_HEADER);
         let bytes = response.bytes().await.map_err(|error| {
             Failure::Network(std::io::Error::other(format!(
                 "node {}: {error}",
                 self.target
             )))
         })?;
+        if response_is_raft_error {
+            return Err(match rpc::decode_fatal(&bytes) {
+                Ok(fatal) => Failure::Remote(self.target, Box::new(fatal)),
+                Err(error) => self.undecodable(&error),
+            });
+        }
         if !status.is_success() {
             let text = String::from_utf8_lossy(&bytes[..bytes.len().min(200)]).into_owned();
             return Err(Failure::Network(std::io::Error::other(format!(

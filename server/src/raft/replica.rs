@@ -26,7 +26,7 @@ use std::sync::{mpsc, Arc};
 use tokio::sync::oneshot;
 use worklease::{LeaseTable, Stamped};
 
-use super::state_machine::encode_payload;
+use super::payload::encode_payload;
 use super::{Origin, Record, Recorded};
 
 /// The replica's end of the channel; dropping it stops the replica's thread.

@@ -10,6 +10,7 @@ use worklease::{
     Stamped, Timestamp, WorkId, WorkerId,
 };
 
+use super::super::payload::PAYLOAD_MAGIC;
 use super::super::Origin;
 use super::*;
 
