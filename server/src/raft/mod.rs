@@ -27,6 +27,7 @@ mod dir_lock;
 mod fingerprint;
 mod log_store;
 mod network;
+mod open_error;
 mod payload;
 mod replica;
 mod rpc;

@@ -39,6 +39,7 @@ use parking_lot::Mutex;
 use tokio::sync::{oneshot, Notify};
 use worklease::{Config, LeaseTable};
 
+use super::open_error::OpenError;
 use super::payload::{encode_payload, parse_payload};
 use super::replica::Replica;
 use super::waiters::Waiters;
@@ -141,8 +142,7 @@ impl StateMachine {
         path: &Path,
         config: Config,
         clock: Arc<Clock>,
-    ) -> Result<(Self, Restored), String> {
-        let named = |error: &dyn std::fmt::Display| format!("{}: {error}", path.display());
+    ) -> Result<(Self, Restored), OpenError> {
         let _ = fs::remove_file(temporary(path));
         if !path.exists() {
             let table = LeaseTable::new(config);
@@ -156,7 +156,8 @@ impl StateMachine {
                 clock,
             );
             let meta = machine.meta();
-            let written = write_snapshot(path, &meta, &payload).map_err(|e| named(&e))?;
+            let written =
+                write_snapshot(path, &meta, &payload).map_err(|e| OpenError::at(path, e))?;
             return Ok((
                 machine,
                 Restored {
@@ -166,10 +167,11 @@ impl StateMachine {
             ));
         }
         let started = Instant::now();
-        let raw = fs::read(path).map_err(|e| named(&e))?;
-        let file = parse_snapshot(&raw).map_err(|e| named(&e))?;
-        let payload = parse_payload(&file.payload).map_err(|e| named(&e))?;
-        let table = LeaseTable::restore(payload.table).map_err(|e| named(&e))?;
+        let raw = fs::read(path).map_err(|e| OpenError::at(path, e))?;
+        let file = parse_snapshot(&raw).map_err(|e| OpenError::at(path, e))?;
+        let payload = parse_payload(&file.payload).map_err(|e| OpenError::at(path, e))?;
+        let table =
+            LeaseTable::restore(payload.table).map_err(|e| OpenError::at(path, e.to_string()))?;
         if *table.config() != config {
             tracing::warn!(
                 file = %path.display(),
