@@ -403,6 +403,78 @@ impl RaftNetwork<TypeConfig> for Peer {
 mod tests {
     use super::*;
 
+    /// A member whose Raft fails an RPC answers with the error (`crate::http::internal`); the
+    /// caller hands it to its openraft as a `RemoteError` of that kind, not a network error.
+    #[tokio::test]
+    async fn a_members_raft_error_reaches_the_caller_as_a_remote_error() {
+        use axum::http::StatusCode;
+        let answer = |status: StatusCode, raft_error: bool| {
+            axum::Router::new().route(
+                VOTE_ROUTE,
+                axum::routing::post(move || async move {
+                    let mut response = axum::response::IntoResponse::into_response((
+                        status,
+                        rpc::encode_fatal(&Fatal::Stopped),
+                    ));
+                    if raft_error {
+                        response.headers_mut().insert(
+                            rpc::RAFT_ERROR_HEADER,
+                            axum::http::HeaderValue::from_static("1"),
+                        );
+                    }
+                    response
+                }),
+            )
+        };
+        let mut outcomes = Vec::new();
+        for raft_error in [true, false] {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .expect("binds");
+            let address = listener.local_addr().expect("an address").to_string();
+            let served = tokio::spawn(async move {
+                axum::serve(
+                    listener,
+                    answer(StatusCode::INTERNAL_SERVER_ERROR, raft_error),
+                )
+                .await
+            });
+            let links = Arc::new(Links::new(
+                "t".to_owned(),
+                "v1:test".to_owned(),
+                Arc::new(Clock::new()),
+            ));
+            let mut peer = Network(links)
+                .new_client(2, &BasicNode::new(&address))
+                .await;
+            let request = VoteRequest::new(openraft::Vote::new(1, 1), None);
+            let outcome = peer
+                .vote(request, RPCOption::new(Duration::from_secs(5)))
+                .await
+                .expect_err("refused");
+            outcomes.push(outcome);
+            served.abort();
+        }
+        assert!(
+            matches!(
+                &outcomes[0],
+                RPCError::RemoteError(RemoteError {
+                    target: 2,
+                    source: RaftError::Fatal(Fatal::Stopped),
+                    ..
+                })
+            ),
+            "{:?}",
+            outcomes[0]
+        );
+        // Without the header, a 500 is only a failed call.
+        assert!(
+            matches!(&outcomes[1], RPCError::Network(_)),
+            "{:?}",
+            outcomes[1]
+        );
+    }
+
     #[test]
     fn a_refusal_does_not_tell_the_sender_this_members_configuration() {
         let mut config = worklease::Config::default();
