@@ -2,9 +2,9 @@
 //! operations endpoints of docs/contract.md §8, as a library with one entry point ([`main`]),
 //! which the `worklease-server` binary calls. Everything else is the crate's own.
 //!
-//! Feature `testing` compiles in the fault injectors the server's tests drive (cutting a
-//! member's links, dropping forwarded answers, skewing a member's clock); release builds have
-//! none of them.
+//! The fault injectors the server's tests drive (cutting a member's links, dropping forwarded
+//! answers, skewing a member's clock) are compiled into the crate's own tests and, for other
+//! builds, only with feature `testing`; release builds have none of them.
 
 use std::process::ExitCode;
 

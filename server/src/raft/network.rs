@@ -4,7 +4,7 @@
 //! HTTPS and check each other's certificate ([`Links::over_tls`]).
 
 use std::sync::atomic::{AtomicBool, Ordering};
-#[cfg(feature = "testing")]
+#[cfg(any(test, feature = "testing"))]
 use std::sync::atomic::{AtomicU32, AtomicU64};
 use std::sync::Arc;
 use std::time::Duration;
@@ -42,18 +42,18 @@ pub(crate) const TABLE_TIME_HEADER: &str = "x-worklease-table-time";
 pub(crate) struct Links {
     client: reqwest::Client,
     token: String,
-    #[cfg(feature = "testing")]
+    #[cfg(any(test, feature = "testing"))]
     cut: AtomicBool,
     /// Members this node's RPCs do not reach, a bit per id (ids below 64; tests split a
     /// cluster with it: cutting both directions between two members partitions them).
-    #[cfg(feature = "testing")]
+    #[cfg(any(test, feature = "testing"))]
     cut_from: AtomicU64,
     /// This member's table configuration fingerprints (`super::fingerprint`).
     config_tag: String,
     /// A refusal for a different configuration was logged already.
     mismatch_logged: AtomicBool,
     /// Tests: how many more forwarded requests reach the leader but lose their answers.
-    #[cfg(feature = "testing")]
+    #[cfg(any(test, feature = "testing"))]
     drop_answers: AtomicU32,
     /// This node's clock: a leader's appends carry its time on the table's timeline.
     clock: Arc<Clock>,
@@ -68,13 +68,13 @@ impl Links {
         Self {
             client: http_client(None),
             token,
-            #[cfg(feature = "testing")]
+            #[cfg(any(test, feature = "testing"))]
             cut: AtomicBool::new(false),
-            #[cfg(feature = "testing")]
+            #[cfg(any(test, feature = "testing"))]
             cut_from: AtomicU64::new(0),
             config_tag,
             mismatch_logged: AtomicBool::new(false),
-            #[cfg(feature = "testing")]
+            #[cfg(any(test, feature = "testing"))]
             drop_answers: AtomicU32::new(0),
             clock,
             scheme: "http",
@@ -113,21 +113,21 @@ impl Links {
 
     /// Whether the answer of this forwarded request is thrown away (a fault injector: the
     /// leader applied the change, the follower never hears back).
-    #[cfg(feature = "testing")]
+    #[cfg(any(test, feature = "testing"))]
     pub(crate) fn drops_answers(&self) -> bool {
         self.drop_answers
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
             .is_ok()
     }
 
-    /// Without feature `testing`, no answer is thrown away.
-    #[cfg(not(feature = "testing"))]
+    /// Outside the crate's own tests and feature `testing`, no answer is thrown away.
+    #[cfg(not(any(test, feature = "testing")))]
     pub(crate) fn drops_answers(&self) -> bool {
         false
     }
 
     /// Throws away the answers of the next `count` forwarded requests.
-    #[cfg(feature = "testing")]
+    #[cfg(any(test, feature = "testing"))]
     #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) fn drop_answers(&self, count: u32) {
         self.drop_answers.store(count, Ordering::Relaxed);
@@ -164,19 +164,19 @@ impl Links {
     }
 
     /// Cut off: nothing leaves, and RPCs arriving are refused.
-    #[cfg(feature = "testing")]
+    #[cfg(any(test, feature = "testing"))]
     pub(crate) fn is_cut(&self) -> bool {
         self.cut.load(Ordering::Relaxed)
     }
 
-    /// Without feature `testing`, never cut off.
-    #[cfg(not(feature = "testing"))]
+    /// Outside the crate's own tests and feature `testing`, never cut off.
+    #[cfg(not(any(test, feature = "testing")))]
     pub(crate) fn is_cut(&self) -> bool {
         false
     }
 
     /// Cuts this node off from the others, or joins it back (a fault injector for tests).
-    #[cfg(feature = "testing")]
+    #[cfg(any(test, feature = "testing"))]
     #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) fn set_cut(&self, cut: bool) {
         self.cut.store(cut, Ordering::Relaxed);
@@ -185,7 +185,7 @@ impl Links {
     /// Stops this node's RPCs to `peer`, or lets them through again (a fault injector for
     /// tests; answers travel with their requests, so cutting both directions partitions two
     /// members).
-    #[cfg(feature = "testing")]
+    #[cfg(any(test, feature = "testing"))]
     #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) fn set_cut_from(&self, peer: NodeId, cut: bool) {
         let bit = 1u64 << (peer % 64);
@@ -198,13 +198,13 @@ impl Links {
 
     /// Whether this node's RPCs reach `peer` (not cut by [`Self::set_cut`] or
     /// [`Self::set_cut_from`]).
-    #[cfg(feature = "testing")]
+    #[cfg(any(test, feature = "testing"))]
     fn reaches(&self, peer: NodeId) -> bool {
         !self.is_cut() && self.cut_from.load(Ordering::Relaxed) & (1u64 << (peer % 64)) == 0
     }
 
-    /// Without feature `testing`, every member is reached.
-    #[cfg(not(feature = "testing"))]
+    /// Outside the crate's own tests and feature `testing`, every member is reached.
+    #[cfg(not(any(test, feature = "testing")))]
     fn reaches(&self, _peer: NodeId) -> bool {
         true
     }
