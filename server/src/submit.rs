@@ -525,3 +525,60 @@ fn all_environments(table: &LeaseTable) -> Vec<EnvironmentId> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use worklease::EnvironmentKind;
+
+    use super::*;
+
+    /// One sweep policy and one meaning of "applied" (`crate::log`): in memory as in a log,
+    /// a poll that finds nothing and a sweep with nothing due are no entries; each change,
+    /// and a sweep that is due, is one.
+    #[tokio::test]
+    async fn only_changes_and_due_sweeps_are_entries_in_memory() {
+        let clock = Arc::new(Clock::new());
+        let submit = Submit::new(Config::default(), Arc::new(Metrics::new()), clock.clone());
+        let applied = || submit.cluster_status().last_applied_index;
+        let environment = submit
+            .create_environment(NewEnvironment {
+                name: "idle".to_owned(),
+                kind: EnvironmentKind::SelfHosted,
+                config: None,
+                description: None,
+                metadata: Metadata::new(),
+                scope: None,
+            })
+            .await
+            .expect("created")
+            .id
+            .to_string();
+        assert_eq!(applied(), 1);
+        for _ in 0..100 {
+            let polled = submit.poll(&environment, &PollRequest::default()).await;
+            assert!(matches!(polled, Ok(Polled::Empty { .. })), "{polled:?}");
+        }
+        let swept = submit.sweep(None).await.expect("a sole member sweeps");
+        assert!(swept.transitions.is_empty());
+        assert_eq!(applied(), 1, "empty polls and an idle sweep are no entries");
+
+        submit
+            .create_work(&environment, SessionId::from_u128(1), Metadata::new())
+            .await
+            .expect("created");
+        let polled = submit.poll(&environment, &PollRequest::default()).await;
+        let Ok(Polled::Delivered(item)) = polled else {
+            panic!("{polled:?}")
+        };
+        submit
+            .ack(&environment, &item.id.to_string(), None)
+            .await
+            .expect("acked");
+        assert_eq!(applied(), 4);
+        // An hour on, the acknowledged item's lease has lapsed: the sweep is due, and one entry.
+        clock.set_skew_micros(3_600_000_000);
+        let swept = submit.sweep(None).await.expect("a sole member sweeps");
+        assert!(!swept.transitions.is_empty(), "{swept:?}");
+        assert_eq!(applied(), 5, "a due sweep is one entry");
+    }
+}
