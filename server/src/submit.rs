@@ -10,10 +10,10 @@
 //! requests to the leader (`crate::http::forward`).
 //!
 //! Sweeping is one policy in every mode: only a node that leads sweeps; a purge is a command
-//! when one is due, a sweep only when a lapse is due (an idle sweep changes nothing, so it is
-//! no log entry).
+//! when one is due, a sweep only when a lapse is due or a request may have applied one before
+//! the sweeper woke (an idle sweep changes nothing, so it is no log entry).
 
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -56,12 +56,15 @@ pub(crate) struct Submit {
     table: Arc<Mutex<LeaseTable>>,
     /// The inputs of the ids commands mint.
     ids: CommandIds,
-    /// The instant (Unix µs) the sweeper sleeps until at most; `i64::MAX`: until woken.
-    /// Written under the table lock by each sweep, so a change made after a sweep compares
-    /// against that sweep's answer.
+    /// The instant (Unix µs) the sweeper sleeps until at most; `i64::MAX`: until woken (and
+    /// before the first sweep). Written under the table lock by each sweep, so a change made
+    /// after a sweep compares against that sweep's answer.
     sweeper_sleeps_until: AtomicI64,
     /// Wakes the sweeper when a change moved the table's next wake-up earlier.
     sweeper: Notify,
+    /// A request ran after the instant the sweeper sleeps until: the table lapses due leases
+    /// before any operation, so it may have applied a lapse that only a sweep logs.
+    lapse_applied: AtomicBool,
     /// A work item may have become claimable: long polls look again.
     work_ready: Notify,
     /// Which workers polled lately: node-local, not in the table (`crate::pollers`).
@@ -103,8 +106,9 @@ impl Submit {
             log,
             table,
             ids: CommandIds::after(table_clock),
-            sweeper_sleeps_until: AtomicI64::new(i64::MIN),
+            sweeper_sleeps_until: AtomicI64::new(i64::MAX),
             sweeper: Notify::new(),
+            lapse_applied: AtomicBool::new(false),
             work_ready: Notify::new(),
             pollers: Pollers::new(),
             metrics,
@@ -368,13 +372,21 @@ impl Submit {
             }
             None => None,
         };
-        let due = self
-            .table
-            .lock()
-            .next_wakeup()
-            .is_some_and(|at| at <= self.now());
+        // Due when the table says a lapse is due, or when a request may have applied one
+        // first (its transition then waits in the table's journal for a sweep to log).
+        let lapse_applied = self.lapse_applied.load(Ordering::Relaxed);
+        let due = lapse_applied
+            || self
+                .table
+                .lock()
+                .next_wakeup()
+                .is_some_and(|at| at <= self.now());
         let transitions = if due {
-            self.log.submit(Sweep, &self.ids).await??
+            let transitions = self.log.submit(Sweep, &self.ids).await??;
+            if lapse_applied {
+                self.lapse_applied.store(false, Ordering::Relaxed);
+            }
+            transitions
         } else {
             Vec::new()
         };
@@ -409,10 +421,14 @@ impl Submit {
             Wake::Nothing | Wake::WorkReady => None,
         };
         self.metrics.commit(started.elapsed());
+        let sleeps_until = self.sweeper_sleeps_until.load(Ordering::Relaxed);
         if let Some(at) = earliest_change {
-            if at.unix_micros() < self.sweeper_sleeps_until.load(Ordering::Relaxed) {
+            if at.unix_micros() < sleeps_until {
                 self.sweeper.notify_one();
             }
+        }
+        if sleeps_until <= self.now().unix_micros() {
+            self.lapse_applied.store(true, Ordering::Relaxed);
         }
         if wake == Wake::WorkReady {
             self.work_ready.notify_waiters();
