@@ -13,7 +13,7 @@
 //! when one is due, a sweep only when a lapse is due or a request may have applied one before
 //! the sweeper woke (an idle sweep changes nothing, so it is no log entry).
 
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -65,6 +65,10 @@ pub(crate) struct Submit {
     /// A request ran after the instant the sweeper sleeps until: the table lapses due leases
     /// before any operation, so it may have applied a lapse that only a sweep logs.
     lapse_applied: AtomicBool,
+    /// That instant on the monotonic clock, in nanoseconds after `started` (`u64::MAX`: none),
+    /// so a request compares it with the `Instant` it already took, without reading the time.
+    sweeper_wakes_at: AtomicU64,
+    started: Instant,
     /// A work item may have become claimable: long polls look again.
     work_ready: Notify,
     /// Which workers polled lately: node-local, not in the table (`crate::pollers`).
@@ -109,6 +113,8 @@ impl Submit {
             sweeper_sleeps_until: AtomicI64::new(i64::MAX),
             sweeper: Notify::new(),
             lapse_applied: AtomicBool::new(false),
+            sweeper_wakes_at: AtomicU64::new(u64::MAX),
+            started: Instant::now(),
             work_ready: Notify::new(),
             pollers: Pollers::new(),
             metrics,
@@ -397,6 +403,11 @@ impl Submit {
             next_wakeup.map_or(i64::MAX, Timestamp::unix_micros),
             Ordering::Relaxed,
         );
+        let wakes_at = next_wakeup.map_or(u64::MAX, |at| {
+            let after_start = self.started.elapsed() + until(at, self.now());
+            u64::try_from(after_start.as_nanos()).unwrap_or(u64::MAX)
+        });
+        self.sweeper_wakes_at.store(wakes_at, Ordering::Relaxed);
         Ok(Swept {
             transitions,
             purged,
@@ -421,13 +432,14 @@ impl Submit {
             Wake::Nothing | Wake::WorkReady => None,
         };
         self.metrics.commit(started.elapsed());
-        let sleeps_until = self.sweeper_sleeps_until.load(Ordering::Relaxed);
         if let Some(at) = earliest_change {
-            if at.unix_micros() < sleeps_until {
+            if at.unix_micros() < self.sweeper_sleeps_until.load(Ordering::Relaxed) {
                 self.sweeper.notify_one();
             }
         }
-        if sleeps_until <= self.now().unix_micros() {
+        let ran_at = u64::try_from(started.saturating_duration_since(self.started).as_nanos())
+            .unwrap_or(u64::MAX);
+        if ran_at >= self.sweeper_wakes_at.load(Ordering::Relaxed) {
             self.lapse_applied.store(true, Ordering::Relaxed);
         }
         if wake == Wake::WorkReady {
