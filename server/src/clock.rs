@@ -38,6 +38,7 @@ pub(crate) const SKEW_TOLERANCE_MICROS: i64 = 1_000_000;
 #[derive(Debug, Default)]
 pub(crate) struct Clock {
     /// Added to the wall clock: tests give each in-process node its own clock with it.
+    #[cfg(any(test, feature = "testing"))]
     skew_micros: AtomicI64,
     /// The table's timeline minus this node's wall clock, measured when it took office (0 when
     /// they agree within the tolerance, or when there was no timeline to measure); added to its
@@ -79,6 +80,7 @@ impl Clock {
     }
 
     /// Moves this node's wall clock by `micros` (tests only: a node whose clock is off).
+    #[cfg(any(test, feature = "testing"))]
     #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) fn set_skew_micros(&self, micros: i64) {
         self.skew_micros.store(micros, Ordering::Relaxed);
@@ -90,10 +92,16 @@ impl Clock {
         self.offset_micros.load(Ordering::Relaxed)
     }
 
+    #[cfg(any(test, feature = "testing"))]
     fn wall_micros(&self) -> i64 {
         Timestamp::from(Utc::now())
             .unix_micros()
             .saturating_add(self.skew_micros.load(Ordering::Relaxed))
+    }
+
+    #[cfg(not(any(test, feature = "testing")))]
+    fn wall_micros(&self) -> i64 {
+        Timestamp::from(Utc::now()).unix_micros()
     }
 
     /// The time to answer reads and to schedule waits by, and to stamp commands in memory

@@ -2,7 +2,9 @@
 
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+
+use worklease::Timestamp;
 
 /// A counter mixed with per-process random keys (std's `RandomState`).
 #[derive(Debug)]
@@ -52,6 +54,38 @@ impl Mint {
         for (i, digit) in out[..32].iter_mut().enumerate() {
             *digit = HEX[((value >> (124 - 4 * i)) & 0xf) as usize];
         }
+    }
+}
+
+/// The inputs of the ids minted into commands (new environments and work items): a time that
+/// never goes back, a sequence that breaks ties, and entropy.
+#[derive(Debug)]
+pub(crate) struct CommandIds {
+    /// The latest instant an id was minted at (Unix µs), so ids keep sorting in creation order
+    /// even if the wall clock steps back.
+    minted_at: AtomicI64,
+    mint: Mint,
+}
+
+impl CommandIds {
+    /// Ids that sort after every id minted up to `after` (the table's clock, across restarts).
+    pub(crate) fn after(after: Option<Timestamp>) -> Self {
+        Self {
+            minted_at: AtomicI64::new(after.map_or(i64::MIN, Timestamp::unix_micros)),
+            mint: Mint::new(),
+        }
+    }
+
+    /// A new id's time, sequence and entropy, for a command stamped `now`. Called where
+    /// commands are ordered (under the table lock, or the proposal queue's), so ids sort in the
+    /// order the table receives them.
+    pub(crate) fn inputs(&self, now: Timestamp) -> (Timestamp, u64, u64) {
+        let previous = self
+            .minted_at
+            .fetch_max(now.unix_micros(), Ordering::Relaxed);
+        let at = Timestamp::from_unix_micros(previous.max(now.unix_micros()));
+        let sequence = self.mint.sequence();
+        (at, sequence, self.mint.entropy(sequence, 1))
     }
 }
 

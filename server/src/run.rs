@@ -157,7 +157,9 @@ pub(crate) async fn open(
                     _ => None,
                 },
             };
-            let durable = raft::open(&options, clock.clone()).await?;
+            let durable = raft::open(&options, clock.clone())
+                .await
+                .map_err(|error| error.to_string())?;
             Submit::logged(durable, metrics.clone(), clock)
         }
     };

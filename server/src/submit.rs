@@ -1,23 +1,19 @@
-//! The one write path: every changing request is a typed [`Request`] (`crate::request`) that
-//! is applied to the table here, and nowhere else, and answered with its own answer type. Reads go through here too, so a mode that must confirm its
-//! leadership before answering has one place to do it.
+//! The one write path: every changing request is a typed [`Request`] (`crate::request`)
+//! submitted to the [`Log`] (`crate::log`) here, and nowhere else, and answered with its own
+//! answer type. Reads go through here too, after the log's read barrier. Nothing here depends
+//! on the mode: the log is in memory, durable or replicated, and this code is the same.
 //!
-//! Every mode turns the request into the same `worklease::Stamped` command
-//! ([`Request::command`]: stamped once, here, with this server's clock, its new ids minted here
-//! too). In memory it is applied to the table at once, under the lock; in durable mode it is
-//! proposed to the Raft log and answered once it is fsynced and applied by the state machine
-//! (`crate::raft`). Only [`Submit::apply`] knows the difference (and sweeps, which durable
-//! mode logs only when something is due). The handlers and the sweeper call the typed methods below and never see the
-//! table.
+//! Reads (`get`, `list`, `stats`) are served from the local table in every mode, once
+//! [`Log::read_barrier`] says a read is linearizable (at once for a sole member, where every
+//! answered change is applied; a replicated leader first confirms with a majority that it
+//! still leads and has applied everything committed). Followers never get here: they forward
+//! requests to the leader (`crate::http::forward`).
 //!
-//! Reads (`get`, `list`, `stats`) are served from the local table in every mode: in a
-//! one-member cluster every committed command is applied before its writer is answered, so a
-//! read sees every write that was answered before it; a replicated leader first confirms with a
-//! majority that it still leads and has applied everything committed
-//! ([`Durable::read_barrier`]). Followers never get here: they forward requests to the leader
-//! (`crate::http::forward`).
+//! Sweeping is one policy in every mode: only a node that leads sweeps; a purge is a command
+//! when one is due, a sweep only when a lapse is due or a request may have applied one before
+//! the sweeper woke (an idle sweep changes nothing, so it is no log entry).
 
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -25,49 +21,21 @@ use parking_lot::Mutex;
 use tokio::sync::Notify;
 use worklease::{
     Config, Cursor, EnvironmentId, EnvironmentKey, EnvironmentKeyId, EnvironmentListRequest,
-    EnvironmentPage, EnvironmentPatch, EnvironmentRecord, Error, Heartbeat, HeartbeatRequest,
+    EnvironmentPage, EnvironmentPatch, EnvironmentRecord, Heartbeat, HeartbeatRequest,
     ItemSecretKey, KeyDigest, LeaseTable, ListRequest, Metadata, MetadataPatch, NewEnvironment,
-    Page, PollRequest, Polled, QueueStats, SessionId, Stamped, StopMode, Timestamp, Transition,
-    Updated, WorkItem, WorkState, WorkerId,
+    Page, PollRequest, Polled, QueueStats, SessionId, StopMode, Timestamp, Transition, Updated,
+    WorkItem, WorkState, WorkerId,
 };
 
 use crate::clock::Clock;
+pub(crate) use crate::log::Refused;
+use crate::log::{AnyLog, Log, MemoryLog, RaftLog};
 use crate::metrics::{Metrics, STATES};
-use crate::mint::Mint;
+use crate::mint::CommandIds;
 use crate::origin::RequestOrigin;
 use crate::pollers::Pollers;
 use crate::raft::{Durable, Leader, Status, Unavailable};
-use crate::request::{self, Kind, Mismatch, PurgeStopped, Request, Sweep, Wake};
-
-/// Why a request got no answer from the table.
-#[derive(Debug)]
-pub(crate) enum Refused {
-    /// The table (or the crate's parsers) refused it: docs/contract.md §6.
-    Table(Error),
-    /// It cannot be answered now (no leader, lost leadership, not committed in time): 503.
-    Unavailable(Unavailable),
-    /// A replay that does not repeat its origin's request (409), or an answer of another
-    /// kind (500): `crate::request`.
-    Mismatch(Mismatch),
-}
-
-impl From<Mismatch> for Refused {
-    fn from(mismatch: Mismatch) -> Self {
-        Self::Mismatch(mismatch)
-    }
-}
-
-impl From<Error> for Refused {
-    fn from(error: Error) -> Self {
-        Self::Table(error)
-    }
-}
-
-impl From<Unavailable> for Refused {
-    fn from(unavailable: Unavailable) -> Self {
-        Self::Unavailable(unavailable)
-    }
-}
+use crate::request::{self, PurgeStopped, Request, Sweep, Wake};
 
 /// A sweep's result, for the sweeper to log.
 #[derive(Debug)]
@@ -80,33 +48,33 @@ pub(crate) struct Swept {
     pub(crate) next_wakeup: Option<Timestamp>,
 }
 
-/// The table and the signals that follow its changes.
+/// The log, the table it applies to, and the signals that follow its changes.
 #[derive(Debug)]
 pub(crate) struct Submit {
-    /// In durable mode, shared with the Raft state machine, which is the only writer.
+    /// Every change goes through it.
+    log: AnyLog,
+    /// The log's table, for reads (the log is its only writer).
     table: Arc<Mutex<LeaseTable>>,
-    /// Durable mode: the Raft node every change is proposed to.
-    durable: Option<Durable>,
-    /// Commands applied so far (refused ones included, as a log records them; sweeps only when
-    /// they changed something): `last_applied_index` of `GET /cluster`.
-    applied: AtomicU64,
-    /// The latest instant an id was minted at (Unix µs), so ids keep sorting in creation order
-    /// even if the wall clock steps back.
-    minted_at: AtomicI64,
-    mint: Mint,
-    /// The instant (Unix µs) the sweeper sleeps until at most; `i64::MAX`: until woken.
-    /// Written under the table lock by each sweep, so a change made after a sweep compares
-    /// against that sweep's answer.
+    /// The inputs of the ids commands mint.
+    ids: CommandIds,
+    /// The instant (Unix µs) the sweeper sleeps until at most; `i64::MAX`: until woken (and
+    /// before the first sweep). Written under the table lock by each sweep, so a change made
+    /// after a sweep compares against that sweep's answer.
     sweeper_sleeps_until: AtomicI64,
     /// Wakes the sweeper when a change moved the table's next wake-up earlier.
     sweeper: Notify,
+    /// A request ran after the instant the sweeper sleeps until: the table lapses due leases
+    /// before any operation, so it may have applied a lapse that only a sweep logs.
+    lapse_applied: AtomicBool,
+    /// That instant on the monotonic clock, in nanoseconds after `started` (`u64::MAX`: none),
+    /// so a request compares it with the `Instant` it already took, without reading the time.
+    sweeper_wakes_at: AtomicU64,
+    started: Instant,
     /// A work item may have become claimable: long polls look again.
     work_ready: Notify,
     /// Which workers polled lately: node-local, not in the table (`crate::pollers`).
     pollers: Pollers,
     metrics: std::sync::Arc<Metrics>,
-    /// Stamps commands; the time reads are answered at.
-    clock: Arc<Clock>,
 }
 
 /// How long from `now` until `at` (zero when it is past).
@@ -121,94 +89,69 @@ fn micros(duration: Duration) -> i64 {
 }
 
 impl Submit {
+    /// In memory: changes are applied to a new table at once.
     pub(crate) fn new(config: Config, metrics: Arc<Metrics>, clock: Arc<Clock>) -> Self {
-        Self::with_table(
-            Arc::new(Mutex::new(LeaseTable::new(config))),
-            None,
+        Self::over(
+            AnyLog::Memory(MemoryLog::new(LeaseTable::new(config), clock)),
             metrics,
-            clock,
         )
     }
 
     /// Durable and replicated modes: every change goes through `durable`'s log to the table it
     /// applies to.
     pub(crate) fn logged(durable: Durable, metrics: Arc<Metrics>, clock: Arc<Clock>) -> Self {
-        let table = durable.table().clone();
-        Self::with_table(table, Some(durable), metrics, clock)
+        Self::over(AnyLog::Raft(RaftLog::new(durable, clock)), metrics)
     }
 
-    fn with_table(
-        table: Arc<Mutex<LeaseTable>>,
-        durable: Option<Durable>,
-        metrics: Arc<Metrics>,
-        clock: Arc<Clock>,
-    ) -> Self {
+    fn over(log: AnyLog, metrics: Arc<Metrics>) -> Self {
+        let table = log.table().clone();
+        // Ids minted after a restart still sort after the ones minted before it.
         let table_clock = table.lock().clock();
         Self {
+            log,
             table,
-            durable,
-            applied: AtomicU64::new(0),
-            // Ids minted after a restart still sort after the ones minted before it.
-            minted_at: AtomicI64::new(table_clock.map_or(i64::MIN, Timestamp::unix_micros)),
-            mint: Mint::new(),
-            sweeper_sleeps_until: AtomicI64::new(i64::MIN),
+            ids: CommandIds::after(table_clock),
+            sweeper_sleeps_until: AtomicI64::new(i64::MAX),
             sweeper: Notify::new(),
+            lapse_applied: AtomicBool::new(false),
+            sweeper_wakes_at: AtomicU64::new(u64::MAX),
+            started: Instant::now(),
             work_ready: Notify::new(),
             pollers: Pollers::new(),
             metrics,
-            clock,
         }
     }
 
     /// The time reads are answered at and waits are scheduled by.
     pub(crate) fn now(&self) -> Timestamp {
-        match self.durable.as_ref().and_then(Durable::leading_term) {
-            // A new leader's reads and sweeps go by its term's corrected time from the start,
-            // not only once it has stamped something (`crate::clock`).
-            Some(term) => self.clock.now_in_term(term),
-            None => self.clock.now(),
-        }
+        self.log.now()
     }
 
-    /// The Raft node, in durable and replicated modes.
+    /// The Raft node, in durable and replicated modes (the internal routes and forwarding
+    /// speak to it).
     pub(crate) fn durable(&self) -> Option<&Durable> {
-        self.durable.as_ref()
+        self.log.raft()
     }
 
     /// Where requests should be served: here, unless this is a replicated member that does
     /// not lead (then the leader once one is known within `wait`, else `None`).
     pub(crate) async fn leader(&self, wait: Duration) -> Option<Leader> {
-        match &self.durable {
-            Some(durable) if durable.is_replicated() => {
-                if durable.leads() {
-                    Some(Leader::Me)
-                } else {
-                    durable.leader(wait).await
-                }
-            }
-            _ => Some(Leader::Me),
-        }
+        self.log.leader(wait).await
     }
 
     /// Whether this is a member of a replicated cluster.
     pub(crate) fn is_replicated(&self) -> bool {
-        self.durable.as_ref().is_some_and(Durable::is_replicated)
+        self.log.role() != crate::log::Role::Sole
     }
 
     /// Whether this node leads: always, but for a replicated member that follows.
     pub(crate) fn leads(&self) -> bool {
-        match &self.durable {
-            Some(durable) if durable.is_replicated() => durable.leads(),
-            _ => true,
-        }
+        self.log.role().leads()
     }
 
-    /// Resolves when this node's role may have changed (never in a one-member cluster).
+    /// Resolves when this node's role may have changed (never for a sole member).
     pub(crate) async fn role_changed(&self) {
-        match &self.durable {
-            Some(durable) if durable.is_replicated() => durable.role_changed().await,
-            _ => std::future::pending().await,
-        }
+        self.log.role_changed().await;
     }
 
     /// Resolves when a work item may have become claimable (register before looking).
@@ -223,16 +166,7 @@ impl Submit {
 
     /// This node's place in its cluster: in memory, a one-member cluster it leads at term 0.
     pub(crate) fn cluster_status(&self) -> Status {
-        match &self.durable {
-            Some(durable) => durable.status(),
-            None => Status {
-                node_id: 1,
-                leader_id: Some(1),
-                term: 0,
-                role: "leader",
-                last_applied_index: self.applied.load(Ordering::Relaxed),
-            },
-        }
+        self.log.status()
     }
 
     /// Whether this node is ready to answer (`GET /readyz`); in memory, always.
@@ -241,22 +175,17 @@ impl Submit {
     ///
     /// Why not, for a human (see [`Durable::readiness`]).
     pub(crate) fn readiness(&self) -> Result<(), String> {
-        self.durable.as_ref().map_or(Ok(()), Durable::readiness)
+        self.log.readiness()
     }
 
     /// Resolves, with why, when the log stops under this node (never in memory).
     pub(crate) async fn stopped(&self) -> String {
-        match &self.durable {
-            Some(durable) => durable.stopped().await,
-            None => std::future::pending().await,
-        }
+        self.log.stopped().await
     }
 
-    /// Stops the log, if there is one.
+    /// Stops the log.
     pub(crate) async fn shutdown(&self) {
-        if let Some(durable) = &self.durable {
-            durable.shutdown().await;
-        }
+        self.log.shutdown().await;
     }
 
     /// Registers an environment under a fresh id; returns it and its creation time.
@@ -468,22 +397,18 @@ impl Submit {
     /// Applies every lapse due now (and purges, when asked); the sweeper's one call. `None`
     /// when this node cannot change the table now (a replicated member that does not lead).
     pub(crate) async fn sweep(&self, purge_older_than: Option<Duration>) -> Option<Swept> {
-        let started = Instant::now();
-        let swept = match &self.durable {
-            Some(durable) => match self.sweep_durable(durable, purge_older_than).await {
-                Ok(swept) => swept,
-                Err(Refused::Unavailable(_)) => return None,
-                Err(refused) => {
-                    tracing::error!(?refused, "a sweep was refused");
-                    return None;
-                }
-            },
-            None => self.sweep_in_memory(purge_older_than),
-        };
-        // A sweep that found nothing due is not a change: a log would not have recorded it.
-        if !swept.transitions.is_empty() || swept.purged.unwrap_or(0) > 0 {
-            self.applied.fetch_add(1, Ordering::Relaxed);
+        if !self.leads() {
+            return None;
         }
+        let started = Instant::now();
+        let swept = match self.sweep_through_log(purge_older_than).await {
+            Ok(swept) => swept,
+            Err(Refused::Unavailable(_)) => return None,
+            Err(refused) => {
+                tracing::error!(?refused, "a sweep was refused");
+                return None;
+            }
+        };
         self.metrics.commit(started.elapsed());
         if swept.transitions.iter().any(|t| t.to == WorkState::Queued) {
             self.work_ready.notify_waiters();
@@ -491,174 +416,37 @@ impl Submit {
         Some(swept)
     }
 
-    /// In memory: the lapses due and the purge, applied at once.
-    fn sweep_in_memory(&self, purge_older_than: Option<Duration>) -> Swept {
-        let mut table = self.table.lock();
-        let now = self.clock.now();
-        let purged = purge_older_than
-            .map(|keep| table.purge_stopped(now.saturating_sub_micros(micros(keep)), now));
-        let transitions = table.sweep(now);
-        let next_wakeup = table.next_wakeup();
-        self.sweeper_sleeps_until.store(
-            next_wakeup.map_or(i64::MAX, Timestamp::unix_micros),
-            Ordering::Relaxed,
-        );
-        Swept {
-            transitions,
-            purged,
-            next_wakeup,
-        }
-    }
-
-    /// Applies one request: the only place the table changes (in durable mode, the only
-    /// place a change is proposed), answered with the request's own answer type.
-    async fn apply<R: Request>(&self, request: R) -> Result<R::Answer, Refused> {
-        if let Some(durable) = &self.durable {
-            // Boxed: an async fn's future is as large as its largest branch, and the caller's
-            // future holds it whole. Inline, the durable branch made an in-memory heartbeat's
-            // future 2 416 bytes (208 boxed), allocated and moved on every request: 16 861 ->
-            // 16 246 instructions a heartbeat, the bare route 18 170
-            // (`scripts/request-instructions.sh 10 1000`).
-            return Box::pin(self.apply_durable(durable, request)).await;
-        }
-        let started = Instant::now();
-        let mut table = self.table.lock();
-        // Stamped under the lock, so stamps follow the order commands apply (the table clamps
-        // one that steps back). No leader changes here, so no timeline to keep.
-        let now = self.clock.now();
-        // The same command durable mode logs, applied at once (a heartbeat skips building it).
-        let answer = request.apply_to(&mut table, now, || self.mint_inputs(now));
-        let wake = match &answer {
-            Ok(Ok(answer)) => R::wakes(answer),
-            Ok(Err(_)) | Err(_) => Wake::Nothing,
-        };
-        // Only a lease opened or shortened, or a delivery, can bring the next wake-up earlier;
-        // a renewal usually moves a deadline later, and then the sweeper sleeps on.
-        let earliest_change = match wake {
-            Wake::Deadline(at) => Some(at),
-            Wake::NextWakeup => table.next_wakeup(),
-            Wake::Nothing | Wake::WorkReady => None,
-        };
-        drop(table);
-        self.settle(started, wake, earliest_change);
-        Ok(answer??)
-    }
-
-    /// What follows an applied command in every mode: counters, metrics, and waking the
-    /// sweeper and long polls.
-    fn settle(&self, started: Instant, wake: Wake, earliest_change: Option<Timestamp>) {
-        self.applied.fetch_add(1, Ordering::Relaxed);
-        self.metrics.commit(started.elapsed());
-        if let Some(at) = earliest_change {
-            if at.unix_micros() < self.sweeper_sleeps_until.load(Ordering::Relaxed) {
-                self.sweeper.notify_one();
-            }
-        }
-        if wake == Wake::WorkReady {
-            self.work_ready.notify_waiters();
-        }
-    }
-
-    /// Durable mode: the command is stamped and its ids minted in log order, proposed, and
-    /// answered once fsynced and applied; a replayed forward whose first attempt was applied
-    /// is answered from the record, if it asks what its first attempt asked.
-    async fn apply_durable<R: Request>(
+    /// A `PurgeStopped` command when asked, a `Sweep` command only when a lapse is due.
+    async fn sweep_through_log(
         &self,
-        durable: &Durable,
-        request: R,
-    ) -> Result<R::Answer, Refused> {
-        let started = Instant::now();
-        let origin = RequestOrigin::current();
-        let recorded = match origin {
-            // A second attempt of a forwarded change: once everything committed is applied
-            // here, a recorded answer is the first attempt's (`crate::origin`).
-            Some(origin) if origin.replay => {
-                durable.read_barrier().await?;
-                durable
-                    .recorded(origin.id)
-                    .map(|record| (origin.id, record))
-            }
-            _ => None,
-        };
-        let answer = match recorded {
-            Some((origin, record)) => {
-                let asked = request.asked();
-                let refused = |recorded: Option<Kind>| Mismatch::Replay {
-                    origin,
-                    recorded,
-                    asked: asked.kind,
-                };
-                if let Some(recorded) = record.asked.filter(|recorded| *recorded != asked) {
-                    return Err(refused(Some(recorded.kind)).into());
-                }
-                match record.answer {
-                    // A record without what was asked (restored from an older snapshot) still
-                    // answers only a request of the kind its answer belongs to.
-                    Ok(applied) => Ok(R::answer(applied).map_err(|_| refused(None))?),
-                    Err(error) => Err(error),
-                }
-            }
-            None => {
-                let (applied, ()) = durable
-                    .propose(origin.map(|o| o.id), |now| {
-                        let command = request.command(|| self.mint_inputs(now));
-                        (Stamped::new(now, command), ())
-                    })
-                    .await?;
-                match applied {
-                    Ok(applied) => Ok(R::answer(applied)?),
-                    Err(error) => Err(error),
-                }
-            }
-        };
-        let wake = answer.as_ref().map_or(Wake::Nothing, R::wakes);
-        let earliest_change = match wake {
-            Wake::Deadline(at) => Some(at),
-            Wake::NextWakeup => self.table.lock().next_wakeup(),
-            Wake::Nothing | Wake::WorkReady => None,
-        };
-        self.settle(started, wake, earliest_change);
-        Ok(answer?)
-    }
-
-    /// Durable mode's sweep: a `PurgeStopped` command when asked, a `Sweep` command only when
-    /// a lapse is due (an idle sweep changes nothing, so the log does not record it).
-    async fn sweep_durable(
-        &self,
-        durable: &Durable,
         purge_older_than: Option<Duration>,
     ) -> Result<Swept, Refused> {
-        if !durable.leads() {
-            return Err(Unavailable("only the leader sweeps".to_owned()).into());
-        }
         let purged = match purge_older_than {
             Some(keep) => {
-                let (applied, ()) = durable
-                    .propose(None, |now| {
-                        let before = now.saturating_sub_micros(micros(keep));
-                        let purge = PurgeStopped { before }.command(|| self.mint_inputs(now));
-                        (Stamped::new(now, purge), ())
-                    })
-                    .await?;
-                Some(PurgeStopped::answer(applied?)?)
+                let before = self.now().saturating_sub_micros(micros(keep));
+                Some(
+                    self.log
+                        .submit(PurgeStopped { before }, &self.ids)
+                        .await??,
+                )
             }
             None => None,
         };
-        let due = self
-            .table
-            .lock()
-            .next_wakeup()
-            .is_some_and(|at| at <= self.now());
+        // Due when the table says a lapse is due, or when a request may have applied one
+        // first (its transition then waits in the table's journal for a sweep to log).
+        let lapse_applied = self.lapse_applied.load(Ordering::Relaxed);
+        let due = lapse_applied
+            || self
+                .table
+                .lock()
+                .next_wakeup()
+                .is_some_and(|at| at <= self.now());
         let transitions = if due {
-            let (applied, ()) = durable
-                .propose(None, |now| {
-                    (
-                        Stamped::new(now, Sweep.command(|| self.mint_inputs(now))),
-                        (),
-                    )
-                })
-                .await?;
-            Sweep::answer(applied?)?
+            let transitions = self.log.submit(Sweep, &self.ids).await??;
+            if lapse_applied {
+                self.lapse_applied.store(false, Ordering::Relaxed);
+            }
+            transitions
         } else {
             Vec::new()
         };
@@ -669,6 +457,11 @@ impl Submit {
             next_wakeup.map_or(i64::MAX, Timestamp::unix_micros),
             Ordering::Relaxed,
         );
+        let wakes_at = next_wakeup.map_or(u64::MAX, |at| {
+            let after_start = self.started.elapsed() + until(at, self.now());
+            u64::try_from(after_start.as_nanos()).unwrap_or(u64::MAX)
+        });
+        self.sweeper_wakes_at.store(wakes_at, Ordering::Relaxed);
         Ok(Swept {
             transitions,
             purged,
@@ -676,25 +469,44 @@ impl Submit {
         })
     }
 
-    /// A new id's time, sequence and entropy. Called under the table lock, so ids sort in the
-    /// order the table receives them: the time never goes back and the sequence breaks ties.
-    fn mint_inputs(&self, now: Timestamp) -> (Timestamp, u64, u64) {
-        let previous = self
-            .minted_at
-            .fetch_max(now.unix_micros(), Ordering::Relaxed);
-        let at = Timestamp::from_unix_micros(previous.max(now.unix_micros()));
-        let sequence = self.mint.sequence();
-        (at, sequence, self.mint.entropy(sequence, 1))
+    /// Submits one request to the log: the only place the table changes, answered with the
+    /// request's own answer type; then wakes the sweeper and long polls if it may concern them.
+    async fn apply<R: Request + Send>(&self, request: R) -> Result<R::Answer, Refused>
+    where
+        R::Answer: Send,
+    {
+        let started = Instant::now();
+        let answer = self.log.submit(request, &self.ids).await?;
+        let wake = answer.as_ref().map_or(Wake::Nothing, R::wakes);
+        // Only a lease opened or shortened, or a delivery, can bring the next wake-up earlier;
+        // a renewal usually moves a deadline later, and then the sweeper sleeps on.
+        let earliest_change = match wake {
+            Wake::Deadline(at) => Some(at),
+            Wake::NextWakeup => self.table.lock().next_wakeup(),
+            Wake::Nothing | Wake::WorkReady => None,
+        };
+        self.metrics.commit(started.elapsed());
+        if let Some(at) = earliest_change {
+            if at.unix_micros() < self.sweeper_sleeps_until.load(Ordering::Relaxed) {
+                self.sweeper.notify_one();
+            }
+        }
+        let ran_at = u64::try_from(started.saturating_duration_since(self.started).as_nanos())
+            .unwrap_or(u64::MAX);
+        if ran_at >= self.sweeper_wakes_at.load(Ordering::Relaxed) {
+            self.lapse_applied.store(true, Ordering::Relaxed);
+        }
+        if wake == Wake::WorkReady {
+            self.work_ready.notify_waiters();
+        }
+        Ok(answer?)
     }
 
     // ---- reads: they change nothing a snapshot holds ----
 
     /// Waits until a read of the local table is linearizable (docs/contract.md §8 "Reads").
-    async fn read_barrier(&self) -> Result<(), Unavailable> {
-        match &self.durable {
-            Some(durable) => durable.read_barrier().await,
-            None => Ok(()),
-        }
+    async fn read_barrier(&self) -> Result<(), Refused> {
+        Ok(self.log.read_barrier().await?)
     }
 
     pub(crate) async fn get(&self, environment: &str, work: &str) -> Result<WorkItem, Refused> {
@@ -793,5 +605,62 @@ fn all_environments(table: &LeaseTable) -> Vec<EnvironmentId> {
             (true, Some(last)) => request.after = Some(last),
             _ => return all,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use worklease::EnvironmentKind;
+
+    use super::*;
+
+    /// One sweep policy and one meaning of "applied" (`crate::log`): in memory as in a log,
+    /// a poll that finds nothing and a sweep with nothing due are no entries; each change,
+    /// and a sweep that is due, is one.
+    #[tokio::test]
+    async fn only_changes_and_due_sweeps_are_entries_in_memory() {
+        let clock = Arc::new(Clock::new());
+        let submit = Submit::new(Config::default(), Arc::new(Metrics::new()), clock.clone());
+        let applied = || submit.cluster_status().last_applied_index;
+        let environment = submit
+            .create_environment(NewEnvironment {
+                name: "idle".to_owned(),
+                kind: EnvironmentKind::SelfHosted,
+                config: None,
+                description: None,
+                metadata: Metadata::new(),
+                scope: None,
+            })
+            .await
+            .expect("created")
+            .id
+            .to_string();
+        assert_eq!(applied(), 1);
+        for _ in 0..100 {
+            let polled = submit.poll(&environment, &PollRequest::default()).await;
+            assert!(matches!(polled, Ok(Polled::Empty { .. })), "{polled:?}");
+        }
+        let swept = submit.sweep(None).await.expect("a sole member sweeps");
+        assert!(swept.transitions.is_empty());
+        assert_eq!(applied(), 1, "empty polls and an idle sweep are no entries");
+
+        submit
+            .create_work(&environment, SessionId::from_u128(1), Metadata::new())
+            .await
+            .expect("created");
+        let polled = submit.poll(&environment, &PollRequest::default()).await;
+        let Ok(Polled::Delivered(item)) = polled else {
+            panic!("{polled:?}")
+        };
+        submit
+            .ack(&environment, &item.id.to_string(), None)
+            .await
+            .expect("acked");
+        assert_eq!(applied(), 4);
+        // An hour on, the acknowledged item's lease has lapsed: the sweep is due, and one entry.
+        clock.set_skew_micros(3_600_000_000);
+        let swept = submit.sweep(None).await.expect("a sole member sweeps");
+        assert!(!swept.transitions.is_empty(), "{swept:?}");
+        assert_eq!(applied(), 5, "a due sweep is one entry");
     }
 }

@@ -8,6 +8,10 @@ use std::time::Duration;
 use crate::app::Shared;
 use crate::submit::until;
 
+/// How long the sweeper waits when the table's next wake-up is already past and sweeping
+/// did not move it.
+const OVERDUE_PAUSE: Duration = Duration::from_secs(1);
+
 /// Runs until the task is aborted.
 ///
 /// With `keep_stopped`, it also purges the items stopped longer ago than that, every so often
@@ -51,9 +55,15 @@ pub(crate) async fn run(shared: Arc<Shared>, keep_stopped: Option<Duration>) {
             );
         }
         // With nothing scheduled, wait for a change to say otherwise.
-        let wait = swept.next_wakeup.map_or(Duration::from_secs(3600), |at| {
+        let mut wait = swept.next_wakeup.map_or(Duration::from_secs(3600), |at| {
             until(at, shared.submit.now())
         });
+        // A wake-up still past after a sweep that lapsed nothing is the end of a delivery's
+        // reclaim window, which only a poll moves: look again in a second (lapses due behind
+        // it are swept then), rather than sweeping (and, in a log, writing) in a tight loop.
+        if wait.is_zero() && swept.transitions.is_empty() {
+            wait = OVERDUE_PAUSE;
+        }
         let wait = purge_every.map_or(wait, |every| wait.min(every));
         tokio::select! {
             () = &mut changed => {}

@@ -11,7 +11,7 @@ use axum::extract::State;
 use axum::http::header::CONTENT_TYPE;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use openraft::error::{InstallSnapshotError, RaftError};
+use openraft::error::{Fatal, InstallSnapshotError, RaftError};
 
 use crate::app::Shared;
 use crate::raft::{self, CodecError, Durable, TypeConfig};
@@ -40,7 +40,7 @@ pub(crate) async fn append(
             if let Some(durable) = heard.submit.durable() {
                 durable.heard_commit(r.leader_commit);
             }
-            let answer = node.append_entries(r).await.map_err(|e| e.to_string())?;
+            let answer = node.append_entries(r).await.map_err(fatal)?;
             // A leader this member follows says where the table's time is now: this member's
             // live view of the timeline, should it lead next (`crate::clock`). A stale
             // leader's word (refused for a higher vote) is not taken.
@@ -67,7 +67,7 @@ pub(crate) async fn vote(
         body,
         raft::decode_vote_request,
         |node, r| async move {
-            let answer = node.vote(r).await.map_err(|e| e.to_string())?;
+            let answer = node.vote(r).await.map_err(fatal)?;
             Ok(raft::encode_vote_response(&answer))
         },
     )
@@ -92,7 +92,7 @@ pub(crate) async fn snapshot(
                 Err(RaftError::APIError(InstallSnapshotError::SnapshotMismatch(mismatch))) => {
                     Ok(raft::encode_install_response(&Err(mismatch)))
                 }
-                Err(error) => Err(error.to_string()),
+                Err(RaftError::Fatal(error)) => Err(error),
             }
         },
     )
@@ -101,7 +101,8 @@ pub(crate) async fn snapshot(
 
 /// One RPC: checks the sender and reads the body ([`accept`]), decodes it (400 when it does
 /// not), and hands it to this member's Raft node with `call`: its bytes are the answer, its
-/// error (the node is stopping) a 503.
+/// Raft error (the core stopped, or its storage failed) a 500 that the sender's openraft gets
+/// back as a `RemoteError` of that kind (`raft::RAFT_ERROR_HEADER`).
 async fn rpc<T, F>(
     shared: &Shared,
     headers: &HeaderMap,
@@ -110,7 +111,7 @@ async fn rpc<T, F>(
     call: impl FnOnce(openraft::Raft<TypeConfig>, T) -> F,
 ) -> Response
 where
-    F: std::future::Future<Output = Result<Vec<u8>, String>>,
+    F: std::future::Future<Output = Result<Vec<u8>, Fatal<raft::NodeId>>>,
 {
     let (durable, bytes) = match accept(shared, headers, body).await {
         Ok(accepted) => accepted,
@@ -122,7 +123,20 @@ where
     };
     match call(durable.raft().clone(), request).await {
         Ok(answer) => octets(answer),
-        Err(error) => plain(StatusCode::SERVICE_UNAVAILABLE, error),
+        Err(error) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            [(raft::RAFT_ERROR_HEADER, "1")],
+            raft::encode_fatal(&error),
+        )
+            .into_response(),
+    }
+}
+
+/// The error of an RPC that has no error of its own to answer (append, vote).
+fn fatal(error: RaftError<raft::NodeId>) -> Fatal<raft::NodeId> {
+    match error {
+        RaftError::Fatal(fatal) => fatal,
+        RaftError::APIError(never) => match never {},
     }
 }
 

@@ -10,7 +10,8 @@ use worklease::LeaseTable;
 
 use super::bootstrap::SNAPSHOT_FILE;
 use super::dir_lock::DirLock;
-use super::state_machine::{encode_payload, table_of_payload, write_snapshot};
+use super::payload::{encode_payload, table_of_payload};
+use super::state_machine::write_snapshot;
 use super::{Durable, Unavailable};
 
 /// How long a backup waits for its snapshot.
@@ -90,7 +91,7 @@ impl Durable {
 pub(crate) fn restore_into(dir: &Path, table: &[u8]) -> Result<(), String> {
     let named = |error: &dyn std::fmt::Display| format!("{}: {error}", dir.display());
     std::fs::create_dir_all(dir).map_err(|e| named(&e))?;
-    let _lock = DirLock::take(dir)?;
+    let _lock = DirLock::take(dir).map_err(|error| error.to_string())?;
     let others: Vec<String> = std::fs::read_dir(dir)
         .map_err(|e| named(&e))?
         .filter_map(Result::ok)

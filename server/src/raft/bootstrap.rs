@@ -19,6 +19,7 @@ use super::dir_lock::DirLock;
 use super::fingerprint;
 use super::log_store::LogStore;
 use super::network::{Links, Network};
+use super::open_error::{Cause, OpenError};
 use super::state_machine::StateMachine;
 use super::thread::RaftThread;
 use super::wal;
@@ -69,18 +70,19 @@ pub(crate) struct Options {
 ///
 /// # Errors
 ///
-/// A message naming the file at fault when the directory cannot be used: damaged, foreign, or
-/// unreadable, and a message naming the directory when another server holds it (`dir_lock`).
+/// The file at fault when the directory cannot be used (damaged, foreign, or unreadable), or
+/// the directory when another server holds it (`dir_lock`) or Raft does not start on it.
 /// Nothing is served from a partial table.
-pub(crate) async fn open(options: &Options, clock: Arc<Clock>) -> Result<Durable, String> {
+pub(crate) async fn open(options: &Options, clock: Arc<Clock>) -> Result<Durable, OpenError> {
     let dir = &options.dir;
-    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    std::fs::create_dir_all(dir).map_err(|e| OpenError::at(dir, e))?;
     let lock = DirLock::take(dir)?;
-    let thread = RaftThread::start()?;
+    let thread = RaftThread::start().map_err(|e| OpenError::at(dir, Cause::Start(e)))?;
     let options = options.clone();
     let mut durable = thread
         .run(async move { open_on_this_thread(&options, clock).await })
-        .await??;
+        .await
+        .map_err(|e| OpenError::at(dir, Cause::Start(e)))??;
     durable.thread = Some(thread);
     durable.dir_lock = Some(lock);
     Ok(durable)
@@ -88,27 +90,29 @@ pub(crate) async fn open(options: &Options, clock: Arc<Clock>) -> Result<Durable
 
 /// [`open`], on the Raft thread: openraft spawns its tasks where it starts, and so does
 /// [`Durable::start`].
-async fn open_on_this_thread(options: &Options, clock: Arc<Clock>) -> Result<Durable, String> {
+async fn open_on_this_thread(options: &Options, clock: Arc<Clock>) -> Result<Durable, OpenError> {
     let started = Instant::now();
     let dir = &options.dir;
     let old_log = dir.join("raft.redb");
     if old_log.exists() {
-        return Err(format!(
-            "{}: a log in the format of an earlier build (redb); this build keeps its log in \
+        return Err(OpenError::at(
+            &old_log,
+            "a log in the format of an earlier build (redb); this build keeps its log in \
              raft-*.wal segments and cannot read it",
-            old_log.display()
         ));
     }
     // The log's first segment names the log in messages (`wal`).
-    let segments = wal::segments_in(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let segments = wal::segments_in(dir).map_err(|e| OpenError::at(dir, e))?;
     let log_exists = !segments.is_empty();
     let log_path = wal::segment_path(dir, segments.first().copied().unwrap_or(1));
     let snapshot_path = dir.join(SNAPSHOT_FILE);
     if log_exists && !snapshot_path.exists() {
-        return Err(format!(
-            "{}: missing, but {} exists: the directory is damaged",
-            snapshot_path.display(),
-            log_path.display()
+        return Err(OpenError::at(
+            &snapshot_path,
+            format!(
+                "missing, but {} exists: the directory is damaged",
+                log_path.display()
+            ),
         ));
     }
     if !log_exists && snapshot_path.exists() {
@@ -116,10 +120,12 @@ async fn open_on_this_thread(options: &Options, clock: Arc<Clock>) -> Result<Dur
         // first empty snapshot (a crash in between) or a directory that lost its log.
         let (_, restored) = StateMachine::open(&snapshot_path, options.config, clock.clone())?;
         if restored.index.is_some() {
-            return Err(format!(
-                "{}: missing, but {} covers a log that existed",
-                log_path.display(),
-                snapshot_path.display()
+            return Err(OpenError::at(
+                &log_path,
+                format!(
+                    "missing, but {} covers a log that existed",
+                    snapshot_path.display()
+                ),
             ));
         }
     }
@@ -130,11 +136,13 @@ async fn open_on_this_thread(options: &Options, clock: Arc<Clock>) -> Result<Dur
     // and replay a log that does not hold it.
     let from_backup = machine.holds_a_restored_table();
     if from_backup && options.peers.len() > 1 {
-        return Err(format!(
-            "{}: holds a restored backup, which starts a one-member cluster: give --peers \
-             only this member ({}=HOST:PORT), then add the others with POST /cluster/members",
-            snapshot_path.display(),
-            options.node_id
+        return Err(OpenError::at(
+            &snapshot_path,
+            Cause::Refused(format!(
+                "holds a restored backup, which starts a one-member cluster: give --peers only \
+                 this member ({}=HOST:PORT), then add the others with POST /cluster/members",
+                options.node_id
+            )),
         ));
     }
     let (log, opened) = LogStore::open(dir, options.segment_bytes, !replicated)?;
@@ -158,10 +166,12 @@ async fn open_on_this_thread(options: &Options, clock: Arc<Clock>) -> Result<Dur
     };
     if let (Some(snapshot), last) = (restored.index, opened.last_index) {
         if last.is_none_or(|last| last < snapshot) {
-            return Err(format!(
-                "{}: ends before the snapshot in {} (index {snapshot})",
-                log_path.display(),
-                snapshot_path.display()
+            return Err(OpenError::at(
+                &log_path,
+                format!(
+                    "ends before the snapshot in {} (index {snapshot})",
+                    snapshot_path.display()
+                ),
             ));
         }
     }
@@ -192,7 +202,7 @@ async fn open_on_this_thread(options: &Options, clock: Arc<Clock>) -> Result<Dur
     let config = Arc::new(
         config
             .validate()
-            .map_err(|e| format!("raft configuration: {e}"))?,
+            .map_err(|e| OpenError::at(dir, Cause::Start(format!("raft configuration: {e}"))))?,
     );
     // Members must apply commands under the same table configuration, or their tables drift
     // apart: each RPC carries the sender's fingerprint, and a member refuses RPCs from a
@@ -204,19 +214,22 @@ async fn open_on_this_thread(options: &Options, clock: Arc<Clock>) -> Result<Dur
         None => links,
     });
     let node_id = options.node_id;
+    let not_started = |e: &dyn std::fmt::Display| {
+        OpenError::at(dir, Cause::Start(format!("raft did not start: {e}")))
+    };
     let raft = openraft::Raft::new(node_id, config, Network(links.clone()), log, machine)
         .await
-        .map_err(|e| format!("raft did not start: {e}"))?;
-    let initialized = raft
-        .is_initialized()
-        .await
-        .map_err(|e| format!("raft did not start: {e}"))?;
+        .map_err(|e| not_started(&e))?;
+    let initialized = raft.is_initialized().await.map_err(|e| not_started(&e))?;
     if !replicated {
         if !initialized {
             let members = BTreeMap::from([(node_id, BasicNode::new(options.address))]);
-            raft.initialize(members)
-                .await
-                .map_err(|e| format!("cannot initialize the cluster: {e}"))?;
+            raft.initialize(members).await.map_err(|e| {
+                OpenError::at(
+                    dir,
+                    Cause::Start(format!("cannot initialize the cluster: {e}")),
+                )
+            })?;
         }
     } else {
         // A member whose directory is new takes no part until it is let in (`admission`):
@@ -264,7 +277,7 @@ async fn open_on_this_thread(options: &Options, clock: Arc<Clock>) -> Result<Dur
         {
             let now = metrics.borrow();
             if let Err(fatal) = &now.running_state {
-                return Err(format!("{}: {fatal}", log_path.display()));
+                return Err(OpenError::at(&log_path, Cause::Start(fatal.to_string())));
             }
             let applied = now.last_applied.map(|id| id.index);
             if now.state == ServerState::Leader && applied >= target {
@@ -281,12 +294,19 @@ async fn open_on_this_thread(options: &Options, clock: Arc<Clock>) -> Result<Dur
         let left = STARTUP_LIMIT.saturating_sub(started.elapsed());
         match tokio::time::timeout(left, metrics.changed()).await {
             Ok(Ok(())) => {}
-            Ok(Err(_)) => return Err(format!("{}: raft stopped during startup", dir.display())),
+            Ok(Err(_)) => {
+                return Err(OpenError::at(
+                    dir,
+                    Cause::Start("raft stopped during startup".to_owned()),
+                ))
+            }
             Err(_) => {
-                return Err(format!(
-                    "{}: not recovered within {} s",
-                    dir.display(),
-                    STARTUP_LIMIT.as_secs()
+                return Err(OpenError::at(
+                    dir,
+                    Cause::Start(format!(
+                        "not recovered within {} s",
+                        STARTUP_LIMIT.as_secs()
+                    )),
                 ))
             }
         }

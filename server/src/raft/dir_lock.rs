@@ -12,6 +12,8 @@ use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::Path;
 
+use super::open_error::{Cause, OpenError};
+
 /// The lock file's name in the data directory.
 pub(crate) const LOCK_FILE: &str = "worklease.lock";
 
@@ -27,12 +29,11 @@ impl DirLock {
     ///
     /// # Errors
     ///
-    /// A message naming the directory (and the holder's process id, when the lock file holds
-    /// one) when another process holds the lock; a message naming the file when it cannot be
+    /// [`Cause::Held`] at the directory (with the holder's process id, when the lock file holds
+    /// one) when another process holds the lock; the lock file's error when it cannot be
     /// opened or written.
-    pub(crate) fn take(dir: &Path) -> Result<Self, String> {
+    pub(crate) fn take(dir: &Path) -> Result<Self, OpenError> {
         let path = dir.join(LOCK_FILE);
-        let named = |error: &dyn std::fmt::Display| format!("{}: {error}", path.display());
         // Not truncated on open: the holder's pid must stay readable until the lock is ours.
         let mut file = OpenOptions::new()
             .read(true)
@@ -40,7 +41,7 @@ impl DirLock {
             .create(true)
             .truncate(false)
             .open(&path)
-            .map_err(|e| named(&e))?;
+            .map_err(|e| OpenError::at(&path, e))?;
         match file.try_lock() {
             Ok(()) => {}
             Err(TryLockError::WouldBlock) => {
@@ -48,21 +49,21 @@ impl DirLock {
                 let holder = file
                     .read_to_string(&mut text)
                     .ok()
-                    .and_then(|_| text.trim().parse::<u32>().ok())
-                    .map_or_else(String::new, |pid| format!(" (process {pid})"));
-                return Err(format!(
-                    "{}: another worklease-server{holder} is using this data directory; one \
-                     directory serves one server at a time (lock file {})",
-                    dir.display(),
-                    path.display()
+                    .and_then(|_| text.trim().parse::<u32>().ok());
+                return Err(OpenError::at(
+                    dir,
+                    Cause::Held {
+                        holder,
+                        lock_file: path,
+                    },
                 ));
             }
-            Err(TryLockError::Error(error)) => return Err(named(&error)),
+            Err(TryLockError::Error(error)) => return Err(OpenError::at(&path, error)),
         }
         file.set_len(0)
             .and_then(|()| file.seek(SeekFrom::Start(0)))
             .and_then(|_| writeln!(file, "{}", std::process::id()))
-            .map_err(|e| named(&e))?;
+            .map_err(|e| OpenError::at(&path, e))?;
         Ok(Self { _file: file })
     }
 }
@@ -78,9 +79,15 @@ mod tests {
         let held = DirLock::take(&dir).expect("the first takes it");
         // A second open file description conflicts, even in the same process.
         let refused = DirLock::take(&dir).expect_err("the second is refused");
-        assert!(refused.contains(&dir.display().to_string()), "{refused}");
+        assert_eq!(refused.path, dir, "{refused}");
         assert!(
-            refused.contains(&format!("process {}", std::process::id())),
+            matches!(refused.cause, Cause::Held { holder: Some(pid), .. } if pid == std::process::id()),
+            "{refused}"
+        );
+        assert!(
+            refused
+                .to_string()
+                .contains(&format!("process {}", std::process::id())),
             "{refused}"
         );
         drop(held);

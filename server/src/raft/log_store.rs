@@ -24,6 +24,7 @@ use openraft::{Entry, LogId, OptionalSend, RaftLogReader, StorageError, StorageI
 use parking_lot::Mutex;
 use tokio::sync::oneshot;
 
+use super::open_error::OpenError;
 use super::wal::{self, Wal};
 use super::{NodeId, Proposal, TypeConfig};
 
@@ -203,12 +204,12 @@ impl LogStore {
     ///
     /// # Errors
     ///
-    /// A message naming the file when the log is damaged, foreign or unreadable.
+    /// The file at fault when the log is damaged, foreign or unreadable.
     pub(crate) fn open(
         dir: &Path,
         segment_bytes: u64,
         inline: bool,
-    ) -> Result<(Self, Opened), String> {
+    ) -> Result<(Self, Opened), OpenError> {
         let (wal, replayed) = Wal::open(dir, segment_bytes)?;
         let entries = replayed.entries;
         let last_purged = replayed.last_purged;
@@ -231,7 +232,7 @@ impl LogStore {
             std::thread::Builder::new()
                 .name("raft-log-writer".to_owned())
                 .spawn(move || write_loop(wal, &rx, &writer_stats))
-                .map_err(|e| format!("{}: {e}", dir.display()))?;
+                .map_err(|e| OpenError::at(dir, e))?;
             Writer::Thread(Mutex::new(tx))
         };
         let store = Self {

@@ -32,6 +32,8 @@ mod fingerprint;
 mod log_store;
 mod membership;
 mod network;
+mod open_error;
+mod payload;
 mod replica;
 mod rpc;
 mod state_machine;
@@ -50,8 +52,8 @@ pub(crate) use network::{
     Links, APPEND_ROUTE, CONFIG_HEADER, SNAPSHOT_ROUTE, TABLE_TIME_HEADER, VOTE_ROUTE,
 };
 pub(crate) use rpc::{
-    decode_append, decode_install, decode_vote_request, encode_append_response,
-    encode_install_response, encode_vote_response,
+    decode_append, decode_install, decode_vote_request, encode_append_response, encode_fatal,
+    encode_install_response, encode_vote_response, RAFT_ERROR_HEADER,
 };
 #[cfg(test)]
 pub(crate) use {

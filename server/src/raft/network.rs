@@ -4,12 +4,14 @@
 //! cluster never sends anything. With TLS on, members call each other over
 //! HTTPS and check each other's certificate ([`Links::over_tls`]).
 
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
+#[cfg(any(test, feature = "testing"))]
+use std::sync::atomic::{AtomicU32, AtomicU64};
 use std::sync::Arc;
 use std::time::Duration;
 
 use openraft::error::{
-    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
+    Fatal, InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
 };
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
@@ -36,8 +38,8 @@ pub(crate) const CONFIG_HEADER: &str = "x-worklease-table-config";
 pub(crate) const TABLE_TIME_HEADER: &str = "x-worklease-table-time";
 
 /// What every connection of this node shares: one HTTP client (its connection pool), the
-/// cluster secret, and a switch that cuts this node off from the others (tests isolate a leader with
-/// it without stopping the process).
+/// cluster secret, and (feature `testing`) switches that cut this node off from the others
+/// (tests isolate a leader with them without stopping the process).
 #[derive(Debug)]
 pub(crate) struct Links {
     client: reqwest::Client,
@@ -46,15 +48,18 @@ pub(crate) struct Links {
     cluster_secret: Option<ClusterSecret>,
     /// Paces the error about a member refusing this member's cluster secret, per member.
     refused: parking_lot::Mutex<std::collections::BTreeMap<NodeId, crate::tls::Throttle>>,
+    #[cfg(any(test, feature = "testing"))]
     cut: AtomicBool,
     /// Members this node's RPCs do not reach, a bit per id (ids below 64; tests split a
     /// cluster with it: cutting both directions between two members partitions them).
+    #[cfg(any(test, feature = "testing"))]
     cut_from: AtomicU64,
     /// This member's table configuration fingerprints (`super::fingerprint`).
     config_tag: String,
     /// A refusal for a different configuration was logged already.
     mismatch_logged: AtomicBool,
     /// Tests: how many more forwarded requests reach the leader but lose their answers.
+    #[cfg(any(test, feature = "testing"))]
     drop_answers: AtomicU32,
     /// This node's clock: a leader's appends carry its time on the table's timeline.
     clock: Arc<Clock>,
@@ -74,10 +79,13 @@ impl Links {
             client: http_client(None),
             cluster_secret,
             refused: parking_lot::Mutex::default(),
+            #[cfg(any(test, feature = "testing"))]
             cut: AtomicBool::new(false),
+            #[cfg(any(test, feature = "testing"))]
             cut_from: AtomicU64::new(0),
             config_tag,
             mismatch_logged: AtomicBool::new(false),
+            #[cfg(any(test, feature = "testing"))]
             drop_answers: AtomicU32::new(0),
             clock,
             scheme: "http",
@@ -126,13 +134,21 @@ impl Links {
 
     /// Whether the answer of this forwarded request is thrown away (a fault injector: the
     /// leader applied the change, the follower never hears back).
+    #[cfg(any(test, feature = "testing"))]
     pub(crate) fn drops_answers(&self) -> bool {
         self.drop_answers
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
             .is_ok()
     }
 
+    /// Outside the crate's own tests and feature `testing`, no answer is thrown away.
+    #[cfg(not(any(test, feature = "testing")))]
+    pub(crate) fn drops_answers(&self) -> bool {
+        false
+    }
+
     /// Throws away the answers of the next `count` forwarded requests.
+    #[cfg(any(test, feature = "testing"))]
     #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) fn drop_answers(&self, count: u32) {
         self.drop_answers.store(count, Ordering::Relaxed);
@@ -198,11 +214,19 @@ impl Links {
     }
 
     /// Cut off: nothing leaves, and RPCs arriving are refused.
+    #[cfg(any(test, feature = "testing"))]
     pub(crate) fn is_cut(&self) -> bool {
         self.cut.load(Ordering::Relaxed)
     }
 
+    /// Outside the crate's own tests and feature `testing`, never cut off.
+    #[cfg(not(any(test, feature = "testing")))]
+    pub(crate) fn is_cut(&self) -> bool {
+        false
+    }
+
     /// Cuts this node off from the others, or joins it back (a fault injector for tests).
+    #[cfg(any(test, feature = "testing"))]
     #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) fn set_cut(&self, cut: bool) {
         self.cut.store(cut, Ordering::Relaxed);
@@ -211,6 +235,7 @@ impl Links {
     /// Stops this node's RPCs to `peer`, or lets them through again (a fault injector for
     /// tests; answers travel with their requests, so cutting both directions partitions two
     /// members).
+    #[cfg(any(test, feature = "testing"))]
     #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) fn set_cut_from(&self, peer: NodeId, cut: bool) {
         let bit = 1u64 << (peer % 64);
@@ -223,8 +248,15 @@ impl Links {
 
     /// Whether this node's RPCs reach `peer` (not cut by [`Self::set_cut`] or
     /// [`Self::set_cut_from`]).
+    #[cfg(any(test, feature = "testing"))]
     fn reaches(&self, peer: NodeId) -> bool {
         !self.is_cut() && self.cut_from.load(Ordering::Relaxed) & (1u64 << (peer % 64)) == 0
+    }
+
+    /// Outside the crate's own tests and feature `testing`, every member is reached.
+    #[cfg(not(any(test, feature = "testing")))]
+    fn reaches(&self, _peer: NodeId) -> bool {
+        true
     }
 }
 
@@ -258,13 +290,18 @@ enum Failure {
     Unreachable(std::io::Error),
     /// Reached, but no usable answer.
     Network(std::io::Error),
+    /// The member's Raft answered with an error of its own.
+    Remote(NodeId, Box<Fatal<NodeId>>),
 }
 
 impl Failure {
-    fn into_rpc<E: std::error::Error>(self) -> RPCError<NodeId, BasicNode, E> {
+    fn into_rpc<E: std::error::Error>(self) -> RPCError<NodeId, BasicNode, RaftError<NodeId, E>> {
         match self {
             Self::Unreachable(error) => RPCError::Unreachable(Unreachable::new(&error)),
             Self::Network(error) => RPCError::Network(NetworkError::new(&error)),
+            Self::Remote(target, fatal) => {
+                RPCError::RemoteError(RemoteError::new(target, RaftError::Fatal(*fatal)))
+            }
         }
     }
 }
@@ -306,12 +343,19 @@ impl Peer {
         if status == reqwest::StatusCode::UNAUTHORIZED || status == reqwest::StatusCode::FORBIDDEN {
             self.links.log_refused_secret(self.target, status);
         }
+        let response_is_raft_error = response.headers().contains_key(rpc::RAFT_ERROR_HEADER);
         let bytes = response.bytes().await.map_err(|error| {
             Failure::Network(std::io::Error::other(format!(
                 "node {}: {error}",
                 self.target
             )))
         })?;
+        if response_is_raft_error {
+            return Err(match rpc::decode_fatal(&bytes) {
+                Ok(fatal) => Failure::Remote(self.target, Box::new(fatal)),
+                Err(error) => self.undecodable(&error),
+            });
+        }
         if !status.is_success() {
             let text = String::from_utf8_lossy(&bytes[..bytes.len().min(200)]).into_owned();
             let error =
@@ -413,6 +457,78 @@ impl RaftNetwork<TypeConfig> for Peer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A member whose Raft fails an RPC answers with the error (`crate::http::internal`); the
+    /// caller hands it to its openraft as a `RemoteError` of that kind, not a network error.
+    #[tokio::test]
+    async fn a_members_raft_error_reaches_the_caller_as_a_remote_error() {
+        use axum::http::StatusCode;
+        let answer = |status: StatusCode, raft_error: bool| {
+            axum::Router::new().route(
+                VOTE_ROUTE,
+                axum::routing::post(move || async move {
+                    let mut response = axum::response::IntoResponse::into_response((
+                        status,
+                        rpc::encode_fatal(&Fatal::Stopped),
+                    ));
+                    if raft_error {
+                        response.headers_mut().insert(
+                            rpc::RAFT_ERROR_HEADER,
+                            axum::http::HeaderValue::from_static("1"),
+                        );
+                    }
+                    response
+                }),
+            )
+        };
+        let mut outcomes = Vec::new();
+        for raft_error in [true, false] {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .expect("binds");
+            let address = listener.local_addr().expect("an address").to_string();
+            let served = tokio::spawn(async move {
+                axum::serve(
+                    listener,
+                    answer(StatusCode::INTERNAL_SERVER_ERROR, raft_error),
+                )
+                .await
+            });
+            let links = Arc::new(Links::new(
+                None,
+                "v1:test".to_owned(),
+                Arc::new(Clock::new()),
+            ));
+            let mut peer = Network(links)
+                .new_client(2, &BasicNode::new(&address))
+                .await;
+            let request = VoteRequest::new(openraft::Vote::new(1, 1), None);
+            let outcome = peer
+                .vote(request, RPCOption::new(Duration::from_secs(5)))
+                .await
+                .expect_err("refused");
+            outcomes.push(outcome);
+            served.abort();
+        }
+        assert!(
+            matches!(
+                &outcomes[0],
+                RPCError::RemoteError(RemoteError {
+                    target: 2,
+                    source: RaftError::Fatal(Fatal::Stopped),
+                    ..
+                })
+            ),
+            "{:?}",
+            outcomes[0]
+        );
+        // Without the header, a 500 is only a failed call.
+        assert!(
+            matches!(&outcomes[1], RPCError::Network(_)),
+            "{:?}",
+            outcomes[1]
+        );
+    }
 
     #[test]
     fn a_refusal_does_not_tell_the_sender_this_members_configuration() {

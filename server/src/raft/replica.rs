@@ -29,7 +29,7 @@ use tokio::sync::oneshot;
 use worklease::{LeaseTable, Stamped};
 
 use super::background::at_lowest_priority;
-use super::state_machine::encode_payload;
+use super::payload::encode_payload;
 use super::{Origin, Record, Recorded};
 
 /// The replica's end of the channel; dropping it stops the replica's thread.

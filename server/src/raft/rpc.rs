@@ -3,12 +3,12 @@
 //! value carries its checksum across the wire too. Only members of one build talk to each
 //! other, but a damaged or foreign body is still refused with an error, never a panic.
 
-use openraft::error::{InstallSnapshotError, SnapshotMismatch};
+use openraft::error::{Fatal, InstallSnapshotError, SnapshotMismatch};
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
     VoteRequest, VoteResponse,
 };
-use openraft::{LogId, SnapshotSegmentId};
+use openraft::{AnyError, LogId, SnapshotSegmentId, StorageError, StorageIOError};
 use serde::{Deserialize, Serialize};
 
 use super::codec::{self, CodecError};
@@ -273,6 +273,40 @@ pub(crate) fn decode_install_response(
     })
 }
 
+/// The header that marks an answer as the receiving member's Raft error (its body:
+/// [`encode_fatal`]), which the sender hands its openraft as a `RemoteError`.
+pub(crate) const RAFT_ERROR_HEADER: &str = "x-worklease-raft-error";
+
+/// A Raft error a member answers an RPC with: its core stopped, panicked, or its storage
+/// failed (the message then says how).
+#[derive(Serialize, Deserialize)]
+enum WireFatal {
+    Stopped,
+    Panicked,
+    Storage(String),
+}
+
+/// Why this member's Raft could not handle an RPC, for the sender.
+pub(crate) fn encode_fatal(fatal: &Fatal<NodeId>) -> Vec<u8> {
+    to_bytes(&match fatal {
+        Fatal::Stopped => WireFatal::Stopped,
+        Fatal::Panicked => WireFatal::Panicked,
+        Fatal::StorageError(error) => WireFatal::Storage(error.to_string()),
+    })
+}
+
+/// The receiver's Raft error, of the kind it had (a storage error keeps its message, not its
+/// subject: the sender only reports it).
+pub(crate) fn decode_fatal(bytes: &[u8]) -> Result<Fatal<NodeId>, CodecError> {
+    Ok(match from_bytes(bytes)? {
+        WireFatal::Stopped => Fatal::Stopped,
+        WireFatal::Panicked => Fatal::Panicked,
+        WireFatal::Storage(message) => Fatal::StorageError(StorageError::IO {
+            source: StorageIOError::write(AnyError::error(message)),
+        }),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::{BTreeMap, BTreeSet};
@@ -327,6 +361,24 @@ mod tests {
             let back = decode_append_response(&encode_append_response(&response)).unwrap();
             assert_eq!(back, response);
         }
+
+        for fatal in [
+            Fatal::Stopped,
+            Fatal::Panicked,
+            Fatal::StorageError(StorageError::IO {
+                source: StorageIOError::write_logs(AnyError::error("disk full")),
+            }),
+        ] {
+            let back = decode_fatal(&encode_fatal(&fatal)).unwrap();
+            assert_eq!(
+                std::mem::discriminant(&back),
+                std::mem::discriminant(&fatal)
+            );
+            if let Fatal::StorageError(_) = fatal {
+                assert!(back.to_string().contains("disk full"), "{back}");
+            }
+        }
+        assert!(decode_fatal(b"\xff").is_err());
 
         let request = VoteRequest::new(Vote::new(3, 2), Some(id));
         let back = decode_vote_request(&encode_vote_request(&request)).unwrap();

@@ -52,6 +52,7 @@ use std::thread::JoinHandle;
 use openraft::{Entry, LogId, Vote};
 
 use super::codec;
+use super::open_error::OpenError;
 use super::{NodeId, TypeConfig};
 
 /// The default segment size (`--log-segment-kib`'s default), for tests that write a log as the
@@ -253,26 +254,24 @@ impl Wal {
     /// # Errors
     ///
     /// A message naming the file at fault when the log is damaged, foreign or unreadable.
-    pub(crate) fn open(dir: &Path, segment_bytes: u64) -> Result<(Self, Replayed), String> {
-        let named =
-            |path: &Path, error: &dyn std::fmt::Display| format!("{}: {error}", path.display());
-        remove_leftovers(dir).map_err(|e| named(dir, &e))?;
-        let mut seqs = segments_in(dir).map_err(|e| named(dir, &e))?;
+    pub(crate) fn open(dir: &Path, segment_bytes: u64) -> Result<(Self, Replayed), OpenError> {
+        remove_leftovers(dir).map_err(|e| OpenError::at(dir, e))?;
+        let mut seqs = segments_in(dir).map_err(|e| OpenError::at(dir, e))?;
         let mut replayed = Replayed {
             created: seqs.is_empty(),
             ..Replayed::default()
         };
         if seqs.is_empty() {
             let path = segment_path(dir, 1);
-            create_segment(&path, 1, segment_bytes).map_err(|e| named(&path, &e))?;
-            sync_dir(dir).map_err(|e| named(dir, &e))?;
+            create_segment(&path, 1, segment_bytes).map_err(|e| OpenError::at(&path, e))?;
+            sync_dir(dir).map_err(|e| OpenError::at(dir, e))?;
             seqs.push(1);
         }
         for pair in seqs.windows(2) {
             if pair[1] != pair[0] + 1 {
-                return Err(named(
+                return Err(OpenError::at(
                     &segment_path(dir, pair[0] + 1),
-                    &"missing: the log's segments have a gap",
+                    "missing: the log's segments have a gap",
                 ));
             }
         }
@@ -282,9 +281,9 @@ impl Wal {
         for (n, seq) in seqs.iter().copied().enumerate() {
             let path = segment_path(dir, seq);
             let last = n + 1 == seqs.len();
-            let bytes = fs::read(&path).map_err(|e| named(&path, &e))?;
+            let bytes = fs::read(&path).map_err(|e| OpenError::at(&path, e))?;
             let read = read_segment(&bytes, seq, last, &mut next_frame, &mut replayed)
-                .map_err(|e| named(&path, &format!("damaged ({e})")))?;
+                .map_err(|e| OpenError::at(&path, format!("damaged ({e})")))?;
             segments.push_back(Segment {
                 seq,
                 max_index: read.max_index,
@@ -298,10 +297,10 @@ impl Wal {
                         bytes = torn,
                         "the log ended in a torn write (a crash during its sync); it was never acknowledged and is dropped"
                     );
-                    let file = open_rw(&path).map_err(|e| named(&path, &e))?;
+                    let file = open_rw(&path).map_err(|e| OpenError::at(&path, e))?;
                     file.write_all_at(&vec![0; torn], end)
                         .and_then(|()| file.sync_data())
-                        .map_err(|e| named(&path, &e))?;
+                        .map_err(|e| OpenError::at(&path, e))?;
                 }
             }
         }
@@ -310,9 +309,9 @@ impl Wal {
         let first_path = segment_path(dir, seqs[0]);
         match (replayed.last_purged, replayed.entries.keys().next()) {
             (Some(purged), Some(first)) if *first != purged.index + 1 => {
-                return Err(named(
+                return Err(OpenError::at(
                     &first_path,
-                    &format!(
+                    format!(
                         "damaged (its first entry is {first}, but the log is purged only up to {}: \
                          a segment before it is missing)",
                         purged.index
@@ -320,17 +319,17 @@ impl Wal {
                 ));
             }
             (None, _) if seqs[0] != 1 => {
-                return Err(named(
+                return Err(OpenError::at(
                     &segment_path(dir, 1),
-                    &"missing (nothing was purged, so the log starts there)",
+                    "missing (nothing was purged, so the log starts there)",
                 ));
             }
             _ => {}
         }
         let current = segments.back().map_or(1, |s| s.seq);
         let path = segment_path(dir, current);
-        let file = open_rw(&path).map_err(|e| named(&path, &e))?;
-        let size = file.metadata().map_err(|e| named(&path, &e))?.len();
+        let file = open_rw(&path).map_err(|e| OpenError::at(&path, e))?;
+        let size = file.metadata().map_err(|e| OpenError::at(&path, e))?.len();
         let wal = Self {
             dir: dir.to_owned(),
             segment_bytes,
@@ -835,7 +834,9 @@ mod tests {
         );
         // Segment 2 deleted by hand, not by a purge: refused.
         fs::remove_file(segment_path(&dir.0, 2)).expect("removes");
-        let message = Wal::open(&dir.0, SMALL).expect_err("a segment is missing");
+        let message = Wal::open(&dir.0, SMALL)
+            .expect_err("a segment is missing")
+            .to_string();
         assert!(message.contains("missing"), "{message}");
     }
 
@@ -910,11 +911,7 @@ mod tests {
                 bytes[at] ^= 1 << (at % 8);
                 fs::write(&path, &bytes).expect("writes");
                 match Wal::open(&trial.0, SMALL) {
-                    Err(message) => assert!(
-                        message.contains(&path.display().to_string()),
-                        "{message} names {}",
-                        path.display()
-                    ),
+                    Err(refused) => assert_eq!(refused.path, path, "{refused}"),
                     Ok((_, replayed)) => {
                         let read = indices(&replayed);
                         assert!(
@@ -944,13 +941,13 @@ mod tests {
         let middle = segment_path(&dir.0, seqs[1]);
         let saved = fs::read(&middle).expect("reads");
         fs::remove_file(&middle).expect("removes");
-        let message = Wal::open(&dir.0, SMALL).expect_err("a gap");
-        assert!(message.contains(&middle.display().to_string()), "{message}");
+        let refused = Wal::open(&dir.0, SMALL).expect_err("a gap");
+        assert_eq!(refused.path, middle, "{refused}");
         // The same segment under another number.
         fs::write(&middle, &saved).expect("restores");
         let first = segment_path(&dir.0, seqs[0]);
         fs::copy(&middle, &first).expect("copies");
-        let message = Wal::open(&dir.0, SMALL).expect_err("renamed");
-        assert!(message.contains(&first.display().to_string()), "{message}");
+        let refused = Wal::open(&dir.0, SMALL).expect_err("renamed");
+        assert_eq!(refused.path, first, "{refused}");
     }
 }

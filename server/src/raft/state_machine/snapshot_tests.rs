@@ -10,6 +10,7 @@ use worklease::{
     Stamped, Timestamp, WorkId, WorkerId,
 };
 
+use super::super::payload::PAYLOAD_MAGIC;
 use super::super::Origin;
 use super::*;
 
@@ -210,8 +211,11 @@ async fn the_replay_record_survives_a_snapshot_restart_and_install() {
     fs::write(&path, raw).expect("writes");
     let refused =
         StateMachine::open(&path, Config::default(), Arc::new(Clock::new())).expect_err("refused");
+    assert_eq!(refused.path, path, "{refused}");
     assert!(
-        refused.contains("unsupported snapshot version 3"),
+        refused
+            .to_string()
+            .contains("unsupported snapshot version 3"),
         "{refused}"
     );
     let _ = fs::remove_dir_all(&dir);
