@@ -39,6 +39,7 @@ use parking_lot::Mutex;
 use tokio::sync::{oneshot, Notify};
 use worklease::{Config, LeaseTable};
 
+use super::background::at_lowest_priority;
 use super::open_error::OpenError;
 use super::payload::{encode_payload, parse_payload};
 use super::replica::Replica;
@@ -391,10 +392,14 @@ impl RaftSnapshotBuilder<TypeConfig> for Builder {
         };
         let encoded_ms = started.elapsed().as_millis() as u64;
         let (path, meta) = (self.path.clone(), self.meta.clone());
-        let (written, payload) =
-            off_the_raft_thread(move || (write_snapshot(&path, &meta, &payload), payload))
-                .await
-                .map_err(|e| StorageIOError::write_snapshot(Some(self.meta.signature()), &e))?;
+        // Writing checksums and copies the whole payload: at the lowest CPU priority too, like
+        // its encoding (`super::background`).
+        let (written, payload) = off_the_raft_thread(move || {
+            let written = at_lowest_priority(|| write_snapshot(&path, &meta, &payload));
+            (written, payload)
+        })
+        .await
+        .map_err(|e| StorageIOError::write_snapshot(Some(self.meta.signature()), &e))?;
         let written =
             written.map_err(|e| StorageIOError::write_snapshot(Some(self.meta.signature()), &e))?;
         tracing::info!(
