@@ -33,14 +33,21 @@ applied = lambda: call(setup, "GET", "/cluster")["last_applied_index"]
 polls = [0] * workers
 
 
+failures = []
+
+
 def poll(n, until):
-    connection = http.client.HTTPConnection(address)
-    while time.monotonic() < until:
-        got = call(connection, "GET", f"/v1/environments/{env}/work/poll?block_ms=999",
-                   headers={"Worker-ID": f"idle-{n}"})
-        if got is not None:
-            sys.exit(f"an idle poll got work: {got}")
-        polls[n] += 1
+    try:
+        connection = http.client.HTTPConnection(address, timeout=30)
+        while time.monotonic() < until:
+            got = call(connection, "GET", f"/v1/environments/{env}/work/poll?block_ms=999",
+                       headers={"Worker-ID": f"idle-{n}"})
+            if got is not None:
+                failures.append(f"an idle poll got work: {got}")
+                return
+            polls[n] += 1
+    except (Exception, SystemExit) as failure:  # a thread's sys.exit ends only the thread
+        failures.append(f"worker {n}: {failure!r}")
 
 
 # strace -c counts the calls of every thread (-f) of each process until it is interrupted.
@@ -60,6 +67,8 @@ for thread in threads:
 for thread in threads:
     thread.join()
 elapsed = time.monotonic() - started
+if failures or sum(polls) == 0:
+    sys.exit(f"idle pollers: {sum(polls)} polls; {failures[:3]}")
 entries = applied() - before
 fsyncs = 0
 for tracer, out in tracers:
