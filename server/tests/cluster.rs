@@ -166,33 +166,33 @@ impl Cluster {
     /// (not caught up yet); the membership it answers.
     fn add_member(&self, via: usize, n: usize) -> Value {
         let body = json!({"node_id": n, "address": self.address(n)});
-        let started = Instant::now();
-        loop {
-            let (status, answer) = self.admin(via, "POST", "/cluster/members", Some(&body));
-            if status == 200 {
-                return answer;
-            }
-            assert!(
-                status == 503 && started.elapsed() < Duration::from_secs(90),
-                "adding node {n}: {status} {answer}\n{}",
-                self.logs()
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        }
+        self.admin_until_done(via, "POST", "/cluster/members", Some(&body), 90)
     }
 
     /// `DELETE /cluster/members/{n}` through `via`; the membership it answers.
     fn remove_member(&self, via: usize, n: usize) -> Value {
+        self.admin_until_done(via, "DELETE", &format!("/cluster/members/{n}"), None, 30)
+    }
+
+    /// An admin call through `via`, asked again while it answers 503 (a membership change in
+    /// progress), for at most `limit_s` seconds; the 200 answer.
+    fn admin_until_done(
+        &self,
+        via: usize,
+        method: &str,
+        path: &str,
+        body: Option<&Value>,
+        limit_s: u64,
+    ) -> Value {
         let started = Instant::now();
         loop {
-            let (status, answer) =
-                self.admin(via, "DELETE", &format!("/cluster/members/{n}"), None);
+            let (status, answer) = self.admin(via, method, path, body);
             if status == 200 {
                 return answer;
             }
             assert!(
-                status == 503 && started.elapsed() < Duration::from_secs(30),
-                "removing node {n}: {status} {answer}\n{}",
+                status == 503 && started.elapsed() < Duration::from_secs(limit_s),
+                "{method} {path}: {status} {answer}\n{}",
                 self.logs()
             );
             std::thread::sleep(Duration::from_millis(200));
