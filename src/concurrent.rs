@@ -17,6 +17,7 @@ use crate::heartbeat::{Heartbeat, HeartbeatRequest};
 use crate::ids::WorkKey;
 use crate::ids::{AsId, EnvironmentId, EnvironmentKeyId, SessionId, WorkId, WorkerId};
 use crate::item::{Transition, WorkItem};
+use crate::item_summary::ItemSummary;
 use crate::lease_core::{
     earliest, environments, hash_of, merge_pages, millis_to_micros, sort_transitions,
     InvariantViolation, Key, LeaseCore, StatsPart, WorkArg,
@@ -601,6 +602,21 @@ impl ConcurrentLeaseTable {
     ) -> Result<WorkItem, Error> {
         let at = self.at(now.into());
         self.with_item(&work, |core, key| core.get(&environment, key, at))
+    }
+
+    /// One item's [`ItemSummary`] (see [`crate::LeaseTable::summary`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`crate::LeaseTable::get`].
+    pub fn summary(
+        &self,
+        environment: impl AsId<EnvironmentId>,
+        work: impl AsId<WorkId>,
+        now: impl Into<Timestamp>,
+    ) -> Result<ItemSummary, Error> {
+        let at = self.at(now.into());
+        self.with_item(&work, |core, key| core.summary(&environment, key, at))
     }
 
     /// A page of an environment's items in ascending id order, merged across shards (see

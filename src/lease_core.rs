@@ -34,6 +34,7 @@ use crate::heartbeat::{Heartbeat, HeartbeatRequest, LeaseSnapshot};
 use crate::ids::{AsId, EnvironmentId, SessionId, WorkId, WorkKey, WorkerId};
 use crate::index::SlotIndex;
 use crate::item::{Item, ItemContext, Phase, Texts, Transition, WorkItem};
+use crate::item_summary::ItemSummary;
 use crate::metadata::{Metadata, MetadataPatch};
 use crate::outcome::{Config, StopMode, Updated};
 use crate::registry::Registry;
@@ -512,6 +513,41 @@ impl LeaseCore {
 
     /// The item as of `at`: as its lapse would leave it when its lease is past due then
     /// (docs/contract.md §7.2), changing nothing.
+    /// The item's [`ItemSummary`] as of `at`, changing nothing: [`Self::get`]'s answer, cut
+    /// down, without rendering the whole item.
+    pub(crate) fn summary(
+        &self,
+        environment: &impl AsId<EnvironmentId>,
+        key: Key<'_>,
+        at: Timestamp,
+    ) -> Result<ItemSummary, Error> {
+        let slot = self.find_in(environment, key)?;
+        let stored = &self.items[slot as usize];
+        let lapsed;
+        let item = match stored.phase.lease() {
+            Some(lease) if lease.deadline <= at => {
+                let mut copy = stored.clone();
+                copy.phase = copy.lapse(lease.deadline, self.config.max_attempts);
+                lapsed = copy;
+                &lapsed
+            }
+            Some(_) | None => stored,
+        };
+        Ok(ItemSummary {
+            state: item.phase.state(),
+            lapses: item.lapses,
+            lease_epoch: item.lease_epoch(),
+            delivered_at: match item.phase {
+                Phase::Queued { delivered_at, .. } => delivered_at,
+                _ => None,
+            },
+            worker: item
+                .phase
+                .worker()
+                .map(|worker| self.workers.get(worker).clone()),
+        })
+    }
+
     pub(crate) fn view_at(&self, slot: u32, at: Timestamp) -> WorkItem {
         let item = &self.items[slot as usize];
         match item.phase.lease() {

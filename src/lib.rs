@@ -356,6 +356,7 @@ mod heartbeat;
 mod ids;
 mod index;
 mod item;
+mod item_summary;
 #[cfg(feature = "serde")]
 #[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
 pub mod json;
@@ -388,6 +389,7 @@ pub use ids::{
     mint_uuid_v7, AsId, EnvironmentId, EnvironmentKeyId, MalformedId, SessionId, WorkId, WorkerId,
 };
 pub use item::{Transition, WorkItem};
+pub use item_summary::ItemSummary;
 pub use lease_core::InvariantViolation;
 pub use metadata::{Metadata, MetadataPatch};
 pub use outcome::{Config, Page, Polled, QueueStats, StopMode, Updated};

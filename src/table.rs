@@ -18,6 +18,7 @@ use crate::error::Error;
 use crate::heartbeat::{Heartbeat, HeartbeatRequest};
 use crate::ids::{AsId, EnvironmentId, SessionId, WorkId, WorkerId};
 use crate::item::{Transition, WorkItem};
+use crate::item_summary::ItemSummary;
 use crate::lease_core::{
     earliest, environments as shared, merge_pages, millis_to_micros, sort_transitions,
     InvariantViolation, LeaseCore, WorkArg,
@@ -365,6 +366,24 @@ impl LeaseTable {
         let work = WorkArg::of(&work);
         let at = self.clock.at(now.into());
         self.core.get(&environment, self.core.key(&work), at)
+    }
+
+    /// What [`Self::get`] would answer, cut down to the [`ItemSummary`]: state, lapses,
+    /// `lease_epoch`, delivery and worker. Allocates nothing (ids given as text as for
+    /// [`Self::heartbeat`]), so a check on every request can afford it.
+    ///
+    /// # Errors
+    ///
+    /// As [`Self::get`].
+    pub fn summary(
+        &self,
+        environment: impl AsId<EnvironmentId>,
+        work: impl AsId<WorkId>,
+        now: impl Into<Timestamp>,
+    ) -> Result<ItemSummary, Error> {
+        let work = WorkArg::of(&work);
+        let at = self.clock.at(now.into());
+        self.core.summary(&environment, self.core.key(&work), at)
     }
 
     /// A page of an environment's items in ascending id order, every state (docs/contract.md §3.5), as

@@ -186,6 +186,28 @@ fn heartbeats_never_allocate(environment: &str, work: [&str; 3], others: usize) 
         });
     }
 
+    // The summary a credential check reads before each heartbeat: leased, queued, past its
+    // lease's deadline (shown lapsed) and unknown, ids as text and parsed.
+    let late = at(offset + 3_600_000_000);
+    for (index, now) in [(LEASED, at(offset)), (QUEUED, at(offset)), (LEASED, late)] {
+        let (n, summary) = allocations(|| single.summary(environment, work[index], now));
+        assert_eq!(n, 0, "summary of {} allocated", work[index]);
+        assert_eq!(
+            summary,
+            single
+                .get(environment, work[index], now)
+                .map(|i| (&i).into())
+        );
+        let (n, summary) = allocations(|| concurrent.summary(&env, &ids[index], now));
+        assert_eq!(n, 0, "summary of {} allocated (concurrent)", work[index]);
+        assert_eq!(
+            summary,
+            concurrent.get(&env, &ids[index], now).map(|i| (&i).into())
+        );
+    }
+    let (n, summary) = allocations(|| single.summary(environment, work[UNKNOWN], at(offset)));
+    assert_eq!((n, summary.map_err(|e| e.status())), (0, Err(404)));
+
     // docs/contract.md §3.3: on a stopping item a heartbeat with a stale token answers the lease
     // as held, without allocating either.
     let stale = HeartbeatRequest {

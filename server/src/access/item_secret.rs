@@ -21,11 +21,13 @@
 //! Self-contained (`worklease`, `hmac`, `sha2`, `base64` only), so the fuzz target includes
 //! this file as it is.
 
+use std::borrow::Cow;
+
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
-use worklease::{ItemSecretKey, WorkItem, WorkState};
+use worklease::{ItemSecretKey, ItemSummary, WorkItem, WorkState};
 
 /// What every `sessions_token` starts with.
 pub(crate) const PREFIX: &str = "wls_";
@@ -40,13 +42,18 @@ const TAG_BYTES: usize = 32;
 /// decoded at all.
 const MAX_TOKEN_CHARS: usize = 512;
 
-/// One delivery of one item: what a secret is bound to.
+/// The most bytes the base64 of a token's longest accepted text decodes to: the size of the
+/// buffer [`parse`] decodes into, on the caller's stack.
+pub(crate) const MAX_TOKEN_BYTES: usize = MAX_TOKEN_CHARS / 4 * 3;
+
+/// One delivery of one item: what a secret is bound to. Owned when a poll makes one, borrowed
+/// from the decoded token when a request presents one (a check allocates nothing).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Delivery {
+pub(crate) struct Delivery<'a> {
     /// The environment's id, canonical text.
-    pub(crate) environment: String,
+    pub(crate) environment: Cow<'a, str>,
     /// The item's id, canonical text.
-    pub(crate) work: String,
+    pub(crate) work: Cow<'a, str>,
     /// When the poll handed it out (µs since the Unix epoch).
     delivered_at: i64,
     /// The item's lapse count then.
@@ -54,29 +61,31 @@ pub(crate) struct Delivery {
     /// Its `lease_epoch` then (the ack that follows makes it one more).
     epoch: u32,
     /// The worker it was delivered to, if the poll named one.
-    worker: Option<String>,
+    worker: Option<Cow<'a, str>>,
 }
 
-impl Delivery {
+impl Delivery<'static> {
     /// The delivery a poll just made: `None` for an item no poll handed out.
     pub(crate) fn of(item: &WorkItem) -> Option<Self> {
         Some(Self {
-            environment: item.environment_id.to_string(),
-            work: item.id.to_string(),
+            environment: Cow::Owned(item.environment_id.to_string()),
+            work: Cow::Owned(item.id.to_string()),
             delivered_at: item.delivered_at?.unix_micros(),
             lapses: item.lapses,
             epoch: item.lease_epoch,
             worker: item
                 .worker
                 .as_ref()
-                .map(|worker| worker.as_str().to_owned()),
+                .map(|worker| Cow::Owned(worker.as_str().to_owned())),
         })
     }
+}
 
+impl Delivery<'_> {
     /// Whether `item`, as the table holds it now, is still this delivery's: the same queued
     /// delivery, the lease its ack opened (no lapse since, no other ack, the same named
     /// worker), or stopped from either.
-    pub(crate) fn is_current(&self, item: &WorkItem) -> bool {
+    pub(crate) fn is_current(&self, item: &ItemSummary) -> bool {
         let same_worker = || {
             self.worker
                 .as_deref()
@@ -101,7 +110,8 @@ impl Delivery {
     }
 
     fn body(&self) -> Vec<u8> {
-        let mut body = Vec::with_capacity(96 + self.worker.as_ref().map_or(0, String::len));
+        let mut body =
+            Vec::with_capacity(96 + self.worker.as_ref().map_or(0, |worker| worker.len()));
         body.push(VERSION);
         for text in [&self.environment, &self.work] {
             push_text(&mut body, text);
@@ -127,7 +137,7 @@ fn mac(key: &ItemSecretKey) -> Hmac<Sha256> {
 }
 
 /// The `sessions_token` for `delivery`, signed with `key`.
-pub(crate) fn sessions_token(key: &ItemSecretKey, delivery: &Delivery) -> String {
+pub(crate) fn sessions_token(key: &ItemSecretKey, delivery: &Delivery<'_>) -> String {
     let mut bytes = delivery.body();
     let mut mac = mac(key);
     mac.update(&bytes);
@@ -141,22 +151,23 @@ pub(crate) fn secret(sessions_token: &str) -> String {
     URL_SAFE_NO_PAD.encode(payload.to_string())
 }
 
-/// A presented token of the right shape, not yet verified.
+/// A presented token of the right shape, not yet verified, borrowed from the buffer it was
+/// decoded into.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Signed {
-    pub(crate) delivery: Delivery,
-    signed: Vec<u8>,
+pub(crate) struct Signed<'a> {
+    pub(crate) delivery: Delivery<'a>,
+    signed: &'a [u8],
     tag: [u8; TAG_BYTES],
 }
 
-impl Signed {
+impl Signed<'_> {
     /// Whether the tag is `key`'s for these bytes (compared in constant time by `hmac`).
     pub(crate) fn verify(&self, key: &ItemSecretKey) -> bool {
         self.verify_with(mac(key))
     }
 
     fn verify_with(&self, mut mac: Hmac<Sha256>) -> bool {
-        mac.update(&self.signed);
+        mac.update(self.signed);
         mac.verify_slice(&self.tag).is_ok()
     }
 }
@@ -183,19 +194,23 @@ impl Verifier {
     }
 
     /// [`Signed::verify`] with the prepared state.
-    pub(crate) fn verify(&self, signed: &Signed) -> bool {
+    pub(crate) fn verify(&self, signed: &Signed<'_>) -> bool {
         signed.verify_with(self.mac.clone())
     }
 }
 
-/// Reads a presented credential as a `sessions_token`: `None` unless it has the shape of one
-/// (whatever its tag).
-pub(crate) fn parse(presented: &str) -> Option<Signed> {
+/// Reads a presented credential as a `sessions_token`, decoding it into `buffer`: `None`
+/// unless it has the shape of one (whatever its tag).
+pub(crate) fn parse<'a>(
+    presented: &str,
+    buffer: &'a mut [u8; MAX_TOKEN_BYTES],
+) -> Option<Signed<'a>> {
     let encoded = presented.strip_prefix(PREFIX)?;
     if encoded.len() > MAX_TOKEN_CHARS {
         return None;
     }
-    let bytes = URL_SAFE_NO_PAD.decode(encoded).ok()?;
+    let len = URL_SAFE_NO_PAD.decode_slice(encoded, buffer).ok()?;
+    let bytes: &'a [u8] = &buffer[..len];
     let (signed, tag) = bytes.split_at_checked(bytes.len().checked_sub(TAG_BYTES)?)?;
     let mut reader = Reader(signed);
     if reader.take(1)? != [VERSION] {
@@ -212,14 +227,14 @@ pub(crate) fn parse(presented: &str) -> Option<Signed> {
     }
     Some(Signed {
         delivery: Delivery {
-            environment: environment.to_owned(),
-            work: work.to_owned(),
+            environment: Cow::Borrowed(environment),
+            work: Cow::Borrowed(work),
             delivered_at,
             lapses,
             epoch,
-            worker: (!worker.is_empty()).then(|| worker.to_owned()),
+            worker: (!worker.is_empty()).then_some(Cow::Borrowed(worker)),
         },
-        signed: signed.to_vec(),
+        signed,
         tag: tag.try_into().ok()?,
     })
 }
@@ -294,7 +309,8 @@ mod tests {
         let delivery = Delivery::of(&item).unwrap();
         let key = ItemSecretKey::from_bytes([1; 32]);
         let token = sessions_token(&key, &delivery);
-        let signed = parse(&token).unwrap();
+        let mut buffer = [0; MAX_TOKEN_BYTES];
+        let signed = parse(&token, &mut buffer).unwrap();
         assert_eq!(signed.delivery, delivery);
         assert!(signed.verify(&key));
         assert!(!signed.verify(&ItemSecretKey::from_bytes([2; 32])));
@@ -305,7 +321,7 @@ mod tests {
         // Every truncation and every changed character is refused, by shape or by tag.
         for len in 0..token.len() {
             assert!(
-                parse(&token[..len]).is_none_or(|s| !s.verify(&key)),
+                parse(&token[..len], &mut [0; MAX_TOKEN_BYTES]).is_none_or(|s| !s.verify(&key)),
                 "{len}"
             );
         }
@@ -314,7 +330,10 @@ mod tests {
             let was = chars[at];
             chars[at] = if was == 'A' { 'B' } else { 'A' };
             let changed: String = chars.iter().collect();
-            assert!(parse(&changed).is_none_or(|s| !s.verify(&key)), "{changed}");
+            assert!(
+                parse(&changed, &mut [0; MAX_TOKEN_BYTES]).is_none_or(|s| !s.verify(&key)),
+                "{changed}"
+            );
             chars[at] = was;
         }
     }
@@ -324,18 +343,18 @@ mod tests {
         let mut table = table();
         let first = Delivery::of(&delivered(&mut table, 10, None)).unwrap();
         let now = Timestamp::from_unix_micros(20);
-        assert!(first.is_current(&table.get("env_a", "work_1", now).unwrap()));
+        assert!(first.is_current(&table.summary("env_a", "work_1", now).unwrap()));
         // Reclaimed (the window is 0 ms here): a new delivery.
         let second = Delivery::of(&delivered(&mut table, 20, None)).unwrap();
-        let item = table.get("env_a", "work_1", now).unwrap();
+        let item = table.summary("env_a", "work_1", now).unwrap();
         assert!(!first.is_current(&item));
         assert!(second.is_current(&item));
         table.ack("env_a", "work_1", None, now).unwrap();
-        let leased = table.get("env_a", "work_1", now).unwrap();
+        let leased = table.summary("env_a", "work_1", now).unwrap();
         assert!(second.is_current(&leased));
         // The lease lapses (60 s by default) and the item is queued again.
         let later = Timestamp::from_unix_micros(20 + 61_000_000);
-        let lapsed = table.get("env_a", "work_1", later).unwrap();
+        let lapsed = table.summary("env_a", "work_1", later).unwrap();
         assert_eq!(lapsed.state, WorkState::Queued);
         assert!(!second.is_current(&lapsed));
     }
@@ -348,6 +367,6 @@ mod tests {
         let now = Timestamp::from_unix_micros(30);
         let w2 = worklease::WorkerId::parse("w2").unwrap();
         table.ack("env_a", "work_1", Some(&w2), now).unwrap();
-        assert!(!first.is_current(&table.get("env_a", "work_1", now).unwrap()));
+        assert!(!first.is_current(&table.summary("env_a", "work_1", now).unwrap()));
     }
 }

@@ -127,7 +127,7 @@ impl Access {
     }
 
     /// Whether `signed`'s tag is the table's key's (`None`: the table has no key yet).
-    fn verify(&self, key: Option<&ItemSecretKey>, signed: &item_secret::Signed) -> bool {
+    fn verify(&self, key: Option<&ItemSecretKey>, signed: &item_secret::Signed<'_>) -> bool {
         let Some(key) = key else {
             return false;
         };
@@ -175,29 +175,34 @@ impl Access {
                 Err(Refusal::OutOfScope)
             };
         }
-        if let Some(signed) = item_secret::parse(presented) {
+        let mut buffer = [0; item_secret::MAX_TOKEN_BYTES];
+        if let Some(signed) = item_secret::parse(presented, &mut buffer) {
             let ids = PathIds::of(path);
             let delivery = &signed.delivery;
             let own = route.to_item_secrets
-                && ids.environment.as_deref() == Some(delivery.environment.as_str())
-                && ids.work.as_deref() == Some(delivery.work.as_str());
+                && ids.environment.as_deref() == Some(&*delivery.environment)
+                && ids.work.as_deref() == Some(&*delivery.work);
             let now = submit.now();
-            // One look at the table: the signing key, then (for its own item only) the item.
-            return submit.peek(|table| {
-                let verified = self.verify(table.item_secret_key(), &signed);
-                if !verified {
-                    Err(Refusal::Unknown)
-                } else if !own {
-                    Err(Refusal::OutOfScope)
-                } else if table
-                    .get(delivery.environment.as_str(), delivery.work.as_str(), now)
-                    .is_ok_and(|item| delivery.is_current(&item))
-                {
-                    Ok(())
-                } else {
-                    Err(Refusal::StaleDelivery)
-                }
+            // One short look at the table: its signing key and, for the secret's own item only,
+            // whether the item is still in this delivery (a summary: nothing copied but a few
+            // counters). The HMAC runs after, outside the table's lock, which every other
+            // request of this member needs.
+            let (key, current) = submit.peek(|table| {
+                let current = own
+                    && table
+                        .summary(&*delivery.environment, &*delivery.work, now)
+                        .is_ok_and(|item| delivery.is_current(&item));
+                (table.item_secret_key().copied(), current)
             });
+            return if !self.verify(key.as_ref(), &signed) {
+                Err(Refusal::Unknown)
+            } else if !own {
+                Err(Refusal::OutOfScope)
+            } else if current {
+                Ok(())
+            } else {
+                Err(Refusal::StaleDelivery)
+            };
         }
         if presented.starts_with(environment_key::PREFIX)
             || presented.starts_with(item_secret::PREFIX)
