@@ -4,7 +4,9 @@
 #   1. worklease-server in memory: unconditional heartbeats on random acked items
 #      (scripts/heartbeat.lua), over plain HTTP and over HTTPS (--tls-cert, a P-256 certificate
 #      from a CA made with openssl; wrk keeps its connections, so this is TLS's per-request
-#      cost, not the handshake's);
+#      cost, not the handshake's); then, over plain HTTP, the same heartbeats sent with an
+#      environment key and with each item's own item secret instead of the admin token
+#      (scripts/heartbeat_credentials.lua, docs/security.md);
 #   2. the ceiling: a bare axum route answering the same body (server/examples/bare.rs);
 #   3. redis-benchmark EVALSHA compare-and-set, in memory and with appendfsync always;
 #   4. worklease-server durable (--data-dir in a temporary directory): the same heartbeats,
@@ -71,8 +73,18 @@ start() {
 # run_wrk NAME URL [IDS]: wrk with the heartbeat script; sets RATE, P50, P99 (ms).
 run_wrk() {
   local name=$1 url=$2 ids=${3:-$WORK/ids}
+  wrk_with "$name" "$url" scripts/heartbeat.lua "$ids" "$TOKEN"
+}
+# run_wrk_as NAME URL MODE: the same heartbeats sent with one kind of credential (key or
+# secret) on the items of scripts/bench_credentials.py; sets RATE, P50, P99 (ms).
+run_wrk_as() {
+  wrk_with "$1" "$2" scripts/heartbeat_credentials.lua "$WORK/credential-ids" "$3"
+}
+# wrk_with NAME URL SCRIPT ARGS...: one wrk run; sets RATE, P50, P99 (ms).
+wrk_with() {
+  local name=$1 url=$2 script=$3; shift 3
   wrk -t"$THREADS" -c"$CONNECTIONS" -d"${SECONDS_PER_RUN}s" --latency \
-    -s scripts/heartbeat.lua "$url" -- "$ids" "$TOKEN" >"$WORK/$name.wrk"
+    -s "$script" "$url" -- "$@" >"$WORK/$name.wrk"
   if grep -q "Non-2xx" "$WORK/$name.wrk"; then
     echo "service-bench: $name answered errors:" >&2; cat "$WORK/$name.wrk" >&2; exit 1
   fi
@@ -105,6 +117,8 @@ SERVER_ADDR=$ADDR
 # trusting CA when given); prints the ids.
 populate() { python3 scripts/bench_items.py "$1" "$TOKEN" "$ITEMS" ${2:+"$2"}; }
 populate "$SERVER_ADDR" >"$WORK/ids"
+# An environment key and ITEMS items polled with it (each with its item secret), acked.
+python3 scripts/bench_credentials.py "$SERVER_ADDR" "$TOKEN" "$ITEMS" >"$WORK/credential-ids"
 start server-tls "$SERVER" --listen 127.0.0.1:0 --token "$TOKEN" --default-ttl-seconds 600 \
   --log-level warn "${TLS_ARGS[@]}"
 TLS_ADDR=$ADDR
@@ -113,16 +127,21 @@ populate "$TLS_ADDR" "$WORK/ca.pem" >"$WORK/tls-ids"
 start bare "$BARE" 127.0.0.1:0
 BARE_ADDR=$ADDR
 : >"$WORK/server.rounds"; : >"$WORK/bare.rounds"; : >"$WORK/tls.rounds"
+: >"$WORK/key.rounds"; : >"$WORK/secret.rounds"
 for round in $(seq "$ROUNDS"); do
   run_wrk server "http://$SERVER_ADDR"; echo "$RATE $P50 $P99" >>"$WORK/server.rounds"
+  run_wrk_as key "http://$SERVER_ADDR" key; echo "$RATE $P50 $P99" >>"$WORK/key.rounds"
+  run_wrk_as secret "http://$SERVER_ADDR" secret; echo "$RATE $P50 $P99" >>"$WORK/secret.rounds"
   run_wrk server-tls "https://$TLS_ADDR" "$WORK/tls-ids"; echo "$RATE $P50 $P99" >>"$WORK/tls.rounds"
   run_wrk bare "http://$BARE_ADDR"; echo "$RATE $P50 $P99" >>"$WORK/bare.rounds"
-  echo "round $round: server $(tail -1 "$WORK/server.rounds" | cut -d' ' -f1)/s, TLS $(tail -1 "$WORK/tls.rounds" | cut -d' ' -f1)/s, bare $(tail -1 "$WORK/bare.rounds" | cut -d' ' -f1)/s" >&2
+  echo "round $round: server $(tail -1 "$WORK/server.rounds" | cut -d' ' -f1)/s, key $(tail -1 "$WORK/key.rounds" | cut -d' ' -f1)/s, secret $(tail -1 "$WORK/secret.rounds" | cut -d' ' -f1)/s, TLS $(tail -1 "$WORK/tls.rounds" | cut -d' ' -f1)/s, bare $(tail -1 "$WORK/bare.rounds" | cut -d' ' -f1)/s" >&2
 done
 median() { sort -n "$1" | awk '{ line[NR] = $0 } END { print line[int((NR + 1) / 2)] }'; }
 read -r SERVER_RATE SERVER_P50 SERVER_P99 < <(median "$WORK/server.rounds")
 read -r BARE_RATE BARE_P50 BARE_P99 < <(median "$WORK/bare.rounds")
 read -r TLS_RATE TLS_P50 TLS_P99 < <(median "$WORK/tls.rounds")
+read -r KEY_RATE KEY_P50 KEY_P99 < <(median "$WORK/key.rounds")
+read -r SECRET_RATE SECRET_P50 SECRET_P99 < <(median "$WORK/secret.rounds")
 for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
 wait 2>/dev/null || true
 PIDS=()
@@ -239,6 +258,8 @@ echo "server and bare: median of $ROUNDS alternating rounds; redis-benchmark -c 
 printf '%-44s %10s %10s %10s\n' "target" "req/s" "p50 ms" "p99 ms"
 printf '%-44s %10s %10s %10s\n' "worklease-server, in memory" "$SERVER_RATE" "$SERVER_P50" "$SERVER_P99"
 printf '%-44s %10s %10s %10s\n' "worklease-server, in memory, HTTPS" "$TLS_RATE" "$TLS_P50" "$TLS_P99"
+printf '%-44s %10s %10s %10s\n' "worklease-server, in memory, environment key" "$KEY_RATE" "$KEY_P50" "$KEY_P99"
+printf '%-44s %10s %10s %10s\n' "worklease-server, in memory, item secret" "$SECRET_RATE" "$SECRET_P50" "$SECRET_P99"
 printf '%-44s %10s %10s %10s\n' "worklease-server, durable (--data-dir)" "$DURABLE_RATE" "$DURABLE_P50" "$DURABLE_P99"
 printf '%-44s %10s %10s %10s\n' "worklease-server, durable, HTTPS" "$DURABLE_TLS_RATE" "$DURABLE_TLS_P50" "$DURABLE_TLS_P99"
 printf '%-44s %10s %10s %10s\n' "3-member cluster, through the leader" "$LEADER_RATE" "$LEADER_P50" "$LEADER_P99"
@@ -256,6 +277,8 @@ echo "server / bare:                 $(ratio "$SERVER_RATE" "$BARE_RATE") (media
 # per_round A B: A / B in each round (the first column of both files), sorted, and their median.
 per_round() { paste -d' ' "$1" "$2" \
   | python3 -c 'import sys; r = sorted(float(l.split()[0]) / float(l.split()[3]) for l in sys.stdin); print(" ".join(f"{x:.2f}" for x in r), f"(median {r[len(r) // 2]:.2f})")'; }
+echo "environment key / bare:        $(ratio "$KEY_RATE" "$BARE_RATE") (medians); per round: $(per_round "$WORK/key.rounds" "$WORK/bare.rounds")"
+echo "item secret / bare:            $(ratio "$SECRET_RATE" "$BARE_RATE") (medians); per round: $(per_round "$WORK/secret.rounds" "$WORK/bare.rounds")"
 echo "TLS / plain, in memory:        $(ratio "$TLS_RATE" "$SERVER_RATE") (medians); per round: $(per_round "$WORK/tls.rounds" "$WORK/server.rounds")"
 echo "TLS / plain, durable:          $(ratio "$DURABLE_TLS_RATE" "$DURABLE_RATE") (medians); per round: $(per_round "$WORK/durable-tls.rounds" "$WORK/durable.rounds")"
 echo "server / redis (in memory):    $(ratio "$SERVER_RATE" "$REDIS_RATE")"
