@@ -587,11 +587,10 @@ async fn a_forwarded_heartbeat_whose_answer_is_lost_is_answered_from_the_log() {
     let beat = cluster.beat(follower, &environment, work, token).await;
     let renewed = beat["last_heartbeat"].as_str().expect("a token");
     assert!(renewed > token.as_str(), "{beat}");
-    let metrics = cluster
-        .node(follower)
-        .shared
+    let shared = &cluster.node(follower).shared;
+    let metrics = shared
         .metrics
-        .render([0; 5], 0, 0, None);
+        .render([0; 5], &shared.submit.cluster_status());
     assert!(
         metrics.contains("worklease_forwarded_total{outcome=\"replayed\"} 1"),
         "{metrics}"

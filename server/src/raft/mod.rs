@@ -176,6 +176,10 @@ pub(crate) struct Status {
     pub(crate) term: u64,
     pub(crate) role: &'static str,
     pub(crate) last_applied_index: u64,
+    /// `fdatasync` calls this node made on its write-ahead log since it started: one per frame
+    /// written (a batch of entries, a vote, a truncation or a purge). Not counted: syncs of
+    /// snapshot files, of new log segments and of the data directory. 0 in memory.
+    pub(crate) log_syncs: u64,
 }
 
 /// Why a request cannot be answered now: no leader, or this node lost its leadership, or the
@@ -541,6 +545,7 @@ impl Durable {
                 ServerState::Learner | ServerState::Shutdown => "learner",
             },
             last_applied_index: metrics.last_applied.map_or(0, |id| id.index),
+            log_syncs: self.writer.commits.load(Ordering::Relaxed),
         }
     }
 
