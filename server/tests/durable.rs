@@ -554,6 +554,13 @@ fn empty_and_idle_long_polls_write_nothing_to_the_log() {
     // Each of those is written and synced before it is answered (so the count above could
     // have seen a sync).
     assert!(syncs() > synced, "a write was answered without a log sync");
+    // The metric is the same count.
+    let metrics = server.get("/metrics").text;
+    let counted = metrics
+        .lines()
+        .find_map(|line| line.strip_prefix("worklease_log_syncs_total "))
+        .and_then(|value| value.parse::<u64>().ok());
+    assert_eq!(counted, Some(syncs()), "{metrics}");
 }
 
 /// How long idle workers long-poll in the tests that count log entries.
