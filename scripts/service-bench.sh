@@ -12,17 +12,17 @@
 #   4. worklease-server durable (--data-dir in a temporary directory): the same heartbeats,
 #      each fsynced (group commit) before its answer, over plain HTTP and over HTTPS; then
 #      "idle pollers": IDLE_WORKERS workers long-polling an empty environment for IDLE_SECONDS
-#      (scripts/idle_pollers.py), counting the log entries they cause and the fsyncs the server
-#      makes meanwhile (strace), both of which should be 0;
+#      (scripts/idle_pollers.py), counting the log entries they cause and the server's log
+#      syncs meanwhile (GET /cluster's log_syncs), both of which should be 0;
 #   5. a three-member replicated cluster on loopback (docs/contract.md §8): the same heartbeats sent to the
 #      leader, then to a follower (which forwards each to the leader), each committed on a
-#      majority before its answer; then "idle pollers" through the leader, counting the fsyncs
-#      of all three members.
+#      majority before its answer; then "idle pollers" through the leader, counting the log
+#      syncs of all three members.
 #
 # The server (plain and TLS) and the bare route run in alternating rounds (ROUNDS of SECONDS each), so load from
 # anything else on the machine falls on both alike; each reports its median round. Prints each
 # rate with p50/p99 latency, and the ratios server / bare and server / redis.
-# Needs wrk, redis-server and strace (apt-get install wrk redis-server strace). Everything listens on
+# Needs wrk and redis-server (apt-get install wrk redis-server). Everything listens on
 # 127.0.0.1 on free ports; redis runs in a temporary directory; all are stopped at the end.
 #
 #   scripts/service-bench.sh [SECONDS] [ITEMS] [ROUNDS]   # defaults: 10 s, 1000 items, 3 rounds
@@ -35,8 +35,8 @@ ROUNDS=${3:-3}
 CONNECTIONS=50
 THREADS=2
 
-for tool in wrk redis-server redis-cli redis-benchmark python3 curl openssl strace; do
-  command -v "$tool" >/dev/null || { echo "service-bench: $tool is missing (apt-get install wrk redis-server strace)" >&2; exit 1; }
+for tool in wrk redis-server redis-cli redis-benchmark python3 curl openssl; do
+  command -v "$tool" >/dev/null || { echo "service-bench: $tool is missing (apt-get install wrk redis-server)" >&2; exit 1; }
 done
 
 cargo build --release --quiet -p worklease-server --bins --examples
@@ -150,7 +150,6 @@ PIDS=()
 start durable "$SERVER" --listen 127.0.0.1:0 --token "$TOKEN" --default-ttl-seconds 600 \
   --log-level warn --data-dir "$WORK/data"
 DURABLE_ADDR=$ADDR
-DURABLE_PID=${PIDS[-1]}
 populate "$DURABLE_ADDR" >"$WORK/durable-ids"
 start durable-tls "$SERVER" --listen 127.0.0.1:0 --token "$TOKEN" --default-ttl-seconds 600 \
   --log-level warn --data-dir "$WORK/data-tls" "${TLS_ARGS[@]}"
@@ -168,9 +167,9 @@ read -r DURABLE_RATE DURABLE_P50 DURABLE_P99 < <(median "$WORK/durable.rounds")
 read -r DURABLE_TLS_RATE DURABLE_TLS_P50 DURABLE_TLS_P99 < <(median "$WORK/durable-tls.rounds")
 IDLE_WORKERS=${IDLE_WORKERS:-50}
 IDLE_SECONDS=${IDLE_SECONDS:-60}
-read -r IDLE_POLLS IDLE_ENTRIES IDLE_ENTRIES_RATE IDLE_FSYNCS IDLE_FSYNC_RATE < <(python3 scripts/idle_pollers.py \
-  "$DURABLE_ADDR" "$TOKEN" "$IDLE_WORKERS" "$IDLE_SECONDS" "$DURABLE_PID")
-echo "idle pollers, durable: $IDLE_POLLS polls/s, $IDLE_ENTRIES log entries, $IDLE_FSYNCS fsyncs" >&2
+read -r IDLE_POLLS IDLE_ENTRIES IDLE_ENTRIES_RATE IDLE_SYNCS IDLE_SYNC_RATE < <(python3 scripts/idle_pollers.py \
+  "$DURABLE_ADDR" "$TOKEN" "$IDLE_WORKERS" "$IDLE_SECONDS")
+echo "idle pollers, durable: $IDLE_POLLS polls/s, $IDLE_ENTRIES log entries, $IDLE_SYNCS log syncs" >&2
 for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
 wait 2>/dev/null || true
 PIDS=()
@@ -210,9 +209,9 @@ for round in $(seq "$ROUNDS"); do
 done
 read -r LEADER_RATE LEADER_P50 LEADER_P99 < <(median "$WORK/leader.rounds")
 read -r FOLLOWER_RATE FOLLOWER_P50 FOLLOWER_P99 < <(median "$WORK/follower.rounds")
-read -r CIDLE_POLLS CIDLE_ENTRIES CIDLE_ENTRIES_RATE CIDLE_FSYNCS CIDLE_FSYNC_RATE < <(python3 scripts/idle_pollers.py \
-  "127.0.0.1:$LEADER_PORT" "$TOKEN" "$IDLE_WORKERS" "$IDLE_SECONDS" "${PIDS[@]}")
-echo "idle pollers, cluster: $CIDLE_POLLS polls/s, $CIDLE_ENTRIES log entries, $CIDLE_FSYNCS fsyncs" >&2
+read -r CIDLE_POLLS CIDLE_ENTRIES CIDLE_ENTRIES_RATE CIDLE_SYNCS CIDLE_SYNC_RATE < <(python3 scripts/idle_pollers.py \
+  "127.0.0.1:$LEADER_PORT" "$TOKEN" "$IDLE_WORKERS" "$IDLE_SECONDS" "${CPORTS[@]/#/127.0.0.1:}")
+echo "idle pollers, cluster: $CIDLE_POLLS polls/s, $CIDLE_ENTRIES log entries, $CIDLE_SYNCS log syncs" >&2
 for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
 wait 2>/dev/null || true
 PIDS=()
@@ -268,9 +267,9 @@ printf '%-44s %10s %10s %10s\n' "bare axum route, same body" "$BARE_RATE" "$BARE
 printf '%-44s %10s %10s %10s\n' "redis EVALSHA compare-and-set, in memory" "$REDIS_RATE" "$REDIS_P50" "$REDIS_P99"
 printf '%-44s %10s %10s %10s\n' "redis EVALSHA compare-and-set, fsync always" "$FSYNC_RATE" "$FSYNC_P50" "$FSYNC_P99"
 echo "idle pollers: $IDLE_WORKERS workers long-polling (block_ms=999) an empty environment for ${IDLE_SECONDS} s"
-printf '%-44s %10s %10s %10s\n' "target" "polls/s" "entries" "fsyncs/s"
-printf '%-44s %10s %10s %10s\n' "idle pollers, durable" "$IDLE_POLLS" "$IDLE_ENTRIES" "$IDLE_FSYNC_RATE"
-printf '%-44s %10s %10s %10s\n' "idle pollers, 3-member cluster (all members)" "$CIDLE_POLLS" "$CIDLE_ENTRIES" "$CIDLE_FSYNC_RATE"
+printf '%-44s %10s %10s %10s\n' "target" "polls/s" "entries" "syncs/s"
+printf '%-44s %10s %10s %10s\n' "idle pollers, durable" "$IDLE_POLLS" "$IDLE_ENTRIES" "$IDLE_SYNC_RATE"
+printf '%-44s %10s %10s %10s\n' "idle pollers, 3-member cluster (all members)" "$CIDLE_POLLS" "$CIDLE_ENTRIES" "$CIDLE_SYNC_RATE"
 echo
 echo "server / bare:                 $(ratio "$SERVER_RATE" "$BARE_RATE") (medians); per round: $(paste -d' ' "$WORK/server.rounds" "$WORK/bare.rounds" \
   | python3 -c 'import sys; r = sorted(float(l.split()[0]) / float(l.split()[3]) for l in sys.stdin); print(" ".join(f"{x:.2f}" for x in r), f"(median {r[len(r) // 2]:.2f})")')"

@@ -468,6 +468,38 @@ async fn a_deposed_leader_never_renews_and_then_follows() {
     cluster.shutdown().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_read_on_a_leader_briefly_out_of_touch_waits_instead_of_answering_503() {
+    let cluster = Cluster::start("read-patience", 60).await;
+    let leader = cluster.leader(None).await;
+    let (environment, leases) = cluster.leases(leader, 1).await;
+    cluster.converged().await;
+    let term = cluster.node(leader).shared.submit.cluster_status().term;
+
+    // Out of touch for less than a follower waits before it stands for election: the leader's
+    // first rounds to confirm its leadership fail, and it tries again.
+    cluster.links(leader).set_cut(true);
+    let read = cluster.spawn_call(
+        leader,
+        reqwest::Method::GET,
+        &format!("/v1/environments/{environment}/work/{}", leases[0].0),
+        Duration::from_secs(10),
+    );
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    cluster.links(leader).set_cut(false);
+    let (status, body) = read.await.expect("the task").expect("an answer");
+    let now = cluster.node(leader).shared.submit.cluster_status();
+    // An election meanwhile (a very slow machine) would make 503 the right answer.
+    assert_eq!(
+        (now.role, now.term),
+        ("leader", term),
+        "the leadership changed"
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["state"], "active", "{body}");
+    cluster.shutdown().await;
+}
+
 /// A failover to a member whose clock is `skew_micros` off: nothing changes in the failover, a
 /// renewal through the new leader is stamped at the real time (on the table's timeline), and
 /// a lease left alone lapses at its deadline, neither early nor late.
@@ -555,11 +587,10 @@ async fn a_forwarded_heartbeat_whose_answer_is_lost_is_answered_from_the_log() {
     let beat = cluster.beat(follower, &environment, work, token).await;
     let renewed = beat["last_heartbeat"].as_str().expect("a token");
     assert!(renewed > token.as_str(), "{beat}");
-    let metrics = cluster
-        .node(follower)
-        .shared
+    let shared = &cluster.node(follower).shared;
+    let metrics = shared
         .metrics
-        .render([0; 5], 0, 0, None);
+        .render([0; 5], &shared.submit.cluster_status());
     assert!(
         metrics.contains("worklease_forwarded_total{outcome=\"replayed\"} 1"),
         "{metrics}"

@@ -11,11 +11,13 @@
 //! | `worklease_credentials_refused_total` | counter | `reason` |
 //! | `worklease_commit_latency_seconds` | histogram | — |
 //! | `worklease_last_applied_index` | gauge | — |
+//! | `worklease_log_syncs_total` | counter (read at scrape) | — |
 //! | `worklease_raft_term`, `worklease_raft_leader_id` | gauge | — |
 
 use std::sync::OnceLock;
 use std::time::Duration;
 
+use parking_lot::Mutex;
 use prometheus_client::encoding::text::encode;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -24,6 +26,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 use worklease::{Error, WorkState};
+
+use crate::raft::Status;
 
 /// A request's labels: the route (an operation name, the same under both prefixes) and the
 /// status code answered.
@@ -124,6 +128,15 @@ pub(crate) struct Metrics {
     refused: Family<ReasonLabels, Counter>,
     commit_latency: Histogram,
     last_applied: Gauge,
+    /// `worklease_log_syncs_total`: the log's own count (`Status::log_syncs`), read at scrape
+    /// and added as the difference since the scrape before, kept in `log_syncs_seen`. A
+    /// `Counter` only goes up, so the difference is what moves it to the log's count; a
+    /// custom collector would need a handle on the log, which is built after these metrics
+    /// (and is handed to [`Self::render`] like every other value read at scrape). The mutex
+    /// makes read-difference-add one step, so two scrapes at once cannot both add the same
+    /// syncs.
+    log_syncs: Counter,
+    log_syncs_seen: Mutex<u64>,
     term: Gauge,
     leader: Gauge,
 }
@@ -206,6 +219,14 @@ impl Metrics {
             "Commands applied to the table (a log index in durable modes)",
             last_applied.clone(),
         );
+        let log_syncs = Counter::default();
+        registry.register(
+            "worklease_log_syncs",
+            "fdatasync calls on the write-ahead log: one per frame written, each frame a batch \
+             of entries, a vote, a truncation or a purge (0 in memory). Not counted: syncs of \
+             snapshot files, of new log segments and of the data directory",
+            log_syncs.clone(),
+        );
         let term = Gauge::default();
         registry.register(
             "worklease_raft_term",
@@ -229,6 +250,8 @@ impl Metrics {
             refused,
             commit_latency,
             last_applied,
+            log_syncs,
+            log_syncs_seen: Mutex::new(0),
             term,
             leader,
         }
@@ -297,14 +320,9 @@ impl Metrics {
         self.commit_latency.observe(took.as_secs_f64());
     }
 
-    /// The registry as OpenMetrics text, with the values read at scrape time.
-    pub(crate) fn render(
-        &self,
-        items: [usize; 5],
-        last_applied: u64,
-        term: u64,
-        leader: Option<u64>,
-    ) -> String {
+    /// The registry as OpenMetrics text, with the values read at scrape time: the items by
+    /// state, and this node's `status`.
+    pub(crate) fn render(&self, items: [usize; 5], status: &Status) -> String {
         for (state, count) in STATES.iter().zip(items) {
             self.items
                 .get_or_create(&StateLabels {
@@ -313,14 +331,61 @@ impl Metrics {
                 .set(i64::try_from(count).unwrap_or(i64::MAX));
         }
         self.last_applied
-            .set(i64::try_from(last_applied).unwrap_or(i64::MAX));
-        self.term.set(i64::try_from(term).unwrap_or(i64::MAX));
+            .set(i64::try_from(status.last_applied_index).unwrap_or(i64::MAX));
+        {
+            let mut seen = self.log_syncs_seen.lock();
+            // The log's count only grows while the process runs.
+            self.log_syncs
+                .inc_by(status.log_syncs.saturating_sub(*seen));
+            *seen = (*seen).max(status.log_syncs);
+        }
+        self.term
+            .set(i64::try_from(status.term).unwrap_or(i64::MAX));
         // 0: no leader known.
-        self.leader
-            .set(leader.map_or(0, |id| i64::try_from(id).unwrap_or(i64::MAX)));
+        self.leader.set(
+            status
+                .leader_id
+                .map_or(0, |id| i64::try_from(id).unwrap_or(i64::MAX)),
+        );
         let mut text = String::new();
         // Writing into a String cannot fail; an error here would be a bug in the encoder.
         encode(&mut text, &self.registry).expect("invariant: encoding into a String succeeds");
         text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(log_syncs: u64) -> Status {
+        Status {
+            node_id: 1,
+            leader_id: Some(1),
+            term: 1,
+            role: "leader",
+            last_applied_index: 0,
+            log_syncs,
+        }
+    }
+
+    fn log_syncs(text: &str) -> &str {
+        text.lines()
+            .find_map(|line| line.strip_prefix("worklease_log_syncs_total "))
+            .unwrap_or_else(|| panic!("no worklease_log_syncs_total:\n{text}"))
+    }
+
+    #[test]
+    fn log_syncs_total_follows_the_log_count_read_at_each_scrape() {
+        let metrics = Metrics::new();
+        assert_eq!(log_syncs(&metrics.render([0; 5], &status(0))), "0");
+        assert_eq!(log_syncs(&metrics.render([0; 5], &status(7))), "7");
+        assert_eq!(log_syncs(&metrics.render([0; 5], &status(7))), "7");
+        assert_eq!(log_syncs(&metrics.render([0; 5], &status(12))), "12");
+        let text = metrics.render([0; 5], &status(12));
+        assert!(
+            text.contains("# TYPE worklease_log_syncs counter"),
+            "{text}"
+        );
     }
 }

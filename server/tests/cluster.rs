@@ -934,11 +934,23 @@ fn empty_and_idle_long_polls_write_nothing_to_the_log() {
             .as_u64()
             .expect("an index")
     };
-    let before = applied();
+    // Every member's log syncs, by member.
+    let syncs = || -> Vec<u64> {
+        (1..=3)
+            .map(|n| {
+                let status = cluster.status(n).expect("every member answers");
+                status["log_syncs"]
+                    .as_u64()
+                    .unwrap_or_else(|| panic!("no log_syncs: {status}"))
+            })
+            .collect()
+    };
+    let (before, synced) = (applied(), syncs());
     // Through the leader and through a follower (which forwards to the leader).
     let servers = [cluster.node(leader), cluster.node(follower)];
     let workers = support::poll_idly(&servers, &environment, 1000, 4, Duration::from_secs(12));
     assert_eq!(applied(), before, "empty polls were logged");
+    assert_eq!(syncs(), synced, "empty polls synced a member's log");
     let stats = cluster
         .node(follower)
         .get(&format!("/v1/environments/{environment}/work/stats"));
@@ -957,6 +969,14 @@ fn empty_and_idle_long_polls_write_nothing_to_the_log() {
         before + 5,
         "create, the item-secret key, poll, ack and heartbeat are logged"
     );
+    // Committed means synced on a majority: at least two members synced (so the comparison
+    // above could have seen a sync).
+    let grown = syncs()
+        .iter()
+        .zip(&synced)
+        .filter(|(now, then)| now > then)
+        .count();
+    assert!(grown >= 2, "{grown} members synced the writes");
 }
 
 /// Heartbeats every lease in turn through the members in `bases` (the member changing with

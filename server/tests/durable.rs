@@ -531,14 +531,18 @@ fn empty_and_idle_long_polls_write_nothing_to_the_log() {
     let dir = TempDir::new("idle-polls");
     let server = Server::start(&["--data-dir", &dir.data()]);
     let environment = server.environment("self_hosted");
-    let applied = || {
-        server.get("/cluster").json["last_applied_index"]
+    let cluster = |field: &str| {
+        let status = server.get("/cluster");
+        status.json[field]
             .as_u64()
-            .expect("an index")
+            .unwrap_or_else(|| panic!("no {field}: {}", status.text))
     };
-    let before = applied();
+    let applied = || cluster("last_applied_index");
+    let syncs = || cluster("log_syncs");
+    let (before, synced) = (applied(), syncs());
     let workers = support::poll_idly(&[&server], &environment, 1000, 4, IDLE);
     assert_eq!(applied(), before, "empty polls were logged");
+    assert_eq!(syncs(), synced, "empty polls synced the log");
     // Which workers poll is still counted (by the server, not the log).
     let stats = server.get(&format!("/v1/environments/{environment}/work/stats"));
     assert_eq!(stats.json["workers_polling"], workers, "{}", stats.text);
@@ -547,6 +551,16 @@ fn empty_and_idle_long_polls_write_nothing_to_the_log() {
     server.work(&environment);
     server.claim(&environment, "w1");
     assert_eq!(applied(), before + 5);
+    // Each of those is written and synced before it is answered (so the count above could
+    // have seen a sync).
+    assert!(syncs() > synced, "a write was answered without a log sync");
+    // The metric is the same count.
+    let metrics = server.get("/metrics").text;
+    let counted = metrics
+        .lines()
+        .find_map(|line| line.strip_prefix("worklease_log_syncs_total "))
+        .and_then(|value| value.parse::<u64>().ok());
+    assert_eq!(counted, Some(syncs()), "{metrics}");
 }
 
 /// How long idle workers long-poll in the tests that count log entries.

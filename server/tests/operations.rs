@@ -67,6 +67,8 @@ fn cluster_reports_one_member_and_counts_applied_changes() {
         "{}",
         after.text
     );
+    // In memory nothing is written to disk.
+    assert_eq!(after.json["log_syncs"], 0, "{}", after.text);
 }
 
 #[test]
@@ -187,6 +189,8 @@ fn metrics_parse_as_prometheus_text_and_count_what_happened() {
         .as_f64()
         .expect("an index");
     assert_eq!(value("worklease_last_applied_index", &[]), applied);
+    assert_eq!(value("worklease_log_syncs_total", &[]), 0.0);
+    assert_eq!(metrics.types["worklease_log_syncs"], "counter");
     // Every apply was timed: at least the changing requests above.
     let commits = value("worklease_commit_latency_seconds_count", &[]);
     assert!(commits >= applied, "{commits} < {applied}");

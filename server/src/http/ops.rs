@@ -37,10 +37,11 @@ struct ClusterStatus {
     term: u64,
     role: &'static str,
     last_applied_index: u64,
+    log_syncs: u64,
 }
 
-/// `GET /cluster`: in memory, a one-member cluster this node leads at term 0; in durable mode,
-/// the Raft node's own term, leader, role and applied index.
+/// `GET /cluster`: in memory, a one-member cluster this node leads at term 0 that never syncs;
+/// in durable mode, the Raft node's own term, leader, role, applied index and log syncs.
 pub(crate) async fn cluster(State(shared): State<Arc<Shared>>) -> Response {
     let now = shared.submit.cluster_status();
     let status = ClusterStatus {
@@ -49,6 +50,7 @@ pub(crate) async fn cluster(State(shared): State<Arc<Shared>>) -> Response {
         term: now.term,
         role: now.role,
         last_applied_index: now.last_applied_index,
+        log_syncs: now.log_syncs,
     };
     json(StatusCode::OK, &status)
 }
@@ -57,9 +59,7 @@ pub(crate) async fn cluster(State(shared): State<Arc<Shared>>) -> Response {
 pub(crate) async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
     let items = shared.submit.count_by_state().await;
     let now = shared.submit.cluster_status();
-    let text = shared
-        .metrics
-        .render(items, now.last_applied_index, now.term, now.leader_id);
+    let text = shared.metrics.render(items, &now);
     (
         StatusCode::OK,
         [(

@@ -83,6 +83,7 @@ impl Log for MemoryLog {
             term: 0,
             role: "leader",
             last_applied_index: self.applied.load(Ordering::Relaxed),
+            log_syncs: 0,
         }
     }
 

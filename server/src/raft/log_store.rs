@@ -68,7 +68,8 @@ enum Writer {
 /// What the log's writes have done so far (on the writer thread, or inline: [`Writer`]).
 #[derive(Debug)]
 pub(crate) struct WriterStats {
-    /// Durable commits (one fsync each).
+    /// Frames written to the log, one `fdatasync` each (a failed write counted too: it may
+    /// have reached the sync): `GET /cluster`'s `log_syncs`.
     pub(crate) commits: AtomicU64,
     /// Log entries written.
     pub(crate) entries: AtomicU64,

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use std::sync::atomic::Ordering;
 
-use openraft::error::ClientWriteError;
+use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
 use openraft::{BasicNode, ServerState};
 use parking_lot::Mutex;
 use tokio::sync::{mpsc, oneshot};
@@ -176,6 +176,10 @@ pub(crate) struct Status {
     pub(crate) term: u64,
     pub(crate) role: &'static str,
     pub(crate) last_applied_index: u64,
+    /// `fdatasync` calls this node made on its write-ahead log since it started: one per frame
+    /// written (a batch of entries, a vote, a truncation or a purge). Not counted: syncs of
+    /// snapshot files, of new log segments and of the data directory. 0 in memory.
+    pub(crate) log_syncs: u64,
 }
 
 /// Why a request cannot be answered now: no leader, or this node lost its leadership, or the
@@ -194,6 +198,11 @@ type Waiting = (Stamped, Option<u128>, oneshot::Sender<Answered>);
 /// an election and a slow disk, short enough that a client cut off with a deposed leader hears
 /// back (and retries elsewhere).
 const COMMIT_WAIT: Duration = Duration::from_secs(5);
+
+/// The pause between a leader's attempts to confirm its leadership for a read
+/// ([`Durable::read_barrier`]): an attempt a member did not answer in time (openraft gives it
+/// one heartbeat interval) is tried again after it, until [`COMMIT_WAIT`].
+const READ_RETRY_PAUSE: Duration = Duration::from_millis(20);
 
 /// Where requests should go.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -423,17 +432,41 @@ impl Durable {
     /// Returns once a read of the local table is linearizable (docs/contract.md §8 "Reads"): at once in
     /// a one-member cluster, where every answered write is applied; else once this node has
     /// confirmed with a majority that it still leads and has applied everything committed.
+    ///
+    /// openraft's confirmation is one round of heartbeats, each given one heartbeat interval
+    /// (50 ms): a majority slow to answer (a busy machine, a member catching up) fails it
+    /// although this node still leads. Such a round is tried again, as a write waits for its
+    /// commit, up to [`COMMIT_WAIT`]; a node that learns of a newer leader stops at once.
+    ///
+    /// # Errors
+    ///
+    /// [`Unavailable`] when this node does not lead, or cannot confirm it within
+    /// [`COMMIT_WAIT`].
     pub(crate) async fn read_barrier(&self) -> Result<(), Unavailable> {
         if !self.replicated {
             return Ok(());
         }
-        match tokio::time::timeout(COMMIT_WAIT, self.raft.ensure_linearizable()).await {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(error)) => Err(Unavailable(format!("cannot confirm leadership: {error}"))),
-            Err(_) => Err(Unavailable(format!(
+        let deadline = tokio::time::Instant::now() + COMMIT_WAIT;
+        let unconfirmed = || {
+            Unavailable(format!(
                 "cannot confirm leadership within {} s",
                 COMMIT_WAIT.as_secs()
-            ))),
+            ))
+        };
+        loop {
+            match tokio::time::timeout_at(deadline, self.raft.ensure_linearizable()).await {
+                Ok(Ok(_)) => return Ok(()),
+                Ok(Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(_)))) => {
+                    if tokio::time::Instant::now() + READ_RETRY_PAUSE >= deadline {
+                        return Err(unconfirmed());
+                    }
+                    tokio::time::sleep(READ_RETRY_PAUSE).await;
+                }
+                Ok(Err(error)) => {
+                    return Err(Unavailable(format!("cannot confirm leadership: {error}")))
+                }
+                Err(_) => return Err(unconfirmed()),
+            }
         }
     }
 
@@ -512,6 +545,7 @@ impl Durable {
                 ServerState::Learner | ServerState::Shutdown => "learner",
             },
             last_applied_index: metrics.last_applied.map_or(0, |id| id.index),
+            log_syncs: self.writer.commits.load(Ordering::Relaxed),
         }
     }
 
