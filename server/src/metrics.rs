@@ -70,14 +70,19 @@ pub(crate) const STATES: [WorkState; 5] = [
 pub(crate) const FORWARD_OUTCOMES: [&str; 3] = ["answered", "replayed", "unavailable"];
 
 /// Why a credential was refused (`worklease_credentials_refused_total`'s `reason`,
-/// `crate::access::Refusal::reason`).
-pub(crate) const REFUSAL_REASONS: [&str; 5] = [
+/// `crate::access::Refusal::reason`, and [`NOT_A_MEMBER`]).
+pub(crate) const REFUSAL_REASONS: [&str; 6] = [
     "missing",
     "malformed",
     "unknown",
     "out_of_scope",
     "stale_delivery",
+    NOT_A_MEMBER,
 ];
+
+/// The refusal of a call on the members' own routes (`/internal/…`) without this member's
+/// cluster secret (401).
+pub(crate) const NOT_A_MEMBER: &str = "not_a_member";
 
 /// Every route label the edge counts requests under (`crate::http::route::Route::label`, and
 /// `unmatched`), the heartbeat first: [`Metrics::request`] looks a route up here, in order.
@@ -200,7 +205,8 @@ impl Metrics {
         registry.register(
             "worklease_credentials_refused",
             "Requests refused for their credential, by reason: missing, malformed, unknown \
-             (401), out_of_scope, stale_delivery (403); the credential itself is never recorded",
+             (401), out_of_scope, stale_delivery (403), not_a_member (401 on a member's own \
+             routes); the credential itself is never recorded",
             refused.clone(),
         );
         for reason in REFUSAL_REASONS {

@@ -563,6 +563,9 @@ fn several_admin_tokens_each_open_everything_and_refusals_are_counted_not_logged
         403,
         "a key on /metrics",
     );
+    // The members' own routes: no API credential opens them, and the refusal is counted too.
+    let internal = call(&server, "POST", "/internal/raft/vote", "first-token", None);
+    assert_eq!(internal.status, 401, "{}", internal.text);
     let metrics = call(&server, "GET", "/metrics", "second-token", None);
     assert_eq!(metrics.status, 200);
     let count = |reason: &str| -> f64 {
@@ -579,6 +582,7 @@ fn several_admin_tokens_each_open_everything_and_refusals_are_counted_not_logged
     assert_eq!(count("unknown"), 2.0);
     assert_eq!(count("out_of_scope"), 1.0);
     assert_eq!(count("stale_delivery"), 0.0);
+    assert_eq!(count("not_a_member"), 1.0);
     for credential in [
         key.as_str(),
         "third-token",

@@ -21,6 +21,7 @@ use super::{forward, work};
 use crate::access::Grant;
 use crate::app::Shared;
 use crate::cluster_secret;
+use crate::metrics::NOT_A_MEMBER;
 use crate::mint::Mint;
 use crate::origin::{RequestOrigin, ORIGIN};
 use crate::raft::{ADMISSION_ROUTE, APPEND_ROUTE, SEED_ROUTE, SNAPSHOT_ROUTE, VOTE_ROUTE};
@@ -131,11 +132,14 @@ where
             let secret = self.shared.cluster_secret.as_ref();
             match cluster_secret::admit(secret, request.headers(), request.uri().path()) {
                 Ok(()) => Answer::Here(self.inner.call(request)),
-                Err(cluster_secret::NotAMember) => Answer::Refused(ApiError::own(
-                    StatusCode::UNAUTHORIZED,
-                    "authentication_error",
-                    cluster_secret::NotAMember::MESSAGE.to_owned(),
-                )),
+                Err(cluster_secret::NotAMember) => {
+                    self.shared.metrics.credential_refused(NOT_A_MEMBER);
+                    Answer::Refused(ApiError::own(
+                        StatusCode::UNAUTHORIZED,
+                        "authentication_error",
+                        cluster_secret::NotAMember::MESSAGE.to_owned(),
+                    ))
+                }
             }
         } else if let Err(refusal) = grant {
             self.shared.metrics.credential_refused(refusal.reason());
