@@ -744,8 +744,8 @@ impl ConcurrentLeaseTable {
         done
     }
 
-    /// When the table next needs attention without any request: the minimum over shards of
-    /// what [`crate::LeaseTable::next_wakeup`] answers for one.
+    /// When the table next needs a sweep: the minimum over shards of what
+    /// [`crate::LeaseTable::next_wakeup`] answers for one (the earliest lease deadline).
     ///
     /// Shards apply lapses lazily and separately, so this may be an instant already past: a
     /// lapse is due that no call has applied yet, and the sweeper should run at once. It is

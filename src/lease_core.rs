@@ -194,20 +194,13 @@ impl LeaseCore {
         }
     }
 
-    /// When the core next needs attention without any request: the earliest lease deadline
-    /// or end of a delivery's reclaim window (with the configured window).
+    /// When the core next needs a sweep: the earliest lease deadline. The end of a delivery's
+    /// reclaim window is not one: only a poll acts on it, and a poll learns it from
+    /// [`Self::next_claimable_at`].
     pub(crate) fn next_wakeup(&self) -> Option<Timestamp> {
-        let reclaim = millis_to_micros(self.config.reclaim_older_than_ms);
         let items = &self.items;
-        let lapse = self
-            .deadlines
-            .peek_earliest(|slot| deadline_of(items, slot));
-        let redelivery = self
-            .environments
-            .iter()
-            .filter_map(|env| env.next_reclaim(reclaim))
-            .min();
-        earliest(lapse, redelivery)
+        self.deadlines
+            .peek_earliest(|slot| deadline_of(items, slot))
     }
 
     /// When a poll of `env` with reclaim window `reclaim` (µs) could next hand out an item

@@ -98,8 +98,8 @@
 //!    [`status`](Error::status), [`error_type`](Error::error_type) and
 //!    [`param`](Error::param).
 //! 4. **Sweep** at [`LeaseTable::next_wakeup`]: a background task sleeps until the next lease
-//!    deadline or redelivery time (or until an operation moves it earlier: an ack opens a
-//!    lease, a renewal only moves a deadline later), calls [`LeaseTable::sweep`] and logs the
+//!    deadline (or until an operation moves it earlier: an ack opens a lease, a renewal only
+//!    moves a deadline later), calls [`LeaseTable::sweep`] and logs the
 //!    returned transitions, including those operations applied on the way. An empty poll
 //!    returns `next_claimable_at`, so a long poll sleeps exactly until work can appear.
 //! 5. **Purge** now and then: [`LeaseTable::purge_stopped`]`(now - retention, now)` removes

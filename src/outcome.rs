@@ -18,8 +18,8 @@ pub struct Config {
     pub ack_ttl: Ttl,
     /// After this many lapses an item is stopped instead of queued again; `None`: no limit.
     pub max_attempts: Option<NonZeroU32>,
-    /// The reclaim window that [`crate::LeaseTable::stats`] and [`crate::LeaseTable::next_wakeup`] assume
-    /// (polls bring their own); 5000 ms.
+    /// The reclaim window that [`crate::LeaseTable::stats`] assumes (polls bring their own);
+    /// 5000 ms.
     pub reclaim_older_than_ms: u64,
 }
 

@@ -450,9 +450,13 @@ impl LeaseTable {
         lapses
     }
 
-    /// When the table next needs attention without any request: the earliest lease deadline
-    /// or end of a delivery's reclaim window (with the configured window). A server's sweeper
-    /// sleeps until then (or until an operation changes it).
+    /// When the table next needs a sweep: the earliest lease deadline. A server's sweeper
+    /// sleeps until then (or until an operation moves it earlier).
+    ///
+    /// The end of a delivery's reclaim window is not a wake-up: a sweep does nothing there
+    /// (only a poll hands the item out again), so a sweeper woken for it would find the same
+    /// instant still past and spin. A long poll waits for it instead, from the
+    /// `next_claimable_at` its empty answer carries ([`Self::next_claimable_at`]).
     pub fn next_wakeup(&self) -> Option<Timestamp> {
         self.core.next_wakeup()
     }

@@ -85,17 +85,26 @@ fn sweep_orders_lapses_by_deadline() {
 }
 
 #[test]
-fn next_wakeup_is_the_earliest_deadline_or_redelivery() {
+fn next_wakeup_is_the_earliest_deadline_and_never_a_redelivery() {
     let mut f = Fixture::new();
     assert_eq!(f.table.next_wakeup(), None);
     f.create(B);
     f.poll(Some("w1"));
+    // B is delivered, not acknowledged: its reclaim window's end is a poll's business (the
+    // empty poll's `next_claimable_at`), not a sweep's.
     let redelivery = f.now.saturating_add_micros(5 * SECOND);
-    assert_eq!(f.table.next_wakeup(), Some(redelivery));
+    assert_eq!(f.table.next_wakeup(), None);
     let lease = f.item_in(A, WorkState::Starting).lease_deadline.unwrap();
-    assert_eq!(f.table.next_wakeup(), Some(redelivery.min(lease)));
-    f.ack(B, Some("w1")).unwrap();
+    assert!(lease > redelivery);
     assert_eq!(f.table.next_wakeup(), Some(lease));
+    // Past the reclaim window, with no lapse due, a sweep has nothing to do and the wake-up
+    // stays the lease's deadline.
+    f.advance(6 * SECOND);
+    assert!(f.table.sweep(f.now).is_empty());
+    assert_eq!(f.table.next_wakeup(), Some(lease));
+    f.ack(B, Some("w1")).unwrap();
+    let b_lease = f.get(B).lease_deadline.unwrap();
+    assert_eq!(f.table.next_wakeup(), Some(lease.min(b_lease)));
 }
 
 #[test]

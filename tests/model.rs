@@ -725,17 +725,12 @@ impl Model {
         })
     }
 
-    /// The earliest lease deadline or end of a reclaim window (configured window).
+    /// The earliest lease deadline: the only instant a sweep has work (a reclaim window's end
+    /// is a poll's business).
     fn next_wakeup(&self) -> Option<Timestamp> {
-        let reclaim = i64::try_from(self.config.reclaim_older_than_ms).expect("small") * 1000;
         self.items
             .iter()
             .filter_map(|item| item.deadline)
-            .chain(
-                self.items
-                    .iter()
-                    .filter_map(|item| item.delivered_at.map(|at| at + reclaim)),
-            )
             .min()
             .map(ts)
     }

@@ -8,8 +8,10 @@ use std::time::Duration;
 use crate::app::Shared;
 use crate::submit::until;
 
-/// How long the sweeper waits when the table's next wake-up is already past and sweeping
-/// did not move it.
+/// How long the sweeper waits when the table's next wake-up is still past after a sweep that
+/// lapsed nothing. The wake-up is the earliest lease deadline, which a sweep applies, so this
+/// should not happen; if it did (a clock stepping back under the table), the pause keeps the
+/// sweeper from submitting (and, in a log, writing) sweeps in a tight loop.
 const OVERDUE_PAUSE: Duration = Duration::from_secs(1);
 
 /// Runs until the task is aborted.
@@ -58,9 +60,6 @@ pub(crate) async fn run(shared: Arc<Shared>, keep_stopped: Option<Duration>) {
         let mut wait = swept.next_wakeup.map_or(Duration::from_secs(3600), |at| {
             until(at, shared.submit.now())
         });
-        // A wake-up still past after a sweep that lapsed nothing is the end of a delivery's
-        // reclaim window, which only a poll moves: look again in a second (lapses due behind
-        // it are swept then), rather than sweeping (and, in a log, writing) in a tight loop.
         if wait.is_zero() && swept.transitions.is_empty() {
             wait = OVERDUE_PAUSE;
         }

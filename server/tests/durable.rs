@@ -563,5 +563,41 @@ fn empty_and_idle_long_polls_write_nothing_to_the_log() {
     assert_eq!(counted, Some(syncs()), "{metrics}");
 }
 
+/// A poll hands out an item and nobody acknowledges it: the item waits, claimable again once
+/// its reclaim window (5 s by default) ends. Only a poll acts on that, so nothing is logged
+/// meanwhile: no sweep wakes for the window's end and writes an empty entry (it did, once a
+/// second, while the sweeper counted reclaim-window ends as its wake-ups).
+#[test]
+fn a_delivered_item_nobody_acknowledges_writes_nothing_while_it_waits() {
+    let dir = TempDir::new("unacked");
+    let server = Server::start(&["--data-dir", &dir.data()]);
+    let environment = server.environment("self_hosted");
+    let work = server.work(&environment);
+    let polled = server.get_with(
+        &format!("/v1/environments/{environment}/work/poll"),
+        &[("Worker-ID", "w1")],
+    );
+    assert_eq!(polled.json["id"], work.as_str(), "{}", polled.text);
+    let cluster = || server.get("/cluster").json;
+    let before = cluster();
+    // Past the default reclaim window, and then some seconds of the sweeper's 1-s pace.
+    std::thread::sleep(Duration::from_secs(8));
+    let after = cluster();
+    assert_eq!(
+        after["last_applied_index"], before["last_applied_index"],
+        "the log grew while a delivered item waited: {before} → {after}"
+    );
+    assert_eq!(
+        after["log_syncs"], before["log_syncs"],
+        "{before} → {after}"
+    );
+    // The item is still there to claim again, by a poll.
+    let again = server.get_with(
+        &format!("/v1/environments/{environment}/work/poll"),
+        &[("Worker-ID", "w2")],
+    );
+    assert_eq!(again.json["id"], work.as_str(), "{}", again.text);
+}
+
 /// How long idle workers long-poll in the tests that count log entries.
 const IDLE: Duration = Duration::from_secs(12);
