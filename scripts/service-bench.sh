@@ -21,7 +21,10 @@
 #
 # The server (plain and TLS) and the bare route run in alternating rounds (ROUNDS of SECONDS each), so load from
 # anything else on the machine falls on both alike; each reports its median round. Prints each
-# rate with p50/p99 latency, and the ratios server / bare and server / redis.
+# rate with p50/p99 latency, and the ratios server / bare and server / redis. wrk shares the
+# cores with the server, so the in-memory rounds also report the CPU time each side spends per
+# heartbeat (the server's from /proc/PID/stat, wrk's from the shell's `time`), plain and HTTPS:
+# the two sides' TLS costs are then visible apart.
 # Needs wrk and redis-server (apt-get install wrk redis-server). Everything listens on
 # 127.0.0.1 on free ports; redis runs in a temporary directory; all are stopped at the end.
 #
@@ -70,21 +73,33 @@ start() {
   exit 1
 }
 
-# run_wrk NAME URL [IDS]: wrk with the heartbeat script; sets RATE, P50, P99 (ms).
+# cpu_ticks PID: the user and system CPU time the process has used, in clock ticks.
+cpu_ticks() { sed 's/^.*) //' "/proc/$1/stat" | awk '{print $12 + $13}'; }
+# run_wrk NAME URL [IDS] [PID]: wrk with the heartbeat script; sets what wrk_with sets and,
+# given the server's PID, SERVER_US, the server's CPU time per request (µs).
 run_wrk() {
-  local name=$1 url=$2 ids=${3:-$WORK/ids}
+  local name=$1 url=$2 ids=${3:-$WORK/ids} pid=${4:-} ticks_before=0
+  [ -n "$pid" ] && ticks_before=$(cpu_ticks "$pid")
   wrk_with "$name" "$url" scripts/heartbeat.lua "$ids" "$TOKEN"
+  SERVER_US=
+  if [ -n "$pid" ]; then
+    SERVER_US=$(awk -v t="$(( $(cpu_ticks "$pid") - ticks_before ))" -v hz="$(getconf CLK_TCK)" \
+      -v n="$REQUESTS" 'BEGIN {printf "%.2f", t / hz / n * 1e6}')
+  fi
 }
 # run_wrk_as NAME URL MODE: the same heartbeats sent with one kind of credential (key or
 # secret) on the items of scripts/bench_credentials.py; sets RATE, P50, P99 (ms).
 run_wrk_as() {
   wrk_with "$1" "$2" scripts/heartbeat_credentials.lua "$WORK/credential-ids" "$3"
 }
-# wrk_with NAME URL SCRIPT ARGS...: one wrk run; sets RATE, P50, P99 (ms).
+# wrk_with NAME URL SCRIPT ARGS...: one wrk run; sets RATE, P50, P99 (ms), REQUESTS and
+# WRK_US, wrk's CPU time per request (µs).
 wrk_with() {
-  local name=$1 url=$2 script=$3; shift 3
-  wrk -t"$THREADS" -c"$CONNECTIONS" -d"${SECONDS_PER_RUN}s" --latency \
-    -s "$script" "$url" -- "$@" >"$WORK/$name.wrk"
+  local name=$1 url=$2 script=$3 TIMEFORMAT='%U %S'; shift 3
+  { time wrk -t"$THREADS" -c"$CONNECTIONS" -d"${SECONDS_PER_RUN}s" --latency \
+    -s "$script" "$url" -- "$@" >"$WORK/$name.wrk"; } 2>"$WORK/$name.time"
+  REQUESTS=$(awk '/requests in/ {print $1}' "$WORK/$name.wrk")
+  WRK_US=$(tail -1 "$WORK/$name.time" | awk -v n="$REQUESTS" '{printf "%.2f", ($1 + $2) / n * 1e6}')
   if grep -q "Non-2xx" "$WORK/$name.wrk"; then
     echo "service-bench: $name answered errors:" >&2; cat "$WORK/$name.wrk" >&2; exit 1
   fi
@@ -113,6 +128,7 @@ TLS_ARGS=(--tls-cert "$WORK/server.pem" --tls-key "$WORK/server.key")
 TOKEN=bench-token
 start server "$SERVER" --listen 127.0.0.1:0 --token "$TOKEN" --default-ttl-seconds 600 --log-level warn
 SERVER_ADDR=$ADDR
+SERVER_PID=${PIDS[-1]}
 # populate ADDR [CA]: one environment and ITEMS acked items on the server at ADDR (over HTTPS
 # trusting CA when given); prints the ids.
 populate() { python3 scripts/bench_items.py "$1" "$TOKEN" "$ITEMS" ${2:+"$2"}; }
@@ -122,17 +138,22 @@ python3 scripts/bench_credentials.py "$SERVER_ADDR" "$TOKEN" "$ITEMS" >"$WORK/cr
 start server-tls "$SERVER" --listen 127.0.0.1:0 --token "$TOKEN" --default-ttl-seconds 600 \
   --log-level warn "${TLS_ARGS[@]}"
 TLS_ADDR=$ADDR
+TLS_PID=${PIDS[-1]}
 populate "$TLS_ADDR" "$WORK/ca.pem" >"$WORK/tls-ids"
 # --- 2. the bare route, in rounds alternating with the server's
 start bare "$BARE" 127.0.0.1:0
 BARE_ADDR=$ADDR
 : >"$WORK/server.rounds"; : >"$WORK/bare.rounds"; : >"$WORK/tls.rounds"
 : >"$WORK/key.rounds"; : >"$WORK/secret.rounds"
+# CPU µs per heartbeat in each round: "server wrk", plain and HTTPS.
+: >"$WORK/server.cpu"; : >"$WORK/tls.cpu"
 for round in $(seq "$ROUNDS"); do
-  run_wrk server "http://$SERVER_ADDR"; echo "$RATE $P50 $P99" >>"$WORK/server.rounds"
+  run_wrk server "http://$SERVER_ADDR" "$WORK/ids" "$SERVER_PID"; echo "$RATE $P50 $P99" >>"$WORK/server.rounds"
+  echo "$SERVER_US $WRK_US" >>"$WORK/server.cpu"
   run_wrk_as key "http://$SERVER_ADDR" key; echo "$RATE $P50 $P99" >>"$WORK/key.rounds"
   run_wrk_as secret "http://$SERVER_ADDR" secret; echo "$RATE $P50 $P99" >>"$WORK/secret.rounds"
-  run_wrk server-tls "https://$TLS_ADDR" "$WORK/tls-ids"; echo "$RATE $P50 $P99" >>"$WORK/tls.rounds"
+  run_wrk server-tls "https://$TLS_ADDR" "$WORK/tls-ids" "$TLS_PID"; echo "$RATE $P50 $P99" >>"$WORK/tls.rounds"
+  echo "$SERVER_US $WRK_US" >>"$WORK/tls.cpu"
   run_wrk bare "http://$BARE_ADDR"; echo "$RATE $P50 $P99" >>"$WORK/bare.rounds"
   echo "round $round: server $(tail -1 "$WORK/server.rounds" | cut -d' ' -f1)/s, key $(tail -1 "$WORK/key.rounds" | cut -d' ' -f1)/s, secret $(tail -1 "$WORK/secret.rounds" | cut -d' ' -f1)/s, TLS $(tail -1 "$WORK/tls.rounds" | cut -d' ' -f1)/s, bare $(tail -1 "$WORK/bare.rounds" | cut -d' ' -f1)/s" >&2
 done
@@ -279,6 +300,13 @@ per_round() { paste -d' ' "$1" "$2" \
 echo "environment key / bare:        $(ratio "$KEY_RATE" "$BARE_RATE") (medians); per round: $(per_round "$WORK/key.rounds" "$WORK/bare.rounds")"
 echo "item secret / bare:            $(ratio "$SECRET_RATE" "$BARE_RATE") (medians); per round: $(per_round "$WORK/secret.rounds" "$WORK/bare.rounds")"
 echo "TLS / plain, in memory:        $(ratio "$TLS_RATE" "$SERVER_RATE") (medians); per round: $(per_round "$WORK/tls.rounds" "$WORK/server.rounds")"
+# cpu_line COLUMN: the medians of that column of server.cpu and tls.cpu, and HTTPS / plain.
+cpu_line() { python3 -c '
+import statistics, sys
+plain, tls = ([float(line.split()[int(sys.argv[1])]) for line in open(f)] for f in sys.argv[2:])
+p, t = statistics.median(plain), statistics.median(tls)
+print(f"plain {p:.2f}, HTTPS {t:.2f} ({t / p:.2f}x)")' "$1" "$WORK/server.cpu" "$WORK/tls.cpu"; }
+echo "CPU us a heartbeat, in memory: server $(cpu_line 0); wrk $(cpu_line 1) (medians)"
 echo "TLS / plain, durable:          $(ratio "$DURABLE_TLS_RATE" "$DURABLE_RATE") (medians); per round: $(per_round "$WORK/durable-tls.rounds" "$WORK/durable.rounds")"
 echo "server / redis (in memory):    $(ratio "$SERVER_RATE" "$REDIS_RATE")"
 echo "server / redis (fsync always): $(ratio "$SERVER_RATE" "$FSYNC_RATE")"
