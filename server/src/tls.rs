@@ -73,19 +73,22 @@ pub(crate) enum TlsError {
     NoSystemRoots(String),
 }
 
-/// The crypto provider every TLS configuration here uses: `ring`, which builds with a C
-/// compiler alone (aws-lc-rs, which rustls now recommends for its post-quantum key exchange,
-/// needs CMake on some targets and builds several times slower).
-#[allow(deprecated)]
-/// ring's provider with the AES-128-GCM suites first.
+/// The crypto provider every TLS configuration here uses: ring's, with the AES-128-GCM suites
+/// first.
+///
+/// Why ring: it builds with a C compiler alone, and aws-lc-rs (rustls' default, for its
+/// post-quantum key exchange) needs CMake on some targets, builds several times slower and
+/// spends no fewer instructions per heartbeat on records this small (callgrind,
+/// `scripts/request-instructions.sh`).
 ///
 /// Why not ring's own order (AES-256-GCM first): every request and answer is its own small
-/// record, so the cipher's per-record cost is a visible part of each request (callgrind, 10 s of
-/// wrk heartbeats over HTTPS: about 2 200 of the 7 450 instructions TLS adds to a request are
-/// AES-GCM), and AES-128 runs 10 rounds where AES-256 runs 14. AES-128-GCM is TLS 1.3's
-/// mandatory suite and a recommended one of TLS 1.2; nothing weaker is offered. The server's
-/// order decides (`ignore_client_order` in [`Certificate::server_config`]), since clients such
-/// as OpenSSL's ask for AES-256 first.
+/// record, so the cipher's per-record cost is a visible part of each request (about 2 200 of
+/// the 7 300 instructions TLS adds to a heartbeat are AES-GCM), and AES-128 runs 10 rounds
+/// where AES-256 runs 14. AES-128-GCM is TLS 1.3's mandatory suite and a recommended one of
+/// TLS 1.2; nothing weaker is offered. The server's order decides (`ignore_client_order` in
+/// [`Certificate::server_config`]), since clients such as OpenSSL's ask for AES-256 first.
+// rustls deprecates ring's provider for lacking post-quantum key exchange.
+#[allow(deprecated)]
 fn provider() -> Arc<CryptoProvider> {
     let mut provider = rustls::crypto::ring::default_provider();
     provider

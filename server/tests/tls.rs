@@ -1,16 +1,18 @@
 //! TLS (docs/contract.md §11) with certificates made at test time: HTTPS only, the certificate
 //! served, rotation without a restart (the next handshake gets the new certificate, open
-//! connections keep working, a bad pair is refused and the old one kept), and a bad pair
-//! refused at startup. The three-member TLS cluster is in tests/cluster.rs.
+//! connections keep working, a bad pair is refused and the old one kept), a bad pair refused
+//! at startup, and each answer sent as one TLS record. The three-member TLS cluster is
+//! in tests/cluster.rs.
 
 mod support;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::process::{Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rustls::pki_types::CertificateDer;
+use rustls::pki_types::{CertificateDer, ServerName};
 use support::tls::{test_ca, Ca, Connection, Files};
 use support::{Server, TempDir};
 
@@ -246,4 +248,123 @@ fn plain_http_beyond_loopback_is_warned_about() {
         "{}",
         everywhere.stderr.lock()
     );
+}
+
+/// The socket of [`each_answer_leaves_as_one_tls_record`]'s client, keeping a copy of every byte
+/// it reads so the records that arrived can be counted.
+struct Recording {
+    tcp: TcpStream,
+    read: Vec<u8>,
+}
+
+impl Read for Recording {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.tcp.read(buf)?;
+        self.read.extend_from_slice(&buf[..n]);
+        Ok(n)
+    }
+}
+
+impl Write for Recording {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.tcp.write(buf)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.tcp.flush()
+    }
+}
+
+/// The content types of the TLS records in `bytes`, which hold whole records.
+fn record_types(mut bytes: &[u8]) -> Vec<u8> {
+    let mut types = Vec::new();
+    while let [kind, _, _, high, low, rest @ ..] = bytes {
+        let length = usize::from(u16::from_be_bytes([*high, *low]));
+        assert!(rest.len() >= length, "a cut record: {bytes:?}");
+        types.push(*kind);
+        bytes = &rest[length..];
+    }
+    assert!(bytes.is_empty(), "a cut record header: {bytes:?}");
+    types
+}
+
+/// Sends `request` on `client` and reads until its whole answer (head and `content-length`
+/// bytes of body) has arrived; the answer.
+fn exchange(
+    client: &mut rustls::ClientConnection,
+    socket: &mut Recording,
+    request: &str,
+) -> String {
+    client
+        .writer()
+        .write_all(request.as_bytes())
+        .expect("buffers");
+    while client.wants_write() {
+        client.write_tls(socket).expect("sends");
+    }
+    let mut answer = Vec::new();
+    loop {
+        let mut chunk = [0; 4096];
+        match client.reader().read(&mut chunk) {
+            Ok(n) => answer.extend_from_slice(&chunk[..n]),
+            Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(error) => panic!("reading the answer: {error}"),
+        }
+        let text = String::from_utf8_lossy(&answer).into_owned();
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            let length: usize = head
+                .lines()
+                .find_map(|line| line.strip_prefix("content-length: "))
+                .and_then(|value| value.parse().ok())
+                .expect("a content-length");
+            if body.len() >= length {
+                return text;
+            }
+        }
+        assert!(client.read_tls(socket).expect("reads") > 0, "closed early");
+        client.process_new_packets().expect("valid records");
+    }
+}
+
+#[test]
+fn each_answer_leaves_as_one_tls_record() {
+    // One record per answer (hyper hands its head and body to rustls together) means one seal
+    // here and one open, one record header read, in the client.
+    let dir = TempDir::new("tls-records");
+    let server = start(&Files::write(&dir.0, &test_ca().issue(1)));
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(test_ca().der()).expect("a usable root");
+    #[allow(deprecated)]
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("protocol versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let name = ServerName::try_from("127.0.0.1").expect("an IP address");
+    let mut client = rustls::ClientConnection::new(Arc::new(config), name).expect("a client");
+    let tcp = TcpStream::connect(server.base.trim_start_matches("https://")).expect("connects");
+    tcp.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("a timeout");
+    let mut socket = Recording {
+        tcp,
+        read: Vec::new(),
+    };
+    while client.is_handshaking() {
+        client.complete_io(&mut socket).expect("a handshake");
+    }
+    let request = format!(
+        "GET /v1/environments HTTP/1.1\r\nhost: 127.0.0.1\r\nauthorization: Bearer {}\r\n\r\n",
+        support::TOKEN
+    );
+    // The first answer follows the session tickets TLS 1.3 servers send after a handshake.
+    let first = exchange(&mut client, &mut socket, &request);
+    assert!(first.starts_with("HTTP/1.1 200 "), "{first}");
+    for _ in 0..3 {
+        socket.read.clear();
+        let answer = exchange(&mut client, &mut socket, &request);
+        assert!(answer.starts_with("HTTP/1.1 200 "), "{answer}");
+        // 23: application data, the outer type of every TLS 1.3 record after the handshake.
+        assert_eq!(record_types(&socket.read), [23], "{answer}");
+    }
 }
