@@ -703,11 +703,7 @@ fn a_tls_cluster_elects_fails_over_and_catches_a_wiped_member_up_over_https() {
     // Leases taken through a follower: forwarded to the leader over HTTPS.
     let via = cluster.node(follower);
     let environment = via.environment("self_hosted");
-    let mut leases: Vec<(String, String)> = Vec::new();
-    for n in 0..5 {
-        via.work(&environment);
-        leases.push(via.claim(&environment, &format!("worker-{n}")));
-    }
+    let mut leases = via.leases(&environment, 5);
     cluster.wait_converged(Duration::from_secs(20));
 
     // kill -9 the leader: another member leads and every lease renews through the survivors.
@@ -827,17 +823,7 @@ fn a_leader_whose_clock_is_90_s_off_neither_shortens_nor_extends_a_lease() {
     );
     let mut leader = cluster.wait_for_leader(Duration::from_secs(20));
     let environment = cluster.node(leader).environment("self_hosted");
-    let mut leases: Vec<(String, String)> = Vec::new();
-    for _ in 0..5 {
-        cluster.node(leader).work(&environment);
-    }
-    for n in 0..5 {
-        leases.push(
-            cluster
-                .node(leader)
-                .claim(&environment, &format!("worker-{n}")),
-        );
-    }
+    let mut leases = cluster.node(leader).leases(&environment, 5);
 
     for (target, skew) in [(2, "90 s ahead"), (3, "90 s behind"), (1, "right")] {
         // The member to lead next restarts first: it leads with nothing but what it replayed
@@ -1020,15 +1006,7 @@ fn members_are_replaced_added_and_removed_while_30_leases_keep_renewing() {
     let mut cluster = Cluster::start("membership", &["--snapshot-every", "20"]);
     let leader = cluster.wait_for_leader(Duration::from_secs(20));
     let environment = cluster.node(leader).environment("self_hosted");
-    let mut leases = Vec::new();
-    for n in 0..30 {
-        cluster.node(leader).work(&environment);
-        leases.push(
-            cluster
-                .node(leader)
-                .claim(&environment, &format!("worker-{n}")),
-        );
-    }
+    let leases = cluster.node(leader).leases(&environment, 30);
     let bases = Arc::new(Mutex::new(
         (1..=3)
             .map(|n| cluster.node(n).base.clone())
@@ -1221,15 +1199,7 @@ fn a_backup_under_load_restores_a_server_that_answers_as_the_cluster_did() {
     let leader = cluster.wait_for_leader(Duration::from_secs(20));
     let followers: Vec<usize> = (1..=3).filter(|n| *n != leader).collect();
     let environment = cluster.node(leader).environment("self_hosted");
-    let mut leases = Vec::new();
-    for n in 0..20 {
-        cluster.node(leader).work(&environment);
-        leases.push(
-            cluster
-                .node(leader)
-                .claim(&environment, &format!("worker-{n}")),
-        );
-    }
+    let leases = cluster.node(leader).leases(&environment, 20);
     let (alone, busy) = leases.split_at(10);
     let before: Vec<Value> = alone
         .iter()

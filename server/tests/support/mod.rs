@@ -308,6 +308,17 @@ impl Server {
         reply.json["id"].as_str().expect("an id").to_owned()
     }
 
+    /// Creates `count` items and claims each ([`Self::claim`]) as `worker-0`, `worker-1`, …;
+    /// returns their work ids and tokens.
+    pub(crate) fn leases(&self, environment: &str, count: usize) -> Vec<(String, String)> {
+        (0..count)
+            .map(|n| {
+                self.work(environment);
+                self.claim(environment, &format!("worker-{n}"))
+            })
+            .collect()
+    }
+
     /// Polls, acks and heartbeats (`NO_HEARTBEAT`) as `worker`; returns the work id and token.
     pub(crate) fn claim(&self, environment: &str, worker: &str) -> (String, String) {
         let polled = self.get_with(
