@@ -134,14 +134,13 @@ pub(crate) struct Metrics {
     commit_latency: Histogram,
     last_applied: Gauge,
     /// `worklease_log_syncs_total`: the log's own count (`Status::log_syncs`), read at scrape
-    /// and added as the difference since the scrape before, kept in `log_syncs_seen`. A
-    /// `Counter` only goes up, so the difference is what moves it to the log's count; a
-    /// custom collector would need a handle on the log, which is built after these metrics
-    /// (and is handed to [`Self::render`] like every other value read at scrape). The mutex
-    /// makes read-difference-add one step, so two scrapes at once cannot both add the same
-    /// syncs.
+    /// and added as the difference from the counter's value. A `Counter` only goes up, so the
+    /// difference is what moves it to the log's count; a custom collector would need a handle
+    /// on the log, which is built after these metrics (and is handed to [`Self::render`] like
+    /// every other value read at scrape). The mutex makes read-difference-add one step, so two
+    /// scrapes at once cannot both add the same syncs.
     log_syncs: Counter,
-    log_syncs_seen: Mutex<u64>,
+    log_syncs_update: Mutex<()>,
     term: Gauge,
     leader: Gauge,
 }
@@ -257,7 +256,7 @@ impl Metrics {
             commit_latency,
             last_applied,
             log_syncs,
-            log_syncs_seen: Mutex::new(0),
+            log_syncs_update: Mutex::new(()),
             term,
             leader,
         }
@@ -339,11 +338,10 @@ impl Metrics {
         self.last_applied
             .set(i64::try_from(status.last_applied_index).unwrap_or(i64::MAX));
         {
-            let mut seen = self.log_syncs_seen.lock();
+            let _update = self.log_syncs_update.lock();
             // The log's count only grows while the process runs.
             self.log_syncs
-                .inc_by(status.log_syncs.saturating_sub(*seen));
-            *seen = (*seen).max(status.log_syncs);
+                .inc_by(status.log_syncs.saturating_sub(self.log_syncs.get()));
         }
         self.term
             .set(i64::try_from(status.term).unwrap_or(i64::MAX));
