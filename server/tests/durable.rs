@@ -565,8 +565,8 @@ fn empty_and_idle_long_polls_write_nothing_to_the_log() {
 
 /// A poll hands out an item and nobody acknowledges it: the item waits, claimable again once
 /// its reclaim window (5 s by default) ends. Only a poll acts on that, so nothing is logged
-/// meanwhile: no sweep wakes for the window's end and writes an empty entry (it did, once a
-/// second, while the sweeper counted reclaim-window ends as its wake-ups).
+/// meanwhile: the window's end is no sweeper wake-up, so no empty sweep is written (a sweeper
+/// that woke for it would find it still past after every sweep, and write one a second).
 #[test]
 fn a_delivered_item_nobody_acknowledges_writes_nothing_while_it_waits() {
     let dir = TempDir::new("unacked");
