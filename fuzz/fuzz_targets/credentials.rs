@@ -2,8 +2,9 @@
 //! item-secret parsers (their source files, included as they are): never a panic, and only
 //! canonical text is accepted.
 //!
-//! - An environment key that parses is exactly `wlk_`, the environment id it names, `_` and 64
-//!   lowercase hex digits, and its digest is the SHA-256 of the text.
+//! - An environment key that parses is exactly `wlk_`, the environment text it names, `_` and
+//!   64 lowercase hex digits, and its digest is the SHA-256 of the text; when that text is an
+//!   environment id, it is the id's own spelling.
 //! - A `sessions_token` that parses and verifies under a key is the token that key signs for
 //!   the delivery it names: no second spelling of a token (padding, trailing bits, a longer
 //!   length) is accepted, so a token cannot be altered and still verify.
@@ -31,7 +32,13 @@ fuzz_target!(|data: &[u8]| {
     if let Some(key) = environment_key::parse(text) {
         let rest = text.strip_prefix("wlk_").expect("a key has the prefix");
         let (environment, random) = rest.rsplit_once('_').expect("a key has its separator");
-        assert_eq!(environment, key.environment.to_string());
+        assert_eq!(environment, key.environment);
+        if let Ok(id) = environment.parse::<worklease::EnvironmentId>() {
+            assert!(key.names_an_environment());
+            assert_eq!(id.to_string(), environment);
+        } else {
+            assert!(!key.names_an_environment());
+        }
         assert_eq!(random.len(), 64);
         let digest: [u8; 32] = Sha256::digest(text.as_bytes()).into();
         assert_eq!(key.digest.as_bytes(), &digest);

@@ -48,12 +48,16 @@ pub(crate) const MAX_TOKEN_BYTES: usize = MAX_TOKEN_CHARS / 4 * 3;
 
 /// One delivery of one item: what a secret is bound to. Owned when a poll makes one, borrowed
 /// from the decoded token when a request presents one (a check allocates nothing).
+///
+/// The ids and the worker are kept as the token's bytes, not checked as UTF-8: a check
+/// compares them with the request's path and the item's worker, both text, and only a token
+/// this server signed (whose bytes are its ids' text) verifies.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Delivery<'a> {
     /// The environment's id, canonical text.
-    pub(crate) environment: Cow<'a, str>,
+    pub(crate) environment: Cow<'a, [u8]>,
     /// The item's id, canonical text.
-    pub(crate) work: Cow<'a, str>,
+    pub(crate) work: Cow<'a, [u8]>,
     /// When the poll handed it out (µs since the Unix epoch).
     delivered_at: i64,
     /// The item's lapse count then.
@@ -61,22 +65,22 @@ pub(crate) struct Delivery<'a> {
     /// Its `lease_epoch` then (the ack that follows makes it one more).
     epoch: u32,
     /// The worker it was delivered to, if the poll named one.
-    worker: Option<Cow<'a, str>>,
+    worker: Option<Cow<'a, [u8]>>,
 }
 
 impl Delivery<'static> {
     /// The delivery a poll just made: `None` for an item no poll handed out.
     pub(crate) fn of(item: &WorkItem) -> Option<Self> {
         Some(Self {
-            environment: Cow::Owned(item.environment_id.to_string()),
-            work: Cow::Owned(item.id.to_string()),
+            environment: Cow::Owned(item.environment_id.to_string().into_bytes()),
+            work: Cow::Owned(item.id.to_string().into_bytes()),
             delivered_at: item.delivered_at?.unix_micros(),
             lapses: item.lapses,
             epoch: item.lease_epoch,
             worker: item
                 .worker
                 .as_ref()
-                .map(|worker| Cow::Owned(worker.as_str().to_owned())),
+                .map(|worker| Cow::Owned(worker.as_str().as_bytes().to_vec())),
         })
     }
 }
@@ -87,9 +91,9 @@ impl Delivery<'_> {
     /// worker), or stopped from either.
     pub(crate) fn is_current(&self, item: &ItemSummary) -> bool {
         let same_worker = || {
-            self.worker
-                .as_deref()
-                .is_none_or(|worker| item.worker.as_ref().map(|held| held.as_str()) == Some(worker))
+            self.worker.as_deref().is_none_or(|worker| {
+                item.worker.as_ref().map(|held| held.as_str().as_bytes()) == Some(worker)
+            })
         };
         if item.lapses != self.lapses {
             return false;
@@ -119,16 +123,16 @@ impl Delivery<'_> {
         body.extend_from_slice(&self.delivered_at.to_le_bytes());
         body.extend_from_slice(&self.lapses.to_le_bytes());
         body.extend_from_slice(&self.epoch.to_le_bytes());
-        push_text(&mut body, self.worker.as_deref().unwrap_or(""));
+        push_text(&mut body, self.worker.as_deref().unwrap_or_default());
         body
     }
 }
 
 /// A length byte and the text (ids and worker ids are at most 128 bytes).
-fn push_text(body: &mut Vec<u8>, text: &str) {
+fn push_text(body: &mut Vec<u8>, text: &[u8]) {
     let len = u8::try_from(text.len()).expect("invariant: ids and worker ids fit a length byte");
     body.push(len);
-    body.extend_from_slice(text.as_bytes());
+    body.extend_from_slice(text);
 }
 
 fn mac(key: &ItemSecretKey) -> Hmac<Sha256> {
@@ -256,9 +260,9 @@ impl<'a> Reader<'a> {
         Some(taken)
     }
 
-    fn text(&mut self) -> Option<&'a str> {
+    fn text(&mut self) -> Option<&'a [u8]> {
         let len = usize::from(*self.take(1)?.first()?);
-        std::str::from_utf8(self.take(len)?).ok()
+        self.take(len)
     }
 }
 

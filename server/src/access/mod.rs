@@ -25,7 +25,7 @@ use std::sync::OnceLock;
 
 use axum::http::HeaderMap;
 use subtle::ConstantTimeEq;
-use worklease::{EnvironmentId, ItemSecretKey};
+use worklease::{ItemSecretKey, KeyDigest};
 
 pub(crate) use admin_tokens::AdminTokens;
 use presented::Presented;
@@ -87,7 +87,7 @@ impl Access {
     pub(crate) fn check(
         &self,
         route: Opens,
-        path: &str,
+        path: Target<'_>,
         headers: &HeaderMap,
         submit: &Submit,
     ) -> Result<Grant, Refusal> {
@@ -111,7 +111,7 @@ impl Access {
     pub(crate) fn check_here(
         &self,
         route: Opens,
-        path: &str,
+        path: Target<'_>,
         headers: &HeaderMap,
         submit: &Submit,
     ) -> Result<(), Refusal> {
@@ -146,29 +146,26 @@ impl Access {
     fn scoped(
         &self,
         route: Opens,
-        path: &str,
+        path: Target<'_>,
         presented: &str,
         submit: &Submit,
     ) -> Result<(), Refusal> {
         if let Some(key) = environment_key::parse(presented) {
             let held = submit.peek(|table| {
-                table.environment_keys(&key.environment).is_ok_and(|keys| {
-                    keys.iter()
-                        .fold(subtle::Choice::from(0), |found, held| {
-                            found | held.digest.as_bytes().ct_eq(key.digest.as_bytes())
-                        })
-                        .into()
-                })
+                table
+                    .environment_keys(key.environment)
+                    .is_ok_and(|keys| holds(keys, &key.digest))
             });
             if !held {
-                return Err(Refusal::Unknown);
+                return Err(if key.names_an_environment() {
+                    Refusal::Unknown
+                } else {
+                    Refusal::Malformed
+                });
             }
+            // Ids have one spelling each (`worklease::ids`), so the texts compare as the ids.
             let ids = PathIds::of(path);
-            let own = ids
-                .environment
-                .as_deref()
-                .and_then(|text| EnvironmentId::parse(text).ok())
-                .is_some_and(|environment| environment == key.environment);
+            let own = ids.environment.as_deref() == Some(key.environment);
             return if route.to_environment_keys && own {
                 Ok(())
             } else {
@@ -179,19 +176,29 @@ impl Access {
         if let Some(signed) = item_secret::parse(presented, &mut buffer) {
             let ids = PathIds::of(path);
             let delivery = &signed.delivery;
-            let own = route.to_item_secrets
-                && ids.environment.as_deref() == Some(&*delivery.environment)
-                && ids.work.as_deref() == Some(&*delivery.work);
+            // The item the secret is for, named by the path's text (the same bytes).
+            let item = match (ids.environment.as_deref(), ids.work.as_deref()) {
+                (Some(environment), Some(work))
+                    if route.to_item_secrets
+                        && environment.as_bytes() == &*delivery.environment
+                        && work.as_bytes() == &*delivery.work =>
+                {
+                    Some((environment, work))
+                }
+                _ => None,
+            };
+            let own = item.is_some();
             let now = submit.now();
             // One short look at the table: its signing key and, for the secret's own item only,
             // whether the item is still in this delivery (a summary: nothing copied but a few
             // counters). The HMAC runs after, outside the table's lock, which every other
             // request of this member needs.
             let (key, current) = submit.peek(|table| {
-                let current = own
-                    && table
-                        .summary(&*delivery.environment, &*delivery.work, now)
-                        .is_ok_and(|item| delivery.is_current(&item));
+                let current = item.is_some_and(|(environment, work)| {
+                    table
+                        .summary(environment, work, now)
+                        .is_ok_and(|item| delivery.is_current(&item))
+                });
                 (table.item_secret_key().copied(), current)
             });
             return if !self.verify(key.as_ref(), &signed) {
@@ -214,6 +221,52 @@ impl Access {
     }
 }
 
+/// Whether `keys` hold `digest`: every key compared, each in constant time, as four 64-bit
+/// words (`subtle` puts each comparison behind an optimisation barrier; by bytes that was 32
+/// barriers a key).
+fn holds(keys: &worklease::EnvironmentKeys, digest: &KeyDigest) -> bool {
+    let presented = words(digest);
+    keys.iter()
+        .fold(subtle::Choice::from(0), |found, held| {
+            found | words(&held.digest)[..].ct_eq(&presented[..])
+        })
+        .into()
+}
+
+fn words(digest: &KeyDigest) -> [u64; 4] {
+    let bytes = digest.as_bytes();
+    std::array::from_fn(|word| {
+        let mut chunk = [0; 8];
+        chunk.copy_from_slice(&bytes[word * 8..word * 8 + 8]);
+        u64::from_le_bytes(chunk)
+    })
+}
+
+/// What a request is for, as the scope checks read it: its path, and the ids in it when the
+/// edge found them already (a heartbeat whose ids need no percent-decoding), so the path is
+/// not read twice.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Target<'a> {
+    path: &'a str,
+    ids: Option<(&'a str, &'a str)>,
+}
+
+impl<'a> Target<'a> {
+    /// A request to `path`.
+    pub(crate) fn path(path: &'a str) -> Self {
+        Self { path, ids: None }
+    }
+
+    /// A request to `path` whose environment and work ids are these (as the path has them,
+    /// needing no decoding).
+    pub(crate) fn with_ids(path: &'a str, environment: &'a str, work: &'a str) -> Self {
+        Self {
+            path,
+            ids: Some((environment, work)),
+        }
+    }
+}
+
 /// The environment and work ids a path names (percent-decoded), for scope checks.
 #[derive(Debug, Default, PartialEq, Eq)]
 struct PathIds<'a> {
@@ -222,7 +275,17 @@ struct PathIds<'a> {
 }
 
 impl<'a> PathIds<'a> {
-    fn of(path: &'a str) -> Self {
+    fn of(target: Target<'a>) -> Self {
+        if let Some((environment, work)) = target.ids {
+            return Self {
+                environment: Some(Cow::Borrowed(environment)),
+                work: Some(Cow::Borrowed(work)),
+            };
+        }
+        Self::read(target.path)
+    }
+
+    fn read(path: &'a str) -> Self {
         let Some(rest) = path
             .strip_prefix("/api/v1/cloud")
             .or_else(|| path.strip_prefix("/v1"))
@@ -271,7 +334,7 @@ mod tests {
 
     impl PathIds<'_> {
         fn of_owned(path: &str) -> (Option<String>, Option<String>) {
-            let ids = PathIds::of(path);
+            let ids = PathIds::read(path);
             (
                 ids.environment.map(Cow::into_owned),
                 ids.work.map(Cow::into_owned),

@@ -18,7 +18,7 @@ use tower_service::Service;
 use super::error::{render_refusal, ApiError};
 use super::route::{Route, UNMATCHED};
 use super::{forward, work};
-use crate::access::Grant;
+use crate::access::{Grant, Target};
 use crate::app::Shared;
 use crate::cluster_secret;
 use crate::metrics::NOT_A_MEMBER;
@@ -99,6 +99,15 @@ where
                 request.headers_mut(),
             );
         }
+        let path = request.uri().path();
+        let target = match &heartbeat {
+            Some(ids) => Target::with_ids(
+                path,
+                &path[ids.environment.clone()],
+                &path[ids.work.clone()],
+            ),
+            None => Target::path(path),
+        };
         let grant = match route {
             // The members' own routes take the cluster secret, checked below, and nothing else.
             _ if internal => Ok(None),
@@ -108,7 +117,7 @@ where
                 .access
                 .check(
                     route.opens(),
-                    request.uri().path(),
+                    target,
                     request.headers(),
                     &self.shared.submit,
                 )
@@ -119,7 +128,7 @@ where
                 .access
                 .check(
                     Route::Healthz.opens(),
-                    request.uri().path(),
+                    target,
                     request.headers(),
                     &self.shared.submit,
                 )

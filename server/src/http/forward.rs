@@ -22,7 +22,7 @@ use tower_service::Service;
 
 use super::error::ApiError;
 use super::extract::read_body;
-use crate::access::Opens;
+use crate::access::{Opens, Target};
 use crate::app::Shared;
 use crate::cluster_secret;
 use crate::origin::{RequestOrigin, ORIGIN, ORIGIN_HEADER, REPLAY_HEADER};
@@ -209,7 +209,7 @@ fn check_here(
     };
     shared
         .access
-        .check_here(route, uri.path(), headers, &shared.submit)
+        .check_here(route, Target::path(uri.path()), headers, &shared.submit)
         .map_err(|refusal| {
             shared.metrics.credential_refused(refusal.reason());
             ApiError::from(refusal)
