@@ -6,8 +6,9 @@
 //!   64 lowercase hex digits, and its digest is the SHA-256 of the text; when that text is an
 //!   environment id, it is the id's own spelling.
 //! - A `sessions_token` that parses and verifies under a key is the token that key signs for
-//!   the delivery it names: no second spelling of a token (padding, trailing bits, a longer
-//!   length) is accepted, so a token cannot be altered and still verify.
+//!   the delivery it names, in the token's layout (version 2, or the older version 1): no
+//!   second spelling of a token (padding, trailing bits, a longer length, a minted id spelled
+//!   as text) is accepted, so a token cannot be altered and still verify.
 //! - A poll's `secret` built from an accepted token decodes back to it.
 #![no_main]
 
@@ -46,7 +47,10 @@ fuzz_target!(|data: &[u8]| {
     let mut buffer = [0; item_secret::MAX_TOKEN_BYTES];
     if let Some(signed) = item_secret::parse(text, &mut buffer) {
         if signed.verify(&KEY) {
-            assert_eq!(item_secret::sessions_token(&KEY, &signed.delivery), text);
+            assert_eq!(
+                item_secret::sign(&KEY, &signed.delivery, signed.version),
+                text
+            );
         }
         // Re-signed with the key, any delivery that parses makes a token that parses back to
         // it and verifies, and whose poll `secret` carries it unchanged.

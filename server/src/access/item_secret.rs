@@ -6,15 +6,28 @@
 //! URL-safe base64 of:
 //!
 //! ```text
-//! version (1) | environment id (u8 length, text) | work id (u8 length, text)
+//! version (2) | environment id | work id
 //! | delivered_at (i64 µs, LE) | lapses (u32, LE) | lease_epoch at delivery (u32, LE)
-//! | worker id (u8 length, 0 for none, text) | HMAC-SHA256 of everything before (32 bytes)
+//! | worker id (u8 length, 0 for none, text) | HMAC-SHA256 of everything before, first 16 bytes
 //! ```
 //!
-//! under the table's item-secret key ([`worklease::ItemSecretKey`]), which every member
-//! holds. So checking a secret costs one HMAC and the item read the request makes anyway:
-//! no per-item secret is stored. A delivery is current while the item is in the lease that
-//! delivery leads to ([`Delivery::is_current`]): a reclaim records a new delivery time, a
+//! An id is `0xff` and the 16 bytes of its 32 hex digits when it has the minted shape (the
+//! field's prefix, `env_` or `work_`, and 32 lowercase hex digits), else its length (1–128)
+//! and its text; so each delivery has one spelling. Minted ids and no worker id make a token
+//! of 95 characters whose HMAC hashes two SHA-256 blocks (the key's own blocks are hashed
+//! once, [`Verifier`]). A heartbeat that presents a token decodes, hashes and receives every
+//! one of its bytes, so the layout is kept short: ids as text and the whole tag (version 1)
+//! made tokens of 171 characters and three blocks. The tag is the HMAC truncated to its first
+//! 128 bits, as RFC 2104 allows (at least half the hash, and at least 80 bits).
+//!
+//! Version 1 tokens (both ids as length and text, the whole 32-byte tag) are still accepted,
+//! so the items a server handed out before an upgrade keep their secrets; polls hand out
+//! version 2 only.
+//!
+//! Tokens are signed under the table's item-secret key ([`worklease::ItemSecretKey`]), which
+//! every member holds. So checking a secret costs one HMAC and the item read the request makes
+//! anyway: no per-item secret is stored. A delivery is current while the item is in the lease
+//! that delivery leads to ([`Delivery::is_current`]): a reclaim records a new delivery time, a
 //! lapse counts in `lapses`, an ack moves `lease_epoch` by one; any of those that belongs to
 //! another delivery ends the secret.
 //!
@@ -27,24 +40,46 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
-use worklease::{ItemSecretKey, ItemSummary, WorkItem, WorkState};
+use worklease::{EnvironmentId, ItemSecretKey, ItemSummary, WorkId, WorkItem, WorkState};
 
 /// What every `sessions_token` starts with.
 pub(crate) const PREFIX: &str = "wls_";
 
-/// The token layout's version (its first byte).
-const VERSION: u8 = 1;
+/// The layout polls hand out (a token's first byte).
+pub(crate) const VERSION: u8 = 2;
 
-/// Bytes of the HMAC-SHA256 tag.
-const TAG_BYTES: usize = 32;
+/// The first layout, still accepted.
+pub(crate) const VERSION_1: u8 = 1;
+
+/// The longest id or worker id a token carries as text (a length byte below [`MINTED`]).
+const MAX_TEXT: usize = 128;
+
+/// The id field's marker for a minted id: 16 bytes follow.
+const MINTED: u8 = 0xff;
+
+/// Hex digits of a minted id after its prefix.
+const MINTED_HEX: usize = 32;
 
 /// The longest token a well-formed delivery makes, with room: longer presented text is not
 /// decoded at all.
 const MAX_TOKEN_CHARS: usize = 512;
 
-/// The most bytes the base64 of a token's longest accepted text decodes to: the size of the
-/// buffer [`parse`] decodes into, on the caller's stack.
-pub(crate) const MAX_TOKEN_BYTES: usize = MAX_TOKEN_CHARS / 4 * 3;
+/// Room after the decoded bytes for two minted ids' text (`work_` and 32 digits at most each),
+/// which a version 2 token carries as bytes.
+const ID_TEXT_ROOM: usize = 2 * (5 + MINTED_HEX);
+
+/// The size of the buffer [`parse`] decodes into, on the caller's stack: the most bytes the
+/// base64 of the longest accepted text decodes to, and room for its ids' text.
+pub(crate) const MAX_TOKEN_BYTES: usize = MAX_TOKEN_CHARS / 4 * 3 + ID_TEXT_ROOM;
+
+/// Bytes of a layout's tag: the HMAC-SHA256's first 16 (version 2), all 32 (version 1).
+const fn tag_bytes(version: u8) -> usize {
+    if version == VERSION {
+        16
+    } else {
+        32
+    }
+}
 
 /// One delivery of one item: what a secret is bound to. Owned when a poll makes one, borrowed
 /// from the decoded token when a request presents one (a check allocates nothing).
@@ -113,12 +148,22 @@ impl Delivery<'_> {
         }
     }
 
-    fn body(&self) -> Vec<u8> {
+    /// The signed bytes of this delivery's token in `version`'s layout.
+    fn body(&self, version: u8) -> Vec<u8> {
         let mut body =
             Vec::with_capacity(96 + self.worker.as_ref().map_or(0, |worker| worker.len()));
-        body.push(VERSION);
-        for text in [&self.environment, &self.work] {
-            push_text(&mut body, text);
+        body.push(version);
+        for (text, prefix) in [
+            (&self.environment, EnvironmentId::PREFIX),
+            (&self.work, WorkId::PREFIX),
+        ] {
+            match minted(text, prefix).filter(|_| version == VERSION) {
+                Some(bytes) => {
+                    body.push(MINTED);
+                    body.extend_from_slice(&bytes);
+                }
+                None => push_text(&mut body, text),
+            }
         }
         body.extend_from_slice(&self.delivered_at.to_le_bytes());
         body.extend_from_slice(&self.lapses.to_le_bytes());
@@ -135,17 +180,67 @@ fn push_text(body: &mut Vec<u8>, text: &[u8]) {
     body.extend_from_slice(text);
 }
 
+/// The 16 bytes an id's text stands for when it is `prefix` and 32 lowercase hex digits.
+fn minted(text: &[u8], prefix: &str) -> Option<[u8; MINTED_HEX / 2]> {
+    let digits = text.strip_prefix(prefix.as_bytes())?;
+    if digits.len() != MINTED_HEX {
+        return None;
+    }
+    let mut bytes = [0; MINTED_HEX / 2];
+    for (byte, pair) in bytes.iter_mut().zip(digits.chunks_exact(2)) {
+        *byte = (hex_value(pair[0])? << 4) | hex_value(pair[1])?;
+    }
+    Some(bytes)
+}
+
+fn hex_value(digit: u8) -> Option<u8> {
+    match digit {
+        b'0'..=b'9' => Some(digit - b'0'),
+        b'a'..=b'f' => Some(digit - b'a' + 10),
+        _ => None,
+    }
+}
+
+/// Each byte's two lowercase hex digits, so a minted id's text is written a byte at a time.
+const HEX_PAIRS: [[u8; 2]; 256] = {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut pairs = [[0; 2]; 256];
+    let mut byte = 0;
+    while byte < 256 {
+        pairs[byte] = [DIGITS[byte >> 4], DIGITS[byte & 0x0f]];
+        byte += 1;
+    }
+    pairs
+};
+
+/// Writes `prefix` and the hex digits of `bytes` at the start of `room`, and returns them.
+fn minted_text<'a>(prefix: &str, bytes: &[u8], room: &'a mut [u8]) -> Option<&'a [u8]> {
+    let text = room.get_mut(..prefix.len() + 2 * bytes.len())?;
+    let (head, digits) = text.split_at_mut(prefix.len());
+    head.copy_from_slice(prefix.as_bytes());
+    for (pair, byte) in digits.chunks_exact_mut(2).zip(bytes) {
+        pair.copy_from_slice(&HEX_PAIRS[usize::from(*byte)]);
+    }
+    Some(text)
+}
+
 fn mac(key: &ItemSecretKey) -> Hmac<Sha256> {
     <Hmac<Sha256> as Mac>::new_from_slice(key.as_bytes())
         .expect("invariant: HMAC takes a key of any length")
 }
 
-/// The `sessions_token` for `delivery`, signed with `key`.
+/// The `sessions_token` for `delivery`, signed with `key`: what polls hand out.
 pub(crate) fn sessions_token(key: &ItemSecretKey, delivery: &Delivery<'_>) -> String {
-    let mut bytes = delivery.body();
+    sign(key, delivery, VERSION)
+}
+
+/// The `sessions_token` for `delivery` in `version`'s layout, signed with `key`.
+pub(crate) fn sign(key: &ItemSecretKey, delivery: &Delivery<'_>, version: u8) -> String {
+    let mut bytes = delivery.body(version);
     let mut mac = mac(key);
     mac.update(&bytes);
-    bytes.extend_from_slice(&mac.finalize().into_bytes());
+    let tag = mac.finalize().into_bytes();
+    bytes.extend_from_slice(&tag[..tag_bytes(version)]);
     format!("{PREFIX}{}", URL_SAFE_NO_PAD.encode(bytes))
 }
 
@@ -160,8 +255,10 @@ pub(crate) fn secret(sessions_token: &str) -> String {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Signed<'a> {
     pub(crate) delivery: Delivery<'a>,
+    /// Its layout.
+    pub(crate) version: u8,
     signed: &'a [u8],
-    tag: [u8; TAG_BYTES],
+    tag: &'a [u8],
 }
 
 impl Signed<'_> {
@@ -172,12 +269,14 @@ impl Signed<'_> {
 
     fn verify_with(&self, mut mac: Hmac<Sha256>) -> bool {
         mac.update(self.signed);
-        mac.verify_slice(&self.tag).is_ok()
+        // The tag's length is the layout's (checked by `parse`): a version 2 tag is the
+        // HMAC's first 16 bytes, a version 1 tag all of it.
+        mac.verify_truncated_left(self.tag).is_ok()
     }
 }
 
 /// An item-secret key with its HMAC state prepared (the key's inner and outer blocks hashed
-/// once), so a check hashes only the token's own bytes: a third of the work.
+/// once), so a check hashes only the token's own bytes.
 #[derive(Clone)]
 pub(crate) struct Verifier {
     key: ItemSecretKey,
@@ -204,7 +303,7 @@ impl Verifier {
 }
 
 /// Reads a presented credential as a `sessions_token`, decoding it into `buffer`: `None`
-/// unless it has the shape of one (whatever its tag).
+/// unless it has the shape of one (whatever its tag), in its layout's one spelling.
 pub(crate) fn parse<'a>(
     presented: &str,
     buffer: &'a mut [u8; MAX_TOKEN_BYTES],
@@ -213,15 +312,18 @@ pub(crate) fn parse<'a>(
     if encoded.len() > MAX_TOKEN_CHARS {
         return None;
     }
-    let len = URL_SAFE_NO_PAD.decode_slice(encoded, buffer).ok()?;
-    let bytes: &'a [u8] = &buffer[..len];
-    let (signed, tag) = bytes.split_at_checked(bytes.len().checked_sub(TAG_BYTES)?)?;
-    let mut reader = Reader(signed);
-    if reader.take(1)? != [VERSION] {
+    let (decoded, room) = buffer.split_at_mut(MAX_TOKEN_CHARS / 4 * 3);
+    let len = URL_SAFE_NO_PAD.decode_slice(encoded, decoded).ok()?;
+    let bytes: &'a [u8] = &decoded[..len];
+    let version = *bytes.first()?;
+    if version != VERSION && version != VERSION_1 {
         return None;
     }
-    let environment = reader.text()?;
-    let work = reader.text()?;
+    let (signed, tag) = bytes.split_at_checked(bytes.len().checked_sub(tag_bytes(version))?)?;
+    let mut reader = Reader(signed.get(1..)?);
+    let (environment_room, work_room) = room.split_at_mut(ID_TEXT_ROOM / 2);
+    let environment = reader.id(version, EnvironmentId::PREFIX, environment_room)?;
+    let work = reader.id(version, WorkId::PREFIX, work_room)?;
     let delivered_at = i64::from_le_bytes(reader.take(8)?.try_into().ok()?);
     let lapses = u32::from_le_bytes(reader.take(4)?.try_into().ok()?);
     let epoch = u32::from_le_bytes(reader.take(4)?.try_into().ok()?);
@@ -238,8 +340,9 @@ pub(crate) fn parse<'a>(
             epoch,
             worker: (!worker.is_empty()).then_some(Cow::Borrowed(worker)),
         },
+        version,
         signed,
-        tag: tag.try_into().ok()?,
+        tag,
     })
 }
 
@@ -260,9 +363,27 @@ impl<'a> Reader<'a> {
         Some(taken)
     }
 
+    /// A length byte and that many bytes: at most [`MAX_TEXT`], as ids and worker ids are.
     fn text(&mut self) -> Option<&'a [u8]> {
         let len = usize::from(*self.take(1)?.first()?);
+        if len > MAX_TEXT {
+            return None;
+        }
         self.take(len)
+    }
+
+    /// An id field in `version`'s layout, as text: a minted one is written into `room`. Text
+    /// a version 2 token could have carried as a minted id is refused (not its spelling).
+    fn id(&mut self, version: u8, prefix: &str, room: &'a mut [u8]) -> Option<&'a [u8]> {
+        if version == VERSION && self.0.first() == Some(&MINTED) {
+            let bytes = self.take(1 + MINTED_HEX / 2)?;
+            return minted_text(prefix, &bytes[1..], room);
+        }
+        let text = self.text()?;
+        if text.is_empty() || (version == VERSION && minted(text, prefix).is_some()) {
+            return None;
+        }
+        Some(text)
     }
 }
 
@@ -340,6 +461,44 @@ mod tests {
             );
             chars[at] = was;
         }
+    }
+
+    #[test]
+    fn minted_ids_make_a_short_token_and_version_1_tokens_still_verify() {
+        let environment = format!("env_{}", "0123456789abcdef".repeat(2));
+        let work = format!("work_{}", "fedcba9876543210".repeat(2));
+        let delivery = Delivery {
+            environment: Cow::Owned(environment.clone().into_bytes()),
+            work: Cow::Owned(work.clone().into_bytes()),
+            delivered_at: 1_700_000_000_000_000,
+            lapses: 0,
+            epoch: 0,
+            worker: None,
+        };
+        let key = ItemSecretKey::from_bytes([3; 32]);
+        let token = sessions_token(&key, &delivery);
+        assert_eq!(token.len(), 95, "{token}");
+        for (version, token) in [
+            (VERSION, token),
+            (VERSION_1, sign(&key, &delivery, VERSION_1)),
+        ] {
+            let mut buffer = [0; MAX_TOKEN_BYTES];
+            let signed = parse(&token, &mut buffer).unwrap();
+            assert_eq!(signed.version, version);
+            assert_eq!(signed.delivery, delivery);
+            assert!(signed.verify(&key), "version {version}");
+            assert!(Verifier::new(key).verify(&signed), "version {version}");
+            assert!(!signed.verify(&ItemSecretKey::from_bytes([4; 32])));
+            assert_eq!(sign(&key, &signed.delivery, version), token);
+        }
+        // A version 2 token that spells a minted id as text is not one.
+        let mut text_spelled = delivery.body(VERSION_1);
+        text_spelled[0] = VERSION;
+        let mut mac = mac(&key);
+        mac.update(&text_spelled);
+        text_spelled.extend_from_slice(&mac.finalize().into_bytes()[..16]);
+        let odd = format!("{PREFIX}{}", URL_SAFE_NO_PAD.encode(text_spelled));
+        assert!(parse(&odd, &mut [0; MAX_TOKEN_BYTES]).is_none());
     }
 
     #[test]
