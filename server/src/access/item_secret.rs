@@ -6,21 +6,24 @@
 //! URL-safe base64 of:
 //!
 //! ```text
-//! version (2) | environment id | work id
-//! | delivered_at (i64 µs, LE) | lapses (u32, LE) | lease_epoch at delivery (u32, LE)
+//! version (low 4 bits: 2) and which ids are minted (bit 4: the environment's, bit 5: the work's)
+//! | environment id | work id | delivered_at (i64 µs, LE)
+//! | lapses (LEB128) | lease_epoch at delivery (LEB128)
 //! | worker id (u8 length, 0 for none, text) | HMAC-SHA256 of everything before, first 16 bytes
 //! ```
 //!
-//! An id is `0xff` and the 16 bytes of its 32 hex digits when it has the minted shape (the
-//! field's prefix, `env_` or `work_`, and 32 lowercase hex digits), else its length (1–128)
-//! and its text; so each delivery has one spelling. Minted ids and no worker id make a token
-//! of 95 characters whose HMAC hashes two SHA-256 blocks (the key's own blocks are hashed
-//! once, [`Verifier`]). A heartbeat that presents a token decodes, hashes and receives every
-//! one of its bytes, so the layout is kept short: ids as text and the whole tag (version 1)
-//! made tokens of 171 characters and three blocks. The tag is the HMAC truncated to its first
-//! 128 bits, as RFC 2104 allows (at least half the hash, and at least 80 bits).
+//! A minted id (the field's prefix, `env_` or `work_`, and 32 lowercase hex digits) is the 16
+//! bytes of its digits, and its bit is set; any other id is its length (1–128) and its text.
+//! Numbers are LEB128 in their shortest form. So each delivery has one spelling. A heartbeat
+//! that presents a token decodes, hashes and receives every byte of it, so the layout is kept
+//! short: minted ids and no worker id make a token of 84 characters, and with a worker id of
+//! up to 11 characters the HMAC hashes two SHA-256 blocks (the key's own blocks are hashed
+//! once, [`Verifier`]), about 55 ns each on the bench machine; longer worker ids add a block.
+//! The tag is the HMAC truncated to its first 128 bits, as RFC 2104 allows (at least half the
+//! hash, and at least 80 bits).
 //!
-//! Version 1 tokens (both ids as length and text, the whole 32-byte tag) are still accepted,
+//! Version 1 tokens (ids as length and text, counters as u32 LE, the whole 32-byte tag; 171
+//! characters for minted ids and no worker id, three blocks) are still accepted,
 //! so the items a server handed out before an upgrade keep their secrets; polls hand out
 //! version 2 only.
 //!
@@ -51,11 +54,14 @@ pub(crate) const VERSION: u8 = 2;
 /// The first layout, still accepted.
 pub(crate) const VERSION_1: u8 = 1;
 
-/// The longest id or worker id a token carries as text (a length byte below [`MINTED`]).
+/// The longest id or worker id a token carries as text.
 const MAX_TEXT: usize = 128;
 
-/// The id field's marker for a minted id: 16 bytes follow.
-const MINTED: u8 = 0xff;
+/// A version 2 token's first byte: its environment id is minted (16 bytes follow).
+const MINTED_ENVIRONMENT: u8 = 0x10;
+
+/// A version 2 token's first byte: its work id is minted.
+const MINTED_WORK: u8 = 0x20;
 
 /// Hex digits of a minted id after its prefix.
 const MINTED_HEX: usize = 32;
@@ -153,24 +159,38 @@ impl Delivery<'_> {
         let mut body =
             Vec::with_capacity(96 + self.worker.as_ref().map_or(0, |worker| worker.len()));
         body.push(version);
-        for (text, prefix) in [
-            (&self.environment, EnvironmentId::PREFIX),
-            (&self.work, WorkId::PREFIX),
+        for (text, prefix, flag) in [
+            (&self.environment, EnvironmentId::PREFIX, MINTED_ENVIRONMENT),
+            (&self.work, WorkId::PREFIX, MINTED_WORK),
         ] {
             match minted(text, prefix).filter(|_| version == VERSION) {
                 Some(bytes) => {
-                    body.push(MINTED);
+                    body[0] |= flag;
                     body.extend_from_slice(&bytes);
                 }
                 None => push_text(&mut body, text),
             }
         }
         body.extend_from_slice(&self.delivered_at.to_le_bytes());
-        body.extend_from_slice(&self.lapses.to_le_bytes());
-        body.extend_from_slice(&self.epoch.to_le_bytes());
+        for counter in [self.lapses, self.epoch] {
+            if version == VERSION {
+                push_leb128(&mut body, counter);
+            } else {
+                body.extend_from_slice(&counter.to_le_bytes());
+            }
+        }
         push_text(&mut body, self.worker.as_deref().unwrap_or_default());
         body
     }
+}
+
+/// `value` in LEB128: seven bits a byte, low first, the high bit set on all but the last.
+fn push_leb128(body: &mut Vec<u8>, mut value: u32) {
+    while value >= 0x80 {
+        body.push((value & 0x7f) as u8 | 0x80);
+        value >>= 7;
+    }
+    body.push(value as u8);
 }
 
 /// A length byte and the text (ids and worker ids are at most 128 bytes).
@@ -315,18 +335,38 @@ pub(crate) fn parse<'a>(
     let (decoded, room) = buffer.split_at_mut(MAX_TOKEN_CHARS / 4 * 3);
     let len = URL_SAFE_NO_PAD.decode_slice(encoded, decoded).ok()?;
     let bytes: &'a [u8] = &decoded[..len];
-    let version = *bytes.first()?;
-    if version != VERSION && version != VERSION_1 {
+    let first = *bytes.first()?;
+    let version = first & 0x0f;
+    let flags = first & !0x0f;
+    let known_flags = if version == VERSION {
+        MINTED_ENVIRONMENT | MINTED_WORK
+    } else if version == VERSION_1 {
+        0
+    } else {
+        return None;
+    };
+    if flags & !known_flags != 0 {
         return None;
     }
     let (signed, tag) = bytes.split_at_checked(bytes.len().checked_sub(tag_bytes(version))?)?;
     let mut reader = Reader(signed.get(1..)?);
     let (environment_room, work_room) = room.split_at_mut(ID_TEXT_ROOM / 2);
-    let environment = reader.id(version, EnvironmentId::PREFIX, environment_room)?;
-    let work = reader.id(version, WorkId::PREFIX, work_room)?;
+    let environment = reader.id(
+        EnvironmentId::PREFIX,
+        (version == VERSION).then_some(flags & MINTED_ENVIRONMENT != 0),
+        environment_room,
+    )?;
+    let work = reader.id(
+        WorkId::PREFIX,
+        (version == VERSION).then_some(flags & MINTED_WORK != 0),
+        work_room,
+    )?;
     let delivered_at = i64::from_le_bytes(reader.take(8)?.try_into().ok()?);
-    let lapses = u32::from_le_bytes(reader.take(4)?.try_into().ok()?);
-    let epoch = u32::from_le_bytes(reader.take(4)?.try_into().ok()?);
+    let (lapses, epoch) = if version == VERSION {
+        (reader.leb128()?, reader.leb128()?)
+    } else {
+        (reader.u32_le()?, reader.u32_le()?)
+    };
     let worker = reader.text()?;
     if !reader.0.is_empty() {
         return None;
@@ -372,18 +412,46 @@ impl<'a> Reader<'a> {
         self.take(len)
     }
 
-    /// An id field in `version`'s layout, as text: a minted one is written into `room`. Text
-    /// a version 2 token could have carried as a minted id is refused (not its spelling).
-    fn id(&mut self, version: u8, prefix: &str, room: &'a mut [u8]) -> Option<&'a [u8]> {
-        if version == VERSION && self.0.first() == Some(&MINTED) {
-            let bytes = self.take(1 + MINTED_HEX / 2)?;
-            return minted_text(prefix, &bytes[1..], room);
+    /// An id field, as text: `minted` is `None` in version 1 (always text), else whether the
+    /// first byte said this id is minted (16 bytes, written out as text into `room`). Text a
+    /// version 2 token could have carried as a minted id is refused (not its spelling).
+    fn id(
+        &mut self,
+        prefix: &str,
+        minted_id: Option<bool>,
+        room: &'a mut [u8],
+    ) -> Option<&'a [u8]> {
+        if minted_id == Some(true) {
+            return minted_text(prefix, self.take(MINTED_HEX / 2)?, room);
         }
         let text = self.text()?;
-        if text.is_empty() || (version == VERSION && minted(text, prefix).is_some()) {
+        if text.is_empty() || (minted_id.is_some() && minted(text, prefix).is_some()) {
             return None;
         }
         Some(text)
+    }
+
+    fn u32_le(&mut self) -> Option<u32> {
+        Some(u32::from_le_bytes(self.take(4)?.try_into().ok()?))
+    }
+
+    /// A LEB128 number in its shortest form that fits 32 bits.
+    fn leb128(&mut self) -> Option<u32> {
+        let mut value: u32 = 0;
+        for at in 0..5 {
+            let byte = *self.take(1)?.first()?;
+            let bits = u32::from(byte & 0x7f);
+            // The fifth byte holds the top 4 bits only.
+            if at == 4 && bits > 0x0f {
+                return None;
+            }
+            value |= bits << (7 * at);
+            if byte & 0x80 == 0 {
+                // A last byte of 0 after others would be a longer spelling of the same number.
+                return (at == 0 || byte != 0).then_some(value);
+            }
+        }
+        None
     }
 }
 
@@ -468,8 +536,8 @@ mod tests {
         let environment = format!("env_{}", "0123456789abcdef".repeat(2));
         let work = format!("work_{}", "fedcba9876543210".repeat(2));
         let delivery = Delivery {
-            environment: Cow::Owned(environment.clone().into_bytes()),
-            work: Cow::Owned(work.clone().into_bytes()),
+            environment: Cow::Owned(environment.into_bytes()),
+            work: Cow::Owned(work.into_bytes()),
             delivered_at: 1_700_000_000_000_000,
             lapses: 0,
             epoch: 0,
@@ -477,7 +545,7 @@ mod tests {
         };
         let key = ItemSecretKey::from_bytes([3; 32]);
         let token = sessions_token(&key, &delivery);
-        assert_eq!(token.len(), 95, "{token}");
+        assert_eq!(token.len(), 84, "{token}");
         for (version, token) in [
             (VERSION, token),
             (VERSION_1, sign(&key, &delivery, VERSION_1)),
@@ -492,13 +560,53 @@ mod tests {
             assert_eq!(sign(&key, &signed.delivery, version), token);
         }
         // A version 2 token that spells a minted id as text is not one.
-        let mut text_spelled = delivery.body(VERSION_1);
-        text_spelled[0] = VERSION;
+        let mut text_spelled = vec![VERSION];
+        for text in [&delivery.environment, &delivery.work] {
+            push_text(&mut text_spelled, text);
+        }
+        text_spelled.extend_from_slice(&delivery.delivered_at.to_le_bytes());
+        text_spelled.extend_from_slice(&[0, 0, 0]);
         let mut mac = mac(&key);
         mac.update(&text_spelled);
         text_spelled.extend_from_slice(&mac.finalize().into_bytes()[..16]);
         let odd = format!("{PREFIX}{}", URL_SAFE_NO_PAD.encode(text_spelled));
         assert!(parse(&odd, &mut [0; MAX_TOKEN_BYTES]).is_none());
+    }
+
+    #[test]
+    fn counters_are_leb128_in_their_shortest_form() {
+        for value in [0, 1, 127, 128, 300, 16_383, 16_384, u32::MAX - 1, u32::MAX] {
+            let mut bytes = Vec::new();
+            push_leb128(&mut bytes, value);
+            let mut reader = Reader(&bytes);
+            assert_eq!(reader.leb128(), Some(value), "{bytes:?}");
+            assert!(reader.0.is_empty());
+        }
+        // Longer spellings, more than 32 bits, and a number cut short are not numbers.
+        for bad in [
+            &[0x80, 0x00][..],
+            &[0xff, 0x80, 0x00],
+            &[0xff, 0xff, 0xff, 0xff, 0x1f],
+            &[0x80, 0x80, 0x80, 0x80, 0x80, 0x01],
+            &[0x80],
+            &[],
+        ] {
+            assert_eq!(Reader(bad).leb128(), None, "{bad:?}");
+        }
+        let key = ItemSecretKey::from_bytes([5; 32]);
+        let delivery = Delivery {
+            environment: Cow::Borrowed(b"env_a"),
+            work: Cow::Borrowed(b"work_1"),
+            delivered_at: -1,
+            lapses: 300,
+            epoch: u32::MAX,
+            worker: Some(Cow::Borrowed(b"w")),
+        };
+        let token = sessions_token(&key, &delivery);
+        let mut buffer = [0; MAX_TOKEN_BYTES];
+        let signed = parse(&token, &mut buffer).unwrap();
+        assert_eq!(signed.delivery, delivery);
+        assert!(signed.verify(&key));
     }
 
     #[test]
