@@ -75,6 +75,13 @@ pub(super) struct HeartbeatIds {
     work: Range<usize>,
 }
 
+impl HeartbeatIds {
+    /// The environment's and the work item's ids in `path` (the path they were found in).
+    fn in_path<'p>(&self, path: &'p str) -> (&'p str, &'p str) {
+        (&path[self.environment.clone()], &path[self.work.clone()])
+    }
+}
+
 impl<S> Service<Request> for Edge<S>
 where
     S: Service<Request, Response = Response, Error = Infallible> + Clone + Send + 'static,
@@ -101,11 +108,10 @@ where
         }
         let path = request.uri().path();
         let target = match &heartbeat {
-            Some(ids) => Target::with_ids(
-                path,
-                &path[ids.environment.clone()],
-                &path[ids.work.clone()],
-            ),
+            Some(ids) => {
+                let (environment, work) = ids.in_path(path);
+                Target::with_ids(path, environment, work)
+            }
             None => Target::path(path),
         };
         let grant = match route {
@@ -191,15 +197,10 @@ where
                     Err(never) => match never {},
                 },
                 Answer::Heartbeat(request, ids) => {
-                    let path = request.uri().path();
-                    work::renew(
-                        &shared,
-                        &path[ids.environment],
-                        &path[ids.work],
-                        request.uri().query(),
-                    )
-                    .await
-                    .into_response()
+                    let (environment, item) = ids.in_path(request.uri().path());
+                    work::renew(&shared, environment, item, request.uri().query())
+                        .await
+                        .into_response()
                 }
                 Answer::Refused(refusal) => refusal.into_response(),
                 Answer::AtLeader(future) => future.await,
