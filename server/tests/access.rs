@@ -554,7 +554,9 @@ fn several_admin_tokens_each_open_everything_and_refusals_are_counted_not_logged
     );
     let key = created.json["key"].as_str().unwrap().to_owned();
     let secret_looking = "wlk_env_a_".to_owned() + &"0".repeat(64);
-    for credential in ["third-token", secret_looking.as_str()] {
+    // A key's shape around text that is no environment id: refused as malformed, not unknown.
+    let no_environment = "wlk_env_!_".to_owned() + &"0".repeat(64);
+    for credential in ["third-token", secret_looking.as_str(), no_environment.as_str()] {
         let reply = call(&server, "GET", "/metrics", credential, None);
         assert_refused(&reply, 401, credential);
     }
@@ -580,6 +582,7 @@ fn several_admin_tokens_each_open_everything_and_refusals_are_counted_not_logged
             .unwrap()
     };
     assert_eq!(count("unknown"), 2.0);
+    assert_eq!(count("malformed"), 1.0);
     assert_eq!(count("out_of_scope"), 1.0);
     assert_eq!(count("stale_delivery"), 0.0);
     assert_eq!(count("not_a_member"), 1.0);
@@ -587,6 +590,7 @@ fn several_admin_tokens_each_open_everything_and_refusals_are_counted_not_logged
         key.as_str(),
         "third-token",
         secret_looking.as_str(),
+        no_environment.as_str(),
         "second-token",
     ] {
         assert!(!metrics.text.contains(credential));
