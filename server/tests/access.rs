@@ -556,7 +556,11 @@ fn several_admin_tokens_each_open_everything_and_refusals_are_counted_not_logged
     let secret_looking = "wlk_env_a_".to_owned() + &"0".repeat(64);
     // A key's shape around text that is no environment id: refused as malformed, not unknown.
     let no_environment = "wlk_env_!_".to_owned() + &"0".repeat(64);
-    for credential in ["third-token", secret_looking.as_str(), no_environment.as_str()] {
+    for credential in [
+        "third-token",
+        secret_looking.as_str(),
+        no_environment.as_str(),
+    ] {
         let reply = call(&server, "GET", "/metrics", credential, None);
         assert_refused(&reply, 401, credential);
     }
