@@ -64,7 +64,7 @@ pub(crate) fn parse(presented: &str) -> Option<PresentedKey<'_>> {
     let (environment, random) = rest.split_at_checked(rest.len().checked_sub(RANDOM_HEX)?)?;
     let environment = environment.strip_suffix('_')?;
     // Every digit looked at, without a branch per digit: the loop vectorises (a byte-by-byte
-    // check that stops at the first bad digit was ~500 instructions of a key's check).
+    // check that stops at the first bad digit costs ~500 instructions, callgrind).
     let stray = random.bytes().fold(false, |stray, byte| {
         stray | !(byte.is_ascii_digit() || (b'a'..=b'f').contains(&byte))
     });

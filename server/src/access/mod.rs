@@ -222,8 +222,8 @@ impl Access {
 }
 
 /// Whether `keys` hold `digest`: every key compared, each in constant time, as four 64-bit
-/// words (`subtle` puts each comparison behind an optimisation barrier; by bytes that was 32
-/// barriers a key).
+/// words (`subtle` puts each comparison behind an optimisation barrier: four a key, where
+/// comparing bytes would take 32).
 fn holds(keys: &worklease::EnvironmentKeys, digest: &KeyDigest) -> bool {
     let presented = words(digest);
     keys.iter()
