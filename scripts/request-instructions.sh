@@ -69,13 +69,8 @@ tls_setup() { python3 scripts/bench_items.py "$1" "$TOKEN" "$ITEMS" "$OUT/ca.pem
 # The bare route answers any path of the route's shape: the server's ids, so paths are alike.
 bare_setup() { cat "$OUT/server.ids"; }
 
-# A private CA and a server certificate for 127.0.0.1 (docs/tls.md), for the HTTPS run.
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 \
-  -subj "/CN=request-instructions CA" -keyout "$OUT/ca.key" -out "$OUT/ca.pem" 2>/dev/null
-openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=worklease" \
-  -keyout "$OUT/server.key" -out "$OUT/server.csr" 2>/dev/null
-openssl x509 -req -in "$OUT/server.csr" -CA "$OUT/ca.pem" -CAkey "$OUT/ca.key" -CAcreateserial \
-  -days 1 -extfile <(printf 'subjectAltName = IP:127.0.0.1\n') -out "$OUT/server.pem" 2>/dev/null
+# A private CA and a server certificate for 127.0.0.1, for the HTTPS run.
+scripts/loopback-cert.sh "$OUT"
 
 SERVER_ARGS=(--listen 127.0.0.1:0 --token "$TOKEN" --default-ttl-seconds 600 --log-level warn)
 read -r _ s_requests s_instructions s_per < <(measure server http server_setup \

@@ -115,13 +115,8 @@ for unit, scale in (("us", 1e-3), ("ms", 1.0), ("s", 1e3)):
         print(f"{float(v[:-len(unit)]) * scale:.3f}"); break
 '; }
 
-# A private CA and a server certificate for 127.0.0.1 (docs/tls.md), for the TLS runs.
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 \
-  -subj "/CN=service-bench CA" -keyout "$WORK/ca.key" -out "$WORK/ca.pem" 2>/dev/null
-openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=worklease" \
-  -keyout "$WORK/server.key" -out "$WORK/server.csr" 2>/dev/null
-openssl x509 -req -in "$WORK/server.csr" -CA "$WORK/ca.pem" -CAkey "$WORK/ca.key" -CAcreateserial \
-  -days 1 -extfile <(printf 'subjectAltName = IP:127.0.0.1\n') -out "$WORK/server.pem" 2>/dev/null
+# A private CA and a server certificate for 127.0.0.1, for the HTTPS runs.
+scripts/loopback-cert.sh "$WORK"
 TLS_ARGS=(--tls-cert "$WORK/server.pem" --tls-key "$WORK/server.key")
 
 # --- 1. the server, in memory
