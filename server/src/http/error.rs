@@ -151,14 +151,15 @@ pub(crate) fn json_bytes(status: StatusCode, bytes: Vec<u8>) -> Response {
     response
 }
 
-/// When `response` carries a refusal, replaces it with that refusal's envelope with
-/// `request_id` (same status, and `Retry-After` kept). Inline: the edge calls it on every
-/// request.
+/// When `response` carries a refusal, replaces it with that refusal's envelope with the
+/// request id `request_id` gives (asked only then), keeping the status and `Retry-After`.
+/// Inline: the edge calls it on every request.
 #[inline]
-pub(super) fn render_refusal(response: &mut Response, request_id: &str) {
+pub(super) fn render_refusal<'a>(response: &mut Response, request_id: impl FnOnce() -> &'a str) {
     let Some(Pending(error)) = response.extensions_mut().remove::<Pending>() else {
         return;
     };
+    let request_id = request_id();
     let status = response.status();
     let retry_after = response.headers_mut().remove(RETRY_AFTER);
     *response = json(status, &error.envelope(request_id));
