@@ -7,7 +7,7 @@ mod support;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use serde_json::{json, Value};
-use support::{assert_error, bearer, Reply, Server, TOKEN};
+use support::{assert_error, bearer, Reply, Server, TempDir, TOKEN};
 
 const PREFIXES: [&str; 2] = ["/v1", "/api/v1/cloud"];
 
@@ -380,7 +380,22 @@ fn deleting_an_environment_revokes_its_keys_and_ends_its_secrets() {
 
 #[test]
 fn a_reclaimed_delivery_ends_the_earlier_secret() {
-    let server = Server::start(&[]);
+    a_reclaimed_delivery_ends_the_earlier_secret_on(&Server::start(&[]));
+}
+
+/// The same in durable mode, where the heartbeat asks the table before its command is logged
+/// (in memory it asks in the renewal's own step).
+#[test]
+fn a_reclaimed_delivery_ends_the_earlier_secret_in_durable_mode() {
+    let dir = TempDir::new("access-durable");
+    let data = dir.0.join("data");
+    a_reclaimed_delivery_ends_the_earlier_secret_on(&Server::start(&[
+        "--data-dir",
+        data.to_str().unwrap(),
+    ]));
+}
+
+fn a_reclaimed_delivery_ends_the_earlier_secret_on(server: &Server) {
     let environment = server.environment("self_hosted");
     let (_, key) = key(&server, &environment);
     let work = server.work(&environment);
