@@ -383,8 +383,8 @@ fn a_reclaimed_delivery_ends_the_earlier_secret() {
     a_reclaimed_delivery_ends_the_earlier_secret_on(&Server::start(&[]));
 }
 
-/// The same in durable mode, where the heartbeat asks the table before its command is logged
-/// (in memory it asks in the renewal's own step).
+/// The same in durable mode, whose table the check reads while the heartbeat goes through the
+/// write-ahead log.
 #[test]
 fn a_reclaimed_delivery_ends_the_earlier_secret_in_durable_mode() {
     let dir = TempDir::new("access-durable");
