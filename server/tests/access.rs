@@ -397,7 +397,7 @@ fn a_reclaimed_delivery_ends_the_earlier_secret_in_durable_mode() {
 
 fn a_reclaimed_delivery_ends_the_earlier_secret_on(server: &Server) {
     let environment = server.environment("self_hosted");
-    let (_, key) = key(&server, &environment);
+    let (_, key) = key(server, &environment);
     let work = server.work(&environment);
     let base = format!("/v1/environments/{environment}/work/{work}");
     let first = server.request(
@@ -424,7 +424,7 @@ fn a_reclaimed_delivery_ends_the_earlier_secret_on(server: &Server) {
     let second_token = sessions_token(&second.json);
     assert_ne!(first_token, second_token);
     assert_refused(
-        &call(&server, "POST", &format!("{base}/stop"), &first_token, None),
+        &call(server, "POST", &format!("{base}/stop"), &first_token, None),
         403,
         "reclaimed, queued",
     );
@@ -440,7 +440,7 @@ fn a_reclaimed_delivery_ends_the_earlier_secret_on(server: &Server) {
     assert_eq!(acked.status, 200, "{}", acked.text);
     assert_refused(
         &call(
-            &server,
+            server,
             "POST",
             &format!("{base}/heartbeat"),
             &first_token,
@@ -450,7 +450,7 @@ fn a_reclaimed_delivery_ends_the_earlier_secret_on(server: &Server) {
         "reclaimed, acked by another",
     );
     let beat = call(
-        &server,
+        server,
         "POST",
         &format!("{base}/heartbeat"),
         &second_token,
