@@ -194,6 +194,18 @@ fn push_leb128(body: &mut Vec<u8>, mut value: u32) {
     body.push(value as u8);
 }
 
+/// How a token spells one of its id fields.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum IdField {
+    /// Version 1: its length and text, whatever the id.
+    Text,
+    /// Version 2, its bit set: the 16 bytes of a minted id's digits.
+    Minted,
+    /// Version 2, its bit clear: its length and text, which must not have the minted shape
+    /// (that id's one spelling is [`IdField::Minted`]).
+    NotMinted,
+}
+
 /// A length byte and the text (ids and worker ids are at most 128 bytes).
 fn push_text(body: &mut Vec<u8>, text: &[u8]) {
     let len = u8::try_from(text.len()).expect("invariant: ids and worker ids fit a length byte");
@@ -352,16 +364,17 @@ pub(crate) fn parse<'a>(
     let (signed, tag) = bytes.split_at_checked(bytes.len().checked_sub(tag_bytes(version))?)?;
     let mut reader = Reader(signed.get(1..)?);
     let (environment_room, work_room) = room.split_at_mut(ID_TEXT_ROOM / 2);
+    let spelling = |minted_flag: u8| match (version == VERSION, flags & minted_flag != 0) {
+        (false, _) => IdField::Text,
+        (true, true) => IdField::Minted,
+        (true, false) => IdField::NotMinted,
+    };
     let environment = reader.id(
         EnvironmentId::PREFIX,
-        (version == VERSION).then_some(flags & MINTED_ENVIRONMENT != 0),
+        spelling(MINTED_ENVIRONMENT),
         environment_room,
     )?;
-    let work = reader.id(
-        WorkId::PREFIX,
-        (version == VERSION).then_some(flags & MINTED_WORK != 0),
-        work_room,
-    )?;
+    let work = reader.id(WorkId::PREFIX, spelling(MINTED_WORK), work_room)?;
     let delivered_at = i64::from_le_bytes(reader.take(8)?.try_into().ok()?);
     let (lapses, epoch) = if version == VERSION {
         (reader.leb128()?, reader.leb128()?)
@@ -413,20 +426,13 @@ impl<'a> Reader<'a> {
         self.take(len)
     }
 
-    /// An id field, as text: `minted` is `None` in version 1 (always text), else whether the
-    /// first byte said this id is minted (16 bytes, written out as text into `room`). Text a
-    /// version 2 token could have carried as a minted id is refused (not its spelling).
-    fn id(
-        &mut self,
-        prefix: &str,
-        minted_id: Option<bool>,
-        room: &'a mut [u8],
-    ) -> Option<&'a [u8]> {
-        if minted_id == Some(true) {
+    /// An id field spelled as `field` says, as text (a minted one written out into `room`).
+    fn id(&mut self, prefix: &str, field: IdField, room: &'a mut [u8]) -> Option<&'a [u8]> {
+        if field == IdField::Minted {
             return minted_text(prefix, self.take(MINTED_HEX / 2)?, room);
         }
         let text = self.text()?;
-        if text.is_empty() || (minted_id.is_some() && minted(text, prefix).is_some()) {
+        if text.is_empty() || (field == IdField::NotMinted && minted(text, prefix).is_some()) {
             return None;
         }
         Some(text)
@@ -566,6 +572,7 @@ mod tests {
             push_text(&mut text_spelled, text);
         }
         text_spelled.extend_from_slice(&delivery.delivered_at.to_le_bytes());
+        // Lapses 0 and epoch 0 (one LEB128 byte each), no worker id (length 0).
         text_spelled.extend_from_slice(&[0, 0, 0]);
         let mut mac = mac(&key);
         mac.update(&text_spelled);
