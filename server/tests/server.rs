@@ -191,16 +191,16 @@ fn every_heartbeat_error_row_has_its_status_type_and_param() {
     assert_eq!(huge.json["ttl_seconds"], 600);
 }
 
-/// `2026-07-01T08:15:06.120394Z` → `2026-07-01T09:15:06.120394000%2B01:00` (the same instant).
+/// `2026-07-01T08:15:06.120394Z` → `2026-07-01T09:15:06.120394000%2B01:00` (the same instant);
+/// in the day's last hour, `…T23:…Z` → `…T22:…000-01:00`, so the date never changes.
 fn offset_form(token: &str) -> String {
     let hour: u32 = token[11..13].parse().expect("hour");
-    assert!(hour < 23, "pick another offset near midnight");
-    format!(
-        "{}{:02}{}000%2B01:00",
-        &token[..11],
-        hour + 1,
-        &token[13..26]
-    )
+    let (local, offset) = if hour < 23 {
+        (hour + 1, "%2B01:00")
+    } else {
+        (hour - 1, "-01:00")
+    };
+    format!("{}{:02}{}000{offset}", &token[..11], local, &token[13..26])
 }
 
 #[test]
