@@ -11,7 +11,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use tracing_subscriber::EnvFilter;
 use worklease::{Config, Ttl};
 
-use crate::cluster_secret::ClusterSecret;
+use crate::cluster_secret::{ClusterSecret, SecretText};
 
 /// Serves the documented work endpoints (docs/contract.md §3) over HTTP, under both
 /// `/api/v1/cloud/environments` and `/v1/environments`.
@@ -84,10 +84,13 @@ pub(crate) struct Cli {
     /// Replicated mode (required there): the secret every member presents to the others, and
     /// the only credential the internal routes (`/internal/…`: Raft traffic, forwarding)
     /// accept. The same on every member, different from every --token; 32 to 256 visible
-    /// ASCII characters (`openssl rand -hex 32` makes one). docs/security.md.
+    /// ASCII characters but the comma (`openssl rand -hex 32` makes one). Give it more than
+    /// once (or a comma-separated list) to rotate it without stopping the cluster: a member
+    /// sends the first and accepts each. docs/security.md.
     #[arg(long, env = "WORKLEASE_CLUSTER_SECRET", value_name = "SECRET", hide_env_values = true,
-          value_parser = ClusterSecret::parse)]
-    pub(crate) cluster_secret: Option<ClusterSecret>,
+          value_parser = SecretText::parse, value_delimiter = ',',
+          action = clap::ArgAction::Append)]
+    pub(crate) cluster_secret: Vec<SecretText>,
 
     /// Durable and replicated modes: write a snapshot of the table, and drop the log behind
     /// it, every N commands applied (a restart then replays at most about N commands; fewer
@@ -200,7 +203,7 @@ impl Cli {
                         .to_owned(),
                 );
             }
-            if self.cluster_secret.is_none() {
+            if self.cluster_secret.is_empty() {
                 return Err(
                     "replicated mode needs --cluster-secret (or WORKLEASE_CLUSTER_SECRET): the \
                      same on every member, e.g. from `openssl rand -hex 32`"
@@ -208,10 +211,16 @@ impl Cli {
                 );
             }
         }
-        if let Some(secret) = &self.cluster_secret {
+        if let Some(secret) = self.cluster_secret() {
             secret.differs_from_tokens(self.token.iter().map(String::as_str))?;
         }
         Ok(())
+    }
+
+    /// The cluster secrets given (`--cluster-secret`, in order: the first is sent); `None`
+    /// when none was. Each call makes a new one: call it once.
+    pub(crate) fn cluster_secret(&self) -> Option<ClusterSecret> {
+        ClusterSecret::new(&self.cluster_secret)
     }
 
     /// The table's settings the flags chose.
@@ -444,6 +453,38 @@ mod tests {
         let refusal = same.check().unwrap_err();
         assert!(refusal.contains("differ from every --token"), "{refusal}");
         assert!(!refusal.contains(secret), "{refusal}");
+    }
+
+    #[test]
+    fn cluster_secrets_rotate_the_first_sent_and_each_accepted() {
+        let old = "0123456789abcdef0123456789abcdef";
+        let new = "fedcba9876543210fedcba9876543210";
+        let base = [
+            "--data-dir",
+            "d",
+            "--peers",
+            "1=127.0.0.1:7001",
+            "--node-id",
+            "1",
+        ];
+        for given in [
+            &["--cluster-secret", old, "--cluster-secret", new][..],
+            &["--cluster-secret", &format!("{old},{new}")],
+        ] {
+            let cli = parse(&[&base[..], &["--token", "t"], given].concat()).unwrap();
+            assert_eq!(cli.check(), Ok(()));
+            let secret = cli.cluster_secret().expect("secrets");
+            assert_eq!(secret.as_str(), old, "the first is sent");
+            assert_eq!(secret.accepted(), 2);
+            assert!(secret.is(old.as_bytes()) && secret.is(new.as_bytes()));
+            // The second secret is a cluster secret too: no token may equal it.
+            let token_is_second = parse(&[&base[..], &["--token", new], given].concat()).unwrap();
+            let refusal = token_is_second.check().unwrap_err();
+            assert!(refusal.contains("--cluster-secret"), "{refusal}");
+            assert!(!refusal.contains(new), "{refusal}");
+        }
+        let refusal = parse(&["--cluster-secret", &format!("{old},short")]).unwrap_err();
+        assert!(refusal.to_string().contains("32 to 256"), "{refusal}");
     }
 
     #[test]

@@ -10,6 +10,10 @@
 //!
 //! No API credential opens an internal route, and a refusal there names nothing: no
 //! credential, a wrong one and an admin token all get the same 401.
+//!
+//! A member may hold more than one secret, so the secret rotates without stopping the cluster:
+//! it sends the first and accepts each of them (docs/security.md, "Rotating the cluster
+//! secret", has the three rolling restarts).
 
 use std::fmt;
 use std::sync::Arc;
@@ -28,51 +32,101 @@ const MIN_LEN: usize = 32;
 /// The longest: it must fit in a header.
 const MAX_LEN: usize = 256;
 
-/// The cluster secret. Its `Debug` does not print it.
+/// One `--cluster-secret` value, checked. Its `Debug` does not print it.
+#[derive(Clone, PartialEq, Eq)]
+pub(crate) struct SecretText(Box<str>);
+
+impl fmt::Debug for SecretText {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SecretText(..)")
+    }
+}
+
+impl SecretText {
+    /// One `--cluster-secret` value: 32 to 256 visible ASCII characters other than the comma,
+    /// which separates the values of `WORKLEASE_CLUSTER_SECRET`.
+    ///
+    /// # Errors
+    ///
+    /// Why the value cannot be a cluster secret (without the value).
+    pub(crate) fn parse(raw: &str) -> Result<Self, String> {
+        if raw.len() < MIN_LEN
+            || raw.len() > MAX_LEN
+            || !raw.bytes().all(|b| b.is_ascii_graphic() && b != b',')
+        {
+            return Err(format!(
+                "a cluster secret is {MIN_LEN} to {MAX_LEN} visible ASCII characters other than \
+                 the comma, which separates secrets (`openssl rand -hex 32` makes one)"
+            ));
+        }
+        Ok(Self(raw.into()))
+    }
+}
+
+/// The cluster secrets a member holds: the one it sends, first, and every one it accepts (that
+/// one included). Its `Debug` does not print them.
 #[derive(Clone)]
 pub(crate) struct ClusterSecret(Arc<Inner>);
 
 struct Inner {
-    secret: Box<str>,
+    /// The first is sent; all are accepted.
+    secrets: Box<[SecretText]>,
     /// Paces the error about calls that present another cluster secret.
     refused: crate::tls::Throttle,
 }
 
 impl fmt::Debug for ClusterSecret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("ClusterSecret(..)")
+        f.debug_struct("ClusterSecret")
+            .field("accepted", &self.0.secrets.len())
+            .finish_non_exhaustive()
     }
 }
 
 impl ClusterSecret {
-    /// `--cluster-secret`: 32 to 256 visible ASCII characters.
-    ///
-    /// # Errors
-    ///
-    /// Why the value cannot be a cluster secret (without the value).
-    pub(crate) fn parse(raw: &str) -> Result<Self, String> {
-        if raw.len() < MIN_LEN || raw.len() > MAX_LEN || !raw.bytes().all(|b| b.is_ascii_graphic())
-        {
-            return Err(format!(
-                "a cluster secret is {MIN_LEN} to {MAX_LEN} visible ASCII characters \
-                 (`openssl rand -hex 32` makes one)"
-            ));
+    /// A member's secrets, in the order given: it sends the first and accepts each. `None`
+    /// when `secrets` is empty.
+    pub(crate) fn new(secrets: &[SecretText]) -> Option<Self> {
+        if secrets.is_empty() {
+            return None;
         }
-        Ok(Self(Arc::new(Inner {
-            secret: raw.into(),
+        Some(Self(Arc::new(Inner {
+            secrets: secrets.into(),
             refused: crate::tls::Throttle::default(),
         })))
     }
 
-    /// The header value a member sends.
-    pub(crate) fn as_str(&self) -> &str {
-        &self.0.secret
+    /// One secret, sent and accepted.
+    ///
+    /// # Errors
+    ///
+    /// As [`SecretText::parse`].
+    #[cfg(test)]
+    pub(crate) fn parse(raw: &str) -> Result<Self, String> {
+        let text = SecretText::parse(raw)?;
+        Ok(Self::new(&[text]).expect("one secret"))
     }
 
-    /// Whether `presented` is this secret, compared in time that does not depend on where
-    /// they differ.
+    /// The header value a member sends: its first secret.
+    pub(crate) fn as_str(&self) -> &str {
+        &self.0.secrets[0].0
+    }
+
+    /// How many secrets it accepts (more than one while the secret rotates).
+    pub(crate) fn accepted(&self) -> usize {
+        self.0.secrets.len()
+    }
+
+    /// Whether `presented` is one of the secrets, each compared in time that does not depend
+    /// on where they differ, and every one compared whichever matches.
     pub(crate) fn is(&self, presented: &[u8]) -> bool {
-        self.0.secret.as_bytes().ct_eq(presented).into()
+        self.0
+            .secrets
+            .iter()
+            .fold(subtle::Choice::from(0), |found, secret| {
+                found | secret.0.as_bytes().ct_eq(presented)
+            })
+            .into()
     }
 
     /// Whether `headers` carry this secret in [`HEADER`].
@@ -82,8 +136,8 @@ impl ClusterSecret {
             .is_some_and(|value| self.is(value.as_bytes()))
     }
 
-    /// Refuses a secret that is also an admin token: whoever holds the token would hold the
-    /// cluster's own credential.
+    /// Refuses a secret (any of them) that is also an admin token: whoever holds the token
+    /// would hold the cluster's own credential.
     ///
     /// # Errors
     ///
@@ -94,8 +148,8 @@ impl ClusterSecret {
     ) -> Result<(), String> {
         if tokens.into_iter().any(|token| self.is(token.as_bytes())) {
             return Err(
-                "--cluster-secret must differ from every --token: the cluster secret \
-                        opens the members' internal routes, which no API credential may open"
+                "every --cluster-secret must differ from every --token: a cluster secret \
+                 opens the members' internal routes, which no API credential may open"
                     .to_owned(),
             );
         }
@@ -219,6 +273,28 @@ mod tests {
         // A server without a secret opens its internal routes to nobody.
         assert!(admit(None, &headers, "/internal/raft/vote").is_err());
         assert!(!from_member(None, &headers));
+    }
+
+    #[test]
+    fn a_rotating_member_sends_its_first_secret_and_admits_each() {
+        let new = "fedcba9876543210fedcba9876543210";
+        let texts = [SECRET, new].map(|raw| SecretText::parse(raw).expect("a secret"));
+        let rotating = ClusterSecret::new(&texts).expect("secrets");
+        assert_eq!(rotating.as_str(), SECRET);
+        let mut headers = HeaderMap::new();
+        for (presented, admitted) in [(SECRET, true), (new, true), (&new[1..], false)] {
+            headers.insert(HEADER, HeaderValue::from_str(presented).unwrap());
+            assert_eq!(
+                admit(Some(&rotating), &headers, "/internal/raft/vote").is_ok(),
+                admitted,
+                "{presented}"
+            );
+        }
+        assert!(ClusterSecret::new(&[]).is_none());
+        let shown = format!("{rotating:?} {:?}", texts[1]);
+        assert!(!shown.contains(SECRET) && !shown.contains(new), "{shown}");
+        // A comma separates secrets, so no secret holds one.
+        assert!(SecretText::parse(&format!("{SECRET},x")).is_err());
     }
 
     #[test]

@@ -136,6 +136,18 @@ pub(crate) async fn open(
         .map_err(|error| format!("cannot read the bound address: {error}"))?;
     let config = cli.config();
     let metrics = Arc::new(Metrics::new());
+    let cluster_secret = cli.cluster_secret();
+    if let Some(secret) = cluster_secret
+        .as_ref()
+        .filter(|secret| secret.accepted() > 1)
+    {
+        tracing::warn!(
+            accepted = secret.accepted(),
+            "this member accepts {} cluster secrets and sends the first: a rotation is under \
+             way (docs/security.md); finish it with the new secret alone",
+            secret.accepted()
+        );
+    }
     let submit = match &cli.data_dir {
         None => Submit::new(config, metrics.clone(), clock),
         Some(dir) => {
@@ -147,7 +159,7 @@ pub(crate) async fn open(
                 address,
                 node_id: cli.node_id.unwrap_or(raft::SOLE_NODE),
                 peers: cli.peers.clone().map(|peers| peers.0).unwrap_or_default(),
-                cluster_secret: cli.cluster_secret.clone(),
+                cluster_secret: cluster_secret.clone(),
                 // Only members call anyone: a lone server needs no trust roots.
                 tls: match (&cli.tls_cert, &cli.peers) {
                     (Some(_), Some(_)) => Some(
@@ -164,8 +176,7 @@ pub(crate) async fn open(
         }
     };
     Ok(Arc::new(
-        Shared::with_admin_tokens(submit, &tokens, metrics)
-            .with_cluster_secret(cli.cluster_secret.clone()),
+        Shared::with_admin_tokens(submit, &tokens, metrics).with_cluster_secret(cluster_secret),
     ))
 }
 

@@ -31,6 +31,8 @@ struct Cluster {
     own: Vec<Vec<String>>,
     /// Environment variables per member.
     env: Vec<Vec<(String, String)>>,
+    /// The cluster secret the test presents on internal routes (`digest`).
+    secret: String,
 }
 
 impl Cluster {
@@ -71,6 +73,7 @@ impl Cluster {
                 .map(|flags| flags.iter().map(|s| (*s).to_owned()).collect())
                 .collect(),
             env,
+            secret: CLUSTER_SECRET.to_owned(),
         };
         for n in 1..=3 {
             cluster.launch(n);
@@ -88,6 +91,7 @@ impl Cluster {
             extra: Vec::new(),
             own: vec![Vec::new(); 3],
             env: vec![Vec::new(); 3],
+            secret: CLUSTER_SECRET.to_owned(),
         };
         for n in (1..=3).filter(|n| *n != late) {
             cluster.launch(n);
@@ -245,7 +249,7 @@ impl Cluster {
         let reply = self.node(n).request(
             "GET",
             "/internal/digest",
-            &[(CLUSTER_SECRET_HEADER, CLUSTER_SECRET)],
+            &[(CLUSTER_SECRET_HEADER, &self.secret)],
             None,
         );
         assert_eq!(reply.status, 200, "{}", reply.text);
@@ -654,6 +658,60 @@ fn a_first_member_with_another_secret_logs_every_peers_refusal() {
     for n in 1..=3 {
         let status = cluster.status(n).expect("answers /cluster");
         assert_eq!(status["leader_id"], Value::Null, "node {n}: {status}");
+    }
+}
+
+/// The cluster secret rotates without stopping the cluster (docs/security.md, "Rotating the
+/// cluster secret"): three rolling restarts, one member at a time, with `OLD,NEW`, then
+/// `NEW,OLD`, then `NEW` alone. After each restart a write through the restarted member
+/// commits (its calls carry the secret it sends, which the others accept) and every member
+/// converges on it; at the end the old secret opens no member's internal routes.
+#[test]
+fn the_cluster_secret_rotates_in_three_rolling_restarts() {
+    let old = CLUSTER_SECRET;
+    let new = "the-new-cluster-secret-0123456789abcdef";
+    let mut cluster = Cluster::start("secret-rotation", &[]);
+    let leader = cluster.wait_for_leader(Duration::from_secs(20));
+    let environment = cluster.node(leader).environment("self_hosted");
+    let body = json!({"data": {"type": "session", "id": "sess_rotation"}});
+    let path = format!("/v1/environments/{environment}/work");
+    let passes = [
+        format!("{old},{new}"),
+        format!("{new},{old}"),
+        new.to_owned(),
+    ];
+    for (pass, secrets) in passes.into_iter().enumerate() {
+        if pass == 1 {
+            // Every member accepts the new secret from the first pass on.
+            cluster.secret = new.to_owned();
+        }
+        for n in 1..=3 {
+            cluster.kill_9(n);
+            cluster.own[n - 1] = vec!["--cluster-secret".to_owned(), secrets.clone()];
+            cluster.launch(n);
+            cluster.admin_until_done(n, "POST", &path, Some(&body), 30);
+            cluster.wait_converged(Duration::from_secs(30));
+            let rotating = secrets.contains(',');
+            assert_eq!(
+                cluster.node(n).logged("a rotation is under way"),
+                rotating,
+                "{secrets}:\n{}",
+                cluster.logs()
+            );
+        }
+    }
+    let (_, listed) = cluster.admin(1, "GET", &path, None);
+    assert_eq!(listed["data"].as_array().map(Vec::len), Some(9), "{listed}");
+    for n in 1..=3 {
+        for (secret, status) in [(old, 401), (new, 200)] {
+            let reply = cluster.node(n).request(
+                "GET",
+                "/internal/digest",
+                &[(CLUSTER_SECRET_HEADER, secret)],
+                None,
+            );
+            assert_eq!(reply.status, status, "node {n}: {}", reply.text);
+        }
     }
 }
 
