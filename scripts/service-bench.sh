@@ -16,8 +16,10 @@
 #      syncs meanwhile (GET /cluster's log_syncs), both of which should be 0;
 #   5. a three-member replicated cluster on loopback (docs/contract.md §8): the same heartbeats sent to the
 #      leader, then to a follower (which forwards each to the leader), each committed on a
-#      majority before its answer; then "idle pollers" through the leader, counting the log
-#      syncs of all three members.
+#      majority before its answer, and reads of the same items at the leader (scripts/retrieve.lua:
+#      each linearizable, after a leadership confirmation that concurrent reads share; the
+#      script prints how many reads each confirmation served, from GET /cluster's read_rounds);
+#      then "idle pollers" through the leader, counting the log syncs of all three members.
 #
 # The server (plain and TLS) and the bare route run in alternating rounds (ROUNDS of SECONDS each), so load from
 # anything else on the machine falls on both alike; each reports its median round. Prints each
@@ -215,16 +217,27 @@ done
 [ -n "$LEADER_PORT" ] || { echo "service-bench: the cluster elected no leader" >&2; exit 1; }
 for port in "${CPORTS[@]}"; do [ "$port" != "$LEADER_PORT" ] && FOLLOWER_PORT=$port && break; done
 populate "127.0.0.1:$LEADER_PORT" >"$WORK/cluster-ids"
-: >"$WORK/leader.rounds"; : >"$WORK/follower.rounds"
+: >"$WORK/leader.rounds"; : >"$WORK/follower.rounds"; : >"$WORK/reads.rounds"
+# cluster_field NAME: GET /cluster's NAME at the leader.
+cluster_field() {
+  curl -s -m 2 -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$LEADER_PORT/cluster" |
+    python3 -c "import json, sys; print(json.load(sys.stdin)['$1'])"
+}
+READS=0; READ_ROUNDS_BEFORE=$(cluster_field read_rounds)
 for round in $(seq "$ROUNDS"); do
   run_wrk leader "http://127.0.0.1:$LEADER_PORT" "$WORK/cluster-ids"
   echo "$RATE $P50 $P99" >>"$WORK/leader.rounds"
   run_wrk follower "http://127.0.0.1:$FOLLOWER_PORT" "$WORK/cluster-ids"
   echo "$RATE $P50 $P99" >>"$WORK/follower.rounds"
-  echo "round $round: cluster leader $(tail -1 "$WORK/leader.rounds" | cut -d' ' -f1)/s, follower $RATE/s" >&2
+  wrk_with reads "http://127.0.0.1:$LEADER_PORT" scripts/retrieve.lua "$WORK/cluster-ids" "$TOKEN"
+  echo "$RATE $P50 $P99" >>"$WORK/reads.rounds"
+  READS=$((READS + REQUESTS))
+  echo "round $round: cluster leader $(tail -1 "$WORK/leader.rounds" | cut -d' ' -f1)/s, follower $(tail -1 "$WORK/follower.rounds" | cut -d' ' -f1)/s, reads $RATE/s" >&2
 done
 read -r LEADER_RATE LEADER_P50 LEADER_P99 < <(median "$WORK/leader.rounds")
 read -r FOLLOWER_RATE FOLLOWER_P50 FOLLOWER_P99 < <(median "$WORK/follower.rounds")
+read -r READS_RATE READS_P50 READS_P99 < <(median "$WORK/reads.rounds")
+READ_ROUNDS=$(( $(cluster_field read_rounds) - READ_ROUNDS_BEFORE ))
 read -r CIDLE_POLLS CIDLE_ENTRIES CIDLE_ENTRIES_RATE CIDLE_SYNCS CIDLE_SYNC_RATE < <(python3 scripts/idle_pollers.py \
   "127.0.0.1:$LEADER_PORT" "$TOKEN" "$IDLE_WORKERS" "$IDLE_SECONDS" "${CPORTS[@]/#/127.0.0.1:}")
 echo "idle pollers, cluster: $CIDLE_POLLS polls/s, $CIDLE_ENTRIES log entries, $CIDLE_SYNCS log syncs" >&2
@@ -279,6 +292,7 @@ printf '%-44s %10s %10s %10s\n' "worklease-server, durable (--data-dir)" "$DURAB
 printf '%-44s %10s %10s %10s\n' "worklease-server, durable, HTTPS" "$DURABLE_TLS_RATE" "$DURABLE_TLS_P50" "$DURABLE_TLS_P99"
 printf '%-44s %10s %10s %10s\n' "3-member cluster, through the leader" "$LEADER_RATE" "$LEADER_P50" "$LEADER_P99"
 printf '%-44s %10s %10s %10s\n' "3-member cluster, through a follower" "$FOLLOWER_RATE" "$FOLLOWER_P50" "$FOLLOWER_P99"
+printf '%-44s %10s %10s %10s\n' "3-member cluster, reads at the leader" "$READS_RATE" "$READS_P50" "$READS_P99"
 printf '%-44s %10s %10s %10s\n' "bare axum route, same body" "$BARE_RATE" "$BARE_P50" "$BARE_P99"
 printf '%-44s %10s %10s %10s\n' "redis EVALSHA compare-and-set, in memory" "$REDIS_RATE" "$REDIS_P50" "$REDIS_P99"
 printf '%-44s %10s %10s %10s\n' "redis EVALSHA compare-and-set, fsync always" "$FSYNC_RATE" "$FSYNC_P50" "$FSYNC_P99"
@@ -308,3 +322,4 @@ echo "server / redis (fsync always): $(ratio "$SERVER_RATE" "$FSYNC_RATE")"
 echo "durable / redis (fsync always): $(ratio "$DURABLE_RATE" "$FSYNC_RATE")"
 echo "cluster leader / durable:      $(ratio "$LEADER_RATE" "$DURABLE_RATE")"
 echo "cluster follower / durable:    $(ratio "$FOLLOWER_RATE" "$DURABLE_RATE")"
+echo "cluster reads: $READS reads shared $READ_ROUNDS leadership confirmations ($(awk -v r="$READS" -v c="$READ_ROUNDS" 'BEGIN {printf "%.1f", (c > 0 ? r / c : 0)}') reads a round)"

@@ -370,6 +370,7 @@ mod tests {
             role: "leader",
             last_applied_index: 0,
             log_syncs,
+            read_rounds: 0,
         }
     }
 

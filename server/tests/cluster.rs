@@ -1023,6 +1023,44 @@ fn empty_and_idle_long_polls_write_nothing_to_the_log() {
     assert!(grown >= 2, "{grown} members synced the writes");
 }
 
+/// Concurrent reads at the leader share its leadership confirmations: `GET /cluster`'s
+/// `read_rounds` grows by fewer rounds than reads were answered, and every read answers the
+/// item as written.
+#[test]
+fn concurrent_reads_share_the_leaders_confirmation_rounds() {
+    let cluster = Cluster::start("read-rounds", &[]);
+    let leader = cluster.wait_for_leader(Duration::from_secs(20));
+    let environment = cluster.node(leader).environment("self_hosted");
+    let work = cluster.node(leader).work(&environment);
+    let path = format!("/v1/environments/{environment}/work/{work}");
+    let rounds = || {
+        let status = cluster.status(leader).expect("the leader answers");
+        status["read_rounds"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("no read_rounds: {status}"))
+    };
+    let before = rounds();
+    let (clients, each) = (8, 25);
+    std::thread::scope(|scope| {
+        for _ in 0..clients {
+            scope.spawn(|| {
+                for _ in 0..each {
+                    let reply = cluster.node(leader).get(&path);
+                    assert_eq!(reply.status, 200, "{}", reply.text);
+                    assert_eq!(reply.json["id"], work.as_str(), "{}", reply.text);
+                }
+            });
+        }
+    });
+    let ran = rounds() - before;
+    let reads = clients * each;
+    assert!(
+        (1..reads).contains(&ran),
+        "{ran} confirmation rounds for {reads} reads"
+    );
+    println!("{ran} confirmation rounds for {reads} reads");
+}
+
 /// Heartbeats every lease in turn through the members in `bases` (the member changing with
 /// each lease and round) until `stop` is set; each 200 advances the lease's token. A call
 /// that gets no answer or 503 is tried again next round; any other answer is a lost lease.

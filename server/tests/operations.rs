@@ -67,8 +67,9 @@ fn cluster_reports_one_member_and_counts_applied_changes() {
         "{}",
         after.text
     );
-    // In memory nothing is written to disk.
+    // In memory nothing is written to disk, and a read confirms nothing with anyone.
     assert_eq!(after.json["log_syncs"], 0, "{}", after.text);
+    assert_eq!(after.json["read_rounds"], 0, "{}", after.text);
 }
 
 #[test]

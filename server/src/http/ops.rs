@@ -38,6 +38,7 @@ struct ClusterStatus {
     role: &'static str,
     last_applied_index: u64,
     log_syncs: u64,
+    read_rounds: u64,
 }
 
 /// `GET /cluster`: in memory, a one-member cluster this node leads at term 0 that never syncs;
@@ -51,6 +52,7 @@ pub(crate) async fn cluster(State(shared): State<Arc<Shared>>) -> Response {
         role: now.role,
         last_applied_index: now.last_applied_index,
         log_syncs: now.log_syncs,
+        read_rounds: now.read_rounds,
     };
     json(StatusCode::OK, &status)
 }

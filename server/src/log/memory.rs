@@ -84,6 +84,7 @@ impl Log for MemoryLog {
             role: "leader",
             last_applied_index: self.applied.load(Ordering::Relaxed),
             log_syncs: 0,
+            read_rounds: 0,
         }
     }
 

@@ -34,6 +34,7 @@ mod membership;
 mod network;
 mod open_error;
 mod payload;
+mod read_rounds;
 mod replica;
 mod rpc;
 mod state_machine;
@@ -180,6 +181,9 @@ pub(crate) struct Status {
     /// written (a batch of entries, a vote, a truncation or a purge). Not counted: syncs of
     /// snapshot files, of new log segments and of the data directory. 0 in memory.
     pub(crate) log_syncs: u64,
+    /// Rounds of leadership confirmation this node ran for reads since it started
+    /// (`read_rounds`: concurrent reads share one). 0 in memory and in a one-member cluster.
+    pub(crate) read_rounds: u64,
 }
 
 /// Why a request cannot be answered now: no leader, or this node lost its leadership, or the
@@ -199,10 +203,44 @@ type Waiting = (Stamped, Option<u128>, oneshot::Sender<Answered>);
 /// back (and retries elsewhere).
 const COMMIT_WAIT: Duration = Duration::from_secs(5);
 
-/// The pause between a leader's attempts to confirm its leadership for a read
-/// ([`Durable::read_barrier`]): an attempt a member did not answer in time (openraft gives it
+/// The pause between a leader's attempts to confirm its leadership for reads
+/// ([`confirm_leadership`]): an attempt a member did not answer in time (openraft gives it
 /// one heartbeat interval) is tried again after it, until [`COMMIT_WAIT`].
 const READ_RETRY_PAUSE: Duration = Duration::from_millis(20);
+
+/// One confirmation round of a leader ([`read_rounds`]): `Ok` once a majority confirmed that
+/// this node leads and it has applied everything committed when the round began.
+///
+/// openraft's confirmation sends one empty append to each voter, each given one heartbeat
+/// interval (50 ms): a majority slow to answer (a busy machine, a member catching up) fails it
+/// although this node still leads. Such an attempt is tried again after [`READ_RETRY_PAUSE`],
+/// as a write waits for its commit, up to [`COMMIT_WAIT`]; a node that learns of a newer
+/// leader stops at once. Each attempt starts after the round did, so any of them confirms
+/// the round's reads.
+async fn confirm_leadership(raft: openraft::Raft<TypeConfig>) -> Result<(), Unavailable> {
+    let deadline = tokio::time::Instant::now() + COMMIT_WAIT;
+    let unconfirmed = || {
+        Unavailable(format!(
+            "cannot confirm leadership within {} s",
+            COMMIT_WAIT.as_secs()
+        ))
+    };
+    loop {
+        match tokio::time::timeout_at(deadline, raft.ensure_linearizable()).await {
+            Ok(Ok(_)) => return Ok(()),
+            Ok(Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(_)))) => {
+                if tokio::time::Instant::now() + READ_RETRY_PAUSE >= deadline {
+                    return Err(unconfirmed());
+                }
+                tokio::time::sleep(READ_RETRY_PAUSE).await;
+            }
+            Ok(Err(error)) => {
+                return Err(Unavailable(format!("cannot confirm leadership: {error}")))
+            }
+            Err(_) => return Err(unconfirmed()),
+        }
+    }
+}
 
 /// Where requests should go.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -275,8 +313,9 @@ pub(crate) struct Durable {
     writer: Arc<log_store::WriterStats>,
     links: Arc<Links>,
     clock: Arc<Clock>,
-    /// More than one member: reads confirm leadership first.
+    /// More than one member: reads confirm leadership first, in rounds they share.
     replicated: bool,
+    reads: read_rounds::ReadRounds,
     /// Answers of applied commands that carried an origin id.
     recorded: Arc<Recorded>,
     /// Where Raft's tasks and the proposer run (`None` only while [`open`] starts them there);
@@ -341,6 +380,13 @@ impl Durable {
             waiters,
         ));
         Self {
+            reads: read_rounds::ReadRounds::new(
+                {
+                    let raft = raft.clone();
+                    Arc::new(move || Box::pin(confirm_leadership(raft.clone())))
+                },
+                COMMIT_WAIT,
+            ),
             raft,
             node_id,
             table,
@@ -430,13 +476,10 @@ impl Durable {
     }
 
     /// Returns once a read of the local table is linearizable (docs/contract.md §8 "Reads"): at once in
-    /// a one-member cluster, where every answered write is applied; else once this node has
-    /// confirmed with a majority that it still leads and has applied everything committed.
-    ///
-    /// openraft's confirmation is one round of heartbeats, each given one heartbeat interval
-    /// (50 ms): a majority slow to answer (a busy machine, a member catching up) fails it
-    /// although this node still leads. Such a round is tried again, as a write waits for its
-    /// commit, up to [`COMMIT_WAIT`]; a node that learns of a newer leader stops at once.
+    /// a one-member cluster, where every answered write is applied; else once a confirmation
+    /// round that began after this call ([`read_rounds`], shared by the reads that wait
+    /// together) has confirmed with a majority that this node still leads, and this node has
+    /// applied everything committed when the round began.
     ///
     /// # Errors
     ///
@@ -446,28 +489,7 @@ impl Durable {
         if !self.replicated {
             return Ok(());
         }
-        let deadline = tokio::time::Instant::now() + COMMIT_WAIT;
-        let unconfirmed = || {
-            Unavailable(format!(
-                "cannot confirm leadership within {} s",
-                COMMIT_WAIT.as_secs()
-            ))
-        };
-        loop {
-            match tokio::time::timeout_at(deadline, self.raft.ensure_linearizable()).await {
-                Ok(Ok(_)) => return Ok(()),
-                Ok(Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(_)))) => {
-                    if tokio::time::Instant::now() + READ_RETRY_PAUSE >= deadline {
-                        return Err(unconfirmed());
-                    }
-                    tokio::time::sleep(READ_RETRY_PAUSE).await;
-                }
-                Ok(Err(error)) => {
-                    return Err(Unavailable(format!("cannot confirm leadership: {error}")))
-                }
-                Err(_) => return Err(unconfirmed()),
-            }
-        }
+        self.reads.barrier().await.map(|_round| ())
     }
 
     /// The term this node leads, if it leads (as far as it knows).
@@ -546,6 +568,7 @@ impl Durable {
             },
             last_applied_index: metrics.last_applied.map_or(0, |id| id.index),
             log_syncs: self.writer.commits.load(Ordering::Relaxed),
+            read_rounds: self.reads.started(),
         }
     }
 
