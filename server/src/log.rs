@@ -120,6 +120,10 @@ pub(crate) trait Log {
     /// Resolves, with why, when the log stops under this node.
     async fn stopped(&self) -> String;
 
+    /// Resolves, with why, when the cluster has removed this node (never in memory or for a
+    /// single member).
+    async fn removed(&self) -> String;
+
     /// Stops the log; every answered change is already applied (and, on disk, fsynced).
     async fn shutdown(&self);
 }
@@ -217,6 +221,13 @@ impl Log for AnyLog {
         match self {
             Self::Memory(log) => log.stopped().await,
             Self::Raft(log) => log.stopped().await,
+        }
+    }
+
+    async fn removed(&self) -> String {
+        match self {
+            Self::Memory(log) => log.removed().await,
+            Self::Raft(log) => log.removed().await,
         }
     }
 

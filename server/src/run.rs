@@ -188,7 +188,8 @@ pub(crate) async fn open(
 /// Why, when serving failed, or when the Raft core, the log writer or the sweeper stopped
 /// while serving: a node without them cannot answer truthfully (its API would answer 503
 /// forever while `/healthz` said 200), so it stops at once and the process exits non-zero,
-/// for a supervisor to restart it from its data directory.
+/// for a supervisor to restart it from its data directory. Likewise when the cluster removed
+/// this member: it has nothing left to serve.
 pub(crate) async fn serve_on<L>(
     shared: Arc<Shared>,
     listener: L,
@@ -204,18 +205,19 @@ where
         .with_graceful_shutdown(shutdown)
         .into_future();
     let failed = async {
-        tokio::select! {
+        let part = tokio::select! {
             stopped = &mut sweeper => match stopped {
                 Ok(()) => "the sweeper stopped".to_owned(),
                 Err(error) => format!("the sweeper stopped: {error}"),
             },
             why = shared.submit.stopped() => why,
-        }
+            why = shared.submit.removed() => return format!("{why}; stopping"),
+        };
+        format!("{part}; stopping: this node cannot answer without it")
     };
     let served = tokio::select! {
         served = serving => served,
         why = failed => {
-            let why = format!("{why}; stopping: this node cannot answer without it");
             tracing::error!("{why}");
             sweeper.abort();
             shared.submit.shutdown().await;

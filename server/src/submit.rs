@@ -183,6 +183,11 @@ impl Submit {
         self.log.stopped().await
     }
 
+    /// Resolves, with why, when the cluster has removed this node (never in memory).
+    pub(crate) async fn removed(&self) -> String {
+        self.log.removed().await
+    }
+
     /// Stops the log.
     pub(crate) async fn shutdown(&self) {
         self.log.shutdown().await;

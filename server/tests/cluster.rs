@@ -1023,6 +1023,69 @@ fn empty_and_idle_long_polls_write_nothing_to_the_log() {
     assert!(grown >= 2, "{grown} members synced the writes");
 }
 
+/// A removed member stops, saying why (docs/clustering.md, "Removing a member"): one removed
+/// while it runs, and one removed while it was down and then restarted on its data directory
+/// (which still counts itself a voter and would stand for election after election). Neither
+/// disturbs the leader. Removing the dead one of two voters is refused: it could not commit.
+#[test]
+fn a_removed_member_stops_whether_it_ran_or_was_down_when_removed() {
+    let mut cluster = Cluster::start("removed", &[]);
+    let leader = cluster.wait_for_leader(Duration::from_secs(20));
+    let environment = cluster.node(leader).environment("self_hosted");
+    let followers: Vec<usize> = (1..=3).filter(|n| *n != leader).collect();
+    let (running, down) = (followers[0], followers[1]);
+    let term = cluster.status(leader).expect("the leader answers")["term"].clone();
+    let said = |n: usize| format!("node {n}, was removed from the cluster");
+    let stops = |cluster: &mut Cluster, n: usize| {
+        let server = cluster.nodes[n - 1].as_mut().expect("the member runs");
+        let status = server.wait_exit(Duration::from_secs(20));
+        assert!(
+            status.is_some_and(|status| !status.success()),
+            "node {n} did not stop with an error ({status:?}):\n{}",
+            cluster.logs()
+        );
+        assert!(cluster.node(n).logged(&said(n)), "{}", cluster.logs());
+        cluster.nodes[n - 1] = None;
+    };
+
+    // Down first: removing it needs a majority of the three, the leader and `running`.
+    cluster.kill_9(down);
+    cluster.remove_member(leader, down);
+    cluster.node(leader).work(&environment);
+    cluster.launch(down);
+    stops(&mut cluster, down);
+
+    // Two voters, one of them down: removing it could never commit (a change needs a
+    // majority of the current voters too), so it is refused rather than left hanging.
+    cluster.kill_9(running);
+    let (status, refusal) = cluster.admin(
+        leader,
+        "DELETE",
+        &format!("/cluster/members/{running}"),
+        None,
+    );
+    assert_eq!(status, 409, "{refusal}");
+    assert!(
+        refusal["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("current voters")),
+        "{refusal}"
+    );
+    cluster.launch(running);
+    cluster.wait_converged(Duration::from_secs(30));
+
+    cluster.remove_member(leader, running);
+    stops(&mut cluster, running);
+
+    let status = cluster.status(leader).expect("the leader answers");
+    assert_eq!(
+        (status["role"].clone(), status["term"].clone()),
+        (json!("leader"), term),
+        "{status}"
+    );
+    cluster.node(leader).work(&environment);
+}
+
 /// Concurrent reads at the leader share its leadership confirmations: `GET /cluster`'s
 /// `read_rounds` grows by fewer rounds than reads were answered, and every read answers the
 /// item as written.

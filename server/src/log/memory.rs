@@ -96,5 +96,9 @@ impl Log for MemoryLog {
         std::future::pending().await
     }
 
+    async fn removed(&self) -> String {
+        std::future::pending().await
+    }
+
     async fn shutdown(&self) {}
 }

@@ -135,6 +135,10 @@ impl Log for RaftLog {
         self.durable.stopped().await
     }
 
+    async fn removed(&self) -> String {
+        self.durable.removed().await
+    }
+
     async fn shutdown(&self) {
         self.durable.shutdown().await;
     }

@@ -154,7 +154,12 @@ pub(crate) fn seeded(
 
 /// Asks the member at `address` (member `peer`, when known) what it knows of `node`; a
 /// refusal of our cluster secret is logged, naming the peer.
-async fn ask(links: &Links, address: &str, peer: Option<NodeId>, node: NodeId) -> Option<Standing> {
+pub(super) async fn ask(
+    links: &Links,
+    address: &str,
+    peer: Option<NodeId>,
+    node: NodeId,
+) -> Option<Standing> {
     let route = format!("{ADMISSION_ROUTE}?node_id={node}");
     let response = links
         .member_call(reqwest::Method::GET, address, &route)

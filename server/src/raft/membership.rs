@@ -116,7 +116,7 @@ impl Durable {
             None => {
                 let voters: BTreeSet<NodeId> = voters(&members).collect();
                 // The new member counts once it has caught up, which is waited for.
-                self.check_majority(&voters, 1).await?;
+                self.check_majority(&voters, &voters, 1).await?;
                 self.snapshot_a_restored_table(deadline).await?;
                 self.raft
                     .add_learner(node, BasicNode::new(address), false)
@@ -157,13 +157,14 @@ impl Durable {
             return Err(Refusal::Unknown(format!("node {node} is not a member")));
         };
         let change = if member.role == Role::Voter {
-            let left: BTreeSet<NodeId> = voters(&members).filter(|id| *id != node).collect();
+            let now: BTreeSet<NodeId> = voters(&members).collect();
+            let left: BTreeSet<NodeId> = now.iter().copied().filter(|id| *id != node).collect();
             if left.is_empty() {
                 return Err(Refusal::Conflict(format!(
                     "node {node} is the only voter: a cluster keeps at least one"
                 )));
             }
-            self.check_majority(&left, 0).await?;
+            self.check_majority(&now, &left, 0).await?;
             ChangeMembers::RemoveVoters(BTreeSet::from([node]))
         } else {
             ChangeMembers::RemoveNodes(BTreeSet::from([node]))
@@ -229,11 +230,13 @@ impl Durable {
         }
     }
 
-    /// Refuses a change after which the voters `after` this leader can reach now (itself
-    /// included, plus `joining` members counted as reachable) would not be a majority of
-    /// them and the joining ones.
+    /// Refuses a change that could not commit or would leave no majority: the voters this
+    /// leader can reach now (itself included) must be a majority of the voters `now`, as a
+    /// change is committed by both the old and the new voters (openraft's joint consensus),
+    /// and of those `after` it with `joining` members (counted as reachable).
     async fn check_majority(
         &self,
+        now: &BTreeSet<NodeId>,
         after: &BTreeSet<NodeId>,
         joining: usize,
     ) -> Result<(), Refusal> {
@@ -244,17 +247,30 @@ impl Durable {
             .map(|m| (m.node_id, m.address))
             .collect();
         let mut asked = tokio::task::JoinSet::new();
-        for id in after.iter().filter(|id| **id != self.node_id) {
+        for id in now.union(after).filter(|id| **id != self.node_id) {
             if let Some(address) = nodes.get(id).cloned() {
                 let links = self.links.clone();
                 let id = *id;
-                asked.spawn(async move { admission::answers(&links, &address, id).await });
+                asked.spawn(async move { (id, admission::answers(&links, &address, id).await) });
             }
         }
-        let mut reachable = usize::from(after.contains(&self.node_id)) + joining;
+        let mut answering = BTreeSet::from([self.node_id]);
         while let Some(answered) = asked.join_next().await {
-            reachable += usize::from(answered.unwrap_or(false));
+            if let Ok((id, true)) = answered {
+                answering.insert(id);
+            }
         }
+        let reachable_now = now.intersection(&answering).count();
+        let majority_now = now.len() / 2 + 1;
+        if reachable_now < majority_now {
+            return Err(Refusal::Conflict(format!(
+                "refused: a change is committed by a majority of the current voters too, and \
+                 of the cluster's {} voters this leader reaches {reachable_now}, fewer than a \
+                 majority ({majority_now}); bring the missing members back first",
+                now.len()
+            )));
+        }
+        let reachable = after.intersection(&answering).count() + joining;
         let size = after.len() + joining;
         let majority = size / 2 + 1;
         if reachable < majority {

@@ -35,6 +35,7 @@ mod network;
 mod open_error;
 mod payload;
 mod read_rounds;
+mod removal;
 mod replica;
 mod rpc;
 mod state_machine;
@@ -642,6 +643,22 @@ impl Durable {
                     .unwrap_or_else(|_| why.to_owned())
             }
         }
+    }
+
+    /// Resolves, with why, once this member learns that the cluster removed it
+    /// ([`removal`]); never in a one-member cluster.
+    pub(crate) async fn removed(&self) -> String {
+        if !self.replicated {
+            return std::future::pending().await;
+        }
+        removal::watch(
+            self.raft.clone(),
+            &self.links,
+            &self.gate,
+            self.node_id,
+            &self.peers,
+        )
+        .await
     }
 
     /// Stops proposing and stops Raft; every acknowledged write is already on disk.
