@@ -178,6 +178,18 @@ impl Cluster {
         self.admin_until_done(via, "DELETE", &format!("/cluster/members/{n}"), None, 30)
     }
 
+    /// `DELETE /cluster/members/{n}` through `via` answers 409, its message saying `why`.
+    fn removal_refused(&self, via: usize, n: usize, why: &str) {
+        let (status, refusal) = self.admin(via, "DELETE", &format!("/cluster/members/{n}"), None);
+        assert_eq!(status, 409, "{refusal}");
+        assert!(
+            refusal["error"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains(why)),
+            "{refusal}"
+        );
+    }
+
     /// An admin call through `via`, asked again while it answers 503 (a membership change in
     /// progress), for at most `limit_s` seconds; the 200 answer.
     fn admin_until_done(
@@ -1058,19 +1070,7 @@ fn a_removed_member_stops_whether_it_ran_or_was_down_when_removed() {
     // Two voters, one of them down: removing it could never commit (a change needs a
     // majority of the current voters too), so it is refused rather than left hanging.
     cluster.kill_9(running);
-    let (status, refusal) = cluster.admin(
-        leader,
-        "DELETE",
-        &format!("/cluster/members/{running}"),
-        None,
-    );
-    assert_eq!(status, 409, "{refusal}");
-    assert!(
-        refusal["error"]["message"]
-            .as_str()
-            .is_some_and(|m| m.contains("current voters")),
-        "{refusal}"
-    );
+    cluster.removal_refused(leader, running, "current voters");
     cluster.launch(running);
     cluster.wait_converged(Duration::from_secs(30));
 
@@ -1205,19 +1205,7 @@ fn members_are_replaced_added_and_removed_while_30_leases_keep_renewing() {
         .expect("a survivor");
     // With one of three down, removing a live member would leave one of two reachable: no
     // majority, refused.
-    let (status, refusal) = cluster.admin(
-        leader,
-        "DELETE",
-        &format!("/cluster/members/{survivor}"),
-        None,
-    );
-    assert_eq!(status, 409, "{refusal}");
-    assert!(
-        refusal["error"]["message"]
-            .as_str()
-            .is_some_and(|m| m.contains("majority")),
-        "{refusal}"
-    );
+    cluster.removal_refused(leader, survivor, "majority");
     // Through a follower: forwarded to the leader like any change.
     let members = cluster.remove_member(survivor, dead);
     assert_eq!(voters(&members).len(), 2, "{members}");
