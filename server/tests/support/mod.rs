@@ -17,6 +17,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde_json::{json, Value};
 use ureq::http::Request;
 
+pub(crate) mod cluster;
 pub(crate) mod tls;
 
 /// The token the tests start servers with.
