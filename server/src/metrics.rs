@@ -12,6 +12,7 @@
 //! | `worklease_commit_latency_seconds` | histogram | — |
 //! | `worklease_last_applied_index` | gauge | — |
 //! | `worklease_log_syncs_total` | counter (read at scrape) | — |
+//! | `worklease_read_rounds_total` | counter (read at scrape) | — |
 //! | `worklease_raft_term`, `worklease_raft_leader_id` | gauge | — |
 
 use std::sync::OnceLock;
@@ -133,14 +134,11 @@ pub(crate) struct Metrics {
     refused: Family<ReasonLabels, Counter>,
     commit_latency: Histogram,
     last_applied: Gauge,
-    /// `worklease_log_syncs_total`: the log's own count (`Status::log_syncs`), read at scrape
-    /// and added as the difference from the counter's value. A `Counter` only goes up, so the
-    /// difference is what moves it to the log's count; a custom collector would need a handle
-    /// on the log, which is built after these metrics (and is handed to [`Self::render`] like
-    /// every other value read at scrape). The mutex makes read-difference-add one step, so two
-    /// scrapes at once cannot both add the same syncs.
-    log_syncs: Counter,
-    log_syncs_update: Mutex<()>,
+    /// `worklease_log_syncs_total`: the log's own count (`Status::log_syncs`).
+    log_syncs: ScrapedCounter,
+    /// `worklease_read_rounds_total`: the leader's confirmation rounds for reads
+    /// (`Status::read_rounds`).
+    read_rounds: ScrapedCounter,
     term: Gauge,
     leader: Gauge,
 }
@@ -224,13 +222,21 @@ impl Metrics {
             "Commands applied to the table (a log index in durable modes)",
             last_applied.clone(),
         );
-        let log_syncs = Counter::default();
+        let log_syncs = ScrapedCounter::default();
         registry.register(
             "worklease_log_syncs",
             "fdatasync calls on the write-ahead log: one per frame written, each frame a batch \
              of entries, a vote, a truncation or a purge (0 in memory). Not counted: syncs of \
              snapshot files, of new log segments and of the data directory",
-            log_syncs.clone(),
+            log_syncs.counter.clone(),
+        );
+        let read_rounds = ScrapedCounter::default();
+        registry.register(
+            "worklease_read_rounds",
+            "Rounds in which this node, leading a cluster, confirmed with a majority that it \
+             still leads before answering reads; concurrent reads share one (0 in memory and \
+             for a single member)",
+            read_rounds.counter.clone(),
         );
         let term = Gauge::default();
         registry.register(
@@ -256,7 +262,7 @@ impl Metrics {
             commit_latency,
             last_applied,
             log_syncs,
-            log_syncs_update: Mutex::new(()),
+            read_rounds,
             term,
             leader,
         }
@@ -337,12 +343,8 @@ impl Metrics {
         }
         self.last_applied
             .set(i64::try_from(status.last_applied_index).unwrap_or(i64::MAX));
-        {
-            let _update = self.log_syncs_update.lock();
-            // The log's count only grows while the process runs.
-            self.log_syncs
-                .inc_by(status.log_syncs.saturating_sub(self.log_syncs.get()));
-        }
+        self.log_syncs.catch_up(status.log_syncs);
+        self.read_rounds.catch_up(status.read_rounds);
         self.term
             .set(i64::try_from(status.term).unwrap_or(i64::MAX));
         // 0: no leader known.
@@ -358,11 +360,32 @@ impl Metrics {
     }
 }
 
+/// A counter whose count is kept elsewhere (the log, the read rounds) and read at each
+/// scrape: the difference from the counter's value is added. A `Counter` only goes up, so the
+/// difference is what moves it to the count; a custom collector would need a handle on the
+/// log, which is built after these metrics (and is handed to [`Metrics::render`] like every
+/// other value read at scrape). The mutex makes read-difference-add one step, so two scrapes
+/// at once cannot both add the same difference.
+#[derive(Debug, Default)]
+struct ScrapedCounter {
+    counter: Counter,
+    update: Mutex<()>,
+}
+
+impl ScrapedCounter {
+    /// Moves the counter up to `count`, which only grows while the process runs.
+    fn catch_up(&self, count: u64) {
+        let _update = self.update.lock();
+        self.counter
+            .inc_by(count.saturating_sub(self.counter.get()));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn status(log_syncs: u64) -> Status {
+    fn status(log_syncs: u64, read_rounds: u64) -> Status {
         Status {
             node_id: 1,
             leader_id: Some(1),
@@ -370,27 +393,30 @@ mod tests {
             role: "leader",
             last_applied_index: 0,
             log_syncs,
-            read_rounds: 0,
+            read_rounds,
         }
     }
 
-    fn log_syncs(text: &str) -> &str {
+    fn value<'a>(text: &'a str, name: &str) -> &'a str {
         text.lines()
-            .find_map(|line| line.strip_prefix("worklease_log_syncs_total "))
-            .unwrap_or_else(|| panic!("no worklease_log_syncs_total:\n{text}"))
+            .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
+            .unwrap_or_else(|| panic!("no {name}:\n{text}"))
     }
 
     #[test]
-    fn log_syncs_total_follows_the_log_count_read_at_each_scrape() {
+    fn counts_kept_elsewhere_follow_their_count_read_at_each_scrape() {
         let metrics = Metrics::new();
-        assert_eq!(log_syncs(&metrics.render([0; 5], &status(0))), "0");
-        assert_eq!(log_syncs(&metrics.render([0; 5], &status(7))), "7");
-        assert_eq!(log_syncs(&metrics.render([0; 5], &status(7))), "7");
-        assert_eq!(log_syncs(&metrics.render([0; 5], &status(12))), "12");
-        let text = metrics.render([0; 5], &status(12));
-        assert!(
-            text.contains("# TYPE worklease_log_syncs counter"),
-            "{text}"
-        );
+        for (syncs, rounds) in [(0, 0), (7, 3), (7, 3), (12, 40)] {
+            let text = metrics.render([0; 5], &status(syncs, rounds));
+            assert_eq!(value(&text, "worklease_log_syncs_total"), syncs.to_string());
+            assert_eq!(
+                value(&text, "worklease_read_rounds_total"),
+                rounds.to_string()
+            );
+        }
+        let text = metrics.render([0; 5], &status(12, 40));
+        for name in ["worklease_log_syncs", "worklease_read_rounds"] {
+            assert!(text.contains(&format!("# TYPE {name} counter")), "{text}");
+        }
     }
 }

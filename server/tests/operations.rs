@@ -192,6 +192,8 @@ fn metrics_parse_as_prometheus_text_and_count_what_happened() {
     assert_eq!(value("worklease_last_applied_index", &[]), applied);
     assert_eq!(value("worklease_log_syncs_total", &[]), 0.0);
     assert_eq!(metrics.types["worklease_log_syncs"], "counter");
+    assert_eq!(value("worklease_read_rounds_total", &[]), 0.0);
+    assert_eq!(metrics.types["worklease_read_rounds"], "counter");
     // Every apply was timed: at least the changing requests above.
     let commits = value("worklease_commit_latency_seconds_count", &[]);
     assert!(commits >= applied, "{commits} < {applied}");
