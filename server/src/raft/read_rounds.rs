@@ -46,11 +46,8 @@ struct State {
     running: bool,
 }
 
-/// A round's number and the channel its answer is sent on.
-#[derive(Clone)]
-struct Round {
-    answer: Arc<watch::Sender<Option<Answer>>>,
-}
+/// A round: the channel its answer is sent on, once, to every read that joined it.
+type Round = watch::Sender<Option<Answer>>;
 
 /// The number of the round that served a read, or why none could.
 type Answer = Result<u64, Unavailable>;
@@ -80,10 +77,8 @@ impl ReadRounds {
     pub(crate) async fn barrier(&self) -> Result<u64, Unavailable> {
         let mut answer = {
             let mut state = self.state.lock();
-            let round = state.next.get_or_insert_with(|| Round {
-                answer: Arc::new(watch::channel(None).0),
-            });
-            let answer = round.answer.subscribe();
+            let round = state.next.get_or_insert_with(|| watch::channel(None).0);
+            let answer = round.subscribe();
             if !state.running {
                 state.running = true;
                 tokio::spawn(run(self.state.clone(), self.confirm.clone()));
@@ -122,7 +117,7 @@ async fn run(state: Arc<Mutex<State>>, confirm: Confirm) {
         // The round starts here, after every read that joined it: those that come now join
         // the next one.
         let answer = confirm().await.map(|()| number);
-        round.answer.send_replace(Some(answer));
+        round.send_replace(Some(answer));
     }
 }
 
@@ -142,19 +137,23 @@ mod tests {
 
     use super::*;
 
-    /// A fake confirmation that takes `pause`, counts its runs, and records when (on `clock`)
-    /// each began.
-    fn counting(
-        pause: Duration,
+    /// A fake confirmation's record: a clock reads also tick, and when (on it) each round
+    /// began.
+    #[derive(Clone, Default)]
+    struct Fake {
         clock: Arc<AtomicU64>,
         begun: Arc<Mutex<Vec<u64>>>,
-        fail: bool,
-    ) -> Confirm {
-        Arc::new(move || {
-            let clock = clock.clone();
-            let begun = begun.clone();
+    }
+
+    /// Rounds whose confirmation takes `pause` and fails when `fail`; a read waits `wait`.
+    fn rounds(pause: Duration, fail: bool, wait: Duration) -> (ReadRounds, Fake) {
+        let fake = Fake::default();
+        let record = fake.clone();
+        let confirm: Confirm = Arc::new(move || {
+            let record = record.clone();
             Box::pin(async move {
-                begun.lock().push(clock.fetch_add(1, Ordering::SeqCst));
+                let now = record.clock.fetch_add(1, Ordering::SeqCst);
+                record.begun.lock().push(now);
                 tokio::time::sleep(pause).await;
                 if fail {
                     Err(Unavailable("not the leader".to_owned()))
@@ -162,27 +161,19 @@ mod tests {
                     Ok(())
                 }
             })
-        })
+        });
+        (ReadRounds::new(confirm, wait), fake)
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn concurrent_reads_share_rounds_that_began_after_each_arrived() {
-        let clock = Arc::new(AtomicU64::new(0));
-        let begun = Arc::new(Mutex::new(Vec::new()));
-        let rounds = Arc::new(ReadRounds::new(
-            counting(
-                Duration::from_millis(5),
-                clock.clone(),
-                begun.clone(),
-                false,
-            ),
-            Duration::from_secs(5),
-        ));
+        let (rounds, fake) = rounds(Duration::from_millis(5), false, Duration::from_secs(5));
+        let rounds = Arc::new(rounds);
         let reads: u64 = 200;
         let mut tasks = Vec::new();
         for read in 0..reads {
             let rounds = rounds.clone();
-            let clock = clock.clone();
+            let clock = fake.clock.clone();
             tasks.push(tokio::spawn(async move {
                 // Spread the arrivals over several rounds.
                 tokio::time::sleep(Duration::from_micros(100 * (read % 150))).await;
@@ -195,7 +186,7 @@ mod tests {
         for task in tasks {
             served.push(task.await.expect("the read ran"));
         }
-        let begun = begun.lock().clone();
+        let begun = fake.begun.lock().clone();
         let run = begun.len();
         assert!(run >= 2, "the arrivals spanned one round only: {run}");
         assert!(run as u64 <= reads / 4, "{run} rounds for {reads} reads");
@@ -211,18 +202,13 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_failed_round_fails_its_reads_and_the_next_read_starts_another() {
-        let clock = Arc::new(AtomicU64::new(0));
-        let begun = Arc::new(Mutex::new(Vec::new()));
-        let failing = ReadRounds::new(
-            counting(Duration::ZERO, clock.clone(), begun.clone(), true),
-            Duration::from_secs(5),
-        );
+        let (failing, fake) = rounds(Duration::ZERO, true, Duration::from_secs(5));
         for _ in 0..3 {
             let refused = failing.barrier().await.expect_err("refused");
             assert_eq!(refused.0, "not the leader");
         }
         assert_eq!(
-            begun.lock().len(),
+            fake.begun.lock().len(),
             3,
             "each read after a failure runs a round"
         );
@@ -230,12 +216,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_read_whose_round_does_not_answer_in_time_is_refused() {
-        let clock = Arc::new(AtomicU64::new(0));
-        let begun = Arc::new(Mutex::new(Vec::new()));
-        let slow = ReadRounds::new(
-            counting(Duration::from_secs(60), clock, begun, false),
-            Duration::from_millis(50),
-        );
+        let (slow, _) = rounds(Duration::from_secs(60), false, Duration::from_millis(50));
         let refused = slow.barrier().await.expect_err("timed out");
         assert!(
             refused.0.contains("cannot confirm leadership"),

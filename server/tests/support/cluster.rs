@@ -333,14 +333,7 @@ impl Cluster {
         assert_eq!(self.digest(wiped).0, 0, "a refused member applies nothing");
         self.remove_member(leader, wiped);
         let members = self.add_member(leader, wiped);
-        assert!(
-            members["data"]
-                .as_array()
-                .expect("members")
-                .iter()
-                .any(|m| m["node_id"] == wiped && m["role"] == "voter"),
-            "{members}"
-        );
+        assert_eq!(role_of(&members, wiped), Some("voter"), "{members}");
         let converged = self.wait_converged(Duration::from_secs(30));
         assert!(
             self.node(wiped)
@@ -360,6 +353,16 @@ impl Cluster {
             })
             .collect()
     }
+}
+
+/// Node `n`'s role in a `/cluster/members` answer; `None` when it is not listed.
+pub(crate) fn role_of(members: &Value, n: usize) -> Option<&str> {
+    members["data"]
+        .as_array()
+        .expect("members")
+        .iter()
+        .find(|m| m["node_id"] == n)
+        .map(|m| m["role"].as_str().expect("a role"))
 }
 
 pub(crate) fn free_port() -> u16 {
