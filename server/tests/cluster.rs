@@ -683,10 +683,11 @@ fn empty_and_idle_long_polls_write_nothing_to_the_log() {
     assert!(grown >= 2, "{grown} members synced the writes");
 }
 
-/// A removed member stops, saying why (docs/clustering.md, "Removing a member"): one removed
-/// while it runs, and one removed while it was down and then restarted on its data directory
-/// (which still counts itself a voter and would stand for election after election). Neither
-/// disturbs the leader. Removing the dead one of two voters is refused: it could not commit.
+/// A removed member stops, saying why (docs/clustering.md, "Changing the membership"): one
+/// removed while it runs, and one removed while it was down and then restarted on its data
+/// directory (which still counts itself a voter and would stand for election after election).
+/// Neither disturbs the leader. Removing the dead one of two voters is refused: it could not
+/// commit.
 #[test]
 fn a_removed_member_stops_whether_it_ran_or_was_down_when_removed() {
     let mut cluster = Cluster::start("removed", &[]);

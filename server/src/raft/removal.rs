@@ -1,4 +1,4 @@
-//! A member the cluster removed stops (docs/clustering.md, "Removing a member").
+//! A member the cluster removed stops (docs/clustering.md, "Changing the membership").
 //!
 //! A member removed while it was down never saw its removal: restarted on its data directory
 //! it still counts itself a voter, stands for election after election with an ever higher
